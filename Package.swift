@@ -12,10 +12,15 @@ let package = Package(
     products: [
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "StarlingCore", targets: ["StarlingCore"]),
+        .executable(name: "starling", targets: ["starling"]),
         .executable(name: "starling-microbench", targets: ["starling-microbench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Pure codec: packets, properties, reason codes, topics, framing. NIOCore only.
@@ -27,7 +32,46 @@ let package = Package(
         // Broker core: no sockets, no SQL, no HTTP.
         .target(
             name: "StarlingCore",
-            dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Configuration, wiring of the ServiceGroup; the end-to-end tests run exactly this.
+        // SwiftNIO listeners and channel handlers.
+        .target(
+            name: "StarlingTransport",
+            dependencies: [
+                "MQTTCodec", "StarlingCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "StarlingApp",
+            dependencies: [
+                "MQTTCodec", "StarlingCore", "StarlingTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The broker executable: argument parsing + StarlingApp.
+        .executableTarget(
+            name: "starling",
+            dependencies: [
+                "StarlingApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Shared test support: golden packets, raw-packet helpers.
@@ -51,6 +95,11 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StarlingAppTests",
+            dependencies: ["StarlingApp"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -36,7 +36,13 @@ public struct MQTTFrame: Sendable, Hashable {
             guard let byte = buffer.getInteger(at: start + headerSize, as: UInt8.self) else { return nil }
             headerSize += 1
             length |= Int(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { break }
+            if byte & 0x80 == 0 {
+                // The encoding must use the minimum number of bytes [MQTT-1.5.5-1].
+                if headerSize > 2 && byte == 0 {
+                    throw .malformed("remaining length is not minimally encoded", spec: "MQTT-1.5.5-1")
+                }
+                break
+            }
             shift += 7
         }
         let total = headerSize + length

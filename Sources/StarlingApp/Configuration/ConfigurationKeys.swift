@@ -1,0 +1,133 @@
+import Logging
+import MQTTCodec
+import StarlingCore
+import StarlingTransport
+
+/// One configuration key: where it lives, what it means, its default, and how a value is
+/// checked and applied. The table below is the single source of `generate-config`, of
+/// environment variable names and of validation.
+struct ConfigurationKey: Sendable {
+    enum Kind: Sendable { case integer, float, boolean, string, stringList }
+    let section: String
+    let name: String
+    let kind: Kind
+    let doc: String
+    let defaultLiteral: String
+    let apply: @Sendable (inout StarlingConfiguration, TOMLValue) -> String?  // nil = ok, else "allowed"
+
+    var path: String { "\(section).\(name)" }
+    var environmentName: String { "STARLING_\(section.uppercased())_\(name.uppercased())" }
+}
+
+private func integer<T: FixedWidthInteger & Sendable>(
+    _ section: String, _ name: String, _ range: ClosedRange<Int64>, _ doc: String, _ keyPath: WritableKeyPath<BrokerConfiguration, T>, default value: T
+) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath  // key-path literals are immutable
+    return ConfigurationKey(section: section, name: name, kind: .integer, doc: doc, defaultLiteral: "\(value)") { config, raw in
+        guard case .integer(let v) = raw, range.contains(v), let typed = T(exactly: v) else {
+            return "a whole number from \(range.lowerBound) to \(range.upperBound)"
+        }
+        config.broker[keyPath: keyPath] = typed
+        return nil
+    }
+}
+
+private func seconds(_ section: String, _ name: String, _ range: ClosedRange<Double>, _ doc: String,
+                     _ keyPath: WritableKeyPath<BrokerConfiguration, Double>, default value: Double) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    return ConfigurationKey(section: section, name: name, kind: .float, doc: doc, defaultLiteral: "\(value)") { config, raw in
+        let number: Double? = switch raw {
+        case .integer(let v): Double(v)
+        case .float(let v): v
+        default: nil
+        }
+        guard let number, range.contains(number) else { return "a number of seconds from \(range.lowerBound) to \(range.upperBound)" }
+        config.broker[keyPath: keyPath] = number
+        return nil
+    }
+}
+
+private func boolean(_ section: String, _ name: String, _ doc: String, _ keyPath: WritableKeyPath<BrokerConfiguration, Bool>,
+                     default value: Bool) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    return ConfigurationKey(section: section, name: name, kind: .boolean, doc: doc, defaultLiteral: "\(value)") { config, raw in
+        guard case .boolean(let v) = raw else { return "true or false" }
+        config.broker[keyPath: keyPath] = v
+        return nil
+    }
+}
+
+private func choice<T: RawRepresentable & CaseIterable & Sendable>(
+    _ section: String, _ name: String, _ doc: String, _ keyPath: WritableKeyPath<BrokerConfiguration, T>, default value: T
+) -> ConfigurationKey where T.RawValue == String {
+    nonisolated(unsafe) let keyPath = keyPath
+    let allowed = T.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+    return ConfigurationKey(section: section, name: name, kind: .string, doc: "\(doc) One of \(allowed).", defaultLiteral: "\"\(value.rawValue)\"") { config, raw in
+        guard case .string(let s) = raw, let v = T(rawValue: s) else { return "one of \(allowed)" }
+        config.broker[keyPath: keyPath] = v
+        return nil
+    }
+}
+
+extension ConfigurationKey {
+    static let all: [ConfigurationKey] = [
+        ConfigurationKey(section: "server", name: "log_level", kind: .string,
+                         doc: "Log level: \"trace\", \"debug\", \"info\", \"notice\", \"warning\", \"error\" or \"critical\".",
+                         defaultLiteral: "\"info\"") { config, raw in
+            guard case .string(let s) = raw, let level = Logger.Level(rawValue: s) else {
+                return "one of \"trace\", \"debug\", \"info\", \"notice\", \"warning\", \"error\", \"critical\""
+            }
+            config.logLevel = level
+            return nil
+        },
+        ConfigurationKey(section: "mqtt", name: "listeners", kind: .stringList,
+                         doc: "Addresses to accept MQTT on, \"HOST:PORT\" (\"[::]:1883\" for IPv6; port 0 picks a free port). The default exposes nothing beyond this machine.",
+                         defaultLiteral: "[\"127.0.0.1:1883\"]") { config, raw in
+            let allowed = "a list of \"HOST:PORT\" strings with ports 0-65535, at least one"
+            guard case .array(let items) = raw, !items.isEmpty else { return allowed }
+            var addresses: [ListenAddress] = []
+            for item in items {
+                guard case .string(let s) = item, let address = ListenAddress(s) else { return allowed }
+                addresses.append(address)
+            }
+            config.listeners = addresses
+            return nil
+        },
+        integer("mqtt", "max_keepalive", 0...65535,
+                "Largest keep alive in seconds (0 = no maximum). A 5.0 client asking for more, or for 0, gets this as Server Keep Alive; a 3.x client is refused with CONNACK 0x02.",
+                \.maxKeepAlive, default: 0),
+        seconds("mqtt", "connect_timeout", 0.1...3600, "Seconds a new connection has to send CONNECT before it is closed.", \.connectTimeout, default: 10),
+        integer("mqtt", "max_packet_size", 16...268_435_460,
+                "Largest packet accepted in bytes, fixed header included; a larger declared size is refused (0x95) before any of it is buffered.",
+                \.maxPacketSize, default: 1 << 20),
+        integer("mqtt", "max_connections", 1...10_000_000, "Most simultaneous client connections; more are refused (0x97 / 3.x 0x03).", \.maxConnections, default: 100_000),
+        integer("mqtt", "max_inflight", 1...65535,
+                "Outbound QoS 1/2 messages in flight per session, also capped by the client's Receive Maximum.", \.maxInflight, default: 32),
+        integer("mqtt", "receive_maximum", 1...65535,
+                "Inbound QoS 2 messages a client may leave awaiting PUBREL (announced as Receive Maximum; exceeding it is DISCONNECT 0x93).",
+                \.receiveMaximum, default: 256),
+        integer("mqtt", "max_queued_messages", 0...100_000_000,
+                "Messages queued per session beyond the in-flight window (offline sessions, slow clients).", \.maxQueuedMessages, default: 10_000),
+        choice("mqtt", "queue_full_policy",
+               "When a queue is full, its oldest QoS 0 message is dropped first; if there is none, \"drop_new\" refuses the new message and \"drop_oldest\" drops the oldest. Every drop is counted in $SYS/broker/messages/dropped and logged.",
+               \.queueFullPolicy, default: .dropNew),
+        integer("mqtt", "topic_alias_maximum", 0...65535, "Topic aliases a 5.0 client may use towards the broker (0 = none).", \.topicAliasMaximum, default: 64),
+        integer("mqtt", "max_topic_levels", 1...1024, "Most levels in a topic name or filter.", \.maxTopicLevels, default: 32),
+        integer("mqtt", "max_topic_length", 1...65535, "Longest topic name or filter in bytes.", \.maxTopicLength, default: 1024),
+        integer("mqtt", "max_subscriptions_per_client", 1...10_000_000, "Most subscriptions per client (more get 0x97 / 3.x 0x80).", \.maxSubscriptionsPerClient, default: 1_000),
+        integer("mqtt", "max_client_id_length", 1...65535, "Longest client identifier in bytes (longer ones get 0x85 / 3.x 0x02).", \.maxClientIDLength, default: 256),
+        ConfigurationKey(section: "mqtt", name: "maximum_qos", kind: .integer,
+                         doc: "Highest QoS accepted from publishers and granted to subscribers (0, 1 or 2).", defaultLiteral: "2") { config, raw in
+            guard case .integer(let v) = raw, let qos = MQTTQoS(rawValue: UInt8(clamping: v)), v >= 0 else { return "0, 1 or 2" }
+            config.broker.maximumQoS = qos
+            return nil
+        },
+        boolean("mqtt", "retain_available", "Whether retained messages are supported.", \.retainAvailable, default: true),
+        choice("mqtt", "shared_subscription_strategy", "How one member of a $share group is chosen for each message.", \.sharedStrategy, default: .roundRobin),
+        seconds("mqtt", "sys_interval", 0...86_400, "Seconds between $SYS/broker/... updates (0 = off).", \.sysInterval, default: 10),
+        integer("mqtt", "max_session_expiry", 0...4_294_967_295,
+                "Largest Session Expiry Interval granted in seconds (4294967295 = sessions may never expire).", \.maxSessionExpiry, default: .max),
+        boolean("mqtt", "validate_utf8_payloads", "Refuse payloads marked UTF-8 (Payload Format Indicator 1) that are not (0x99).", \.validateUTF8Payloads, default: true),
+        boolean("mqtt", "allow_empty_client_id", "Let 3.x clients with Clean Session 1 connect with an empty client id and assign one (5.0 always may).", \.allowEmptyClientID, default: true),
+    ]
+}

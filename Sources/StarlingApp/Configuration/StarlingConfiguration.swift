@@ -1,0 +1,15 @@
+public import Logging
+public import StarlingCore
+public import StarlingTransport
+
+/// Everything `starling serve` needs, from defaults, the TOML file, `STARLING_*` environment
+/// variables and flags, in that order of precedence (later wins).
+public struct StarlingConfiguration: Sendable, Equatable {
+    /// MQTT listeners. With no configuration, only 127.0.0.1:1883: nothing is exposed.
+    public var listeners: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 1883)]
+    public var logLevel: Logger.Level = .info
+    public var broker = BrokerConfiguration()
+    public var authorizationRules: [RuleAuthorizer.Rule] = []
+
+    public init() {}
+}

@@ -1,0 +1,72 @@
+public import Logging
+import MQTTCodec
+import NIOCore
+import NIOPosix
+public import ServiceLifecycle
+import StarlingCore
+import StarlingTransport
+
+/// The broker as a `Service`: binds the MQTT listeners, runs the broker on its event loop, and
+/// on graceful shutdown stops accepting, disconnects clients (5.0: DISCONNECT 0x8B) and closes.
+public final class StarlingServer: Service, Sendable {
+    public let configuration: StarlingConfiguration
+    let logger: Logger
+    /// Called once every listener is bound, with the bound addresses (port 0 resolved).
+    let onListening: @Sendable ([String]) -> Void
+
+    public init(configuration: StarlingConfiguration, logger: Logger, onListening: @escaping @Sendable ([String]) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public static let version = "0.1.0"
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        var brokerLogger = logger
+        brokerLogger[metadataKey: "starling.component"] = "broker"
+        let broker = Broker(
+            configuration: configuration.broker,
+            authorizer: RuleAuthorizer(rules: configuration.authorizationRules),
+            logger: brokerLogger,
+            version: "starling \(Self.version)"
+        )
+        var channels: [any Channel] = []
+        do {
+            for address in configuration.listeners {
+                let channel = try await MQTTListener.bind(address, broker: broker, eventLoop: loop,
+                                                          maximumPacketSize: configuration.broker.maxPacketSize)
+                channels.append(channel)
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            try? await group.shutdownGracefully()
+            throw StartupError(message: "cannot listen on \(configuration.listeners.map(\.description).joined(separator: ", ")): \(error)")
+        }
+        let bound = channels.compactMap { channel -> String? in
+            guard let address = channel.localAddress, let port = address.port else { return nil }
+            return ListenAddress(host: address.ipAddress ?? "?", port: port).description
+        }
+        for address in bound { logger.notice("listening for MQTT on \(address)") }
+        onListening(bound)
+
+        let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
+
+        // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
+        try? await gracefulShutdown()
+        logger.notice("shutting down")
+        // Drain in reverse: stop accepting, disconnect clients, then stop the loop.
+        for channel in channels { try? await channel.close() }
+        ticker.cancel()
+        try? await loop.submit { broker.shutdown() }.get()
+        try? await group.shutdownGracefully()
+        logger.notice("stopped")
+    }
+}
+
+public struct StartupError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,270 @@
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    func handleConnect(_ connect: MQTTConnect, on connection: Connection) {
+        connection.version = connect.version
+        let properties = connect.properties
+        if connect.version == .v5 {
+            connection.requestProblemInformation = properties.requestProblemInformation != 0
+        }
+        guard accepting else {
+            refuse(connection, reason: .serverUnavailable, message: "the server is shutting down")
+            return
+        }
+        if connectedClientCount >= configuration.maxConnections {
+            refuse(connection, reason: .quotaExceeded, message: "connection limit of \(configuration.maxConnections) reached")
+            return
+        }
+
+        // Client identifier [MQTT-3.1.3-6][MQTT-3.1.3-7]
+        var clientID = connect.clientID
+        var assignedID: String?
+        if clientID.isEmpty {
+            guard connect.version == .v5 || (configuration.allowEmptyClientID && connect.cleanStart) else {
+                refuse(connection, reason: .clientIdentifierNotValid, message: "an empty client identifier is not allowed")
+                return
+            }
+            nextAssignedID += 1
+            clientID = "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
+            assignedID = clientID
+        }
+        guard clientID.utf8.count <= configuration.maxClientIDLength else {
+            refuse(connection, reason: .clientIdentifierNotValid,
+                   message: "client identifier longer than \(configuration.maxClientIDLength) bytes")
+            return
+        }
+        connection.clientID = clientID
+        connection.username = connect.username
+
+        // Keep alive [MQTT-3.1.2-21][MQTT-3.2.2-21]
+        var keepAlive = connect.keepAlive
+        var serverKeepAlive: UInt16?
+        let maxKeepAlive = configuration.maxKeepAlive
+        if maxKeepAlive > 0 && (keepAlive > maxKeepAlive || keepAlive == 0) {
+            guard connect.version == .v5 else {
+                // 3.x has no Server Keep Alive to tell the client; refuse as Mosquitto does.
+                refuse(connection, reason: .clientIdentifierNotValid,
+                       message: "keep alive \(keepAlive) exceeds the maximum of \(maxKeepAlive) seconds")
+                return
+            }
+            keepAlive = maxKeepAlive
+            serverKeepAlive = maxKeepAlive
+        }
+        connection.keepAlive = keepAlive
+
+        // What the client announces (5.0)
+        if connect.version == .v5 {
+            connection.clientReceiveMaximum = Int(properties.receiveMaximum ?? .max)
+            connection.clientMaximumPacketSize = Int(properties.maximumPacketSize ?? .max)
+            connection.clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0
+            if properties.authenticationMethod != nil {
+                // Enhanced authentication is not offered [MQTT-4.12.0-1].
+                refuse(connection, reason: .badAuthenticationMethod, message: "enhanced authentication is not supported")
+                return
+            }
+        }
+
+        // The will [MQTT-3.1.2-7]
+        if let will = connect.will {
+            if will.qos > configuration.maximumQoS {
+                refuse(connection, reason: .qosNotSupported, message: "Will QoS \(will.qos.rawValue) exceeds the maximum QoS")  // [MQTT-3.2.2-12]
+                return
+            }
+            if will.retain && !configuration.retainAvailable {
+                refuse(connection, reason: .retainNotSupported, message: "retained wills are not supported")  // [MQTT-3.2.2-13]
+                return
+            }
+            if let problem = topicProblem(will.topic) {
+                refuse(connection, reason: .topicNameInvalid, message: "will topic: \(problem)")
+                return
+            }
+            if configuration.validateUTF8Payloads && will.properties.payloadFormatIndicator == 1 && !will.payload.isValidMQTTUTF8 {
+                refuse(connection, reason: .payloadFormatInvalid, message: "the will payload is not UTF-8")
+                return
+            }
+            if !authorizer.isAllowed(.publish, topic: will.topic, clientID: clientID, username: connect.username) {
+                refuse(connection, reason: .notAuthorized, message: "not authorized to publish the will topic")
+                return
+            }
+        }
+
+        // Authentication
+        let decision = authenticator.authenticate(AuthenticationRequest(
+            clientID: clientID, username: connect.username, password: connect.password,
+            remoteAddress: connection.transport.remoteAddress, version: connect.version))
+        guard decision == .success else {
+            refuse(connection, reason: decision, message: "authentication failed")
+            return
+        }
+
+        // Session expiry [MQTT-3.1.2-23]: 3.x Clean Session 0 sessions never expire.
+        var expiry: UInt32 = connect.version == .v5
+            ? (properties.sessionExpiryInterval ?? 0)
+            : (connect.cleanStart ? 0 : .max)
+        expiry = min(expiry, configuration.maxSessionExpiry)
+
+        // Takeover [MQTT-3.1.4-3]: the existing connection of this client id is closed.
+        let now = clock.now()
+        if let existing = sessions[clientID], let old = existing.connection {
+            if old.version == .v5 {
+                send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: old)
+            }
+            logger.info("session taken over", metadata: ["mqtt.client_id": "\(clientID)"])
+            close(old)
+        }
+
+        // Clean start discards any existing session [MQTT-3.1.2-4]; otherwise it resumes
+        // [MQTT-3.1.2-5].
+        var sessionPresent = false
+        let session: Session
+        if let existing = sessions[clientID], !connect.cleanStart {
+            session = existing
+            sessionPresent = true
+            // A new connection before the Will Delay Interval has passed: no will [MQTT-3.1.3-9].
+            session.willDueAt = nil
+        } else {
+            if let existing = sessions[clientID] { endSession(existing, now: now) }
+            session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
+            sessions[clientID] = session
+        }
+        session.version = connect.version
+        session.expiryInterval = expiry
+        session.expiresAt = nil
+        session.username = connect.username
+        session.will = connect.will
+        session.willDueAt = nil
+        session.connection = connection
+        connection.session = session
+        connection.state = .connected
+
+        var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
+        if connect.version == .v5 {
+            var p: MQTTProperties = []
+            if let assignedID { p.append(.assignedClientIdentifier(assignedID)) }  // [MQTT-3.2.2-16]
+            if let serverKeepAlive { p.append(.serverKeepAlive(serverKeepAlive)) }
+            if let requested = properties.sessionExpiryInterval, requested != expiry { p.append(.sessionExpiryInterval(expiry)) }
+            p.append(.receiveMaximum(configuration.receiveMaximum))
+            if configuration.topicAliasMaximum > 0 { p.append(.topicAliasMaximum(configuration.topicAliasMaximum)) }
+            if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
+            if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
+            p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
+            ack.properties = p
+        }
+        send(.connack(ack), on: connection)
+
+        if sessionPresent { resume(session, on: connection) }
+    }
+
+    /// Sends again what was in flight when the last connection ended [MQTT-4.4.0-1], then the queue.
+    func resume(_ session: Session, on connection: Connection) {
+        for id in session.inflightOrder {
+            guard let entry = session.inflight[id] else { continue }
+            switch entry.stage {
+            case .published:
+                sendPublish(entry.outbound, packetID: id, dup: true, on: connection)
+            case .released:
+                send(.pubrel(MQTTAck(packetID: id)), on: connection)
+            }
+        }
+        pump(session)
+    }
+
+    /// DISCONNECT from the client [MQTT-3.14.4].
+    func handleDisconnect(_ disconnect: MQTTDisconnect, on connection: Connection) {
+        guard let session = connection.session else { return close(connection) }
+        if connection.version == .v5, let expiry = disconnect.properties.sessionExpiryInterval {
+            if session.expiryInterval == 0 && expiry != 0 {
+                // [MQTT-3.14.2-2 area] Setting a non-zero expiry when CONNECT had 0 is a Protocol Error.
+                fail(connection, .protocolError, "Session Expiry Interval was 0 at CONNECT and cannot be set at DISCONNECT")
+                return
+            }
+            session.expiryInterval = min(expiry, configuration.maxSessionExpiry)
+        }
+        // 0x04 keeps the will; every other reason discards it [MQTT-3.14.4-3].
+        connection.publishWillOnClose = disconnect.reasonCode == .disconnectWithWillMessage
+        close(connection)
+    }
+
+    /// The connection is gone: detach it from its session; schedule or publish the will; end
+    /// the session if it does not outlive the connection [MQTT-3.1.2-23].
+    func detach(_ connection: Connection) {
+        let wasConnected = connection.state == .connected
+        connection.state = .closed
+        guard wasConnected, let session = connection.session, session.connection === connection else { return }
+        let now = clock.now()
+        session.connection = nil
+        connection.outboundAliases.removeAll()
+        // QoS 0 messages are not kept for a disconnected client.
+        let before = session.queue.count
+        session.queue.removeAll { $0.qos == .atMostOnce }
+        if session.queue.count != before { countDrops(before - session.queue.count, reason: "QoS 0 messages queued for a client that disconnected") }
+
+        if connection.publishWillOnClose, let will = session.will {
+            let delay = connection.version == .v5 ? will.properties.willDelayInterval ?? 0 : 0
+            if delay == 0 || session.expiryInterval == 0 {
+                session.will = nil
+                publishWill(will, of: session.clientID, now: now)
+            } else {
+                session.willDueAt = now + .seconds(Int64(delay))  // [MQTT-3.1.3-9]
+            }
+        } else {
+            session.will = nil
+        }
+        if session.expiryInterval == 0 {
+            endSession(session, now: now)
+        } else if session.expiryInterval != .max {
+            session.expiresAt = now + .seconds(Int64(session.expiryInterval))
+        }
+    }
+
+    /// The session ends: its will goes out if still pending [MQTT-3.1.3-9], its subscriptions
+    /// are removed, and QoS 1 messages it got from shared groups go to other members
+    /// [MQTT-4.8.2-5]. QoS 2 ones are not re-sent elsewhere.
+    func endSession(_ session: Session, now: NIODeadline) {
+        if let old = session.connection {
+            session.connection = nil
+            old.session = nil
+        }
+        if let will = session.will, session.willDueAt != nil {
+            publishWill(will, of: session.clientID, now: now)
+        }
+        session.will = nil
+        session.willDueAt = nil
+        for subscription in session.subscriptions.values {
+            index.remove(subscription.filter, subscriber: session.clientID)
+        }
+        session.subscriptions.removeAll()
+        if sessions[session.clientID] === session { sessions[session.clientID] = nil }
+
+        var redispatch: [OutboundMessage] = []
+        for id in session.inflightOrder {
+            if let entry = session.inflight[id], entry.stage == .published, entry.outbound.qos == .atLeastOnce, entry.outbound.shareGroup != nil {
+                redispatch.append(entry.outbound)
+            }
+        }
+        redispatch += session.queue.filter { $0.qos == .atLeastOnce && $0.shareGroup != nil }
+        session.inflight.removeAll()
+        session.inflightOrder.removeAll()
+        session.queue.removeAll()
+        for outbound in redispatch {
+            guard let group = outbound.shareGroup else { continue }
+            redeliverShared(outbound, group: group, excluding: session.clientID, now: now)
+        }
+    }
+
+    func publishWill(_ will: MQTTWill, of clientID: String, now: NIODeadline) {
+        var properties = will.properties
+        properties.removeAll(.willDelayInterval)
+        var expiresAt: NIODeadline?
+        if let expiry = properties.messageExpiryInterval {
+            expiresAt = now + .seconds(Int64(expiry))
+            properties.removeAll(.messageExpiryInterval)
+        }
+        let message = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
+                              properties: properties, expiresAt: expiresAt, publisher: clientID)
+        logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
+        if message.retain && configuration.retainAvailable { retained.set(message) }
+        _ = route(message, now: now)
+    }
+}

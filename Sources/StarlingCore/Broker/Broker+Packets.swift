@@ -1,0 +1,188 @@
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    /// Dispatches a packet of a connected client.
+    func handlePacket(_ packet: MQTTPacket, on connection: Connection) {
+        switch packet {
+        case .connect:
+            fail(connection, .protocolError, "a second CONNECT", spec: "MQTT-3.1.0-2")
+        case .publish(let publish):
+            stats.publishReceived += 1
+            handlePublish(publish, on: connection)
+        case .puback(let ack):
+            handlePubAck(ack, on: connection)
+        case .pubrec(let ack):
+            handlePubRec(ack, on: connection)
+        case .pubrel(let ack):
+            handlePubRel(ack, on: connection)
+        case .pubcomp(let ack):
+            handlePubComp(ack, on: connection)
+        case .subscribe(let subscribe):
+            handleSubscribe(subscribe, on: connection)
+        case .unsubscribe(let unsubscribe):
+            handleUnsubscribe(unsubscribe, on: connection)
+        case .pingreq:
+            send(.pingresp, on: connection)  // [MQTT-3.12.4-1]
+        case .disconnect(let disconnect):
+            handleDisconnect(disconnect, on: connection)
+        case .auth:
+            // No Authentication Method was accepted in CONNECT [MQTT-4.12.0-7].
+            fail(connection, .protocolError, "AUTH without an authentication method")
+        case .connack, .suback, .unsuback, .pingresp:
+            fail(connection, .protocolError, "\(packet.type) is not sent by clients")
+        }
+    }
+
+    /// Describes what makes a topic name or filter exceed the configured limits, if anything.
+    func topicProblem(_ topic: String) -> String? {
+        if topic.utf8.count > configuration.maxTopicLength {
+            return "longer than \(configuration.maxTopicLength) bytes"
+        }
+        var levels = 1
+        for byte in topic.utf8 where byte == UInt8(ascii: "/") { levels += 1 }
+        if levels > configuration.maxTopicLevels {
+            return "more than \(configuration.maxTopicLevels) levels"
+        }
+        return nil
+    }
+
+    // MARK: PUBLISH from a client
+
+    func handlePublish(_ publish: MQTTPublish, on connection: Connection) {
+        guard let session = connection.session else { return }
+        let now = clock.now()
+        let v5 = connection.version == .v5
+
+        // Topic Alias [MQTT-3.3.2-7..9]
+        var topic = publish.topic
+        if v5, let alias = publish.properties.topicAlias {
+            guard alias <= configuration.topicAliasMaximum else {
+                fail(connection, .topicAliasInvalid, "Topic Alias \(alias) exceeds the maximum of \(configuration.topicAliasMaximum)", spec: "MQTT-3.3.2-9")
+                return
+            }
+            if topic.isEmpty {
+                guard let known = connection.inboundAliases[alias] else {
+                    fail(connection, .protocolError, "Topic Alias \(alias) has no topic yet", spec: "MQTT-3.3.2-8")
+                    return
+                }
+                topic = known
+            } else {
+                connection.inboundAliases[alias] = topic
+            }
+        }
+
+        // Limits
+        if publish.qos > configuration.maximumQoS {
+            fail(connection, .qosNotSupported, "QoS \(publish.qos.rawValue) exceeds the maximum QoS", spec: "MQTT-3.2.2-11")
+            return
+        }
+        if publish.retain && !configuration.retainAvailable {
+            fail(connection, .retainNotSupported, "retained messages are not supported", spec: "MQTT-3.2.2-14")
+            return
+        }
+        if let problem = topicProblem(topic) {
+            // 5.0 answers a QoS 1/2 message with 0x90; QoS 0 and 3.x can only disconnect.
+            if v5 && publish.qos != .atMostOnce, let id = publish.packetID {
+                acknowledge(publish, id: id, reason: .topicNameInvalid, message: "topic \(problem)", on: connection)
+            } else {
+                fail(connection, .topicNameInvalid, "topic \(problem)")
+            }
+            return
+        }
+
+        // QoS 2 duplicate: PUBREC again, deliver nothing [MQTT-4.3.3-10].
+        if publish.qos == .exactlyOnce, let id = publish.packetID, session.inboundQoS2.contains(id) {
+            send(.pubrec(MQTTAck(packetID: id)), on: connection)
+            return
+        }
+        // Receive Maximum [MQTT-3.3.4-9]
+        if publish.qos == .exactlyOnce && session.inboundQoS2.count >= Int(configuration.receiveMaximum) {
+            fail(connection, .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 2 messages await PUBREL", spec: "MQTT-3.3.4-9")
+            return
+        }
+        // Payload Format Indicator 1: the payload must be UTF-8 [MQTT-3.3.2.3.2].
+        if v5 && configuration.validateUTF8Payloads && publish.properties.payloadFormatIndicator == 1 && !publish.payload.isValidMQTTUTF8 {
+            if publish.qos != .atMostOnce, let id = publish.packetID {
+                acknowledge(publish, id: id, reason: .payloadFormatInvalid, message: "the payload is not valid UTF-8", on: connection)
+            } else {
+                fail(connection, .payloadFormatInvalid, "the payload is not valid UTF-8")
+            }
+            return
+        }
+        // Authorization: 5.0 says why; 3.x acknowledges and drops, as it cannot say.
+        guard authorizer.isAllowed(.publish, topic: topic, clientID: connection.clientID, username: connection.username) else {
+            logger.info("publish denied", metadata: ["mqtt.client_id": "\(connection.clientID)", "topic": "\(topic)"])
+            if let id = publish.packetID {
+                if publish.qos == .exactlyOnce && !v5 { session.inboundQoS2.insert(id) }
+                acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection)
+            }
+            return
+        }
+
+        let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
+        if publish.retain { retained.set(message) }  // [MQTT-3.3.1-5]
+        let matched = route(message, now: now)
+
+        if let id = publish.packetID {
+            if publish.qos == .exactlyOnce { session.inboundQoS2.insert(id) }
+            acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) for an incoming PUBLISH.
+    func acknowledge(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
+        var properties: MQTTProperties = []
+        if let message, connection.requestProblemInformation { properties.append(.reasonString(message)) }
+        let ack = MQTTAck(packetID: id, reasonCode: reason, properties: properties)
+        send(publish.qos == .exactlyOnce ? .pubrec(ack) : .puback(ack), on: connection)
+    }
+
+    // MARK: Acknowledgements from a client
+
+    func handlePubAck(_ ack: MQTTAck, on connection: Connection) {
+        guard let session = connection.session, let entry = session.inflight[ack.packetID],
+              entry.outbound.qos == .atLeastOnce else { return }
+        finishInflight(ack.packetID, in: session)
+    }
+
+    func handlePubRec(_ ack: MQTTAck, on connection: Connection) {
+        guard let session = connection.session else { return }
+        guard var entry = session.inflight[ack.packetID], entry.outbound.qos == .exactlyOnce else {
+            // [MQTT-4.3.3] Unknown id: answer PUBREL 0x92 so the client can finish.
+            send(.pubrel(MQTTAck(packetID: ack.packetID, reasonCode: connection.version == .v5 ? .packetIdentifierNotFound : .success)), on: connection)
+            return
+        }
+        if !ack.reasonCode.isSuccess {
+            // A failure PUBREC ends the flow [MQTT-4.3.3-4 note].
+            finishInflight(ack.packetID, in: session)
+            return
+        }
+        entry.stage = .released
+        session.inflight[ack.packetID] = entry
+        send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection)  // [MQTT-4.3.3-4]
+    }
+
+    func handlePubRel(_ ack: MQTTAck, on connection: Connection) {
+        guard let session = connection.session else { return }
+        let known = session.inboundQoS2.remove(ack.packetID) != nil
+        let reason: MQTTReasonCode = known || connection.version != .v5 ? .success : .packetIdentifierNotFound
+        send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection)  // [MQTT-4.3.3-11]
+    }
+
+    func handlePubComp(_ ack: MQTTAck, on connection: Connection) {
+        guard let session = connection.session, let entry = session.inflight[ack.packetID],
+              entry.stage == .released else { return }
+        finishInflight(ack.packetID, in: session)
+    }
+
+    func finishInflight(_ id: UInt16, in session: Session) {
+        session.inflight[id] = nil
+        if session.inflightOrder.first == id {
+            session.inflightOrder.removeFirst()
+        } else if let position = session.inflightOrder.firstIndex(of: id) {
+            session.inflightOrder.remove(at: position)
+        }
+        pump(session)
+    }
+}

@@ -1,0 +1,242 @@
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    /// Delivers a message to every matching subscription: one copy per session at the highest
+    /// granted QoS, carrying every matching Subscription Identifier [MQTT-3.3.4-2..5]; one member
+    /// of each shared group [MQTT-4.8.2].
+    /// - Returns: how many sessions it was given to.
+    @discardableResult
+    func route(_ message: Message, now: NIODeadline) -> Int {
+        let matches = index.matches(message.topic)
+        if matches.isEmpty { return 0 }
+        var delivered = 0
+        let subscriptions = matches.subscriptions
+        if subscriptions.count == 1 {
+            let (clientID, subscription) = subscriptions[0]
+            if let outbound = outbound(message, for: clientID, subscriptions: CollectionOfOne(subscription)),
+               let session = sessions[clientID] {
+                enqueue(outbound, to: session, now: now)
+                delivered += 1
+            }
+        } else if !subscriptions.isEmpty {
+            var grouped: [String: [Subscription]] = [:]
+            for (clientID, subscription) in subscriptions { grouped[clientID, default: []].append(subscription) }
+            for (clientID, list) in grouped {
+                guard let session = sessions[clientID], let outbound = outbound(message, for: clientID, subscriptions: list) else { continue }
+                enqueue(outbound, to: session, now: now)
+                delivered += 1
+            }
+        }
+        for (group, members) in matches.groups {
+            let candidates = members.filter { isReadable(message.topic, by: $0.subscriber) }
+            guard let chosen = chooseMember(of: group, from: candidates.map(\.subscriber), message: message),
+                  let subscription = candidates.first(where: { $0.subscriber == chosen })?.value,
+                  let session = sessions[chosen] else { continue }
+            var outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos),
+                                           retain: subscription.retainAsPublished && message.retain,
+                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [],
+                                           shareGroup: group)
+            if outbound.qos == .atMostOnce { outbound.shareGroup = nil }
+            enqueue(outbound, to: session, now: now)
+            delivered += 1
+        }
+        return delivered
+    }
+
+    /// The copy one session receives through its (possibly overlapping) plain subscriptions,
+    /// or nil when No Local or authorization leaves none.
+    private func outbound(_ message: Message, for clientID: String, subscriptions: some Collection<Subscription>) -> OutboundMessage? {
+        var qos: MQTTQoS?
+        var retain = false
+        var identifiers: [Int] = []
+        for subscription in subscriptions {
+            if subscription.noLocal && clientID == message.publisher { continue }  // [MQTT-3.8.3-3]
+            qos = max(qos ?? .atMostOnce, min(message.qos, subscription.qos))     // [MQTT-3.8.4-8]
+            if subscription.retainAsPublished && message.retain { retain = true }   // [MQTT-3.3.1-12/13]
+            if let id = subscription.identifier { identifiers.append(id) }
+        }
+        guard let qos, isReadable(message.topic, by: clientID) else { return nil }
+        return OutboundMessage(message: message, qos: qos, retain: retain, subscriptionIdentifiers: identifiers, shareGroup: nil)
+    }
+
+    /// Whether the subscriber may receive messages of this topic (subscribe rules apply to the
+    /// topics delivered, not only to the filters subscribed).
+    func isReadable(_ topic: String, by clientID: String) -> Bool {
+        authorizer.isAllowed(.subscribe, topic: topic, clientID: clientID, username: sessions[clientID]?.username)
+    }
+
+    // MARK: The outbound flow of one session
+
+    /// Sends now if the flow allows, otherwise queues [MQTT-4.9].
+    func enqueue(_ outbound: OutboundMessage, to session: Session, now: NIODeadline) {
+        guard let connection = session.connection, connection.state == .connected else {
+            // QoS 0 is not kept for a disconnected client; QoS 1 and 2 wait in the queue.
+            if outbound.qos != .atMostOnce { push(outbound, to: session) }
+            return
+        }
+        if session.queue.isEmpty {
+            if outbound.qos == .atMostOnce {
+                if connection.transport.isWritable {
+                    sendPublish(outbound, packetID: nil, dup: false, on: connection)
+                    return
+                }
+            } else if session.inflight.count < window(of: connection) {
+                startInflight(outbound, in: session, on: connection)
+                return
+            }
+        }
+        push(outbound, to: session)
+    }
+
+    /// The in-flight window: the client's Receive Maximum, capped by `max_inflight` [MQTT-4.9.0-2].
+    func window(of connection: Connection) -> Int {
+        min(connection.clientReceiveMaximum, configuration.maxInflight)
+    }
+
+    /// Appends to the queue, making room by the configured policy; every drop is counted and
+    /// logged.
+    private func push(_ outbound: OutboundMessage, to session: Session) {
+        if session.queue.count >= configuration.maxQueuedMessages {
+            if let qos0 = session.queue.firstIndex(where: { $0.qos == .atMostOnce }) {
+                session.queue.remove(at: qos0)
+            } else if configuration.queueFullPolicy == .dropOldest {
+                session.queue.removeFirst()
+            } else {
+                countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
+                return
+            }
+            countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
+        }
+        session.queue.append(outbound)
+    }
+
+    /// Sends queued messages while the flow allows.
+    func pump(_ session: Session) {
+        guard let connection = session.connection, connection.state == .connected else { return }
+        let now = clock.now()
+        let window = window(of: connection)
+        while let next = session.queue.first {
+            if next.message.isExpired(at: now) {  // [MQTT-3.3.2-5]
+                session.queue.removeFirst()
+                continue
+            }
+            if next.qos == .atMostOnce {
+                guard connection.transport.isWritable else { return }
+                session.queue.removeFirst()
+                sendPublish(next, packetID: nil, dup: false, on: connection)
+            } else {
+                guard session.inflight.count < window else { return }
+                session.queue.removeFirst()
+                startInflight(next, in: session, on: connection)
+            }
+        }
+    }
+
+    private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
+        guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
+        guard sendPublish(outbound, packetID: id, dup: false, on: connection) else { return }
+        session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
+        session.inflightOrder.append(id)
+    }
+
+    /// Encodes and writes one PUBLISH to a client.
+    /// - Returns: false when the message is too large for the client and was dropped
+    ///   [MQTT-3.1.2-25].
+    @discardableResult
+    func sendPublish(_ outbound: OutboundMessage, packetID: UInt16?, dup: Bool, on connection: Connection) -> Bool {
+        let message = outbound.message
+        var properties = message.properties
+        let now = clock.now()
+        if let remaining = message.remainingExpiry(at: now) { properties.append(.messageExpiryInterval(remaining)) }
+        for id in outbound.subscriptionIdentifiers { properties.append(.subscriptionIdentifier(id)) }  // [MQTT-3.3.4-3]
+        var topic = message.topic
+        if connection.clientTopicAliasMaximum > 0 && connection.version == .v5 {
+            if let alias = connection.outboundAliases[topic] {
+                properties.append(.topicAlias(alias))
+                topic = ""
+            } else if connection.outboundAliases.count < Int(connection.clientTopicAliasMaximum) {
+                let alias = UInt16(connection.outboundAliases.count + 1)
+                connection.outboundAliases[topic] = alias
+                properties.append(.topicAlias(alias))
+            }
+        }
+        let publish = MQTTPublish(topic: topic, payload: message.payload, qos: outbound.qos, retain: outbound.retain,
+                                  dup: dup, packetID: packetID, properties: connection.version == .v5 ? properties : [])
+        let packet = MQTTPacket.publish(publish)
+        if connection.clientMaximumPacketSize != Int.max && packet.encodedSize(version: connection.version) > connection.clientMaximumPacketSize {
+            if topic.isEmpty == false, connection.outboundAliases[message.topic] != nil, properties.topicAlias != nil {
+                // The alias was assigned for a packet that is not sent: forget it.
+                connection.outboundAliases[message.topic] = nil
+            }
+            countDrops(1, reason: "message on \(message.topic) exceeds the Maximum Packet Size of \(connection.clientID)")
+            return false
+        }
+        send(packet, on: connection)
+        stats.publishSent += 1
+        return true
+    }
+
+    // MARK: Shared subscriptions
+
+    /// Picks the member of a shared group that receives a message, preferring connected ones.
+    func chooseMember(of group: ShareGroupKey, from members: [String], message: Message) -> String? {
+        guard !members.isEmpty else { return nil }
+        let online = members.filter { sessions[$0]?.isConnected == true }
+        let pool = (online.isEmpty ? members : online).sorted()
+        var state = sharedState[group, default: SharedGroupState()]
+        defer { sharedState[group] = state }
+        switch configuration.sharedStrategy {
+        case .random:
+            return pool.randomElement(using: &randomNumbers)
+        case .roundRobin:
+            state.counter &+= 1
+            return pool[state.counter % pool.count]
+        case .sticky:
+            if let sticky = state.sticky, pool.contains(sticky) { return sticky }
+            state.sticky = pool.randomElement(using: &randomNumbers)
+            return state.sticky
+        case .hashClientID:
+            return pool[Int(stableHash(message.publisher) % UInt64(pool.count))]
+        case .hashTopic:
+            return pool[Int(stableHash(message.topic) % UInt64(pool.count))]
+        }
+    }
+
+    /// Gives a QoS 1 message of a shared group to another member after its session ended
+    /// [MQTT-4.8.2-5].
+    func redeliverShared(_ outbound: OutboundMessage, group: ShareGroupKey, excluding clientID: String, now: NIODeadline) {
+        let members = index.matches(outbound.message.topic).groups
+            .first { $0.group == group }?.members.map(\.subscriber).filter { $0 != clientID } ?? []
+        guard let chosen = chooseMember(of: group, from: members, message: outbound.message),
+              let session = sessions[chosen] else {
+            countDrops(1, reason: "no other member of shared group \(group.name) for a QoS 1 message")
+            return
+        }
+        enqueue(outbound, to: session, now: now)
+    }
+
+    // MARK: Drops
+
+    /// Counts dropped messages and logs at most one warning every ten seconds.
+    func countDrops(_ count: Int, reason: String) {
+        guard count > 0 else { return }
+        stats.messagesDropped += UInt64(count)
+        dropsSinceWarning += count
+        let now = clock.now()
+        if let last = lastDropWarning, now - last < .seconds(10) { return }
+        logger.warning("dropped \(dropsSinceWarning) message(s); latest: \(reason)")
+        lastDropWarning = now
+        dropsSinceWarning = 0
+    }
+}
+
+/// FNV-1a: a hash that is the same in every process, so `hash_*` strategies are stable.
+func stableHash(_ string: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in string.utf8 {
+        hash ^= UInt64(byte)
+        hash &*= 0x0000_0100_0000_01B3
+    }
+    return hash
+}

@@ -1,0 +1,70 @@
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    func handleSubscribe(_ subscribe: MQTTSubscribe, on connection: Connection) {
+        guard let session = connection.session else { return }
+        let v5 = connection.version == .v5
+        let now = clock.now()
+        var codes: [MQTTReasonCode] = []
+        var retainedToSend: [(Message, Subscription)] = []
+        for request in subscribe.subscriptions {
+            let filter = request.filter
+            let isNew = session.subscriptions[filter.raw] == nil
+            if isNew && session.subscriptions.count >= configuration.maxSubscriptionsPerClient {
+                codes.append(v5 ? .quotaExceeded : .failure)
+                continue
+            }
+            if topicProblem(filter.raw) != nil {
+                codes.append(v5 ? .topicFilterInvalid : .failure)
+                continue
+            }
+            guard authorizer.isAllowed(.subscribe, topic: filter.filter, clientID: connection.clientID, username: connection.username) else {
+                // 0x80 in every version, as the conformance suites expect.
+                codes.append(.failure)
+                continue
+            }
+            var subscription = Subscription(request, identifier: subscribe.subscriptionIdentifier)
+            subscription.qos = min(request.qos, configuration.maximumQoS)
+            // Replaces an existing subscription with the same filter [MQTT-3.8.4-3].
+            session.subscriptions[filter.raw] = subscription
+            index.insert(filter, subscriber: session.clientID, value: subscription)
+            codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
+
+            // Retained messages, per Retain Handling; never for shared subscriptions [MQTT-3.8.4-?, 4.8.2].
+            let sendRetained = switch subscription.retainHandling {
+            case .sendOnSubscribe: true
+            case .sendIfNew: isNew
+            case .doNotSend: false
+            }
+            if sendRetained && !filter.isShared {
+                for message in retained.matching(filter.filter, now: now)
+                where authorizer.isAllowed(.subscribe, topic: message.topic, clientID: connection.clientID, username: connection.username) {
+                    retainedToSend.append((message, subscription))
+                }
+            }
+        }
+        send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
+        for (message, subscription) in retainedToSend {
+            // Sent with RETAIN 1 [MQTT-3.3.1-9].
+            let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
+                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
+            enqueue(outbound, to: session, now: now)
+        }
+    }
+
+    func handleUnsubscribe(_ unsubscribe: MQTTUnsubscribe, on connection: Connection) {
+        guard let session = connection.session else { return }
+        var codes: [MQTTReasonCode] = []
+        for filter in unsubscribe.filters {
+            if session.subscriptions.removeValue(forKey: filter.raw) != nil {
+                index.remove(filter, subscriber: session.clientID)
+                codes.append(.success)
+            } else {
+                codes.append(.noSubscriptionExisted)
+            }
+        }
+        // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed; 3.x carries no codes.
+        send(.unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])), on: connection)
+    }
+}

@@ -1,0 +1,223 @@
+public import Logging
+public import MQTTCodec
+import NIOCore
+
+/// The broker core: sessions, routing, retained messages, QoS flows, wills, keep alive and
+/// limits. It performs no I/O: it is driven by events (`accept`, `received`, `closed`,
+/// `tick`) and acts through its ports (`ClientTransport`, `Authenticator`, `Authorizer`).
+///
+/// A broker is confined to one event loop: every call must come from it. That keeps the hot
+/// path free of locks, like Mosquitto's single thread; storage and cluster I/O run elsewhere
+/// and hop back.
+public final class Broker: @unchecked Sendable {
+    public let configuration: BrokerConfiguration
+    public let clock: any BrokerClock
+    public let authenticator: any Authenticator
+    public let authorizer: any Authorizer
+    public var logger: Logger
+    public let version: String
+
+    /// Live network connections, CONNECT received or not.
+    var connections: Set<Connection> = []
+    var sessions: [String: Session] = [:]
+    let index = SubscriptionIndex<String, Subscription>()
+    var retained = RetainedStore()
+    public internal(set) var stats = BrokerStats()
+    /// Connections written to since the last `flush()`.
+    var pendingFlush: [Connection] = []
+    /// Round-robin counters and sticky choices of shared groups.
+    var sharedState: [ShareGroupKey: SharedGroupState] = [:]
+    var randomNumbers = SystemRandomNumberGenerator()
+    let startedAt: NIODeadline
+    var lastSysPublish: NIODeadline
+    var lastDropWarning: NIODeadline?
+    var dropsSinceWarning = 0
+    var nextAssignedID: UInt64 = 0
+    var accepting = true
+
+    public init(
+        configuration: BrokerConfiguration = .init(),
+        clock: any BrokerClock = SystemBrokerClock(),
+        authenticator: any Authenticator = AllowAllAuthenticator(),
+        authorizer: any Authorizer = RuleAuthorizer(),
+        logger: Logger = Logger(label: "starling.broker"),
+        version: String = "starling"
+    ) {
+        self.configuration = configuration
+        self.clock = clock
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.logger = logger
+        self.version = version
+        self.startedAt = clock.now()
+        self.lastSysPublish = startedAt
+    }
+
+    // MARK: Read-only views
+
+    public var connectionCount: Int { connections.count }
+    public var connectedClientCount: Int { connections.count { $0.isConnected } }
+    public var sessionCount: Int { sessions.count }
+    public var subscriptionCount: Int { index.count }
+    public var retainedCount: Int { retained.count }
+    public func session(_ clientID: String) -> Session? { sessions[clientID] }
+
+    // MARK: Events from the transport
+
+    /// A network connection was accepted.
+    public func accept(_ transport: any ClientTransport) -> Connection {
+        let connection = Connection(transport: transport, now: clock.now())
+        connections.insert(connection)
+        stats.connectionsAccepted += 1
+        return connection
+    }
+
+    /// A packet arrived on `connection`.
+    public func received(_ packet: MQTTPacket, on connection: Connection) {
+        guard connection.state != .closed else { return }
+        connection.lastReceived = clock.now()
+        stats.messagesReceived += 1
+        switch connection.state {
+        case .awaitingConnect:
+            guard case .connect(let connect) = packet else {
+                // [MQTT-3.1.0-1] The first packet must be CONNECT.
+                fail(connection, .protocolError, "expected CONNECT, got \(packet.type)", spec: "MQTT-3.1.0-1")
+                return
+            }
+            handleConnect(connect, on: connection)
+        case .connected:
+            handlePacket(packet, on: connection)
+        case .closed:
+            return
+        }
+    }
+
+    /// The decoder refused what arrived on `connection`: answer as the specification says and
+    /// close [MQTT-4.13.1-1]. Nothing else is affected.
+    public func decodeFailed(_ error: MQTTCodecError, on connection: Connection) {
+        guard connection.state != .closed else { return }
+        stats.protocolErrors += 1
+        if connection.state == .awaitingConnect {
+            if let version = error.protocolVersion {
+                connection.version = version
+                refuse(connection, reason: error.reasonCode, message: error.message)
+            } else if let code = error.connectReturnCode {
+                // Unknown or mismatched protocol level: a 3.1.1-shaped CONNACK, which every
+                // version can read [MQTT-3.1.2-2].
+                connection.version = .v3_1_1
+                refuse(connection, reason: code.reasonCode, message: error.message)
+            } else {
+                logger.info("closing connection: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+                close(connection)
+            }
+            return
+        }
+        fail(connection, error.reasonCode, error.message, spec: error.specID)
+    }
+
+    /// The network connection closed (by the peer, an error or `close`).
+    public func closed(_ connection: Connection) {
+        if connection.state != .closed { detach(connection) }
+        connections.remove(connection)
+    }
+
+    /// The transport can take data again: send what was queued.
+    public func writabilityChanged(_ connection: Connection) {
+        if connection.transport.isWritable, let session = connection.session {
+            pump(session)
+        }
+    }
+
+    /// Sends everything written since the last flush. The transport calls this at the end of
+    /// each read batch, and timers call it after their work.
+    public func flush() {
+        for connection in pendingFlush where connection.needsFlush {
+            connection.needsFlush = false
+            connection.transport.flush()
+        }
+        pendingFlush.removeAll(keepingCapacity: true)
+    }
+
+    /// Counts bytes for `$SYS` (the transport knows sizes after encoding).
+    public func recordBytes(received: Int = 0, sent: Int = 0) {
+        stats.bytesReceived += UInt64(received)
+        stats.bytesSent += UInt64(sent)
+    }
+
+    /// Stops accepting connections and disconnects every client: 5.0 clients get DISCONNECT
+    /// with `reason` (0x8B Server shutting down, or 0x9C Use another server with a reference).
+    public func shutdown(reason: MQTTReasonCode = .serverShuttingDown, serverReference: String? = nil) {
+        accepting = false
+        for connection in connections {
+            if connection.state == .connected && connection.version == .v5 {
+                var properties: MQTTProperties = []
+                if let serverReference { properties.append(.serverReference(serverReference)) }
+                send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
+            }
+            if connection.state != .closed {
+                // Shutting down is not the client's fault: its will stays with its session.
+                connection.publishWillOnClose = false
+                detach(connection)
+                connection.transport.close()
+            }
+        }
+        flush()
+    }
+
+    // MARK: Sending and closing
+
+    func send(_ packet: MQTTPacket, on connection: Connection) {
+        guard connection.state != .closed || packet.type == .disconnect || packet.type == .connack else { return }
+        if !connection.needsFlush { pendingFlush.append(connection) }
+        connection.send(packet)
+        stats.messagesSent += 1
+    }
+
+    /// Closes the network connection after what was written.
+    func close(_ connection: Connection) {
+        if connection.state != .closed { detach(connection) }
+        if connection.needsFlush {
+            connection.needsFlush = false
+            connection.transport.flush()
+        }
+        connection.transport.close()
+    }
+
+    /// A protocol violation after CONNECT: DISCONNECT with the reason (5.0), then close
+    /// [MQTT-4.13.1-1]. The will is published [MQTT-3.1.2-8].
+    func fail(_ connection: Connection, _ reason: MQTTReasonCode, _ message: String, spec: String? = nil) {
+        guard connection.state != .closed else { return }
+        stats.protocolErrors += 1
+        logger.info("disconnecting client: \(reason): \(message)\(spec.map { " [\($0)]" } ?? "")",
+                    metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
+        if connection.state == .awaitingConnect {
+            refuse(connection, reason: reason, message: message)
+            return
+        }
+        if connection.version == .v5 {
+            var properties: MQTTProperties = []
+            if connection.requestProblemInformation { properties.append(.reasonString(message)) }
+            send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
+        }
+        close(connection)
+    }
+
+    /// Refuses a CONNECT: CONNACK with the reason (or its 3.x return code), then close
+    /// [MQTT-3.2.2-7].
+    func refuse(_ connection: Connection, reason: MQTTReasonCode, message: String) {
+        stats.connectionsRefused += 1
+        logger.info("refusing connection: \(reason): \(message)",
+                    metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
+        var properties: MQTTProperties = []
+        if connection.version == .v5 && connection.requestProblemInformation { properties.append(.reasonString(message)) }
+        send(.connack(MQTTConnAck(sessionPresent: false, reasonCode: reason, properties: properties)), on: connection)
+        connection.publishWillOnClose = false
+        connection.state = .closed
+        close(connection)
+    }
+}
+
+struct SharedGroupState {
+    var counter = 0
+    var sticky: String?
+}

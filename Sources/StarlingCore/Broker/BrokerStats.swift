@@ -1,0 +1,16 @@
+/// Counters published under `$SYS/broker/...` and on `/metrics`.
+public struct BrokerStats: Sendable, Equatable {
+    public var messagesReceived: UInt64 = 0
+    public var messagesSent: UInt64 = 0
+    public var publishReceived: UInt64 = 0
+    public var publishSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    /// Messages a session could not take (queue full, too large for the client, expired).
+    public var messagesDropped: UInt64 = 0
+    public var connectionsAccepted: UInt64 = 0
+    public var connectionsRefused: UInt64 = 0
+    public var protocolErrors: UInt64 = 0
+
+    public init() {}
+}

@@ -1,0 +1,61 @@
+public import MQTTCodec
+import NIOCore
+
+/// The broker's view of one network connection, from accept to close. Confined to the
+/// broker's event loop.
+public final class Connection {
+    enum State {
+        /// Accepted; CONNECT not yet received [MQTT-3.1.0-1].
+        case awaitingConnect
+        /// CONNACK 0x00 sent.
+        case connected
+        /// Closing or closed; further packets are ignored.
+        case closed
+    }
+
+    public let transport: any ClientTransport
+    var state: State = .awaitingConnect
+    public internal(set) var version: MQTTProtocolVersion = .v3_1_1
+    public internal(set) var clientID: String = ""
+    var username: String?
+    var session: Session?
+    let openedAt: NIODeadline
+    var lastReceived: NIODeadline
+    /// The keep alive in force (the client's, or Server Keep Alive); 0 = none.
+    var keepAlive: UInt16 = 0
+    /// True until a DISCONNECT 0x00 says not to publish the will [MQTT-3.1.2-10].
+    var publishWillOnClose = true
+
+    // What the client announced in CONNECT (5.0).
+    var clientReceiveMaximum = Int(UInt16.max)
+    var clientMaximumPacketSize = Int.max
+    var clientTopicAliasMaximum: UInt16 = 0
+    var requestProblemInformation = true
+
+    /// Inbound aliases the client has set [MQTT-3.3.2-11].
+    var inboundAliases: [UInt16: String] = [:]
+    /// Outbound aliases the broker has assigned [MQTT-3.3.2-12].
+    var outboundAliases: [String: UInt16] = [:]
+
+    /// Written to since the last flush.
+    var needsFlush = false
+
+    init(transport: any ClientTransport, now: NIODeadline) {
+        self.transport = transport
+        self.openedAt = now
+        self.lastReceived = now
+    }
+
+    public var isConnected: Bool { state == .connected }
+
+    /// Writes a packet and remembers to flush.
+    func send(_ packet: MQTTPacket) {
+        transport.write(packet, version: version)
+        needsFlush = true
+    }
+}
+
+extension Connection: Hashable {
+    public static func == (lhs: Connection, rhs: Connection) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}

@@ -1,0 +1,99 @@
+public import MQTTCodec
+import DequeModule
+import NIOCore
+
+/// A subscription as a session holds it.
+public struct Subscription: Sendable, Equatable {
+    public var filter: MQTTTopicFilter
+    public var qos: MQTTQoS
+    public var noLocal: Bool
+    public var retainAsPublished: Bool
+    public var retainHandling: MQTTSubscription.RetainHandling
+    public var identifier: Int?
+
+    public init(_ request: MQTTSubscription, identifier: Int?) {
+        filter = request.filter
+        qos = request.qos
+        noLocal = request.noLocal
+        retainAsPublished = request.retainAsPublished
+        retainHandling = request.retainHandling
+        self.identifier = identifier
+    }
+}
+
+/// A message waiting for, or in, the outbound flow of one session.
+struct OutboundMessage {
+    var message: Message
+    /// The QoS it is delivered with: min(published, subscribed) [MQTT-3.8.4-8].
+    var qos: MQTTQoS
+    var retain: Bool
+    var subscriptionIdentifiers: [Int]
+    /// The shared group it came through, so a QoS 1 message can go to another member if this
+    /// session ends before acknowledging it [MQTT-4.8.2-5].
+    var shareGroup: ShareGroupKey?
+}
+
+/// The state of an outbound QoS 1 or 2 message that has been sent.
+struct InflightMessage {
+    enum Stage {
+        /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+        case published
+        /// PUBREC received, PUBREL sent, waiting for PUBCOMP.
+        case released
+    }
+    var outbound: OutboundMessage
+    var stage: Stage
+}
+
+public typealias ShareGroupKey = SubscriptionIndex<String, Subscription>.ShareGroup
+
+/// A session: the state that outlives a network connection when its expiry allows
+/// [MQTT-4.1]. Confined to the broker's event loop.
+public final class Session {
+    public let clientID: String
+    public internal(set) var version: MQTTProtocolVersion
+    /// Seconds the session outlives its connection; 0 = ends with it, `.max` = never expires.
+    public internal(set) var expiryInterval: UInt32
+    public internal(set) var subscriptions: [String: Subscription] = [:]
+    var connection: Connection?
+    /// When the session expires while disconnected.
+    var expiresAt: NIODeadline?
+
+    // Outbound QoS 1/2 flow [MQTT-4.3].
+    var inflight: [UInt16: InflightMessage] = [:]
+    /// Packet ids in the order their messages were first sent, for resending in order
+    /// [MQTT-4.6.0-1].
+    var inflightOrder: Deque<UInt16> = []
+    var queue: Deque<OutboundMessage> = []
+    var nextPacketID: UInt16 = 1
+
+    /// Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL is awaited
+    /// [MQTT-4.3.3-9]: a re-sent PUBLISH with one of these ids is not delivered again.
+    var inboundQoS2: Set<UInt16> = []
+
+    /// The Will Message of the current or last connection, and when to publish it.
+    var will: MQTTWill?
+    /// The user name of the current or last connection, for authorizing deliveries.
+    var username: String?
+    var willDueAt: NIODeadline?
+
+    init(clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32) {
+        self.clientID = clientID
+        self.version = version
+        self.expiryInterval = expiryInterval
+    }
+
+    public var isConnected: Bool { connection != nil }
+    public var inflightCount: Int { inflight.count }
+    public var queuedCount: Int { queue.count }
+
+    /// The next free packet identifier [MQTT-2.2.1-3]: non-zero and not in flight.
+    func allocatePacketID() -> UInt16? {
+        guard inflight.count < Int(UInt16.max) else { return nil }
+        while true {
+            let id = nextPacketID
+            nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1
+            if inflight[id] == nil { return id }
+        }
+    }
+}

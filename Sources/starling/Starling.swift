@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import StarlingApp
+
+/// `starling`: the broker. With no arguments it serves with defaults (127.0.0.1:1883 only).
+@main
+struct Starling: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "starling",
+        abstract: "A clustered MQTT broker (3.1, 3.1.1, 5.0).",
+        version: StarlingServer.version,
+        subcommands: [Serve.self, GenerateConfig.self],
+        defaultSubcommand: Serve.self
+    )
+
+    /// Runs the command line, mapping every usage or configuration error to exit status 2
+    /// with a message naming the problem.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("starling: \(error)\n".utf8))
+            Foundation.exit(2)
+        } catch let error as StartupError {
+            FileHandle.standardError.write(Data("starling: \(error)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(code == .failure ? 1 : 2)
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the broker (the default command).")
+
+    @Option(name: .long, help: "TOML configuration file (see `starling generate-config`).")
+    var config: String?
+
+    @Option(name: .long, help: "Listen for MQTT on HOST:PORT (repeatable; port 0 picks a free port). Overrides mqtt.listeners.")
+    var mqtt: [String] = []
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    func run() async throws {
+        var text: String?
+        if let config {
+            guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(key: "--config", value: config, allowed: "a readable UTF-8 TOML file", source: "--config")
+            }
+            text = string
+        }
+        let configuration = try StarlingConfiguration.load(
+            toml: text, fileName: config ?? "configuration file",
+            environment: ProcessInfo.processInfo.environment,
+            overrides: .init(listeners: mqtt, logLevel: logLevel))
+
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "starling")
+        let server = StarlingServer(configuration: configuration, logger: logger) { addresses in
+            // A line on standard output that scripts and tests wait for (with the real port).
+            for address in addresses { print("starling: listening mqtt \(address)") }
+            fflush(nil)
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+struct GenerateConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate-config", abstract: "Print the full default configuration, every key documented.")
+
+    func run() {
+        print(StarlingConfiguration.defaultDocument())
+    }
+}

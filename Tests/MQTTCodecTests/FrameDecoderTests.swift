@@ -1,0 +1,57 @@
+import MQTTCodec
+import NIOCore
+import NIOEmbedded
+import NIOTestUtils
+import Testing
+
+@Suite("Frame decoder")
+struct FrameDecoderTests {
+    /// A stream of packets of several sizes, including one whose remaining length needs
+    /// three bytes.
+    static func stream() -> (ByteBuffer, [MQTTPacket]) {
+        let packets: [MQTTPacket] = [
+            .connect(MQTTConnect(version: .v5, clientID: "verifier", keepAlive: 30, properties: [.sessionExpiryInterval(60)])),
+            .publish(MQTTPublish(topic: "a/b", payload: ByteBuffer(string: "hello"), qos: .atLeastOnce, packetID: 1)),
+            .publish(MQTTPublish(topic: "big", payload: ByteBuffer(repeating: 0x42, count: 20_000), qos: .atMostOnce)),
+            .pingreq,
+            .subscribe(MQTTSubscribe(packetID: 2, subscriptions: [MQTTSubscription(filter: try! MQTTTopicFilter("a/#"), qos: .exactlyOnce)])),
+            .pubrel(MQTTAck(packetID: 1)),
+            .disconnect(MQTTDisconnect(reasonCode: .disconnectWithWillMessage)),
+        ]
+        var buffer = ByteBuffer()
+        for packet in packets { packet.encode(into: &buffer, version: .v5) }
+        return (buffer, packets)
+    }
+
+    @Test("every split of the input yields the same frames (ByteToMessageDecoderVerifier)")
+    func verifierFrames() throws {
+        let (buffer, packets) = Self.stream()
+        let frames = packets.map { packet -> MQTTFrame in
+            var bytes = packet.encoded(version: .v5)
+            return try! MQTTFrame.read(from: &bytes, maximumPacketSize: 1 << 20)!
+        }
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(buffer, frames)],
+            decoderFactory: { MQTTFrameDecoder(maximumPacketSize: 1 << 20) }
+        )
+    }
+
+    @Test("every split of the input yields the same packets (ByteToMessageDecoderVerifier)")
+    func verifierPackets() throws {
+        let (buffer, packets) = Self.stream()
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(buffer, packets)],
+            decoderFactory: { MQTTPacketDecoder(role: .server) }
+        )
+    }
+
+    @Test("the decoder in a pipeline fires an error and no packet for an oversized packet")
+    func pipelineTooLarge() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MQTTFrameDecoder(maximumPacketSize: 64)))
+        var buffer = channel.allocator.buffer(capacity: 8)
+        buffer.writeBytes([0x30, 0xC8, 0x01])  // PUBLISH, remaining length 200
+        #expect(throws: MQTTCodecError.self) { try channel.writeInbound(buffer) }
+        #expect(try channel.readInbound(as: MQTTFrame.self) == nil)
+        _ = try? channel.finish()
+    }
+}
