@@ -77,7 +77,7 @@ let package = Package(
         // Shared test support: golden packets, raw-packet helpers.
         .target(
             name: "StarlingTesting",
-            dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["MQTTCodec", "StarlingCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // Micro-benchmarks for the codec and the subscription index (not tests).

@@ -72,7 +72,7 @@ struct TopicTests {
           arguments: [("a/b", true), ("/", true), ("$SYS/x", true), ("a b", true), ("", false), ("a/+", false), ("#", false), ("a+b", false)])
     func topicNames(_ row: (String, Bool)) {
         let (name, valid) = row
-        #expect((try? MQTTTopic.validateName(name)) != nil == valid)
+        #expect(((try? MQTTTopic.validateName(name)) != nil) == valid)
     }
 
     @Test("[MQTT-4.8.2-1][MQTT-4.8.2-2] shared subscription parsing")

@@ -1,0 +1,90 @@
+import MQTTCodec
+import NIOCore
+import StarlingCore
+import StarlingTesting
+
+/// A broker driven directly, with a manual clock and recording transports.
+final class BrokerHarness {
+    let clock = ManualClock()
+    let broker: Broker
+
+    init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authorizer: any Authorizer = RuleAuthorizer()) {
+        var configuration = BrokerConfiguration()
+        configuration.sysInterval = 0
+        configure(&configuration)
+        broker = Broker(configuration: configuration, clock: clock, authorizer: authorizer)
+    }
+
+    final class Client {
+        let transport: RecordingTransport
+        let connection: Connection
+        let broker: Broker
+        let version: MQTTProtocolVersion
+        /// Packets read past the CONNACK, returned by the next `take()`.
+        var backlog: [MQTTPacket] = []
+
+        init(transport: RecordingTransport, connection: Connection, broker: Broker, version: MQTTProtocolVersion) {
+            self.transport = transport
+            self.connection = connection
+            self.broker = broker
+            self.version = version
+        }
+
+        func send(_ packet: MQTTPacket) {
+            broker.received(packet, on: connection)
+            broker.flush()
+        }
+
+        func take() -> [MQTTPacket] {
+            defer { backlog.removeAll() }
+            return backlog + transport.take()
+        }
+
+        func publish(_ topic: String, _ payload: String, qos: MQTTQoS = .atMostOnce, id: UInt16? = nil, retain: Bool = false,
+                     dup: Bool = false, properties: MQTTProperties = []) {
+            send(.publish(MQTTPublish(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, dup: dup,
+                                      packetID: id, properties: properties)))
+        }
+
+        func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce, id: UInt16 = 1, properties: MQTTProperties = [],
+                       noLocal: Bool = false, retainHandling: MQTTSubscription.RetainHandling = .sendOnSubscribe) {
+            send(.subscribe(MQTTSubscribe(packetID: id, subscriptions: [
+                MQTTSubscription(filter: try! MQTTTopicFilter(filter), qos: qos, noLocal: noLocal, retainHandling: retainHandling),
+            ], properties: properties)))
+        }
+
+        /// The PUBLISH packets among what was flushed.
+        func publishes() -> [MQTTPublish] {
+            take().compactMap { if case .publish(let p) = $0 { p } else { nil } }
+        }
+    }
+
+    /// Opens a connection and sends CONNECT; returns the client and the broker's answer.
+    func connect(_ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
+                 properties: MQTTProperties = [], will: MQTTWill? = nil) -> (Client, MQTTConnAck?) {
+        let transport = RecordingTransport(remoteAddress: clientID)
+        let connection = broker.accept(transport)
+        let client = Client(transport: transport, connection: connection, broker: broker, version: version)
+        client.send(.connect(MQTTConnect(version: version, clientID: clientID, cleanStart: cleanStart, keepAlive: keepAlive,
+                                         will: will, properties: properties)))
+        var packets = client.take()
+        guard case .connack(let ack) = packets.first else {
+            client.backlog = packets
+            return (client, nil)
+        }
+        packets.removeFirst()
+        client.backlog = packets
+        return (client, ack)
+    }
+
+    /// The network connection of `client` drops (no DISCONNECT).
+    func drop(_ client: Client) {
+        broker.closed(client.connection)
+        broker.flush()
+    }
+
+    func advance(seconds: Int64) {
+        clock.advance(by: .seconds(seconds))
+        broker.tick()
+    }
+}
