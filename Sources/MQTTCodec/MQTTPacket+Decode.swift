@@ -15,7 +15,10 @@ extension MQTTPacket {
             // Type 0 is reserved, and so is 15 before 5.0 [MQTT-2.1.2].
             throw .malformed("packet type \(rawType) is reserved", spec: "MQTT-2.1.2")
         }
-        if let required = type.requiredFlags, flags != required {
+        // MQTT 3.1 sent PUBREL, SUBSCRIBE and UNSUBSCRIBE as QoS 1 packets that may carry DUP
+        // on a retry; 3.1.1 and 5.0 fix the flags at 0010.
+        let dupTolerated = version == .v3_1 && type.requiredFlags == 0b0010 && flags == 0b1010
+        if let required = type.requiredFlags, flags != required, !dupTolerated {
             throw .malformed("\(type) has fixed header flags 0x\(String(flags, radix: 16)); they must be 0x\(String(required, radix: 16))",
                              spec: "MQTT-2.1.3-1")
         }

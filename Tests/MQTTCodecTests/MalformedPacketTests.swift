@@ -215,6 +215,16 @@ struct MalformedPacketTests {
         #expect(frame?.body.readableBytes == 100)
     }
 
+    @Test("MQTT 3.1 tolerates DUP on PUBREL, SUBSCRIBE and UNSUBSCRIBE retries; 3.1.1 does not")
+    func dupOnQoS1Packets31() throws {
+        var old = ByteBuffer(bytes: [0x6A, 0x02, 0x00, 0x01])
+        var decoder = MQTTPacketDecoder(role: .server, version: .v3_1)
+        #expect(try decoder.next(from: &old) == .pubrel(MQTTAck(packetID: 1)))
+        var new = ByteBuffer(bytes: [0x6A, 0x02, 0x00, 0x01])
+        var strict = MQTTPacketDecoder(role: .server, version: .v3_1_1)
+        #expect(throws: MQTTCodecError.self) { try strict.next(from: &new) }
+    }
+
     @Test("an incomplete packet waits for more bytes and consumes nothing")
     func incomplete() throws {
         var buffer = ByteBuffer(bytes: [0x30, 0x05, 0x00, 0x01])
