@@ -1,0 +1,104 @@
+"""Fixtures for the end-to-end tests: each test gets its own `starling` process on a port the
+kernel picks (listen on port 0; the broker prints the bound address), stopped at teardown.
+
+The binary is STARLING_BIN, else .build/debug/starling (built by scripts/test).
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("STARLING_BIN", str(ROOT / ".build" / "debug" / "starling"))
+START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
+
+
+class Broker:
+    """A running `starling serve` process."""
+
+    def __init__(self, config_text=None, extra_args=(), env=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
+        args = [BINARY, "serve", "--mqtt", "127.0.0.1:0"]
+        if config_text is not None:
+            path = pathlib.Path(self.tmp.name) / "starling.toml"
+            path.write_text(config_text)
+            args += ["--config", str(path)]
+        args += list(extra_args)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.stderr_path = pathlib.Path(self.tmp.name) / "stderr.log"
+        self.stderr = open(self.stderr_path, "w")
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                        env=full_env, cwd=self.tmp.name)
+        self.host = "127.0.0.1"
+        self.port = self._wait_for_port()
+        self.lines = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_for_port(self):
+        ready = threading.Event()
+        found = {}
+
+        def read():
+            for line in self.process.stdout:
+                if line.startswith("starling: listening mqtt "):
+                    found["port"] = int(line.rsplit(":", 1)[1])
+                    ready.set()
+                    return
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(START_TIMEOUT) or "port" not in found:
+            self.stop()
+            raise RuntimeError("starling did not start:\n" + self.stderr_path.read_text())
+        return found["port"]
+
+    def _drain(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def log(self):
+        self.stderr.flush()
+        return self.stderr_path.read_text()
+
+    def terminate(self, timeout=30):
+        """SIGTERM and wait; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+        self.tmp.cleanup()
+
+
+@pytest.fixture
+def broker_factory():
+    """Starts brokers with a given configuration; stops them all at the end of the test."""
+    started = []
+
+    def start(config_text=None, extra_args=(), env=None):
+        b = Broker(config_text, extra_args, env)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    """A broker with the default configuration."""
+    return broker_factory()
