@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "StarlingCore", targets: ["StarlingCore"]),
         .executable(name: "starling", targets: ["starling"]),
         .executable(name: "starling-microbench", targets: ["starling-microbench"]),
+        .executable(name: "starling-bench", targets: ["starling-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -21,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Pure codec: packets, properties, reason codes, topics, framing. NIOCore only.
@@ -41,6 +45,30 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Configuration, wiring of the ServiceGroup; the end-to-end tests run exactly this.
+        // The schema: migrations/*/NNNN_name.sql embedded by scripts/generate-migrations.
+        .target(name: "StarlingMigrations", swiftSettings: swiftSettings),
+        // The embedded store: SQLite through GRDB.
+        .target(
+            name: "StarlingSQLite",
+            dependencies: [
+                "MQTTCodec", "StarlingCore", "StarlingMigrations",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The shared store: PostgreSQL through postgres-nio.
+        .target(
+            name: "StarlingPostgres",
+            dependencies: [
+                "MQTTCodec", "StarlingCore", "StarlingMigrations",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // SwiftNIO listeners and channel handlers.
         .target(
             name: "StarlingTransport",
@@ -87,6 +115,18 @@ let package = Package(
             path: "Benchmarks/starling-microbench",
             swiftSettings: swiftSettings
         ),
+        // Load generator (emqtt-bench style) and a trivial sink server; codec and NIO only, no broker code.
+        .executableTarget(
+            name: "starling-bench",
+            dependencies: [
+                "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTCodecTests",
             dependencies: [
@@ -100,6 +140,15 @@ let package = Package(
         .testTarget(
             name: "StarlingAppTests",
             dependencies: ["StarlingApp"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StarlingStoreTests",
+            dependencies: [
+                "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

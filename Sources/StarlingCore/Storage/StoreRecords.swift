@@ -1,0 +1,155 @@
+public import MQTTCodec
+public import NIOCore
+
+/// Times in the store are wall-clock milliseconds since 1970, so they survive restarts.
+public typealias StoreTime = Int64
+
+/// A persistent session's row [MQTT-4.1]: sessions with an expiry interval above 0.
+public struct StoredSession: Sendable, Equatable {
+    public var clientID: String
+    public var version: MQTTProtocolVersion
+    /// Seconds; `UInt32.max` = never expires.
+    public var expiryInterval: UInt32
+    /// When it expires while disconnected; nil while connected or never.
+    public var expiresAt: StoreTime?
+    /// True while a connection is attached: a session found connected at start-up lost its
+    /// connection in a crash, so its will is due.
+    public var connected: Bool
+    public var username: String?
+    public var will: MQTTWill?
+    /// When a delayed will is due (disconnected sessions).
+    public var willDueAt: StoreTime?
+
+    public init(clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32, expiresAt: StoreTime? = nil,
+                connected: Bool, username: String? = nil, will: MQTTWill? = nil, willDueAt: StoreTime? = nil) {
+        self.clientID = clientID
+        self.version = version
+        self.expiryInterval = expiryInterval
+        self.expiresAt = expiresAt
+        self.connected = connected
+        self.username = username
+        self.will = will
+        self.willDueAt = willDueAt
+    }
+}
+
+/// A subscription row.
+public struct StoredSubscription: Sendable, Equatable {
+    public var clientID: String
+    public var subscription: Subscription
+
+    public init(clientID: String, subscription: Subscription) {
+        self.clientID = clientID
+        self.subscription = subscription
+    }
+}
+
+/// An application message stored once and referenced by every session that queues it.
+public struct StoredMessage: Sendable, Equatable {
+    public var id: Int64
+    public var topic: String
+    public var payload: ByteBuffer
+    public var qos: MQTTQoS
+    public var retain: Bool
+    /// PUBLISH properties, encoded as on the wire (without the length prefix).
+    public var properties: MQTTProperties
+    public var expiresAt: StoreTime?
+    public var publisher: String
+
+    public init(id: Int64, topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties,
+                expiresAt: StoreTime?, publisher: String) {
+        self.id = id
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.expiresAt = expiresAt
+        self.publisher = publisher
+    }
+}
+
+/// Where an outbound message is in its session's flow.
+public enum StoredDeliveryState: Int, Sendable, Equatable {
+    /// Waiting to be sent.
+    case queued = 0
+    /// PUBLISH sent with `packetID`; waiting for PUBACK / PUBREC.
+    case sent = 1
+    /// PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    case released = 2
+}
+
+/// One message in one session's outbound queue or in flight.
+public struct StoredDelivery: Sendable, Equatable {
+    public var clientID: String
+    /// Order within the session.
+    public var sequence: Int64
+    public var messageID: Int64
+    public var qos: MQTTQoS
+    public var retain: Bool
+    public var subscriptionIdentifiers: [Int]
+    public var shareGroup: ShareGroupKey?
+    public var state: StoredDeliveryState
+    public var packetID: UInt16?
+
+    public init(clientID: String, sequence: Int64, messageID: Int64, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int],
+                shareGroup: ShareGroupKey?, state: StoredDeliveryState, packetID: UInt16?) {
+        self.clientID = clientID
+        self.sequence = sequence
+        self.messageID = messageID
+        self.qos = qos
+        self.retain = retain
+        self.subscriptionIdentifiers = subscriptionIdentifiers
+        self.shareGroup = shareGroup
+        self.state = state
+        self.packetID = packetID
+    }
+}
+
+/// Everything restored at start-up.
+public struct StoredState: Sendable {
+    public var sessions: [StoredSession] = []
+    public var subscriptions: [StoredSubscription] = []
+    public var messages: [StoredMessage] = []
+    public var deliveries: [StoredDelivery] = []
+    public var inboundQoS2: [(clientID: String, packetID: UInt16)] = []
+    public var retained: [StoredMessage] = []
+
+    public init() {}
+}
+
+/// One durable change. The broker core produces them; a store applies a batch of them in one
+/// transaction, in order.
+public enum StoreOperation: Sendable, Equatable {
+    /// Insert or replace a session row (its subscriptions and messages are untouched).
+    case saveSession(StoredSession)
+    /// Delete a session with its subscriptions, deliveries and inbound QoS 2 state.
+    case deleteSession(clientID: String)
+    case saveSubscription(StoredSubscription)
+    case deleteSubscription(clientID: String, filter: String)
+    /// Store a message payload once (ignored when the id exists).
+    case saveMessage(StoredMessage)
+    case saveDelivery(StoredDelivery)
+    /// Update the state and packet id of a delivery.
+    case updateDelivery(clientID: String, sequence: Int64, state: StoredDeliveryState, packetID: UInt16?)
+    case deleteDelivery(clientID: String, sequence: Int64)
+    case addInboundQoS2(clientID: String, packetID: UInt16)
+    case removeInboundQoS2(clientID: String, packetID: UInt16)
+    /// Set (or, with an empty payload, delete) the retained message of a topic.
+    case setRetained(StoredMessage)
+}
+
+/// The storage port. Adapters (SQLite, PostgreSQL) implement it and pass the same
+/// conformance suite (`StarlingTesting.StoreConformance`).
+public protocol PersistentStore: Sendable {
+    /// A short name for logs: "sqlite", "postgres".
+    var name: String { get }
+    /// Applies pending migrations (recorded in `schema_migrations`).
+    func migrate() async throws
+    /// Reads everything a restart restores.
+    func load() async throws -> StoredState
+    /// Applies the operations in one transaction, in order: all of them or none.
+    func apply(_ operations: [StoreOperation]) async throws
+    /// Removes message payloads no delivery references any more; returns how many.
+    func collectGarbage() async throws -> Int
+}

@@ -1,0 +1,286 @@
+import Foundation
+public import Logging
+import MQTTCodec
+import NIOCore
+public import PostgresNIO
+public import StarlingCore
+import StarlingMigrations
+
+/// The shared store: PostgreSQL through postgres-nio's `PostgresClient`, which must be running
+/// (`client.run()` in the ServiceGroup).
+///
+/// A batch is folded (`StoreBatch`) and written with one statement per table: the hot tables
+/// (payloads, deliveries, inbound QoS 2, retained) through `unnest` of arrays, which measured
+/// fastest among statements that can carry `ON CONFLICT` (NOTES.md: 66–91 k rows/s).
+public final class PostgresStore: PersistentStore {
+    public let name = "postgres"
+    public let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Parses `postgres://user:password@host:port/database` into a client configuration.
+    public static func configuration(url: String) -> PostgresClient.Configuration? {
+        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
+              let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty else { return nil }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user, password: components.password,
+            database: database.isEmpty ? nil : database, tls: .disable)
+        configuration.options.maximumConnections = 8
+        return configuration
+    }
+
+    public func migrate() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            // One node migrates at a time.
+            try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)
+                """, logger: logger)
+            var applied: Set<Int> = []
+            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in Migrations.postgres where !applied.contains(migration.version) {
+                // The extended protocol takes one statement at a time; migration files end each
+                // statement with ";" at the end of a line.
+                for statement in migration.sql.components(separatedBy: ";\n") {
+                    let sql = statement.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
+                        .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+                    if sql.isEmpty { continue }
+                    try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+                }
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                try await connection.query("""
+                    INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(migration.version), \(migration.name), \(now))
+                    """, logger: logger)
+            }
+        }
+    }
+
+    public func apply(_ operations: [StoreOperation]) async throws {
+        let batch = StoreBatch(operations)
+        guard !batch.isEmpty else { return }
+        try await client.withTransaction(logger: logger) { connection in
+            try await Self.write(batch, on: connection, logger: self.logger)
+        }
+    }
+
+    public func collectGarbage() async throws -> Int {
+        var count = 0
+        let rows = try await client.query("""
+            WITH gone AS (DELETE FROM message_payloads p WHERE NOT EXISTS (SELECT 1 FROM session_messages s WHERE s.message_id = p.id) RETURNING 1)
+            SELECT count(*)::int8 FROM gone
+            """, logger: logger)
+        for try await n in rows.decode(Int64.self) { count = Int(n) }
+        return count
+    }
+
+    static func write(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        if !batch.resetSessions.isEmpty {
+            try await connection.query("DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
+            try await connection.query("DELETE FROM inbound_qos2 WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for s in batch.sessions.values {
+            let will = s.will
+            try await connection.query("""
+                INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
+                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at)
+                VALUES (\(s.clientID), \(Int16(s.version.rawValue)), \(Int64(s.expiryInterval)), \(s.expiresAt), \(s.connected), \(s.username),
+                    \(will?.topic), \(will?.payload), \(will.map { Int16($0.qos.rawValue) }), \(will?.retain),
+                    \(will.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) }), \(s.willDueAt), \(now))
+                ON CONFLICT (client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
+                    expiry_interval = excluded.expiry_interval, expires_at = excluded.expires_at, connected = excluded.connected,
+                    username = excluded.username, will_topic = excluded.will_topic, will_payload = excluded.will_payload,
+                    will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_properties = excluded.will_properties,
+                    will_due_at = excluded.will_due_at, updated_at = excluded.updated_at
+                """, logger: logger)
+        }
+        if !batch.messages.isEmpty {
+            let m = Array(batch.messages.values)
+            try await connection.query("""
+                INSERT INTO message_payloads (id, topic, payload, qos, retain, properties, expires_at, publisher)
+                SELECT id, topic, payload, qos, retain, properties, NULLIF(expires_at, -1), publisher
+                FROM unnest(\(m.map(\.id))::int8[], \(m.map(\.topic))::text[], \(m.map(\.payload))::bytea[],
+                            \(m.map { Int16($0.qos.rawValue) })::int2[], \(m.map(\.retain))::bool[],
+                            \(m.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) })::bytea[],
+                            \(m.map { $0.expiresAt ?? -1 })::int8[], \(m.map(\.publisher))::text[])
+                    AS t(id, topic, payload, qos, retain, properties, expires_at, publisher)
+                ON CONFLICT (id) DO NOTHING
+                """, logger: logger)
+        }
+        for (key, change) in batch.subscriptions {
+            switch change {
+            case .upsert(let stored):
+                let sub = stored.subscription
+                try await connection.query("""
+                    INSERT INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+                    VALUES (\(stored.clientID), \(sub.filter.raw), \(Int16(sub.qos.rawValue)), \(sub.noLocal), \(sub.retainAsPublished),
+                            \(Int16(sub.retainHandling.rawValue)), \(sub.identifier.map { Int32(clamping: $0) }))
+                    ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos, no_local = excluded.no_local,
+                        retain_as_published = excluded.retain_as_published, retain_handling = excluded.retain_handling,
+                        subscription_id = excluded.subscription_id
+                    """, logger: logger)
+            case .delete:
+                try await connection.query("DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
+            }
+        }
+        try await writeDeliveries(batch, on: connection, logger: logger)
+        try await writeInbound(batch, on: connection, logger: logger)
+        try await writeRetained(batch, on: connection, logger: logger)
+    }
+
+    private static func writeDeliveries(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        var upserts: [StoredDelivery] = []
+        var updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)] = []
+        var deletes: [StoreBatch.DeliveryKey] = []
+        for (key, change) in batch.deliveries {
+            switch change {
+            case .upsert(let d): upserts.append(d)
+            case .update(let state, let packetID): updates.append((key, state, packetID))
+            case .delete: deletes.append(key)
+            }
+        }
+        if !upserts.isEmpty {
+            let d = upserts
+            try await connection.query("""
+                INSERT INTO session_messages (client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+                SELECT client_id, seq, message_id, qos, retain, NULLIF(subscription_ids, ''), NULLIF(share_name, ''), NULLIF(share_filter, ''),
+                       state, NULLIF(packet_id, 0)
+                FROM unnest(\(d.map(\.clientID))::text[], \(d.map(\.sequence))::int8[], \(d.map(\.messageID))::int8[],
+                            \(d.map { Int16($0.qos.rawValue) })::int2[], \(d.map(\.retain))::bool[],
+                            \(d.map { StoreCoding.encode(identifiers: $0.subscriptionIdentifiers) ?? "" })::text[],
+                            \(d.map { $0.shareGroup?.name ?? "" })::text[], \(d.map { $0.shareGroup?.filter ?? "" })::text[],
+                            \(d.map { Int16($0.state.rawValue) })::int2[], \(d.map { Int32($0.packetID ?? 0) })::int4[])
+                    AS t(client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+                ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
+                """, logger: logger)
+        }
+        if !updates.isEmpty {
+            try await connection.query("""
+                UPDATE session_messages m SET state = t.state, packet_id = NULLIF(t.packet_id, 0)
+                FROM unnest(\(updates.map(\.0.clientID))::text[], \(updates.map(\.0.sequence))::int8[],
+                            \(updates.map { Int16($0.1.rawValue) })::int2[], \(updates.map { Int32($0.2 ?? 0) })::int4[])
+                    AS t(client_id, seq, state, packet_id)
+                WHERE m.client_id = t.client_id AND m.seq = t.seq
+                """, logger: logger)
+        }
+        if !deletes.isEmpty {
+            try await connection.query("""
+                DELETE FROM session_messages m USING unnest(\(deletes.map(\.clientID))::text[], \(deletes.map(\.sequence))::int8[]) AS t(client_id, seq)
+                WHERE m.client_id = t.client_id AND m.seq = t.seq
+                """, logger: logger)
+        }
+    }
+
+    private static func writeInbound(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        let adds = batch.inboundQoS2.filter { $0.value }.map(\.key)
+        let removes = batch.inboundQoS2.filter { !$0.value }.map(\.key)
+        if !adds.isEmpty {
+            try await connection.query("""
+                INSERT INTO inbound_qos2 (client_id, packet_id) SELECT * FROM unnest(\(adds.map(\.clientID))::text[], \(adds.map { Int32($0.packetID) })::int4[])
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+        }
+        if !removes.isEmpty {
+            try await connection.query("""
+                DELETE FROM inbound_qos2 q USING unnest(\(removes.map(\.clientID))::text[], \(removes.map { Int32($0.packetID) })::int4[]) AS t(client_id, packet_id)
+                WHERE q.client_id = t.client_id AND q.packet_id = t.packet_id
+                """, logger: logger)
+        }
+    }
+
+    private static func writeRetained(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        let sets = batch.retained.values.filter { $0.payload.readableBytes > 0 }
+        let deletes = batch.retained.values.filter { $0.payload.readableBytes == 0 }.map(\.topic)
+        if !deletes.isEmpty {
+            try await connection.query("DELETE FROM retained WHERE topic = ANY(\(deletes))", logger: logger)
+        }
+        if !sets.isEmpty {
+            let m = Array(sets)
+            try await connection.query("""
+                INSERT INTO retained (topic, payload, qos, properties, expires_at, publisher, message_id)
+                SELECT topic, payload, qos, properties, NULLIF(expires_at, -1), publisher, message_id
+                FROM unnest(\(m.map(\.topic))::text[], \(m.map(\.payload))::bytea[], \(m.map { Int16($0.qos.rawValue) })::int2[],
+                            \(m.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) })::bytea[], \(m.map { $0.expiresAt ?? -1 })::int8[],
+                            \(m.map(\.publisher))::text[], \(m.map(\.id))::int8[])
+                    AS t(topic, payload, qos, properties, expires_at, publisher, message_id)
+                ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties,
+                    expires_at = excluded.expires_at, publisher = excluded.publisher, message_id = excluded.message_id
+                """, logger: logger)
+        }
+    }
+
+    public func load() async throws -> StoredState {
+        var state = StoredState()
+        for try await row in try await client.query("SELECT * FROM sessions", logger: logger) {
+            let r = row.makeRandomAccess()
+            var will: MQTTWill?
+            if let topic = try r["will_topic"].decode(String?.self) {
+                let properties = try r["will_properties"].decode(ByteBuffer?.self) ?? ByteBuffer()
+                will = MQTTWill(topic: topic, payload: try r["will_payload"].decode(ByteBuffer?.self) ?? ByteBuffer(),
+                                qos: MQTTQoS(rawValue: UInt8(try r["will_qos"].decode(Int16?.self) ?? 0)) ?? .atMostOnce,
+                                retain: try r["will_retain"].decode(Bool?.self) ?? false,
+                                properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
+            }
+            state.sessions.append(StoredSession(
+                clientID: try r["client_id"].decode(String.self),
+                version: MQTTProtocolVersion(rawValue: UInt8(try r["protocol_version"].decode(Int16.self))) ?? .v5,
+                expiryInterval: UInt32(clamping: try r["expiry_interval"].decode(Int64.self)),
+                expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
+                username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self)))
+        }
+        for try await row in try await client.query("SELECT * FROM subscriptions", logger: logger) {
+            let r = row.makeRandomAccess()
+            let filter = try MQTTTopicFilter(try r["filter"].decode(String.self))
+            let request = MQTTSubscription(
+                filter: filter, qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce,
+                noLocal: try r["no_local"].decode(Bool.self), retainAsPublished: try r["retain_as_published"].decode(Bool.self),
+                retainHandling: .init(rawValue: UInt8(try r["retain_handling"].decode(Int16.self))) ?? .sendOnSubscribe)
+            let identifier = try r["subscription_id"].decode(Int32?.self).map(Int.init)
+            state.subscriptions.append(StoredSubscription(clientID: try r["client_id"].decode(String.self),
+                                                          subscription: Subscription(request, identifier: identifier)))
+        }
+        for try await row in try await client.query(
+            "SELECT * FROM message_payloads p WHERE EXISTS (SELECT 1 FROM session_messages s WHERE s.message_id = p.id)", logger: logger) {
+            let r = row.makeRandomAccess()
+            state.messages.append(StoredMessage(
+                id: try r["id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
+                payload: try r["payload"].decode(ByteBuffer.self),
+                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: try r["retain"].decode(Bool.self),
+                properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
+                expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
+        }
+        for try await row in try await client.query("SELECT * FROM session_messages ORDER BY client_id, seq", logger: logger) {
+            let r = row.makeRandomAccess()
+            let shareName = try r["share_name"].decode(String?.self)
+            let shareFilter = try r["share_filter"].decode(String?.self)
+            state.deliveries.append(StoredDelivery(
+                clientID: try r["client_id"].decode(String.self), sequence: try r["seq"].decode(Int64.self),
+                messageID: try r["message_id"].decode(Int64.self),
+                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atLeastOnce, retain: try r["retain"].decode(Bool.self),
+                subscriptionIdentifiers: StoreCoding.decodeIdentifiers(try r["subscription_ids"].decode(String?.self)),
+                shareGroup: shareName.flatMap { name in shareFilter.map { ShareGroupKey(name: name, filter: $0) } },
+                state: StoredDeliveryState(rawValue: Int(try r["state"].decode(Int16.self))) ?? .queued,
+                packetID: try r["packet_id"].decode(Int32?.self).map { UInt16(clamping: $0) }))
+        }
+        for try await (clientID, packetID) in try await client.query("SELECT client_id, packet_id FROM inbound_qos2", logger: logger).decode((String, Int32).self) {
+            state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
+        }
+        for try await row in try await client.query("SELECT * FROM retained", logger: logger) {
+            let r = row.makeRandomAccess()
+            state.retained.append(StoredMessage(
+                id: try r["message_id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
+                payload: try r["payload"].decode(ByteBuffer.self),
+                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: true,
+                properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
+                expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
+        }
+        return state
+    }
+}
