@@ -83,7 +83,8 @@ let package = Package(
         .target(
             name: "StarlingApp",
             dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingTransport",
+                "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "StarlingStoreTests",
             dependencies: [
-                "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting",
+                "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting", "StarlingMigrations",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -23,6 +23,17 @@ public final class StarlingServer: Service, Sendable {
     public static let version = "0.1.0"
 
     public func run() async throws {
+        let setup = configuration.inMemory ? nil : try StoreSetup.open(configuration, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let client = setup?.postgresClient {
+                group.addTask { await client.run() }
+            }
+            defer { group.cancelAll() }
+            try await serve(store: setup)
+        }
+    }
+
+    private func serve(store setup: StoreSetup?) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         var brokerLogger = logger
@@ -33,6 +44,27 @@ public final class StarlingServer: Service, Sendable {
             logger: brokerLogger,
             version: "starling \(Self.version)"
         )
+
+        // Migrate and restore before any listener accepts.
+        if let setup {
+            logger.notice("store: \(setup.description)")
+            let state: StoredState
+            do {
+                state = try await setup.migrateAndLoad()
+            } catch {
+                try? await group.shutdownGracefully()
+                throw error
+            }
+            let writer = GroupCommitWriter(store: setup.store, eventLoop: loop, logger: brokerLogger)
+            try await loop.submit {
+                broker.persistence = writer
+                writer.onCommitted = { broker.flush() }
+                broker.restore(state)
+            }.get()
+        } else {
+            logger.notice("store: none (storage.in_memory = true): nothing survives a restart")
+        }
+
         var channels: [any Channel] = []
         do {
             for address in configuration.listeners {
@@ -53,14 +85,24 @@ public final class StarlingServer: Service, Sendable {
         onListening(bound)
 
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
+        let collector = loop.scheduleRepeatedAsyncTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in
+            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
+            let promise = loop.makePromise(of: Void.self)
+            promise.completeWithTask { _ = try? await store.collectGarbage() }
+            return promise.futureResult
+        }
 
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
         logger.notice("shutting down")
-        // Drain in reverse: stop accepting, disconnect clients, then stop the loop.
+        // Drain in reverse: stop accepting, disconnect clients, flush state, stop the loop.
         for channel in channels { try? await channel.close() }
         ticker.cancel()
+        collector.cancel()
         try? await loop.submit { broker.shutdown() }.get()
+        if let writer = try? await loop.submit({ broker.persistence }).get() {
+            try? await writer.drain().get()
+        }
         try? await group.shutdownGracefully()
         logger.notice("stopped")
     }
@@ -69,4 +111,17 @@ public final class StarlingServer: Service, Sendable {
 public struct StartupError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+}
+
+extension StarlingServer {
+    /// `starling migrate`: applies pending migrations and returns a description of the store.
+    public static func migrate(_ configuration: StarlingConfiguration, logger: Logger) async throws -> String {
+        let setup = try StoreSetup.open(configuration, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let client = setup.postgresClient { group.addTask { await client.run() } }
+            defer { group.cancelAll() }
+            _ = try await setup.migrateAndLoad()
+        }
+        return setup.description
+    }
 }

@@ -123,7 +123,7 @@ final class Bench {
 
     /// Prints a progress line every second until `shouldStop` says so, the duration is over,
     /// or the run is interrupted. Returns when it stopped.
-    func run(from start: UInt64, duration: Double, shouldStop: (Counters) -> Bool) -> UInt64 {
+    func run(from start: UInt64, duration: Double, connectionsOnly: Bool = false, shouldStop: (Counters) -> Bool) -> UInt64 {
         var previous = snapshot()
         var lastPrint = start
         while true {
@@ -134,7 +134,12 @@ final class Bench {
             let s = snapshot()
             if shouldStop(s) { return now }
             if now - lastPrint >= 1_000_000_000 {
-                progress(s, previous: previous, seconds: Double(now - lastPrint) / 1e9, elapsed: Double(now - start) / 1e9)
+                let elapsed = Double(now - start) / 1e9
+                if connectionsOnly {
+                    printError("[\(padLeft(fixed(elapsed, 1), 6))s] conns \(grouped(s.connected - s.dropped)) failed \(grouped(s.connectFailed)) dropped \(grouped(s.dropped))")
+                } else {
+                    progress(s, previous: previous, seconds: Double(now - lastPrint) / 1e9, elapsed: elapsed)
+                }
                 previous = s
                 lastPrint = now
             }

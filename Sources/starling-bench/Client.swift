@@ -105,11 +105,12 @@ final class Client: ChannelInboundHandler {
         if !closing {
             if connected { worker.counters.dropped += 1 } else { worker.counters.connectFailed += 1 }
         }
-        connected = false
-        if spec.role == .publisher {
+        if spec.role == .publisher && connected {
+            // A lost publisher sends no more: it counts as done so a --count-limit run can end.
             inflight = 0
             markDone()
         }
+        connected = false
         publishing = false
         context.fireChannelInactive()
     }

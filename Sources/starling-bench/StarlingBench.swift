@@ -53,7 +53,7 @@ struct Conn: ParsableCommand {
         let connectSeconds = phase.seconds
         printError("conn: \(grouped(phase.ok)) connected, \(grouped(phase.failed)) failed in \(fixed(connectSeconds, 2)) s; holding \(common.duration > 0 ? fixed(common.duration, 0) + " s" : "until interrupted")")
         let start = monotonicNanos()
-        _ = bench.run(from: start, duration: common.duration) { _ in false }
+        if phase.ok > 0 { _ = bench.run(from: start, duration: common.duration, connectionsOnly: true) { _ in false } }
         let rssAfter = brokerPid.flatMap { residentMemory(pid: $0) }
         let final = bench.snapshot()
         bench.shutdown()

@@ -11,7 +11,7 @@ struct Starling: AsyncParsableCommand {
         commandName: "starling",
         abstract: "A clustered MQTT broker (3.1, 3.1.1, 5.0).",
         version: StarlingServer.version,
-        subcommands: [Serve.self, GenerateConfig.self],
+        subcommands: [Serve.self, Migrate.self, GenerateConfig.self],
         defaultSubcommand: Serve.self
     )
 
@@ -55,18 +55,17 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: "Directory of the embedded SQLite store (default ./data). Overrides storage.data_dir.")
+    var dataDir: String?
+
+    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
+    var postgres: String?
+
     func run() async throws {
-        var text: String?
-        if let config {
-            guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
-                throw ConfigurationError(key: "--config", value: config, allowed: "a readable UTF-8 TOML file", source: "--config")
-            }
-            text = string
-        }
         let configuration = try StarlingConfiguration.load(
-            toml: text, fileName: config ?? "configuration file",
+            toml: try readConfigurationFile(config), fileName: config ?? "configuration file",
             environment: ProcessInfo.processInfo.environment,
-            overrides: .init(listeners: mqtt, logLevel: logLevel))
+            overrides: .init(listeners: mqtt, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres))
 
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -86,6 +85,37 @@ struct Serve: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+    }
+}
+
+/// Reads the TOML file named by --config, if any.
+func readConfigurationFile(_ path: String?) throws -> String? {
+    guard let path else { return nil }
+    guard let data = FileManager.default.contents(atPath: path), let string = String(data: data, encoding: .utf8) else {
+        throw ConfigurationError(key: "--config", value: path, allowed: "a readable UTF-8 TOML file", source: "--config")
+    }
+    return string
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the store's pending migrations and exit.")
+
+    @Option(name: .long, help: "TOML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Directory of the embedded SQLite store. Overrides storage.data_dir.")
+    var dataDir: String?
+
+    @Option(name: .long, help: "postgres://user:password@host:port/database. Overrides storage.postgres_url.")
+    var postgres: String?
+
+    func run() async throws {
+        let configuration = try StarlingConfiguration.load(
+            toml: try readConfigurationFile(config), fileName: config ?? "configuration file",
+            environment: ProcessInfo.processInfo.environment,
+            overrides: .init(dataDirectory: dataDir, postgresURL: postgres))
+        let description = try await StarlingServer.migrate(configuration, logger: Logger(label: "starling.migrate"))
+        print("starling: migrations applied to \(description)")
     }
 }
 

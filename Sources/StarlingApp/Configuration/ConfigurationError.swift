@@ -1,3 +1,4 @@
+import Foundation
 /// A configuration value that cannot be used. Its message names the key, the value and what is
 /// allowed, and where the value came from, so the operator can fix it at once.
 public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -15,6 +16,13 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     }
 
     public var description: String {
-        "invalid configuration: \(key) = \(value) (from \(source)); allowed: \(allowed)"
+        "invalid configuration: \(key) = \(Self.maskingPassword(value)) (from \(source)); allowed: \(allowed)"
+    }
+
+    /// `postgres://user:secret@host` → `postgres://user:***@host`, so errors never print passwords.
+    static func maskingPassword(_ text: String) -> String {
+        guard let scheme = text.range(of: "://"), let at = text.range(of: "@", range: scheme.upperBound..<text.endIndex),
+              let colon = text.range(of: ":", range: scheme.upperBound..<at.lowerBound) else { return text }
+        return text.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
     }
 }

@@ -80,6 +80,41 @@ extension ConfigurationKey {
             config.logLevel = level
             return nil
         },
+        ConfigurationKey(section: "storage", name: "data_dir", kind: .string,
+                         doc: "Directory of the embedded SQLite store (DIR/starling.db), used when storage.postgres_url is empty.",
+                         defaultLiteral: "\"./data\"") { config, raw in
+            guard case .string(let s) = raw, !s.isEmpty else { return "a non-empty directory path" }
+            config.dataDirectory = s
+            return nil
+        },
+        ConfigurationKey(section: "storage", name: "postgres_url", kind: .string,
+                         doc: "postgres://user:password@host:port/database. When set, PostgreSQL holds sessions and retained messages and SQLite is not used. Empty = SQLite.",
+                         defaultLiteral: "\"\"") { config, raw in
+            guard case .string(let s) = raw else { return "a postgres://user:password@host:port/database URL or \"\"" }
+            if s.isEmpty {
+                config.postgresURL = nil
+                return nil
+            }
+            guard s.hasPrefix("postgres://") || s.hasPrefix("postgresql://"), let rest = s.split(separator: "@").last, rest.contains("/") || rest.contains(":") || !rest.isEmpty else {
+                return "a postgres://user:password@host:port/database URL or \"\""
+            }
+            config.postgresURL = s
+            return nil
+        },
+        ConfigurationKey(section: "storage", name: "sqlite_synchronous", kind: .string,
+                         doc: "SQLite synchronous mode: \"NORMAL\" (default) survives a process crash; \"FULL\" also survives a power cut, at the cost of an fsync per commit.",
+                         defaultLiteral: "\"NORMAL\"") { config, raw in
+            guard case .string(let s) = raw, ["NORMAL", "FULL"].contains(s.uppercased()) else { return "\"NORMAL\" or \"FULL\"" }
+            config.sqliteSynchronous = s.uppercased()
+            return nil
+        },
+        ConfigurationKey(section: "storage", name: "in_memory", kind: .boolean,
+                         doc: "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
+                         defaultLiteral: "false") { config, raw in
+            guard case .boolean(let b) = raw else { return "true or false" }
+            config.inMemory = b
+            return nil
+        },
         ConfigurationKey(section: "mqtt", name: "listeners", kind: .stringList,
                          doc: "Addresses to accept MQTT on, \"HOST:PORT\" (\"[::]:1883\" for IPv6; port 0 picks a free port). The default exposes nothing beyond this machine.",
                          defaultLiteral: "[\"127.0.0.1:1883\"]") { config, raw in

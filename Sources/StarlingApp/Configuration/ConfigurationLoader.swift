@@ -8,9 +8,13 @@ extension StarlingConfiguration {
     public struct Overrides: Sendable {
         public var listeners: [String] = []
         public var logLevel: String?
-        public init(listeners: [String] = [], logLevel: String? = nil) {
+        public var dataDirectory: String?
+        public var postgresURL: String?
+        public init(listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil) {
             self.listeners = listeners
             self.logLevel = logLevel
+            self.dataDirectory = dataDirectory
+            self.postgresURL = postgresURL
         }
     }
 
@@ -70,6 +74,12 @@ extension StarlingConfiguration {
         }
         if let level = overrides.logLevel {
             try apply(keys["server.log_level"]!, .string(level), to: &config, source: "--log-level")
+        }
+        if let directory = overrides.dataDirectory {
+            try apply(keys["storage.data_dir"]!, .string(directory), to: &config, source: "--data-dir")
+        }
+        if let url = overrides.postgresURL {
+            try apply(keys["storage.postgres_url"]!, .string(url), to: &config, source: "--postgres")
         }
         return config
     }

@@ -10,6 +10,14 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var logLevel: Logger.Level = .info
     public var broker = BrokerConfiguration()
     public var authorizationRules: [RuleAuthorizer.Rule] = []
+    /// Where the embedded SQLite store lives (`DIR/starling.db`) when no PostgreSQL is given.
+    public var dataDirectory = "./data"
+    /// `postgres://user:password@host:port/database`; when set, PostgreSQL holds everything.
+    public var postgresURL: String?
+    /// SQLite `synchronous`: "NORMAL" survives a process crash, "FULL" also a power cut.
+    public var sqliteSynchronous = "NORMAL"
+    /// Keep everything in memory (no store): for tests and benchmarks of the core only.
+    public var inMemory = false
 
     public init() {}
 }

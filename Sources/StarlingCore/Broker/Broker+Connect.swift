@@ -136,7 +136,8 @@ extension Broker {
         session.willDueAt = nil
         session.connection = connection
         connection.session = session
-        connection.state = .connected
+        connection.state = .connecting
+        collected += sessionRowOperations(session)
 
         var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
         if connect.version == .v5 {
@@ -151,9 +152,13 @@ extension Broker {
             p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
             ack.properties = p
         }
-        send(.connack(ack), on: connection)
-
-        if sessionPresent { resume(session, on: connection) }
+        // CONNACK once the session is durable; nothing is written before it [MQTT-3.2.0-1].
+        commitCollected { [self] in
+            guard connection.state == .connecting, connection.session === session else { return }
+            connection.state = .connected
+            send(.connack(ack), on: connection)
+            if sessionPresent { resume(session, on: connection) } else { pump(session) }
+        }
     }
 
     /// Sends again what was in flight when the last connection ended [MQTT-4.4.0-1], then the queue.
@@ -189,7 +194,7 @@ extension Broker {
     /// The connection is gone: detach it from its session; schedule or publish the will; end
     /// the session if it does not outlive the connection [MQTT-3.1.2-23].
     func detach(_ connection: Connection) {
-        let wasConnected = connection.state == .connected
+        let wasConnected = connection.hasSession
         connection.state = .closed
         guard wasConnected, let session = connection.session, session.connection === connection else { return }
         let now = clock.now()
@@ -213,8 +218,11 @@ extension Broker {
         }
         if session.expiryInterval == 0 {
             endSession(session, now: now)
-        } else if session.expiryInterval != .max {
-            session.expiresAt = now + .seconds(Int64(session.expiryInterval))
+        } else {
+            if session.expiryInterval != .max {
+                session.expiresAt = now + .seconds(Int64(session.expiryInterval))
+            }
+            collected += sessionRowOperations(session)
         }
     }
 
@@ -236,6 +244,10 @@ extension Broker {
         }
         session.subscriptions.removeAll()
         if sessions[session.clientID] === session { sessions[session.clientID] = nil }
+        if session.isStored {
+            session.isStored = false
+            collected.append(.deleteSession(clientID: session.clientID))
+        }
 
         var redispatch: [OutboundMessage] = []
         for id in session.inflightOrder {
@@ -264,7 +276,7 @@ extension Broker {
         let message = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
                               properties: properties, expiresAt: expiresAt, publisher: clientID)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
-        if message.retain && configuration.retainAvailable { retained.set(message) }
+        if message.retain && configuration.retainAvailable { retain(message) }
         _ = route(message, now: now)
     }
 }

@@ -23,7 +23,7 @@ extension Broker {
         case .unsubscribe(let unsubscribe):
             handleUnsubscribe(unsubscribe, on: connection)
         case .pingreq:
-            send(.pingresp, on: connection)  // [MQTT-3.12.4-1]
+            durably([]) { self.send(.pingresp, on: connection) }  // [MQTT-3.12.4-1], in order with acks
         case .disconnect(let disconnect):
             handleDisconnect(disconnect, on: connection)
         case .auth:
@@ -93,7 +93,7 @@ extension Broker {
 
         // QoS 2 duplicate: PUBREC again, deliver nothing [MQTT-4.3.3-10].
         if publish.qos == .exactlyOnce, let id = publish.packetID, session.inboundQoS2.contains(id) {
-            send(.pubrec(MQTTAck(packetID: id)), on: connection)
+            durably([]) { self.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
             return
         }
         // Receive Maximum [MQTT-3.3.4-9]
@@ -121,12 +121,18 @@ extension Broker {
         }
 
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
-        if publish.retain { retained.set(message) }  // [MQTT-3.3.1-5]
+        if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
         let matched = route(message, now: now)
 
         if let id = publish.packetID {
-            if publish.qos == .exactlyOnce { session.inboundQoS2.insert(id) }
-            acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
+            if publish.qos == .exactlyOnce {
+                session.inboundQoS2.insert(id)
+                if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
+            }
+            // G1: PUBACK / PUBREC only once everything the message caused is committed.
+            commitCollected { [self] in
+                acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
+            }
         }
     }
 
@@ -135,7 +141,8 @@ extension Broker {
         var properties: MQTTProperties = []
         if let message, connection.requestProblemInformation { properties.append(.reasonString(message)) }
         let ack = MQTTAck(packetID: id, reasonCode: reason, properties: properties)
-        send(publish.qos == .exactlyOnce ? .pubrec(ack) : .puback(ack), on: connection)
+        let packet: MQTTPacket = publish.qos == .exactlyOnce ? .pubrec(ack) : .puback(ack)
+        durably([]) { self.send(packet, on: connection) }
     }
 
     // MARK: Acknowledgements from a client
@@ -150,7 +157,8 @@ extension Broker {
         guard let session = connection.session else { return }
         guard var entry = session.inflight[ack.packetID], entry.outbound.qos == .exactlyOnce else {
             // [MQTT-4.3.3] Unknown id: answer PUBREL 0x92 so the client can finish.
-            send(.pubrel(MQTTAck(packetID: ack.packetID, reasonCode: connection.version == .v5 ? .packetIdentifierNotFound : .success)), on: connection)
+            let reason: MQTTReasonCode = connection.version == .v5 ? .packetIdentifierNotFound : .success
+            durably([]) { self.send(.pubrel(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection) }
             return
         }
         if !ack.reasonCode.isSuccess {
@@ -160,14 +168,20 @@ extension Broker {
         }
         entry.stage = .released
         session.inflight[ack.packetID] = entry
-        send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection)  // [MQTT-4.3.3-4]
+        if let sequence = entry.outbound.sequence {
+            collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .released, packetID: ack.packetID))
+        }
+        // PUBREL once "released" is durable, so a restart never re-sends the PUBLISH [MQTT-4.3.3-4].
+        commitCollected { self.send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection) }
     }
 
     func handlePubRel(_ ack: MQTTAck, on connection: Connection) {
         guard let session = connection.session else { return }
         let known = session.inboundQoS2.remove(ack.packetID) != nil
+        if known && session.isStored { collected.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID)) }
         let reason: MQTTReasonCode = known || connection.version != .v5 ? .success : .packetIdentifierNotFound
-        send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection)  // [MQTT-4.3.3-11]
+        // PUBCOMP once the id is durably free: a client may reuse it right after [MQTT-4.3.3-11].
+        commitCollected { self.send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection) }
     }
 
     func handlePubComp(_ ack: MQTTAck, on connection: Connection) {
@@ -177,6 +191,9 @@ extension Broker {
     }
 
     func finishInflight(_ id: UInt16, in session: Session) {
+        if let sequence = session.inflight[id]?.outbound.sequence {
+            collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+        }
         session.inflight[id] = nil
         if session.inflightOrder.first == id {
             session.inflightOrder.removeFirst()

@@ -70,6 +70,13 @@ extension Broker {
 
     /// Sends now if the flow allows, otherwise queues [MQTT-4.9].
     func enqueue(_ outbound: OutboundMessage, to session: Session, now: NIODeadline) {
+        if session.isStored && outbound.qos != .atMostOnce {
+            // Stored sessions get QoS 1/2 messages once their delivery row is committed (G1).
+            var stored = outbound
+            storeDelivery(&stored, for: session)
+            push(stored, to: session)
+            return
+        }
         guard let connection = session.connection, connection.state == .connected else {
             // QoS 0 is not kept for a disconnected client; QoS 1 and 2 wait in the queue.
             if outbound.qos != .atMostOnce { push(outbound, to: session) }
@@ -97,18 +104,25 @@ extension Broker {
     /// Appends to the queue, making room by the configured policy; every drop is counted and
     /// logged.
     private func push(_ outbound: OutboundMessage, to session: Session) {
-        if session.queue.count >= configuration.maxQueuedMessages {
-            if let qos0 = session.queue.firstIndex(where: { $0.qos == .atMostOnce }) {
-                session.queue.remove(at: qos0)
-            } else if configuration.queueFullPolicy == .dropOldest {
-                session.queue.removeFirst()
-            } else {
-                countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
-                return
-            }
-            countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
+        guard session.queue.count >= configuration.maxQueuedMessages else {
+            session.queue.append(outbound)
+            return
         }
-        session.queue.append(outbound)
+        // Full: the oldest QoS 0 message goes first; then the policy decides.
+        let dropped: OutboundMessage
+        if let qos0 = session.queue.firstIndex(where: { $0.qos == .atMostOnce }) {
+            dropped = session.queue.remove(at: qos0)
+            session.queue.append(outbound)
+        } else if configuration.queueFullPolicy == .dropOldest {
+            dropped = session.queue.removeFirst()
+            session.queue.append(outbound)
+        } else {
+            dropped = outbound
+        }
+        if let sequence = dropped.sequence {
+            collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+        }
+        countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
     }
 
     /// Sends queued messages while the flow allows.
@@ -117,8 +131,12 @@ extension Broker {
         let now = clock.now()
         let window = window(of: connection)
         while let next = session.queue.first {
+            if let sequence = next.sequence, sequence > session.durableSequence { return }  // not committed yet
             if next.message.isExpired(at: now) {  // [MQTT-3.3.2-5]
                 session.queue.removeFirst()
+                if let sequence = next.sequence {
+                    collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+                }
                 continue
             }
             if next.qos == .atMostOnce {
@@ -135,9 +153,15 @@ extension Broker {
 
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
-        guard sendPublish(outbound, packetID: id, dup: false, on: connection) else { return }
+        guard sendPublish(outbound, packetID: id, dup: false, on: connection) else {
+            if let sequence = outbound.sequence { collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence)) }
+            return
+        }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
         session.inflightOrder.append(id)
+        if let sequence = outbound.sequence {
+            collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
+        }
     }
 
     /// Encodes and writes one PUBLISH to a client.

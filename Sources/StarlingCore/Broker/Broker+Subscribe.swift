@@ -29,6 +29,7 @@ extension Broker {
             // Replaces an existing subscription with the same filter [MQTT-3.8.4-3].
             session.subscriptions[filter.raw] = subscription
             index.insert(filter, subscriber: session.clientID, value: subscription)
+            if session.isStored { collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription))) }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
             // Retained messages, per Retain Handling; never for shared subscriptions [MQTT-3.8.4-?, 4.8.2].
@@ -44,12 +45,17 @@ extension Broker {
                 }
             }
         }
-        send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
-        for (message, subscription) in retainedToSend {
-            // Sent with RETAIN 1 [MQTT-3.3.1-9].
-            let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
-                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
-            enqueue(outbound, to: session, now: now)
+        // SUBACK once the subscriptions are durable; retained messages follow it.
+        commitCollected { [self] in
+            send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
+            guard session.connection === connection else { return }
+            for (message, subscription) in retainedToSend {
+                // Sent with RETAIN 1 [MQTT-3.3.1-9].
+                let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
+                                               subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
+                enqueue(outbound, to: session, now: now)
+            }
+            commitCollected()
         }
     }
 
@@ -59,12 +65,14 @@ extension Broker {
         for filter in unsubscribe.filters {
             if session.subscriptions.removeValue(forKey: filter.raw) != nil {
                 index.remove(filter, subscriber: session.clientID)
+                if session.isStored { collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw)) }
                 codes.append(.success)
             } else {
                 codes.append(.noSubscriptionExisted)
             }
         }
         // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed; 3.x carries no codes.
-        send(.unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])), on: connection)
+        let ack = MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])
+        commitCollected { self.send(.unsuback(ack), on: connection) }
     }
 }

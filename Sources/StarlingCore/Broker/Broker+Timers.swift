@@ -20,7 +20,7 @@ extension Broker {
                 if connection.keepAlive > 0 && now - connection.lastReceived >= .milliseconds(Int64(connection.keepAlive) * 1500) {
                     fail(connection, .keepAliveTimeout, "no packet within 1.5 × keep alive (\(connection.keepAlive)s)", spec: "MQTT-3.1.2-22")
                 }
-            case .closed:
+            case .connecting, .closed:
                 break
             }
         }
@@ -29,6 +29,7 @@ extension Broker {
                 session.will = nil
                 session.willDueAt = nil
                 publishWill(will, of: session.clientID, now: now)
+                if sessions[session.clientID] === session { collected += sessionRowOperations(session) }
             }
             if let expiresAt = session.expiresAt, expiresAt <= now {
                 logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
@@ -39,6 +40,7 @@ extension Broker {
             lastSysPublish = now
             publishSys(now: now)
         }
+        commitCollected()
         flush()
     }
 

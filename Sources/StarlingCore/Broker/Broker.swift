@@ -35,6 +35,14 @@ public final class Broker: @unchecked Sendable {
     var nextAssignedID: UInt64 = 0
     var accepting = true
 
+    /// The group-commit writer of the store; nil runs in memory only.
+    public var persistence: GroupCommitWriter?
+    /// Store writes produced while handling an event, committed at its end or with its ack.
+    var collected: [StoreOperation] = []
+    /// Sessions given stored deliveries in `collected`, with the last sequence each got.
+    var sessionsAwaitingCommit: [(Session, Int64)] = []
+    var nextMessageID: Int64 = 0
+
     public init(
         configuration: BrokerConfiguration = .init(),
         clock: any BrokerClock = SystemBrokerClock(),
@@ -82,14 +90,15 @@ public final class Broker: @unchecked Sendable {
             guard case .connect(let connect) = packet else {
                 // [MQTT-3.1.0-1] The first packet must be CONNECT.
                 fail(connection, .protocolError, "expected CONNECT, got \(packet.type)", spec: "MQTT-3.1.0-1")
-                return
+                break
             }
             handleConnect(connect, on: connection)
-        case .connected:
+        case .connecting, .connected:
             handlePacket(packet, on: connection)
         case .closed:
-            return
+            break
         }
+        commitCollected()
     }
 
     /// The decoder refused what arrived on `connection`: answer as the specification says and
@@ -113,12 +122,14 @@ public final class Broker: @unchecked Sendable {
             return
         }
         fail(connection, error.reasonCode, error.message, spec: error.specID)
+        commitCollected()
     }
 
     /// The network connection closed (by the peer, an error or `close`).
     public func closed(_ connection: Connection) {
         if connection.state != .closed { detach(connection) }
         connections.remove(connection)
+        commitCollected()
     }
 
     /// The transport can take data again: send what was queued.
@@ -161,6 +172,7 @@ public final class Broker: @unchecked Sendable {
                 connection.transport.close()
             }
         }
+        commitCollected()
         flush()
     }
 

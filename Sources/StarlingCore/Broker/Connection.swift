@@ -7,6 +7,9 @@ public final class Connection {
     enum State {
         /// Accepted; CONNECT not yet received [MQTT-3.1.0-1].
         case awaitingConnect
+        /// CONNECT accepted; CONNACK waits for the session to be durable. Packets are processed,
+        /// but nothing is written before the CONNACK [MQTT-3.2.0-1].
+        case connecting
         /// CONNACK 0x00 sent.
         case connected
         /// Closing or closed; further packets are ignored.
@@ -47,6 +50,8 @@ public final class Connection {
     }
 
     public var isConnected: Bool { state == .connected }
+    /// Attached to a session: CONNECT accepted (CONNACK sent or about to be).
+    var hasSession: Bool { state == .connected || state == .connecting }
 
     /// Writes a packet and remembers to flush.
     func send(_ packet: MQTTPacket) {

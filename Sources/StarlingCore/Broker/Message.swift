@@ -16,6 +16,8 @@ public struct Message: Sendable {
     public var expiresAt: NIODeadline?
     /// The client id of the publisher, for No Local and `hash_clientid`.
     public var publisher: String
+    /// The id of its stored payload, once a stored session has queued it.
+    public var storeID: Int64?
 
     public init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties = [],
                 expiresAt: NIODeadline? = nil, publisher: String) {

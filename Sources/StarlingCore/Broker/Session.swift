@@ -31,6 +31,8 @@ struct OutboundMessage {
     /// The shared group it came through, so a QoS 1 message can go to another member if this
     /// session ends before acknowledging it [MQTT-4.8.2-5].
     var shareGroup: ShareGroupKey?
+    /// The delivery's sequence in the store, when the session is stored.
+    var sequence: Int64?
 }
 
 /// The state of an outbound QoS 1 or 2 message that has been sent.
@@ -72,6 +74,15 @@ public final class Session {
     var inboundQoS2: Set<UInt16> = []
 
     /// The Will Message of the current or last connection, and when to publish it.
+    /// Whether the session has a row in the store; only sessions with an expiry interval above
+    /// 0 are stored [MQTT-4.1].
+    var isStored = false
+    var isPersistent: Bool { expiryInterval > 0 }
+    /// The next delivery sequence number (store order of the outbound queue).
+    var nextSequence: Int64 = 1
+    /// Stored deliveries up to this sequence are committed and may be sent.
+    var durableSequence: Int64 = 0
+
     var will: MQTTWill?
     /// The user name of the current or last connection, for authorizing deliveries.
     var username: String?

@@ -24,6 +24,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private var failing = false
     private var retryDelay = TimeAmount.milliseconds(50)
 
+    /// Runs after the callbacks of each committed batch (the broker flushes what they wrote).
+    public var onCommitted: (() -> Void)?
+
     /// Commits and failures, for `/metrics` and `$SYS`.
     public private(set) var commits: UInt64 = 0
     public private(set) var committedOperations: UInt64 = 0
@@ -85,6 +88,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 self.retryDelay = .milliseconds(50)
                 self.committing = false
                 for callback in callbacks { callback() }
+                self.onCommitted?()
                 self.startCommitIfIdle()
             case .failure(let error):
                 self.failures += 1

@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import StarlingCore
+import StarlingPostgres
+import StarlingSQLite
+
+/// Opens the configured store: PostgreSQL when a URL is given, else SQLite in the data
+/// directory. A store that cannot be reached or migrated at start is a `StartupError` (exit 1).
+struct StoreSetup {
+    let store: any PersistentStore
+    /// The PostgreSQL client, which must run while the store is used.
+    let postgresClient: PostgresClient?
+    let description: String
+
+    static func open(_ configuration: StarlingConfiguration, logger: Logger) throws -> StoreSetup {
+        if let url = configuration.postgresURL {
+            guard var clientConfiguration = PostgresStore.configuration(url: url) else {
+                throw StartupError(message: "storage.postgres_url is not a postgres://user:password@host:port/database URL")
+            }
+            clientConfiguration.options.connectTimeout = .seconds(5)
+            let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+            let masked = ConfigurationError.maskingPassword(url)
+            return StoreSetup(store: PostgresStore(client: client, logger: logger), postgresClient: client, description: "PostgreSQL \(masked)")
+        }
+        let directory = configuration.dataDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StartupError(message: "cannot create the data directory \(directory) (storage.data_dir): \(error.localizedDescription)")
+        }
+        let path = (directory as NSString).appendingPathComponent("starling.db")
+        do {
+            let synchronous = SQLiteStore.Synchronous(rawValue: configuration.sqliteSynchronous) ?? .normal
+            return StoreSetup(store: try SQLiteStore(path: path, synchronous: synchronous), postgresClient: nil, description: "SQLite \(path)")
+        } catch {
+            throw StartupError(message: "cannot open the SQLite store \(path): \(error)")
+        }
+    }
+
+    /// Migrates and loads, failing with a clear message when the store is unreachable.
+    func migrateAndLoad(timeout: Duration = .seconds(20)) async throws -> StoredState {
+        let store = self.store
+        let description = self.description
+        return try await withThrowingTaskGroup(of: StoredState?.self) { group in
+            group.addTask {
+                do {
+                    try await store.migrate()
+                    return try await store.load()
+                } catch {
+                    throw StartupError(message: "cannot use the store (\(description)): \(String(reflecting: error))")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let state = first else {
+                throw StartupError(message: "the store (\(description)) did not answer within \(timeout)")
+            }
+            return state
+        }
+    }
+}

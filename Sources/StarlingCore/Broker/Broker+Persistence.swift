@@ -1,0 +1,178 @@
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    /// Runs `then` once `operations`, and every write submitted before them, are committed
+    /// (G1: acks wait for what they acknowledge). Without a store, runs it at once.
+    func durably(_ operations: [StoreOperation], then: @escaping () -> Void) {
+        guard let persistence else { return then() }
+        persistence.submit(operations, then: then)
+    }
+
+    /// Submits writes nothing waits for (state that, if lost in a crash, only causes a
+    /// re-delivery the protocol allows).
+    func persist(_ operations: [StoreOperation]) {
+        guard let persistence, !operations.isEmpty else { return }
+        persistence.submit(operations)
+    }
+
+    /// Writes collected while routing, committed with the next `durably`/`persist`.
+    func takeCollected() -> [StoreOperation] {
+        defer { collected.removeAll(keepingCapacity: true) }
+        return collected
+    }
+
+    /// The row of a session.
+    func storedSession(_ session: Session) -> StoredSession {
+        StoredSession(
+            clientID: session.clientID, version: session.version, expiryInterval: session.expiryInterval,
+            expiresAt: session.expiresAt.map { clock.wallClock(of: $0) }, connected: session.connection != nil,
+            username: session.username, will: session.will, willDueAt: session.willDueAt.map { clock.wallClock(of: $0) })
+    }
+
+    /// Writes the session row if the session is persistent, or deletes it if it no longer is.
+    func sessionRowOperations(_ session: Session) -> [StoreOperation] {
+        guard persistence != nil else { return [] }
+        if session.isPersistent {
+            session.isStored = true
+            return [.saveSession(storedSession(session))]
+        }
+        if session.isStored {
+            session.isStored = false
+            return [.deleteSession(clientID: session.clientID)]
+        }
+        return []
+    }
+
+    /// Queues a QoS 1/2 message for a stored session: the payload is saved once per message,
+    /// the delivery row per session; it is sent once committed.
+    func storeDelivery(_ outbound: inout OutboundMessage, for session: Session) {
+        if outbound.message.storeID == nil {
+            nextMessageID += 1
+            outbound.message.storeID = nextMessageID
+            collected.append(.saveMessage(storedMessage(outbound.message, id: nextMessageID)))
+        }
+        let sequence = session.nextSequence
+        session.nextSequence += 1
+        outbound.sequence = sequence
+        collected.append(.saveDelivery(StoredDelivery(
+            clientID: session.clientID, sequence: sequence, messageID: outbound.message.storeID!, qos: outbound.qos,
+            retain: outbound.retain, subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup,
+            state: .queued, packetID: nil)))
+        sessionsAwaitingCommit.append((session, sequence))
+    }
+
+    /// Sets (or with an empty payload deletes) a retained message, durably unless it is a
+    /// `$SYS` value (those are rebuilt every interval).
+    func retain(_ message: Message) {
+        retained.set(message)
+        guard persistence != nil, !message.topic.hasPrefix("$SYS/") else { return }
+        nextMessageID += 1
+        collected.append(.setRetained(storedMessage(message, id: nextMessageID)))
+    }
+
+    func storedMessage(_ message: Message, id: Int64) -> StoredMessage {
+        StoredMessage(id: id, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
+                      properties: message.properties, expiresAt: message.expiresAt.map { clock.wallClock(of: $0) },
+                      publisher: message.publisher)
+    }
+
+    func message(_ stored: StoredMessage) -> Message {
+        var message = Message(topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
+                              properties: stored.properties, expiresAt: stored.expiresAt.map { clock.deadline(ofWallClock: $0) },
+                              publisher: stored.publisher)
+        message.storeID = stored.id
+        return message
+    }
+
+    /// Commits what routing collected, then marks the new deliveries sendable and runs `then`.
+    func commitCollected(then: (() -> Void)? = nil) {
+        let operations = takeCollected()
+        let awaiting = sessionsAwaitingCommit
+        sessionsAwaitingCommit.removeAll(keepingCapacity: true)
+        if operations.isEmpty && awaiting.isEmpty {
+            if let then { durably([], then: then) }
+            return
+        }
+        durably(operations) { [self] in
+            for (session, sequence) in awaiting where sequence > session.durableSequence {
+                session.durableSequence = sequence
+            }
+            for (session, _) in awaiting { pump(session) }
+            then?()
+        }
+    }
+
+    // MARK: Restore
+
+    /// Rebuilds sessions, subscriptions, queues and retained messages from the store, before any
+    /// listener accepts. Sessions that were connected when the broker stopped lost their
+    /// connection: their wills are due [MQTT-3.1.2-8]; sessions that expired meanwhile end.
+    public func restore(_ state: StoredState) {
+        let now = clock.now()
+        let wallNow = clock.wallClockMilliseconds()
+        var maxID: Int64 = 0
+        for stored in state.sessions {
+            let session = Session(clientID: stored.clientID, version: stored.version, expiryInterval: stored.expiryInterval)
+            session.isStored = true
+            session.username = stored.username
+            session.will = stored.will
+            if stored.connected {
+                // The connection ended with the broker: as an abnormal close at start-up.
+                if stored.expiryInterval != .max { session.expiresAt = now + .seconds(Int64(stored.expiryInterval)) }
+                if let will = stored.will {
+                    let delay = stored.version == .v5 ? will.properties.willDelayInterval ?? 0 : 0
+                    session.willDueAt = now + .seconds(Int64(delay))
+                }
+            } else {
+                session.expiresAt = stored.expiresAt.map { clock.deadline(ofWallClock: $0) }
+                session.willDueAt = stored.willDueAt.map { clock.deadline(ofWallClock: $0) }
+                if session.willDueAt == nil && stored.will != nil { session.will = nil }
+            }
+            sessions[stored.clientID] = session
+        }
+        for stored in state.subscriptions {
+            guard let session = sessions[stored.clientID] else { continue }
+            session.subscriptions[stored.subscription.filter.raw] = stored.subscription
+            index.insert(stored.subscription.filter, subscriber: stored.clientID, value: stored.subscription)
+        }
+        let messages = Dictionary(state.messages.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for delivery in state.deliveries {
+            maxID = max(maxID, delivery.messageID)
+            guard let session = sessions[delivery.clientID], let stored = messages[delivery.messageID] else { continue }
+            let outbound = OutboundMessage(message: message(stored), qos: delivery.qos, retain: delivery.retain,
+                                           subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
+                                           sequence: delivery.sequence)
+            session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
+            session.durableSequence = max(session.durableSequence, delivery.sequence)
+            switch delivery.state {
+            case .queued:
+                session.queue.append(outbound)
+            case .sent, .released:
+                guard let id = delivery.packetID else { session.queue.append(outbound); continue }
+                session.inflight[id] = InflightMessage(outbound: outbound, stage: delivery.state == .sent ? .published : .released)
+                session.inflightOrder.append(id)
+                session.nextPacketID = id == .max ? 1 : id + 1
+            }
+        }
+        for (clientID, packetID) in state.inboundQoS2 {
+            sessions[clientID]?.inboundQoS2.insert(packetID)
+        }
+        for stored in state.retained {
+            maxID = max(maxID, stored.id)
+            var restored = message(stored)
+            restored.retain = true
+            retained.set(restored)
+        }
+        // Message ids grow from the wall clock, so they never repeat across restarts even after
+        // garbage collection emptied the table.
+        nextMessageID = max(maxID, wallNow * 1000)
+        logger.notice("restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages")
+        // Wills now due and sessions that expired while the broker was down.
+        let crashed = state.sessions.filter(\.connected).map(\.clientID)
+        for clientID in crashed {
+            if let session = sessions[clientID] { persist(sessionRowOperations(session)) }
+        }
+        tick()
+    }
+}
