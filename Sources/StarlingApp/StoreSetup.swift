@@ -22,7 +22,8 @@ struct StoreSetup {
             clientConfiguration.options.connectTimeout = .seconds(5)
             let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
             let masked = ConfigurationError.maskingPassword(url)
-            return StoreSetup(store: PostgresStore(client: client, logger: logger), postgresClient: client, description: "PostgreSQL \(masked)")
+            let store = PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url))
+            return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)")
         }
         let directory = configuration.dataDirectory
         do {

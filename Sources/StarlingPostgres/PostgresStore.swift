@@ -17,9 +17,13 @@ public final class PostgresStore: PersistentStore {
     public let client: PostgresClient
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    /// The schema to create before migrating (from `?schema=`), if any.
+    let schema: String?
+
+    public init(client: PostgresClient, logger: Logger, schema: String? = nil) {
         self.client = client
         self.logger = logger
+        self.schema = schema
     }
 
     /// Parses `postgres://user:password@host:port/database` into a client configuration.
@@ -31,10 +35,23 @@ public final class PostgresStore: PersistentStore {
             host: host, port: components.port ?? 5432, username: user, password: components.password,
             database: database.isEmpty ? nil : database, tls: .disable)
         configuration.options.maximumConnections = 8
+        // `?schema=NAME` keeps Starling's tables in a schema of their own (created if missing).
+        if let schema = components.queryItems?.first(where: { $0.name == "schema" })?.value, !schema.isEmpty {
+            configuration.options.additionalStartupParameters = [("search_path", schema)]
+        }
         return configuration
     }
 
+    /// The schema named by `?schema=` in a URL, if any.
+    public static func schema(url: String) -> String? {
+        URLComponents(string: url)?.queryItems?.first(where: { $0.name == "schema" })?.value
+    }
+
     public func migrate() async throws {
+        if let schema {
+            let quoted = "\"" + schema.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(quoted)"), logger: logger)
+        }
         try await client.withTransaction(logger: logger) { connection in
             // One node migrates at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)

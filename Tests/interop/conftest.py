@@ -53,8 +53,10 @@ class Broker:
 
         threading.Thread(target=read, daemon=True).start()
         if not ready.wait(START_TIMEOUT) or "port" not in found:
+            self.stderr.flush()
+            log = self.stderr_path.read_text()
             self.stop()
-            raise RuntimeError("starling did not start:\n" + self.stderr_path.read_text())
+            raise RuntimeError("starling did not start:\n" + log)
         return found["port"]
 
     def _drain(self):

@@ -63,7 +63,12 @@ extension StarlingConfiguration {
             }
             try apply(key, value, to: &config, source: source)
         }
-        let unknownEnvironment = environment.keys.filter { $0.hasPrefix("STARLING_") && !ConfigurationKey.all.map(\.environmentName).contains($0) }
+        // A variable of a known section that names no key is a mistake worth stopping for;
+        // other STARLING_* variables (of tools, tests) are not ours to judge.
+        let sectionPrefixes = sections.map { "STARLING_\($0.uppercased())_" }
+        let unknownEnvironment = environment.keys.filter { name in
+            sectionPrefixes.contains { name.hasPrefix($0) } && !ConfigurationKey.all.map(\.environmentName).contains(name)
+        }
         if let unknown = unknownEnvironment.sorted().first {
             throw ConfigurationError(key: unknown, value: environment[unknown] ?? "", allowed: "STARLING_<SECTION>_<KEY> of a known key, e.g. STARLING_MQTT_MAX_KEEPALIVE",
                                      source: "environment variable \(unknown)")

@@ -169,7 +169,7 @@ public final class Broker: @unchecked Sendable {
                 // Shutting down is not the client's fault: its will stays with its session.
                 connection.publishWillOnClose = false
                 detach(connection)
-                connection.transport.close()
+                close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
             }
         }
         commitCollected()
