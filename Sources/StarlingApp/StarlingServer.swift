@@ -22,6 +22,11 @@ public final class StarlingServer: Service, Sendable {
 
     public static let version = "0.1.0"
 
+    /// Rows received before this wall-clock time are deleted (ingest.retention).
+    func retentionCutoff() -> Int64? {
+        configuration.broker.ingest.retentionSeconds.map { SystemBrokerClock().wallClockMilliseconds() - $0 * 1000 }
+    }
+
     public func run() async throws {
         let setup = configuration.inMemory ? nil : try StoreSetup.open(configuration, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -55,6 +60,8 @@ public final class StarlingServer: Service, Sendable {
                 try? await group.shutdownGracefully()
                 throw error
             }
+            // Partitions ahead and retention before accepting.
+            _ = try? await setup.store.enforceRetention(before: retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
             let writer = GroupCommitWriter(store: setup.store, eventLoop: loop, logger: brokerLogger)
             try await loop.submit {
                 broker.persistence = writer
@@ -91,6 +98,19 @@ public final class StarlingServer: Service, Sendable {
             promise.completeWithTask { _ = try? await store.collectGarbage() }
             return promise.futureResult
         }
+        let retention = loop.scheduleRepeatedAsyncTask(initialDelay: .minutes(10), delay: .minutes(10)) { _ in
+            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
+            let promise = loop.makePromise(of: Void.self)
+            let cutoff = self.retentionCutoff()
+            promise.completeWithTask {
+                do {
+                    _ = try await store.enforceRetention(before: cutoff, now: SystemBrokerClock().wallClockMilliseconds())
+                } catch {
+                    self.logger.warning("ingest retention failed; will retry: \(error)")
+                }
+            }
+            return promise.futureResult
+        }
 
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
@@ -99,6 +119,7 @@ public final class StarlingServer: Service, Sendable {
         for channel in channels { try? await channel.close() }
         ticker.cancel()
         collector.cancel()
+        retention.cancel()
         try? await loop.submit { broker.shutdown() }.get()
         if let writer = try? await loop.submit({ broker.persistence }).get() {
             try? await writer.drain().get()

@@ -77,6 +77,8 @@ public final class SQLiteStore: PersistentStore {
             case .delete: try apply(.deleteDelivery(clientID: key.clientID, sequence: key.sequence), db)
             }
         }
+        // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
+        try writeIngest(batch.ingest, db)
         for (key, add) in batch.inboundQoS2 {
             try apply(add ? .addInboundQoS2(clientID: key.clientID, packetID: key.packetID)
                           : .removeInboundQoS2(clientID: key.clientID, packetID: key.packetID), db)
@@ -157,6 +159,8 @@ public final class SQLiteStore: PersistentStore {
                 .execute(arguments: [clientID, Int(packetID)])
         case .removeInboundQoS2(let clientID, let packetID):
             try db.cachedStatement(sql: "DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?").execute(arguments: [clientID, Int(packetID)])
+        case .ingest(let record):
+            try writeIngest([record], db)
         case .setRetained(let m):
             if m.payload.readableBytes == 0 {
                 try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])

@@ -24,6 +24,8 @@ final class Client: ChannelInboundHandler {
     private var connected = false
     /// This program closes the connection (refused CONNACK, protocol error, end of run).
     private var closing = false
+    /// Closed after an I/O or protocol error, or a server DISCONNECT.
+    private var aborted = false
     private var sentSinceTick = false
     private var idleSince: UInt64 = 0
 
@@ -116,7 +118,7 @@ final class Client: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        close()
+        abort()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -129,10 +131,10 @@ final class Client: ChannelInboundHandler {
         do {
             while let frame = try MQTTFrame.read(from: &buffer, maximumPacketSize: Client.maximumPacketSize) {
                 try handle(frame)
-                if closing { return }
+                if closing || aborted { return }
             }
         } catch {
-            close()
+            abort()
             return
         }
         if buffer.readableBytes > 0 { cumulation = buffer }
@@ -211,7 +213,7 @@ final class Client: ChannelInboundHandler {
             pendingSubAcks -= 1
             if pendingSubAcks == 0 { worker.counters.subscribed += 1 }
         case .disconnect:
-            close()
+            abort()  // the server ended the connection: counts as dropped
         default:
             break  // UNSUBACK, AUTH: not expected, harmless
         }
@@ -336,8 +338,17 @@ final class Client: ChannelInboundHandler {
         return promise.futureResult.flatMapErrorThrowing { _ in }
     }
 
+    /// Closes on purpose (a refused CONNACK, already counted).
     private func close() {
         closing = true
+        publishing = false
+        context?.close(promise: nil)
+    }
+
+    /// Closes after an error or a server DISCONNECT; `channelInactive` counts it as dropped
+    /// (or as failed before CONNACK).
+    private func abort() {
+        aborted = true
         publishing = false
         context?.close(promise: nil)
     }

@@ -80,6 +80,54 @@ extension ConfigurationKey {
             config.logLevel = level
             return nil
         },
+        ConfigurationKey(section: "server", name: "node_id", kind: .string,
+                         doc: "This node's name, stored with every ingested row (default: the host name).",
+                         defaultLiteral: "\"\"") { config, raw in
+            guard case .string(let s) = raw else { return "a string" }
+            if !s.isEmpty { config.broker.ingest.nodeID = s }
+            return nil
+        },
+        ConfigurationKey(section: "ingest", name: "enabled", kind: .boolean,
+                         doc: "Store every published message of the ingest topics as a row of the messages table (needs a store).",
+                         defaultLiteral: "true") { config, raw in
+            guard case .boolean(let b) = raw else { return "true or false" }
+            config.broker.ingest.enabled = b
+            return nil
+        },
+        ConfigurationKey(section: "ingest", name: "topics", kind: .stringList,
+                         doc: "Topic filters whose messages are stored; $SYS topics never are.",
+                         defaultLiteral: "[\"#\"]") { config, raw in
+            let allowed = "a list of valid MQTT topic filters (not $share/...)"
+            guard case .array(let items) = raw else { return allowed }
+            var filters: [MQTTTopicFilter] = []
+            for item in items {
+                guard case .string(let s) = item, let filter = try? MQTTTopicFilter(s), !filter.isShared else { return allowed }
+                filters.append(filter)
+            }
+            config.broker.ingest.topics = filters
+            return nil
+        },
+        ConfigurationKey(section: "ingest", name: "dedup", kind: .string,
+                         doc: "\"dup_flag\": a QoS 1 message identical to the last one with its packet id is a re-send only when it carries DUP = 1 (a steady sensor's repeats are kept). \"content\": any identical repeat of a packet id is a re-send (for clients that re-send without DUP; identical readings reusing a packet id collapse).",
+                         defaultLiteral: "\"dup_flag\"") { config, raw in
+            guard case .string(let s) = raw, ["dup_flag", "content"].contains(s) else { return "\"dup_flag\" or \"content\"" }
+            config.broker.ingest.contentDedup = s == "content"
+            return nil
+        },
+        ConfigurationKey(section: "ingest", name: "retention", kind: .string,
+                         doc: "How long rows are kept, e.g. \"30d\", \"12h\", \"90m\"; \"\" keeps them. PostgreSQL drops daily partitions; SQLite deletes in small batches.",
+                         defaultLiteral: "\"\"") { config, raw in
+            let allowed = "\"\" or a whole number followed by s, m, h or d, e.g. \"30d\""
+            guard case .string(let s) = raw else { return allowed }
+            if s.isEmpty {
+                config.broker.ingest.retentionSeconds = nil
+                return nil
+            }
+            let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+            guard let unit = s.last, let factor = units[unit], let count = Int64(s.dropLast()), count > 0 else { return allowed }
+            config.broker.ingest.retentionSeconds = count * factor
+            return nil
+        },
         ConfigurationKey(section: "storage", name: "data_dir", kind: .string,
                          doc: "Directory of the embedded SQLite store (DIR/starling.db), used when storage.postgres_url is empty.",
                          defaultLiteral: "\"./data\"") { config, raw in

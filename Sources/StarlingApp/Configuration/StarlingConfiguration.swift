@@ -1,3 +1,4 @@
+import Glibc
 public import Logging
 public import StarlingCore
 public import StarlingTransport
@@ -19,5 +20,13 @@ public struct StarlingConfiguration: Sendable, Equatable {
     /// Keep everything in memory (no store): for tests and benchmarks of the core only.
     public var inMemory = false
 
-    public init() {}
+    public init() {
+        broker.ingest.nodeID = Self.hostName()
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "starling" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }

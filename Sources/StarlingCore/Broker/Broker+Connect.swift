@@ -124,7 +124,14 @@ extension Broker {
             // A new connection before the Will Delay Interval has passed: no will [MQTT-3.1.3-9].
             session.willDueAt = nil
         } else {
-            if let existing = sessions[clientID] { endSession(existing, now: now) }
+            if let existing = sessions[clientID], existing.isStored {
+                endSession(existing, now: now)
+            } else {
+                if let existing = sessions[clientID] { endSession(existing, now: now) }
+                // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
+                // this client end with it too; a new session may reuse their packet ids.
+                if persistence != nil && configuration.ingest.enabled { collected.append(.deleteSession(clientID: clientID)) }
+            }
             session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
             sessions[clientID] = session
         }

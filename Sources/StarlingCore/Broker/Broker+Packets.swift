@@ -96,9 +96,9 @@ extension Broker {
             durably([]) { self.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
             return
         }
-        // Receive Maximum [MQTT-3.3.4-9]
-        if publish.qos == .exactlyOnce && session.inboundQoS2.count >= Int(configuration.receiveMaximum) {
-            fail(connection, .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 2 messages await PUBREL", spec: "MQTT-3.3.4-9")
+        // Receive Maximum [MQTT-3.3.4-9]: unacknowledged QoS 1 and 2 PUBLISH packets.
+        if publish.qos != .atMostOnce && session.inboundQoS2.count + connection.unacknowledgedQoS1 >= Int(configuration.receiveMaximum) {
+            fail(connection, .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 1 and 2 messages are unacknowledged", spec: "MQTT-3.3.4-9")
             return
         }
         // Payload Format Indicator 1: the payload must be UTF-8 [MQTT-3.3.2.3.2].
@@ -121,6 +121,7 @@ extension Broker {
         }
 
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
+        ingest(publish, topic: topic, connection: connection)
         if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
         let matched = route(message, now: now)
 
@@ -130,7 +131,9 @@ extension Broker {
                 if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
             }
             // G1: PUBACK / PUBREC only once everything the message caused is committed.
+            if publish.qos == .atLeastOnce { connection.unacknowledgedQoS1 += 1 }
             commitCollected { [self] in
+                if publish.qos == .atLeastOnce { connection.unacknowledgedQoS1 -= 1 }
                 acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
             }
         }
@@ -178,7 +181,9 @@ extension Broker {
     func handlePubRel(_ ack: MQTTAck, on connection: Connection) {
         guard let session = connection.session else { return }
         let known = session.inboundQoS2.remove(ack.packetID) != nil
-        if known && session.isStored { collected.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID)) }
+        // The store may hold the entry even for a session it does not keep (the ingest bridge
+        // writes it with the row), so it is removed whenever there is a store.
+        if known && persistence != nil { collected.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID)) }
         let reason: MQTTReasonCode = known || connection.version != .v5 ? .success : .packetIdentifierNotFound
         // PUBCOMP once the id is durably free: a client may reuse it right after [MQTT-4.3.3-11].
         commitCollected { self.send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection) }

@@ -61,5 +61,29 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// Whether a 3.x client may send an empty client id (with Clean Session 1) and get one assigned.
     public var allowEmptyClientID = true
 
+    /// The ingest bridge: which published messages become rows of `messages`.
+    public var ingest = IngestConfiguration()
+
     public init() {}
+}
+
+/// The ingest bridge's settings (DESIGN.md section 4).
+public struct IngestConfiguration: Sendable, Equatable {
+    public var enabled = true
+    /// Topic filters whose messages are stored; `$SYS` topics never are.
+    public var topics: [MQTTTopicFilter] = [try! MQTTTopicFilter("#")]
+    /// false = `dup_flag` (a repeat is a duplicate only with DUP = 1), true = `content` (any
+    /// identical repeat of a packet id is a duplicate).
+    public var contentDedup = false
+    /// Delete rows older than this many seconds; nil keeps them.
+    public var retentionSeconds: Int64?
+    /// This node's id, stored with each row.
+    public var nodeID = "starling"
+
+    public init() {}
+
+    /// Whether messages on `topic` are ingested.
+    public func covers(_ topic: String) -> Bool {
+        enabled && !topic.hasPrefix("$") && topics.contains { $0.matches(topic) }
+    }
 }

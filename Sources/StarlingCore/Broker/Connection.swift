@@ -40,6 +40,10 @@ public final class Connection {
     /// Outbound aliases the broker has assigned [MQTT-3.3.2-12].
     var outboundAliases: [String: UInt16] = [:]
 
+    /// QoS 1 PUBLISH packets received whose PUBACK waits for a commit (Receive Maximum counts
+    /// them with the QoS 2 ones awaiting PUBREL [MQTT-3.3.4-9]).
+    var unacknowledgedQoS1 = 0
+
     /// Written to since the last flush.
     var needsFlush = false
 

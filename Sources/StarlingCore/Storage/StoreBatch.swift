@@ -32,6 +32,8 @@ public struct StoreBatch: Sendable {
     public private(set) var deliveries: [DeliveryKey: DeliveryChange] = [:]
     public private(set) var inboundQoS2: [InboundKey: Bool] = [:]  // true = add, false = remove
     public private(set) var retained: [String: StoredMessage] = [:]  // empty payload = delete
+    /// Published messages to ingest, in arrival order (not folded: each is a row or a re-send).
+    public private(set) var ingest: [IngestRecord] = []
 
     public struct SubscriptionKey: Hashable, Sendable {
         public var clientID: String
@@ -45,7 +47,7 @@ public struct StoreBatch: Sendable {
 
     public var isEmpty: Bool {
         resetSessions.isEmpty && sessions.isEmpty && messages.isEmpty && subscriptions.isEmpty && deliveries.isEmpty
-            && inboundQoS2.isEmpty && retained.isEmpty
+            && inboundQoS2.isEmpty && retained.isEmpty && ingest.isEmpty
     }
 
     public init(_ operations: [StoreOperation]) {
@@ -88,6 +90,8 @@ public struct StoreBatch: Sendable {
                 inboundQoS2[InboundKey(clientID: clientID, packetID: packetID)] = false
             case .setRetained(let message):
                 retained[message.topic] = message
+            case .ingest(let record):
+                ingest.append(record)
             }
         }
     }

@@ -137,6 +137,9 @@ public enum StoreOperation: Sendable, Equatable {
     case removeInboundQoS2(clientID: String, packetID: UInt16)
     /// Set (or, with an empty payload, delete) the retained message of a topic.
     case setRetained(StoredMessage)
+    /// Store a published message in `messages`, unless the de-duplication rule says it is a
+    /// re-send (DESIGN.md section 4), decided atomically in the database.
+    case ingest(IngestRecord)
 }
 
 /// The storage port. Adapters (SQLite, PostgreSQL) implement it and pass the same
@@ -152,4 +155,7 @@ public protocol PersistentStore: Sendable {
     func apply(_ operations: [StoreOperation]) async throws
     /// Removes message payloads no delivery references any more; returns how many.
     func collectGarbage() async throws -> Int
+    /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
+    /// partitions ahead (PostgreSQL); returns how many rows or partitions went.
+    func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int
 }

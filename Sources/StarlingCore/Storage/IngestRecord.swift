@@ -1,0 +1,106 @@
+public import NIOCore
+
+/// One published message for the `messages` table (DESIGN.md section 4).
+public struct IngestRecord: Sendable, Equatable {
+    /// How a re-sent message is recognised.
+    public enum Dedup: Sendable, Equatable {
+        /// QoS 0: never re-sent; always stored.
+        case none
+        /// QoS 1: a duplicate when the last entry for (client id, packet id) has the same content
+        /// hash and the PUBLISH carries DUP = 1 (`dup_flag`), or whatever its DUP (`content`).
+        case qos1(dup: Bool, contentOnly: Bool)
+        /// QoS 2: a duplicate while an `inbound_qos2` entry for (client id, packet id) exists; the
+        /// entry is created with the row, in the same transaction.
+        case qos2
+    }
+
+    /// Wall-clock milliseconds since 1970 when the broker received it.
+    public var receivedAt: Int64
+    public var clientID: String
+    public var username: String?
+    public var packetID: UInt16?
+    /// The resolved topic name (never a topic alias).
+    public var topic: String
+    public var payload: ByteBuffer
+    public var qos: UInt8
+    public var retain: Bool
+    public var contentType: String?
+    public var userProperties: [(String, String)]
+    /// SHA-256 of the topic, a zero byte and the payload.
+    public var contentHash: [UInt8]
+    public var nodeID: String
+    public var dedup: Dedup
+
+    public init(receivedAt: Int64, clientID: String, username: String?, packetID: UInt16?, topic: String, payload: ByteBuffer,
+                qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],
+                nodeID: String, dedup: Dedup) {
+        self.receivedAt = receivedAt
+        self.clientID = clientID
+        self.username = username
+        self.packetID = packetID
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.contentType = contentType
+        self.userProperties = userProperties
+        self.contentHash = contentHash
+        self.nodeID = nodeID
+        self.dedup = dedup
+    }
+
+    public static func == (lhs: IngestRecord, rhs: IngestRecord) -> Bool {
+        lhs.receivedAt == rhs.receivedAt && lhs.clientID == rhs.clientID && lhs.username == rhs.username
+            && lhs.packetID == rhs.packetID && lhs.topic == rhs.topic && lhs.payload == rhs.payload && lhs.qos == rhs.qos
+            && lhs.retain == rhs.retain && lhs.contentType == rhs.contentType
+            && lhs.userProperties.map { [$0.0, $0.1] } == rhs.userProperties.map { [$0.0, $0.1] }
+            && lhs.contentHash == rhs.contentHash && lhs.nodeID == rhs.nodeID && lhs.dedup == rhs.dedup
+    }
+
+    /// The key of the de-duplication rule, for records that have one.
+    public var dedupKey: DedupKey? {
+        guard let packetID, dedup != .none else { return nil }
+        return DedupKey(clientID: clientID, packetID: packetID)
+    }
+
+    public struct DedupKey: Hashable, Sendable {
+        public var clientID: String
+        public var packetID: UInt16
+    }
+}
+
+extension IngestRecord {
+    /// De-duplicates a batch in memory before it is written (two copies of one key in one
+    /// `INSERT … ON CONFLICT DO UPDATE` is an error in PostgreSQL): a later record with the same
+    /// key is a duplicate of an earlier one when the rule says so, and is dropped; a later
+    /// record that is a new message replaces the earlier one as "the last entry" — both rows
+    /// are kept, split into separate rounds. Returns the rounds to write in order; within a round
+    /// every key appears once.
+    public static func rounds(_ records: [IngestRecord]) -> [[IngestRecord]] {
+        var rounds: [[IngestRecord]] = []
+        var lastInBatch: [DedupKey: (hash: [UInt8], round: Int)] = [:]
+        for record in records {
+            guard let key = record.dedupKey else {
+                if rounds.isEmpty { rounds.append([]) }
+                rounds[0].append(record)
+                continue
+            }
+            var round = 0
+            if let last = lastInBatch[key] {
+                switch record.dedup {
+                case .qos1(let dup, let contentOnly):
+                    if last.hash == record.contentHash && (dup || contentOnly) { continue }  // duplicate
+                case .qos2:
+                    continue  // the entry of the earlier copy exists: duplicate
+                case .none:
+                    break
+                }
+                round = last.round + 1
+            }
+            while rounds.count <= round { rounds.append([]) }
+            rounds[round].append(record)
+            lastInBatch[key] = (record.contentHash, round)
+        }
+        return rounds
+    }
+}
