@@ -8,6 +8,9 @@ public final class RecordingTransport: ClientTransport {
     public private(set) var flushed: [MQTTPacket] = []
     public private(set) var isClosed = false
     public var isWritable = true
+    public private(set) var isReading = true
+
+    public func setReading(_ enabled: Bool) { isReading = enabled }
     public let remoteAddress: String
 
     public init(remoteAddress: String = "test") {

@@ -50,7 +50,10 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if let connection { broker.writabilityChanged(connection) }
+        // Losing writability is reported from inside a write: only the return of writability
+        // needs work (sending what was queued meanwhile).
+        guard context.channel.isWritable, let connection else { return }
+        broker.writabilityChanged(connection)
         broker.flush()
     }
 
@@ -84,6 +87,13 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    public func setReading(_ enabled: Bool) {
+        guard let channel = context?.channel else { return }
+        channel.setOption(.autoRead, value: enabled).whenSuccess {
+            if enabled { channel.read() }
+        }
+    }
 }
 
 /// Counts received bytes before framing, for `$SYS/broker/load/bytes/received`.

@@ -22,7 +22,7 @@ final class Client: ChannelInboundHandler {
     private var cumulation: ByteBuffer?
     private var out: ByteBuffer
     private var connected = false
-    /// This program closes the connection (refused CONNACK, protocol error, end of run).
+    /// This program closes the connection on purpose (refused CONNACK, end of run).
     private var closing = false
     /// Closed after an I/O or protocol error, or a server DISCONNECT.
     private var aborted = false

@@ -84,7 +84,7 @@ extension Broker {
         if let problem = topicProblem(topic) {
             // 5.0 answers a QoS 1/2 message with 0x90; QoS 0 and 3.x can only disconnect.
             if v5 && publish.qos != .atMostOnce, let id = publish.packetID {
-                acknowledge(publish, id: id, reason: .topicNameInvalid, message: "topic \(problem)", on: connection)
+                durably([]) { self.acknowledge(publish, id: id, reason: .topicNameInvalid, message: "topic \(problem)", on: connection) }
             } else {
                 fail(connection, .topicNameInvalid, "topic \(problem)")
             }
@@ -96,15 +96,16 @@ extension Broker {
             durably([]) { self.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
             return
         }
-        // Receive Maximum [MQTT-3.3.4-9]: unacknowledged QoS 1 and 2 PUBLISH packets.
-        if publish.qos != .atMostOnce && session.inboundQoS2.count + connection.unacknowledgedQoS1 >= Int(configuration.receiveMaximum) {
+        // Receive Maximum [MQTT-3.3.4-9]: unacknowledged QoS 1 and 2 PUBLISH packets. Only 5.0
+        // clients were told the limit; 3.x clients are held back by TCP flow control instead.
+        if v5 && publish.qos != .atMostOnce && session.inboundQoS2.count + connection.unacknowledgedQoS1 >= Int(configuration.receiveMaximum) {
             fail(connection, .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 1 and 2 messages are unacknowledged", spec: "MQTT-3.3.4-9")
             return
         }
         // Payload Format Indicator 1: the payload must be UTF-8 [MQTT-3.3.2.3.2].
         if v5 && configuration.validateUTF8Payloads && publish.properties.payloadFormatIndicator == 1 && !publish.payload.isValidMQTTUTF8 {
             if publish.qos != .atMostOnce, let id = publish.packetID {
-                acknowledge(publish, id: id, reason: .payloadFormatInvalid, message: "the payload is not valid UTF-8", on: connection)
+                durably([]) { self.acknowledge(publish, id: id, reason: .payloadFormatInvalid, message: "the payload is not valid UTF-8", on: connection) }
             } else {
                 fail(connection, .payloadFormatInvalid, "the payload is not valid UTF-8")
             }
@@ -115,7 +116,7 @@ extension Broker {
             logger.info("publish denied", metadata: ["mqtt.client_id": "\(connection.clientID)", "topic": "\(topic)"])
             if let id = publish.packetID {
                 if publish.qos == .exactlyOnce && !v5 { session.inboundQoS2.insert(id) }
-                acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection)
+                durably([]) { self.acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection) }
             }
             return
         }
@@ -131,21 +132,29 @@ extension Broker {
                 if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
             }
             // G1: PUBACK / PUBREC only once everything the message caused is committed.
-            if publish.qos == .atLeastOnce { connection.unacknowledgedQoS1 += 1 }
+            if publish.qos == .atLeastOnce {
+                connection.unacknowledgedQoS1 += 1
+                // A 3.x client has no Receive Maximum: stop reading from it instead, so what
+                // waits for the store stays bounded.
+                if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.transport.setReading(false) }
+            }
             commitCollected { [self] in
-                if publish.qos == .atLeastOnce { connection.unacknowledgedQoS1 -= 1 }
+                if publish.qos == .atLeastOnce {
+                    connection.unacknowledgedQoS1 -= 1
+                    if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.transport.setReading(true) }
+                }
                 acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
             }
         }
     }
 
-    /// PUBACK (QoS 1) or PUBREC (QoS 2) for an incoming PUBLISH.
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) for an incoming PUBLISH, written now: callers run it from
+    /// a commit callback or through `durably`, which keeps acks in order.
     func acknowledge(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
         var properties: MQTTProperties = []
         if let message, connection.requestProblemInformation { properties.append(.reasonString(message)) }
         let ack = MQTTAck(packetID: id, reasonCode: reason, properties: properties)
-        let packet: MQTTPacket = publish.qos == .exactlyOnce ? .pubrec(ack) : .puback(ack)
-        durably([]) { self.send(packet, on: connection) }
+        send(publish.qos == .exactlyOnce ? .pubrec(ack) : .puback(ack), on: connection)
     }
 
     // MARK: Acknowledgements from a client

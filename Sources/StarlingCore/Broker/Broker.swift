@@ -142,11 +142,16 @@ public final class Broker: @unchecked Sendable {
     /// Sends everything written since the last flush. The transport calls this at the end of
     /// each read batch, and timers call it after their work.
     public func flush() {
-        for connection in pendingFlush where connection.needsFlush {
+        // Take the list first: flushing can re-enter `send` (a connection written to during
+        // the flush goes on the next list, so none is ever left unflushed).
+        var list: [Connection] = []
+        swap(&list, &pendingFlush)
+        for connection in list where connection.needsFlush {
             connection.needsFlush = false
             connection.transport.flush()
         }
-        pendingFlush.removeAll(keepingCapacity: true)
+        list.removeAll(keepingCapacity: true)
+        if pendingFlush.isEmpty { swap(&list, &pendingFlush) }
     }
 
     /// Counts bytes for `$SYS` (the transport knows sizes after encoding).

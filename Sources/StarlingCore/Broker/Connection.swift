@@ -57,10 +57,11 @@ public final class Connection {
     /// Attached to a session: CONNECT accepted (CONNACK sent or about to be).
     var hasSession: Bool { state == .connected || state == .connecting }
 
-    /// Writes a packet and remembers to flush.
+    /// Writes a packet and remembers to flush. The flag is set before writing: a write can
+    /// re-enter the broker (NIO reports lost writability from inside it).
     func send(_ packet: MQTTPacket) {
-        transport.write(packet, version: version)
         needsFlush = true
+        transport.write(packet, version: version)
     }
 }
 

@@ -15,4 +15,6 @@ public protocol ClientTransport: AnyObject {
     var isWritable: Bool { get }
     /// The peer's address, for logs.
     var remoteAddress: String { get }
+    /// Stops or resumes reading from the peer (TCP flow control holds it back meanwhile).
+    func setReading(_ enabled: Bool)
 }

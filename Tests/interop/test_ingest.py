@@ -1,0 +1,197 @@
+"""The ingest bridge (G2, DESIGN.md section 4): every published message becomes one row of
+`messages`; re-sends after a lost PUBACK or a crash never add a second row; legitimate repeats
+do. Runs on SQLite and PostgreSQL against the built binary."""
+import random
+import signal
+import tempfile
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from mqtt_helpers import TIMEOUT, Client
+from raw_client import RawClient, connect, packet, string
+from stores import Store, store_params
+
+
+@pytest.fixture(params=store_params())
+def store(request):
+    data = tempfile.TemporaryDirectory(prefix="starling-ingest-")
+    yield Store(request.param, data.name)
+    data.cleanup()
+
+
+def publish_qos1(pid, payload, dup=False, topic="ingest/t"):
+    return packet(0x3A if dup else 0x32, string(topic), pid.to_bytes(2, "big"), payload)
+
+
+def raw_session(broker, client_id="ingest-pub"):
+    c = RawClient(broker)
+    c.send(connect(client_id, version=4, flags=0x00))  # clean session 0: a session to resume
+    first, body = c.read_packet()
+    assert first == 0x20 and body[1] == 0
+    return c
+
+
+def rows(store, payload=None, topic="ingest/t"):
+    where = f"topic = '{topic}'"
+    if payload is not None:
+        where += f" AND payload = {hex_literal(store, payload)}"
+    return store.scalar(f"SELECT count(*) FROM messages WHERE {where}")
+
+
+def hex_literal(store, payload):
+    return f"X'{payload.hex()}'" if store.kind == "sqlite" else f"'\\x{payload.hex()}'::bytea"
+
+
+def test_g2_crash_before_ack_then_dup_resend_is_one_row(store, broker_factory):
+    """[G2][MQTT-3.3.1-1] A QoS 1 PUBLISH is committed, the broker is killed with SIGKILL before
+    the client takes the PUBACK into account; the client reconnects and re-sends with DUP=1:
+    one row."""
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    c.send(publish_qos1(7, b"reading-1"))
+    assert c.read_packet() == (0x40, b"\x00\x07")  # committed (the client acts as if it never read this)
+    broker.process.send_signal(signal.SIGKILL)
+    broker.process.wait()
+    c.close()
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    c.send(publish_qos1(7, b"reading-1", dup=True))
+    assert c.read_packet() == (0x40, b"\x00\x07")
+    assert rows(store, b"reading-1") == 1
+
+
+def test_g2_lost_puback_dup_resend_is_one_row(store, broker_factory):
+    """[G2] The client re-sends with DUP=1 after a PUBACK it never read: one row."""
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    c.send(publish_qos1(9, b"reading"))
+    assert c.read_packet() == (0x40, b"\x00\x09")
+    c.send(publish_qos1(9, b"reading", dup=True))
+    assert c.read_packet() == (0x40, b"\x00\x09")
+    assert rows(store, b"reading") == 1
+
+
+def test_g2_legitimate_repeat_with_dup_0_is_two_rows(store, broker_factory):
+    """[G2] The same packet id and payload with DUP=0 after the PUBACK is a new reading: two rows."""
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    for _ in range(2):
+        c.send(publish_qos1(3, b"21.5"))
+        assert c.read_packet() == (0x40, b"\x00\x03")
+    assert rows(store, b"21.5") == 2
+
+
+def test_g2_same_packet_id_dup_1_different_content_is_a_new_row(store, broker_factory):
+    """[G2] Same packet id, DUP=1, different content: a new row."""
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    c.send(publish_qos1(4, b"first"))
+    assert c.read_packet() == (0x40, b"\x00\x04")
+    c.send(publish_qos1(4, b"second", dup=True))
+    assert c.read_packet() == (0x40, b"\x00\x04")
+    assert rows(store) == 2
+
+
+def test_g2_content_mode_drops_identical_repeats_without_dup(store, broker_factory):
+    """[G2] With ingest.dedup = "content", an identical repeat of a packet id is a re-send even
+    with DUP=0 (the documented trade-off)."""
+    broker = broker_factory(extra_args=store.args, env={"STARLING_INGEST_DEDUP": "content"})
+    c = raw_session(broker)
+    for _ in range(2):
+        c.send(publish_qos1(5, b"same"))
+        assert c.read_packet() == (0x40, b"\x00\x05")
+    assert rows(store, b"same") == 1
+
+
+def test_g2_qos2_interrupted_after_pubrec_is_one_row_and_one_delivery(store, broker_factory):
+    """[G2][MQTT-4.3.3-10] QoS 2 interrupted after PUBREC and resumed after a restart: one row,
+    and one delivery to a subscriber."""
+    broker = broker_factory(extra_args=store.args)
+    sub = Client(broker, client_id="ingest-sub", clean=False)
+    sub.connect()
+    sub.subscribe("ingest/#", qos=2)
+    sub.disconnect()
+    c = raw_session(broker)
+    c.send(packet(0x34, string("ingest/t"), b"\x00\x0b", b"once"))
+    assert c.read_packet() == (0x50, b"\x00\x0b")
+    broker.process.send_signal(signal.SIGKILL)
+    broker.process.wait()
+    c.close()
+    broker = broker_factory(extra_args=store.args)
+    c = RawClient(broker)
+    c.send(connect("ingest-pub", version=4, flags=0x00))
+    assert c.read_packet() == (0x20, b"\x01\x00")
+    c.send(packet(0x3C, string("ingest/t"), b"\x00\x0b", b"once"))  # DUP re-send
+    assert c.read_packet() == (0x50, b"\x00\x0b")
+    c.send(packet(0x62, b"\x00\x0b"))
+    assert c.read_packet() == (0x70, b"\x00\x0b")
+    assert rows(store, b"once") == 1
+    sub = Client(broker, client_id="ingest-sub", clean=False)
+    sub.connect()
+    assert sub.message().payload == b"once"
+    sub.no_message()
+
+
+def test_g2_two_copies_of_one_key_in_one_read_are_one_row_and_others_kept(store, broker_factory):
+    """[G2] Two copies of one key arriving together (one TCP write, so one read and, normally,
+    one group commit): one row, and the other messages of that batch are all stored."""
+    broker = broker_factory(extra_args=store.args)
+    c = raw_session(broker)
+    burst = publish_qos1(1, b"k") + publish_qos1(1, b"k", dup=True)
+    burst += b"".join(publish_qos1(100 + i, f"other-{i}".encode()) for i in range(50))
+    c.send(burst)
+    acks = [c.read_packet() for _ in range(52)]
+    assert acks[0] == (0x40, b"\x00\x01") and acks[1] == (0x40, b"\x00\x01")
+    assert rows(store, b"k") == 1
+    assert rows(store) == 51
+
+
+def test_g2_stream_through_sigkill_restarts_every_acked_message_exactly_once(store, broker_factory):
+    """[G1][G2] A client streaming 1,000 QoS 1 messages with unique payloads through several
+    SIGKILL restarts (paho re-sends unacknowledged ones with DUP=1 after each reconnect): every
+    acknowledged message has exactly one row."""
+    rng = random.Random(6)
+    broker = broker_factory(extra_args=store.args)
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id="stream",
+                         clean_session=False, protocol=mqtt.MQTTv311)
+    client._reconnect_on_failure = False
+    client.max_inflight_messages_set(20)
+    acked_mids = set()
+    progress = threading.Condition()  # never held while calling into paho (its locks call back into ours)
+    connected = threading.Event()
+
+    def on_publish(c, u, mid, rc, props):
+        with progress:
+            acked_mids.add(mid)
+            progress.notify_all()
+
+    client.on_publish = on_publish
+    client.on_connect = lambda *a: connected.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    assert connected.wait(TIMEOUT)
+    total = 1000
+    infos = [client.publish("ingest/stream", f"s-{i:04d}".encode(), qos=1) for i in range(total)]
+
+    def wait_for(count):
+        with progress:
+            assert progress.wait_for(lambda: len(acked_mids) >= count, timeout=120), f"{len(acked_mids)} of {count} acknowledged"
+
+    for stop in sorted(rng.sample(range(100, 900), 3)):
+        wait_for(stop)
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait()
+        broker = broker_factory(extra_args=store.args)
+        connected.clear()
+        client.loop_stop()
+        client.connect(broker.host, broker.port)  # same session: unacknowledged messages go again with DUP=1
+        client.loop_start()
+        assert connected.wait(TIMEOUT)
+    wait_for(total)
+    client.loop_stop()
+    assert all(info.is_published() for info in infos)
+    counts = store.query("SELECT payload, count(*) FROM messages WHERE topic = 'ingest/stream' GROUP BY payload")
+    assert len(counts) == total
+    assert all(int(n) == 1 for _, n in counts)
