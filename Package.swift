@@ -114,7 +114,12 @@ let package = Package(
         // Micro-benchmarks for the codec and the subscription index (not tests).
         .executableTarget(
             name: "starling-microbench",
-            dependencies: ["MQTTCodec", "StarlingCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "MQTTCodec", "StarlingCore", "StarlingSQLite", "StarlingPostgres",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/starling-microbench",
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 // Micro-benchmarks of the codec and the subscription index (not tests: they report numbers).
 //   swift run -c release starling-microbench [codec|index|all]
+//   swift run -c release starling-microbench store-sqlite DIR | store-postgres URL
 import MQTTCodec
 import NIOCore
 import StarlingCore
@@ -80,12 +81,14 @@ func indexBenchmarks() {
     print("subscriptions held: \(index.count)")
 }
 
-let which = CommandLine.arguments.dropFirst().first ?? "all"
-switch which {
+let arguments = Array(CommandLine.arguments.dropFirst())
+switch arguments.first ?? "all" {
 case "codec": codecBenchmarks()
 case "index": indexBenchmarks()
 case "all": codecBenchmarks(); indexBenchmarks()
+case "store-sqlite" where arguments.count == 2: try await StoreBenchmarks.sqlite(directory: arguments[1])
+case "store-postgres" where arguments.count == 2: try await StoreBenchmarks.postgres(url: arguments[1])
 default:
-    print("usage: starling-microbench [codec|index|all]")
+    print("usage: starling-microbench [codec|index|all] | store-sqlite DIR | store-postgres URL")
     exit(2)
 }

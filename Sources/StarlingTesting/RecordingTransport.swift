@@ -17,7 +17,11 @@ public final class RecordingTransport: ClientTransport {
         self.remoteAddress = remoteAddress
     }
 
+    /// Runs inside every `write`, as NIO runs handlers inside a write that loses writability.
+    public var onWrite: (() -> Void)?
+
     public func write(_ packet: MQTTPacket, version: MQTTProtocolVersion) {
+        defer { onWrite?() }
         // Encode and decode, so that every packet the broker writes is proven encodable.
         var buffer = packet.encoded(version: version)
         var decoder = MQTTPacketDecoder(role: .client, version: version, maximumPacketSize: Int.max)

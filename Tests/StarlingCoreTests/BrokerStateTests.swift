@@ -189,6 +189,21 @@ struct BrokerStateTests {
         #expect(h.broker.session("sub")?.queuedCount == 2)
     }
 
+    @Test("a flush that re-enters the broker from inside a write never leaves a connection unflushed")
+    func reentrantFlush() {
+        let h = BrokerHarness()
+        let (sub, _) = h.connect("sub")
+        sub.subscribe("t", qos: .atMostOnce)
+        _ = sub.take()
+        // NIO reports lost writability from inside a write; the handler may flush then.
+        sub.transport.onWrite = { h.broker.flush() }
+        let (pub, _) = h.connect("pub")
+        pub.publish("t", "1")
+        pub.publish("t", "2")
+        sub.transport.onWrite = nil
+        #expect(sub.publishes().map { String(buffer: $0.payload) } == ["1", "2"])
+    }
+
     @Test("[MQTT-3.1.4-3] a second connection with the same client id takes over: the first gets 0x8E")
     func takeover() {
         let h = BrokerHarness()

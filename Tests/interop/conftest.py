@@ -67,6 +67,17 @@ class Broker:
         self.stderr.flush()
         return self.stderr_path.read_text()
 
+    def wait_for_log(self, needles, timeout=60):
+        """Waits until the broker's log holds one of `needles` (follows the file as it grows)."""
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if any(n in text for n in needles):
+                return text
+            time.sleep(0.05)  # polling a file that has no change notification; not a timing assumption
+        raise AssertionError(f"none of {needles} in the broker log within {timeout}s:\n{self.log()[-2000:]}")
+
     def terminate(self, timeout=30):
         """SIGTERM and wait; returns the exit status."""
         if self.process.poll() is None:

@@ -23,6 +23,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private var committing = false
     private var failing = false
     private var retryDelay = TimeAmount.milliseconds(50)
+    /// Counts commits started, so a watchdog can tell whether one is still running.
+    private var generation: UInt64 = 0
+    /// How long a commit may run before the store counts as failing (a store that does not
+    /// answer is as lost as one that refuses).
+    public var stallTimeout = TimeAmount.seconds(5)
 
     /// Runs after the callbacks of each committed batch (the broker flushes what they wrote).
     public var onCommitted: (() -> Void)?
@@ -74,6 +79,14 @@ public final class GroupCommitWriter: @unchecked Sendable {
         nonisolated(unsafe) let callbacks = taken
         let store = self.store
         let loop = eventLoop
+        generation &+= 1
+        let started = generation
+        loop.scheduleTask(in: stallTimeout) {
+            guard self.committing, self.generation == started, !self.failing else { return }
+            self.failing = true
+            self.failures += 1
+            self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
+        }
         let promise = loop.makePromise(of: Void.self)
         promise.completeWithTask { try await store.apply(batch) }
         promise.futureResult.whenComplete { result in
@@ -94,7 +107,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 self.failures += 1
                 if !self.failing {
                     self.failing = true
-                    self.logger.error("store \(store.name) refused a commit; retrying until it succeeds: \(error)")
+                    self.logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")
                 }
                 // Put the batch back in front, keep the callbacks, retry later.
                 self.pending.insert(contentsOf: batch, at: 0)
