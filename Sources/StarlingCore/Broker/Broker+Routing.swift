@@ -110,8 +110,8 @@ extension Broker {
         }
         // Full: the oldest QoS 0 message goes first; then the policy decides.
         let dropped: OutboundMessage
-        if let qos0 = session.queue.firstIndex(where: { $0.qos == .atMostOnce }) {
-            dropped = session.queue.remove(at: qos0)
+        if let qos0 = session.queue.removeOldestQoS0() {
+            dropped = qos0
             session.queue.append(outbound)
         } else if configuration.queueFullPolicy == .dropOldest {
             dropped = session.queue.removeFirst()

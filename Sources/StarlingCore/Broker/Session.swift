@@ -66,7 +66,7 @@ public final class Session {
     /// Packet ids in the order their messages were first sent, for resending in order
     /// [MQTT-4.6.0-1].
     var inflightOrder: Deque<UInt16> = []
-    var queue: Deque<OutboundMessage> = []
+    var queue = OutboundQueue()
     var nextPacketID: UInt16 = 1
 
     /// Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL is awaited
@@ -107,4 +107,46 @@ public final class Session {
             if inflight[id] == nil { return id }
         }
     }
+}
+
+/// A session's outbound queue: a deque that also counts its QoS 0 messages, so the queue-full
+/// policy ("drop the oldest QoS 0 first") costs nothing when there are none.
+struct OutboundQueue: Sequence {
+    private var items: Deque<OutboundMessage> = []
+    private(set) var qos0Count = 0
+
+    var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
+    var first: OutboundMessage? { items.first }
+
+    mutating func append(_ message: OutboundMessage) {
+        if message.qos == .atMostOnce { qos0Count += 1 }
+        items.append(message)
+    }
+
+    @discardableResult
+    mutating func removeFirst() -> OutboundMessage {
+        let message = items.removeFirst()
+        if message.qos == .atMostOnce { qos0Count -= 1 }
+        return message
+    }
+
+    /// Removes and returns the oldest QoS 0 message, if any.
+    mutating func removeOldestQoS0() -> OutboundMessage? {
+        guard qos0Count > 0, let index = items.firstIndex(where: { $0.qos == .atMostOnce }) else { return nil }
+        qos0Count -= 1
+        return items.remove(at: index)
+    }
+
+    mutating func removeAll(where shouldRemove: (OutboundMessage) -> Bool) {
+        items.removeAll(where: shouldRemove)
+        qos0Count = items.count { $0.qos == .atMostOnce }
+    }
+
+    mutating func removeAll() {
+        items.removeAll()
+        qos0Count = 0
+    }
+
+    func makeIterator() -> Deque<OutboundMessage>.Iterator { items.makeIterator() }
 }

@@ -1,3 +1,4 @@
+import DequeModule
 public import Logging
 public import NIOCore
 
@@ -19,7 +20,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public let maxBatch: Int
 
     private var pending: [StoreOperation] = []
-    private var waiting: [() -> Void] = []
+    /// Callbacks with the number of submitted operations that must be committed before each.
+    private var waiting: Deque<(needs: UInt64, callback: () -> Void)> = []
+    private var submittedCount: UInt64 = 0
+    private var committedCount: UInt64 = 0
     private var committing = false
     private var failing = false
     private var retryDelay = TimeAmount.milliseconds(50)
@@ -58,7 +62,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
             return
         }
         pending.append(contentsOf: operations)
-        if let then { waiting.append(then) }
+        submittedCount += UInt64(operations.count)
+        if let then { waiting.append((submittedCount, then)) }
         startCommitIfIdle()
     }
 
@@ -68,15 +73,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
         let count = min(pending.count, maxBatch)
         let batch = Array(pending.prefix(count))
         pending.removeFirst(count)
-        // Callbacks whose operations are all in this batch can run after it; when the batch is
-        // cut short, the rest wait for a later one.
-        var taken: [() -> Void] = []
-        if pending.isEmpty {
-            taken = waiting
-            waiting = []
-        }
-        // Callbacks only ever run on the loop they were submitted on.
-        nonisolated(unsafe) let callbacks = taken
         let store = self.store
         let loop = eventLoop
         generation &+= 1
@@ -100,7 +96,12 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 }
                 self.retryDelay = .milliseconds(50)
                 self.committing = false
-                for callback in callbacks { callback() }
+                // Everything whose operations are now all committed runs, in submission order.
+                self.committedCount += UInt64(batch.count)
+                while let first = self.waiting.first, first.needs <= self.committedCount {
+                    self.waiting.removeFirst()
+                    first.callback()
+                }
                 self.onCommitted?()
                 self.startCommitIfIdle()
             case .failure(let error):
@@ -111,7 +112,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 }
                 // Put the batch back in front, keep the callbacks, retry later.
                 self.pending.insert(contentsOf: batch, at: 0)
-                self.waiting.insert(contentsOf: callbacks, at: 0)
                 let delay = self.retryDelay
                 self.retryDelay = min(self.retryDelay * 2, .seconds(5))
                 loop.scheduleTask(in: delay) {
