@@ -1,25 +1,24 @@
 public import NIOCore
 
 extension MQTTPacket {
-    private func withCoding<R>(_ body: (any MQTTPacketCoding) -> R, ack: (MQTTAck) -> R, empty: () -> R) -> R {
-        switch self {
-        case .connect(let p): body(p)
-        case .connack(let p): body(p)
-        case .publish(let p): body(p)
-        case .puback(let a), .pubrec(let a), .pubrel(let a), .pubcomp(let a): ack(a)
-        case .subscribe(let p): body(p)
-        case .suback(let p): body(p)
-        case .unsubscribe(let p): body(p)
-        case .unsuback(let p): body(p)
-        case .pingreq, .pingresp: empty()
-        case .disconnect(let p): body(p)
-        case .auth(let p): body(p)
-        }
-    }
+    // Each packet is handled in its own case: going through `any MQTTPacketCoding` would box
+    // the packet struct on the heap for every encode (measured: it cost more than the encoding).
 
     /// The Remaining Length of this packet.
     public func bodySize(version: MQTTProtocolVersion) -> Int {
-        withCoding({ $0.bodySize(version: version) }, ack: { $0.bodySize(version: version) }, empty: { 0 })
+        switch self {
+        case .connect(let p): p.bodySize(version: version)
+        case .connack(let p): p.bodySize(version: version)
+        case .publish(let p): p.bodySize(version: version)
+        case .puback(let a), .pubrec(let a), .pubrel(let a), .pubcomp(let a): a.bodySize(version: version)
+        case .subscribe(let p): p.bodySize(version: version)
+        case .suback(let p): p.bodySize(version: version)
+        case .unsubscribe(let p): p.bodySize(version: version)
+        case .unsuback(let p): p.bodySize(version: version)
+        case .pingreq, .pingresp: 0
+        case .disconnect(let p): p.bodySize(version: version)
+        case .auth(let p): p.bodySize(version: version)
+        }
     }
 
     /// The whole packet's size on the wire, fixed header included (what Maximum Packet Size
@@ -31,14 +30,24 @@ extension MQTTPacket {
 
     /// Appends the encoded packet to `buffer`.
     public func encode(into buffer: inout ByteBuffer, version: MQTTProtocolVersion) {
-        let type = self.type
-        let flags = withCoding({ $0.flags(version: version) }, ack: { _ in type.requiredFlags ?? 0 }, empty: { 0 })
         let size = bodySize(version: version)
         buffer.reserveCapacity(minimumWritableBytes: 5 + size)
+        let flags: UInt8 = if case .publish(let p) = self { p.flags(version: version) } else { type.requiredFlags ?? 0 }
         buffer.writeInteger(type.rawValue << 4 | flags)
         buffer.writeMQTTVariableByteInteger(size)
-        withCoding({ $0.writeBody(to: &buffer, version: version) },
-                   ack: { $0.writeBody(to: &buffer, version: version) }, empty: {})
+        switch self {
+        case .connect(let p): p.writeBody(to: &buffer, version: version)
+        case .connack(let p): p.writeBody(to: &buffer, version: version)
+        case .publish(let p): p.writeBody(to: &buffer, version: version)
+        case .puback(let a), .pubrec(let a), .pubrel(let a), .pubcomp(let a): a.writeBody(to: &buffer, version: version)
+        case .subscribe(let p): p.writeBody(to: &buffer, version: version)
+        case .suback(let p): p.writeBody(to: &buffer, version: version)
+        case .unsubscribe(let p): p.writeBody(to: &buffer, version: version)
+        case .unsuback(let p): p.writeBody(to: &buffer, version: version)
+        case .pingreq, .pingresp: break
+        case .disconnect(let p): p.writeBody(to: &buffer, version: version)
+        case .auth(let p): p.writeBody(to: &buffer, version: version)
+        }
     }
 
     /// The encoded packet in a new buffer.

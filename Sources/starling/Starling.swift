@@ -46,8 +46,7 @@ struct Starling: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the broker (the default command).")
 
-    @Option(name: .long, help: "TOML configuration file (see `starling generate-config`).")
-    var config: String?
+    @OptionGroup var source: ConfigurationSource
 
     @Option(name: .long, help: "Listen for MQTT on HOST:PORT (repeatable; port 0 picks a free port). Overrides mqtt.listeners.")
     var mqtt: [String] = []
@@ -55,17 +54,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .long, help: "Directory of the embedded SQLite store (default ./data). Overrides storage.data_dir.")
-    var dataDir: String?
-
-    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
-    var postgres: String?
-
     func run() async throws {
-        let configuration = try StarlingConfiguration.load(
-            toml: try readConfigurationFile(config), fileName: config ?? "configuration file",
-            environment: ProcessInfo.processInfo.environment,
-            overrides: .init(listeners: mqtt, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres))
+        let configuration = try source.load(listeners: mqtt, logLevel: logLevel)
 
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -88,33 +78,40 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Reads the TOML file named by --config, if any.
-func readConfigurationFile(_ path: String?) throws -> String? {
-    guard let path else { return nil }
-    guard let data = FileManager.default.contents(atPath: path), let string = String(data: data, encoding: .utf8) else {
-        throw ConfigurationError(key: "--config", value: path, allowed: "a readable UTF-8 TOML file", source: "--config")
+/// Where the configuration comes from: the TOML file, the environment, and the store flags that
+/// `serve` and `migrate` share.
+struct ConfigurationSource: ParsableArguments {
+    @Option(name: .long, help: "TOML configuration file (see `starling generate-config`).")
+    var config: String?
+
+    @Option(name: .long, help: "Directory of the embedded SQLite store (default ./data). Overrides storage.data_dir.")
+    var dataDir: String?
+
+    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
+    var postgres: String?
+
+    func load(listeners: [String] = [], logLevel: String? = nil) throws -> StarlingConfiguration {
+        var text: String?
+        if let config {
+            guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(key: "--config", value: config, allowed: "a readable UTF-8 TOML file", source: "--config")
+            }
+            text = string
+        }
+        return try StarlingConfiguration.load(
+            toml: text, fileName: config ?? "configuration file",
+            environment: ProcessInfo.processInfo.environment,
+            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres))
     }
-    return string
 }
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply the store's pending migrations and exit.")
 
-    @Option(name: .long, help: "TOML configuration file.")
-    var config: String?
-
-    @Option(name: .long, help: "Directory of the embedded SQLite store. Overrides storage.data_dir.")
-    var dataDir: String?
-
-    @Option(name: .long, help: "postgres://user:password@host:port/database. Overrides storage.postgres_url.")
-    var postgres: String?
+    @OptionGroup var source: ConfigurationSource
 
     func run() async throws {
-        let configuration = try StarlingConfiguration.load(
-            toml: try readConfigurationFile(config), fileName: config ?? "configuration file",
-            environment: ProcessInfo.processInfo.environment,
-            overrides: .init(dataDirectory: dataDir, postgresURL: postgres))
-        let description = try await StarlingServer.migrate(configuration, logger: Logger(label: "starling.migrate"))
+        let description = try await StarlingServer.migrate(try source.load(), logger: Logger(label: "starling.migrate"))
         print("starling: migrations applied to \(description)")
     }
 }

@@ -29,7 +29,9 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
     }
 
     private final class Node {
-        var children: [String: Node] = [:]
+        /// Keyed by the level as a slice of the filter that created it, so that a lookup with a
+        /// slice of the topic allocates no `String`.
+        var children: [Substring: Node] = [:]
         var plus: Node?
         var hash: Node?
         var subscribers: [Subscriber: Value] = [:]
@@ -67,12 +69,11 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                     if node.hash == nil { node.hash = Node() }
                     node = node.hash!
                 default:
-                    let key = String(level)
-                    if let child = node.children[key] {
+                    if let child = node.children[level] {
                         node = child
                     } else {
                         let child = Node()
-                        node.children[key] = child
+                        node.children[level] = child
                         node = child
                     }
                 }
@@ -101,7 +102,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                 let next: Node? = switch level {
                 case "+": node.plus
                 case "#": node.hash
-                default: node.children[String(level)]
+                default: node.children[level]
                 }
                 guard let next else { return nil }
                 path.append((node, level))
@@ -123,7 +124,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                 switch level {
                 case "+": parent.plus = nil
                 case "#": parent.hash = nil
-                default: parent.children[String(level)] = nil
+                default: parent.children[level] = nil
                 }
                 child = parent
             }
@@ -154,7 +155,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
             return
         }
         let rest = levels.dropFirst()
-        if let child = node.children[String(level)] {
+        if let child = node.children[level] {
             collect(child, rest, depth: depth + 1, blockWildcards: blockWildcards, into: &result)
         }
         if wildcardsAllowed, let plus = node.plus {
