@@ -80,6 +80,15 @@ struct SubscriptionIndexTests {
         #expect(subscribers(index, "x/broker/uptime") == ["all", "plus"])
     }
 
+    @Test("[MQTT-4.7.3-4] matching compares bytes: no Unicode normalization")
+    func noNormalization() {
+        let index = Index()
+        index.insert(filter("caf\u{E9}/+"), subscriber: "precomposed", value: .atMostOnce)
+        #expect(subscribers(index, "caf\u{E9}/x") == ["precomposed"])
+        #expect(subscribers(index, "cafe\u{301}/x").isEmpty)  // canonically equal, different bytes
+        #expect(!MQTTTopic.matches(filter: "caf\u{E9}/+", topic: "cafe\u{301}/x"))
+    }
+
     @Test("readers and a writer run concurrently without losing subscriptions")
     func concurrentReadsAndWrites() async {
         let index = Index()

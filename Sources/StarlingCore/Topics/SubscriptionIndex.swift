@@ -29,9 +29,9 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
     }
 
     private final class Node {
-        /// Keyed by the level as a slice of the filter that created it, so that a lookup with a
-        /// slice of the topic allocates no `String`.
-        var children: [Substring: Node] = [:]
+        /// Keyed by the level's bytes: no `String` is made for a lookup, and no Unicode
+        /// normalization is applied, as matching requires [MQTT-4.7.3-4].
+        var children: [LevelKey: Node] = [:]
         var plus: Node?
         var hash: Node?
         var subscribers: [Subscriber: Value] = [:]
@@ -69,11 +69,11 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                     if node.hash == nil { node.hash = Node() }
                     node = node.hash!
                 default:
-                    if let child = node.children[level] {
+                    if let child = node.children[LevelKey(level)] {
                         node = child
                     } else {
                         let child = Node()
-                        node.children[level] = child
+                        node.children[LevelKey(level)] = child
                         node = child
                     }
                 }
@@ -102,7 +102,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                 let next: Node? = switch level {
                 case "+": node.plus
                 case "#": node.hash
-                default: node.children[level]
+                default: node.children[LevelKey(level)]
                 }
                 guard let next else { return nil }
                 path.append((node, level))
@@ -124,7 +124,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                 switch level {
                 case "+": parent.plus = nil
                 case "#": parent.hash = nil
-                default: parent.children[level] = nil
+                default: parent.children[LevelKey(level)] = nil
                 }
                 child = parent
             }
@@ -155,7 +155,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
             return
         }
         let rest = levels.dropFirst()
-        if let child = node.children[level] {
+        if let child = node.children[LevelKey(level)] {
             collect(child, rest, depth: depth + 1, blockWildcards: blockWildcards, into: &result)
         }
         if wildcardsAllowed, let plus = node.plus {
@@ -172,5 +172,24 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
                 result.groups.append((ShareGroup(name: name, filter: node.filter), members.map { ($0.key, $0.value) }))
             }
         }
+    }
+}
+
+/// A topic level compared and hashed by its UTF-8 bytes.
+struct LevelKey: Hashable {
+    let text: Substring
+
+    init(_ text: Substring) { self.text = text }
+
+    static func == (lhs: LevelKey, rhs: LevelKey) -> Bool {
+        lhs.text.utf8.elementsEqual(rhs.text.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        let done: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if done == nil {
+            for byte in text.utf8 { hasher.combine(byte) }
+        }
+        hasher.combine(text.utf8.count)
     }
 }
