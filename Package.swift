@@ -151,6 +151,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "StarlingTransportTests",
+            dependencies: [
+                "StarlingTransport", "StarlingCore", "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "StarlingStoreTests",
             dependencies: [
                 "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting", "StarlingMigrations",

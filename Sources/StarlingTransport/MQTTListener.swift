@@ -48,14 +48,13 @@ public enum MQTTListener {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Start reads small: an idle client sends a few bytes a minute, and the decoder keeps
+            // what it was last given. The allocator grows quickly for busy clients.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536))
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 256 * 1024))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteCounter(broker: broker),
-                        ByteToMessageHandler(MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize)),
-                        MQTTServerHandler(broker: broker),
-                    ])
+                    try channel.pipeline.syncOperations.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize))
                 }
             }
         return try await bootstrap.bind(host: address.host, port: address.port).get()

@@ -2,20 +2,27 @@ public import MQTTCodec
 public import NIOCore
 public import StarlingCore
 
-/// The last handler of a client channel: hands decoded packets and connection events to the
-/// broker and carries out its writes. It is the broker's `ClientTransport` for this channel.
-/// Runs on the broker's event loop, like the broker.
+/// The one handler of a client channel: frames and decodes what arrives (the declared size is
+/// checked before anything is buffered), hands packets and connection events to the broker, and
+/// carries out its writes. It is the broker's `ClientTransport` for this channel. One handler
+/// instead of a decoder, a byte counter and a handler keeps an idle connection small. Runs on
+/// the broker's event loop, like the broker.
 public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
-    public typealias InboundIn = MQTTPacket
+    public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     private let broker: Broker
     private var context: ChannelHandlerContext?
     private var connection: Connection?
+    private var decoder: MQTTPacketDecoder
+    /// Bytes of a packet not yet complete; nil when nothing is pending.
+    private var cumulation: ByteBuffer?
+    private var failed = false
     public private(set) var remoteAddress = "unknown"
 
-    public init(broker: Broker) {
+    public init(broker: Broker, maximumPacketSize: Int) {
         self.broker = broker
+        self.decoder = MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize)
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -35,8 +42,30 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection else { return }
-        broker.received(unwrapInboundIn(data), on: connection)
+        guard let connection, !failed else { return }
+        var buffer = unwrapInboundIn(data)
+        broker.recordBytes(received: buffer.readableBytes)
+        if var pending = cumulation.take() {
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        do {
+            while let packet = try decoder.next(from: &buffer) {
+                broker.received(packet, on: connection)
+                if context.channel.isActive == false { return }
+            }
+        } catch {
+            // Answer as the specification says and close; nothing after the bad bytes is read.
+            failed = true
+            broker.decodeFailed(error, on: connection)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            // Keep only the incomplete packet, compacted, not the whole read buffer.
+            var rest = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+            rest.writeBuffer(&buffer)
+            cumulation = rest
+        }
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -58,13 +87,8 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let connection else { return context.close(promise: nil) }
-        if let codecError = error as? MQTTCodecError {
-            broker.decodeFailed(codecError, on: connection)
-        } else {
-            broker.closed(connection)
-            context.close(promise: nil)
-        }
+        if let connection { broker.closed(connection) }
+        context.close(promise: nil)
         broker.flush()
     }
 
@@ -93,19 +117,5 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         channel.setOption(.autoRead, value: enabled).whenSuccess {
             if enabled { channel.read() }
         }
-    }
-}
-
-/// Counts received bytes before framing, for `$SYS/broker/load/bytes/received`.
-final class ByteCounter: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    private let broker: Broker
-
-    init(broker: Broker) { self.broker = broker }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        broker.recordBytes(received: unwrapInboundIn(data).readableBytes)
-        context.fireChannelRead(data)
     }
 }
