@@ -170,7 +170,11 @@ let package = Package(
         ),
         .testTarget(
             name: "StarlingCoreTests",
-            dependencies: ["StarlingCore", "MQTTCodec", "StarlingTesting"],
+            dependencies: [
+                "StarlingCore", "MQTTCodec", "StarlingTesting",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],
