@@ -273,15 +273,8 @@ extension Broker {
     }
 
     func publishWill(_ will: MQTTWill, of clientID: String, now: NIODeadline) {
-        var properties = will.properties
-        properties.removeAll(.willDelayInterval)
-        var expiresAt: NIODeadline?
-        if let expiry = properties.messageExpiryInterval {
-            expiresAt = now + .seconds(Int64(expiry))
-            properties.removeAll(.messageExpiryInterval)
-        }
         let message = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
-                              properties: properties, expiresAt: expiresAt, publisher: clientID)
+                              wireProperties: will.properties, publisher: clientID, now: now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
         if message.retain && configuration.retainAvailable { retain(message) }
         _ = route(message, now: now)

@@ -44,15 +44,20 @@ public struct Message: Sendable {
 
     /// Builds the message of an incoming PUBLISH whose topic has been resolved.
     public init(publish: MQTTPublish, topic: String, publisher: String, now: NIODeadline) {
-        var properties = publish.properties
-        var expiresAt: NIODeadline?
-        if let expiry = properties.messageExpiryInterval {
-            expiresAt = now + .seconds(Int64(expiry))
-        }
-        properties.removeAll(.messageExpiryInterval)
-        properties.removeAll(.topicAlias)
-        properties.removeAll(.subscriptionIdentifier)
         self.init(topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
-                  properties: properties, expiresAt: expiresAt, publisher: publisher)
+                  wireProperties: publish.properties, publisher: publisher, now: now)
+    }
+
+    /// Builds a message from properties as they arrived (in a PUBLISH or a will): the Message
+    /// Expiry Interval becomes `expiresAt`, and what is per hop or will-only is dropped.
+    init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, wireProperties: MQTTProperties,
+         publisher: String, now: NIODeadline) {
+        var properties = wireProperties
+        let expiresAt = properties.messageExpiryInterval.map { now + .seconds(Int64($0)) }
+        for identifier in [MQTTProperty.Identifier.messageExpiryInterval, .topicAlias, .subscriptionIdentifier, .willDelayInterval] {
+            properties.removeAll(identifier)
+        }
+        self.init(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
+                  expiresAt: expiresAt, publisher: publisher)
     }
 }
