@@ -48,9 +48,10 @@ public enum MQTTListener {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            // Start reads small: an idle client sends a few bytes a minute, and the decoder keeps
-            // what it was last given. The allocator grows quickly for busy clients.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536))
+            // Start reads small: NIO keeps each channel's last receive buffer for reuse, and an
+            // idle client sends a few bytes a minute. A CONNECT usually fits in 64 bytes; the
+            // allocator doubles the size for busy clients whenever a read fills the buffer.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 64, maximum: 65_536))
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 256 * 1024))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -18,7 +18,9 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     /// Bytes of a packet not yet complete; nil when nothing is pending.
     private var cumulation: ByteBuffer?
     private var failed = false
-    public private(set) var remoteAddress = "unknown"
+    /// Kept for `remoteAddress`, which is only needed for log lines and authentication: the
+    /// address's text is made when asked for, not stored for every idle connection.
+    private var channel: (any Channel)?
 
     public init(broker: Broker, maximumPacketSize: Int) {
         self.broker = broker
@@ -27,7 +29,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        remoteAddress = context.channel.remoteAddress?.description ?? "unknown"
+        self.channel = context.channel
         if context.channel.isActive { activate() }
     }
 
@@ -109,6 +111,8 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     public func close() {
         context?.close(promise: nil)
     }
+
+    public var remoteAddress: String { channel?.remoteAddress?.description ?? "unknown" }
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
 
