@@ -16,7 +16,8 @@ enum StoreBenchmarks {
     static func run(_ store: any PersistentStore) async throws {
         try await store.migrate()
         try await store.apply([.saveSession(StoredSession(clientID: "bench-sub", version: .v5, expiryInterval: 3600, connected: false))])
-        let payload = ByteBuffer(string: #"{"device":"d-0042","t":21.5,"seq":123456789012}"#)  // 48 bytes
+        // 64 bytes, the payload size of bench/durable's publishers.
+        let payload = ByteBuffer(string: jsonPayload(0))
         var id = Int64(Date().timeIntervalSince1970 * 1000) * 1000
 
         // 1. Queue rows: a payload stored once and a delivery row for one stored session.
@@ -46,7 +47,7 @@ enum StoreBenchmarks {
             operations.reserveCapacity(batch)
             for _ in 0..<batch {
                 n += 1
-                let body = ByteBuffer(string: #"{"device":"d-0042","t":21.5,"seq":\#(1_000_000_000 + n)}"#)
+                let body = ByteBuffer(string: jsonPayload(n))
                 operations.append(.ingest(IngestRecord(
                     receivedAt: wall + Int64(n / 100), clientID: "bench-\(n % 10)", username: nil, packetID: UInt16(truncatingIfNeeded: n / 10 % 65535 + 1),
                     topic: "bench/\(n % 10)", payload: body, qos: 1, retain: false, contentType: nil, userProperties: [],
@@ -56,6 +57,11 @@ enum StoreBenchmarks {
             try await store.apply(operations)
         }
         report("\(store.name) raw ingest rows with de-duplication, batches of \(batch)", start: start)
+    }
+
+    /// A distinct 64-byte JSON object, the shape of `starling-bench pub --json-payload --size 64`.
+    static func jsonPayload(_ n: Int) -> String {
+        #"{"n":""# + String(format: "%016llx", n) + #"","p":""# + String(repeating: "x", count: 33) + #""}"#
     }
 
     static func report(_ name: String, start: ContinuousClock.Instant) {
@@ -80,6 +86,7 @@ enum StoreBenchmarks {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             try await run(PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url)))
+            try await PostgresCopyBenchmark.run(client: client, logger: logger)
             group.cancelAll()
         }
     }

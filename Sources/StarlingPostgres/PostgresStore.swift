@@ -14,6 +14,8 @@ import StarlingMigrations
 /// fastest among statements that can carry `ON CONFLICT` (NOTES.md: 66–91 k rows/s).
 public final class PostgresStore: PersistentStore {
     public let name = "postgres"
+    /// Two transactions over the pool's connections: one commits while the next is sent.
+    public let concurrentCommits = 2
     public let client: PostgresClient
     let logger: Logger
 
@@ -82,6 +84,13 @@ public final class PostgresStore: PersistentStore {
     public func apply(_ operations: [StoreOperation]) async throws {
         let batch = StoreBatch(operations)
         guard !batch.isEmpty else { return }
+        // A statement is a transaction of its own: the batches of the hot paths (new queued
+        // messages; ingest rows) are one statement each and skip BEGIN and COMMIT, two of the
+        // three round trips a commit would otherwise wait for.
+        if let statement = Self.singleStatement(batch) {
+            try await client.query(statement, logger: logger)
+            return
+        }
         try await client.withTransaction(logger: logger) { connection in
             try await Self.write(batch, on: connection, logger: self.logger)
         }
@@ -118,19 +127,6 @@ public final class PostgresStore: PersistentStore {
                     will_due_at = excluded.will_due_at, updated_at = excluded.updated_at
                 """, logger: logger)
         }
-        if !batch.messages.isEmpty {
-            let m = Array(batch.messages.values)
-            try await connection.query("""
-                INSERT INTO message_payloads (id, topic, payload, qos, retain, properties, expires_at, publisher)
-                SELECT id, topic, payload, qos, retain, properties, NULLIF(expires_at, -1), publisher
-                FROM unnest(\(m.map(\.id))::int8[], \(m.map(\.topic))::text[], \(m.map(\.payload))::bytea[],
-                            \(m.map { Int16($0.qos.rawValue) })::int2[], \(m.map(\.retain))::bool[],
-                            \(m.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) })::bytea[],
-                            \(m.map { $0.expiresAt ?? -1 })::int8[], \(m.map(\.publisher))::text[])
-                    AS t(id, topic, payload, qos, retain, properties, expires_at, publisher)
-                ON CONFLICT (id) DO NOTHING
-                """, logger: logger)
-        }
         for (key, change) in batch.subscriptions {
             switch change {
             case .upsert(let stored):
@@ -147,14 +143,31 @@ public final class PostgresStore: PersistentStore {
                 try await connection.query("DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
             }
         }
-        try await writeDeliveries(batch, on: connection, logger: logger)
+        try await writeQueued(batch, on: connection, logger: logger)
         // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
         try await writeIngest(batch.ingest, on: connection, logger: logger)
         try await writeInbound(batch, on: connection, logger: logger)
         try await writeRetained(batch, on: connection, logger: logger)
     }
 
-    private static func writeDeliveries(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+    /// The one statement that writes `batch`, when one can: new payloads with their deliveries
+    /// and nothing else, or ingest records of a single round and nothing else.
+    static func singleStatement(_ batch: StoreBatch) -> PostgresQuery? {
+        if batch.resetSessions.isEmpty && batch.sessions.isEmpty && batch.subscriptions.isEmpty && batch.inboundQoS2.isEmpty
+            && batch.retained.isEmpty {
+            if batch.ingest.isEmpty, case let (upserts, updates, deletes) = deliveryChanges(batch), updates.isEmpty, deletes.isEmpty {
+                return queuedQuery(Array(batch.messages.values), upserts)
+            }
+            if batch.messages.isEmpty && batch.deliveries.isEmpty {
+                let rounds = IngestRecord.rounds(batch.ingest)
+                if rounds.count == 1 { return ingestQuery(rounds[0]) }
+            }
+        }
+        return nil
+    }
+
+    private static func deliveryChanges(_ batch: StoreBatch)
+        -> (upserts: [StoredDelivery], updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)], deletes: [StoreBatch.DeliveryKey]) {
         var upserts: [StoredDelivery] = []
         var updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)] = []
         var deletes: [StoreBatch.DeliveryKey] = []
@@ -165,20 +178,41 @@ public final class PostgresStore: PersistentStore {
             case .delete: deletes.append(key)
             }
         }
-        if !upserts.isEmpty {
-            let d = upserts
-            try await connection.query("""
-                INSERT INTO session_messages (client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
-                SELECT client_id, seq, message_id, qos, retain, NULLIF(subscription_ids, ''), NULLIF(share_name, ''), NULLIF(share_filter, ''),
-                       state, NULLIF(packet_id, 0)
-                FROM unnest(\(d.map(\.clientID))::text[], \(d.map(\.sequence))::int8[], \(d.map(\.messageID))::int8[],
-                            \(d.map { Int16($0.qos.rawValue) })::int2[], \(d.map(\.retain))::bool[],
-                            \(d.map { StoreCoding.encode(identifiers: $0.subscriptionIdentifiers) ?? "" })::text[],
-                            \(d.map { $0.shareGroup?.name ?? "" })::text[], \(d.map { $0.shareGroup?.filter ?? "" })::text[],
-                            \(d.map { Int16($0.state.rawValue) })::int2[], \(d.map { Int32($0.packetID ?? 0) })::int4[])
-                    AS t(client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
-                ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
-                """, logger: logger)
+        return (upserts, updates, deletes)
+    }
+
+    /// New message payloads and new (or re-saved) deliveries in one statement: there is no
+    /// foreign key between the two tables, so their order within the statement does not matter.
+    private static func queuedQuery(_ m: [StoredMessage], _ d: [StoredDelivery]) -> PostgresQuery {
+        """
+        WITH payloads AS (
+            INSERT INTO message_payloads (id, topic, payload, qos, retain, properties, expires_at, publisher)
+            SELECT id, topic, payload, qos, retain, properties, NULLIF(expires_at, -1), publisher
+            FROM unnest(\(m.map(\.id))::int8[], \(m.map(\.topic))::text[], \(m.map(\.payload))::bytea[],
+                        \(m.map { Int16($0.qos.rawValue) })::int2[], \(m.map(\.retain))::bool[],
+                        \(m.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) })::bytea[],
+                        \(m.map { $0.expiresAt ?? -1 })::int8[], \(m.map(\.publisher))::text[])
+                AS t(id, topic, payload, qos, retain, properties, expires_at, publisher)
+            ON CONFLICT (id) DO NOTHING
+        )
+        INSERT INTO session_messages (client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+        SELECT client_id, seq, message_id, qos, retain, NULLIF(subscription_ids, ''), NULLIF(share_name, ''), NULLIF(share_filter, ''),
+               state, NULLIF(packet_id, 0)
+        FROM unnest(\(d.map(\.clientID))::text[], \(d.map(\.sequence))::int8[], \(d.map(\.messageID))::int8[],
+                    \(d.map { Int16($0.qos.rawValue) })::int2[], \(d.map(\.retain))::bool[],
+                    \(d.map { StoreCoding.encode(identifiers: $0.subscriptionIdentifiers) ?? "" })::text[],
+                    \(d.map { $0.shareGroup?.name ?? "" })::text[], \(d.map { $0.shareGroup?.filter ?? "" })::text[],
+                    \(d.map { Int16($0.state.rawValue) })::int2[], \(d.map { Int32($0.packetID ?? 0) })::int4[])
+            AS t(client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+        ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
+        """
+    }
+
+    /// Payloads and deliveries (after sessions, which deliveries reference).
+    private static func writeQueued(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        let (upserts, updates, deletes) = deliveryChanges(batch)
+        if !batch.messages.isEmpty || !upserts.isEmpty {
+            try await connection.query(queuedQuery(Array(batch.messages.values), upserts), logger: logger)
         }
         if !updates.isEmpty {
             try await connection.query("""
@@ -311,51 +345,56 @@ extension PostgresStore {
     /// lock and then sees the first copy); QoS 2 rows only where the `inbound_qos2` entry is new.
     static func writeIngest(_ records: [IngestRecord], on connection: PostgresConnection, logger: Logger) async throws {
         for round in IngestRecord.rounds(records) where !round.isEmpty {
-            let kind = round.map { r -> Int16 in
-                switch r.dedup { case .none: 0; case .qos1: 1; case .qos2: 2 }
-            }
-            let dupish = round.map { r -> Bool in
-                if case .qos1(let dup, let contentOnly) = r.dedup { return dup || contentOnly }
-                return false
-            }
-            try await connection.query("""
-                WITH input AS (
-                    SELECT * FROM unnest(\(Array(0..<Int64(round.count)))::int8[], \(round.map(\.receivedAt))::int8[],
-                        \(round.map(\.clientID))::text[], \(round.map { $0.username ?? "" })::text[], \(round.map { $0.username != nil })::bool[],
-                        \(round.map { Int32($0.packetID ?? 0) })::int4[], \(round.map(\.topic))::text[], \(round.map(\.payload))::bytea[],
-                        \(round.map { IngestText.json($0.payload) ?? "" })::text[], \(round.map { Int16($0.qos) })::int2[],
-                        \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
-                        \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
-                        \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
-                        \(kind)::int2[], \(dupish)::bool[])
-                    AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
-                         content_type, user_properties, content_hash, node_id, kind, dupish)
-                ),
-                q1 AS (
-                    INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at)
-                    SELECT client_id, packet_id, content_hash, dupish, received_ms FROM input WHERE kind = 1
-                    ON CONFLICT (client_id, packet_id) DO UPDATE
-                        SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at
-                        WHERE NOT (ingest_dedup.content_hash = excluded.content_hash AND excluded.last_dup)
-                    RETURNING client_id, packet_id
-                ),
-                q2 AS (
-                    INSERT INTO inbound_qos2 (client_id, packet_id) SELECT client_id, packet_id FROM input WHERE kind = 2
-                    ON CONFLICT DO NOTHING
-                    RETURNING client_id, packet_id
-                )
-                INSERT INTO messages (received_at, client_id, username, packet_id, topic, payload, payload_json, qos, retain,
-                                      content_type, user_properties, content_hash, node_id)
-                SELECT to_timestamp(received_ms / 1000.0), client_id, CASE WHEN has_username THEN username END, NULLIF(packet_id, 0),
-                       topic, payload, NULLIF(payload_json, '')::jsonb, qos, retain, NULLIF(content_type, ''),
-                       NULLIF(user_properties, '')::jsonb, content_hash, node_id
-                FROM input i
-                WHERE i.kind = 0
-                   OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
-                   OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
-                ORDER BY i.ord
-                """, logger: logger)
+            try await connection.query(ingestQuery(round), logger: logger)
         }
+    }
+
+    /// The statement of one round of ingest records (each de-duplication key once).
+    static func ingestQuery(_ round: [IngestRecord]) -> PostgresQuery {
+        let kind = round.map { r -> Int16 in
+            switch r.dedup { case .none: 0; case .qos1: 1; case .qos2: 2 }
+        }
+        let dupish = round.map { r -> Bool in
+            if case .qos1(let dup, let contentOnly) = r.dedup { return dup || contentOnly }
+            return false
+        }
+        return """
+        WITH input AS (
+            SELECT * FROM unnest(\(Array(0..<Int64(round.count)))::int8[], \(round.map(\.receivedAt))::int8[],
+                \(round.map(\.clientID))::text[], \(round.map { $0.username ?? "" })::text[], \(round.map { $0.username != nil })::bool[],
+                \(round.map { Int32($0.packetID ?? 0) })::int4[], \(round.map(\.topic))::text[], \(round.map(\.payload))::bytea[],
+                \(round.map { IngestText.json($0.payload) ?? "" })::text[], \(round.map { Int16($0.qos) })::int2[],
+                \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
+                \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
+                \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
+                \(kind)::int2[], \(dupish)::bool[])
+            AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
+                 content_type, user_properties, content_hash, node_id, kind, dupish)
+        ),
+        q1 AS (
+            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at)
+            SELECT client_id, packet_id, content_hash, dupish, received_ms FROM input WHERE kind = 1
+            ON CONFLICT (client_id, packet_id) DO UPDATE
+                SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at
+                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash AND excluded.last_dup)
+            RETURNING client_id, packet_id
+        ),
+        q2 AS (
+            INSERT INTO inbound_qos2 (client_id, packet_id) SELECT client_id, packet_id FROM input WHERE kind = 2
+            ON CONFLICT DO NOTHING
+            RETURNING client_id, packet_id
+        )
+        INSERT INTO messages (received_at, client_id, username, packet_id, topic, payload, payload_json, qos, retain,
+                              content_type, user_properties, content_hash, node_id)
+        SELECT to_timestamp(received_ms / 1000.0), client_id, CASE WHEN has_username THEN username END, NULLIF(packet_id, 0),
+               topic, payload, NULLIF(payload_json, '')::jsonb, qos, retain, NULLIF(content_type, ''),
+               NULLIF(user_properties, '')::jsonb, content_hash, node_id
+        FROM input i
+        WHERE i.kind = 0
+           OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
+           OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
+        ORDER BY i.ord
+        """
     }
 
     /// Keeps daily partitions of `messages` from yesterday to three days ahead, and drops the

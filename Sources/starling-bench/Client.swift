@@ -63,7 +63,11 @@ final class Client: ChannelInboundHandler {
         self.payloadSize = config.payloadSize
         if spec.role == .publisher {
             var payload = ByteBufferAllocator().buffer(capacity: config.payloadSize)
-            payload.writeRepeatingByte(UInt8(ascii: "x"), count: config.payloadSize)
+            if config.jsonPayload {
+                payload = JSONPayload.template(size: config.payloadSize)
+            } else {
+                payload.writeRepeatingByte(UInt8(ascii: "x"), count: config.payloadSize)
+            }
             let publish = MQTTPublish(topic: spec.topic, payload: payload, qos: config.qos,
                                       packetID: config.qos == .atMostOnce ? nil : 0)
             template = MQTTPacket.publish(publish).encoded(version: config.version)
@@ -406,8 +410,9 @@ final class Client: ChannelInboundHandler {
     private func writePublishes(_ count: Int, now: UInt64) {
         let size = template.readableBytes
         out.reserveCapacity(minimumWritableBytes: count * size)
-        let timestamp = payloadSize >= PayloadHeader.timestampSize
-        let header = payloadSize >= PayloadHeader.size
+        let json = config.jsonPayload
+        let timestamp = !json && payloadSize >= PayloadHeader.timestampSize
+        let header = !json && payloadSize >= PayloadHeader.size
         let publisher = UInt32(truncatingIfNeeded: spec.index)
         for _ in 0..<count {
             let base = out.writerIndex
@@ -417,6 +422,9 @@ final class Client: ChannelInboundHandler {
             if header {
                 out.setInteger(publisher, at: base + payloadOffset + 8)
                 out.setInteger(sequence, at: base + payloadOffset + 12)
+            }
+            if json {
+                JSONPayload.setCounter(UInt64(publisher) << 32 | UInt64(sequence), in: &out, at: base + payloadOffset)
             }
             sequence &+= 1
         }

@@ -14,6 +14,9 @@ struct RunConfig: Sendable {
     var subscribeQoS: MQTTQoS
     /// Payload bytes of each PUBLISH.
     var payloadSize: Int
+    /// `pub --json-payload`: each payload is a JSON object (see `JSONPayload`) instead of
+    /// the binary header and padding.
+    var jsonPayload = false
     /// Messages per second per publisher; 0 = as fast as the socket takes them.
     var rate: Double
     /// Unacknowledged QoS 1/2 PUBLISH packets per publisher.
@@ -105,5 +108,34 @@ struct Counters: Sendable {
         open += o.open
         forwarded += o.forwarded
         discarded += o.discarded
+    }
+}
+
+/// The payload of `pub --json-payload`: `{"n":"<16 hex digits>","p":"xxx…"}` padded to the
+/// requested size, where the digits are the publisher index (high 32 bits) and its sequence
+/// number, so every message is distinct valid JSON (what the ingest bridge stores as
+/// `payload_json`). It carries no send time: `pub` does not measure latency.
+enum JSONPayload {
+    static let prefix = #"{"n":""#
+    static let digits = 16
+    static let minimumSize = prefix.utf8.count + digits + #"","p":""}"#.utf8.count
+
+    static func template(size: Int) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString(prefix)
+        buffer.writeRepeatingByte(UInt8(ascii: "0"), count: digits)
+        buffer.writeString(#"","p":""#)
+        buffer.writeRepeatingByte(UInt8(ascii: "x"), count: size - minimumSize)
+        buffer.writeString(#""}"#)
+        return buffer
+    }
+
+    /// Writes `value` as 16 lower-case hex digits at `index`.
+    static func setCounter(_ value: UInt64, in buffer: inout ByteBuffer, at index: Int) {
+        let hex = Array("0123456789abcdef".utf8)
+        for position in 0..<digits {
+            let nibble = Int((value >> UInt64(4 * (digits - 1 - position))) & 0xF)
+            buffer.setInteger(hex[nibble], at: index + prefix.utf8.count + position)
+        }
     }
 }

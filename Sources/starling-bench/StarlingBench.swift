@@ -131,7 +131,13 @@ struct Pub: ParsableCommand {
     @Option(help: "Seconds to wait after publishing for outstanding QoS 1/2 acknowledgements.")
     var drain = 5.0
 
+    @Flag(help: "Send each payload as a distinct JSON object of --size bytes (what the ingest bridge parses), not binary.")
+    var jsonPayload = false
+
     func validate() throws {
+        if jsonPayload && publish.size < JSONPayload.minimumSize {
+            throw ValidationError("--size must be at least \(JSONPayload.minimumSize) bytes with --json-payload, not \(publish.size)")
+        }
         try validateClients(clients, "--clients")
         try validateSize(publish.size, minimum: 0)
         if common.countLimit > 0 && common.countLimit < clients {
@@ -140,7 +146,8 @@ struct Pub: ParsableCommand {
     }
 
     func run() throws {
-        let config = try common.runConfig(qos: publish.qos, size: publish.size, rate: publish.rate, inflight: publish.inflight)
+        var config = try common.runConfig(qos: publish.qos, size: publish.size, rate: publish.rate, inflight: publish.inflight)
+        config.jsonPayload = jsonPayload
         let bench = try Bench(common: common, config: config)
         let prefix = common.prefix
         let specs = (0..<clients).map {

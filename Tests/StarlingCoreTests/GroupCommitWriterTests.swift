@@ -16,6 +16,35 @@ final class CountingStore: PersistentStore {
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 
+/// A store that takes two commits at once and holds each until the test releases it.
+final class GatedStore: PersistentStore {
+    let name = "gated"
+    let concurrentCommits = 2
+    /// The operation count of each commit, as it starts.
+    let starts: AsyncStream<Int>
+    private let startsContinuation: AsyncStream<Int>.Continuation
+    private let gates = Mutex<[Int: CheckedContinuation<Void, Never>]>([:])
+    private let started = Mutex(0)
+
+    init() { (starts, startsContinuation) = AsyncStream.makeStream() }
+
+    func migrate() async throws {}
+    func load() async throws -> StoredState { StoredState() }
+    func apply(_ operations: [StoreOperation]) async throws {
+        guard !operations.isEmpty else { return }
+        let number = started.withLock { $0 += 1; return $0 }
+        await withCheckedContinuation { continuation in
+            gates.withLock { $0[number] = continuation }
+            startsContinuation.yield(operations.count)
+        }
+    }
+    func collectGarbage() async throws -> Int { 0 }
+    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
+
+    /// Lets the `number`th commit (1-based) finish.
+    func release(_ number: Int) { gates.withLock { $0.removeValue(forKey: number) }?.resume() }
+}
+
 @Suite("Group commit")
 struct GroupCommitWriterTests {
     static func operation(_ n: Int) -> StoreOperation { .addInboundQoS2(clientID: "c", packetID: UInt16(n % 65_000 + 1)) }
@@ -50,6 +79,61 @@ struct GroupCommitWriterTests {
             #expect(committed >= needs)
             #expect(committed - needs < 10)
         }
+        try await group.shutdownGracefully()
+    }
+
+    static func newRows(_ range: Range<Int>) -> [StoreOperation] {
+        range.map { .saveMessage(StoredMessage(id: Int64($0), topic: "t", payload: ByteBuffer(), qos: .atLeastOnce, retain: false,
+                                               properties: [], expiresAt: nil, publisher: "p")) }
+    }
+
+    @Test("with a store that takes concurrent commits, a batch of new rows commits beside another; callbacks keep submission order")
+    func concurrentNewRows() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = GatedStore()
+        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 300)
+        writer.minimumConcurrentBatch = 1
+        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+        let committing = try await loop.submit {
+            writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("first") }
+            writer.submit(Self.newRows(300..<600)) { doneContinuation.yield("second") }
+            return writer.committingBatches
+        }.get()
+        #expect(committing == 2)
+        var starts = store.starts.makeAsyncIterator()
+        #expect(await starts.next() == 300)
+        #expect(await starts.next() == 300)
+        store.release(2)  // the second batch commits first: its callback still waits for the first's
+        store.release(1)
+        var order = done.makeAsyncIterator()
+        #expect(await order.next() == "first")
+        #expect(await order.next() == "second")
+        try await group.shutdownGracefully()
+    }
+
+    @Test("a batch that changes existing rows never commits beside another")
+    func noConcurrencyForChanges() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = GatedStore()
+        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 300)
+        writer.minimumConcurrentBatch = 1
+        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+        let committing = try await loop.submit {
+            writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("new rows") }
+            writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1)]) { doneContinuation.yield("update") }
+            return writer.committingBatches
+        }.get()
+        #expect(committing == 1)
+        var starts = store.starts.makeAsyncIterator()
+        #expect(await starts.next() == 300)
+        store.release(1)
+        var order = done.makeAsyncIterator()
+        #expect(await order.next() == "new rows")
+        #expect(await starts.next() == 1)  // the update starts only now
+        store.release(2)
+        #expect(await order.next() == "update")
         try await group.shutdownGracefully()
     }
 }

@@ -47,7 +47,7 @@ extension Broker {
     /// The `$SYS/broker/...` topics, retained, as Mosquitto names them.
     func publishSys(now: NIODeadline) {
         let uptime = (now - startedAt).nanoseconds / 1_000_000_000
-        let values: [(String, String)] = [
+        var values: [(String, String)] = [
             ("version", version),
             ("uptime", "\(uptime) seconds"),
             ("clients/connected", "\(connectedClientCount)"),
@@ -60,6 +60,14 @@ extension Broker {
             ("subscriptions/count", "\(index.count)"),
             ("retained messages/count", "\(retained.count)"),
         ]
+        if let persistence {
+            // Starling's own: the group commit's work (operations / commits = mean batch size).
+            values += [
+                ("store/commits", "\(persistence.commits)"),
+                ("store/operations", "\(persistence.committedOperations)"),
+                ("store/failures", "\(persistence.failures)"),
+            ]
+        }
         for (name, value) in values {
             let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
                                   retain: true, publisher: "$SYS")

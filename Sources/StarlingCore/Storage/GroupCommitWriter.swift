@@ -6,7 +6,8 @@ public import NIOCore
 /// transaction each, then runs what waited for them (acks, deliveries) on the broker's loop.
 ///
 /// While one batch commits, the next one gathers, so a thousand publishers share one commit and
-/// no timer is needed. Callbacks run in submission order: an ack submitted after another is
+/// no timer is needed. A store that takes concurrent commits (PostgreSQL) may commit a second
+/// batch of only new rows meanwhile. Callbacks run in submission order: an ack submitted after another is
 /// never sent before it, even when it needed no write ([MQTT-4.6.0-2] order of acks).
 ///
 /// A failed commit is retried with backoff until it succeeds; nothing waiting is released
@@ -24,14 +25,32 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private var waiting: Deque<(needs: UInt64, callback: () -> Void)> = []
     private var submittedCount: UInt64 = 0
     private var committedCount: UInt64 = 0
-    private var committing = false
+    /// Batches being committed, oldest first. A batch that finished waits here until every
+    /// older one has too, so callbacks still run in submission order.
+    private var inFlight: Deque<Commit> = []
     private var failing = false
     private var retryDelay = TimeAmount.milliseconds(50)
-    /// Counts commits started, so a watchdog can tell whether one is still running.
-    private var generation: UInt64 = 0
+    /// Numbers the batches, so a watchdog can tell whether one is still running.
+    private var nextCommitID: UInt64 = 0
     /// How long a commit may run before the store counts as failing (a store that does not
     /// answer is as lost as one that refuses).
     public var stallTimeout = TimeAmount.seconds(5)
+    /// Fewest operations worth a second, concurrent commit (see `PersistentStore.concurrentCommits`).
+    public var minimumConcurrentBatch = 256
+
+    /// Confined to the writer's event loop, like the writer.
+    private final class Commit: @unchecked Sendable {
+        let id: UInt64
+        let operations: [StoreOperation]
+        let appendOnly: Bool
+        var done = false
+
+        init(id: UInt64, operations: [StoreOperation]) {
+            self.id = id
+            self.operations = operations
+            self.appendOnly = operations.allSatisfy(\.isAppendOnly)
+        }
+    }
 
     /// Runs after the callbacks of each committed batch (the broker flushes what they wrote).
     public var onCommitted: (() -> Void)?
@@ -49,7 +68,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
     }
 
     /// True while writes are waiting or committing.
-    public var isBusy: Bool { committing || !pending.isEmpty || !waiting.isEmpty }
+    public var isBusy: Bool { !inFlight.isEmpty || !pending.isEmpty || !waiting.isEmpty }
+    /// Batches committing now (more than one only with `PersistentStore.concurrentCommits`).
+    public var committingBatches: Int { inFlight.count }
     /// True while the store refuses writes.
     public var isFailing: Bool { failing }
 
@@ -64,60 +85,81 @@ public final class GroupCommitWriter: @unchecked Sendable {
         pending.append(contentsOf: operations)
         submittedCount += UInt64(operations.count)
         if let then { waiting.append((submittedCount, then)) }
-        startCommitIfIdle()
+        startCommits()
     }
 
-    private func startCommitIfIdle() {
-        guard !committing, !pending.isEmpty || !waiting.isEmpty else { return }
-        committing = true
-        let count = min(pending.count, maxBatch)
-        let batch = Array(pending.prefix(count))
-        pending.removeFirst(count)
+    /// Starts the next batch when nothing is committing; with a store that takes concurrent
+    /// commits, also when every batch committing and the next one add only new rows.
+    private func startCommits() {
+        while !failing || inFlight.isEmpty {
+            if inFlight.isEmpty {
+                guard !pending.isEmpty || !waiting.isEmpty else { return }
+            } else {
+                guard inFlight.count < store.concurrentCommits, pending.count >= minimumConcurrentBatch,
+                      inFlight.allSatisfy(\.appendOnly) else { return }
+                let count = min(pending.count, maxBatch)
+                guard pending.prefix(count).allSatisfy(\.isAppendOnly) else { return }
+            }
+            let count = min(pending.count, maxBatch)
+            nextCommitID &+= 1
+            let commit = Commit(id: nextCommitID, operations: Array(pending.prefix(count)))
+            pending.removeFirst(count)
+            inFlight.append(commit)
+            run(commit)
+            if pending.isEmpty { return }
+        }
+    }
+
+    /// Applies one batch, retrying it with backoff until it succeeds.
+    private func run(_ commit: Commit) {
         let store = self.store
         let loop = eventLoop
-        generation &+= 1
-        let started = generation
+        let operations = commit.operations
+        let id = commit.id
         loop.scheduleTask(in: stallTimeout) {
-            guard self.committing, self.generation == started, !self.failing else { return }
+            guard !commit.done, self.inFlight.contains(where: { $0.id == id }), !self.failing else { return }
             self.failing = true
             self.failures += 1
             self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
         }
         let promise = loop.makePromise(of: Void.self)
-        promise.completeWithTask { try await store.apply(batch) }
+        promise.completeWithTask { try await store.apply(operations) }
         promise.futureResult.whenComplete { result in
             switch result {
             case .success:
                 self.commits += 1
-                self.committedOperations += UInt64(batch.count)
+                self.committedOperations += UInt64(operations.count)
                 if self.failing {
                     self.failing = false
                     self.logger.notice("store \(store.name) is writable again")
                 }
                 self.retryDelay = .milliseconds(50)
-                self.committing = false
+                commit.done = true
                 // Everything whose operations are now all committed runs, in submission order.
-                self.committedCount += UInt64(batch.count)
-                while let first = self.waiting.first, first.needs <= self.committedCount {
-                    self.waiting.removeFirst()
-                    first.callback()
+                var finished = false
+                while let first = self.inFlight.first, first.done {
+                    self.inFlight.removeFirst()
+                    self.committedCount += UInt64(first.operations.count)
+                    finished = true
                 }
-                self.onCommitted?()
-                self.startCommitIfIdle()
+                if finished {
+                    while let first = self.waiting.first, first.needs <= self.committedCount {
+                        self.waiting.removeFirst()
+                        first.callback()
+                    }
+                    self.onCommitted?()
+                }
+                self.startCommits()
             case .failure(let error):
                 self.failures += 1
                 if !self.failing {
                     self.failing = true
                     self.logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")
                 }
-                // Put the batch back in front, keep the callbacks, retry later.
-                self.pending.insert(contentsOf: batch, at: 0)
+                // Keep the batch in its place and its callbacks waiting; try it again later.
                 let delay = self.retryDelay
                 self.retryDelay = min(self.retryDelay * 2, .seconds(5))
-                loop.scheduleTask(in: delay) {
-                    self.committing = false
-                    self.startCommitIfIdle()
-                }
+                loop.scheduleTask(in: delay) { self.run(commit) }
             }
         }
     }

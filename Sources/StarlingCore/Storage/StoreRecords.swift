@@ -158,4 +158,25 @@ public protocol PersistentStore: Sendable {
     /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
     /// partitions ahead (PostgreSQL); returns how many rows or partitions went.
     func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int
+    /// How many transactions the group commit may run at once. Above 1 (PostgreSQL, over a pool
+    /// of connections) a batch of only new rows (`StoreOperation.isAppendOnly`) may commit
+    /// while another such batch is committing, which hides the commit's round trip and flush.
+    var concurrentCommits: Int { get }
+}
+
+extension PersistentStore {
+    public var concurrentCommits: Int { 1 }
+}
+
+extension StoreOperation {
+    /// True for an operation that only adds a row no other pending operation touches: a new
+    /// message payload (its id is new) or a new delivery (its sequence is new). Two batches of
+    /// such operations give the same result whichever commits first. Ingest rows are not among
+    /// them: their de-duplication must see earlier copies first, and their ids follow arrival.
+    public var isAppendOnly: Bool {
+        switch self {
+        case .saveMessage, .saveDelivery: true
+        default: false
+        }
+    }
 }
