@@ -17,6 +17,10 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     private var decoder: MQTTPacketDecoder
     /// Bytes of a packet not yet complete; nil when nothing is pending.
     private var cumulation: ByteBuffer?
+    /// Packets written since the last flush, encoded back to back; nil when there are none.
+    private var outbound: ByteBuffer?
+    private static let initialOutboundCapacity = 256
+    private static let outboundWriteThreshold = 64 * 1024
     private var failed = false
     /// Kept for `remoteAddress`, which is only needed for log lines and authentication: the
     /// address's text is made when asked for, not stored for every idle connection.
@@ -78,6 +82,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         if let connection { broker.closed(connection) }
         broker.flush()
         self.context = nil
+        outbound = nil
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -98,17 +103,28 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
 
     public func write(_ packet: MQTTPacket, version: MQTTProtocolVersion) {
         guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: version))
+        // Packets are encoded back to back into one buffer, handed to the channel at the flush:
+        // one allocation and one pending write per flush instead of one per packet.
+        var buffer = outbound.take() ?? context.channel.allocator.buffer(capacity: Self.initialOutboundCapacity)
+        let start = buffer.writerIndex
         packet.encode(into: &buffer, version: version)
-        broker.recordBytes(sent: buffer.readableBytes)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        broker.recordBytes(sent: buffer.writerIndex - start)
+        if buffer.readableBytes >= Self.outboundWriteThreshold {
+            // A long run goes to the channel now, so its writability (back pressure) counts it.
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            outbound = buffer
+        }
     }
 
     public func flush() {
-        context?.flush()
+        guard let context else { return }
+        if let buffer = outbound.take() { context.write(wrapOutboundOut(buffer), promise: nil) }
+        context.flush()
     }
 
     public func close() {
+        if outbound != nil { flush() }
         context?.close(promise: nil)
     }
 
