@@ -135,14 +135,17 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 }
                 self.retryDelay = .milliseconds(50)
                 commit.done = true
-                // Everything whose operations are now all committed runs, in submission order.
                 var finished = false
                 while let first = self.inFlight.first, first.done {
                     self.inFlight.removeFirst()
                     self.committedCount += UInt64(first.operations.count)
                     finished = true
                 }
+                // The next batch (what gathered meanwhile) goes to the store before the callbacks
+                // run, so the store is not idle while hundreds of acks are written.
+                self.startCommits()
                 if finished {
+                    // Everything whose operations are now all committed runs, in submission order.
                     while let first = self.waiting.first, first.needs <= self.committedCount {
                         self.waiting.removeFirst()
                         first.callback()
