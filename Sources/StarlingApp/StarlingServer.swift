@@ -63,6 +63,7 @@ public final class StarlingServer: Service, Sendable {
             // Partitions ahead and retention before accepting.
             _ = try? await setup.store.enforceRetention(before: retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
             let writer = GroupCommitWriter(store: setup.store, eventLoop: loop, logger: brokerLogger)
+            writer.commitDelay = .milliseconds(Int64(configuration.commitDelayMilliseconds))
             try await loop.submit {
                 broker.persistence = writer
                 writer.onCommitted = { broker.flush() }

@@ -29,6 +29,10 @@ public final class SQLiteStore: PersistentStore {
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         configuration.foreignKeysEnabled = true
+        // GRDB's default (.userInitiated) runs the writer above the broker's event loop on Linux
+        // (nice -2): a commit then pre-empts message delivery on a shared core. Below it, the
+        // loop answers first and the writer takes the rest of the core.
+        configuration.qos = .background
         pool = try DatabasePool(path: path, configuration: configuration)
     }
 

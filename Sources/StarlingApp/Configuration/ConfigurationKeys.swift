@@ -156,6 +156,13 @@ extension ConfigurationKey {
             config.sqliteSynchronous = s.uppercased()
             return nil
         },
+        ConfigurationKey(section: "storage", name: "commit_delay_ms", kind: .integer,
+                         doc: "At light load (fewer than 64 writes waiting), milliseconds a commit may wait to gather more: one commit per millisecond instead of one per message costs the store far less, and an acknowledgement at most this much more. Writes nothing waits for (QoS 0 ingest rows) gather up to 5 ms. 0 = commit at once.",
+                         defaultLiteral: "1") { config, raw in
+            guard case .integer(let v) = raw, (0...100).contains(v) else { return "a whole number of milliseconds from 0 to 100" }
+            config.commitDelayMilliseconds = Int(v)
+            return nil
+        },
         ConfigurationKey(section: "storage", name: "in_memory", kind: .boolean,
                          doc: "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
                          defaultLiteral: "false") { config, raw in

@@ -19,6 +19,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var sqliteSynchronous = "NORMAL"
     /// Keep everything in memory (no store): for tests and benchmarks of the core only.
     public var inMemory = false
+    /// Milliseconds a commit may gather writes at light load (`GroupCommitWriter.commitDelay`).
+    public var commitDelayMilliseconds = 1
 
     public init() {
         broker.ingest.nodeID = Self.hostName()

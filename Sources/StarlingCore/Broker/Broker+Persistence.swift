@@ -94,6 +94,12 @@ extension Broker {
             if let then { durably([], then: then) }
             return
         }
+        if awaiting.isEmpty && then == nil {
+            // Nothing waits for these (QoS 0 ingest rows, state changes): the writer may
+            // gather them a little longer.
+            persist(operations)
+            return
+        }
         durably(operations) { [self] in
             for (session, sequence) in awaiting where sequence > session.durableSequence {
                 session.durableSequence = sequence

@@ -37,6 +37,18 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public var stallTimeout = TimeAmount.seconds(5)
     /// Fewest operations worth a second, concurrent commit (see `PersistentStore.concurrentCommits`).
     public var minimumConcurrentBatch = 256
+    /// How long a batch may gather while nothing is committing, when fewer than `gatherCount`
+    /// operations wait (light load): a commit of a few writes costs the store nearly as much as
+    /// one of many, so at 5,000 acks/s one commit per millisecond instead of one per message
+    /// leaves the core to deliveries. Under load a batch is full (or gathers while the previous
+    /// one commits) and nothing waits. Zero commits at once.
+    public var commitDelay = TimeAmount.zero
+    public var gatherCount = 64
+    /// The same for writes that nothing waits for (no ack, no delivery: QoS 0 ingest rows,
+    /// delivery states): they gather for `max(commitDelay, 5 ms)` or a full batch.
+    var unwaitedDelay: TimeAmount { commitDelay == .zero ? .zero : max(commitDelay, .milliseconds(5)) }
+    private var gatherTimer: Scheduled<Void>?
+    private var gatherDeadline: NIODeadline?
 
     /// Confined to the writer's event loop, like the writer.
     private final class Commit: @unchecked Sendable {
@@ -90,10 +102,26 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// Starts the next batch when nothing is committing; with a store that takes concurrent
     /// commits, also when every batch committing and the next one add only new rows.
-    private func startCommits() {
+    private func startCommits(force: Bool = false) {
         while !failing || inFlight.isEmpty {
             if inFlight.isEmpty {
                 guard !pending.isEmpty || !waiting.isEmpty else { return }
+                if !force, let delay = gatherDelay() {
+                    let deadline = NIODeadline.now() + delay
+                    if gatherDeadline.map({ deadline < $0 }) ?? true {
+                        gatherTimer?.cancel()
+                        gatherDeadline = deadline
+                        gatherTimer = eventLoop.scheduleTask(deadline: deadline) {
+                            self.gatherTimer = nil
+                            self.gatherDeadline = nil
+                            self.startCommits(force: true)
+                        }
+                    }
+                    return
+                }
+                gatherTimer?.cancel()
+                gatherTimer = nil
+                gatherDeadline = nil
             } else {
                 guard inFlight.count < store.concurrentCommits, pending.count >= minimumConcurrentBatch,
                       inFlight.allSatisfy(\.appendOnly) else { return }
@@ -108,6 +136,15 @@ public final class GroupCommitWriter: @unchecked Sendable {
             run(commit)
             if pending.isEmpty { return }
         }
+    }
+
+    /// How long the next batch may still gather (see `commitDelay`); nil commits now.
+    private func gatherDelay() -> TimeAmount? {
+        guard !failing, !pending.isEmpty else { return nil }  // callbacks alone run at once
+        if waiting.isEmpty {
+            return pending.count < maxBatch && unwaitedDelay > .zero ? unwaitedDelay : nil
+        }
+        return pending.count < gatherCount && commitDelay > .zero ? commitDelay : nil
     }
 
     /// Applies one batch, retrying it with backoff until it succeeds.
