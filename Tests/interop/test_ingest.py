@@ -195,3 +195,31 @@ def test_g2_stream_through_sigkill_restarts_every_acked_message_exactly_once(sto
     counts = store.query("SELECT payload, count(*) FROM messages WHERE topic = 'ingest/stream' GROUP BY payload")
     assert len(counts) == total
     assert all(int(n) == 1 for _, n in counts)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-broker", "after-sigkill"])
+def test_g2_clean_start_frees_qos2_packet_ids_of_an_unstored_session(store, broker_factory, restart):
+    """[G2][MQTT-4.3.3-11] A clean-session publisher leaves a QoS 2 flow after PUBREC (its
+    `inbound_qos2` entry is in the store with the row). Its next clean start begins a new
+    session: the same packet id carries a new message, which is a new row — also when the
+    broker was killed in between and learned of the entry from the store."""
+    broker = broker_factory(extra_args=store.args)
+    c = RawClient(broker)
+    c.send(connect("ingest-clean", version=4, flags=0x02))
+    assert c.read_packet() == (0x20, b"\x00\x00")
+    c.send(packet(0x34, string("ingest/t"), b"\x00\x05", b"first"))
+    assert c.read_packet() == (0x50, b"\x00\x05")
+    c.close()
+    if restart:
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait()
+        broker = broker_factory(extra_args=store.args)
+    c = RawClient(broker)
+    c.send(connect("ingest-clean", version=4, flags=0x02))
+    assert c.read_packet() == (0x20, b"\x00\x00")
+    c.send(packet(0x34, string("ingest/t"), b"\x00\x05", b"second"))
+    assert c.read_packet() == (0x50, b"\x00\x05")
+    c.send(packet(0x62, b"\x00\x05"))
+    assert c.read_packet() == (0x70, b"\x00\x05")
+    assert rows(store, b"first") == 1
+    assert rows(store, b"second") == 1

@@ -130,7 +130,7 @@ extension Broker {
                 if let existing = sessions[clientID] { endSession(existing, now: now) }
                 // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
                 // this client end with it too; a new session may reuse their packet ids.
-                if persistence != nil && configuration.ingest.enabled { collected.append(.deleteSession(clientID: clientID)) }
+                if clientsWithStoredQoS2.remove(clientID) != nil { collected.append(.deleteSession(clientID: clientID)) }
             }
             session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
             sessions[clientID] = session

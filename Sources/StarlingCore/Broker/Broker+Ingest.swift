@@ -13,6 +13,7 @@ extension Broker {
         case .atLeastOnce: .qos1(dup: publish.dup, contentOnly: ingest.contentDedup)
         case .exactlyOnce: .qos2
         }
+        if publish.qos == .exactlyOnce, connection.session?.isStored != true { clientsWithStoredQoS2.insert(connection.clientID) }
         collected.append(.ingest(IngestRecord(
             receivedAt: clock.wallClockMilliseconds(), clientID: connection.clientID, username: connection.username,
             packetID: publish.packetID, topic: topic, payload: publish.payload, qos: publish.qos.rawValue, retain: publish.retain,

@@ -162,7 +162,7 @@ extension Broker {
             }
         }
         for (clientID, packetID) in state.inboundQoS2 {
-            sessions[clientID]?.inboundQoS2.insert(packetID)
+            if let session = sessions[clientID] { session.inboundQoS2.insert(packetID) } else { clientsWithStoredQoS2.insert(clientID) }
         }
         for stored in state.retained {
             maxID = max(maxID, stored.id)

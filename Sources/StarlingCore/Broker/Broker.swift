@@ -42,6 +42,10 @@ public final class Broker: @unchecked Sendable {
     /// Sessions given stored deliveries in `collected`, with the last sequence each got.
     var sessionsAwaitingCommit: [(Session, Int64)] = []
     var nextMessageID: Int64 = 0
+    /// Client ids whose sessions are not stored but may have `inbound_qos2` entries in the
+    /// store (written by the ingest bridge with QoS 2 rows): their next clean start removes
+    /// them. Every other clean start writes nothing.
+    var clientsWithStoredQoS2: Set<String> = []
 
     public init(
         configuration: BrokerConfiguration = .init(),
