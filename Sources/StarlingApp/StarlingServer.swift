@@ -64,6 +64,7 @@ public final class StarlingServer: Service, Sendable {
             _ = try? await setup.store.enforceRetention(before: retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
             let writer = GroupCommitWriter(store: setup.store, eventLoop: loop, logger: brokerLogger)
             writer.commitDelay = .milliseconds(Int64(configuration.commitDelayMilliseconds))
+            writer.backlogLimit = configuration.maxPendingWrites
             try await loop.submit {
                 broker.persistence = writer
                 writer.onCommitted = { broker.flush() }

@@ -136,4 +136,32 @@ struct GroupCommitWriterTests {
         #expect(await order.next() == "update")
         try await group.shutdownGracefully()
     }
+
+    @Test("a backlog past the limit is reported, and its end once half of it is committed")
+    func backlog() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = GatedStore()
+        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 100)
+        writer.backlogLimit = 150
+        let (changes, changesContinuation) = AsyncStream.makeStream(of: Bool.self)
+        let reported = try await loop.submit {
+            writer.onBacklogChanged = { changesContinuation.yield($0) }
+            writer.submit(Self.newRows(0..<100))  // committing: 100 outstanding
+            writer.submit(Self.newRows(100..<149))  // 149: under the limit
+            let before = writer.isBacklogged
+            writer.submit(Self.newRows(149..<150))  // 150: at the limit
+            return (before, writer.isBacklogged)
+        }.get()
+        #expect(reported == (false, true))
+        var events = changes.makeAsyncIterator()
+        #expect(await events.next() == true)
+        var starts = store.starts.makeAsyncIterator()
+        #expect(await starts.next() == 100)
+        store.release(1)  // 50 left: half of the limit or less ends the backlog
+        #expect(await events.next() == false)
+        #expect(await starts.next() == 50)
+        store.release(2)
+        try await group.shutdownGracefully()
+    }
 }

@@ -223,3 +223,21 @@ def test_g2_clean_start_frees_qos2_packet_ids_of_an_unstored_session(store, brok
     assert c.read_packet() == (0x70, b"\x00\x05")
     assert rows(store, b"first") == 1
     assert rows(store, b"second") == 1
+
+
+def test_g2_qos0_flood_pauses_the_publisher_and_stores_every_message(store, broker_factory):
+    """[G2] QoS 0 messages arriving faster than the store writes their rows: past
+    `storage.max_pending_writes` the broker stops reading from the publisher (TCP holds its
+    messages) until the store catches up, so memory stays bounded; no message is lost."""
+    broker = broker_factory(config_text="[storage]\nmax_pending_writes = 100\n", extra_args=store.args)
+    c = RawClient(broker)
+    c.send(connect("ingest-flood", version=4, flags=0x02))
+    assert c.read_packet() == (0x20, b"\x00\x00")
+    count = 5000
+    c.send(b"".join(packet(0x30, string("ingest/flood"), f"m{i}".encode()) for i in range(count)))
+    broker.wait_for_log(["reading from publishing clients pauses"])
+    broker.wait_for_log(["reading from publishing clients resumes"])
+    # A QoS 1 message is acknowledged once everything before it is committed.
+    c.send(publish_qos1(1, b"last", topic="ingest/flood"))
+    assert c.read_packet() == (0x40, b"\x00\x01")
+    assert rows(store, topic="ingest/flood") == count + 1

@@ -163,6 +163,13 @@ extension ConfigurationKey {
             config.commitDelayMilliseconds = Int(v)
             return nil
         },
+        ConfigurationKey(section: "storage", name: "max_pending_writes", kind: .integer,
+                         doc: "Writes waiting for the store above which reading from publishing clients pauses (TCP holds their messages) until half of them are committed; a flood of QoS 0 messages with the ingest bridge cannot outrun the store without bound. Not while the store is unreachable: then QoS 0 keeps flowing.",
+                         defaultLiteral: "32768") { config, raw in
+            guard case .integer(let v) = raw, (100...10_000_000).contains(v) else { return "a whole number from 100 to 10000000" }
+            config.maxPendingWrites = Int(v)
+            return nil
+        },
         ConfigurationKey(section: "storage", name: "in_memory", kind: .boolean,
                          doc: "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
                          defaultLiteral: "false") { config, raw in

@@ -21,6 +21,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var inMemory = false
     /// Milliseconds a commit may gather writes at light load (`GroupCommitWriter.commitDelay`).
     public var commitDelayMilliseconds = 1
+    /// Writes waiting for the store above which publishers are paused (`GroupCommitWriter.backlogLimit`).
+    public var maxPendingWrites = 32_768
 
     public init() {
         broker.ingest.nodeID = Self.hostName()

@@ -123,6 +123,11 @@ extension Broker {
 
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
         ingest(publish, topic: topic, connection: connection)
+        if storeBacklogged && !connection.readPauses.contains(.store) {
+            // This message is taken; the client's next ones wait in TCP until the store catches up.
+            connection.pauseReading(.store)
+            pausedForStore.append(connection)
+        }
         if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
         let matched = route(message, now: now)
 
@@ -136,12 +141,12 @@ extension Broker {
                 connection.unacknowledgedQoS1 += 1
                 // A 3.x client has no Receive Maximum: stop reading from it instead, so what
                 // waits for the store stays bounded.
-                if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.transport.setReading(false) }
+                if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
             }
             commitCollected { [self] in
                 if publish.qos == .atLeastOnce {
                     connection.unacknowledgedQoS1 -= 1
-                    if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.transport.setReading(true) }
+                    if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }
                 }
                 acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
             }

@@ -16,6 +16,16 @@ extension Broker {
         persistence.submit(operations)
     }
 
+    /// The store passed its backlog limit (true) or caught up (false): publishers are paused
+    /// as they publish, and all resumed together.
+    func storeBacklogChanged(_ backlogged: Bool) {
+        storeBacklogged = backlogged
+        if backlogged { stats.storeBacklogs += 1 }
+        guard !backlogged else { return }
+        for connection in pausedForStore { connection.resumeReading(.store) }
+        pausedForStore.removeAll()
+    }
+
     /// Writes collected while routing, committed with the next `durably`/`persist`.
     func takeCollected() -> [StoreOperation] {
         defer { collected.removeAll(keepingCapacity: true) }

@@ -66,6 +66,7 @@ extension Broker {
                 ("store/commits", "\(persistence.commits)"),
                 ("store/operations", "\(persistence.committedOperations)"),
                 ("store/failures", "\(persistence.failures)"),
+                ("store/backlogs", "\(stats.storeBacklogs)"),
             ]
         }
         for (name, value) in values {

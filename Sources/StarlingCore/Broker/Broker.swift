@@ -36,7 +36,12 @@ public final class Broker: @unchecked Sendable {
     var accepting = true
 
     /// The group-commit writer of the store; nil runs in memory only.
-    public var persistence: GroupCommitWriter?
+    public var persistence: GroupCommitWriter? {
+        didSet { persistence?.onBacklogChanged = { [unowned self] in self.storeBacklogChanged($0) } }
+    }
+    /// While the store is backlogged, each client that publishes stops being read.
+    var storeBacklogged = false
+    var pausedForStore: [Connection] = []
     /// Store writes produced while handling an event, committed at its end or with its ack.
     var collected: [StoreOperation] = []
     /// Sessions given stored deliveries in `collected`, with the last sequence each got.

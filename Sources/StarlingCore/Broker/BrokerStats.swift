@@ -11,6 +11,8 @@ public struct BrokerStats: Sendable, Equatable {
     public var connectionsAccepted: UInt64 = 0
     public var connectionsRefused: UInt64 = 0
     public var protocolErrors: UInt64 = 0
+    /// Times the store fell behind and publishers were paused.
+    public var storeBacklogs: UInt64 = 0
 
     public init() {}
 }

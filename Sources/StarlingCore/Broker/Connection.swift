@@ -47,6 +47,28 @@ public final class Connection {
     /// Written to since the last flush.
     var needsFlush = false
 
+    /// Why reading from this client is paused; it reads again when no reason is left.
+    struct ReadPauses: OptionSet {
+        let rawValue: UInt8
+        /// A 3.x client has as many QoS 1 messages waiting for their commit as a 5.0 client
+        /// would be allowed (it has no Receive Maximum to obey).
+        static let acknowledgements = ReadPauses(rawValue: 1)
+        /// The store is backlogged (`GroupCommitWriter.onBacklogChanged`).
+        static let store = ReadPauses(rawValue: 2)
+    }
+    private(set) var readPauses: ReadPauses = []
+
+    func pauseReading(_ reason: ReadPauses) {
+        let wasReading = readPauses.isEmpty
+        readPauses.insert(reason)
+        if wasReading { transport.setReading(false) }
+    }
+
+    func resumeReading(_ reason: ReadPauses) {
+        guard readPauses.remove(reason) != nil, readPauses.isEmpty else { return }
+        transport.setReading(true)
+    }
+
     init(transport: any ClientTransport, now: NIODeadline) {
         self.transport = transport
         self.openedAt = now

@@ -67,6 +67,17 @@ public final class GroupCommitWriter: @unchecked Sendable {
     /// Runs after the callbacks of each committed batch (the broker flushes what they wrote).
     public var onCommitted: (() -> Void)?
 
+    /// Writes waiting or committing above which the store counts as backlogged: clients whose
+    /// messages cause writes nothing waits for (QoS 0 ingest rows) could otherwise outrun it
+    /// without bound. The broker then stops reading from publishers until half of the backlog
+    /// is committed (`onBacklogChanged`). Not while the store fails: then QoS 0 keeps flowing.
+    public var backlogLimit = 32_768
+    /// Called with true when the backlog passes `backlogLimit`, with false when it is back
+    /// under half of it (or the store fails).
+    public var onBacklogChanged: ((Bool) -> Void)?
+    public private(set) var isBacklogged = false
+    private var inFlightOperations = 0
+
     /// Commits and failures, for `/metrics` and `$SYS`.
     public private(set) var commits: UInt64 = 0
     public private(set) var committedOperations: UInt64 = 0
@@ -98,6 +109,20 @@ public final class GroupCommitWriter: @unchecked Sendable {
         submittedCount += UInt64(operations.count)
         if let then { waiting.append((submittedCount, then)) }
         startCommits()
+        updateBacklog()
+    }
+
+    private func updateBacklog() {
+        let outstanding = pending.count + inFlightOperations
+        let backlogged = failing ? false : isBacklogged ? outstanding > backlogLimit / 2 : outstanding >= backlogLimit
+        guard backlogged != isBacklogged else { return }
+        isBacklogged = backlogged
+        if backlogged {
+            logger.warning("store \(store.name) is \(outstanding) writes behind: reading from publishing clients pauses until it catches up")
+        } else {
+            logger.notice("store \(store.name) caught up: reading from publishing clients resumes")
+        }
+        onBacklogChanged?(backlogged)
     }
 
     /// Starts the next batch when nothing is committing; with a store that takes concurrent
@@ -132,6 +157,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             nextCommitID &+= 1
             let commit = Commit(id: nextCommitID, operations: Array(pending.prefix(count)))
             pending.removeFirst(count)
+            inFlightOperations += count
             inFlight.append(commit)
             run(commit)
             if pending.isEmpty { return }
@@ -157,6 +183,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             guard !commit.done, self.inFlight.contains(where: { $0.id == id }), !self.failing else { return }
             self.failing = true
             self.failures += 1
+            self.updateBacklog()
             self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
         }
         let promise = loop.makePromise(of: Void.self)
@@ -176,6 +203,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 while let first = self.inFlight.first, first.done {
                     self.inFlight.removeFirst()
                     self.committedCount += UInt64(first.operations.count)
+                    self.inFlightOperations -= first.operations.count
                     finished = true
                 }
                 // The next batch (what gathered meanwhile) goes to the store before the callbacks
@@ -190,11 +218,13 @@ public final class GroupCommitWriter: @unchecked Sendable {
                     self.onCommitted?()
                 }
                 self.startCommits()
+                self.updateBacklog()
             case .failure(let error):
                 self.failures += 1
                 if !self.failing {
                     self.failing = true
                     self.logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")
+                    self.updateBacklog()
                 }
                 // Keep the batch in its place and its callbacks waiting; try it again later.
                 let delay = self.retryDelay
