@@ -82,6 +82,19 @@ struct GroupCommitWriterTests {
         try await group.shutdownGracefully()
     }
 
+    /// Runs `body` with a writer over a `GatedStore` on a one-thread event loop of its own.
+    static func withGatedWriter(
+        maxBatch: Int, _ body: (GroupCommitWriter, GatedStore, any EventLoop) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = GatedStore()
+        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: maxBatch)
+        writer.minimumConcurrentBatch = 1
+        try await body(writer, store, loop)
+        try await group.shutdownGracefully()
+    }
+
     static func newRows(_ range: Range<Int>) -> [StoreOperation] {
         range.map { .saveMessage(StoredMessage(id: Int64($0), topic: "t", payload: ByteBuffer(), qos: .atLeastOnce, retain: false,
                                                properties: [], expiresAt: nil, publisher: "p")) }
@@ -89,79 +102,69 @@ struct GroupCommitWriterTests {
 
     @Test("with a store that takes concurrent commits, a batch of new rows commits beside another; callbacks keep submission order")
     func concurrentNewRows() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let store = GatedStore()
-        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 300)
-        writer.minimumConcurrentBatch = 1
-        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-        let committing = try await loop.submit {
-            writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("first") }
-            writer.submit(Self.newRows(300..<600)) { doneContinuation.yield("second") }
-            return writer.committingBatches
-        }.get()
-        #expect(committing == 2)
-        var starts = store.starts.makeAsyncIterator()
-        #expect(await starts.next() == 300)
-        #expect(await starts.next() == 300)
-        store.release(2)  // the second batch commits first: its callback still waits for the first's
-        store.release(1)
-        var order = done.makeAsyncIterator()
-        #expect(await order.next() == "first")
-        #expect(await order.next() == "second")
-        try await group.shutdownGracefully()
+        try await Self.withGatedWriter(maxBatch: 300) { writer, store, loop in
+            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+            let committing = try await loop.submit {
+                writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("first") }
+                writer.submit(Self.newRows(300..<600)) { doneContinuation.yield("second") }
+                return writer.committingBatches
+            }.get()
+            #expect(committing == 2)
+            var starts = store.starts.makeAsyncIterator()
+            #expect(await starts.next() == 300)
+            #expect(await starts.next() == 300)
+            store.release(2)  // the second batch commits first: its callback still waits for the first's
+            store.release(1)
+            var order = done.makeAsyncIterator()
+            #expect(await order.next() == "first")
+            #expect(await order.next() == "second")
+        }
     }
 
     @Test("a batch that changes existing rows never commits beside another")
     func noConcurrencyForChanges() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let store = GatedStore()
-        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 300)
-        writer.minimumConcurrentBatch = 1
-        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-        let committing = try await loop.submit {
-            writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("new rows") }
-            writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1)]) { doneContinuation.yield("update") }
-            return writer.committingBatches
-        }.get()
-        #expect(committing == 1)
-        var starts = store.starts.makeAsyncIterator()
-        #expect(await starts.next() == 300)
-        store.release(1)
-        var order = done.makeAsyncIterator()
-        #expect(await order.next() == "new rows")
-        #expect(await starts.next() == 1)  // the update starts only now
-        store.release(2)
-        #expect(await order.next() == "update")
-        try await group.shutdownGracefully()
+        try await Self.withGatedWriter(maxBatch: 300) { writer, store, loop in
+            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+            let committing = try await loop.submit {
+                writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("new rows") }
+                writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1)]) { doneContinuation.yield("update") }
+                return writer.committingBatches
+            }.get()
+            #expect(committing == 1)
+            var starts = store.starts.makeAsyncIterator()
+            #expect(await starts.next() == 300)
+            store.release(1)
+            var order = done.makeAsyncIterator()
+            #expect(await order.next() == "new rows")
+            #expect(await starts.next() == 1)  // the update starts only now
+            store.release(2)
+            #expect(await order.next() == "update")
+        }
     }
 
     @Test("a backlog past the limit is reported, and its end once half of it is committed")
     func backlog() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let store = GatedStore()
-        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 100)
-        writer.backlogLimit = 150
-        let (changes, changesContinuation) = AsyncStream.makeStream(of: Bool.self)
-        let reported = try await loop.submit {
-            writer.onBacklogChanged = { changesContinuation.yield($0) }
-            writer.submit(Self.newRows(0..<100))  // committing: 100 outstanding
-            writer.submit(Self.newRows(100..<149))  // 149: under the limit
-            let before = writer.isBacklogged
-            writer.submit(Self.newRows(149..<150))  // 150: at the limit
-            return (before, writer.isBacklogged)
-        }.get()
-        #expect(reported == (false, true))
-        var events = changes.makeAsyncIterator()
-        #expect(await events.next() == true)
-        var starts = store.starts.makeAsyncIterator()
-        #expect(await starts.next() == 100)
-        store.release(1)  // 50 left: half of the limit or less ends the backlog
-        #expect(await events.next() == false)
-        #expect(await starts.next() == 50)
-        store.release(2)
-        try await group.shutdownGracefully()
+        try await Self.withGatedWriter(maxBatch: 100) { writer, store, loop in
+            writer.backlogLimit = 150
+            writer.minimumConcurrentBatch = 1000  // one commit at a time here
+            let (changes, changesContinuation) = AsyncStream.makeStream(of: Bool.self)
+            let reported = try await loop.submit {
+                writer.onBacklogChanged = { changesContinuation.yield($0) }
+                writer.submit(Self.newRows(0..<100))  // committing: 100 outstanding
+                writer.submit(Self.newRows(100..<149))  // 149: under the limit
+                let before = writer.isBacklogged
+                writer.submit(Self.newRows(149..<150))  // 150: at the limit
+                return (before, writer.isBacklogged)
+            }.get()
+            #expect(reported == (false, true))
+            var events = changes.makeAsyncIterator()
+            #expect(await events.next() == true)
+            var starts = store.starts.makeAsyncIterator()
+            #expect(await starts.next() == 100)
+            store.release(1)  // 50 left: half of the limit or less ends the backlog
+            #expect(await events.next() == false)
+            #expect(await starts.next() == 50)
+            store.release(2)
+        }
     }
 }

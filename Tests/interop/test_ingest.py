@@ -33,6 +33,13 @@ def raw_session(broker, client_id="ingest-pub"):
     return c
 
 
+def raw_clean_session(broker, client_id):
+    c = RawClient(broker)
+    c.send(connect(client_id, version=4, flags=0x02))  # clean session 1
+    assert c.read_packet() == (0x20, b"\x00\x00")
+    return c
+
+
 def rows(store, payload=None, topic="ingest/t"):
     where = f"topic = '{topic}'"
     if payload is not None:
@@ -204,9 +211,7 @@ def test_g2_clean_start_frees_qos2_packet_ids_of_an_unstored_session(store, brok
     session: the same packet id carries a new message, which is a new row — also when the
     broker was killed in between and learned of the entry from the store."""
     broker = broker_factory(extra_args=store.args)
-    c = RawClient(broker)
-    c.send(connect("ingest-clean", version=4, flags=0x02))
-    assert c.read_packet() == (0x20, b"\x00\x00")
+    c = raw_clean_session(broker, "ingest-clean")
     c.send(packet(0x34, string("ingest/t"), b"\x00\x05", b"first"))
     assert c.read_packet() == (0x50, b"\x00\x05")
     c.close()
@@ -214,9 +219,7 @@ def test_g2_clean_start_frees_qos2_packet_ids_of_an_unstored_session(store, brok
         broker.process.send_signal(signal.SIGKILL)
         broker.process.wait()
         broker = broker_factory(extra_args=store.args)
-    c = RawClient(broker)
-    c.send(connect("ingest-clean", version=4, flags=0x02))
-    assert c.read_packet() == (0x20, b"\x00\x00")
+    c = raw_clean_session(broker, "ingest-clean")
     c.send(packet(0x34, string("ingest/t"), b"\x00\x05", b"second"))
     assert c.read_packet() == (0x50, b"\x00\x05")
     c.send(packet(0x62, b"\x00\x05"))
@@ -230,9 +233,7 @@ def test_g2_qos0_flood_pauses_the_publisher_and_stores_every_message(store, brok
     `storage.max_pending_writes` the broker stops reading from the publisher (TCP holds its
     messages) until the store catches up, so memory stays bounded; no message is lost."""
     broker = broker_factory(config_text="[storage]\nmax_pending_writes = 100\n", extra_args=store.args)
-    c = RawClient(broker)
-    c.send(connect("ingest-flood", version=4, flags=0x02))
-    assert c.read_packet() == (0x20, b"\x00\x00")
+    c = raw_clean_session(broker, "ingest-flood")
     count = 5000
     c.send(b"".join(packet(0x30, string("ingest/flood"), f"m{i}".encode()) for i in range(count)))
     broker.wait_for_log(["reading from publishing clients pauses"])

@@ -47,6 +47,20 @@ private func seconds(_ section: String, _ name: String, _ range: ClosedRange<Dou
     }
 }
 
+/// A whole-number key of `[storage]`, kept in `StarlingConfiguration` (not the broker's).
+private func storageInteger(_ name: String, _ range: ClosedRange<Int>, _ doc: String,
+                            _ keyPath: WritableKeyPath<StarlingConfiguration, Int>) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    return ConfigurationKey(section: "storage", name: name, kind: .integer, doc: doc,
+                            defaultLiteral: "\(StarlingConfiguration()[keyPath: keyPath])") { config, raw in
+        guard case .integer(let v) = raw, let value = Int(exactly: v), range.contains(value) else {
+            return "a whole number from \(range.lowerBound) to \(range.upperBound)"
+        }
+        config[keyPath: keyPath] = value
+        return nil
+    }
+}
+
 private func boolean(_ section: String, _ name: String, _ doc: String, _ keyPath: WritableKeyPath<BrokerConfiguration, Bool>,
                      default value: Bool) -> ConfigurationKey {
     nonisolated(unsafe) let keyPath = keyPath
@@ -156,20 +170,10 @@ extension ConfigurationKey {
             config.sqliteSynchronous = s.uppercased()
             return nil
         },
-        ConfigurationKey(section: "storage", name: "commit_delay_ms", kind: .integer,
-                         doc: "At light load (fewer than 64 writes waiting), milliseconds a commit may wait to gather more: one commit per millisecond instead of one per message costs the store far less, and an acknowledgement at most this much more. Writes nothing waits for (QoS 0 ingest rows) gather up to 5 ms. 0 = commit at once.",
-                         defaultLiteral: "1") { config, raw in
-            guard case .integer(let v) = raw, (0...100).contains(v) else { return "a whole number of milliseconds from 0 to 100" }
-            config.commitDelayMilliseconds = Int(v)
-            return nil
-        },
-        ConfigurationKey(section: "storage", name: "max_pending_writes", kind: .integer,
-                         doc: "Writes waiting for the store above which reading from publishing clients pauses (TCP holds their messages) until half of them are committed; a flood of QoS 0 messages with the ingest bridge cannot outrun the store without bound. Not while the store is unreachable: then QoS 0 keeps flowing.",
-                         defaultLiteral: "32768") { config, raw in
-            guard case .integer(let v) = raw, (100...10_000_000).contains(v) else { return "a whole number from 100 to 10000000" }
-            config.maxPendingWrites = Int(v)
-            return nil
-        },
+        storageInteger("commit_delay_ms", 0...100, "At light load (fewer than 64 writes waiting), milliseconds a commit may wait to gather more: one commit per millisecond instead of one per message costs the store far less, and an acknowledgement at most this much more. Writes nothing waits for (QoS 0 ingest rows) gather up to 5 ms. 0 = commit at once.",
+                       \.commitDelayMilliseconds),
+        storageInteger("max_pending_writes", 100...10_000_000, "Writes waiting for the store above which reading from publishing clients pauses (TCP holds their messages) until half of them are committed; a flood of QoS 0 messages with the ingest bridge cannot outrun the store without bound. Not while the store is unreachable: then QoS 0 keeps flowing.",
+                       \.maxPendingWrites),
         ConfigurationKey(section: "storage", name: "in_memory", kind: .boolean,
                          doc: "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
                          defaultLiteral: "false") { config, raw in
