@@ -24,6 +24,8 @@ DEFAULTS = {
         "postgres_url": "",
         "sqlite_synchronous": "NORMAL",
         "in_memory": False,
+        "commit_delay_ms": 1,
+        "max_pending_writes": 32768,
     },
     "mqtt": {
         "listeners": ["127.0.0.1:1883"],
@@ -59,6 +61,7 @@ def keys_in_source():
     text = KEYS_SOURCE.read_text()
     found = set(re.findall(r'ConfigurationKey\(section: "(\w+)", name: "(\w+)"', text))
     found |= set(re.findall(r'\b(?:integer|seconds|boolean|choice)\(\s*"(\w+)", "(\w+)"', text))
+    found |= {("storage", name) for name in re.findall(r'\bstorageInteger\(\s*"(\w+)"', text)}
     return found
 
 
