@@ -14,8 +14,9 @@ import StarlingMigrations
 /// fastest among statements that can carry `ON CONFLICT` (NOTES.md: 66–91 k rows/s).
 public final class PostgresStore: PersistentStore {
     public let name = "postgres"
-    /// Two transactions over the pool's connections: one commits while the next is sent.
-    public let concurrentCommits = 2
+    /// Up to three transactions over the pool's connections: batches of new rows commit while
+    /// others are sent (measured: 2 → 3 took durable fan-in from 0.75–0.88 to 0.96 of the raw rate).
+    public let concurrentCommits = 3
     public let client: PostgresClient
     let logger: Logger
 

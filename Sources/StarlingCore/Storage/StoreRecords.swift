@@ -158,9 +158,9 @@ public protocol PersistentStore: Sendable {
     /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
     /// partitions ahead (PostgreSQL); returns how many rows or partitions went.
     func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int
-    /// How many transactions the group commit may run at once. Above 1 (PostgreSQL, over a pool
-    /// of connections) a batch of only new rows (`StoreOperation.isAppendOnly`) may commit
-    /// while another such batch is committing, which hides the commit's round trip and flush.
+    /// How many batches the group commit may hand the store at once. Above 1, a batch of only
+    /// new rows (`StoreOperation.isAppendOnly`) may start while other such batches commit,
+    /// which hides the round trip, the flush, and the hop back to the broker's loop.
     var concurrentCommits: Int { get }
 }
 
