@@ -17,10 +17,11 @@ public final class SQLiteStore: PersistentStore {
     }
 
     public let name = "sqlite"
-    /// SQLite has one writer, so two batches never run at once; but a second batch of new rows
-    /// queued behind the committing one starts the moment it ends, with no hop back to the
-    /// broker's loop in between (batches of new rows give the same result in either order).
+    /// SQLite has one writer, so two batches never run at once; but a second batch queued behind
+    /// the committing one (in order, see `singleWriter`) starts the moment it ends, with no hop
+    /// back to the broker's loop in between.
     public let concurrentCommits = 2
+    public let singleWriter = true
     public let path: String
     let pool: DatabasePool
 

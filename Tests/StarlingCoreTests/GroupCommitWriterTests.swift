@@ -45,6 +45,22 @@ final class GatedStore: PersistentStore {
     func release(_ number: Int) { gates.withLock { $0.removeValue(forKey: number) }?.resume() }
 }
 
+/// A single-writer store whose first commit fails; it records the batches it is given.
+final class FlakySingleWriterStore: PersistentStore {
+    let name = "flaky"
+    let concurrentCommits = 2
+    let singleWriter = true
+    let attempts = Mutex<[Int]>([])
+    func migrate() async throws {}
+    func load() async throws -> StoredState { StoredState() }
+    func apply(_ operations: [StoreOperation]) async throws {
+        let first = attempts.withLock { $0.append(operations.count); return $0.count == 1 }
+        if first { throw CancellationError() }
+    }
+    func collectGarbage() async throws -> Int { 0 }
+    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
+}
+
 @Suite("Group commit")
 struct GroupCommitWriterTests {
     static func operation(_ n: Int) -> StoreOperation { .addInboundQoS2(clientID: "c", packetID: UInt16(n % 65_000 + 1)) }
@@ -166,5 +182,28 @@ struct GroupCommitWriterTests {
             #expect(await starts.next() == 50)
             store.release(2)
         }
+    }
+
+    @Test("a single-writer store gets the next batch, whatever it holds, queued behind the committing one; a failed batch is retried before it")
+    func singleWriterInOrder() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = FlakySingleWriterStore()
+        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 100)
+        writer.minimumConcurrentBatch = 1
+        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+        let committing = try await loop.submit {
+            writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
+                           .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)]) { doneContinuation.yield("first") }
+            writer.submit([.deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
+                           .deleteDelivery(clientID: "c", sequence: 3)]) { doneContinuation.yield("second") }
+            return writer.committingBatches
+        }.get()
+        #expect(committing == 2)  // changes to existing rows, queued all the same
+        var order = done.makeAsyncIterator()
+        #expect(await order.next() == "first")
+        #expect(await order.next() == "second")
+        #expect(store.attempts.withLock { $0 } == [2, 2, 3])  // the failed first batch again, then the second
+        try await group.shutdownGracefully()
     }
 }

@@ -148,10 +148,13 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 gatherTimer = nil
                 gatherDeadline = nil
             } else {
-                guard inFlight.count < store.concurrentCommits, pending.count >= minimumConcurrentBatch,
-                      inFlight.allSatisfy(\.appendOnly) else { return }
-                let count = min(pending.count, maxBatch)
-                guard pending.prefix(count).allSatisfy(\.isAppendOnly) else { return }
+                guard inFlight.count < store.concurrentCommits, pending.count >= minimumConcurrentBatch else { return }
+                if !store.singleWriter {
+                    // Concurrent transactions: only batches of new rows, which commute.
+                    guard inFlight.allSatisfy(\.appendOnly) else { return }
+                    let count = min(pending.count, maxBatch)
+                    guard pending.prefix(count).allSatisfy(\.isAppendOnly) else { return }
+                }
             }
             let count = min(pending.count, maxBatch)
             nextCommitID &+= 1
@@ -177,7 +180,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private func run(_ commit: Commit) {
         let store = self.store
         let loop = eventLoop
-        let operations = commit.operations
         let id = commit.id
         loop.scheduleTask(in: stallTimeout) {
             guard !commit.done, self.inFlight.contains(where: { $0.id == id }), !self.failing else { return }
@@ -186,51 +188,96 @@ public final class GroupCommitWriter: @unchecked Sendable {
             self.updateBacklog()
             self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
         }
+        if store.singleWriter {
+            orderedQueue.yield(commit)
+            return
+        }
         let promise = loop.makePromise(of: Void.self)
+        let operations = commit.operations
         promise.completeWithTask { try await store.apply(operations) }
         promise.futureResult.whenComplete { result in
             switch result {
             case .success:
-                self.commits += 1
-                self.committedOperations += UInt64(operations.count)
-                if self.failing {
-                    self.failing = false
-                    self.logger.notice("store \(store.name) is writable again")
-                }
-                self.retryDelay = .milliseconds(50)
-                commit.done = true
-                var finished = false
-                while let first = self.inFlight.first, first.done {
-                    self.inFlight.removeFirst()
-                    self.committedCount += UInt64(first.operations.count)
-                    self.inFlightOperations -= first.operations.count
-                    finished = true
-                }
-                // The next batch (what gathered meanwhile) goes to the store before the callbacks
-                // run, so the store is not idle while hundreds of acks are written.
-                self.startCommits()
-                if finished {
-                    // Everything whose operations are now all committed runs, in submission order.
-                    while let first = self.waiting.first, first.needs <= self.committedCount {
-                        self.waiting.removeFirst()
-                        first.callback()
-                    }
-                    self.onCommitted?()
-                }
-                self.startCommits()
-                self.updateBacklog()
+                self.committed(commit)
             case .failure(let error):
-                self.failures += 1
-                if !self.failing {
-                    self.failing = true
-                    self.logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")
-                    self.updateBacklog()
-                }
+                self.refused(error)
                 // Keep the batch in its place and its callbacks waiting; try it again later.
                 let delay = self.retryDelay
                 self.retryDelay = min(self.retryDelay * 2, .seconds(5))
                 loop.scheduleTask(in: delay) { self.run(commit) }
             }
+        }
+    }
+
+    /// For a `singleWriter` store: one task applies the batches in submission order; a failed
+    /// batch is retried (with backoff) before any later one is touched.
+    private lazy var orderedQueue: AsyncStream<Commit>.Continuation = {
+        let (stream, continuation) = AsyncStream.makeStream(of: Commit.self)
+        let store = self.store
+        let loop = eventLoop
+        let owner = WeakWriter(self)  // the task must not keep the writer alive
+        Task {
+            for await commit in stream {
+                var delay = Duration.milliseconds(50)
+                while true {
+                    do {
+                        try await store.apply(commit.operations)
+                        loop.execute { owner.writer?.committed(commit) }
+                        break
+                    } catch {
+                        loop.execute { owner.writer?.refused(error) }
+                        try? await Task.sleep(for: delay)
+                        delay = min(delay * 2, .seconds(5))
+                    }
+                }
+            }
+        }
+        return continuation
+    }()
+
+    deinit {
+        if store.singleWriter { orderedQueue.finish() }
+    }
+
+    /// A batch is committed: everything whose operations are now all committed runs.
+    private func committed(_ commit: Commit) {
+        commits += 1
+        committedOperations += UInt64(commit.operations.count)
+        if failing {
+            failing = false
+            logger.notice("store \(store.name) is writable again")
+        }
+        retryDelay = .milliseconds(50)
+        commit.done = true
+        var finished = false
+        while let first = inFlight.first, first.done {
+            inFlight.removeFirst()
+            committedCount += UInt64(first.operations.count)
+            inFlightOperations -= first.operations.count
+            finished = true
+        }
+        // The next batch (what gathered meanwhile) goes to the store before the callbacks
+        // run, so the store is not idle while hundreds of acks are written.
+        startCommits()
+        if finished {
+            // In submission order.
+            while let first = waiting.first, first.needs <= committedCount {
+                waiting.removeFirst()
+                first.callback()
+            }
+            onCommitted?()
+        }
+        startCommits()
+        updateBacklog()
+    }
+
+    /// A commit failed; its batch stays in place with its callbacks and is tried again.
+    private func refused(_ error: any Error) {
+        failures += 1
+        if !failing {
+            failing = true
+            logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")
+            updateBacklog()
         }
     }
 
@@ -242,4 +289,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
         }
         return promise.futureResult
     }
+}
+
+/// A weak reference to a writer that a task can hold (the writer is confined to its loop).
+private final class WeakWriter: @unchecked Sendable {
+    weak var writer: GroupCommitWriter?
+    init(_ writer: GroupCommitWriter) { self.writer = writer }
 }

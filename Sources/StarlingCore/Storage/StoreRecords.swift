@@ -162,10 +162,16 @@ public protocol PersistentStore: Sendable {
     /// new rows (`StoreOperation.isAppendOnly`) may start while other such batches commit,
     /// which hides the round trip, the flush, and the hop back to the broker's loop.
     var concurrentCommits: Int { get }
+    /// True for a store that applies one batch at a time anyway (SQLite's single writer). The
+    /// group commit then applies its batches from one task, strictly in submission order,
+    /// retrying a failed batch before any later one, so the next batch (whatever it holds) can
+    /// wait behind the committing one and start the moment it ends.
+    var singleWriter: Bool { get }
 }
 
 extension PersistentStore {
     public var concurrentCommits: Int { 1 }
+    public var singleWriter: Bool { false }
 }
 
 extension StoreOperation {
