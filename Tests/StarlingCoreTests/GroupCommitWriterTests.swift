@@ -67,44 +67,40 @@ struct GroupCommitWriterTests {
 
     @Test("under continuous load each callback runs as soon as its own operations are committed, in order")
     func noStarvation() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let store = CountingStore()
-        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 10)
-        // Each callback records how many operations had been committed when it ran, and submits
-        // more work, so the writer never runs dry until 200 submissions.
-        let results = try await loop.submit { () -> EventLoopFuture<[(needs: UInt64, committed: UInt64)]> in
-            let promise = loop.makePromise(of: [(needs: UInt64, committed: UInt64)].self)
-            var seen: [(needs: UInt64, committed: UInt64)] = []
-            var submitted: UInt64 = 0
-            func submit() {
-                submitted += 7
-                let needs = submitted
-                writer.submit((0..<7).map(Self.operation)) {
-                    seen.append((needs, writer.committedOperations))
-                    if seen.count == 200 { promise.succeed(seen) } else if submitted < 200 * 7 { submit() }
+        try await Self.withWriter(over: CountingStore(), maxBatch: 10) { writer, _, loop in
+            // Each callback records how many operations had been committed when it ran, and submits
+            // more work, so the writer never runs dry until 200 submissions.
+            let results = try await loop.submit { () -> EventLoopFuture<[(needs: UInt64, committed: UInt64)]> in
+                let promise = loop.makePromise(of: [(needs: UInt64, committed: UInt64)].self)
+                var seen: [(needs: UInt64, committed: UInt64)] = []
+                var submitted: UInt64 = 0
+                func submit() {
+                    submitted += 7
+                    let needs = submitted
+                    writer.submit((0..<7).map(Self.operation)) {
+                        seen.append((needs, writer.committedOperations))
+                        if seen.count == 200 { promise.succeed(seen) } else if submitted < 200 * 7 { submit() }
+                    }
                 }
+                for _ in 0..<20 { submit() }
+                return promise.futureResult
+            }.get().get()
+            #expect(results.count == 200)
+            #expect(results.map(\.needs) == results.map(\.needs).sorted())  // in submission order
+            for (needs, committed) in results {
+                // Its operations are committed, and it did not wait for later batches.
+                #expect(committed >= needs)
+                #expect(committed - needs < 10)
             }
-            for _ in 0..<20 { submit() }
-            return promise.futureResult
-        }.get().get()
-        #expect(results.count == 200)
-        #expect(results.map(\.needs) == results.map(\.needs).sorted())  // in submission order
-        for (needs, committed) in results {
-            // Its operations are committed, and it did not wait for later batches.
-            #expect(committed >= needs)
-            #expect(committed - needs < 10)
         }
-        try await group.shutdownGracefully()
     }
 
-    /// Runs `body` with a writer over a `GatedStore` on a one-thread event loop of its own.
-    static func withGatedWriter(
-        maxBatch: Int, _ body: (GroupCommitWriter, GatedStore, any EventLoop) async throws -> Void
+    /// Runs `body` with a writer over `store` on a one-thread event loop of its own.
+    static func withWriter<Store: PersistentStore>(
+        over store: Store, maxBatch: Int, _ body: (GroupCommitWriter, Store, any EventLoop) async throws -> Void
     ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
-        let store = GatedStore()
         let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: maxBatch)
         writer.minimumConcurrentBatch = 1
         try await body(writer, store, loop)
@@ -118,7 +114,7 @@ struct GroupCommitWriterTests {
 
     @Test("with a store that takes concurrent commits, a batch of new rows commits beside another; callbacks keep submission order")
     func concurrentNewRows() async throws {
-        try await Self.withGatedWriter(maxBatch: 300) { writer, store, loop in
+        try await Self.withWriter(over: GatedStore(), maxBatch: 300) { writer, store, loop in
             let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
             let committing = try await loop.submit {
                 writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("first") }
@@ -139,7 +135,7 @@ struct GroupCommitWriterTests {
 
     @Test("a batch that changes existing rows never commits beside another")
     func noConcurrencyForChanges() async throws {
-        try await Self.withGatedWriter(maxBatch: 300) { writer, store, loop in
+        try await Self.withWriter(over: GatedStore(), maxBatch: 300) { writer, store, loop in
             let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
             let committing = try await loop.submit {
                 writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("new rows") }
@@ -160,7 +156,7 @@ struct GroupCommitWriterTests {
 
     @Test("a backlog past the limit is reported, and its end once half of it is committed")
     func backlog() async throws {
-        try await Self.withGatedWriter(maxBatch: 100) { writer, store, loop in
+        try await Self.withWriter(over: GatedStore(), maxBatch: 100) { writer, store, loop in
             writer.backlogLimit = 150
             writer.minimumConcurrentBatch = 1000  // one commit at a time here
             let (changes, changesContinuation) = AsyncStream.makeStream(of: Bool.self)
@@ -186,24 +182,20 @@ struct GroupCommitWriterTests {
 
     @Test("a single-writer store gets the next batch, whatever it holds, queued behind the committing one; a failed batch is retried before it")
     func singleWriterInOrder() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let store = FlakySingleWriterStore()
-        let writer = GroupCommitWriter(store: store, eventLoop: loop, logger: Logger(label: "test"), maxBatch: 100)
-        writer.minimumConcurrentBatch = 1
-        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-        let committing = try await loop.submit {
-            writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
-                           .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)]) { doneContinuation.yield("first") }
-            writer.submit([.deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
-                           .deleteDelivery(clientID: "c", sequence: 3)]) { doneContinuation.yield("second") }
-            return writer.committingBatches
-        }.get()
-        #expect(committing == 2)  // changes to existing rows, queued all the same
-        var order = done.makeAsyncIterator()
-        #expect(await order.next() == "first")
-        #expect(await order.next() == "second")
-        #expect(store.attempts.withLock { $0 } == [2, 2, 3])  // the failed first batch again, then the second
-        try await group.shutdownGracefully()
+        try await Self.withWriter(over: FlakySingleWriterStore(), maxBatch: 100) { writer, store, loop in
+            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+            let committing = try await loop.submit {
+                writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
+                               .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)]) { doneContinuation.yield("first") }
+                writer.submit([.deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
+                               .deleteDelivery(clientID: "c", sequence: 3)]) { doneContinuation.yield("second") }
+                return writer.committingBatches
+            }.get()
+            #expect(committing == 2)  // changes to existing rows, queued all the same
+            var order = done.makeAsyncIterator()
+            #expect(await order.next() == "first")
+            #expect(await order.next() == "second")
+            #expect(store.attempts.withLock { $0 } == [2, 2, 3])  // the failed first batch again, then the second
+        }
     }
 }

@@ -25,6 +25,12 @@ def publish_qos1(pid, payload, dup=False, topic="ingest/t"):
     return packet(0x3A if dup else 0x32, string(topic), pid.to_bytes(2, "big"), payload)
 
 
+def publish_acked(c, pid, payload, dup=False, topic="ingest/t"):
+    """Sends a QoS 1 PUBLISH and asserts its PUBACK (which the broker sends after the commit)."""
+    c.send(publish_qos1(pid, payload, dup=dup, topic=topic))
+    assert c.read_packet() == (0x40, pid.to_bytes(2, "big"))
+
+
 def raw_session(broker, client_id="ingest-pub"):
     c = RawClient(broker)
     c.send(connect(client_id, version=4, flags=0x00))  # clean session 0: a session to resume
@@ -57,15 +63,13 @@ def test_g2_crash_before_ack_then_dup_resend_is_one_row(store, broker_factory):
     one row."""
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
-    c.send(publish_qos1(7, b"reading-1"))
-    assert c.read_packet() == (0x40, b"\x00\x07")  # committed (the client acts as if it never read this)
+    publish_acked(c, 7, b"reading-1")  # committed (the client acts as if it never read this)
     broker.process.send_signal(signal.SIGKILL)
     broker.process.wait()
     c.close()
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
-    c.send(publish_qos1(7, b"reading-1", dup=True))
-    assert c.read_packet() == (0x40, b"\x00\x07")
+    publish_acked(c, 7, b"reading-1", dup=True)
     assert rows(store, b"reading-1") == 1
 
 
@@ -73,10 +77,8 @@ def test_g2_lost_puback_dup_resend_is_one_row(store, broker_factory):
     """[G2] The client re-sends with DUP=1 after a PUBACK it never read: one row."""
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
-    c.send(publish_qos1(9, b"reading"))
-    assert c.read_packet() == (0x40, b"\x00\x09")
-    c.send(publish_qos1(9, b"reading", dup=True))
-    assert c.read_packet() == (0x40, b"\x00\x09")
+    publish_acked(c, 9, b"reading")
+    publish_acked(c, 9, b"reading", dup=True)
     assert rows(store, b"reading") == 1
 
 
@@ -85,8 +87,7 @@ def test_g2_legitimate_repeat_with_dup_0_is_two_rows(store, broker_factory):
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
     for _ in range(2):
-        c.send(publish_qos1(3, b"21.5"))
-        assert c.read_packet() == (0x40, b"\x00\x03")
+        publish_acked(c, 3, b"21.5")
     assert rows(store, b"21.5") == 2
 
 
@@ -94,10 +95,8 @@ def test_g2_same_packet_id_dup_1_different_content_is_a_new_row(store, broker_fa
     """[G2] Same packet id, DUP=1, different content: a new row."""
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
-    c.send(publish_qos1(4, b"first"))
-    assert c.read_packet() == (0x40, b"\x00\x04")
-    c.send(publish_qos1(4, b"second", dup=True))
-    assert c.read_packet() == (0x40, b"\x00\x04")
+    publish_acked(c, 4, b"first")
+    publish_acked(c, 4, b"second", dup=True)
     assert rows(store) == 2
 
 
@@ -107,8 +106,7 @@ def test_g2_content_mode_drops_identical_repeats_without_dup(store, broker_facto
     broker = broker_factory(extra_args=store.args, env={"STARLING_INGEST_DEDUP": "content"})
     c = raw_session(broker)
     for _ in range(2):
-        c.send(publish_qos1(5, b"same"))
-        assert c.read_packet() == (0x40, b"\x00\x05")
+        publish_acked(c, 5, b"same")
     assert rows(store, b"same") == 1
 
 
@@ -239,6 +237,5 @@ def test_g2_qos0_flood_pauses_the_publisher_and_stores_every_message(store, brok
     broker.wait_for_log(["reading from publishing clients pauses"])
     broker.wait_for_log(["reading from publishing clients resumes"])
     # A QoS 1 message is acknowledged once everything before it is committed.
-    c.send(publish_qos1(1, b"last", topic="ingest/flood"))
-    assert c.read_packet() == (0x40, b"\x00\x01")
+    publish_acked(c, 1, b"last", topic="ingest/flood")
     assert rows(store, topic="ingest/flood") == count + 1

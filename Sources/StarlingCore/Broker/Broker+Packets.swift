@@ -123,7 +123,7 @@ extension Broker {
 
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
         ingest(publish, topic: topic, connection: connection)
-        if storeBacklogged && !connection.readPauses.contains(.store) {
+        if persistence?.isBacklogged == true && !connection.readPauses.contains(.store) {
             // This message is taken; the client's next ones wait in TCP until the store catches up.
             connection.pauseReading(.store)
             pausedForStore.append(connection)

@@ -19,9 +19,10 @@ extension Broker {
     /// The store passed its backlog limit (true) or caught up (false): publishers are paused
     /// as they publish, and all resumed together.
     func storeBacklogChanged(_ backlogged: Bool) {
-        storeBacklogged = backlogged
-        if backlogged { stats.storeBacklogs += 1 }
-        guard !backlogged else { return }
+        if backlogged {
+            stats.storeBacklogs += 1
+            return
+        }
         for connection in pausedForStore { connection.resumeReading(.store) }
         pausedForStore.removeAll()
     }

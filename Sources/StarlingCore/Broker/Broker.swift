@@ -39,8 +39,8 @@ public final class Broker: @unchecked Sendable {
     public var persistence: GroupCommitWriter? {
         didSet { persistence?.onBacklogChanged = { [unowned self] in self.storeBacklogChanged($0) } }
     }
-    /// While the store is backlogged, each client that publishes stops being read.
-    var storeBacklogged = false
+    /// While the store is backlogged, each client that publishes stops being read; these are
+    /// resumed when it catches up.
     var pausedForStore: [Connection] = []
     /// Store writes produced while handling an event, committed at its end or with its ack.
     var collected: [StoreOperation] = []

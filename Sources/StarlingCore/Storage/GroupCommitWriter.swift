@@ -5,10 +5,10 @@ public import NIOCore
 /// Group commit: gathers the durable writes of the broker and commits them in batches, one
 /// transaction each, then runs what waited for them (acks, deliveries) on the broker's loop.
 ///
-/// While one batch commits, the next one gathers, so a thousand publishers share one commit and
-/// no timer is needed. A store that takes concurrent commits (PostgreSQL) may commit a second
-/// batch of only new rows meanwhile. Callbacks run in submission order: an ack submitted after another is
-/// never sent before it, even when it needed no write ([MQTT-4.6.0-2] order of acks).
+/// While one batch commits, the next one gathers, so a thousand publishers share one commit. A
+/// store may take more than one batch at once (`PersistentStore.concurrentCommits`,
+/// `singleWriter`). Callbacks run in submission order: an ack submitted after another is never
+/// sent before it, even when it needed no write ([MQTT-4.6.0-2] order of acks).
 ///
 /// A failed commit is retried with backoff until it succeeds; nothing waiting is released
 /// meanwhile (QoS 1/2 publishers keep their messages and will re-send), and the failure is
@@ -29,9 +29,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
     /// older one has too, so callbacks still run in submission order.
     private var inFlight: Deque<Commit> = []
     private var failing = false
-    private var retryDelay = TimeAmount.milliseconds(50)
-    /// Numbers the batches, so a watchdog can tell whether one is still running.
-    private var nextCommitID: UInt64 = 0
     /// How long a commit may run before the store counts as failing (a store that does not
     /// answer is as lost as one that refuses).
     public var stallTimeout = TimeAmount.seconds(5)
@@ -52,13 +49,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// Confined to the writer's event loop, like the writer.
     private final class Commit: @unchecked Sendable {
-        let id: UInt64
         let operations: [StoreOperation]
         let appendOnly: Bool
         var done = false
 
-        init(id: UInt64, operations: [StoreOperation]) {
-            self.id = id
+        init(operations: [StoreOperation]) {
             self.operations = operations
             self.appendOnly = operations.allSatisfy(\.isAppendOnly)
         }
@@ -130,7 +125,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private func startCommits(force: Bool = false) {
         while !failing || inFlight.isEmpty {
             if inFlight.isEmpty {
-                guard !pending.isEmpty || !waiting.isEmpty else { return }
+                // Callbacks with nothing left to commit are run by `committed` (or at once by
+                // `submit` when idle): they need no empty commit.
+                guard !pending.isEmpty else { return }
                 if !force, let delay = gatherDelay() {
                     let deadline = NIODeadline.now() + delay
                     if gatherDeadline.map({ deadline < $0 }) ?? true {
@@ -157,8 +154,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 }
             }
             let count = min(pending.count, maxBatch)
-            nextCommitID &+= 1
-            let commit = Commit(id: nextCommitID, operations: Array(pending.prefix(count)))
+            let commit = Commit(operations: Array(pending.prefix(count)))
             pending.removeFirst(count)
             inFlightOperations += count
             inFlight.append(commit)
@@ -169,20 +165,18 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// How long the next batch may still gather (see `commitDelay`); nil commits now.
     private func gatherDelay() -> TimeAmount? {
-        guard !failing, !pending.isEmpty else { return nil }  // callbacks alone run at once
+        guard !failing else { return nil }
         if waiting.isEmpty {
             return pending.count < maxBatch && unwaitedDelay > .zero ? unwaitedDelay : nil
         }
         return pending.count < gatherCount && commitDelay > .zero ? commitDelay : nil
     }
 
-    /// Applies one batch, retrying it with backoff until it succeeds.
+    /// Hands one batch to the store: a task of its own, or the ordered queue of a single writer.
     private func run(_ commit: Commit) {
         let store = self.store
-        let loop = eventLoop
-        let id = commit.id
-        loop.scheduleTask(in: stallTimeout) {
-            guard !commit.done, self.inFlight.contains(where: { $0.id == id }), !self.failing else { return }
+        eventLoop.scheduleTask(in: stallTimeout) {
+            guard !commit.done, !self.failing else { return }
             self.failing = true
             self.failures += 1
             self.updateBacklog()
@@ -190,53 +184,43 @@ public final class GroupCommitWriter: @unchecked Sendable {
         }
         if store.singleWriter {
             orderedQueue.yield(commit)
-            return
-        }
-        let promise = loop.makePromise(of: Void.self)
-        let operations = commit.operations
-        promise.completeWithTask { try await store.apply(operations) }
-        promise.futureResult.whenComplete { result in
-            switch result {
-            case .success:
-                self.committed(commit)
-            case .failure(let error):
-                self.refused(error)
-                // Keep the batch in its place and its callbacks waiting; try it again later.
-                let delay = self.retryDelay
-                self.retryDelay = min(self.retryDelay * 2, .seconds(5))
-                loop.scheduleTask(in: delay) { self.run(commit) }
-            }
+        } else {
+            let (loop, owner) = (eventLoop, WeakWriter(self))
+            Task { await Self.apply(commit, to: store, reportingOn: loop, to: owner) }
         }
     }
 
-    /// For a `singleWriter` store: one task applies the batches in submission order; a failed
-    /// batch is retried (with backoff) before any later one is touched.
+    /// For a `singleWriter` store: one task applies the batches in submission order, so a
+    /// failed batch is retried before any later one is touched.
     private lazy var orderedQueue: AsyncStream<Commit>.Continuation = {
         let (stream, continuation) = AsyncStream.makeStream(of: Commit.self)
-        let store = self.store
-        let loop = eventLoop
-        let owner = WeakWriter(self)  // the task must not keep the writer alive
+        let (store, loop, owner) = (store, eventLoop, WeakWriter(self))  // the task must not keep the writer alive
         Task {
-            for await commit in stream {
-                var delay = Duration.milliseconds(50)
-                while true {
-                    do {
-                        try await store.apply(commit.operations)
-                        loop.execute { owner.writer?.committed(commit) }
-                        break
-                    } catch {
-                        loop.execute { owner.writer?.refused(error) }
-                        try? await Task.sleep(for: delay)
-                        delay = min(delay * 2, .seconds(5))
-                    }
-                }
-            }
+            for await commit in stream { await Self.apply(commit, to: store, reportingOn: loop, to: owner) }
         }
         return continuation
     }()
 
     deinit {
         if store.singleWriter { orderedQueue.finish() }
+    }
+
+    /// Applies a batch, retrying it with backoff (50 ms doubling to 5 s) until it succeeds; its
+    /// callbacks keep waiting meanwhile. Results are reported on the writer's loop.
+    private static func apply(_ commit: Commit, to store: any PersistentStore, reportingOn loop: any EventLoop,
+                              to owner: WeakWriter) async {
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                try await store.apply(commit.operations)
+                loop.execute { owner.writer?.committed(commit) }
+                return
+            } catch {
+                loop.execute { owner.writer?.refused(error) }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 
     /// A batch is committed: everything whose operations are now all committed runs.
@@ -247,7 +231,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
             failing = false
             logger.notice("store \(store.name) is writable again")
         }
-        retryDelay = .milliseconds(50)
         commit.done = true
         var finished = false
         while let first = inFlight.first, first.done {
@@ -256,8 +239,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
             inFlightOperations -= first.operations.count
             finished = true
         }
-        // The next batch (what gathered meanwhile) goes to the store before the callbacks
-        // run, so the store is not idle while hundreds of acks are written.
+        // The next batch (what gathered meanwhile) goes to the store before the callbacks run,
+        // so the store is not idle while hundreds of acks are written; what the callbacks
+        // submit starts through `submit`.
         startCommits()
         if finished {
             // In submission order.
@@ -267,7 +251,6 @@ public final class GroupCommitWriter: @unchecked Sendable {
             }
             onCommitted?()
         }
-        startCommits()
         updateBacklog()
     }
 

@@ -25,36 +25,16 @@ public enum IngestText {
         guard let first = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }),
               [UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "\""), UInt8(ascii: "-"), UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n")].contains(first)
                 || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return nil }
-        guard !containsEscapedNUL(payload), (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
+        guard data.firstRange(of: escapedNUL) == nil, (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
             return nil
         }
         // JSONSerialization accepted it, so it is valid UTF-8.
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Whether the bytes hold `\u0000` (a byte scan: String.contains goes through Foundation's
+    /// `\u0000` as bytes: searched for in the bytes (String.contains went through Foundation's
     /// locale-aware search, which cost as much as parsing the JSON).
     private static let escapedNUL: [UInt8] = Array(#"\u0000"#.utf8)
-
-    static func containsEscapedNUL(_ payload: ByteBuffer) -> Bool {
-        let pattern = escapedNUL
-        return payload.withUnsafeReadableBytes { bytes in
-            guard bytes.count >= pattern.count else { return false }
-            var index = 0
-            while index <= bytes.count - pattern.count {
-                if bytes[index] == UInt8(ascii: "\\") {
-                    var match = true
-                    for offset in 1..<pattern.count where bytes[index + offset] != pattern[offset] {
-                        match = false
-                        break
-                    }
-                    if match { return true }
-                }
-                index += 1
-            }
-            return false
-        }
-    }
 
     /// User properties as a JSON array of [name, value] pairs (order and repeats kept), or nil.
     public static func userProperties(_ properties: [(String, String)]) -> String? {
