@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Pure codec: packets, properties, reason codes, topics, framing. NIOCore only.
@@ -82,10 +84,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Operations HTTP: /healthz, /readyz, /metrics (Hummingbird, Prometheus text format).
+        .target(
+            name: "StarlingOps",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "StarlingApp",
             dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres",
+                "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres", "StarlingOps",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -98,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "starling",
             dependencies: [
-                "StarlingApp",
+                "StarlingApp", "StarlingOps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -13,12 +13,19 @@ public final class StarlingServer: Service, Sendable {
     let logger: Logger
     /// Called once every listener is bound, with the bound addresses (port 0 resolved).
     let onListening: @Sendable ([String]) -> Void
+    /// What `/healthz`, `/readyz` and `/metrics` report (see `OpsServer`).
+    public let status: NodeStatus
 
-    public init(configuration: StarlingConfiguration, logger: Logger, onListening: @escaping @Sendable ([String]) -> Void = { _ in }) {
+    public init(configuration: StarlingConfiguration, logger: Logger, status: NodeStatus = NodeStatus(),
+                onListening: @escaping @Sendable ([String]) -> Void = { _ in }) {
         self.configuration = configuration
         self.logger = logger
+        self.status = status
         self.onListening = onListening
     }
+
+    /// How often readiness pings the store, and how long a ping may take.
+    static let storePingInterval = TimeAmount.seconds(5)
 
     public static let version = "0.1.0"
 
@@ -29,13 +36,19 @@ public final class StarlingServer: Service, Sendable {
 
     public func run() async throws {
         let setup = configuration.inMemory ? nil : try StoreSetup.open(configuration, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            if let client = setup?.postgresClient {
-                group.addTask { await client.run() }
-            }
-            defer { group.cancelAll() }
+        // The PostgreSQL client closes last, after the drain has committed what was pending. It
+        // is a service that stops at the graceful-shutdown signal, which would take the pending
+        // commits with it: it runs detached from that signal and is cancelled here instead.
+        let client = setup?.postgresClient.map { client in Task.detached { await client.run() } }
+        do {
             try await serve(store: setup)
+        } catch {
+            client?.cancel()
+            await client?.value
+            throw error
         }
+        client?.cancel()
+        await client?.value
     }
 
     private func serve(store setup: StoreSetup?) async throws {
@@ -49,6 +62,9 @@ public final class StarlingServer: Service, Sendable {
             logger: brokerLogger,
             version: "starling \(Self.version)"
         )
+
+        status.attach(broker: broker, loop: loop, store: setup?.description)
+        status.enter(.restoring)
 
         // Migrate and restore before any listener accepts.
         if let setup {
@@ -91,6 +107,8 @@ public final class StarlingServer: Service, Sendable {
             return ListenAddress(host: address.ipAddress ?? "?", port: port).description
         }
         for address in bound { logger.notice("listening for MQTT on \(address)") }
+        status.listening(on: channels)
+        status.enter(.serving)
         onListening(bound)
 
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
@@ -114,12 +132,33 @@ public final class StarlingServer: Service, Sendable {
             return promise.futureResult
         }
 
+        // Readiness: a store that has nothing to commit is still asked whether it could.
+        let status = self.status
+        let pinger = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: Self.storePingInterval) { _ in
+            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
+            let promise = loop.makePromise(of: Void.self)
+            promise.completeWithTask {
+                let limit = Duration.nanoseconds(Self.storePingInterval.nanoseconds)
+                let outcome = await withTimeout(limit) { () -> String? in
+                    do { try await store.ping(); return nil } catch { return "\(error)" }
+                }
+                switch outcome {
+                case .some(nil): status.recordPing(passing: true, detail: "answers")
+                case .some(let error?): status.recordPing(passing: false, detail: "a ping failed: \(error)")
+                case nil: status.recordPing(passing: false, detail: "no answer to a ping within \(limit)")
+                }
+            }
+            return promise.futureResult
+        }
+
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
+        status.enter(.draining)
         logger.notice("shutting down")
         // Drain in reverse: stop accepting, disconnect clients, flush state, stop the loop.
         for channel in channels { try? await channel.close() }
         ticker.cancel()
+        pinger.cancel()
         collector.cancel()
         retention.cancel()
         try? await loop.submit { broker.shutdown() }.get()
@@ -127,6 +166,7 @@ public final class StarlingServer: Service, Sendable {
             try? await writer.drain().get()
         }
         try? await group.shutdownGracefully()
+        status.enter(.stopped)
         logger.notice("stopped")
     }
 }

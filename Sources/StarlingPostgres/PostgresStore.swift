@@ -97,6 +97,11 @@ public final class PostgresStore: PersistentStore {
         }
     }
 
+    public func ping() async throws {
+        let rows = try await client.query("SELECT 1", logger: logger)
+        for try await _ in rows {}
+    }
+
     public func collectGarbage() async throws -> Int {
         var count = 0
         let rows = try await client.query("""

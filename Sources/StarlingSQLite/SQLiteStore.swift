@@ -95,6 +95,11 @@ public final class SQLiteStore: PersistentStore {
         for message in batch.retained.values { try apply(.setRetained(message), db) }
     }
 
+    public func ping() async throws {
+        // Through the writer: a store that cannot commit (locked, read-only) fails here too.
+        try await pool.write { db in try db.execute(sql: "SELECT 1") }
+    }
+
     public func collectGarbage() async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: """

@@ -19,6 +19,7 @@ public enum StoreConformance {
         ("a batch touching one key several times keeps the last change", batchFolding),
         ("a failing batch changes nothing", atomicity),
         ("garbage collection removes unreferenced payloads only", garbage),
+        ("ping answers through the write path, after writes too", ping),
     ]
 
     static func message(_ id: Int64, topic: String = "t", payload: String = "p", qos: MQTTQoS = .atLeastOnce) -> StoredMessage {
@@ -151,5 +152,12 @@ public enum StoreConformance {
                                .saveDelivery(delivery("c1", 1, message: 1))])
         #expect(try await store.collectGarbage() == 1)
         #expect(try await store.load().messages.map(\.id) == [1])
+    }
+
+    static func ping(_ store: any PersistentStore) async throws {
+        try await store.ping()
+        try await store.apply([.saveSession(session("c1"))])
+        try await store.ping()
+        #expect(try await store.load().sessions.map(\.clientID) == ["c1"])
     }
 }

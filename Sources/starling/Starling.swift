@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import StarlingApp
+import StarlingOps
 
 /// `starling`: the broker. With no arguments it serves with defaults (127.0.0.1:1883 only).
 @main
@@ -51,11 +52,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Listen for MQTT on HOST:PORT (repeatable; port 0 picks a free port). Overrides mqtt.listeners.")
     var mqtt: [String] = []
 
+    @Option(name: .long, help: "Serve /healthz, /readyz and /metrics on HOST:PORT (port 0 picks a free port). Overrides http.listen.")
+    var http: String?
+
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
     func run() async throws {
-        let configuration = try source.load(listeners: mqtt, logLevel: logLevel)
+        let configuration = try source.load(listeners: mqtt, logLevel: logLevel, httpListen: http)
 
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -64,14 +68,27 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "starling")
-        let server = StarlingServer(configuration: configuration, logger: logger) { addresses in
+        let status = NodeStatus()
+        let server = StarlingServer(configuration: configuration, logger: logger, status: status) { addresses in
             // A line on standard output that scripts and tests wait for (with the real port).
             for address in addresses { print("starling: listening mqtt \(address)") }
             fflush(nil)
         }
+        // The group stops its services in reverse order: the broker drains first while the
+        // operations endpoints still answer (readiness 503), which stop last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let http = configuration.httpListen {
+            let ops = OpsServer(host: http.host, port: http.port, source: status, logger: logger) { address in
+                print("starling: listening http \(address)")
+                fflush(nil)
+            }
+            services.append(.init(service: ops, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -90,7 +107,7 @@ struct ConfigurationSource: ParsableArguments {
     @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
     var postgres: String?
 
-    func load(listeners: [String] = [], logLevel: String? = nil) throws -> StarlingConfiguration {
+    func load(listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil) throws -> StarlingConfiguration {
         var text: String?
         if let config {
             guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
@@ -101,7 +118,7 @@ struct ConfigurationSource: ParsableArguments {
         return try StarlingConfiguration.load(
             toml: text, fileName: config ?? "configuration file",
             environment: ProcessInfo.processInfo.environment,
-            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres))
+            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen))
     }
 }
 

@@ -13,6 +13,7 @@ final class CountingStore: PersistentStore {
     func load() async throws -> StoredState { StoredState() }
     func apply(_ operations: [StoreOperation]) async throws { applied.withLock { $0 += operations.count } }
     func collectGarbage() async throws -> Int { 0 }
+    func ping() async throws {}
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 
@@ -39,6 +40,7 @@ final class GatedStore: PersistentStore {
         }
     }
     func collectGarbage() async throws -> Int { 0 }
+    func ping() async throws {}
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 
     /// Lets the `number`th commit (1-based) finish.
@@ -58,6 +60,7 @@ final class FlakySingleWriterStore: PersistentStore {
         if first { throw CancellationError() }
     }
     func collectGarbage() async throws -> Int { 0 }
+    func ping() async throws {}
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 

@@ -20,9 +20,11 @@ START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
 class Broker:
     """A running `starling serve` process."""
 
-    def __init__(self, config_text=None, extra_args=(), env=None):
+    def __init__(self, config_text=None, extra_args=(), env=None, http=False):
         self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
         args = [BINARY, "serve", "--mqtt", "127.0.0.1:0"]
+        if http:
+            args += ["--http", "127.0.0.1:0"]  # the operations endpoints, on a port the kernel picks
         if config_text is not None:
             path = pathlib.Path(self.tmp.name) / "starling.toml"
             path.write_text(config_text)
@@ -35,29 +37,44 @@ class Broker:
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
                                         env=full_env, cwd=self.tmp.name)
         self.host = "127.0.0.1"
-        self.port = self._wait_for_port()
+        self.http_port = None
+        self.port = self._wait_for_port(http)
         self.lines = []
         threading.Thread(target=self._drain, daemon=True).start()
 
-    def _wait_for_port(self):
+    def _wait_for_port(self, http):
+        """Reads standard output up to the "listening" line of each listener asked for."""
         ready = threading.Event()
         found = {}
 
         def read():
             for line in self.process.stdout:
-                if line.startswith("starling: listening mqtt "):
-                    found["port"] = int(line.rsplit(":", 1)[1])
+                for kind in ("mqtt", "http"):
+                    if line.startswith(f"starling: listening {kind} "):
+                        found[kind] = int(line.rsplit(":", 1)[1])
+                if "mqtt" in found and (not http or "http" in found):
                     ready.set()
                     return
             ready.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(START_TIMEOUT) or "port" not in found:
+        if not ready.wait(START_TIMEOUT) or "mqtt" not in found or (http and "http" not in found):
             self.stderr.flush()
             log = self.stderr_path.read_text()
             self.stop()
             raise RuntimeError("starling did not start:\n" + log)
-        return found["port"]
+        self.http_port = found.get("http")
+        return found["mqtt"]
+
+    def get(self, path):
+        """GET on the operations endpoints: (status, body text)."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def _drain(self):
         for line in self.process.stdout:
@@ -101,8 +118,8 @@ def broker_factory():
     """Starts brokers with a given configuration; stops them all at the end of the test."""
     started = []
 
-    def start(config_text=None, extra_args=(), env=None):
-        b = Broker(config_text, extra_args, env)
+    def start(config_text=None, extra_args=(), env=None, http=False):
+        b = Broker(config_text, extra_args, env, http)
         started.append(b)
         return b
 

@@ -19,6 +19,9 @@ DEFAULTS = {
     "server": {
         "log_level": "info",
     },
+    "http": {
+        "listen": "",
+    },
     "storage": {
         "data_dir": "./data",
         "postgres_url": "",
@@ -126,6 +129,27 @@ def test_bad_flag_value(tmp_path):
     """`--mqtt nonsense`: exit 2 naming mqtt.listeners, the value and the HOST:PORT form."""
     result = serve_with(tmp_path, flags=("--mqtt", "nonsense"))
     assert_config_error(result, "mqtt.listeners", "nonsense", "--mqtt", "HOST:PORT")
+
+
+def test_bad_http_flag_value(tmp_path):
+    """`--http 8080` (no host): exit 2 naming http.listen, the value and the HOST:PORT form."""
+    result = serve_with(tmp_path, flags=("--mqtt", "127.0.0.1:0", "--http", "8080"))
+    assert_config_error(result, "http.listen", "8080", "--http", "HOST:PORT")
+
+
+def test_http_port_in_use_is_a_clear_error(tmp_path):
+    """An operations port that is taken: the broker exits non-zero naming http.listen."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        result = serve_with(tmp_path, flags=("--mqtt", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"), "--http", f"127.0.0.1:{port}"))
+        assert result.returncode != 0
+        assert "http.listen" in result.stderr and f"127.0.0.1:{port}" in result.stderr
+    finally:
+        taken.close()
 
 
 def test_bad_config_value(tmp_path):

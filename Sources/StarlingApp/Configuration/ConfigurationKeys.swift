@@ -181,6 +181,19 @@ extension ConfigurationKey {
             config.inMemory = b
             return nil
         },
+        ConfigurationKey(section: "http", name: "listen", kind: .string,
+                         doc: "Address of the operations HTTP endpoints /healthz, /readyz (G5) and /metrics (Prometheus), \"HOST:PORT\" (port 0 picks a free port); \"\" serves none.",
+                         defaultLiteral: "\"\"") { config, raw in
+            let allowed = "\"HOST:PORT\" with a port 0-65535, or \"\" for no HTTP listener"
+            guard case .string(let s) = raw else { return allowed }
+            if s.isEmpty {
+                config.httpListen = nil
+                return nil
+            }
+            guard let address = ListenAddress(s) else { return allowed }
+            config.httpListen = address
+            return nil
+        },
         ConfigurationKey(section: "mqtt", name: "listeners", kind: .stringList,
                          doc: "Addresses to accept MQTT on, \"HOST:PORT\" (\"[::]:1883\" for IPv6; port 0 picks a free port). The default exposes nothing beyond this machine.",
                          defaultLiteral: "[\"127.0.0.1:1883\"]") { config, raw in

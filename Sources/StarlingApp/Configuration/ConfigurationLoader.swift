@@ -10,8 +10,11 @@ extension StarlingConfiguration {
         public var logLevel: String?
         public var dataDirectory: String?
         public var postgresURL: String?
-        public init(listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil) {
+        public var httpListen: String?
+        public init(listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil,
+                    httpListen: String? = nil) {
             self.listeners = listeners
+            self.httpListen = httpListen
             self.logLevel = logLevel
             self.dataDirectory = dataDirectory
             self.postgresURL = postgresURL
@@ -76,6 +79,9 @@ extension StarlingConfiguration {
 
         if !overrides.listeners.isEmpty {
             try apply(keys["mqtt.listeners"]!, .array(overrides.listeners.map { .string($0) }), to: &config, source: "--mqtt")
+        }
+        if let http = overrides.httpListen {
+            try apply(keys["http.listen"]!, .string(http), to: &config, source: "--http")
         }
         if let level = overrides.logLevel {
             try apply(keys["server.log_level"]!, .string(level), to: &config, source: "--log-level")

@@ -8,6 +8,8 @@ public import StarlingTransport
 public struct StarlingConfiguration: Sendable, Equatable {
     /// MQTT listeners. With no configuration, only 127.0.0.1:1883: nothing is exposed.
     public var listeners: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 1883)]
+    /// The operations HTTP listener (`/healthz`, `/readyz`, `/metrics`); nil: none.
+    public var httpListen: ListenAddress?
     public var logLevel: Logger.Level = .info
     public var broker = BrokerConfiguration()
     public var authorizationRules: [RuleAuthorizer.Rule] = []

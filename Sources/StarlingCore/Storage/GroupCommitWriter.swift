@@ -89,8 +89,12 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public var isBusy: Bool { !inFlight.isEmpty || !pending.isEmpty || !waiting.isEmpty }
     /// Batches committing now (more than one only with `PersistentStore.concurrentCommits`).
     public var committingBatches: Int { inFlight.count }
+    /// Writes submitted and not yet committed.
+    public var outstandingWrites: Int { pending.count + inFlightOperations }
     /// True while the store refuses writes.
     public var isFailing: Bool { failing }
+    /// Why the store is failing (the last error, or the stall), while it is.
+    public private(set) var lastFailure: String?
 
     /// Queues `operations`; `then` runs on the loop once they, and everything submitted before
     /// them, are committed. Must be called on the broker's loop.
@@ -108,7 +112,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     }
 
     private func updateBacklog() {
-        let outstanding = pending.count + inFlightOperations
+        let outstanding = outstandingWrites
         let backlogged = failing ? false : isBacklogged ? outstanding > backlogLimit / 2 : outstanding >= backlogLimit
         guard backlogged != isBacklogged else { return }
         isBacklogged = backlogged
@@ -179,6 +183,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             guard !commit.done, !self.failing else { return }
             self.failing = true
             self.failures += 1
+            self.lastFailure = "no answer for \(self.stallTimeout.nanoseconds / 1_000_000_000) s"
             self.updateBacklog()
             self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
         }
@@ -229,6 +234,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
         committedOperations += UInt64(commit.operations.count)
         if failing {
             failing = false
+            lastFailure = nil
             logger.notice("store \(store.name) is writable again")
         }
         commit.done = true
@@ -257,6 +263,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     /// A commit failed; its batch stays in place with its callbacks and is tried again.
     private func refused(_ error: any Error) {
         failures += 1
+        lastFailure = "\(error)"
         if !failing {
             failing = true
             logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")

@@ -158,6 +158,9 @@ public protocol PersistentStore: Sendable {
     /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
     /// partitions ahead (PostgreSQL); returns how many rows or partitions went.
     func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int
+    /// A round trip through the path commits take (readiness, when nothing has committed
+    /// lately): throws when the store cannot be written to now.
+    func ping() async throws
     /// How many batches the group commit may hand the store at once. Above 1, a batch of only
     /// new rows (`StoreOperation.isAppendOnly`) may start while other such batches commit,
     /// which hides the round trip, the flush, and the hop back to the broker's loop.

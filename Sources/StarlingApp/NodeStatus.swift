@@ -1,0 +1,194 @@
+import NIOCore
+import StarlingCore
+import StarlingTransport
+public import StarlingOps
+import Synchronization
+
+/// The node's state as the operations endpoints see it. `StarlingServer` moves it through its
+/// phases; every answer reads the live broker on its event loop (DESIGN G5: readiness fails
+/// while restoring, when a listener does not accept, when the store cannot be written, and
+/// while draining).
+public final class NodeStatus: OpsSource {
+    public enum Phase: Int, Sendable, Comparable {
+        case starting, restoring, serving, draining, stopped
+        public static func < (a: Phase, b: Phase) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// How long a check waits for the broker's event loop or the store before it fails.
+    static let answerTimeout = Duration.seconds(2)
+
+    private struct State {
+        var phase = Phase.starting
+        var listeners: [any Channel] = []
+        var broker: Broker?
+        var loop: (any EventLoop)?
+        /// Where state is kept ("SQLite ./data/starling.db"), or nil with no store.
+        var store: String?
+        /// The last store ping: nil until one has run.
+        var ping: (passing: Bool, detail: String)?
+    }
+
+    private let state = Mutex(State())
+    private let startedAt = ContinuousClock.now
+
+    public init() {}
+
+    public var phase: Phase { state.withLock { $0.phase } }
+
+    func enter(_ phase: Phase) {
+        state.withLock { $0.phase = max($0.phase, phase) }
+    }
+
+    func attach(broker: Broker, loop: any EventLoop, store: String?) {
+        state.withLock {
+            $0.broker = broker
+            $0.loop = loop
+            $0.store = store
+        }
+    }
+
+    func listening(on channels: [any Channel]) {
+        state.withLock { $0.listeners = channels }
+    }
+
+    func recordPing(passing: Bool, detail: String) {
+        state.withLock { $0.ping = (passing, detail) }
+    }
+
+    // MARK: OpsSource
+
+    public func liveness() async -> String? {
+        guard state.withLock({ $0.broker != nil }) else { return nil }  // still starting: alive
+        return await snapshot() == nil ? "the broker's event loop has not answered for \(Self.answerTimeout)" : nil
+    }
+
+    public func readiness() async -> [HealthCheck] {
+        let (phase, listeners, store, ping) = state.withLock { ($0.phase, $0.listeners, $0.store, $0.ping) }
+        let snapshot = await snapshot()
+        var checks: [HealthCheck] = []
+
+        checks.append(phase >= .serving
+            ? HealthCheck(name: "restored", passing: true, detail: "sessions and retained messages restored")
+            : HealthCheck(name: "restored", passing: false, detail: phase == .starting ? "starting" : "restoring state from the store"))
+
+        let addresses = listeners.compactMap { channel in
+            channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? "?", port: $0).description } }
+        }
+        let accepting = phase >= .serving && !listeners.isEmpty && listeners.allSatisfy(\.isActive)
+        checks.append(HealthCheck(name: "listeners", passing: accepting && phase == .serving,
+                                  detail: accepting ? "accepting MQTT on \(addresses.joined(separator: ", "))" : "not accepting MQTT connections"))
+
+        checks.append(HealthCheck(name: "event_loop", passing: snapshot != nil,
+                                  detail: snapshot != nil ? "answers" : "the broker's event loop did not answer within \(Self.answerTimeout)"))
+
+        if let store {
+            if let failure = snapshot?.storeFailure {
+                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait"))
+            } else if let ping, !ping.passing {
+                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): \(ping.detail)"))
+            } else {
+                checks.append(HealthCheck(name: "store", passing: true, detail: store))
+            }
+        } else {
+            checks.append(HealthCheck(name: "store", passing: true, detail: "none (storage.in_memory = true)"))
+        }
+
+        checks.append(phase < .draining
+            ? HealthCheck(name: "draining", passing: true, detail: "not draining")
+            : HealthCheck(name: "draining", passing: false, detail: "shutting down: clients are being disconnected"))
+        return checks
+    }
+
+    public func metrics() async -> [MetricValue] {
+        let ready = await readiness().allSatisfy(\.passing)
+        var values = [MetricValue("starling_ready", .gauge, ready ? 1 : 0, help: "1 when /readyz answers 200, else 0.")]
+        guard let s = await snapshot() else { return values }
+        values += [
+            MetricValue("starling_uptime_seconds", .gauge, s.uptimeSeconds, help: "Seconds since the broker started."),
+            MetricValue("starling_connections", .gauge, Double(s.connections), help: "Open network connections."),
+            MetricValue("starling_clients_connected", .gauge, Double(s.connected), help: "Connections with an accepted CONNECT."),
+            MetricValue("starling_sessions", .gauge, Double(s.sessions), help: "Sessions, connected or not."),
+            MetricValue("starling_subscriptions", .gauge, Double(s.subscriptions), help: "Subscriptions of all sessions."),
+            MetricValue("starling_retained_messages", .gauge, Double(s.retained), help: "Retained messages."),
+            MetricValue("starling_connections_accepted_total", .counter, Double(s.stats.connectionsAccepted), help: "Network connections accepted."),
+            MetricValue("starling_connections_refused_total", .counter, Double(s.stats.connectionsRefused), help: "CONNECTs refused."),
+            MetricValue("starling_protocol_errors_total", .counter, Double(s.stats.protocolErrors), help: "Connections closed for a malformed packet or a protocol error."),
+            MetricValue("starling_packets_received_total", .counter, Double(s.stats.messagesReceived), help: "MQTT packets received."),
+            MetricValue("starling_packets_sent_total", .counter, Double(s.stats.messagesSent), help: "MQTT packets sent."),
+            MetricValue("starling_messages_received_total", .counter, Double(s.stats.publishReceived), help: "PUBLISH packets received."),
+            MetricValue("starling_messages_sent_total", .counter, Double(s.stats.publishSent), help: "PUBLISH packets sent."),
+            MetricValue("starling_messages_dropped_total", .counter, Double(s.stats.messagesDropped), help: "Messages a session could not take (queue full, too large, expired)."),
+            MetricValue("starling_bytes_received_total", .counter, Double(s.stats.bytesReceived), help: "Bytes received from clients."),
+            MetricValue("starling_bytes_sent_total", .counter, Double(s.stats.bytesSent), help: "Bytes sent to clients."),
+        ]
+        if let store = s.store {
+            values += [
+                MetricValue("starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
+                MetricValue("starling_store_operations_total", .counter, Double(store.operations), help: "Store operations committed (operations / commits = mean batch)."),
+                MetricValue("starling_store_failures_total", .counter, Double(store.failures), help: "Commits that failed or stalled (each retried)."),
+                MetricValue("starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs), help: "Times publishers were paused because the store fell behind."),
+                MetricValue("starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
+                MetricValue("starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait)."),
+            ]
+        }
+        return values
+    }
+
+    // MARK: The broker's state, read on its loop
+
+    private struct Snapshot: Sendable {
+        struct Store: Sendable {
+            var commits: UInt64
+            var operations: UInt64
+            var failures: UInt64
+            var outstanding: Int
+        }
+        var uptimeSeconds: Double
+        var connections: Int
+        var connected: Int
+        var sessions: Int
+        var subscriptions: Int
+        var retained: Int
+        var stats: BrokerStats
+        var store: Store?
+        var storeFailure: String?
+    }
+
+    /// The broker's counters, read on its event loop; nil if the loop does not answer in time.
+    private func snapshot() async -> Snapshot? {
+        guard let (broker, loop) = state.withLock({ s in s.broker.flatMap { b in s.loop.map { (b, $0) } } }) else { return nil }
+        let uptime = Double((ContinuousClock.now - startedAt).components.seconds)
+        return await withTimeout(Self.answerTimeout) {
+            try await loop.submit {
+                let writer = broker.persistence
+                return Snapshot(
+                    uptimeSeconds: uptime,
+                    connections: broker.connectionCount, connected: broker.connectedClientCount,
+                    sessions: broker.sessionCount, subscriptions: broker.subscriptionCount, retained: broker.retainedCount,
+                    stats: broker.stats,
+                    store: writer.map { Snapshot.Store(commits: $0.commits, operations: $0.committedOperations, failures: $0.failures, outstanding: $0.outstandingWrites) },
+                    storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil })
+            }.get()
+        }
+    }
+}
+
+/// Runs `operation`; nil when it throws or takes longer than `limit`. Unstructured on purpose:
+/// an event loop that is stuck never completes its future, and a task group would wait for it.
+func withTimeout<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async -> T? {
+    let once = Mutex(false)
+    return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+        let finish: @Sendable (T?) -> Void = { value in
+            if once.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: value) }
+        }
+        let timer = Task {
+            do { try await Task.sleep(for: limit) } catch { return }
+            finish(nil)
+        }
+        Task {
+            let value = try? await operation()
+            timer.cancel()
+            finish(value)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+"""The operations endpoints (`--http` / http.listen): /healthz, /readyz and /metrics tell the
+truth (DESIGN G5): ready only when restored, accepting, able to write the store and not
+draining; counters follow what clients do."""
+import json
+import signal
+import tempfile
+import time
+import urllib.parse
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from mqtt_helpers import Client
+from raw_client import RawClient, connect, packet, string
+from stores import POSTGRES_URL, store_args, store_params
+from test_store_outage import Proxy
+
+DEADLINE = 60  # seconds for a state the broker must reach (a store ping runs every 5 s)
+
+
+def metrics(broker):
+    """The /metrics exposition as {name: value} (unlabelled samples)."""
+    status, text = broker.get("/metrics")
+    assert status == 200
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def readiness(broker):
+    status, body = broker.get("/readyz")
+    report = json.loads(body)
+    assert report["status"] == ("ready" if status == 200 else "not ready")
+    return status, {check["name"]: check for check in report["checks"]}
+
+
+def wait_for_readiness(broker, wanted_status, check=None):
+    """Asks /readyz until it answers `wanted_status` (and, if named, with `check` failing). An
+    event with no notification: the deadline is a failure bound, not a timing assumption."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        status, checks = readiness(broker)
+        if status == wanted_status and (check is None or not checks[check]["passing"]):
+            return checks
+        assert time.monotonic() < deadline, f"/readyz stayed {status}: {checks}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(params=store_params())
+def store_flags(request):
+    data = tempfile.TemporaryDirectory(prefix="starling-ops-")
+    yield store_args(request.param, data.name)
+    data.cleanup()
+
+
+def test_ready_node_reports_every_check_and_counts_traffic(broker_factory, store_flags):
+    broker = broker_factory(extra_args=store_flags, http=True)
+
+    assert broker.get("/healthz") == (200, "ok\n")
+    status, checks = readiness(broker)
+    assert status == 200
+    assert set(checks) == {"restored", "listeners", "event_loop", "store", "draining"}
+    assert all(check["passing"] for check in checks.values())
+    assert f"127.0.0.1:{broker.port}" in checks["listeners"]["detail"]
+
+    before = metrics(broker)
+    assert before["starling_ready"] == 1
+    assert before["starling_clients_connected"] == 0
+    sub = Client(broker, client_id="ops-sub", protocol=mqtt.MQTTv5)
+    sub.connect()
+    sub.subscribe("ops/#", qos=1)
+    pub = Client(broker, client_id="ops-pub")
+    pub.connect()
+    for i in range(5):
+        pub.publish(f"ops/{i}", b"reading", qos=1)
+    for _ in range(5):
+        sub.message()
+
+    after = metrics(broker)
+    assert after["starling_clients_connected"] == 2
+    assert after["starling_subscriptions"] == 1
+    assert after["starling_messages_received_total"] - before["starling_messages_received_total"] == 5
+    # Five to the subscriber (plus any $SYS traffic, which nobody here subscribes to).
+    assert after["starling_messages_sent_total"] - before["starling_messages_sent_total"] == 5
+    assert after["starling_store_operations_total"] > before["starling_store_operations_total"]  # the ingest rows
+    assert after["starling_store_failing"] == 0
+    pub.disconnect()
+    sub.disconnect()
+
+
+def test_unknown_path_is_404(broker_factory):
+    broker = broker_factory(extra_args=["--data-dir", tempfile.mkdtemp(prefix="starling-ops-")], http=True)
+    status, _ = broker.get("/nothing-here")
+    assert status == 404
+
+
+def postgres_behind_proxy():
+    if not POSTGRES_URL:
+        import os
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but STARLING_TEST_POSTGRES_URL is not")
+        pytest.skip("no PostgreSQL configured (run under scripts/with-postgres)")
+    url = urllib.parse.urlsplit(POSTGRES_URL)
+    proxy = Proxy(url.hostname, url.port)
+    proxied = POSTGRES_URL.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")
+    return proxy, ["--postgres", f"{proxied}?schema=ops_{proxy.port}"]
+
+
+def test_readiness_fails_while_the_store_is_lost_and_recovers(broker_factory):
+    """An idle node whose PostgreSQL goes away turns unready (its store ping fails) though no
+    client writes anything; liveness stays 200; both come back with the store."""
+    proxy, flags = postgres_behind_proxy()
+    try:
+        broker = broker_factory(extra_args=flags, http=True)
+        wait_for_readiness(broker, 200)
+
+        proxy.cut()
+        checks = wait_for_readiness(broker, 503)
+        assert not checks["store"]["passing"]
+        assert "PostgreSQL" in checks["store"]["detail"]
+        assert checks["listeners"]["passing"] and checks["event_loop"]["passing"]
+        assert broker.get("/healthz")[0] == 200  # alive: the process works, the store does not
+        assert metrics(broker)["starling_ready"] == 0
+
+        proxy.restore()
+        checks = wait_for_readiness(broker, 200)
+        assert checks["store"]["passing"]
+    finally:
+        proxy.close()
+
+
+def test_readiness_fails_while_draining_and_http_outlives_the_drain(broker_factory):
+    """SIGTERM: /readyz answers 503 "draining" for as long as the broker drains (here held by a
+    QoS 1 message that cannot be committed while the store is away); the broker then exits 0."""
+    proxy, flags = postgres_behind_proxy()
+    try:
+        broker = broker_factory(extra_args=flags, http=True)
+        wait_for_readiness(broker, 200)
+        pub = RawClient(broker)
+        pub.send(connect("ops-drain", version=4))
+        assert pub.read_packet() == (0x20, b"\x00\x00")
+
+        proxy.cut()
+        pub.send(packet(0x32, string("ops/held"), b"\x00\x01", b"held"))
+        broker.wait_for_log(("refused a commit", "has not answered"))
+        broker.process.send_signal(signal.SIGTERM)
+
+        checks = wait_for_readiness(broker, 503, check="draining")  # the store check may fail first
+        assert "shutting down" in checks["draining"]["detail"]
+        assert broker.process.poll() is None  # still draining: the held message waits
+
+        proxy.restore()
+        assert broker.process.wait(DEADLINE) == 0
+    finally:
+        proxy.close()
