@@ -2,6 +2,7 @@ public import Logging
 import MQTTCodec
 import NIOCore
 import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 import StarlingCore
 import StarlingTransport
@@ -11,13 +12,14 @@ import StarlingTransport
 public final class StarlingServer: Service, Sendable {
     public let configuration: StarlingConfiguration
     let logger: Logger
-    /// Called once every listener is bound, with the bound addresses (port 0 resolved).
-    let onListening: @Sendable ([String]) -> Void
+    /// Called once every listener is bound, with each one's scheme (mqtt, mqtts, ws, wss) and
+    /// bound address (port 0 resolved).
+    let onListening: @Sendable ([(scheme: String, address: String)]) -> Void
     /// What `/healthz`, `/readyz` and `/metrics` report (see `OpsServer`).
     public let status: NodeStatus
 
     public init(configuration: StarlingConfiguration, logger: Logger, status: NodeStatus = NodeStatus(),
-                onListening: @escaping @Sendable ([String]) -> Void = { _ in }) {
+                onListening: @escaping @Sendable ([(scheme: String, address: String)]) -> Void = { _ in }) {
         self.configuration = configuration
         self.logger = logger
         self.status = status
@@ -35,13 +37,14 @@ public final class StarlingServer: Service, Sendable {
     }
 
     public func run() async throws {
+        let tls = try configuration.makeTLSContext()
         let setup = configuration.inMemory ? nil : try StoreSetup.open(configuration, logger: logger)
         // The PostgreSQL client closes last, after the drain has committed what was pending. It
         // is a service that stops at the graceful-shutdown signal, which would take the pending
         // commits with it: it runs detached from that signal and is cancelled here instead.
         let client = setup?.postgresClient.map { client in Task.detached { await client.run() } }
         do {
-            try await serve(store: setup)
+            try await serve(store: setup, tls: tls)
         } catch {
             client?.cancel()
             await client?.value
@@ -51,7 +54,7 @@ public final class StarlingServer: Service, Sendable {
         await client?.value
     }
 
-    private func serve(store setup: StoreSetup?) async throws {
+    private func serve(store setup: StoreSetup?, tls: NIOSSLContext?) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         var brokerLogger = logger
@@ -90,23 +93,34 @@ public final class StarlingServer: Service, Sendable {
             logger.notice("store: none (storage.in_memory = true): nothing survives a restart")
         }
 
+        var listeners: [(ListenAddress, ListenerKind)] = configuration.listeners.map { ($0, .tcp) }
+        let path = configuration.webSocketPath
+        listeners += configuration.webSocketListeners.map { ($0, .webSocket(path: path)) }
+        if let tls {
+            listeners += configuration.tlsListeners.map { ($0, .tls(tls)) }
+            listeners += configuration.secureWebSocketListeners.map { ($0, .secureWebSocket(tls, path: path)) }
+        }
         var channels: [any Channel] = []
+        var bound: [(scheme: String, address: String)] = []
+        var logged: [String] = []
         do {
-            for address in configuration.listeners {
-                let channel = try await MQTTListener.bind(address, broker: broker, eventLoop: loop,
+            for (address, kind) in listeners {
+                let channel = try await MQTTListener.bind(address, kind: kind, broker: broker, eventLoop: loop,
                                                           maximumPacketSize: configuration.broker.maxPacketSize)
                 channels.append(channel)
+                if let local = channel.localAddress, let port = local.port {
+                    let text = ListenAddress(host: local.ipAddress ?? "?", port: port).description
+                    bound.append((kind.scheme, text))
+                    logged.append("listening for \(kind.name) on \(text)")
+                }
             }
         } catch {
             for channel in channels { try? await channel.close() }
             try? await group.shutdownGracefully()
-            throw StartupError(message: "cannot listen on \(configuration.listeners.map(\.description).joined(separator: ", ")): \(error)")
+            let all = listeners.map { "\($1.scheme)://\($0)" }.joined(separator: ", ")
+            throw StartupError(message: "cannot listen on \(all): \(error)")
         }
-        let bound = channels.compactMap { channel -> String? in
-            guard let address = channel.localAddress, let port = address.port else { return nil }
-            return ListenAddress(host: address.ipAddress ?? "?", port: port).description
-        }
-        for address in bound { logger.notice("listening for MQTT on \(address)") }
+        for line in logged { logger.notice("\(line)") }
         status.listening(on: channels)
         status.enter(.serving)
         onListening(bound)

@@ -69,9 +69,9 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "starling")
         let status = NodeStatus()
-        let server = StarlingServer(configuration: configuration, logger: logger, status: status) { addresses in
-            // A line on standard output that scripts and tests wait for (with the real port).
-            for address in addresses { print("starling: listening mqtt \(address)") }
+        let server = StarlingServer(configuration: configuration, logger: logger, status: status) { listeners in
+            // Lines on standard output that scripts and tests wait for (with the real ports).
+            for (scheme, address) in listeners { print("starling: listening \(scheme) \(address)") }
             fflush(nil)
         }
         // The group stops its services in reverse order: the broker drains first while the

@@ -20,7 +20,7 @@ START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
 class Broker:
     """A running `starling serve` process."""
 
-    def __init__(self, config_text=None, extra_args=(), env=None, http=False):
+    def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",)):
         self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
         args = [BINARY, "serve", "--mqtt", "127.0.0.1:0"]
         if http:
@@ -37,34 +37,34 @@ class Broker:
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
                                         env=full_env, cwd=self.tmp.name)
         self.host = "127.0.0.1"
-        self.http_port = None
-        self.port = self._wait_for_port(http)
+        self.ports = self._wait_for_listeners(set(schemes) | ({"http"} if http else set()))
+        self.port = self.ports.get("mqtt")
+        self.http_port = self.ports.get("http")
         self.lines = []
         threading.Thread(target=self._drain, daemon=True).start()
 
-    def _wait_for_port(self, http):
-        """Reads standard output up to the "listening" line of each listener asked for."""
+    def _wait_for_listeners(self, wanted):
+        """Reads standard output up to the "starling: listening SCHEME HOST:PORT" line of each
+        scheme in `wanted` (mqtt, mqtts, ws, wss, http); returns {scheme: port}."""
         ready = threading.Event()
         found = {}
 
         def read():
             for line in self.process.stdout:
-                for kind in ("mqtt", "http"):
-                    if line.startswith(f"starling: listening {kind} "):
-                        found[kind] = int(line.rsplit(":", 1)[1])
-                if "mqtt" in found and (not http or "http" in found):
-                    ready.set()
-                    return
+                if line.startswith("starling: listening "):
+                    scheme, address = line.split()[2:4]
+                    found[scheme] = int(address.rsplit(":", 1)[1])
+                if wanted <= set(found):
+                    break
             ready.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(START_TIMEOUT) or "mqtt" not in found or (http and "http" not in found):
+        if not ready.wait(START_TIMEOUT) or not wanted <= set(found):
             self.stderr.flush()
             log = self.stderr_path.read_text()
             self.stop()
             raise RuntimeError("starling did not start:\n" + log)
-        self.http_port = found.get("http")
-        return found["mqtt"]
+        return dict(found)
 
     def get(self, path):
         """GET on the operations endpoints: (status, body text)."""
@@ -118,8 +118,8 @@ def broker_factory():
     """Starts brokers with a given configuration; stops them all at the end of the test."""
     started = []
 
-    def start(config_text=None, extra_args=(), env=None, http=False):
-        b = Broker(config_text, extra_args, env, http)
+    def start(config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",)):
+        b = Broker(config_text, extra_args, env, http, schemes)
         started.append(b)
         return b
 

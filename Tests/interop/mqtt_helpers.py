@@ -13,13 +13,22 @@ TIMEOUT = 10  # seconds to wait for an event that must happen
 class Client:
     """A paho client whose callbacks feed queues the test can wait on."""
 
-    def __init__(self, broker, client_id="", protocol=mqtt.MQTTv311, clean=True, **connect_kwargs):
+    def __init__(self, broker, client_id="", protocol=mqtt.MQTTv311, clean=True, scheme="mqtt", tls=None, ws_path="/mqtt",
+                 **connect_kwargs):
+        """`scheme` picks the broker's listener: mqtt, mqtts, ws or wss; `tls` holds the
+        arguments of paho's `tls_set` (CA file, client certificate) for mqtts and wss."""
         self.broker = broker
         self.protocol = protocol
-        kwargs = {"client_id": client_id, "protocol": protocol, "callback_api_version": mqtt.CallbackAPIVersion.VERSION2}
+        self.port = broker.ports[scheme]
+        kwargs = {"client_id": client_id, "protocol": protocol, "callback_api_version": mqtt.CallbackAPIVersion.VERSION2,
+                  "transport": "websockets" if scheme in ("ws", "wss") else "tcp"}
         if protocol != mqtt.MQTTv5:
             kwargs["clean_session"] = clean
         self.client = mqtt.Client(**kwargs)
+        if scheme in ("ws", "wss"):
+            self.client.ws_set_options(path=ws_path)
+        if scheme in ("mqtts", "wss"):
+            self.client.tls_set(**(tls or {}))
         self.clean = clean
         self.messages = queue.Queue()
         self.connacks = queue.Queue()
@@ -38,7 +47,7 @@ class Client:
     def connect(self, keepalive=60, properties=None, expect_success=True, **kwargs):
         if self.protocol == mqtt.MQTTv5:
             kwargs.setdefault("clean_start", self.clean)
-        self.client.connect(self.broker.host, self.broker.port, keepalive=keepalive, properties=properties, **kwargs)
+        self.client.connect(self.broker.host, self.port, keepalive=keepalive, properties=properties, **kwargs)
         self.client.loop_start()
         flags, rc, props = self.connacks.get(timeout=TIMEOUT)
         if expect_success:

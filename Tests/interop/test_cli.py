@@ -30,8 +30,17 @@ DEFAULTS = {
         "commit_delay_ms": 1,
         "max_pending_writes": 32768,
     },
+    "tls": {
+        "certificate": "",
+        "private_key": "",
+        "client_ca": "",
+    },
     "mqtt": {
         "listeners": ["127.0.0.1:1883"],
+        "tls_listeners": [],
+        "ws_listeners": [],
+        "wss_listeners": [],
+        "ws_path": "/mqtt",
         "max_keepalive": 0,
         "connect_timeout": 10.0,
         "max_packet_size": 1048576,
@@ -65,6 +74,8 @@ def keys_in_source():
     found = set(re.findall(r'ConfigurationKey\(section: "(\w+)", name: "(\w+)"', text))
     found |= set(re.findall(r'\b(?:integer|seconds|boolean|choice)\(\s*"(\w+)", "(\w+)"', text))
     found |= {("storage", name) for name in re.findall(r'\bstorageInteger\(\s*"(\w+)"', text)}
+    found |= {("mqtt", name) for name in re.findall(r'\blistenerList\(\s*"(\w+)"', text)}
+    found |= {("tls", name) for name in re.findall(r'\btlsFile\(\s*"(\w+)"', text)}
     return found
 
 

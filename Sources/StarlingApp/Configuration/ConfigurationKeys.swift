@@ -47,6 +47,34 @@ private func seconds(_ section: String, _ name: String, _ range: ClosedRange<Dou
     }
 }
 
+/// A list of listen addresses of `[mqtt]` (which may be empty: `load` checks that at least one
+/// listener of any kind remains).
+private func listenerList(_ name: String, _ doc: String, _ keyPath: WritableKeyPath<StarlingConfiguration, [ListenAddress]>) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    let defaults = StarlingConfiguration()[keyPath: keyPath].map { "\"\($0)\"" }.joined(separator: ", ")
+    return ConfigurationKey(section: "mqtt", name: name, kind: .stringList, doc: doc, defaultLiteral: "[\(defaults)]") { config, raw in
+        let allowed = "a list of \"HOST:PORT\" strings with ports 0-65535"
+        guard case .array(let items) = raw else { return allowed }
+        var addresses: [ListenAddress] = []
+        for item in items {
+            guard case .string(let s) = item, let address = ListenAddress(s) else { return allowed }
+            addresses.append(address)
+        }
+        config[keyPath: keyPath] = addresses
+        return nil
+    }
+}
+
+/// A file path of `[tls]` ("" = none).
+private func tlsFile(_ name: String, _ doc: String, _ keyPath: WritableKeyPath<StarlingConfiguration, String>) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    return ConfigurationKey(section: "tls", name: name, kind: .string, doc: doc, defaultLiteral: "\"\"") { config, raw in
+        guard case .string(let s) = raw else { return "the path of a PEM file, or \"\"" }
+        config[keyPath: keyPath] = s
+        return nil
+    }
+}
+
 /// A whole-number key of `[storage]`, kept in `StarlingConfiguration` (not the broker's).
 private func storageInteger(_ name: String, _ range: ClosedRange<Int>, _ doc: String,
                             _ keyPath: WritableKeyPath<StarlingConfiguration, Int>) -> ConfigurationKey {
@@ -194,17 +222,24 @@ extension ConfigurationKey {
             config.httpListen = address
             return nil
         },
-        ConfigurationKey(section: "mqtt", name: "listeners", kind: .stringList,
-                         doc: "Addresses to accept MQTT on, \"HOST:PORT\" (\"[::]:1883\" for IPv6; port 0 picks a free port). The default exposes nothing beyond this machine.",
-                         defaultLiteral: "[\"127.0.0.1:1883\"]") { config, raw in
-            let allowed = "a list of \"HOST:PORT\" strings with ports 0-65535, at least one"
-            guard case .array(let items) = raw, !items.isEmpty else { return allowed }
-            var addresses: [ListenAddress] = []
-            for item in items {
-                guard case .string(let s) = item, let address = ListenAddress(s) else { return allowed }
-                addresses.append(address)
+        tlsFile("certificate", "PEM file of the TLS listeners' certificate chain (server certificate first).", \.tlsCertificate),
+        tlsFile("private_key", "PEM file of the private key of tls.certificate.", \.tlsPrivateKey),
+        tlsFile("client_ca", "PEM file of the certificate authorities whose client certificates are accepted: when set, TLS clients must present one (mutual TLS); \"\" asks for none.",
+                \.tlsClientCA),
+        listenerList("listeners", "Addresses to accept MQTT on, \"HOST:PORT\" (\"[::]:1883\" for IPv6; port 0 picks a free port). The default exposes nothing beyond this machine.",
+                     \.listeners),
+        listenerList("tls_listeners", "Addresses to accept MQTT over TLS on (usually port 8883); they need tls.certificate and tls.private_key.",
+                     \.tlsListeners),
+        listenerList("ws_listeners", "Addresses to accept MQTT over WebSocket on (HTTP upgrade at mqtt.ws_path, subprotocol mqtt; usually port 8083 or 80 behind an HTTP load balancer).",
+                     \.webSocketListeners),
+        listenerList("wss_listeners", "Addresses to accept MQTT over secure WebSocket on (usually port 8084 or 443); they need tls.certificate and tls.private_key.",
+                     \.secureWebSocketListeners),
+        ConfigurationKey(section: "mqtt", name: "ws_path", kind: .string, doc: "The HTTP path of the WebSocket listeners.",
+                         defaultLiteral: "\"/mqtt\"") { config, raw in
+            guard case .string(let s) = raw, s.hasPrefix("/"), !s.contains(where: { $0 == " " || $0 == "?" || $0 == "#" }) else {
+                return "a path starting with \"/\", without spaces, \"?\" or \"#\""
             }
-            config.listeners = addresses
+            config.webSocketPath = s
             return nil
         },
         integer("mqtt", "max_keepalive", 0...65535,

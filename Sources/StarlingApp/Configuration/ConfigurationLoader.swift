@@ -92,7 +92,21 @@ extension StarlingConfiguration {
         if let url = overrides.postgresURL {
             try apply(keys["storage.postgres_url"]!, .string(url), to: &config, source: "--postgres")
         }
+        try config.checkListeners()
         return config
+    }
+
+    /// What no single key can check: some listener exists, and TLS listeners have their files.
+    func checkListeners() throws {
+        if listeners.isEmpty && tlsListeners.isEmpty && webSocketListeners.isEmpty && secureWebSocketListeners.isEmpty {
+            throw ConfigurationError(key: "mqtt.listeners", value: "[]", allowed: "at least one listener in mqtt.listeners, tls_listeners, ws_listeners or wss_listeners",
+                                     source: "the configuration")
+        }
+        guard !tlsListeners.isEmpty || !secureWebSocketListeners.isEmpty else { return }
+        for (key, value) in [("tls.certificate", tlsCertificate), ("tls.private_key", tlsPrivateKey)] where value.isEmpty {
+            throw ConfigurationError(key: key, value: "\"\"", allowed: "the path of a PEM file: mqtt.tls_listeners and mqtt.wss_listeners need tls.certificate and tls.private_key",
+                                     source: "the configuration")
+        }
     }
 
     private static func apply(_ key: ConfigurationKey, _ value: TOMLValue, to config: inout StarlingConfiguration, source: String) throws {

@@ -8,6 +8,17 @@ public import StarlingTransport
 public struct StarlingConfiguration: Sendable, Equatable {
     /// MQTT listeners. With no configuration, only 127.0.0.1:1883: nothing is exposed.
     public var listeners: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 1883)]
+    /// MQTT over TLS, over WebSocket and over secure WebSocket; none by default.
+    public var tlsListeners: [ListenAddress] = []
+    public var webSocketListeners: [ListenAddress] = []
+    public var secureWebSocketListeners: [ListenAddress] = []
+    /// The HTTP path WebSocket clients upgrade at.
+    public var webSocketPath = "/mqtt"
+    /// PEM files of the TLS listeners: the certificate chain and its key; with `tlsClientCA`,
+    /// clients must present a certificate it signed (mutual TLS).
+    public var tlsCertificate = ""
+    public var tlsPrivateKey = ""
+    public var tlsClientCA = ""
     /// The operations HTTP listener (`/healthz`, `/readyz`, `/metrics`); nil: none.
     public var httpListen: ListenAddress?
     public var logLevel: Logger.Level = .info
