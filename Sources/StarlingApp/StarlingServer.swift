@@ -105,7 +105,7 @@ public final class StarlingServer: Service, Sendable {
         var logged: [String] = []
         do {
             for (address, kind) in listeners {
-                let channel = try await MQTTListener.bind(address, kind: kind, broker: broker, eventLoop: loop,
+                let channel = try await MQTTListener.bind(address, kind: kind, proxyProtocol: configuration.proxyProtocol, broker: broker, eventLoop: loop,
                                                           maximumPacketSize: configuration.broker.maxPacketSize)
                 channels.append(channel)
                 if let local = channel.localAddress, let port = local.port {

@@ -72,9 +72,11 @@ public enum ListenerKind: Sendable {
 /// Binds MQTT listeners whose channels all run on the broker's event loop.
 public enum MQTTListener {
     /// Binds `address` and returns the server channel; connections are handed to `broker`.
+    /// With `proxyProtocol`, each connection must start with a PROXY protocol header (v1 or v2).
     public static func bind(
         _ address: ListenAddress,
         kind: ListenerKind = .tcp,
+        proxyProtocol: Bool = false,
         broker: Broker,
         eventLoop: any EventLoop,
         maximumPacketSize: Int
@@ -92,6 +94,8 @@ public enum MQTTListener {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    // The balancer's header comes first, before TLS or HTTP.
+                    if proxyProtocol { try pipeline.addHandler(ProxyProtocolHandler()) }
                     switch kind {
                     case .tcp:
                         try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize))

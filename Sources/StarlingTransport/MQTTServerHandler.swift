@@ -94,6 +94,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let connection, let refusal = error as? ProxyProtocolHandler.Failure { broker.transportRefused(connection, reason: "\(refusal)") }
         if let connection { broker.closed(connection) }
         context.close(promise: nil)
         broker.flush()
@@ -128,7 +129,11 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         context?.close(promise: nil)
     }
 
-    public var remoteAddress: String { channel?.remoteAddress?.description ?? "unknown" }
+    /// The client's address: as a load balancer announced it (PROXY protocol), else the peer's.
+    public var remoteAddress: String {
+        let proxied = try? channel?.pipeline.syncOperations.handler(type: ProxyProtocolHandler.self).source
+        return (proxied ?? channel?.remoteAddress)?.description ?? "unknown"
+    }
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
 

@@ -12,6 +12,8 @@ import threading
 
 import pytest
 
+from stores import Store, store_params
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("STARLING_BIN", str(ROOT / ".build" / "debug" / "starling"))
 START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
@@ -132,3 +134,11 @@ def broker_factory():
 def broker(broker_factory):
     """A broker with the default configuration."""
     return broker_factory()
+
+
+@pytest.fixture(params=store_params())
+def store(request):
+    """Each store in turn (stores.py): its flags and SQL access, with a data directory of its own."""
+    data = tempfile.TemporaryDirectory(prefix="starling-store-")
+    yield Store(request.param, data.name)
+    data.cleanup()

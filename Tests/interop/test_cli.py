@@ -41,6 +41,7 @@ DEFAULTS = {
         "ws_listeners": [],
         "wss_listeners": [],
         "ws_path": "/mqtt",
+        "proxy_protocol": False,
         "max_keepalive": 0,
         "connect_timeout": 10.0,
         "max_packet_size": 1048576,
@@ -76,6 +77,7 @@ def keys_in_source():
     found |= {("storage", name) for name in re.findall(r'\bstorageInteger\(\s*"(\w+)"', text)}
     found |= {("mqtt", name) for name in re.findall(r'\blistenerList\(\s*"(\w+)"', text)}
     found |= {("tls", name) for name in re.findall(r'\btlsFile\(\s*"(\w+)"', text)}
+    found |= set(re.findall(r'\bflag\(\s*"(\w+)", "(\w+)"', text))
     return found
 
 

@@ -5,15 +5,13 @@ import json
 import signal
 import tempfile
 import time
-import urllib.parse
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from mqtt_helpers import Client
 from raw_client import RawClient, connect, packet, string
-from stores import POSTGRES_URL, store_args, store_params
-from test_store_outage import Proxy
+from test_store_outage import postgres_behind_proxy
 
 DEADLINE = 60  # seconds for a state the broker must reach (a store ping runs every 5 s)
 
@@ -49,15 +47,8 @@ def wait_for_readiness(broker, wanted_status, check=None):
         time.sleep(0.1)
 
 
-@pytest.fixture(params=store_params())
-def store_flags(request):
-    data = tempfile.TemporaryDirectory(prefix="starling-ops-")
-    yield store_args(request.param, data.name)
-    data.cleanup()
-
-
-def test_ready_node_reports_every_check_and_counts_traffic(broker_factory, store_flags):
-    broker = broker_factory(extra_args=store_flags, http=True)
+def test_ready_node_reports_every_check_and_counts_traffic(broker_factory, store):
+    broker = broker_factory(extra_args=store.args, http=True)
 
     assert broker.get("/healthz") == (200, "ok\n")
     status, checks = readiness(broker)
@@ -97,22 +88,10 @@ def test_unknown_path_is_404(broker_factory):
     assert status == 404
 
 
-def postgres_behind_proxy():
-    if not POSTGRES_URL:
-        import os
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but STARLING_TEST_POSTGRES_URL is not")
-        pytest.skip("no PostgreSQL configured (run under scripts/with-postgres)")
-    url = urllib.parse.urlsplit(POSTGRES_URL)
-    proxy = Proxy(url.hostname, url.port)
-    proxied = POSTGRES_URL.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")
-    return proxy, ["--postgres", f"{proxied}?schema=ops_{proxy.port}"]
-
-
 def test_readiness_fails_while_the_store_is_lost_and_recovers(broker_factory):
     """An idle node whose PostgreSQL goes away turns unready (its store ping fails) though no
     client writes anything; liveness stays 200; both come back with the store."""
-    proxy, flags = postgres_behind_proxy()
+    proxy, flags = postgres_behind_proxy("ops")
     try:
         broker = broker_factory(extra_args=flags, http=True)
         wait_for_readiness(broker, 200)
@@ -135,7 +114,7 @@ def test_readiness_fails_while_the_store_is_lost_and_recovers(broker_factory):
 def test_readiness_fails_while_draining_and_http_outlives_the_drain(broker_factory):
     """SIGTERM: /readyz answers 503 "draining" for as long as the broker drains (here held by a
     QoS 1 message that cannot be committed while the store is away); the broker then exits 0."""
-    proxy, flags = postgres_behind_proxy()
+    proxy, flags = postgres_behind_proxy("ops")
     try:
         broker = broker_factory(extra_args=flags, http=True)
         wait_for_readiness(broker, 200)

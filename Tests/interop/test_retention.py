@@ -1,20 +1,9 @@
 """ingest.retention: rows older than the retention are deleted (PostgreSQL also keeps daily
 partitions ahead). Old rows are written straight into the table, then a broker starts with a
 retention of one day: retention runs before the broker listens, so the check needs no waiting."""
-import tempfile
 import time
 
-import pytest
-
 from mqtt_helpers import Client
-from stores import Store, store_params
-
-
-@pytest.fixture(params=store_params())
-def store(request):
-    data = tempfile.TemporaryDirectory(prefix="starling-retention-")
-    yield Store(request.param, data.name)
-    data.cleanup()
 
 
 def test_ingest_retention_deletes_old_rows_and_keeps_new_ones(store, broker_factory):

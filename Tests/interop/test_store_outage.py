@@ -77,16 +77,23 @@ class Proxy:
         self.listener.close()
 
 
-def test_store_lost_at_run_time_holds_qos1_acks_and_keeps_qos0_flowing(broker_factory):
+def postgres_behind_proxy(schema_prefix):
+    """The test PostgreSQL behind a `Proxy` the test can cut: (proxy, the broker's --postgres
+    flags with a schema of its own). Skips without PostgreSQL, fails under CI."""
     if not POSTGRES_URL:
         if os.environ.get("CI"):
             pytest.fail("CI is set but STARLING_TEST_POSTGRES_URL is not")
         pytest.skip("no PostgreSQL configured (run under scripts/with-postgres)")
     url = urllib.parse.urlsplit(POSTGRES_URL)
     proxy = Proxy(url.hostname, url.port)
+    proxied = POSTGRES_URL.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")
+    return proxy, ["--postgres", f"{proxied}?schema={schema_prefix}_{proxy.port}"]
+
+
+def test_store_lost_at_run_time_holds_qos1_acks_and_keeps_qos0_flowing(broker_factory):
+    proxy, flags = postgres_behind_proxy("outage")
     try:
-        proxied = POSTGRES_URL.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")
-        broker = broker_factory(extra_args=["--postgres", f"{proxied}?schema=outage_{proxy.port}"])
+        broker = broker_factory(extra_args=flags)
         sub = Client(broker, client_id="outage-sub")
         sub.connect()
         sub.subscribe("outage/#", qos=0)

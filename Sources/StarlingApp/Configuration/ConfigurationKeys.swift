@@ -65,6 +65,17 @@ private func listenerList(_ name: String, _ doc: String, _ keyPath: WritableKeyP
     }
 }
 
+/// A true/false key kept in `StarlingConfiguration` (not the broker's).
+private func flag(_ section: String, _ name: String, _ doc: String, _ keyPath: WritableKeyPath<StarlingConfiguration, Bool>) -> ConfigurationKey {
+    nonisolated(unsafe) let keyPath = keyPath
+    return ConfigurationKey(section: section, name: name, kind: .boolean, doc: doc,
+                            defaultLiteral: "\(StarlingConfiguration()[keyPath: keyPath])") { config, raw in
+        guard case .boolean(let b) = raw else { return "true or false" }
+        config[keyPath: keyPath] = b
+        return nil
+    }
+}
+
 /// A file path of `[tls]` ("" = none).
 private func tlsFile(_ name: String, _ doc: String, _ keyPath: WritableKeyPath<StarlingConfiguration, String>) -> ConfigurationKey {
     nonisolated(unsafe) let keyPath = keyPath
@@ -202,13 +213,8 @@ extension ConfigurationKey {
                        \.commitDelayMilliseconds),
         storageInteger("max_pending_writes", 100...10_000_000, "Writes waiting for the store above which reading from publishing clients pauses (TCP holds their messages) until half of them are committed; a flood of QoS 0 messages with the ingest bridge cannot outrun the store without bound. Not while the store is unreachable: then QoS 0 keeps flowing.",
                        \.maxPendingWrites),
-        ConfigurationKey(section: "storage", name: "in_memory", kind: .boolean,
-                         doc: "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
-                         defaultLiteral: "false") { config, raw in
-            guard case .boolean(let b) = raw else { return "true or false" }
-            config.inMemory = b
-            return nil
-        },
+        flag("storage", "in_memory", "Keep sessions and retained messages in memory only (nothing survives a restart). For tests and benchmarks.",
+             \.inMemory),
         ConfigurationKey(section: "http", name: "listen", kind: .string,
                          doc: "Address of the operations HTTP endpoints /healthz, /readyz (G5) and /metrics (Prometheus), \"HOST:PORT\" (port 0 picks a free port); \"\" serves none.",
                          defaultLiteral: "\"\"") { config, raw in
@@ -234,6 +240,8 @@ extension ConfigurationKey {
                      \.webSocketListeners),
         listenerList("wss_listeners", "Addresses to accept MQTT over secure WebSocket on (usually port 8084 or 443); they need tls.certificate and tls.private_key.",
                      \.secureWebSocketListeners),
+        flag("mqtt", "proxy_protocol", "Every connection on the MQTT listeners starts with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy-v2 or an AWS NLB send): the broker then logs and authorizes the client's address. Connections without one are closed, so only enable it behind such a balancer.",
+             \.proxyProtocol),
         ConfigurationKey(section: "mqtt", name: "ws_path", kind: .string, doc: "The HTTP path of the WebSocket listeners.",
                          defaultLiteral: "\"/mqtt\"") { config, raw in
             guard case .string(let s) = raw, s.hasPrefix("/"), !s.contains(where: { $0 == " " || $0 == "?" || $0 == "#" }) else {

@@ -12,6 +12,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var tlsListeners: [ListenAddress] = []
     public var webSocketListeners: [ListenAddress] = []
     public var secureWebSocketListeners: [ListenAddress] = []
+    /// Every MQTT connection starts with a PROXY protocol header (v1 or v2) from a load balancer.
+    public var proxyProtocol = false
     /// The HTTP path WebSocket clients upgrade at.
     public var webSocketPath = "/mqtt"
     /// PEM files of the TLS listeners: the certificate chain and its key; with `tlsClientCA`,

@@ -163,6 +163,8 @@ extension Broker {
         commitCollected { [self] in
             guard connection.state == .connecting, connection.session === session else { return }
             connection.state = .connected
+            logger.debug("client connected", metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)",
+                                                        "mqtt.version": "\(connection.version)", "session_present": "\(sessionPresent)"])
             send(.connack(ack), on: connection)
             if sessionPresent { resume(session, on: connection) } else { pump(session) }
         }

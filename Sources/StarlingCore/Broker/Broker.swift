@@ -134,6 +134,15 @@ public final class Broker: @unchecked Sendable {
         commitCollected()
     }
 
+    /// The transport refused the connection before any MQTT (a missing or malformed PROXY
+    /// protocol header): logged, counted as a protocol error, closed.
+    public func transportRefused(_ connection: Connection, reason: String) {
+        guard connection.state != .closed else { return }
+        stats.protocolErrors += 1
+        logger.info("closing connection: \(reason)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+        close(connection)
+    }
+
     /// The network connection closed (by the peer, an error or `close`).
     public func closed(_ connection: Connection) {
         if connection.state != .closed { detach(connection) }
