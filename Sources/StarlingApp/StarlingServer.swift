@@ -26,6 +26,9 @@ public final class StarlingServer: Service, Sendable {
         self.onListening = onListening
     }
 
+    /// How often the users are read again from the store.
+    static let userRefreshInterval = TimeAmount.seconds(2)
+
     /// How often readiness pings the store, and how long a ping may take.
     static let storePingInterval = TimeAmount.seconds(5)
 
@@ -57,10 +60,16 @@ public final class StarlingServer: Service, Sendable {
     private func serve(store setup: StoreSetup?, tls: NIOSSLContext?) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
+        // Password hashing runs here, never on the broker's loop.
+        let hashing = NIOThreadPool(numberOfThreads: 1)
+        hashing.start()
+        defer { hashing.shutdownGracefully { _ in } }
+        let authenticator = PasswordAuthenticator(policy: configuration.allowAnonymous, loop: loop, hashing: hashing)
         var brokerLogger = logger
         brokerLogger[metadataKey: "starling.component"] = "broker"
         let broker = Broker(
             configuration: configuration.broker,
+            authenticator: authenticator,
             authorizer: RuleAuthorizer(rules: configuration.authorizationRules),
             logger: brokerLogger,
             version: "starling \(Self.version)"
@@ -79,6 +88,8 @@ public final class StarlingServer: Service, Sendable {
                 try? await group.shutdownGracefully()
                 throw error
             }
+            authenticator.replaceUsers(try await setup.store.loadUsers())
+            if authenticator.userCount > 0 { logger.notice("password authentication: \(authenticator.userCount) users") }
             // Partitions ahead and retention before accepting.
             _ = try? await setup.store.enforceRetention(before: retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
             let writer = GroupCommitWriter(store: setup.store, eventLoop: loop, logger: brokerLogger)
@@ -146,6 +157,16 @@ public final class StarlingServer: Service, Sendable {
             return promise.futureResult
         }
 
+        // Users added or removed with `starling ctl users` take effect within seconds.
+        let userRefresh = loop.scheduleRepeatedAsyncTask(initialDelay: Self.userRefreshInterval, delay: Self.userRefreshInterval) { _ in
+            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
+            let promise = loop.makePromise(of: Void.self)
+            promise.completeWithTask {
+                if let users = try? await store.loadUsers() { authenticator.replaceUsers(users) }
+            }
+            return promise.futureResult
+        }
+
         // Readiness: a store that has nothing to commit is still asked whether it could.
         let status = self.status
         let pinger = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: Self.storePingInterval) { _ in
@@ -173,6 +194,7 @@ public final class StarlingServer: Service, Sendable {
         for channel in channels { try? await channel.close() }
         ticker.cancel()
         pinger.cancel()
+        userRefresh.cancel()
         collector.cancel()
         retention.cancel()
         try? await loop.submit { broker.shutdown() }.get()
@@ -193,12 +215,19 @@ public struct StartupError: Error, CustomStringConvertible {
 extension StarlingServer {
     /// `starling migrate`: applies pending migrations and returns a description of the store.
     public static func migrate(_ configuration: StarlingConfiguration, logger: Logger) async throws -> String {
+        try await withStore(configuration, logger: logger) { _, description in description }
+    }
+
+    /// Opens and migrates the configured store, runs `body` with it, and closes it (the
+    /// commands that work on the store without serving: `migrate`, `ctl users`).
+    static func withStore<T: Sendable>(_ configuration: StarlingConfiguration, logger: Logger,
+                                       _ body: @Sendable (any PersistentStore, String) async throws -> T) async throws -> T {
         let setup = try StoreSetup.open(configuration, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        return try await withThrowingTaskGroup(of: Void.self) { group in
             if let client = setup.postgresClient { group.addTask { await client.run() } }
             defer { group.cancelAll() }
             _ = try await setup.migrateAndLoad()
+            return try await body(setup.store, setup.description)
         }
-        return setup.description
     }
 }

@@ -119,6 +119,17 @@ CREATE TABLE ingest_dedup (
     PRIMARY KEY (client_id, packet_id)
 );
 """#),
+        Migration(version: 3, name: "users", sql: #"""
+-- Users for password authentication (DESIGN.md section 7), managed with `starling ctl users`.
+-- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
+-- no password is ever stored.
+
+CREATE TABLE users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    updated_at    TEXT NOT NULL            -- UTC, 'YYYY-MM-DD HH:MM:SS'
+);
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -232,6 +243,17 @@ CREATE TABLE ingest_dedup (
     last_dup     boolean NOT NULL,
     received_at  bigint NOT NULL,
     PRIMARY KEY (client_id, packet_id)
+);
+"""#),
+        Migration(version: 3, name: "users", sql: #"""
+-- Users for password authentication (DESIGN.md section 7), managed with `starling ctl users`.
+-- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
+-- no password is ever stored. Every node of a cluster reads the same table.
+
+CREATE TABLE users (
+    username      text PRIMARY KEY,
+    password_hash text NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
 );
 """#),
     ]

@@ -97,6 +97,29 @@ public final class PostgresStore: PersistentStore {
         }
     }
 
+    public func loadUsers() async throws -> [StoredUser] {
+        var users: [StoredUser] = []
+        let rows = try await client.query("SELECT username, password_hash FROM users ORDER BY username", logger: logger)
+        for try await (username, hash) in rows.decode((String, String).self) {
+            users.append(StoredUser(username: username, passwordHash: hash))
+        }
+        return users
+    }
+
+    public func saveUser(_ user: StoredUser) async throws {
+        try await client.query("""
+            INSERT INTO users (username, password_hash) VALUES (\(user.username), \(user.passwordHash))
+            ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, updated_at = now()
+            """, logger: logger)
+    }
+
+    public func deleteUser(_ username: String) async throws -> Bool {
+        let rows = try await client.query("DELETE FROM users WHERE username = \(username) RETURNING 1", logger: logger)
+        var deleted = false
+        for try await _ in rows { deleted = true }
+        return deleted
+    }
+
     public func ping() async throws {
         let rows = try await client.query("SELECT 1", logger: logger)
         for try await _ in rows {}

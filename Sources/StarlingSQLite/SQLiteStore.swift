@@ -95,6 +95,30 @@ public final class SQLiteStore: PersistentStore {
         for message in batch.retained.values { try apply(.setRetained(message), db) }
     }
 
+    public func loadUsers() async throws -> [StoredUser] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT username, password_hash FROM users ORDER BY username").map {
+                StoredUser(username: $0["username"], passwordHash: $0["password_hash"])
+            }
+        }
+    }
+
+    public func saveUser(_ user: StoredUser) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO users (username, password_hash, updated_at) VALUES (?, ?, datetime('now'))
+                ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at
+                """, arguments: [user.username, user.passwordHash])
+        }
+    }
+
+    public func deleteUser(_ username: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM users WHERE username = ?", arguments: [username])
+            return db.changesCount > 0
+        }
+    }
+
     public func ping() async throws {
         // Through the writer: a store that cannot commit (locked, read-only) fails here too.
         try await pool.write { db in try db.execute(sql: "SELECT 1") }

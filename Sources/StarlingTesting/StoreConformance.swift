@@ -20,6 +20,7 @@ public enum StoreConformance {
         ("a failing batch changes nothing", atomicity),
         ("garbage collection removes unreferenced payloads only", garbage),
         ("ping answers through the write path, after writes too", ping),
+        ("users are saved, replaced, listed by name and deleted", users),
     ]
 
     static func message(_ id: Int64, topic: String = "t", payload: String = "p", qos: MQTTQoS = .atLeastOnce) -> StoredMessage {
@@ -159,5 +160,16 @@ public enum StoreConformance {
         try await store.apply([.saveSession(session("c1"))])
         try await store.ping()
         #expect(try await store.load().sessions.map(\.clientID) == ["c1"])
+    }
+
+    static func users(_ store: any PersistentStore) async throws {
+        #expect(try await store.loadUsers().isEmpty)
+        try await store.saveUser(StoredUser(username: "zoe", passwordHash: "h1"))
+        try await store.saveUser(StoredUser(username: "ann", passwordHash: "h2"))
+        try await store.saveUser(StoredUser(username: "zoe", passwordHash: "h3"))
+        #expect(try await store.loadUsers() == [StoredUser(username: "ann", passwordHash: "h2"), StoredUser(username: "zoe", passwordHash: "h3")])
+        #expect(try await store.deleteUser("ann"))
+        #expect(try await !store.deleteUser("ann"))
+        #expect(try await store.loadUsers().map(\.username) == ["zoe"])
     }
 }

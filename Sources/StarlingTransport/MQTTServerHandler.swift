@@ -137,6 +137,11 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
 
+    public var isOnLoopbackListener: Bool {
+        guard let ip = channel?.localAddress?.ipAddress else { return false }
+        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")  // 127.0.0.0/8, ::1
+    }
+
     public func setReading(_ enabled: Bool) {
         guard let channel = context?.channel else { return }
         channel.setOption(.autoRead, value: enabled).whenSuccess {

@@ -12,7 +12,7 @@ struct Starling: AsyncParsableCommand {
         commandName: "starling",
         abstract: "A clustered MQTT broker (3.1, 3.1.1, 5.0).",
         version: StarlingServer.version,
-        subcommands: [Serve.self, Migrate.self, GenerateConfig.self],
+        subcommands: [Serve.self, Migrate.self, Ctl.self, GenerateConfig.self],
         defaultSubcommand: Serve.self
     )
 
@@ -119,6 +119,57 @@ struct ConfigurationSource: ParsableArguments {
             toml: text, fileName: config ?? "configuration file",
             environment: ProcessInfo.processInfo.environment,
             overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen))
+    }
+}
+
+/// `starling ctl`: administration of what the store holds.
+struct Ctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Administer the broker's store (users).", subcommands: [Users.self])
+
+    struct Users: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Password users, kept in the store (every node reads them; a running broker picks changes up within seconds).",
+            subcommands: [Add.self, Delete.self, List.self])
+
+        struct Add: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Create a user or set its password (read from standard input unless --password is given).")
+            @OptionGroup var source: ConfigurationSource
+            @Argument(help: "The user name.") var username: String
+            @Option(help: "The password (visible to other users of this machine in the process list; prefer standard input).")
+            var password: String?
+
+            func run() async throws {
+                guard let secret = password ?? readLine(strippingNewline: true) else {
+                    throw ValidationError("no password: give --password or a line on standard input")
+                }
+                let store = try await UserAdministration.add(username, password: secret, configuration: try source.load(),
+                                                             logger: Logger(label: "starling.ctl"))
+                print("starling: user \(username) saved in \(store)")
+            }
+        }
+
+        struct Delete: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete a user.")
+            @OptionGroup var source: ConfigurationSource
+            @Argument(help: "The user name.") var username: String
+
+            func run() async throws {
+                guard try await UserAdministration.delete(username, configuration: try source.load(), logger: Logger(label: "starling.ctl")) else {
+                    throw ValidationError("there is no user \(username)")
+                }
+                print("starling: user \(username) deleted")
+            }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List the user names.")
+            @OptionGroup var source: ConfigurationSource
+
+            func run() async throws {
+                for name in try await UserAdministration.list(configuration: try source.load(), logger: Logger(label: "starling.ctl")) { print(name) }
+            }
+        }
     }
 }
 

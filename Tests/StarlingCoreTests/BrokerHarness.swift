@@ -8,11 +8,12 @@ final class BrokerHarness {
     let clock = ManualClock()
     let broker: Broker
 
-    init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authorizer: any Authorizer = RuleAuthorizer()) {
+    init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authenticator: any Authenticator = AllowAllAuthenticator(),
+         authorizer: any Authorizer = RuleAuthorizer()) {
         var configuration = BrokerConfiguration()
         configuration.sysInterval = 0
         configure(&configuration)
-        broker = Broker(configuration: configuration, clock: clock, authorizer: authorizer)
+        broker = Broker(configuration: configuration, clock: clock, authenticator: authenticator, authorizer: authorizer)
     }
 
     final class Client {

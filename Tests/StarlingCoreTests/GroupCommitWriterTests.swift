@@ -14,6 +14,9 @@ final class CountingStore: PersistentStore {
     func apply(_ operations: [StoreOperation]) async throws { applied.withLock { $0 += operations.count } }
     func collectGarbage() async throws -> Int { 0 }
     func ping() async throws {}
+    func loadUsers() async throws -> [StoredUser] { [] }
+    func saveUser(_: StoredUser) async throws {}
+    func deleteUser(_: String) async throws -> Bool { false }
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 
@@ -41,6 +44,9 @@ final class GatedStore: PersistentStore {
     }
     func collectGarbage() async throws -> Int { 0 }
     func ping() async throws {}
+    func loadUsers() async throws -> [StoredUser] { [] }
+    func saveUser(_: StoredUser) async throws {}
+    func deleteUser(_: String) async throws -> Bool { false }
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 
     /// Lets the `number`th commit (1-based) finish.
@@ -61,6 +67,9 @@ final class FlakySingleWriterStore: PersistentStore {
     }
     func collectGarbage() async throws -> Int { 0 }
     func ping() async throws {}
+    func loadUsers() async throws -> [StoredUser] { [] }
+    func saveUser(_: StoredUser) async throws {}
+    func deleteUser(_: String) async throws -> Bool { false }
     func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 

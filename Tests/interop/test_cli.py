@@ -30,6 +30,9 @@ DEFAULTS = {
         "commit_delay_ms": 1,
         "max_pending_writes": 32768,
     },
+    "auth": {
+        "allow_anonymous": "loopback",
+    },
     "tls": {
         "certificate": "",
         "private_key": "",

@@ -228,6 +228,13 @@ extension ConfigurationKey {
             config.httpListen = address
             return nil
         },
+        ConfigurationKey(section: "auth", name: "allow_anonymous", kind: .string,
+                         doc: "Who may connect without a user name: \"loopback\" (on listeners bound to 127.0.0.0/8 or ::1 only), \"true\" (everyone) or \"false\" (no one). Users are managed with `starling ctl users`; with none, user names are not checked and every client counts as anonymous.",
+                         defaultLiteral: "\"loopback\"") { config, raw in
+            guard case .string(let s) = raw, let policy = AnonymousPolicy(rawValue: s) else { return "one of \"loopback\", \"true\", \"false\"" }
+            config.allowAnonymous = policy
+            return nil
+        },
         tlsFile("certificate", "PEM file of the TLS listeners' certificate chain (server certificate first).", \.tlsCertificate),
         tlsFile("private_key", "PEM file of the private key of tls.certificate.", \.tlsPrivateKey),
         tlsFile("client_ca", "PEM file of the certificate authorities whose client certificates are accepted: when set, TLS clients must present one (mutual TLS); \"\" asks for none.",

@@ -12,6 +12,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var tlsListeners: [ListenAddress] = []
     public var webSocketListeners: [ListenAddress] = []
     public var secureWebSocketListeners: [ListenAddress] = []
+    /// Who may connect without a user name.
+    public var allowAnonymous = AnonymousPolicy.loopback
     /// Every MQTT connection starts with a PROXY protocol header (v1 or v2) from a load balancer.
     public var proxyProtocol = false
     /// The HTTP path WebSocket clients upgrade at.

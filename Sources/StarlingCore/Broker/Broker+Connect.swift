@@ -89,15 +89,52 @@ extension Broker {
             }
         }
 
-        // Authentication
-        let decision = authenticator.authenticate(AuthenticationRequest(
+        // Authentication: decided at once, or later off the event loop (password hashing); the
+        // client's next packets wait meanwhile, in order.
+        let request = AuthenticationRequest(
             clientID: clientID, username: connect.username, password: connect.password,
-            remoteAddress: connection.transport.remoteAddress, version: connect.version))
-        guard decision == .success else {
-            refuse(connection, reason: decision, message: "authentication failed")
-            return
+            remoteAddress: connection.transport.remoteAddress, version: connect.version,
+            onLoopbackListener: connection.transport.isOnLoopbackListener)
+        let accept = { [self] in
+            acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive, on: connection)
         }
+        switch authenticator.authenticate(request) {
+        case .decided(let reason):
+            guard reason == .success else { return refuseAuthentication(connection, reason: reason) }
+            accept()
+        case .pending(let future):
+            connection.state = .authenticating
+            connection.pauseReading(.authentication)
+            future.assumeIsolated().whenComplete { [self] result in
+                guard connection.state == .authenticating else { return }  // closed meanwhile
+                connection.resumeReading(.authentication)
+                let reason = (try? result.get()) ?? .unspecifiedError
+                let held = connection.held
+                connection.held = []
+                connection.state = .awaitingConnect
+                if reason == .success {
+                    accept()
+                    for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                } else {
+                    refuseAuthentication(connection, reason: reason)
+                }
+                commitCollected()
+                flush()
+            }
+        }
+    }
 
+    private func refuseAuthentication(_ connection: Connection, reason: MQTTReasonCode) {
+        let message = reason == .notAuthorized && connection.username == nil
+            ? "anonymous access is not allowed here (auth.allow_anonymous)"
+            : "bad user name or password"
+        refuse(connection, reason: reason, message: message)
+    }
+
+    /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
+    private func acceptConnect(_ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
+                               on connection: Connection) {
+        let properties = connect.properties
         // Session expiry [MQTT-3.1.2-23]: 3.x Clean Session 0 sessions never expire.
         var expiry: UInt32 = connect.version == .v5
             ? (properties.sessionExpiryInterval ?? 0)

@@ -9,7 +9,7 @@ extension Broker {
         let now = clock.now()
         for connection in connections {
             switch connection.state {
-            case .awaitingConnect:
+            case .awaitingConnect, .authenticating:
                 if now - connection.openedAt >= .nanoseconds(Int64(configuration.connectTimeout * 1e9)) {
                     logger.info("no CONNECT within \(configuration.connectTimeout)s", metadata: ["remote": "\(connection.transport.remoteAddress)"])
                     connection.state = .closed

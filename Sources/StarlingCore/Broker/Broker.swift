@@ -102,6 +102,8 @@ public final class Broker: @unchecked Sendable {
                 break
             }
             handleConnect(connect, on: connection)
+        case .authenticating:
+            connection.held.append(packet)
         case .connecting, .connected:
             handlePacket(packet, on: connection)
         case .closed:

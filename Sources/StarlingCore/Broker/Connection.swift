@@ -7,6 +7,9 @@ public final class Connection {
     enum State {
         /// Accepted; CONNECT not yet received [MQTT-3.1.0-1].
         case awaitingConnect
+        /// CONNECT valid; the authenticator has not decided yet. Later packets are held in order
+        /// (`held`) and reading pauses.
+        case authenticating
         /// CONNECT accepted; CONNACK waits for the session to be durable. Packets are processed,
         /// but nothing is written before the CONNACK [MQTT-3.2.0-1].
         case connecting
@@ -46,6 +49,8 @@ public final class Connection {
 
     /// Written to since the last flush.
     var needsFlush = false
+    /// Packets that arrived while authenticating, handled in order once accepted.
+    var held: [MQTTPacket] = []
 
     /// Why reading from this client is paused; it reads again when no reason is left.
     struct ReadPauses: OptionSet {
@@ -55,6 +60,8 @@ public final class Connection {
         static let acknowledgements = ReadPauses(rawValue: 1)
         /// The store is backlogged (`GroupCommitWriter.onBacklogChanged`).
         static let store = ReadPauses(rawValue: 2)
+        /// The authenticator is deciding about the CONNECT.
+        static let authentication = ReadPauses(rawValue: 4)
     }
     private(set) var readPauses: ReadPauses = []
 

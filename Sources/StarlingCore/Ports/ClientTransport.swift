@@ -15,6 +15,9 @@ public protocol ClientTransport: AnyObject {
     var isWritable: Bool { get }
     /// The peer's address, for logs.
     var remoteAddress: String { get }
+    /// Whether the listener the connection arrived on is bound to a loopback address: anonymous
+    /// clients are accepted there by default (`auth.allow_anonymous = "loopback"`).
+    var isOnLoopbackListener: Bool { get }
     /// Stops or resumes reading from the peer (TCP flow control holds it back meanwhile).
     func setReading(_ enabled: Bool)
 }

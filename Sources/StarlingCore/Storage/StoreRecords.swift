@@ -144,6 +144,17 @@ public enum StoreOperation: Sendable, Equatable {
 
 /// The storage port. Adapters (SQLite, PostgreSQL) implement it and pass the same
 /// conformance suite (`StarlingTesting.StoreConformance`).
+/// A user for password authentication: the name and a PHC hash string (never the password).
+public struct StoredUser: Sendable, Equatable {
+    public var username: String
+    public var passwordHash: String
+
+    public init(username: String, passwordHash: String) {
+        self.username = username
+        self.passwordHash = passwordHash
+    }
+}
+
 public protocol PersistentStore: Sendable {
     /// A short name for logs: "sqlite", "postgres".
     var name: String { get }
@@ -158,6 +169,12 @@ public protocol PersistentStore: Sendable {
     /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
     /// partitions ahead (PostgreSQL); returns how many rows or partitions went.
     func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int
+    /// The password users (`starling ctl users`), by name.
+    func loadUsers() async throws -> [StoredUser]
+    /// Creates the user or replaces its password hash.
+    func saveUser(_ user: StoredUser) async throws
+    /// Deletes the user; false when there was none of that name.
+    func deleteUser(_ username: String) async throws -> Bool
     /// A round trip through the path commits take (readiness, when nothing has committed
     /// lately): throws when the store cannot be written to now.
     func ping() async throws

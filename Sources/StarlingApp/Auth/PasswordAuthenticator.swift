@@ -1,0 +1,97 @@
+import Crypto
+import MQTTCodec
+import NIOCore
+import NIOPosix
+import StarlingCore
+import Synchronization
+
+/// Who may connect without a user name (`auth.allow_anonymous`).
+public enum AnonymousPolicy: String, Sendable, CaseIterable {
+    /// On listeners bound to a loopback address only (the default: local tools keep working,
+    /// nothing exposed to a network is open).
+    case loopback
+    case always = "true"
+    case never = "false"
+}
+
+/// Password authentication against the store's users (DESIGN section 7). Hashing takes tens of
+/// milliseconds by design, so it runs on a thread of its own, never on the broker's event loop;
+/// the broker holds the client's later packets meanwhile. A password that verified is
+/// remembered (as a SHA-256 of hash and password, not the password), so reconnecting clients
+/// cost a hash lookup, not PBKDF2.
+final class PasswordAuthenticator: Authenticator {
+    private struct State {
+        var users: [String: String] = [:]  // username → PHC hash
+        /// username → SHA-256(hash, 0x00, password) of the last password that verified.
+        var verified: [String: SHA256.Digest] = [:]
+        var pending = 0
+    }
+
+    let policy: AnonymousPolicy
+    private let loop: any EventLoop
+    private let hashing: NIOThreadPool
+    private let state = Mutex(State())
+    /// Verifications queued above this are refused at once (0x89 Server busy): a flood of
+    /// wrong passwords delays only other logins, and only this much.
+    static let maximumPending = 256
+    /// Verified against when the user does not exist, so an unknown name costs the same time
+    /// as a wrong password (no user enumeration by timing).
+    private let decoy: String
+
+    init(policy: AnonymousPolicy, loop: any EventLoop, hashing: NIOThreadPool) {
+        self.policy = policy
+        self.loop = loop
+        self.hashing = hashing
+        self.decoy = (try? PasswordHash.make("decoy \(UInt64.random(in: .min ... .max))")) ?? ""
+    }
+
+    /// The store's users, replacing the last list (called at start and every few seconds).
+    func replaceUsers(_ users: [StoredUser]) {
+        state.withLock { state in
+            let list = Dictionary(users.map { ($0.username, $0.passwordHash) }, uniquingKeysWith: { _, last in last })
+            state.verified = state.verified.filter { list[$0.key] != nil && list[$0.key] == state.users[$0.key] }
+            state.users = list
+        }
+    }
+
+    var userCount: Int { state.withLock { $0.users.count } }
+
+    func authenticate(_ request: AuthenticationRequest) -> AuthenticationDecision {
+        let anonymousAllowed = policy == .always || (policy == .loopback && request.onLoopbackListener)
+        let password = request.password.map { Array($0.readableBytesView) } ?? []
+        let decision: (hash: String, known: Bool, fingerprint: SHA256.Digest)? = state.withLock { state in
+            // Without users, credentials cannot be checked: the client counts as anonymous.
+            guard let username = request.username, !state.users.isEmpty else { return nil }
+            let hash = state.users[username] ?? decoy
+            return (hash, state.users[username] != nil, Self.fingerprint(hash, password))
+        }
+        guard let decision else { return .decided(anonymousAllowed ? .success : .notAuthorized) }
+        let username = request.username!
+        if decision.known, state.withLock({ $0.verified[username] == decision.fingerprint }) {
+            return .decided(.success)
+        }
+        guard state.withLock({ state in
+            guard state.pending < Self.maximumPending else { return false }
+            state.pending += 1
+            return true
+        }) else { return .decided(.serverBusy) }
+
+        return .pending(hashing.runIfActive(eventLoop: loop) { [self] in
+            defer { state.withLock { $0.pending -= 1 } }
+            guard PasswordHash.verify(password, against: decision.hash), decision.known else { return .badUserNameOrPassword }
+            state.withLock { state in
+                // Remembered only if the user still has this hash (not replaced meanwhile).
+                if state.users[username] == decision.hash { state.verified[username] = decision.fingerprint }
+            }
+            return .success
+        })
+    }
+
+    private static func fingerprint(_ hash: String, _ password: [UInt8]) -> SHA256.Digest {
+        var hasher = SHA256()
+        hasher.update(data: Array(hash.utf8))
+        hasher.update(data: [0])
+        hasher.update(data: password)
+        return hasher.finalize()
+    }
+}
