@@ -154,9 +154,13 @@ public final class NodeStatus: OpsSource {
         var storeFailure: String?
     }
 
+    func brokerAndLoop() -> (Broker, any EventLoop)? {
+        state.withLock { s in s.broker.flatMap { b in s.loop.map { (b, $0) } } }
+    }
+
     /// The broker's counters, read on its event loop; nil if the loop does not answer in time.
     private func snapshot() async -> Snapshot? {
-        guard let (broker, loop) = state.withLock({ s in s.broker.flatMap { b in s.loop.map { (b, $0) } } }) else { return nil }
+        guard let (broker, loop) = brokerAndLoop() else { return nil }
         let uptime = Double((ContinuousClock.now - startedAt).components.seconds)
         return await withTimeout(Self.answerTimeout) {
             try await loop.submit {
@@ -170,6 +174,35 @@ public final class NodeStatus: OpsSource {
                     storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil })
             }.get()
         }
+    }
+}
+
+extension NodeStatus: AdminSource {
+    /// Runs `body` with the broker on its event loop; nil before the broker exists or when the
+    /// loop does not answer in time.
+    private func onBroker<T: Sendable>(_ body: @escaping @Sendable (Broker) -> T) async -> T? {
+        guard let (broker, loop) = brokerAndLoop() else { return nil }
+        return await withTimeout(Self.answerTimeout) { try await loop.submit { body(broker) }.get() }
+    }
+
+    public func clients() async -> [AdminClient]? {
+        await onBroker { $0.clientSummaries().map(AdminClient.init) }
+    }
+
+    public func client(_ clientID: String) async -> AdminClient? {
+        await onBroker { $0.clientSummary(clientID).map(AdminClient.init) } ?? nil
+    }
+
+    public func disconnect(_ clientID: String, endSession: Bool) async -> Bool {
+        await onBroker { $0.disconnectClient(clientID, endSession: endSession) } ?? false
+    }
+}
+
+extension AdminClient {
+    init(_ summary: ClientSummary) {
+        self.init(clientID: summary.clientID, connected: summary.connected, username: summary.username, remoteAddress: summary.remoteAddress,
+                  protocolVersion: summary.protocolVersion, keepAlive: summary.keepAlive, sessionExpiryInterval: summary.sessionExpiryInterval,
+                  persistent: summary.persistent, subscriptions: summary.subscriptions, inflight: summary.inflight, queued: summary.queued)
     }
 }
 

@@ -10,6 +10,7 @@ public import ServiceLifecycle
 /// - `GET /readyz`: 200 when every readiness check passes, else 503; a JSON body lists the
 ///   checks either way (DESIGN G5: never a static "healthy").
 /// - `GET /metrics`: the Prometheus text format.
+/// - `/api/v1/...`: the admin API, with a bearer token (`AdminAPI`).
 ///
 /// A `Service`: put it before the broker in the `ServiceGroup`, which shuts services down in
 /// reverse order, so `/readyz` answers 503 ("draining") for as long as the broker drains.
@@ -19,11 +20,15 @@ public struct OpsServer: Service {
     let source: any OpsSource
     let logger: Logger
     let onListening: @Sendable (String) -> Void
+    /// The admin API (`/api/v1`, see `AdminAPI`), served when a token is set.
+    let admin: (source: any AdminSource, token: String)?
 
-    public init(host: String, port: Int, source: any OpsSource, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(host: String, port: Int, source: any OpsSource, admin: (source: any AdminSource, token: String)? = nil, logger: Logger,
+                onListening: @escaping @Sendable (String) -> Void = { _ in }) {
         self.host = host
         self.port = port
         self.source = source
+        self.admin = admin
         self.logger = logger
         self.onListening = onListening
     }
@@ -57,6 +62,8 @@ public struct OpsServer: Service {
             response.headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return response
         }
+
+        if let admin { AdminAPI.add(to: router, source: admin.source, token: admin.token) }
 
         let onListening = self.onListening
         let logger = self.logger

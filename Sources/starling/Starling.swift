@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import ServiceLifecycle
 import StarlingApp
@@ -78,7 +81,8 @@ struct Serve: AsyncParsableCommand {
         // operations endpoints still answer (readiness 503), which stop last.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http = configuration.httpListen {
-            let ops = OpsServer(host: http.host, port: http.port, source: status, logger: logger) { address in
+            let admin = configuration.adminToken.isEmpty ? nil : (source: status as any AdminSource, token: configuration.adminToken)
+            let ops = OpsServer(host: http.host, port: http.port, source: status, admin: admin, logger: logger) { address in
                 print("starling: listening http \(address)")
                 fflush(nil)
             }
@@ -124,7 +128,74 @@ struct ConfigurationSource: ParsableArguments {
 
 /// `starling ctl`: administration of what the store holds.
 struct Ctl: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Administer the broker's store (users).", subcommands: [Users.self])
+    static let configuration = CommandConfiguration(abstract: "Administer the broker: users (in the store), clients (through the admin API).",
+                                                    subcommands: [Users.self, Clients.self])
+
+    /// `starling ctl clients`: the admin API of a running broker (`http.listen`, `http.admin_token`).
+    struct Clients: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Clients of a running broker, through its admin API.",
+                                                        subcommands: [List.self, Show.self, Disconnect.self])
+
+        struct API: ParsableArguments {
+            @Option(help: "The broker's operations address (http.listen).") var url = "http://127.0.0.1:8080"
+            @Option(help: "The admin token (http.admin_token); default: STARLING_HTTP_ADMIN_TOKEN.")
+            var token = ProcessInfo.processInfo.environment["STARLING_HTTP_ADMIN_TOKEN"] ?? ""
+
+            /// The response body of `method path`; a clear error for anything but 2xx.
+            func call(_ method: String, _ path: String) async throws -> Data {
+                guard let url = URL(string: url + path) else { throw ValidationError("--url \(self.url) is not a URL") }
+                var request = URLRequest(url: url)
+                request.httpMethod = method
+                request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+                let (data, response) = try await URLSession.shared.data(for: request)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+                guard (200..<300).contains(status) else {
+                    let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] ?? String(decoding: data, as: UTF8.self)
+                    throw ValidationError("\(method) \(url): \(status) \(message)")
+                }
+                return data
+            }
+
+            static func path(_ clientID: String) -> String {
+                "/api/v1/clients/" + (clientID.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? clientID)
+            }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "One line per session: id, state, protocol, address, subscriptions, in flight, queued.")
+            @OptionGroup var api: API
+
+            func run() async throws {
+                struct Body: Decodable { var clients: [AdminClient] }
+                for c in try JSONDecoder().decode(Body.self, from: try await api.call("GET", "/api/v1/clients")).clients {
+                    print([c.clientID, c.connected ? "connected" : "offline", c.protocolVersion, c.remoteAddress ?? "-",
+                           "subscriptions=\(c.subscriptions.count)", "inflight=\(c.inflight)", "queued=\(c.queued)"].joined(separator: "\t"))
+                }
+            }
+        }
+
+        struct Show: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "One session, as JSON.")
+            @OptionGroup var api: API
+            @Argument(help: "The client id.") var clientID: String
+
+            func run() async throws {
+                print(String(decoding: try await api.call("GET", API.path(clientID)), as: UTF8.self), terminator: "")
+            }
+        }
+
+        struct Disconnect: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Disconnect a client (5.0: DISCONNECT 0x98 Administrative action).")
+            @OptionGroup var api: API
+            @Argument(help: "The client id.") var clientID: String
+            @Flag(help: "End its session too (subscriptions and queued messages are discarded).") var endSession = false
+
+            func run() async throws {
+                _ = try await api.call("DELETE", API.path(clientID) + (endSession ? "?end_session=true" : ""))
+                print("starling: \(clientID) disconnected\(endSession ? ", session ended" : "")")
+            }
+        }
+    }
 
     struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -21,6 +21,7 @@ DEFAULTS = {
     },
     "http": {
         "listen": "",
+        "admin_token": "",
     },
     "storage": {
         "data_dir": "./data",

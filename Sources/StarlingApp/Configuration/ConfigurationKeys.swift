@@ -228,6 +228,15 @@ extension ConfigurationKey {
             config.httpListen = address
             return nil
         },
+        ConfigurationKey(section: "http", name: "admin_token", kind: .string,
+                         doc: "Bearer token of the admin API (/api/v1: list and disconnect clients; `starling ctl clients`) on http.listen; \"\" serves no admin API. At least 16 characters; prefer the environment variable to the file.",
+                         defaultLiteral: "\"\"") { config, raw in
+            guard case .string(let s) = raw, s.isEmpty || (s.count >= 16 && !s.contains(where: \.isWhitespace)) else {
+                return "\"\" or a token of at least 16 characters without spaces"
+            }
+            config.adminToken = s
+            return nil
+        },
         ConfigurationKey(section: "auth", name: "allow_anonymous", kind: .string,
                          doc: "Who may connect without a user name: \"loopback\" (on listeners bound to 127.0.0.0/8 or ::1 only), \"true\" (everyone) or \"false\" (no one). Users are managed with `starling ctl users`; with none, user names are not checked and every client counts as anonymous.",
                          defaultLiteral: "\"loopback\"") { config, raw in

@@ -25,6 +25,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var tlsClientCA = ""
     /// The operations HTTP listener (`/healthz`, `/readyz`, `/metrics`); nil: none.
     public var httpListen: ListenAddress?
+    /// The bearer token of the admin API on that listener; "" serves no admin API.
+    public var adminToken = ""
     public var logLevel: Logger.Level = .info
     public var broker = BrokerConfiguration()
     public var authorizationRules: [RuleAuthorizer.Rule] = []

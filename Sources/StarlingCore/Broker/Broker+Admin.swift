@@ -1,0 +1,59 @@
+import MQTTCodec
+import NIOCore
+
+/// One session as the admin API shows it.
+public struct ClientSummary: Sendable, Equatable {
+    public var clientID: String
+    public var connected: Bool
+    public var username: String?
+    /// The connection's address (the client's, behind a PROXY protocol balancer); nil offline.
+    public var remoteAddress: String?
+    /// "3.1", "3.1.1" or "5.0".
+    public var protocolVersion: String
+    /// Seconds; nil offline.
+    public var keepAlive: Int?
+    public var sessionExpiryInterval: UInt32
+    /// Kept in the store (expiry above 0).
+    public var persistent: Bool
+    public var subscriptions: [String]
+    public var inflight: Int
+    public var queued: Int
+}
+
+extension Broker {
+    /// Every session, connected or not, by client id.
+    public func clientSummaries() -> [ClientSummary] {
+        sessions.keys.sorted().compactMap { clientSummary($0) }
+    }
+
+    public func clientSummary(_ clientID: String) -> ClientSummary? {
+        guard let session = sessions[clientID] else { return nil }
+        let connection = session.connection
+        return ClientSummary(
+            clientID: clientID, connected: connection?.isConnected ?? false, username: session.username,
+            remoteAddress: connection?.transport.remoteAddress,
+            protocolVersion: session.version == .v5 ? "5.0" : session.version == .v3_1_1 ? "3.1.1" : "3.1",
+            keepAlive: connection.map { Int($0.keepAlive) }, sessionExpiryInterval: session.expiryInterval,
+            persistent: session.isPersistent, subscriptions: session.subscriptions.keys.sorted(),
+            inflight: session.inflightCount, queued: session.queuedCount)
+    }
+
+    /// Closes the client's connection as an administrative action (5.0 clients get DISCONNECT
+    /// 0x98; the will is published, as for any close the client did not ask for). With
+    /// `endSession`, its session ends too, stored state included. False when there is no
+    /// session of that id.
+    public func disconnectClient(_ clientID: String, endSession end: Bool) -> Bool {
+        guard let session = sessions[clientID] else { return false }
+        if let connection = session.connection, connection.state != .closed {
+            logger.notice("disconnecting client by administrative action", metadata: ["mqtt.client_id": "\(clientID)"])
+            if connection.version == .v5 && connection.isConnected {
+                send(.disconnect(MQTTDisconnect(reasonCode: .administrativeAction)), on: connection)
+            }
+            close(connection)
+        }
+        if end, sessions[clientID] === session { endSession(session, now: clock.now()) }
+        commitCollected()
+        flush()
+        return true
+    }
+}

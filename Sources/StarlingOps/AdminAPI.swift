@@ -1,0 +1,120 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// One client (session) in the admin API's JSON.
+public struct AdminClient: Sendable, Codable, Equatable {
+    public var clientID: String
+    public var connected: Bool
+    public var username: String?
+    public var remoteAddress: String?
+    public var protocolVersion: String
+    public var keepAlive: Int?
+    public var sessionExpiryInterval: UInt32
+    public var persistent: Bool
+    public var subscriptions: [String]
+    public var inflight: Int
+    public var queued: Int
+
+    /// snake_case in JSON, spelled out: the automatic conversion does not round-trip `clientID`.
+    enum CodingKeys: String, CodingKey {
+        case clientID = "client_id", connected, username, remoteAddress = "remote_address", protocolVersion = "protocol_version"
+        case keepAlive = "keep_alive", sessionExpiryInterval = "session_expiry_interval", persistent, subscriptions, inflight, queued
+    }
+
+    public init(clientID: String, connected: Bool, username: String?, remoteAddress: String?, protocolVersion: String, keepAlive: Int?,
+                sessionExpiryInterval: UInt32, persistent: Bool, subscriptions: [String], inflight: Int, queued: Int) {
+        self.clientID = clientID
+        self.connected = connected
+        self.username = username
+        self.remoteAddress = remoteAddress
+        self.protocolVersion = protocolVersion
+        self.keepAlive = keepAlive
+        self.sessionExpiryInterval = sessionExpiryInterval
+        self.persistent = persistent
+        self.subscriptions = subscriptions
+        self.inflight = inflight
+        self.queued = queued
+    }
+}
+
+/// What the admin API asks of the node.
+public protocol AdminSource: Sendable {
+    /// Every session; nil when the broker does not answer.
+    func clients() async -> [AdminClient]?
+    func client(_ clientID: String) async -> AdminClient?
+    /// Disconnects the client (and with `endSession` ends its session); false when unknown.
+    func disconnect(_ clientID: String, endSession: Bool) async -> Bool
+}
+
+/// The admin API under `/api/v1`, for `starling ctl` and operators' tools. Every request needs
+/// `Authorization: Bearer <http.admin_token>`; without a token configured the API is not served.
+enum AdminAPI {
+    static func add(to router: Router<BasicRequestContext>, source: any AdminSource, token: String) {
+        let api = router.group("api/v1").add(middleware: BearerTokenMiddleware(token: token))
+        api.get("clients") { _, _ -> Response in
+            guard let clients = await source.clients() else { return error(.serviceUnavailable, "the broker did not answer") }
+            return json(.ok, ClientList(clients: clients))
+        }
+        api.get("clients/:id") { _, context -> Response in
+            let id = clientID(context)
+            guard let client = await source.client(id) else { return error(.notFound, "no client \(id)") }
+            return json(.ok, client)
+        }
+        api.delete("clients/:id") { request, context -> Response in
+            let id = clientID(context)
+            let endSession = request.uri.queryParameters.get("end_session") == "true"
+            guard await source.disconnect(id, endSession: endSession) else { return error(.notFound, "no client \(id)") }
+            return Response(status: .noContent)
+        }
+    }
+
+    private struct ClientList: Encodable {
+        var clients: [AdminClient]
+    }
+
+    private struct ErrorBody: Encodable {
+        var error: String
+    }
+
+    /// Client ids may hold any character: the path segment is percent-decoded.
+    private static func clientID(_ context: BasicRequestContext) -> String {
+        let raw = context.parameters.get("id") ?? ""
+        return raw.removingPercentEncoding ?? raw
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(value)) ?? Data()
+        var response = Response(status: status, body: .init(byteBuffer: ByteBuffer(bytes: body + [0x0A])))
+        response.headers[.contentType] = "application/json"
+        return response
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        json(status, ErrorBody(error: message))
+    }
+}
+
+/// Refuses requests without `Authorization: Bearer <token>` (401), compared in constant time.
+struct BearerTokenMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let token: [UInt8]
+
+    init(token: String) {
+        self.token = Array(token.utf8)
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let given = Array((request.headers[.authorization] ?? "").utf8)
+        let prefix = Array("Bearer ".utf8)
+        guard given.count == prefix.count + token.count, given.starts(with: prefix),
+              zip(given.dropFirst(prefix.count), token).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+            var response = AdminAPI.error(.unauthorized, "a valid Authorization: Bearer token (http.admin_token) is required")
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        }
+        return try await next(request, context)
+    }
+}
