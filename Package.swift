@@ -92,6 +92,7 @@ let package = Package(
         .target(
             name: "StarlingOps",
             dependencies: [
+                "StarlingCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -119,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "starling",
             dependencies: [
-                "StarlingApp", "StarlingOps",
+                "StarlingApp", "StarlingOps", "StarlingCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

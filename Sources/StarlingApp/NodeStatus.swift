@@ -1,5 +1,5 @@
 import NIOCore
-import StarlingCore
+public import StarlingCore
 import StarlingTransport
 public import StarlingOps
 import Synchronization
@@ -185,24 +185,16 @@ extension NodeStatus: AdminSource {
         return await withTimeout(Self.answerTimeout) { try await loop.submit { body(broker) }.get() }
     }
 
-    public func clients() async -> [AdminClient]? {
-        await onBroker { $0.clientSummaries().map(AdminClient.init) }
+    public func clients() async -> [ClientSummary]? {
+        await onBroker { $0.clientSummaries() }
     }
 
-    public func client(_ clientID: String) async -> AdminClient? {
-        await onBroker { $0.clientSummary(clientID).map(AdminClient.init) } ?? nil
+    public func client(_ clientID: String) async -> ClientSummary? {
+        await onBroker { $0.clientSummary(clientID) } ?? nil
     }
 
     public func disconnect(_ clientID: String, endSession: Bool) async -> Bool {
         await onBroker { $0.disconnectClient(clientID, endSession: endSession) } ?? false
-    }
-}
-
-extension AdminClient {
-    init(_ summary: ClientSummary) {
-        self.init(clientID: summary.clientID, connected: summary.connected, username: summary.username, remoteAddress: summary.remoteAddress,
-                  protocolVersion: summary.protocolVersion, keepAlive: summary.keepAlive, sessionExpiryInterval: summary.sessionExpiryInterval,
-                  persistent: summary.persistent, subscriptions: summary.subscriptions, inflight: summary.inflight, queued: summary.queued)
     }
 }
 

@@ -1,48 +1,13 @@
 import Foundation
 import Hummingbird
 import NIOCore
-
-/// One client (session) in the admin API's JSON.
-public struct AdminClient: Sendable, Codable, Equatable {
-    public var clientID: String
-    public var connected: Bool
-    public var username: String?
-    public var remoteAddress: String?
-    public var protocolVersion: String
-    public var keepAlive: Int?
-    public var sessionExpiryInterval: UInt32
-    public var persistent: Bool
-    public var subscriptions: [String]
-    public var inflight: Int
-    public var queued: Int
-
-    /// snake_case in JSON, spelled out: the automatic conversion does not round-trip `clientID`.
-    enum CodingKeys: String, CodingKey {
-        case clientID = "client_id", connected, username, remoteAddress = "remote_address", protocolVersion = "protocol_version"
-        case keepAlive = "keep_alive", sessionExpiryInterval = "session_expiry_interval", persistent, subscriptions, inflight, queued
-    }
-
-    public init(clientID: String, connected: Bool, username: String?, remoteAddress: String?, protocolVersion: String, keepAlive: Int?,
-                sessionExpiryInterval: UInt32, persistent: Bool, subscriptions: [String], inflight: Int, queued: Int) {
-        self.clientID = clientID
-        self.connected = connected
-        self.username = username
-        self.remoteAddress = remoteAddress
-        self.protocolVersion = protocolVersion
-        self.keepAlive = keepAlive
-        self.sessionExpiryInterval = sessionExpiryInterval
-        self.persistent = persistent
-        self.subscriptions = subscriptions
-        self.inflight = inflight
-        self.queued = queued
-    }
-}
+public import StarlingCore
 
 /// What the admin API asks of the node.
 public protocol AdminSource: Sendable {
     /// Every session; nil when the broker does not answer.
-    func clients() async -> [AdminClient]?
-    func client(_ clientID: String) async -> AdminClient?
+    func clients() async -> [ClientSummary]?
+    func client(_ clientID: String) async -> ClientSummary?
     /// Disconnects the client (and with `endSession` ends its session); false when unknown.
     func disconnect(_ clientID: String, endSession: Bool) async -> Bool
 }
@@ -70,7 +35,7 @@ enum AdminAPI {
     }
 
     private struct ClientList: Encodable {
-        var clients: [AdminClient]
+        var clients: [ClientSummary]
     }
 
     private struct ErrorBody: Encodable {

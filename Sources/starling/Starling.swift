@@ -6,6 +6,7 @@ import FoundationNetworking
 import Logging
 import ServiceLifecycle
 import StarlingApp
+import StarlingCore
 import StarlingOps
 
 /// `starling`: the broker. With no arguments it serves with defaults (127.0.0.1:1883 only).
@@ -166,7 +167,7 @@ struct Ctl: AsyncParsableCommand {
             @OptionGroup var api: API
 
             func run() async throws {
-                struct Body: Decodable { var clients: [AdminClient] }
+                struct Body: Decodable { var clients: [ClientSummary] }
                 for c in try JSONDecoder().decode(Body.self, from: try await api.call("GET", "/api/v1/clients")).clients {
                     print([c.clientID, c.connected ? "connected" : "offline", c.protocolVersion, c.remoteAddress ?? "-",
                            "subscriptions=\(c.subscriptions.count)", "inflight=\(c.inflight)", "queued=\(c.queued)"].joined(separator: "\t"))

@@ -1,8 +1,8 @@
 import MQTTCodec
 import NIOCore
 
-/// One session as the admin API shows it.
-public struct ClientSummary: Sendable, Equatable {
+/// One session as the admin API shows it (its JSON keys in snake_case).
+public struct ClientSummary: Sendable, Equatable, Codable {
     public var clientID: String
     public var connected: Bool
     public var username: String?
@@ -18,6 +18,12 @@ public struct ClientSummary: Sendable, Equatable {
     public var subscriptions: [String]
     public var inflight: Int
     public var queued: Int
+
+    /// Spelled out: the automatic snake_case conversion does not round-trip `clientID`.
+    enum CodingKeys: String, CodingKey {
+        case clientID = "client_id", connected, username, remoteAddress = "remote_address", protocolVersion = "protocol_version"
+        case keepAlive = "keep_alive", sessionExpiryInterval = "session_expiry_interval", persistent, subscriptions, inflight, queued
+    }
 }
 
 extension Broker {
