@@ -130,6 +130,13 @@ CREATE TABLE users (
     updated_at    TEXT NOT NULL            -- UTC, 'YYYY-MM-DD HH:MM:SS'
 );
 """#),
+        Migration(version: 4, name: "users_scram", sql: #"""
+-- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
+-- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
+-- this column existed: they sign in with their password until it is set again.
+
+ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -255,6 +262,13 @@ CREATE TABLE users (
     password_hash text NOT NULL,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+"""#),
+        Migration(version: 4, name: "users_scram", sql: #"""
+-- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
+-- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
+-- this column existed: they sign in with their password until it is set again.
+
+ALTER TABLE users ADD COLUMN scram_sha256 text;
 """#),
     ]
 }

@@ -99,17 +99,17 @@ public final class PostgresStore: PersistentStore {
 
     public func loadUsers() async throws -> [StoredUser] {
         var users: [StoredUser] = []
-        let rows = try await client.query("SELECT username, password_hash FROM users ORDER BY username", logger: logger)
-        for try await (username, hash) in rows.decode((String, String).self) {
-            users.append(StoredUser(username: username, passwordHash: hash))
+        let rows = try await client.query("SELECT username, password_hash, scram_sha256 FROM users ORDER BY username", logger: logger)
+        for try await (username, hash, scram) in rows.decode((String, String, String?).self) {
+            users.append(StoredUser(username: username, passwordHash: hash, scram: scram))
         }
         return users
     }
 
     public func saveUser(_ user: StoredUser) async throws {
         try await client.query("""
-            INSERT INTO users (username, password_hash) VALUES (\(user.username), \(user.passwordHash))
-            ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, updated_at = now()
+            INSERT INTO users (username, password_hash, scram_sha256) VALUES (\(user.username), \(user.passwordHash), \(user.scram))
+            ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, scram_sha256 = excluded.scram_sha256, updated_at = now()
             """, logger: logger)
     }
 

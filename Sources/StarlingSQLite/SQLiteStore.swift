@@ -97,8 +97,8 @@ public final class SQLiteStore: PersistentStore {
 
     public func loadUsers() async throws -> [StoredUser] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT username, password_hash FROM users ORDER BY username").map {
-                StoredUser(username: $0["username"], passwordHash: $0["password_hash"])
+            try Row.fetchAll(db, sql: "SELECT username, password_hash, scram_sha256 FROM users ORDER BY username").map {
+                StoredUser(username: $0["username"], passwordHash: $0["password_hash"], scram: $0["scram_sha256"])
             }
         }
     }
@@ -106,9 +106,10 @@ public final class SQLiteStore: PersistentStore {
     public func saveUser(_ user: StoredUser) async throws {
         try await pool.write { db in
             try db.execute(sql: """
-                INSERT INTO users (username, password_hash, updated_at) VALUES (?, ?, datetime('now'))
-                ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at
-                """, arguments: [user.username, user.passwordHash])
+                INSERT INTO users (username, password_hash, scram_sha256, updated_at) VALUES (?, ?, ?, datetime('now'))
+                ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, scram_sha256 = excluded.scram_sha256,
+                    updated_at = excluded.updated_at
+                """, arguments: [user.username, user.passwordHash, user.scram])
         }
     }
 

@@ -19,9 +19,10 @@ public enum AnonymousPolicy: String, Sendable, CaseIterable {
 /// the broker holds the client's later packets meanwhile. A password that verified is
 /// remembered (as a SHA-256 of hash and password, not the password), so reconnecting clients
 /// cost a hash lookup, not PBKDF2.
-final class PasswordAuthenticator: Authenticator {
+final class PasswordAuthenticator: EnhancedAuthenticator {
     private struct State {
         var users: [String: String] = [:]  // username → PHC hash
+        var scram: [String: ScramSHA256.Credentials] = [:]
         /// username → SHA-256(hash, 0x00, password) of the last password that verified.
         var verified: [String: SHA256.Digest] = [:]
         var pending = 0
@@ -51,6 +52,8 @@ final class PasswordAuthenticator: Authenticator {
             let list = Dictionary(users.map { ($0.username, $0.passwordHash) }, uniquingKeysWith: { _, last in last })
             state.verified = state.verified.filter { list[$0.key] != nil && list[$0.key] == state.users[$0.key] }
             state.users = list
+            state.scram = Dictionary(users.compactMap { user in user.scram.flatMap(ScramSHA256.parse).map { (user.username, $0) } },
+                                     uniquingKeysWith: { _, last in last })
         }
     }
 
@@ -85,6 +88,12 @@ final class PasswordAuthenticator: Authenticator {
             }
             return .success
         })
+    }
+
+    /// SCRAM-SHA-256 (enhanced authentication): cheap HMACs on the broker's loop, no PBKDF2.
+    func beginExchange(method: String, request _: AuthenticationRequest) -> (any EnhancedAuthentication)? {
+        guard method == ScramSHA256.method else { return nil }
+        return ScramSHA256.Exchange(lookup: { [self] name in state.withLock { $0.scram[name] } })
     }
 
     private static func fingerprint(_ hash: String, _ password: [UInt8]) -> SHA256.Digest {

@@ -15,8 +15,9 @@ public enum UserAdministration {
         }
         guard !password.isEmpty else { throw Failure(description: "the password is empty") }
         let hash = try PasswordHash.make(password)
+        let scram = try ScramSHA256.make(password)
         return try await StarlingServer.withStore(configuration, logger: logger) { store, description in
-            try await store.saveUser(StoredUser(username: username, passwordHash: hash))
+            try await store.saveUser(StoredUser(username: username, passwordHash: hash, scram: scram))
             return description
         }
     }

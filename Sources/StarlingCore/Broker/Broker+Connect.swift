@@ -58,11 +58,6 @@ extension Broker {
             connection.clientReceiveMaximum = Int(properties.receiveMaximum ?? .max)
             connection.clientMaximumPacketSize = Int(properties.maximumPacketSize ?? .max)
             connection.clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0
-            if properties.authenticationMethod != nil {
-                // Enhanced authentication is not offered [MQTT-4.12.0-1].
-                refuse(connection, reason: .badAuthenticationMethod, message: "enhanced authentication is not supported")
-                return
-            }
         }
 
         // The will [MQTT-3.1.2-7]
@@ -98,19 +93,32 @@ extension Broker {
         let accept = { [self] in
             acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive, on: connection)
         }
+        if connect.version == .v5, let method = properties.authenticationMethod {
+            // Enhanced authentication [MQTT-4.12]: an exchange of AUTH packets before the CONNACK.
+            guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
+                return refuse(connection, reason: .badAuthenticationMethod, message: "authentication method \(method) is not supported")  // [MQTT-4.12.0-1]
+            }
+            let state = ConnectionAuthentication(method: method)
+            state.exchange = exchange
+            state.resume = accept
+            connection.authentication = state
+            connection.state = .authenticating
+            return enhancedStep(exchange.step(properties.authenticationData), on: connection)
+        }
         switch authenticator.authenticate(request) {
         case .decided(let reason):
             guard reason == .success else { return refuseAuthentication(connection, reason: reason) }
             accept()
         case .pending(let future):
             connection.state = .authenticating
+            connection.authentication = ConnectionAuthentication()
             connection.pauseReading(.authentication)
             future.assumeIsolated().whenComplete { [self] result in
                 guard connection.state == .authenticating else { return }  // closed meanwhile
                 connection.resumeReading(.authentication)
                 let reason = (try? result.get()) ?? .unspecifiedError
-                let held = connection.held
-                connection.held = []
+                let held = connection.authentication?.held ?? []
+                connection.authentication = nil
                 connection.state = .awaitingConnect
                 if reason == .success {
                     accept()
@@ -120,6 +128,77 @@ extension Broker {
                 }
                 commitCollected()
                 flush()
+            }
+        }
+    }
+
+    /// An AUTH packet while authenticating (CONNECT exchange) or connected (re-authentication
+    /// [MQTT-4.12.1]).
+    func handleAuth(_ auth: MQTTAuth, on connection: Connection) {
+        guard let state = connection.authentication, let method = state.method else {
+            // No Authentication Method was accepted in CONNECT [MQTT-4.12.0-7].
+            return authenticationError(connection, "AUTH without an authentication method", spec: "MQTT-4.12.0-7")
+        }
+        guard auth.properties.authenticationMethod == method else {
+            return authenticationError(connection, "AUTH with another authentication method than CONNECT's", spec: "MQTT-4.12.0-5")
+        }
+        switch (auth.reasonCode, state.exchange) {
+        case (.continueAuthentication, let exchange?):
+            enhancedStep(exchange.step(auth.properties.authenticationData), on: connection)
+        case (.reAuthenticate, nil) where connection.state == .connected:
+            let request = AuthenticationRequest(clientID: connection.clientID, username: connection.username, password: nil,
+                                                remoteAddress: connection.transport.remoteAddress, version: connection.version,
+                                                onLoopbackListener: connection.transport.isOnLoopbackListener)
+            guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
+                return fail(connection, .badAuthenticationMethod, "authentication method \(method) is no longer offered")
+            }
+            state.exchange = exchange
+            enhancedStep(exchange.step(auth.properties.authenticationData), on: connection)
+        default:
+            authenticationError(connection, "AUTH \(auth.reasonCode) out of sequence", spec: "MQTT-4.12.0-2")
+        }
+    }
+
+    /// A protocol error in an authentication exchange: CONNACK 0x82 before the CONNACK, else
+    /// DISCONNECT 0x82.
+    private func authenticationError(_ connection: Connection, _ message: String, spec: String) {
+        if connection.state == .authenticating {
+            connection.state = .awaitingConnect
+            refuse(connection, reason: .protocolError, message: "\(message) [\(spec)]")
+        } else {
+            fail(connection, .protocolError, message, spec: spec)
+        }
+    }
+
+    /// Answers one step of an enhanced-authentication exchange: AUTH 0x18, or the outcome —
+    /// CONNACK during CONNECT, AUTH 0x00 or DISCONNECT after a re-authentication.
+    func enhancedStep(_ step: EnhancedAuthenticationStep, on connection: Connection) {
+        guard let state = connection.authentication, let method = state.method else { return }
+        let connecting = connection.state == .authenticating
+        switch step {
+        case .continue(let data):
+            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [.authenticationMethod(method), .authenticationData(data)])),
+                 on: connection)
+        case .success(let data):
+            state.exchange = nil
+            var properties: MQTTProperties = [.authenticationMethod(method)]
+            if let data { properties.append(.authenticationData(data)) }
+            if connecting {
+                state.connackProperties = properties  // [MQTT-3.2.2.3.17]
+                let resume = state.resume
+                state.resume = nil
+                connection.state = .awaitingConnect
+                resume?()
+            } else {
+                send(.auth(MQTTAuth(reasonCode: .success, properties: properties)), on: connection)  // [MQTT-4.12.1-2]
+            }
+        case .failure(let reason):
+            state.exchange = nil
+            if connecting {
+                connection.state = .awaitingConnect
+                refuseAuthentication(connection, reason: reason)
+            } else {
+                fail(connection, reason, "re-authentication failed")
             }
         }
     }
@@ -194,6 +273,10 @@ extension Broker {
             if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
             if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
             p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
+            if let authentication = connection.authentication {
+                for property in authentication.connackProperties { p.append(property) }
+                authentication.connackProperties = []
+            }
             ack.properties = p
         }
         // CONNACK once the session is durable; nothing is written before it [MQTT-3.2.0-1].

@@ -26,9 +26,8 @@ extension Broker {
             durably([]) { self.send(.pingresp, on: connection) }  // [MQTT-3.12.4-1], in order with acks
         case .disconnect(let disconnect):
             handleDisconnect(disconnect, on: connection)
-        case .auth:
-            // No Authentication Method was accepted in CONNECT [MQTT-4.12.0-7].
-            fail(connection, .protocolError, "AUTH without an authentication method")
+        case .auth(let auth):
+            handleAuth(auth, on: connection)
         case .connack, .suback, .unsuback, .pingresp:
             fail(connection, .protocolError, "\(packet.type) is not sent by clients")
         }

@@ -103,7 +103,18 @@ public final class Broker: @unchecked Sendable {
             }
             handleConnect(connect, on: connection)
         case .authenticating:
-            connection.held.append(packet)
+            guard let state = connection.authentication else { break }
+            if state.method == nil {
+                state.held.append(packet)  // a password check: handled once it is decided
+            } else if case .auth(let auth) = packet {
+                handleAuth(auth, on: connection)
+            } else if case .disconnect = packet {
+                close(connection)
+            } else {
+                // Only AUTH or DISCONNECT before the CONNACK of an enhanced authentication.
+                connection.state = .awaitingConnect
+                refuse(connection, reason: .protocolError, message: "\(packet.type) during enhanced authentication")
+            }
         case .connecting, .connected:
             handlePacket(packet, on: connection)
         case .closed:

@@ -7,8 +7,8 @@ public final class Connection {
     enum State {
         /// Accepted; CONNECT not yet received [MQTT-3.1.0-1].
         case awaitingConnect
-        /// CONNECT valid; the authenticator has not decided yet. Later packets are held in order
-        /// (`held`) and reading pauses.
+        /// CONNECT valid; the authenticator has not decided yet: a password check (later packets
+        /// are held in order, reading pauses) or an enhanced-authentication exchange (AUTH packets).
         case authenticating
         /// CONNECT accepted; CONNACK waits for the session to be durable. Packets are processed,
         /// but nothing is written before the CONNACK [MQTT-3.2.0-1].
@@ -49,8 +49,9 @@ public final class Connection {
 
     /// Written to since the last flush.
     var needsFlush = false
-    /// Packets that arrived while authenticating, handled in order once accepted.
-    var held: [MQTTPacket] = []
+    /// Authentication in progress, or the method of an enhanced authentication (kept for
+    /// re-authentication); nil for most connections, so an idle one pays one pointer.
+    var authentication: ConnectionAuthentication?
 
     /// Why reading from this client is paused; it reads again when no reason is left.
     struct ReadPauses: OptionSet {
@@ -97,4 +98,21 @@ public final class Connection {
 extension Connection: Hashable {
     public static func == (lhs: Connection, rhs: Connection) -> Bool { lhs === rhs }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}
+
+/// What a connection keeps while it authenticates, and after an enhanced authentication.
+final class ConnectionAuthentication {
+    /// Packets that arrived during a password check, handled in order once accepted.
+    var held: [MQTTPacket] = []
+    /// The enhanced-authentication method and the exchange in progress.
+    var method: String?
+    var exchange: (any EnhancedAuthentication)?
+    /// Continues the CONNECT once the exchange succeeds.
+    var resume: (() -> Void)?
+    /// Authentication Method and Data for the CONNACK.
+    var connackProperties: MQTTProperties = []
+
+    init(method: String? = nil) {
+        self.method = method
+    }
 }

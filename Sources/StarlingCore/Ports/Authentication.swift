@@ -41,3 +41,31 @@ public struct AllowAllAuthenticator: Authenticator {
     public init() {}
     public func authenticate(_: AuthenticationRequest) -> AuthenticationDecision { .decided(.success) }
 }
+
+/// One enhanced-authentication exchange (MQTT 5.0 section 4.12), such as SCRAM: it is given
+/// the client's Authentication Data step by step, on the broker's event loop.
+public protocol EnhancedAuthentication: AnyObject {
+    func step(_ data: ByteBuffer?) -> EnhancedAuthenticationStep
+}
+
+public enum EnhancedAuthenticationStep {
+    /// Answer AUTH 0x18 Continue authentication with this Authentication Data.
+    case `continue`(ByteBuffer)
+    /// Authenticated: CONNACK (or AUTH 0x00 after a re-authentication) with this data, if any.
+    case success(ByteBuffer?)
+    /// Refused with this reason code.
+    case failure(MQTTReasonCode)
+}
+
+extension Authenticator {
+    /// Starts an exchange for the Authentication Method `method` of a CONNECT or a
+    /// re-authentication; nil when the method is not offered (CONNACK 0x8C).
+    public func beginEnhancedAuthentication(method: String, request: AuthenticationRequest) -> (any EnhancedAuthentication)? {
+        (self as? any EnhancedAuthenticator)?.beginExchange(method: method, request: request)
+    }
+}
+
+/// An authenticator that also offers enhanced authentication methods.
+public protocol EnhancedAuthenticator: Authenticator {
+    func beginExchange(method: String, request: AuthenticationRequest) -> (any EnhancedAuthentication)?
+}

@@ -148,10 +148,13 @@ public enum StoreOperation: Sendable, Equatable {
 public struct StoredUser: Sendable, Equatable {
     public var username: String
     public var passwordHash: String
+    /// SCRAM-SHA-256 credentials for enhanced authentication, if set.
+    public var scram: String?
 
-    public init(username: String, passwordHash: String) {
+    public init(username: String, passwordHash: String, scram: String? = nil) {
         self.username = username
         self.passwordHash = passwordHash
+        self.scram = scram
     }
 }
 
