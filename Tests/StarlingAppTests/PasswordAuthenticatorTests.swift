@@ -65,6 +65,30 @@ struct PasswordAuthenticatorTests {
         }
     }
 
+    @Test("a storm of connections with the same credentials waits for one hash")
+    func coalesced() async throws {
+        try await Self.withAuthenticator(.never, users: [("fleet", "secret")]) { authenticator in
+            var futures: [EventLoopFuture<MQTTReasonCode>] = []
+            for _ in 0..<20 {
+                guard case .pending(let future) = authenticator.authenticate(Self.request("fleet", "secret")) else {
+                    Issue.record("decided before any check ran")
+                    return
+                }
+                futures.append(future)
+            }
+            #expect(Set(futures.map(ObjectIdentifier.init)).count == 1)  // one check, shared
+            for future in futures { #expect(try await future.get() == .success) }
+            try await Self.check(authenticator, Self.request("fleet", "wrong"), .badUserNameOrPassword, pending: true)  // not joined
+        }
+    }
+
+    @Test("fewer rounds may be chosen per user; they are read back from the hash")
+    func rounds() throws {
+        let hash = try PasswordHash.make("device secret", rounds: 1_000)
+        #expect(hash.hasPrefix("$pbkdf2-sha512$i=1000$"))
+        #expect(PasswordHash.verify(Array("device secret".utf8), against: hash))
+    }
+
     @Test("a new password replaces the remembered one; a deleted user is refused")
     func replaced() async throws {
         try await Self.withAuthenticator(.never, users: [("alice", "old")]) { authenticator in

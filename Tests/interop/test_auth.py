@@ -116,3 +116,15 @@ def wait_for(condition):
     while not condition():
         assert time.monotonic() < deadline, "the broker did not pick the user change up"
         time.sleep(0.2)
+
+
+def test_rounds_are_chosen_per_user(store, broker_factory):
+    """`ctl users add --rounds`: fewer PBKDF2 rounds for devices with random secrets; the hash
+    records them; out-of-range values are refused naming what is allowed."""
+    assert ctl(store, "add", "device-7", "--password", "9f2c4e1a7b3d5f60", "--rounds", "1000").returncode == 0
+    hashes = store.query("SELECT password_hash FROM users WHERE username = 'device-7'")
+    assert hashes[0][0].startswith("$pbkdf2-sha512$i=1000$")
+    broker = broker_factory(config_text=NO_ANONYMOUS, extra_args=store.args)
+    assert connack(broker, mqtt.MQTTv5, "device-7", "9f2c4e1a7b3d5f60") == 0x00
+    refused = ctl(store, "add", "device-8", "--password", "x", "--rounds", "10")
+    assert refused.returncode != 0 and "1000 to 10,000,000" in refused.stderr

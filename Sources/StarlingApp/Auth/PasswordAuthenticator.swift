@@ -26,6 +26,9 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         /// username → SHA-256(hash, 0x00, password) of the last password that verified.
         var verified: [String: SHA256.Digest] = [:]
         var pending = 0
+        /// Checks in progress, by user and fingerprint: a storm of connections with the same
+        /// credentials waits for one hash, not one each.
+        var inFlight: [String: EventLoopFuture<MQTTReasonCode>] = [:]
     }
 
     let policy: AnonymousPolicy
@@ -73,21 +76,35 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         if decision.known, state.withLock({ $0.verified[username] == decision.fingerprint }) {
             return .decided(.success)
         }
-        guard state.withLock({ state in
-            guard state.pending < Self.maximumPending else { return false }
+        let key = "\(username)\u{0}\(decision.fingerprint)"
+        enum Admission { case joined(EventLoopFuture<MQTTReasonCode>), start, busy }
+        let admission: Admission = state.withLock { state in
+            if let running = state.inFlight[key] { return .joined(running) }
+            guard state.pending < Self.maximumPending else { return .busy }
             state.pending += 1
-            return true
-        }) else { return .decided(.serverBusy) }
-
-        return .pending(hashing.runIfActive(eventLoop: loop) { [self] in
-            defer { state.withLock { $0.pending -= 1 } }
+            return .start
+        }
+        switch admission {
+        case .joined(let running): return .pending(running)
+        case .busy: return .decided(.serverBusy)
+        case .start: break
+        }
+        let check = hashing.runIfActive(eventLoop: loop) { [self] () -> MQTTReasonCode in
             guard PasswordHash.verify(password, against: decision.hash), decision.known else { return .badUserNameOrPassword }
             state.withLock { state in
                 // Remembered only if the user still has this hash (not replaced meanwhile).
                 if state.users[username] == decision.hash { state.verified[username] = decision.fingerprint }
             }
             return .success
-        })
+        }
+        state.withLock { $0.inFlight[key] = check }
+        check.whenComplete { [self] _ in
+            state.withLock { state in
+                state.pending -= 1
+                state.inFlight[key] = nil
+            }
+        }
+        return .pending(check)
     }
 
     /// SCRAM-SHA-256 (enhanced authentication): cheap HMACs on the broker's loop, no PBKDF2.

@@ -4,15 +4,19 @@ import Foundation
 
 /// Salted PBKDF2 password hashes (DESIGN section 7), as PHC strings:
 /// `$pbkdf2-sha512$i=210000$SALT$HASH`, salt and hash in unpadded base64. 210,000 rounds of
-/// HMAC-SHA-512 is OWASP's recommendation for PBKDF2-SHA512 (and swift-crypto's minimum).
+/// HMAC-SHA-512 is OWASP's recommendation for PBKDF2-SHA512: right for passwords people choose,
+/// and about 0.14 s of one core per check here. Fleets whose devices hold random secrets may
+/// choose fewer rounds per user (`ctl users add --rounds`), so that a reconnect storm of
+/// distinct devices is not bounded by hashing (BENCHMARKS.md).
 enum PasswordHash {
     static let rounds = 210_000
+    static let minimumRounds = 1_000
     static let saltBytes = 16
     static let hashBytes = 64
     static let scheme = "pbkdf2-sha512"
 
     /// A new hash of `password` with a random salt.
-    static func make(_ password: String) throws -> String {
+    static func make(_ password: String, rounds: Int = rounds) throws -> String {
         let salt = (0..<saltBytes).map { _ in UInt8.random(in: .min ... .max) }
         let hash = try derive(Array(password.utf8), salt: salt, rounds: rounds)
         return "$\(scheme)$i=\(rounds)$\(base64(salt))$\(base64(hash))"
