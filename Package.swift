@@ -92,7 +92,7 @@ let package = Package(
         .target(
             name: "StarlingOps",
             dependencies: [
-                "StarlingCore",
+                "StarlingCore", "StarlingTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -71,9 +71,7 @@ public final class NodeStatus: OpsSource {
             ? HealthCheck(name: "restored", passing: true, detail: "sessions and retained messages restored")
             : HealthCheck(name: "restored", passing: false, detail: phase == .starting ? "starting" : "restoring state from the store"))
 
-        let addresses = listeners.compactMap { channel in
-            channel.localAddress.flatMap { a in a.port.map { ListenAddress(host: a.ipAddress ?? "?", port: $0).description } }
-        }
+        let addresses = listeners.compactMap { ListenAddress(bound: $0.localAddress)?.description }
         let accepting = phase >= .serving && !listeners.isEmpty && listeners.allSatisfy(\.isActive)
         checks.append(HealthCheck(name: "listeners", passing: accepting && phase == .serving,
                                   detail: accepting ? "accepting MQTT on \(addresses.joined(separator: ", "))" : "not accepting MQTT connections"))

@@ -26,6 +26,19 @@ public final class StarlingServer: Service, Sendable {
         self.onListening = onListening
     }
 
+    /// Runs `body` with the store every `interval` (first after `initialDelay`, default one
+    /// interval), one run at a time; nil without a store.
+    static func repeatedly(with store: (any PersistentStore)?, on loop: any EventLoop, every interval: TimeAmount,
+                           initialDelay: TimeAmount? = nil,
+                           _ body: @escaping @Sendable (any PersistentStore) async -> Void) -> RepeatedTask? {
+        guard let store else { return nil }
+        return loop.scheduleRepeatedAsyncTask(initialDelay: initialDelay ?? interval, delay: interval) { _ in
+            let promise = loop.makePromise(of: Void.self)
+            promise.completeWithTask { await body(store) }
+            return promise.futureResult
+        }
+    }
+
     /// How often the users are read again from the store.
     static let userRefreshInterval = TimeAmount.seconds(2)
 
@@ -119,8 +132,7 @@ public final class StarlingServer: Service, Sendable {
                 let channel = try await MQTTListener.bind(address, kind: kind, proxyProtocol: configuration.proxyProtocol, broker: broker, eventLoop: loop,
                                                           maximumPacketSize: configuration.broker.maxPacketSize)
                 channels.append(channel)
-                if let local = channel.localAddress, let port = local.port {
-                    let text = ListenAddress(host: local.ipAddress ?? "?", port: port).description
+                if let text = ListenAddress(bound: channel.localAddress)?.description {
                     bound.append((kind.scheme, text))
                     logged.append("listening for \(kind.name) on \(text)")
                 }
@@ -137,53 +149,33 @@ public final class StarlingServer: Service, Sendable {
         onListening(bound)
 
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
-        let collector = loop.scheduleRepeatedAsyncTask(initialDelay: .seconds(30), delay: .seconds(30)) { _ in
-            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
-            let promise = loop.makePromise(of: Void.self)
-            promise.completeWithTask { _ = try? await store.collectGarbage() }
-            return promise.futureResult
+        let store = setup?.store
+        let collector = Self.repeatedly(with: store, on: loop, every: .seconds(30)) { store in
+            _ = try? await store.collectGarbage()
         }
-        let retention = loop.scheduleRepeatedAsyncTask(initialDelay: .minutes(10), delay: .minutes(10)) { _ in
-            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
-            let promise = loop.makePromise(of: Void.self)
-            let cutoff = self.retentionCutoff()
-            promise.completeWithTask {
-                do {
-                    _ = try await store.enforceRetention(before: cutoff, now: SystemBrokerClock().wallClockMilliseconds())
-                } catch {
-                    self.logger.warning("ingest retention failed; will retry: \(error)")
-                }
+        let retention = Self.repeatedly(with: store, on: loop, every: .minutes(10)) { store in
+            do {
+                _ = try await store.enforceRetention(before: self.retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
+            } catch {
+                self.logger.warning("ingest retention failed; will retry: \(error)")
             }
-            return promise.futureResult
         }
-
         // Users added or removed with `starling ctl users` take effect within seconds.
-        let userRefresh = loop.scheduleRepeatedAsyncTask(initialDelay: Self.userRefreshInterval, delay: Self.userRefreshInterval) { _ in
-            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
-            let promise = loop.makePromise(of: Void.self)
-            promise.completeWithTask {
-                if let users = try? await store.loadUsers() { authenticator.replaceUsers(users) }
-            }
-            return promise.futureResult
+        let userRefresh = Self.repeatedly(with: store, on: loop, every: Self.userRefreshInterval) { store in
+            if let users = try? await store.loadUsers() { authenticator.replaceUsers(users) }
         }
-
         // Readiness: a store that has nothing to commit is still asked whether it could.
         let status = self.status
-        let pinger = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: Self.storePingInterval) { _ in
-            guard let store = setup?.store else { return loop.makeSucceededVoidFuture() }
-            let promise = loop.makePromise(of: Void.self)
-            promise.completeWithTask {
-                let limit = Duration.nanoseconds(Self.storePingInterval.nanoseconds)
-                let outcome = await withTimeout(limit) { () -> String? in
-                    do { try await store.ping(); return nil } catch { return "\(error)" }
-                }
-                switch outcome {
-                case .some(nil): status.recordPing(passing: true, detail: "answers")
-                case .some(let error?): status.recordPing(passing: false, detail: "a ping failed: \(error)")
-                case nil: status.recordPing(passing: false, detail: "no answer to a ping within \(limit)")
-                }
+        let pinger = Self.repeatedly(with: store, on: loop, every: Self.storePingInterval, initialDelay: .zero) { store in
+            let limit = Duration.nanoseconds(Self.storePingInterval.nanoseconds)
+            let outcome = await withTimeout(limit) { () -> String? in
+                do { try await store.ping(); return nil } catch { return "\(error)" }
             }
-            return promise.futureResult
+            switch outcome {
+            case .some(nil): status.recordPing(passing: true, detail: "answers")
+            case .some(let error?): status.recordPing(passing: false, detail: "a ping failed: \(error)")
+            case nil: status.recordPing(passing: false, detail: "no answer to a ping within \(limit)")
+            }
         }
 
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
@@ -193,10 +185,7 @@ public final class StarlingServer: Service, Sendable {
         // Drain in reverse: stop accepting, disconnect clients, flush state, stop the loop.
         for channel in channels { try? await channel.close() }
         ticker.cancel()
-        pinger.cancel()
-        userRefresh.cancel()
-        collector.cancel()
-        retention.cancel()
+        for task in [pinger, userRefresh, collector, retention] { task?.cancel() }
         try? await loop.submit { broker.shutdown() }.get()
         if let writer = try? await loop.submit({ broker.persistence }).get() {
             try? await writer.drain().get()

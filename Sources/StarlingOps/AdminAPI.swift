@@ -19,12 +19,12 @@ enum AdminAPI {
         let api = router.group("api/v1").add(middleware: BearerTokenMiddleware(token: token))
         api.get("clients") { _, _ -> Response in
             guard let clients = await source.clients() else { return error(.serviceUnavailable, "the broker did not answer") }
-            return json(.ok, ClientList(clients: clients))
+            return OpsServer.json(.ok, ClientList(clients: clients))
         }
         api.get("clients/:id") { _, context -> Response in
             let id = clientID(context)
             guard let client = await source.client(id) else { return error(.notFound, "no client \(id)") }
-            return json(.ok, client)
+            return OpsServer.json(.ok, client)
         }
         api.delete("clients/:id") { request, context -> Response in
             let id = clientID(context)
@@ -48,17 +48,8 @@ enum AdminAPI {
         return raw.removingPercentEncoding ?? raw
     }
 
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(value)) ?? Data()
-        var response = Response(status: status, body: .init(byteBuffer: ByteBuffer(bytes: body + [0x0A])))
-        response.headers[.contentType] = "application/json"
-        return response
-    }
-
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        json(status, ErrorBody(error: message))
+        OpsServer.json(status, ErrorBody(error: message))
     }
 }
 

@@ -3,6 +3,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import ServiceLifecycle
+import StarlingTransport
 
 /// The operations HTTP endpoints, for load balancers, orchestrators and Prometheus:
 ///
@@ -47,14 +48,7 @@ public struct OpsServer: Service {
         router.get("readyz") { _, _ -> Response in
             let checks = await source.readiness()
             let ready = checks.allSatisfy(\.passing)
-            let report = ReadinessReport(status: ready ? "ready" : "not ready", checks: checks)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
-            let body = (try? encoder.encode(report)) ?? Data()
-            var response = Response(status: ready ? .ok : .serviceUnavailable,
-                                    body: .init(byteBuffer: ByteBuffer(bytes: body + [0x0A])))
-            response.headers[.contentType] = "application/json"
-            return response
+            return Self.json(ready ? .ok : .serviceUnavailable, ReadinessReport(status: ready ? "ready" : "not ready", checks: checks))
         }
         router.get("metrics") { _, _ -> Response in
             let bytes = exposition.render(await source.metrics())
@@ -71,8 +65,7 @@ public struct OpsServer: Service {
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
-                guard let address = channel.localAddress, let port = address.port else { return }
-                let text = "\(address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"):\(port)"
+                guard let text = ListenAddress(bound: channel.localAddress)?.description else { return }
                 logger.notice("listening for HTTP (healthz, readyz, metrics) on \(text)")
                 onListening(text)
             },
@@ -83,6 +76,16 @@ public struct OpsServer: Service {
         } catch {
             throw OpsServerError(description: "the operations HTTP listener on \(host):\(port) (http.listen) failed: \(error)")
         }
+    }
+
+    /// A JSON body (pretty-printed, one trailing newline), as `/readyz` and the admin API answer.
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(value)) ?? Data()
+        var response = Response(status: status, body: .init(byteBuffer: ByteBuffer(bytes: body + [0x0A])))
+        response.headers[.contentType] = "application/json"
+        return response
     }
 
     private static func text(_ status: HTTPResponse.Status, _ text: String) -> Response {

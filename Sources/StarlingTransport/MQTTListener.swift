@@ -35,6 +35,12 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The address a channel is bound to (port 0 resolved); nil for one without a port.
+    public init?(bound address: SocketAddress?) {
+        guard let address, let port = address.port else { return nil }
+        self.init(host: address.ipAddress ?? "?", port: port)
+    }
 }
 
 /// What a listener speaks below MQTT.

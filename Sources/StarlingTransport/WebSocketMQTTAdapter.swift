@@ -47,20 +47,23 @@ final class WebSocketMQTTAdapter: ChannelDuplexHandler, RemovableChannelHandler 
             context.close(mode: mode, promise: promise)
             return
         }
-        closeSent = true
-        var data = context.channel.allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: .normalClosure)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(closeFrame(context: context, code: .normalClosure)), promise: nil)
         context.close(mode: mode, promise: promise)
     }
 
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
         guard !closeSent else { return context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(closeFrame(context: context, code: code))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// The Close frame with `code` (RFC 6455 5.5.1); only one is ever sent.
+    private func closeFrame(context: ChannelHandlerContext, code: WebSocketErrorCode) -> WebSocketFrame {
         closeSent = true
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
     }
 }
 

@@ -5,23 +5,29 @@ import StarlingCore
 import Synchronization
 import Testing
 
-/// A store that only counts what it is given.
-final class CountingStore: PersistentStore {
-    let name = "counting"
-    let applied = Mutex<Int>(0)
+/// A store for the writer's tests: only `apply` matters; the rest does nothing.
+protocol ApplyOnlyStore: PersistentStore {}
+
+extension ApplyOnlyStore {
     func migrate() async throws {}
     func load() async throws -> StoredState { StoredState() }
-    func apply(_ operations: [StoreOperation]) async throws { applied.withLock { $0 += operations.count } }
     func collectGarbage() async throws -> Int { 0 }
+    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
     func ping() async throws {}
     func loadUsers() async throws -> [StoredUser] { [] }
     func saveUser(_: StoredUser) async throws {}
     func deleteUser(_: String) async throws -> Bool { false }
-    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
+}
+
+/// A store that only counts what it is given.
+final class CountingStore: ApplyOnlyStore {
+    let name = "counting"
+    let applied = Mutex<Int>(0)
+    func apply(_ operations: [StoreOperation]) async throws { applied.withLock { $0 += operations.count } }
 }
 
 /// A store that takes two commits at once and holds each until the test releases it.
-final class GatedStore: PersistentStore {
+final class GatedStore: ApplyOnlyStore {
     let name = "gated"
     let concurrentCommits = 2
     /// The operation count of each commit, as it starts.
@@ -32,8 +38,6 @@ final class GatedStore: PersistentStore {
 
     init() { (starts, startsContinuation) = AsyncStream.makeStream() }
 
-    func migrate() async throws {}
-    func load() async throws -> StoredState { StoredState() }
     func apply(_ operations: [StoreOperation]) async throws {
         guard !operations.isEmpty else { return }
         let number = started.withLock { $0 += 1; return $0 }
@@ -42,35 +46,21 @@ final class GatedStore: PersistentStore {
             startsContinuation.yield(operations.count)
         }
     }
-    func collectGarbage() async throws -> Int { 0 }
-    func ping() async throws {}
-    func loadUsers() async throws -> [StoredUser] { [] }
-    func saveUser(_: StoredUser) async throws {}
-    func deleteUser(_: String) async throws -> Bool { false }
-    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 
     /// Lets the `number`th commit (1-based) finish.
     func release(_ number: Int) { gates.withLock { $0.removeValue(forKey: number) }?.resume() }
 }
 
 /// A single-writer store whose first commit fails; it records the batches it is given.
-final class FlakySingleWriterStore: PersistentStore {
+final class FlakySingleWriterStore: ApplyOnlyStore {
     let name = "flaky"
     let concurrentCommits = 2
     let singleWriter = true
     let attempts = Mutex<[Int]>([])
-    func migrate() async throws {}
-    func load() async throws -> StoredState { StoredState() }
     func apply(_ operations: [StoreOperation]) async throws {
         let first = attempts.withLock { $0.append(operations.count); return $0.count == 1 }
         if first { throw CancellationError() }
     }
-    func collectGarbage() async throws -> Int { 0 }
-    func ping() async throws {}
-    func loadUsers() async throws -> [StoredUser] { [] }
-    func saveUser(_: StoredUser) async throws {}
-    func deleteUser(_: String) async throws -> Bool { false }
-    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
 }
 
 @Suite("Group commit")

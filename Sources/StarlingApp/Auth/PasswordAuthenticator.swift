@@ -25,7 +25,6 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         var scram: [String: ScramSHA256.Credentials] = [:]
         /// username → SHA-256(hash, 0x00, password) of the last password that verified.
         var verified: [String: SHA256.Digest] = [:]
-        var pending = 0
         /// Checks in progress, by user and fingerprint: a storm of connections with the same
         /// credentials waits for one hash, not one each.
         var inFlight: [String: EventLoopFuture<MQTTReasonCode>] = [:]
@@ -65,46 +64,42 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
     func authenticate(_ request: AuthenticationRequest) -> AuthenticationDecision {
         let anonymousAllowed = policy == .always || (policy == .loopback && request.onLoopbackListener)
         let password = request.password.map { Array($0.readableBytesView) } ?? []
-        let decision: (hash: String, known: Bool, fingerprint: SHA256.Digest)? = state.withLock { state in
+        enum Plan {
+            case decided(MQTTReasonCode)
+            case join(EventLoopFuture<MQTTReasonCode>)
+            case check(EventLoopPromise<MQTTReasonCode>, username: String, hash: String, known: Bool, fingerprint: SHA256.Digest, key: String)
+        }
+        let plan: Plan = state.withLock { state in
             // Without users, credentials cannot be checked: the client counts as anonymous.
-            guard let username = request.username, !state.users.isEmpty else { return nil }
-            let hash = state.users[username] ?? decoy
-            return (hash, state.users[username] != nil, Self.fingerprint(hash, password))
+            guard let username = request.username, !state.users.isEmpty else { return .decided(anonymousAllowed ? .success : .notAuthorized) }
+            let known = state.users[username]
+            let hash = known ?? decoy
+            let fingerprint = Self.fingerprint(hash, password)
+            if known != nil, state.verified[username] == fingerprint { return .decided(.success) }
+            let key = "\(username)\u{0}\(fingerprint)"
+            if let running = state.inFlight[key] { return .join(running) }
+            guard state.inFlight.count < Self.maximumPending else { return .decided(.serverBusy) }
+            let promise = loop.makePromise(of: MQTTReasonCode.self)
+            state.inFlight[key] = promise.futureResult
+            return .check(promise, username: username, hash: hash, known: known != nil, fingerprint: fingerprint, key: key)
         }
-        guard let decision else { return .decided(anonymousAllowed ? .success : .notAuthorized) }
-        let username = request.username!
-        if decision.known, state.withLock({ $0.verified[username] == decision.fingerprint }) {
-            return .decided(.success)
+        switch plan {
+        case .decided(let reason):
+            return .decided(reason)
+        case .join(let running):
+            return .pending(running)
+        case .check(let promise, let username, let hash, let known, let fingerprint, let key):
+            promise.completeWith(hashing.runIfActive(eventLoop: loop) { [self] () -> MQTTReasonCode in
+                guard PasswordHash.verify(password, against: hash), known else { return .badUserNameOrPassword }
+                state.withLock { state in
+                    // Remembered only if the user still has this hash (not replaced meanwhile).
+                    if state.users[username] == hash { state.verified[username] = fingerprint }
+                }
+                return .success
+            })
+            promise.futureResult.whenComplete { [self] _ in state.withLock { $0.inFlight[key] = nil } }
+            return .pending(promise.futureResult)
         }
-        let key = "\(username)\u{0}\(decision.fingerprint)"
-        enum Admission { case joined(EventLoopFuture<MQTTReasonCode>), start, busy }
-        let admission: Admission = state.withLock { state in
-            if let running = state.inFlight[key] { return .joined(running) }
-            guard state.pending < Self.maximumPending else { return .busy }
-            state.pending += 1
-            return .start
-        }
-        switch admission {
-        case .joined(let running): return .pending(running)
-        case .busy: return .decided(.serverBusy)
-        case .start: break
-        }
-        let check = hashing.runIfActive(eventLoop: loop) { [self] () -> MQTTReasonCode in
-            guard PasswordHash.verify(password, against: decision.hash), decision.known else { return .badUserNameOrPassword }
-            state.withLock { state in
-                // Remembered only if the user still has this hash (not replaced meanwhile).
-                if state.users[username] == decision.hash { state.verified[username] = decision.fingerprint }
-            }
-            return .success
-        }
-        state.withLock { $0.inFlight[key] = check }
-        check.whenComplete { [self] _ in
-            state.withLock { state in
-                state.pending -= 1
-                state.inFlight[key] = nil
-            }
-        }
-        return .pending(check)
     }
 
     /// SCRAM-SHA-256 (enhanced authentication): cheap HMACs on the broker's loop, no PBKDF2.

@@ -86,12 +86,10 @@ extension Broker {
 
         // Authentication: decided at once, or later off the event loop (password hashing); the
         // client's next packets wait meanwhile, in order.
-        let request = AuthenticationRequest(
-            clientID: clientID, username: connect.username, password: connect.password,
-            remoteAddress: connection.transport.remoteAddress, version: connect.version,
-            onLoopbackListener: connection.transport.isOnLoopbackListener)
-        let accept = { [self] in
-            acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive, on: connection)
+        let request = authenticationRequest(for: connection, password: connect.password)
+        let accept = { [self] (authenticationProperties: MQTTProperties) in
+            acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive,
+                          authenticationProperties: authenticationProperties, on: connection)
         }
         if connect.version == .v5, let method = properties.authenticationMethod {
             // Enhanced authentication [MQTT-4.12]: an exchange of AUTH packets before the CONNACK.
@@ -108,7 +106,7 @@ extension Broker {
         switch authenticator.authenticate(request) {
         case .decided(let reason):
             guard reason == .success else { return refuseAuthentication(connection, reason: reason) }
-            accept()
+            accept([])
         case .pending(let future):
             connection.state = .authenticating
             connection.authentication = ConnectionAuthentication()
@@ -121,7 +119,7 @@ extension Broker {
                 connection.authentication = nil
                 connection.state = .awaitingConnect
                 if reason == .success {
-                    accept()
+                    accept([])
                     for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
                 } else {
                     refuseAuthentication(connection, reason: reason)
@@ -146,9 +144,7 @@ extension Broker {
         case (.continueAuthentication, let exchange?):
             enhancedStep(exchange.step(auth.properties.authenticationData), on: connection)
         case (.reAuthenticate, nil) where connection.state == .connected:
-            let request = AuthenticationRequest(clientID: connection.clientID, username: connection.username, password: nil,
-                                                remoteAddress: connection.transport.remoteAddress, version: connection.version,
-                                                onLoopbackListener: connection.transport.isOnLoopbackListener)
+            let request = authenticationRequest(for: connection, password: nil)
             guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
                 return fail(connection, .badAuthenticationMethod, "authentication method \(method) is no longer offered")
             }
@@ -157,6 +153,13 @@ extension Broker {
         default:
             authenticationError(connection, "AUTH \(auth.reasonCode) out of sequence", spec: "MQTT-4.12.0-2")
         }
+    }
+
+    /// What the authenticator is asked about `connection` (its CONNECT already applied).
+    private func authenticationRequest(for connection: Connection, password: ByteBuffer?) -> AuthenticationRequest {
+        AuthenticationRequest(clientID: connection.clientID, username: connection.username, password: password,
+                              remoteAddress: connection.transport.remoteAddress, version: connection.version,
+                              onLoopbackListener: connection.transport.isOnLoopbackListener)
     }
 
     /// A protocol error in an authentication exchange: CONNACK 0x82 before the CONNACK, else
@@ -184,11 +187,10 @@ extension Broker {
             var properties: MQTTProperties = [.authenticationMethod(method)]
             if let data { properties.append(.authenticationData(data)) }
             if connecting {
-                state.connackProperties = properties  // [MQTT-3.2.2.3.17]
                 let resume = state.resume
                 state.resume = nil
                 connection.state = .awaitingConnect
-                resume?()
+                resume?(properties)  // in the CONNACK [MQTT-3.2.2.3.17]
             } else {
                 send(.auth(MQTTAuth(reasonCode: .success, properties: properties)), on: connection)  // [MQTT-4.12.1-2]
             }
@@ -212,7 +214,7 @@ extension Broker {
 
     /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
     private func acceptConnect(_ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
-                               on connection: Connection) {
+                               authenticationProperties: MQTTProperties, on connection: Connection) {
         let properties = connect.properties
         // Session expiry [MQTT-3.1.2-23]: 3.x Clean Session 0 sessions never expire.
         var expiry: UInt32 = connect.version == .v5
@@ -273,10 +275,7 @@ extension Broker {
             if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
             if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
             p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
-            if let authentication = connection.authentication {
-                for property in authentication.connackProperties { p.append(property) }
-                authentication.connackProperties = []
-            }
+            for property in authenticationProperties { p.append(property) }
             ack.properties = p
         }
         // CONNACK once the session is durable; nothing is written before it [MQTT-3.2.0-1].

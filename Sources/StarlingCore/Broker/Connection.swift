@@ -107,10 +107,9 @@ final class ConnectionAuthentication {
     /// The enhanced-authentication method and the exchange in progress.
     var method: String?
     var exchange: (any EnhancedAuthentication)?
-    /// Continues the CONNECT once the exchange succeeds.
-    var resume: (() -> Void)?
-    /// Authentication Method and Data for the CONNACK.
-    var connackProperties: MQTTProperties = []
+    /// Continues the CONNECT once the exchange succeeds, with the Authentication Method and
+    /// Data for the CONNACK.
+    var resume: ((MQTTProperties) -> Void)?
 
     init(method: String? = nil) {
         self.method = method

@@ -181,11 +181,12 @@ public final class GroupCommitWriter: @unchecked Sendable {
         let store = self.store
         eventLoop.scheduleTask(in: stallTimeout) {
             guard !commit.done, !self.failing else { return }
+            let seconds = self.stallTimeout.nanoseconds / 1_000_000_000
             self.failing = true
             self.failures += 1
-            self.lastFailure = "no answer for \(self.stallTimeout.nanoseconds / 1_000_000_000) s"
+            self.lastFailure = "no answer for \(seconds) s"
             self.updateBacklog()
-            self.logger.error("store \(store.name) has not answered for \(self.stallTimeout.nanoseconds / 1_000_000_000) s; acknowledgements wait until it does")
+            self.logger.error("store \(store.name) has not answered for \(seconds) s; acknowledgements wait until it does")
         }
         if store.singleWriter {
             orderedQueue.yield(commit)
