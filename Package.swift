@@ -130,7 +130,7 @@ let package = Package(
         // Shared test support: golden packets, raw-packet helpers.
         .target(
             name: "StarlingTesting",
-            dependencies: ["MQTTCodec", "StarlingCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["MQTTCodec", "StarlingCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Micro-benchmarks for the codec and the subscription index (not tests).
@@ -190,6 +190,7 @@ let package = Package(
             dependencies: [
                 "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting", "StarlingMigrations",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -33,7 +33,7 @@ struct StoreSetup {
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")
         do {
-            let synchronous = SQLiteStore.Synchronous(rawValue: configuration.sqliteSynchronous) ?? .normal
+            let synchronous = configuration.sqliteSynchronous
             return StoreSetup(store: try SQLiteStore(path: path, synchronous: synchronous), postgresClient: nil, description: "SQLite \(path)")
         } catch {
             throw StartupError(message: "cannot open the SQLite store \(path): \(error)")

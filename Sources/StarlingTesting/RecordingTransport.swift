@@ -12,11 +12,11 @@ public final class RecordingTransport: ClientTransport {
 
     public func setReading(_ enabled: Bool) { isReading = enabled }
     public let remoteAddress: String
-    public let isOnLoopbackListener: Bool
+    public let isLoopbackClient: Bool
 
-    public init(remoteAddress: String = "test", onLoopbackListener: Bool = true) {
+    public init(remoteAddress: String = "test", loopbackClient: Bool = true) {
         self.remoteAddress = remoteAddress
-        self.isOnLoopbackListener = onLoopbackListener
+        self.isLoopbackClient = loopbackClient
     }
 
     /// Runs inside every `write`, as NIO runs handlers inside a write that loses writability.

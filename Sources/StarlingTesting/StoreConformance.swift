@@ -3,25 +3,58 @@ import NIOCore
 public import StarlingCore
 import Testing
 
+/// A store under test, with a way to read the `messages` rows that the store's own API does not
+/// return (users read them with SQL; each adapter's test reads them with its own driver).
+public struct StoreUnderTest: Sendable {
+    public let store: any PersistentStore
+    /// Every row of `messages`, in insertion (id) order.
+    public let ingestedRows: @Sendable () async throws -> [IngestedRow]
+
+    public init(store: any PersistentStore, ingestedRows: @escaping @Sendable () async throws -> [IngestedRow]) {
+        self.store = store
+        self.ingestedRows = ingestedRows
+    }
+}
+
+/// The columns of a `messages` row that the de-duplication rule decides about.
+public struct IngestedRow: Sendable, Equatable, CustomStringConvertible {
+    public var clientID: String
+    public var packetID: Int?
+    public var payload: String
+
+    public init(clientID: String, packetID: Int?, payload: String) {
+        self.clientID = clientID
+        self.packetID = packetID
+        self.payload = payload
+    }
+
+    public var description: String { "\(clientID)/\(packetID.map(String.init) ?? "-")/\(payload)" }
+}
+
 /// The storage conformance suite: every adapter runs these same checks (SQLite and PostgreSQL).
 /// Each check gets a fresh, migrated store.
 public enum StoreConformance {
-    public typealias Check = @Sendable (any PersistentStore) async throws -> Void
+    public typealias Check = @Sendable (StoreUnderTest) async throws -> Void
 
     public static let checks: [(name: String, check: Check)] = [
-        ("migrations are idempotent", migrationsTwice),
-        ("a session round-trips with its will", sessionRoundTrip),
-        ("subscriptions are saved, replaced and deleted", subscriptions),
-        ("deliveries keep order, state and payload, stored once", deliveries),
-        ("deleting a session deletes what it owns", deleteCascades),
-        ("inbound QoS 2 entries are added and removed", inboundQoS2),
-        ("retained messages are set, replaced and deleted", retained),
-        ("a batch touching one key several times keeps the last change", batchFolding),
-        ("a failing batch changes nothing", atomicity),
-        ("garbage collection removes unreferenced payloads only", garbage),
-        ("ping answers through the write path, after writes too", ping),
-        ("users are saved, replaced, listed by name and deleted", users),
-    ]
+        ("migrations are idempotent", plain(migrationsTwice)),
+        ("a session round-trips with its will", plain(sessionRoundTrip)),
+        ("subscriptions are saved, replaced and deleted", plain(subscriptions)),
+        ("deliveries keep order, state and payload, stored once", plain(deliveries)),
+        ("deleting a session deletes what it owns", plain(deleteCascades)),
+        ("inbound QoS 2 entries are added and removed", plain(inboundQoS2)),
+        ("retained messages are set, replaced and deleted", plain(retained)),
+        ("a batch touching one key several times keeps the last change", plain(batchFolding)),
+        ("a failing batch changes nothing", plain(atomicity)),
+        ("garbage collection removes unreferenced payloads only", plain(garbage)),
+        ("ping answers through the write path, after writes too", plain(ping)),
+        ("users are saved, replaced, listed by name and deleted", plain(users)),
+    ] + IngestConformance.checks
+
+    /// A check that needs only the store's own API.
+    static func plain(_ check: @escaping @Sendable (any PersistentStore) async throws -> Void) -> Check {
+        { subject in try await check(subject.store) }
+    }
 
     static func message(_ id: Int64, topic: String = "t", payload: String = "p", qos: MQTTQoS = .atLeastOnce) -> StoredMessage {
         StoredMessage(id: id, topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: false,

@@ -36,6 +36,14 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+    /// Whether `host` names only this machine: 127.0.0.0/8, ::1, localhost. `0.0.0.0` and `::`
+    /// are not: they accept from anywhere.
+    public static func isLoopback(_ host: String) -> Bool {
+        host.hasPrefix("127.") || host == "::1" || host == "localhost" || host.hasPrefix("::ffff:127.")
+    }
+
+    public var isLoopback: Bool { Self.isLoopback(host) }
+
     /// The address a channel is bound to (port 0 resolved); nil for one without a port.
     public init?(bound address: SocketAddress?) {
         guard let address, let port = address.port else { return nil }
@@ -104,15 +112,15 @@ public enum MQTTListener {
                     if proxyProtocol { try pipeline.addHandler(ProxyProtocolHandler()) }
                     switch kind {
                     case .tcp:
-                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize))
+                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
                     case .tls(let context):
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
-                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize))
+                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
                     case .webSocket(let path):
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize)
+                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback)
                     case .secureWebSocket(let context, let path):
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize)
+                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback)
                     }
                 }
             }
@@ -122,7 +130,7 @@ public enum MQTTListener {
     private static let notFoundHandlerName = "starling.websocket-not-found"
 
     /// HTTP/1.1 until a WebSocket upgrade at `path`; then binary frames carry the MQTT stream.
-    private static func addWebSocket(to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int) throws {
+    private static func addWebSocket(to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int, loopbackListener: Bool) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             // A frame may carry a whole packet: allow the largest packet plus the frame header.
             maxFrameSize: min(maximumPacketSize + 16, Int(UInt32.max)),
@@ -140,7 +148,7 @@ public enum MQTTListener {
                 channel.pipeline.removeHandler(name: notFoundHandlerName).flatMapThrowing {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(WebSocketMQTTAdapter())
-                    try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize))
+                    try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: loopbackListener))
                 }
             }
         )

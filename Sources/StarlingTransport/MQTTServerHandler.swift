@@ -22,12 +22,20 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     private static let initialOutboundCapacity = 256
     private static let outboundWriteThreshold = 64 * 1024
     private var failed = false
+    /// After the broker's last packet: bytes the client may still send before the close.
+    private var lingerBudget: Int?
+    static let lingerBytes = 64 * 1024
+    static let lingerTime = TimeAmount.seconds(2)
     /// Kept for `remoteAddress`, which is only needed for log lines and authentication: the
     /// address's text is made when asked for, not stored for every idle connection.
     private var channel: (any Channel)?
 
-    public init(broker: Broker, maximumPacketSize: Int) {
+    /// The listener's configured address is a loopback one (`isLoopbackClient`).
+    private let loopbackListener: Bool
+
+    public init(broker: Broker, maximumPacketSize: Int, loopbackListener: Bool = false) {
         self.broker = broker
+        self.loopbackListener = loopbackListener
         self.decoder = MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize)
     }
 
@@ -48,8 +56,14 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection, !failed else { return }
         var buffer = unwrapInboundIn(data)
+        if let budget = lingerBudget {
+            // Closing: what the client still sends is read and discarded, up to a bound.
+            lingerBudget = budget - buffer.readableBytes
+            if budget - buffer.readableBytes <= 0 { context.close(promise: nil) }
+            return
+        }
+        guard let connection, !failed else { return }
         broker.recordBytes(received: buffer.readableBytes)
         if var pending = cumulation.take() {
             pending.writeBuffer(&buffer)
@@ -58,7 +72,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         do {
             while let packet = try decoder.next(from: &buffer) {
                 broker.received(packet, on: connection)
-                if context.channel.isActive == false { return }
+                if lingerBudget != nil || context.channel.isActive == false { return }
             }
         } catch {
             // Answer as the specification says and close; nothing after the bad bytes is read.
@@ -124,9 +138,22 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         context.flush()
     }
 
+    /// Closes like a careful HTTP server: after the last packet (a DISCONNECT or refusing
+    /// CONNACK with its reason), the write side is shut down and what the client still sends is
+    /// read and discarded for up to `lingerTime` or `lingerBytes`, then the connection closes.
+    /// Closing at once with unread bytes makes the kernel send a reset, and the reset makes the
+    /// client's kernel discard the reason it has not read yet.
     public func close() {
+        guard let context else { return }
         if outbound != nil { flush() }
-        context?.close(promise: nil)
+        guard lingerBudget == nil, context.channel.isActive else { return context.close(promise: nil) }
+        lingerBudget = Self.lingerBytes
+        cumulation = nil
+        // Unsupported below (a TLS library without half-closure): then only the linger applies.
+        context.close(mode: .output, promise: nil)
+        setReading(true)
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
     }
 
     /// The client's address: as a load balancer announced it (PROXY protocol), else the peer's.
@@ -137,9 +164,13 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    public var isOnLoopbackListener: Bool {
-        guard let ip = channel?.localAddress?.ipAddress else { return false }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")  // 127.0.0.0/8, ::1
+    public var isLoopbackClient: Bool {
+        if let proxy = try? channel?.pipeline.syncOperations.handler(type: ProxyProtocolHandler.self) {
+            // Behind a balancer, its own (often local) address proves nothing: the client's
+            // announced address decides; a header without one (LOCAL) is not local.
+            return proxy.source?.ipAddress.map { ListenAddress.isLoopback($0) } ?? false
+        }
+        return loopbackListener
     }
 
     public func setReading(_ enabled: Bool) {

@@ -42,8 +42,9 @@ final class WebSocketMQTTAdapter: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// The broker closing the connection: a Close frame first, so WebSocket clients see a clean
     /// end rather than a dropped socket.
+    /// For a lingering close (`.output`) the Close frame goes first, then the write side closes.
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, !closeSent, context.channel.isActive else {
+        guard mode != .input, !closeSent, context.channel.isActive else {
             context.close(mode: mode, promise: promise)
             return
         }

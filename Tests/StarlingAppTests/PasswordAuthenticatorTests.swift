@@ -9,7 +9,7 @@ import Testing
 struct PasswordAuthenticatorTests {
     static func request(_ username: String?, _ password: String? = nil, loopback: Bool = true) -> AuthenticationRequest {
         AuthenticationRequest(clientID: "c", username: username, password: password.map { ByteBuffer(string: $0) },
-                              remoteAddress: "test", version: .v5, onLoopbackListener: loopback)
+                              remoteAddress: "test", version: .v5, isLoopbackClient: loopback)
     }
 
     /// Runs `body` with an authenticator on a real event loop and hashing thread.

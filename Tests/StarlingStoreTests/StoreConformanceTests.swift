@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import PostgresNIO
 import StarlingCore
@@ -21,15 +22,32 @@ struct StoreConformanceTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("starling-conformance-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(path: directory.appendingPathComponent("starling.db").path)
+        let path = directory.appendingPathComponent("starling.db").path
+        let store = try SQLiteStore(path: path)
         try await store.migrate()
-        try await Self.check(named: name)(store)
+        try await Self.check(named: name)(StoreUnderTest(store: store) {
+            // A reader of its own: WAL lets it read beside the store's writer.
+            let reader = try DatabaseQueue(path: path)
+            return try await reader.read { db in
+                try Row.fetchAll(db, sql: "SELECT client_id, packet_id, CAST(payload AS TEXT) AS p FROM messages ORDER BY id").map {
+                    IngestedRow(clientID: $0["client_id"], packetID: $0["packet_id"], payload: $0["p"])
+                }
+            }
+        })
     }
 
     @Test("PostgreSQL", .enabled(if: TestPostgres.isConfigured), arguments: names)
     func postgres(_ name: String) async throws {
-        try await TestPostgres.withStore { store in
-            try await Self.check(named: name)(store)
+        try await TestPostgres.withStore { store, client in
+            try await Self.check(named: name)(StoreUnderTest(store: store) {
+                var rows: [IngestedRow] = []
+                let query: PostgresQuery = "SELECT client_id, packet_id, convert_from(payload, 'UTF8') FROM messages ORDER BY id"
+                for try await (clientID, packetID, payload) in try await client.query(query, logger: TestPostgres.logger)
+                    .decode((String, Int32?, String).self) {
+                    rows.append(IngestedRow(clientID: clientID, packetID: packetID.map(Int.init), payload: payload))
+                }
+                return rows
+            })
         }
     }
 
@@ -47,14 +65,15 @@ enum TestPostgres {
     static var url: String? { ProcessInfo.processInfo.environment["STARLING_TEST_POSTGRES_URL"] }
     static var isConfigured: Bool { url != nil }
 
-    static func withStore(_ body: (PostgresStore) async throws -> Void) async throws {
+    static let logger = Logger(label: "test.postgres")
+
+    static func withStore(_ body: (PostgresStore, PostgresClient) async throws -> Void) async throws {
         guard let url, var configuration = PostgresStore.configuration(url: url) else {
             Issue.record("STARLING_TEST_POSTGRES_URL is not a postgres:// URL")
             return
         }
         let schema = "t_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased())"
         configuration.options.additionalStartupParameters = [("search_path", schema)]
-        let logger = Logger(label: "test.postgres")
         let client = PostgresClient(configuration: configuration)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
@@ -62,7 +81,7 @@ enum TestPostgres {
             do {
                 let store = PostgresStore(client: client, logger: logger)
                 try await store.migrate()
-                try await body(store)
+                try await body(store, client)
             } catch {
                 _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"), logger: logger)
                 group.cancelAll()

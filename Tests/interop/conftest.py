@@ -22,9 +22,11 @@ START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
 class Broker:
     """A running `starling serve` process."""
 
-    def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",)):
+    def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",), mqtt_listen="127.0.0.1:0"):
+        """`mqtt_listen` is the `--mqtt` address (e.g. "0.0.0.0:0"); None passes no `--mqtt`, so
+        mqtt.listeners of the configuration decides. Clients reach the broker at 127.0.0.1."""
         self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
-        args = [BINARY, "serve", "--mqtt", "127.0.0.1:0"]
+        args = [BINARY, "serve"] + (["--mqtt", mqtt_listen] if mqtt_listen is not None else [])
         if http:
             args += ["--http", "127.0.0.1:0"]  # the operations endpoints, on a port the kernel picks
         if config_text is not None:
@@ -120,8 +122,8 @@ def broker_factory():
     """Starts brokers with a given configuration; stops them all at the end of the test."""
     started = []
 
-    def start(config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",)):
-        b = Broker(config_text, extra_args, env, http, schemes)
+    def start(config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",), mqtt_listen="127.0.0.1:0"):
+        b = Broker(config_text, extra_args, env, http, schemes, mqtt_listen)
         started.append(b)
         return b
 

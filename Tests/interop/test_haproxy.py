@@ -26,16 +26,18 @@ def free_port():
 
 
 class HAProxy:
-    """An haproxy process in front of one broker: TCP on a free port, PROXY v2 to the broker,
-    an HTTP check of /readyz on its operations port; stopped by `stop()`."""
+    """An haproxy process in front of one broker: TCP on a free port, PROXY v2 to the broker
+    (unless `send_proxy` is False), an HTTP check of /readyz on its operations port; stopped by
+    `stop()`."""
 
-    def __init__(self, broker):
+    def __init__(self, broker, send_proxy=True):
         if not os.path.exists(HAPROXY):
             pytest.fail("haproxy is not installed (scripts/install-test-deps installs it)")
         self.dir = tempfile.TemporaryDirectory(prefix="starling-haproxy-")
         self.port = free_port()
         self.socket_path = pathlib.Path(self.dir.name) / "admin.sock"
         config = pathlib.Path(self.dir.name) / "haproxy.cfg"
+        proxy = "send-proxy-v2 " if send_proxy else ""
         config.write_text(f"""
 global
     stats socket {self.socket_path} mode 600 level admin
@@ -54,7 +56,7 @@ backend nodes
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter 200ms fall 1 rise 1
-    server node1 127.0.0.1:{broker.port} send-proxy-v2 check port {broker.http_port}
+    server node1 127.0.0.1:{broker.port} {proxy}check port {broker.http_port}
 """)
         self.log = open(pathlib.Path(self.dir.name) / "haproxy.log", "w")
         self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
@@ -103,8 +105,8 @@ backend nodes
 def haproxy_factory():
     started = []
 
-    def start(broker):
-        h = HAProxy(broker)
+    def start(broker, **options):
+        h = HAProxy(broker, **options)
         started.append(h)
         return h
 

@@ -62,7 +62,7 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
     var userCount: Int { state.withLock { $0.users.count } }
 
     func authenticate(_ request: AuthenticationRequest) -> AuthenticationDecision {
-        let anonymousAllowed = policy == .always || (policy == .loopback && request.onLoopbackListener)
+        let anonymousAllowed = policy == .always || (policy == .loopback && request.isLoopbackClient)
         let password = request.password.map { Array($0.readableBytesView) } ?? []
         enum Plan {
             case decided(MQTTReasonCode)

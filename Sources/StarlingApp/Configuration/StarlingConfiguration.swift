@@ -1,4 +1,5 @@
 import Glibc
+public import StarlingSQLite
 public import Logging
 public import StarlingCore
 public import StarlingTransport
@@ -35,13 +36,18 @@ public struct StarlingConfiguration: Sendable, Equatable {
     /// `postgres://user:password@host:port/database`; when set, PostgreSQL holds everything.
     public var postgresURL: String?
     /// SQLite `synchronous`: "NORMAL" survives a process crash, "FULL" also a power cut.
-    public var sqliteSynchronous = "NORMAL"
+    public var sqliteSynchronous = SQLiteStore.Synchronous.normal
     /// Keep everything in memory (no store): for tests and benchmarks of the core only.
     public var inMemory = false
     /// Milliseconds a commit may gather writes at light load (`GroupCommitWriter.commitDelay`).
     public var commitDelayMilliseconds = 1
     /// Writes waiting for the store above which publishers are paused (`GroupCommitWriter.backlogLimit`).
     public var maxPendingWrites = 32_768
+
+    /// `server.node_id`; nil = the host name. `broker.ingest.nodeID` holds the resolved name.
+    public var nodeID: String? {
+        didSet { broker.ingest.nodeID = nodeID ?? Self.hostName() }
+    }
 
     public init() {
         broker.ingest.nodeID = Self.hostName()

@@ -159,7 +159,7 @@ extension Broker {
     private func authenticationRequest(for connection: Connection, password: ByteBuffer?) -> AuthenticationRequest {
         AuthenticationRequest(clientID: connection.clientID, username: connection.username, password: password,
                               remoteAddress: connection.transport.remoteAddress, version: connection.version,
-                              onLoopbackListener: connection.transport.isOnLoopbackListener)
+                              isLoopbackClient: connection.transport.isLoopbackClient)
     }
 
     /// A protocol error in an authentication exchange: CONNACK 0x82 before the CONNACK, else

@@ -10,7 +10,7 @@ extension Broker {
         guard persistence != nil, ingest.covers(topic) else { return }
         let dedup: IngestRecord.Dedup = switch publish.qos {
         case .atMostOnce: .none
-        case .atLeastOnce: .qos1(dup: publish.dup, contentOnly: ingest.contentDedup)
+        case .atLeastOnce: .qos1(dup: publish.dup, contentOnly: ingest.dedup == .content)
         case .exactlyOnce: .qos2
         }
         if publish.qos == .exactlyOnce, connection.session?.isStored != true { clientsWithStoredQoS2.insert(connection.clientID) }

@@ -129,9 +129,20 @@ public final class Broker: @unchecked Sendable {
         guard connection.state != .closed else { return }
         stats.protocolErrors += 1
         if connection.state == .awaitingConnect {
-            if let version = error.protocolVersion {
+            if let version = error.protocolVersion, version == .v5 {
                 connection.version = version
                 refuse(connection, reason: error.reasonCode, message: error.message)
+            } else if let version = error.protocolVersion, let code = error.connectReturnCode {
+                // 3.1 / 3.1.1 have a return code for a rejected identifier only.
+                connection.version = version
+                refuse(connection, reason: code.reasonCode, message: error.message)
+            } else if error.protocolVersion != nil {
+                // 3.1 / 3.1.1: a CONNECT that does not conform to section 3.1 is answered by
+                // closing the network connection, without a CONNACK [MQTT-3.1.4-1]; a return
+                // code 0x03 would make the device retry the same bytes forever.
+                stats.connectionsRefused += 1
+                logger.info("closing connection without CONNACK: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+                close(connection)
             } else if let code = error.connectReturnCode {
                 // Unknown or mismatched protocol level: a 3.1.1-shaped CONNACK, which every
                 // version can read [MQTT-3.1.2-2].

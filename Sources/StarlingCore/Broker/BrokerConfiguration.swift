@@ -72,9 +72,15 @@ public struct IngestConfiguration: Sendable, Equatable {
     public var enabled = true
     /// Topic filters whose messages are stored; `$SYS` topics never are.
     public var topics: [MQTTTopicFilter] = [try! MQTTTopicFilter("#")]
-    /// false = `dup_flag` (a repeat is a duplicate only with DUP = 1), true = `content` (any
-    /// identical repeat of a packet id is a duplicate).
-    public var contentDedup = false
+    /// How a re-sent QoS 1 message is recognised (DESIGN.md section 4).
+    public enum Dedup: String, Sendable, CaseIterable {
+        /// A repeat of the last message with its packet id is a re-send only with DUP = 1.
+        case dupFlag = "dup_flag"
+        /// Any identical repeat of a packet id is a re-send, DUP or not.
+        case content
+    }
+
+    public var dedup = Dedup.dupFlag
     /// Delete rows older than this many seconds; nil keeps them.
     public var retentionSeconds: Int64?
     /// This node's id, stored with each row.

@@ -8,17 +8,17 @@ public struct AuthenticationRequest: Sendable {
     public var password: ByteBuffer?
     public var remoteAddress: String
     public var version: MQTTProtocolVersion
-    /// The connection arrived on a listener bound to a loopback address (127.0.0.0/8, ::1).
-    public var onLoopbackListener: Bool
+    /// The client counts as local (`ClientTransport.isLoopbackClient`).
+    public var isLoopbackClient: Bool
 
     public init(clientID: String, username: String?, password: ByteBuffer?, remoteAddress: String, version: MQTTProtocolVersion,
-                onLoopbackListener: Bool = true) {
+                isLoopbackClient: Bool = true) {
         self.clientID = clientID
         self.username = username
         self.password = password
         self.remoteAddress = remoteAddress
         self.version = version
-        self.onLoopbackListener = onLoopbackListener
+        self.isLoopbackClient = isLoopbackClient
     }
 }
 

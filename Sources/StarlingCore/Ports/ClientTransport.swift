@@ -15,9 +15,12 @@ public protocol ClientTransport: AnyObject {
     var isWritable: Bool { get }
     /// The peer's address, for logs.
     var remoteAddress: String { get }
-    /// Whether the listener the connection arrived on is bound to a loopback address: anonymous
-    /// clients are accepted there by default (`auth.allow_anonymous = "loopback"`).
-    var isOnLoopbackListener: Bool { get }
+    /// Whether the client counts as local for `auth.allow_anonymous = "loopback"`: decided by the
+    /// listener's configured address (127.0.0.0/8, ::1), never by the address a connection
+    /// happened to reach, so a `0.0.0.0` listener is not loopback for a client (or a proxy on
+    /// the same host) that connects to 127.0.0.1. Behind the PROXY protocol, the address the
+    /// balancer announced decides, never the balancer's own.
+    var isLoopbackClient: Bool { get }
     /// Stops or resumes reading from the peer (TCP flow control holds it back meanwhile).
     func setReading(_ enabled: Bool)
 }

@@ -1,53 +1,60 @@
-import MQTTCodec
-import NIOCore
-import StarlingCore
-import StarlingTesting
+import Logging
+public import MQTTCodec
+public import NIOCore
+public import StarlingCore
 
-/// A broker driven directly, with a manual clock and recording transports.
-final class BrokerHarness {
-    let clock = ManualClock()
-    let broker: Broker
+/// A broker driven directly, with a manual clock and recording transports; with a store and an
+/// event loop, its durable writes go through the group commit to that store (e.g. an
+/// `InMemoryStore` that holds or refuses commits), and every call must then run on that loop.
+public final class BrokerHarness: @unchecked Sendable {
+    public let clock = ManualClock()
+    public let broker: Broker
 
-    init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authenticator: any Authenticator = AllowAllAuthenticator(),
-         authorizer: any Authorizer = RuleAuthorizer()) {
+    public init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authenticator: any Authenticator = AllowAllAuthenticator(),
+                authorizer: any Authorizer = RuleAuthorizer(), store: (any PersistentStore)? = nil, eventLoop: (any EventLoop)? = nil) {
         var configuration = BrokerConfiguration()
         configuration.sysInterval = 0
         configure(&configuration)
         broker = Broker(configuration: configuration, clock: clock, authenticator: authenticator, authorizer: authorizer)
+        if let store, let eventLoop {
+            let writer = GroupCommitWriter(store: store, eventLoop: eventLoop, logger: Logger(label: "test.writer"))
+            writer.onCommitted = { [broker] in broker.flush() }
+            broker.persistence = writer
+        }
     }
 
-    final class Client {
-        let transport: RecordingTransport
-        let connection: Connection
-        let broker: Broker
-        let version: MQTTProtocolVersion
+    public final class Client: @unchecked Sendable {
+        public let transport: RecordingTransport
+        public let connection: Connection
+        public let broker: Broker
+        public let version: MQTTProtocolVersion
         /// Packets read past the CONNACK, returned by the next `take()`.
-        var backlog: [MQTTPacket] = []
+        public var backlog: [MQTTPacket] = []
 
-        init(transport: RecordingTransport, connection: Connection, broker: Broker, version: MQTTProtocolVersion) {
+        public init(transport: RecordingTransport, connection: Connection, broker: Broker, version: MQTTProtocolVersion) {
             self.transport = transport
             self.connection = connection
             self.broker = broker
             self.version = version
         }
 
-        func send(_ packet: MQTTPacket) {
+        public func send(_ packet: MQTTPacket) {
             broker.received(packet, on: connection)
             broker.flush()
         }
 
-        func take() -> [MQTTPacket] {
+        public func take() -> [MQTTPacket] {
             defer { backlog.removeAll() }
             return backlog + transport.take()
         }
 
-        func publish(_ topic: String, _ payload: String, qos: MQTTQoS = .atMostOnce, id: UInt16? = nil, retain: Bool = false,
+        public func publish(_ topic: String, _ payload: String, qos: MQTTQoS = .atMostOnce, id: UInt16? = nil, retain: Bool = false,
                      dup: Bool = false, properties: MQTTProperties = []) {
             send(.publish(MQTTPublish(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, dup: dup,
                                       packetID: id, properties: properties)))
         }
 
-        func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce, id: UInt16 = 1, properties: MQTTProperties = [],
+        public func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce, id: UInt16 = 1, properties: MQTTProperties = [],
                        noLocal: Bool = false, retainHandling: MQTTSubscription.RetainHandling = .sendOnSubscribe) {
             send(.subscribe(MQTTSubscribe(packetID: id, subscriptions: [
                 MQTTSubscription(filter: try! MQTTTopicFilter(filter), qos: qos, noLocal: noLocal, retainHandling: retainHandling),
@@ -55,13 +62,13 @@ final class BrokerHarness {
         }
 
         /// The PUBLISH packets among what was flushed.
-        func publishes() -> [MQTTPublish] {
+        public func publishes() -> [MQTTPublish] {
             take().compactMap { if case .publish(let p) = $0 { p } else { nil } }
         }
     }
 
     /// Opens a connection and sends CONNECT; returns the client and the broker's answer.
-    func connect(_ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
+    public func connect(_ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
                  properties: MQTTProperties = [], will: MQTTWill? = nil) -> (Client, MQTTConnAck?) {
         let transport = RecordingTransport(remoteAddress: clientID)
         let connection = broker.accept(transport)
@@ -79,12 +86,12 @@ final class BrokerHarness {
     }
 
     /// The network connection of `client` drops (no DISCONNECT).
-    func drop(_ client: Client) {
+    public func drop(_ client: Client) {
         broker.closed(client.connection)
         broker.flush()
     }
 
-    func advance(seconds: Int64) {
+    public func advance(seconds: Int64) {
         clock.advance(by: .seconds(seconds))
         broker.tick()
     }

@@ -1,0 +1,83 @@
+public import StarlingCore
+import Synchronization
+
+/// A store that keeps what it commits in memory and lets a test decide when a commit ends:
+/// hold commits (`holdCommits`) and release them one by one, or refuse them (`refuseCommits`).
+/// For G1 tests of the broker without sockets or a database: an acknowledgement must follow the
+/// commit of everything the message caused.
+public final class InMemoryStore: PersistentStore {
+    public let name = "memory"
+
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String { "the in-memory store refuses commits (test)" }
+    }
+
+    private struct State {
+        var committed: [StoreOperation] = []
+        var hold = false
+        var refuse = false
+        var held: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    /// One element per commit attempt, as it starts: the number of operations of its batch.
+    public let attempts: AsyncStream<Int>
+    private let attemptsContinuation: AsyncStream<Int>.Continuation
+
+    public init() {
+        (attempts, attemptsContinuation) = AsyncStream.makeStream()
+    }
+
+    /// Commits wait in `apply` until `releaseCommits()`.
+    public var holdCommits: Bool {
+        get { state.withLock { $0.hold } }
+        set { state.withLock { $0.hold = newValue } }
+    }
+
+    /// Commits fail with `Refused` (the writer retries them).
+    public var refuseCommits: Bool {
+        get { state.withLock { $0.refuse } }
+        set { state.withLock { $0.refuse = newValue } }
+    }
+
+    /// Every operation committed so far, in order.
+    public var committed: [StoreOperation] { state.withLock { $0.committed } }
+
+    /// Lets the held commits go on (and, with `holdCommits` false, every later one).
+    public func releaseCommits() {
+        let held = state.withLock { state in
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        for continuation in held { continuation.resume() }
+    }
+
+    public func apply(_ operations: [StoreOperation]) async throws {
+        attemptsContinuation.yield(operations.count)
+        if holdCommits {
+            await withCheckedContinuation { continuation in
+                let holding = state.withLock { state in
+                    guard state.hold else { return false }
+                    state.held.append(continuation)
+                    return true
+                }
+                if !holding { continuation.resume() }
+            }
+        }
+        try state.withLock { state in
+            if state.refuse { throw Refused() }
+            state.committed += operations
+        }
+    }
+
+    public func migrate() async throws {}
+    public func load() async throws -> StoredState { StoredState() }
+    public func collectGarbage() async throws -> Int { 0 }
+    public func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
+    public func loadUsers() async throws -> [StoredUser] { [] }
+    public func saveUser(_: StoredUser) async throws {}
+    public func deleteUser(_: String) async throws -> Bool { false }
+    public func ping() async throws {
+        if refuseCommits { throw Refused() }
+    }
+}

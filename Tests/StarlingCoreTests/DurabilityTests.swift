@@ -1,0 +1,114 @@
+import MQTTCodec
+import NIOCore
+import NIOPosix
+import StarlingCore
+import StarlingTesting
+import Testing
+
+/// G1 "acked means durable", on the broker core without sockets: CONNACK, SUBACK, PUBACK and
+/// PUBREC are written only once the store has committed what they acknowledge, and never when
+/// the commit fails.
+@Suite("G1: acknowledgements follow the commit")
+struct DurabilityTests {
+    /// A broker on a real event loop whose writes go to an `InMemoryStore`; `body` runs its
+    /// steps on that loop through `onLoop`.
+    struct Loop {
+        let loop: any EventLoop
+        /// Runs `step` on the broker's loop and returns what it returns.
+        func callAsFunction<T: Sendable>(_ step: @escaping @Sendable () -> T) async throws -> T {
+            try await loop.submit(step).get()
+        }
+    }
+
+    static func withBroker(_ body: (BrokerHarness, InMemoryStore, _ onLoop: Loop) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = InMemoryStore()
+        let harness = try await loop.submit { BrokerHarness(store: store, eventLoop: loop) }.get()
+        do {
+            try await body(harness, store, Loop(loop: loop))
+        } catch {
+            store.refuseCommits = false
+            store.holdCommits = false
+            store.releaseCommits()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    static func types(_ packets: [MQTTPacket]) -> [MQTTPacketType] { packets.map(\.type) }
+
+    @Test("[MQTT-4.3.2] a QoS 1 PUBACK is written after the ingest row commits, not before")
+    func pubackAfterCommit() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            let publisher = try await onLoop { h.connect("pub").0 }
+            store.holdCommits = true
+            try await onLoop { publisher.publish("sensors/1", "21.5", qos: .atLeastOnce, id: 1) }
+            var attempts = store.attempts.makeAsyncIterator()
+            _ = await attempts.next()
+            try await onLoop { #expect(publisher.take().isEmpty) }
+            store.holdCommits = false
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(Self.types(publisher.take()) == [.puback]) }
+            #expect(store.committed.contains { if case .ingest(let r) = $0 { r.payload == ByteBuffer(string: "21.5") } else { false } })
+        }
+    }
+
+    @Test("[MQTT-4.3.3] a QoS 2 PUBREC is written after the row and the inbound entry commit")
+    func pubrecAfterCommit() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            let publisher = try await onLoop { h.connect("pub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { _ = publisher.take() }
+            store.holdCommits = true
+            try await onLoop { publisher.publish("sensors/2", "x", qos: .exactlyOnce, id: 9) }
+            var attempts = store.attempts.makeAsyncIterator()
+            _ = await attempts.next()
+            try await onLoop { #expect(publisher.take().isEmpty) }
+            store.holdCommits = false
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(Self.types(publisher.take()) == [.pubrec]) }
+            #expect(store.committed.contains(.addInboundQoS2(clientID: "pub", packetID: 9)))
+        }
+    }
+
+    @Test("CONNACK of a persistent session and SUBACK of its subscription follow their commits")
+    func connackAndSubackAfterCommit() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            store.holdCommits = true
+            let (client, connack) = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]) }
+            var attempts = store.attempts.makeAsyncIterator()
+            _ = await attempts.next()
+            #expect(connack == nil)
+            try await onLoop { #expect(client.take().isEmpty) }
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(Self.types(client.take()) == [.connack]) }
+            try await onLoop { client.subscribe("a/#") }
+            _ = await attempts.next()
+            try await onLoop { #expect(client.take().isEmpty) }
+            store.holdCommits = false
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(Self.types(client.take()) == [.suback]) }
+        }
+    }
+
+    @Test("a commit that fails sends no acknowledgement; the retry that succeeds sends it")
+    func failedCommitSendsNothing() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            let publisher = try await onLoop { h.connect("pub").0 }
+            store.refuseCommits = true
+            try await onLoop { publisher.publish("sensors/3", "y", qos: .atLeastOnce, id: 2) }
+            var attempts = store.attempts.makeAsyncIterator()
+            for _ in 0..<3 { _ = await attempts.next() }  // refused three times
+            try await onLoop { #expect(publisher.take().isEmpty) }
+            store.refuseCommits = false
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(Self.types(publisher.take()) == [.puback]) }
+        }
+    }
+}
