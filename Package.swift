@@ -101,10 +101,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The cluster: membership leases, node links, takeover (DESIGN.md section 5).
+        .target(
+            name: "StarlingCluster",
+            dependencies: [
+                "StarlingCore", "MQTTCodec", "StarlingTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "StarlingApp",
             dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres", "StarlingOps",
+                "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres", "StarlingOps", "StarlingCluster",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,4 +1,5 @@
 import NIOCore
+import StarlingCluster
 public import StarlingCore
 import StarlingTransport
 public import StarlingOps
@@ -26,6 +27,8 @@ public final class NodeStatus: OpsSource {
         var store: String?
         /// The last store ping: nil until one has run.
         var ping: (passing: Bool, detail: String)?
+        var membership: ClusterMembership?
+        var links: PeerLinks?
     }
 
     private let state = Mutex(State())
@@ -47,6 +50,13 @@ public final class NodeStatus: OpsSource {
         }
     }
 
+    func attach(cluster membership: ClusterMembership, links: PeerLinks) {
+        state.withLock {
+            $0.membership = membership
+            $0.links = links
+        }
+    }
+
     func listening(on channels: [any Channel]) {
         state.withLock { $0.listeners = channels }
     }
@@ -63,7 +73,7 @@ public final class NodeStatus: OpsSource {
     }
 
     public func readiness() async -> [HealthCheck] {
-        let (phase, listeners, store, ping) = state.withLock { ($0.phase, $0.listeners, $0.store, $0.ping) }
+        let (phase, listeners, store, ping, membership, links) = state.withLock { ($0.phase, $0.listeners, $0.store, $0.ping, $0.membership, $0.links) }
         let snapshot = await snapshot()
         var checks: [HealthCheck] = []
 
@@ -91,6 +101,15 @@ public final class NodeStatus: OpsSource {
             checks.append(HealthCheck(name: "store", passing: true, detail: "none (storage.in_memory = true)"))
         }
 
+        if let membership {
+            // This node's own lease decides; a lost peer never makes a survivor unready (its
+            // clients must be served here). The links are reported for the operator.
+            let (held, detail) = membership.leaseStatus()
+            let linkText = (links?.all ?? []).map { "\($0.direction.rawValue) \($0.peer) \($0.up ? "up" : "down")" }
+            checks.append(HealthCheck(name: "cluster", passing: held,
+                                      detail: detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
+        }
+
         checks.append(phase < .draining
             ? HealthCheck(name: "draining", passing: true, detail: "not draining")
             : HealthCheck(name: "draining", passing: false, detail: "shutting down: clients are being disconnected"))
@@ -100,6 +119,19 @@ public final class NodeStatus: OpsSource {
     public func metrics() async -> [MetricValue] {
         let ready = await readiness().allSatisfy(\.passing)
         var values = [MetricValue("starling_ready", .gauge, ready ? 1 : 0, help: "1 when /readyz answers 200, else 0.")]
+        let (membership, links) = state.withLock { ($0.membership, $0.links) }
+        if let membership {
+            let nodes = membership.nodes
+            values += [
+                MetricValue("starling_cluster_nodes", .gauge, Double(nodes.count { $0.isLive }), help: "Live nodes of the cluster (unexpired leases), this one included."),
+                MetricValue("starling_cluster_nodes_dead", .gauge, Double(nodes.count { $0.status == "dead" }), help: "Nodes whose lease expired."),
+                MetricValue("starling_cluster_lease_held", .gauge, membership.leaseStatus().held ? 1 : 0, help: "1 while this node's membership lease is renewed."),
+                MetricValue("starling_cluster_lease_renewals_total", .counter, Double(membership.renewals), help: "Lease renewals that succeeded."),
+                MetricValue("starling_cluster_lease_failures_total", .counter, Double(membership.renewalFailures), help: "Lease renewals that failed."),
+                MetricValue("starling_cluster_links_up", .gauge, Double((links?.all ?? []).count { $0.up }), help: "Node links that are up (both directions)."),
+                MetricValue("starling_cluster_links_refused_total", .counter, Double(links?.refusals ?? 0), help: "Connections to the cluster listener refused for not proving the cluster secret."),
+            ]
+        }
         guard let s = await snapshot() else { return values }
         values += [
             MetricValue("starling_uptime_seconds", .gauge, s.uptimeSeconds, help: "Seconds since the broker started."),
@@ -181,6 +213,12 @@ extension NodeStatus: AdminSource {
     private func onBroker<T: Sendable>(_ body: @escaping @Sendable (Broker) -> T) async -> T? {
         guard let (broker, loop) = brokerAndLoop() else { return nil }
         return await withTimeout(Self.answerTimeout) { try await loop.submit { body(broker) }.get() }
+    }
+
+    public func cluster() async -> ClusterSummary? {
+        let (membership, links) = state.withLock { ($0.membership, $0.links) }
+        guard let membership else { return nil }
+        return ClusterSummary(node: membership.registration.nodeID, nodes: membership.nodes, links: links?.all ?? [])
     }
 
     public func clients() async -> [ClientSummary]? {

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 public import ServiceLifecycle
+import StarlingCluster
 import StarlingCore
 import StarlingTransport
 
@@ -144,6 +145,21 @@ public final class StarlingServer: Service, Sendable {
             throw StartupError(message: "cannot listen on \(all): \(error)")
         }
         for line in logged { logger.notice("\(line)") }
+
+        // Join the cluster before serving: a duplicate node id must not serve at all.
+        var cluster: (membership: ClusterMembership, links: ClusterLinks, listener: any Channel, renewal: Task<Void, Never>)?
+        if let listen = configuration.clusterListen, let membershipStore = setup?.store as? any MembershipStore {
+            do {
+                cluster = try await joinCluster(listen: listen, store: membershipStore, group: group, broker: broker, loop: loop,
+                                                mqttAddress: bound.first?.address ?? "?")
+            } catch {
+                for channel in channels { try? await channel.close() }
+                try? await group.shutdownGracefully()
+                throw error
+            }
+            bound.append(("cluster", cluster!.membership.registration.clusterAddress))
+            status.attach(cluster: cluster!.membership, links: cluster!.links.links)
+        }
         status.listening(on: channels)
         status.enter(.serving)
         onListening(bound)
@@ -182,6 +198,7 @@ public final class StarlingServer: Service, Sendable {
         try? await gracefulShutdown()
         status.enter(.draining)
         logger.notice("shutting down")
+        if let cluster { await cluster.membership.announce(.draining) }
         // Drain in reverse: stop accepting, disconnect clients, flush state, stop the loop.
         for channel in channels { try? await channel.close() }
         ticker.cancel()
@@ -190,9 +207,57 @@ public final class StarlingServer: Service, Sendable {
         if let writer = try? await loop.submit({ broker.persistence }).get() {
             try? await writer.drain().get()
         }
+        if let cluster {
+            cluster.renewal.cancel()
+            await cluster.membership.leave()
+            cluster.links.closeAll()
+            try? await cluster.listener.close()
+        }
         try? await group.shutdownGracefully()
         status.enter(.stopped)
         logger.notice("stopped")
+    }
+}
+
+extension StarlingServer {
+    /// Binds the node-to-node listener, claims the node id (a live node with the same id is a
+    /// configuration error: exit 2), and starts renewing the lease and dialing peers.
+    func joinCluster(listen: ListenAddress, store: any MembershipStore, group: any EventLoopGroup, broker: Broker, loop: any EventLoop,
+                     mqttAddress: String) async throws -> (ClusterMembership, ClusterLinks, any Channel, Task<Void, Never>) {
+        var clusterLogger = logger
+        clusterLogger[metadataKey: "starling.component"] = "cluster"
+        let nodeID = configuration.broker.ingest.nodeID
+        clusterLogger[metadataKey: "starling.node"] = "\(nodeID)"
+        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, logger: clusterLogger)
+        let listener: any Channel
+        do {
+            listener = try await links.bind(host: listen.host, port: listen.port)
+        } catch {
+            throw StartupError(message: "cannot listen for the cluster on \(listen) (cluster.listen): \(error)")
+        }
+        var advertise = configuration.clusterAdvertise ?? ListenAddress(bound: listener.localAddress)?.description ?? listen.description
+        if configuration.clusterAdvertise == nil, ["0.0.0.0", "::"].contains(listen.host), let port = listener.localAddress?.port {
+            advertise = ListenAddress(host: StarlingConfiguration.hostName(), port: port).description
+        }
+        let registration = NodeRegistration(nodeID: nodeID, incarnation: Int64.random(in: 1...Int64.max), mqttAddress: mqttAddress,
+                                            clusterAddress: advertise, httpAddress: configuration.httpListen?.description)
+        let membership = ClusterMembership(
+            registration: registration, store: store, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
+            logger: clusterLogger,
+            clientCount: { (try? await loop.submit { broker.connectedClientCount }.get()) ?? 0 })
+        membership.onView { links.reconcile(with: $0) }
+        do {
+            try await membership.join()
+        } catch let inUse as ClusterMembership.NodeIDInUse {
+            try? await listener.close()
+            throw ConfigurationError(key: "server.node_id", value: "\"\(nodeID)\"", allowed: "an id no live node uses: \(inUse)",
+                                     source: "--node-id or the configuration")
+        } catch {
+            try? await listener.close()
+            throw StartupError(message: "cannot join the cluster through the store: \(error)")
+        }
+        let renewal = Task { await membership.run() }
+        return (membership, links, listener, renewal)
     }
 }
 

@@ -137,6 +137,12 @@ CREATE TABLE users (
 
 ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
 """#),
+        Migration(version: 5, name: "cluster", sql: #"""
+-- Cluster membership lives in PostgreSQL only (a cluster needs a shared store); SQLite keeps the
+-- migration number so both stores count their schema versions alike.
+
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -269,6 +275,24 @@ CREATE TABLE users (
 -- this column existed: they sign in with their password until it is set again.
 
 ALTER TABLE users ADD COLUMN scram_sha256 text;
+"""#),
+        Migration(version: 5, name: "cluster", sql: #"""
+-- Cluster membership (DESIGN.md section 5): one row per node, a lease renewed every second or
+-- so and compared with the database's own clock (now()), never a node's. A node whose lease has
+-- expired is dead. `incarnation` tells a restarted node from its previous process.
+
+CREATE TABLE nodes (
+    node_id         text PRIMARY KEY,
+    incarnation     bigint NOT NULL,
+    mqtt_address    text NOT NULL,
+    cluster_address text NOT NULL,
+    http_address    text,
+    state           text NOT NULL DEFAULT 'alive',   -- alive | draining | left
+    clients         integer NOT NULL DEFAULT 0,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    renewed_at      timestamptz NOT NULL DEFAULT now(),
+    lease_until     timestamptz NOT NULL
+);
 """#),
     ]
 }

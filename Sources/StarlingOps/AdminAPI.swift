@@ -10,6 +10,8 @@ public protocol AdminSource: Sendable {
     func client(_ clientID: String) async -> ClientSummary?
     /// Disconnects the client (and with `endSession` ends its session); false when unknown.
     func disconnect(_ clientID: String, endSession: Bool) async -> Bool
+    /// The cluster's nodes and this node's links; nil when the node runs alone.
+    func cluster() async -> ClusterSummary?
 }
 
 /// The admin API under `/api/v1`, for `starling ctl` and operators' tools. Every request needs
@@ -20,6 +22,10 @@ enum AdminAPI {
         api.get("clients") { _, _ -> Response in
             guard let clients = await source.clients() else { return error(.serviceUnavailable, "the broker did not answer") }
             return OpsServer.json(.ok, ClientList(clients: clients))
+        }
+        api.get("nodes") { _, _ -> Response in
+            guard let cluster = await source.cluster() else { return error(.notFound, "this node runs alone (no cluster.listen)") }
+            return OpsServer.json(.ok, cluster)
         }
         api.get("clients/:id") { _, context -> Response in
             let id = clientID(context)

@@ -62,8 +62,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: "Join a cluster: the node-to-node listener HOST:PORT (port 0 picks a free port). Needs --postgres. Overrides cluster.listen.")
+    var cluster: String?
+
+    @Option(name: .long, help: "This node's id, unique among live nodes (default: the host name). Overrides server.node_id.")
+    var nodeID: String?
+
     func run() async throws {
-        let configuration = try source.load(listeners: mqtt, logLevel: logLevel, httpListen: http)
+        let configuration = try source.load(listeners: mqtt, logLevel: logLevel, httpListen: http, clusterListen: cluster, nodeID: nodeID)
 
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -112,7 +118,8 @@ struct ConfigurationSource: ParsableArguments {
     @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
     var postgres: String?
 
-    func load(listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil) throws -> StarlingConfiguration {
+    func load(listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil, clusterListen: String? = nil,
+              nodeID: String? = nil) throws -> StarlingConfiguration {
         var text: String?
         if let config {
             guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
@@ -123,14 +130,38 @@ struct ConfigurationSource: ParsableArguments {
         return try StarlingConfiguration.load(
             toml: text, fileName: config ?? "configuration file",
             environment: ProcessInfo.processInfo.environment,
-            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen))
+            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen,
+                             clusterListen: clusterListen, nodeID: nodeID))
     }
 }
 
 /// `starling ctl`: administration of what the store holds.
 struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Administer the broker: users (in the store), clients (through the admin API).",
-                                                    subcommands: [Users.self, Clients.self])
+                                                    subcommands: [Users.self, Clients.self, Cluster.self])
+
+    /// `starling ctl cluster`: the membership of a running node's cluster, through its admin API.
+    struct Cluster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The cluster, as a running node sees it.", subcommands: [Nodes.self])
+
+        struct Nodes: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "One line per node: id, state (alive, draining, dead, left), MQTT and cluster addresses, clients, lease age; then this node's links.")
+            @OptionGroup var api: Clients.API
+
+            func run() async throws {
+                let summary = try JSONDecoder().decode(ClusterSummary.self, from: try await api.call("GET", "/api/v1/nodes"))
+                for node in summary.nodes {
+                    print([node.nodeID + (node.nodeID == summary.node ? "*" : ""), node.status, "mqtt=\(node.mqttAddress)",
+                           "cluster=\(node.clusterAddress)", "clients=\(node.clients)",
+                           "lease_age=\(String(format: "%.1f", Double(node.leaseAgeMilliseconds) / 1000))s"].joined(separator: "\t"))
+                }
+                for link in summary.links {
+                    print(["link", link.direction.rawValue, link.peer, link.address, link.up ? "up" : "down: \(link.detail ?? "")"].joined(separator: "\t"))
+                }
+            }
+        }
+    }
 
     /// `starling ctl clients`: the admin API of a running broker (`http.listen`, `http.admin_token`).
     struct Clients: AsyncParsableCommand {

@@ -11,8 +11,12 @@ extension StarlingConfiguration {
         public var dataDirectory: String?
         public var postgresURL: String?
         public var httpListen: String?
+        public var clusterListen: String?
+        public var nodeID: String?
         public init(listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil,
-                    httpListen: String? = nil) {
+                    httpListen: String? = nil, clusterListen: String? = nil, nodeID: String? = nil) {
+            self.clusterListen = clusterListen
+            self.nodeID = nodeID
             self.listeners = listeners
             self.httpListen = httpListen
             self.logLevel = logLevel
@@ -92,8 +96,30 @@ extension StarlingConfiguration {
         if let url = overrides.postgresURL {
             try apply(keys["storage.postgres_url"]!, .string(url), to: &config, source: "--postgres")
         }
+        if let cluster = overrides.clusterListen {
+            try apply(keys["cluster.listen"]!, .string(cluster), to: &config, source: "--cluster")
+        }
+        if let nodeID = overrides.nodeID {
+            try apply(keys["server.node_id"]!, .string(nodeID), to: &config, source: "--node-id")
+        }
         try config.checkListeners()
+        try config.checkCluster()
         return config
+    }
+
+    /// A cluster shares PostgreSQL, and a listener others can reach needs the secret.
+    func checkCluster() throws {
+        guard let listen = clusterListen else { return }
+        if postgresURL == nil {
+            throw ConfigurationError(key: "cluster.listen", value: "\"\(listen)\"",
+                                     allowed: "a cluster needs PostgreSQL shared by its nodes: set storage.postgres_url (--postgres) too, or leave cluster.listen empty",
+                                     source: "the configuration")
+        }
+        if !listen.isLoopback && clusterSecret.isEmpty {
+            throw ConfigurationError(key: "cluster.secret", value: "\"\"",
+                                     allowed: "a secret of at least 16 bytes (STARLING_CLUSTER_SECRET) when cluster.listen (\(listen)) is not a loopback address",
+                                     source: "the configuration")
+        }
     }
 
     /// What no single key can check: some listener exists, and TLS listeners have their files.
@@ -111,7 +137,9 @@ extension StarlingConfiguration {
 
     private static func apply(_ key: ConfigurationKey, _ value: TOMLValue, to config: inout StarlingConfiguration, source: String) throws {
         if let allowed = key.apply(&config, value) {
-            throw ConfigurationError(key: key.path, value: describe(value), allowed: allowed, source: source)
+            // A secret is never printed, not even a wrong one.
+            let shown = key.path == "cluster.secret" ? "(hidden)" : describe(value)
+            throw ConfigurationError(key: key.path, value: shown, allowed: allowed, source: source)
         }
     }
 

@@ -44,6 +44,16 @@ public struct StarlingConfiguration: Sendable, Equatable {
     /// Writes waiting for the store above which publishers are paused (`GroupCommitWriter.backlogLimit`).
     public var maxPendingWrites = 32_768
 
+    /// The node-to-node listener (`cluster.listen`, `--cluster`); nil: this node runs alone.
+    public var clusterListen: ListenAddress?
+    /// What peers dial (`cluster.advertise`); nil: the bound listen address (the host name for
+    /// a wildcard address).
+    public var clusterAdvertise: String?
+    /// The secret every node of the cluster proves to its peers (`cluster.secret`).
+    public var clusterSecret = ""
+    /// Seconds a node's lease lasts without renewal; a node whose lease expired is dead.
+    public var clusterLeaseTimeout = 5.0
+
     /// `server.node_id`; nil = the host name. `broker.ingest.nodeID` holds the resolved name.
     public var nodeID: String? {
         didSet { broker.ingest.nodeID = nodeID ?? Self.hostName() }

@@ -1,0 +1,208 @@
+import Logging
+import MQTTCodec
+import NIOCore
+import StarlingTransport
+
+/// One node link, either side: frames packets with our codec, runs the handshake
+/// (`PeerHandshake`), then keeps the link alive with PINGREQ/PINGRESP. What the link carries
+/// beyond that (forwarded messages, control events) builds on the authenticated link.
+final class ClusterLinkHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Role {
+        /// We accepted the connection: the peer must prove the secret first.
+        case listener
+        /// We dialed `peer` (its node id as the membership table names it).
+        case dialer(peer: String)
+    }
+
+    private enum State {
+        case awaitingConnect
+        case awaitingProof(peer: String, dialerNonce: [UInt8], listenerNonce: [UInt8])
+        case awaitingChallenge(nonce: [UInt8])
+        case awaitingConnAck(peer: String)
+        case up(peer: String)
+        case closed
+    }
+
+    private let role: Role
+    private let nodeID: String
+    private let secret: String
+    private let links: PeerLinks
+    private let logger: Logger
+    private var state: State
+    private var decoder: MQTTPacketDecoder
+    private var cumulation: ByteBuffer?
+    private var pinger: RepeatedTask?
+
+    init(role: Role, nodeID: String, secret: String, links: PeerLinks, logger: Logger) {
+        self.role = role
+        self.nodeID = nodeID
+        self.secret = secret
+        self.links = links
+        self.logger = logger
+        self.decoder = MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(), version: .v5)
+        switch role {
+        case .listener: state = .awaitingConnect
+        case .dialer: state = .awaitingChallenge(nonce: PeerHandshake.nonce())
+        }
+    }
+
+    private var peerAddress = "unknown"
+
+    func channelActive(context: ChannelHandlerContext) {
+        peerAddress = ListenAddress(bound: context.channel.remoteAddress)?.description ?? "unknown"
+        if case .awaitingChallenge(let nonce) = state {
+            send(.connect(MQTTConnect(version: .v5, clientID: nodeID, cleanStart: true, keepAlive: 0, properties: [
+                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: nonce)),
+            ])), context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var pending = cumulation.take() {
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        do {
+            while let packet = try decoder.next(from: &buffer) {
+                handle(packet, context: context)
+                if case .closed = state { return }
+            }
+        } catch {
+            return refuse("malformed packet on a node link: \(error)", context: context)
+        }
+        if buffer.readableBytes > 0 { cumulation = buffer }
+    }
+
+    private func handle(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        switch (state, packet) {
+        case (.awaitingConnect, .connect(let connect)):
+            guard connect.version == .v5, connect.properties.authenticationMethod == PeerHandshake.method,
+                  let nonce = connect.properties.authenticationData?.bytes, nonce.count == PeerHandshake.nonceLength,
+                  !connect.clientID.isEmpty else {
+                return refuse("not a node of this cluster (no cluster handshake in its CONNECT)", context: context)
+            }
+            let listenerNonce = PeerHandshake.nonce()
+            let proof = PeerHandshake.listenerProof(secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
+                                                    listenerID: nodeID, dialerID: connect.clientID)
+            state = .awaitingProof(peer: connect.clientID, dialerNonce: nonce, listenerNonce: listenerNonce)
+            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [
+                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: listenerNonce + proof)),
+            ])), context: context)
+        case (.awaitingProof(let peer, let dialerNonce, let listenerNonce), .auth(let auth)):
+            let expected = PeerHandshake.dialerProof(secret: secret, listenerNonce: listenerNonce, dialerNonce: dialerNonce,
+                                                     dialerID: peer, listenerID: nodeID)
+            guard let proof = auth.properties.authenticationData?.bytes, PeerHandshake.matches(proof, expected) else {
+                return refuse("node \(peer) did not prove the cluster secret", context: context)
+            }
+            send(.connack(MQTTConnAck(sessionPresent: false, reasonCode: .success, properties: [.userProperty("node", nodeID)])), context: context)
+            linkUp(peer: peer, context: context)
+        case (.awaitingChallenge(let nonce), .auth(let auth)):
+            let data = auth.properties.authenticationData?.bytes ?? []
+            guard case .dialer(let peer) = role, data.count > PeerHandshake.nonceLength else {
+                return refuse("the peer's answer carries no challenge", context: context)
+            }
+            let listenerNonce = Array(data.prefix(PeerHandshake.nonceLength))
+            let expected = PeerHandshake.listenerProof(secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
+                                                       listenerID: peer, dialerID: nodeID)
+            guard PeerHandshake.matches(Array(data.dropFirst(PeerHandshake.nonceLength)), expected) else {
+                return refuse("\(peer) at \(peerAddress) did not prove the cluster secret", context: context)
+            }
+            state = .awaitingConnAck(peer: peer)
+            let proof = PeerHandshake.dialerProof(secret: secret, listenerNonce: listenerNonce, dialerNonce: nonce, dialerID: nodeID, listenerID: peer)
+            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [
+                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: proof)),
+            ])), context: context)
+        case (.awaitingConnAck(let peer), .connack(let ack)):
+            guard ack.reasonCode == .success else { return refuse("\(peer) refused this node: \(ack.reasonCode)", context: context) }
+            linkUp(peer: peer, context: context)
+        case (.up, .pingreq):
+            send(.pingresp, context: context)
+        case (.up, .pingresp):
+            break
+        case (.up, _):
+            break  // messages over links arrive with the data plane
+        default:
+            refuse("unexpected \(packet.type) during the cluster handshake", context: context)
+        }
+    }
+
+    private var direction: PeerLinks.Direction {
+        if case .listener = role { .inbound } else { .outbound }
+    }
+
+    private func linkUp(peer: String, context: ChannelHandlerContext) {
+        state = .up(peer: peer)
+        links.update(.init(peer: peer, direction: direction, address: peerAddress, up: true, detail: nil))
+        logger.notice("cluster link \(direction.rawValue) \(peer) (\(peerAddress)) is up")
+        // A silent peer (stopped, cut off) is found by its missing packets: TCP alone may take
+        // minutes to notice. The dialer pings (a client's PINGREQ); the listener answers.
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { task in
+            handler.value.tick(peer: peer, channel: channel, task: task)
+        }
+    }
+
+    /// Ticks since the peer last sent anything.
+    private var silentTicks = 0
+
+    private func tick(peer: String, channel: any Channel, task: RepeatedTask) {
+        silentTicks += 1
+        if silentTicks > 3 {
+            logger.warning("cluster link \(direction.rawValue) \(peer) is silent; closing it")
+            channel.close(promise: nil)
+            return task.cancel()
+        }
+        guard case .dialer = role else { return }
+        var buffer = channel.allocator.buffer(capacity: 2)
+        MQTTPacket.pingreq.encode(into: &buffer, version: .v5)
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        silentTicks = 0  // anything from the peer shows it is alive
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pinger?.cancel()
+        if case .up(let peer) = state {
+            links.update(.init(peer: peer, direction: direction, address: peerAddress, up: false, detail: "connection closed"))
+            logger.warning("cluster link \(direction.rawValue) \(peer) (\(peerAddress)) is down")
+        }
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func refuse(_ reason: String, context: ChannelHandlerContext) {
+        if case .listener = role {
+            links.countRefusal()
+            logger.warning("refused cluster peer \(peerAddress): \(reason)")
+            if case .awaitingProof = state {
+                send(.connack(MQTTConnAck(sessionPresent: false, reasonCode: .notAuthorized)), context: context)
+            }
+        } else {
+            logger.warning("cluster link to \(peerAddress) failed: \(reason)")
+            if case .dialer(let peer) = role {
+                links.update(.init(peer: peer, direction: .outbound, address: peerAddress, up: false, detail: reason))
+            }
+        }
+        state = .closed
+        context.close(promise: nil)
+    }
+
+    private func send(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
+        packet.encode(into: &buffer, version: .v5)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}

@@ -1,0 +1,102 @@
+public import Logging
+public import NIOCore
+import NIOPosix
+public import StarlingCore
+import StarlingTransport
+import Synchronization
+
+/// The node-to-node links: a listener that admits peers proving the cluster secret, and one
+/// outbound link to every live peer in the membership table, dialed again when it drops.
+public final class ClusterLinks: Sendable {
+    public let links = PeerLinks()
+    let nodeID: String
+    let secret: String
+    let logger: Logger
+    let group: any EventLoopGroup
+    /// Outbound links by peer id: the address dialed and the channel once connected.
+    private let outbound = Mutex<[String: (address: String, channel: (any Channel)?)]>([:])
+
+    public init(nodeID: String, secret: String, group: any EventLoopGroup, logger: Logger) {
+        self.nodeID = nodeID
+        self.secret = secret
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds the cluster listener.
+    public func bind(host: String, port: Int) async throws -> any Channel {
+        let (nodeID, secret, links, logger) = (nodeID, secret, links, logger)
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClusterLinkHandler(role: .listener, nodeID: nodeID, secret: secret, links: links, logger: logger))
+                }
+            }
+            .bind(host: host, port: port).get()
+    }
+
+    /// Dials every live peer that has no link yet; forgets links to peers that are gone.
+    public func reconcile(with nodes: [NodeRecord]) {
+        let peers = nodes.filter { $0.nodeID != nodeID && $0.isLive }
+        let live = Set(peers.map(\.nodeID))
+        let toDial: [NodeRecord] = outbound.withLock { table in
+            for (peer, entry) in table where !live.contains(peer) {
+                entry.channel?.close(promise: nil)
+                table[peer] = nil
+                links.remove(peer: peer, direction: .outbound)
+            }
+            var dial: [NodeRecord] = []
+            for peer in peers {
+                if let entry = table[peer.nodeID], entry.address == peer.clusterAddress,
+                   entry.channel == nil || entry.channel?.isActive == true { continue }
+                table[peer.nodeID] = (peer.clusterAddress, nil)
+                dial.append(peer)
+            }
+            return dial
+        }
+        for peer in toDial { dial(peer) }
+    }
+
+    private func dial(_ peer: NodeRecord) {
+        guard let address = ListenAddress(peer.clusterAddress), address.port > 0 else {
+            links.update(.init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "not a HOST:PORT address"))
+            return
+        }
+        let (nodeID, secret, links, logger) = (nodeID, secret, links, logger)
+        let connecting = ClientBootstrap(group: group)
+            .connectTimeout(.seconds(2))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClusterLinkHandler(role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, logger: logger))
+                }
+            }
+            .connect(host: address.host, port: address.port)
+        connecting.whenComplete { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let channel):
+                self.outbound.withLock { table in
+                    if table[peer.nodeID]?.address == peer.clusterAddress { table[peer.nodeID]?.channel = channel } else { channel.close(promise: nil) }
+                }
+            case .failure(let error):
+                // Dialed again with the next view of the nodes (every second).
+                _ = self.outbound.withLock { $0.removeValue(forKey: peer.nodeID) }
+                links.update(.init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "\(error)"))
+            }
+        }
+    }
+
+    /// Closes every outbound link.
+    public func closeAll() {
+        let channels = outbound.withLock { table in
+            defer { table.removeAll() }
+            return table.values.compactMap(\.channel)
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,161 @@
+public import NIOCore
+
+/// What a node announces about itself in the membership table (DESIGN.md section 5).
+public struct NodeRegistration: Sendable, Equatable {
+    public var nodeID: String
+    /// Random per process start: tells a restarted node from the process it replaces.
+    public var incarnation: Int64
+    public var mqttAddress: String
+    /// What peers dial (`cluster.advertise`).
+    public var clusterAddress: String
+    public var httpAddress: String?
+
+    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?) {
+        self.nodeID = nodeID
+        self.incarnation = incarnation
+        self.mqttAddress = mqttAddress
+        self.clusterAddress = clusterAddress
+        self.httpAddress = httpAddress
+    }
+}
+
+/// A node's own account of itself, renewed with its lease.
+public enum NodeState: String, Sendable, Codable {
+    /// Serving.
+    case alive
+    /// Shutting down: clients are being moved elsewhere.
+    case draining
+    /// Stopped cleanly (its lease was given up).
+    case left
+}
+
+/// A row of the membership table as one node reads it; ages are measured by the database's
+/// clock, so nodes with skewed clocks agree on who is dead.
+public struct NodeRecord: Sendable, Equatable, Codable {
+    public var nodeID: String
+    public var incarnation: Int64
+    public var mqttAddress: String
+    public var clusterAddress: String
+    public var httpAddress: String?
+    public var state: NodeState
+    public var clients: Int
+    /// Milliseconds since the node's last renewal.
+    public var leaseAgeMilliseconds: Int64
+    /// Milliseconds until the lease expires; zero or less: expired.
+    public var leaseRemainingMilliseconds: Int64
+
+    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
+                state: NodeState, clients: Int, leaseAgeMilliseconds: Int64, leaseRemainingMilliseconds: Int64) {
+        self.nodeID = nodeID
+        self.incarnation = incarnation
+        self.mqttAddress = mqttAddress
+        self.clusterAddress = clusterAddress
+        self.httpAddress = httpAddress
+        self.state = state
+        self.clients = clients
+        self.leaseAgeMilliseconds = leaseAgeMilliseconds
+        self.leaseRemainingMilliseconds = leaseRemainingMilliseconds
+    }
+
+    /// Alive or draining with an unexpired lease. A node whose lease expired is dead, whatever
+    /// it last said.
+    public var isLive: Bool { state != .left && leaseRemainingMilliseconds > 0 }
+
+    /// What `ctl cluster nodes` and `/api/v1/nodes` print: alive, draining, dead or left.
+    public var status: String {
+        if state == .left { return "left" }
+        return leaseRemainingMilliseconds > 0 ? state.rawValue : "dead"
+    }
+}
+
+/// The outcome of claiming a node id in the membership table.
+public enum NodeClaim: Sendable, Equatable {
+    /// The row is ours (new, or the previous holder's lease had expired or was ours).
+    case claimed
+    /// Another process holds a live lease on this id: its row as read.
+    case held(by: NodeRecord)
+}
+
+/// The store's side of membership: a small port of its own, not more requirements on
+/// `PersistentStore`. Implemented by PostgreSQL (a cluster shares one database).
+public protocol MembershipStore: Sendable {
+    /// Creates or takes over the row of `node.nodeID` with a lease of `lease`, unless another
+    /// incarnation holds a live lease on it.
+    func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim
+    /// Extends this incarnation's lease; false when the row is no longer ours (another process
+    /// took the id over after our lease expired).
+    func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool
+    /// Every row, with ages by the database's clock.
+    func nodes() async throws -> [NodeRecord]
+}
+
+/// When a node may consider its own lease held, by its own monotonic clock: from the start of
+/// the last renewal that succeeded, for the lease's duration. A renewal's start is used, not
+/// its end, so the node gives up before the database thinks it has expired, never after.
+public struct LeaseKeeper: Sendable {
+    public let lease: TimeAmount
+    /// How often to renew: a third of the lease, at most every second, so two renewals may be
+    /// lost before the lease is.
+    public var renewInterval: TimeAmount { min(.seconds(1), .nanoseconds(lease.nanoseconds / 3)) }
+    public private(set) var heldUntil: NIODeadline?
+    public private(set) var lastFailure: String?
+
+    public init(lease: TimeAmount) {
+        self.lease = lease
+    }
+
+    /// A renewal that started at `start` succeeded.
+    public mutating func renewed(startedAt start: NIODeadline) {
+        heldUntil = start + lease
+        lastFailure = nil
+    }
+
+    /// A renewal failed (the store is unreachable, or the row is no longer ours).
+    public mutating func failed(_ reason: String) {
+        lastFailure = reason
+    }
+
+    /// The row was taken over: the lease is gone at once.
+    public mutating func lost(_ reason: String) {
+        heldUntil = nil
+        lastFailure = reason
+    }
+
+    public func isHeld(at now: NIODeadline) -> Bool {
+        heldUntil.map { now < $0 } ?? false
+    }
+}
+
+/// One node link as the operations endpoints report it.
+public struct PeerLink: Sendable, Equatable, Codable {
+    public enum Direction: String, Sendable, Codable { case inbound, outbound }
+
+    public var peer: String
+    public var direction: Direction
+    public var address: String
+    public var up: Bool
+    /// Why the link is down, while it is.
+    public var detail: String?
+
+    public init(peer: String, direction: Direction, address: String, up: Bool, detail: String?) {
+        self.peer = peer
+        self.direction = direction
+        self.address = address
+        self.up = up
+        self.detail = detail
+    }
+}
+
+/// The cluster as `/api/v1/nodes` and `starling ctl cluster nodes` show it.
+public struct ClusterSummary: Sendable, Equatable, Codable {
+    /// This node's id.
+    public var node: String
+    public var nodes: [NodeRecord]
+    public var links: [PeerLink]
+
+    public init(node: String, nodes: [NodeRecord], links: [PeerLink]) {
+        self.node = node
+        self.nodes = nodes
+        self.links = links
+    }
+}

@@ -1,0 +1,59 @@
+public import NIOCore
+import PostgresNIO
+public import StarlingCore
+
+/// Membership rows (migration 0005): leases are compared with `now()` of the database, the one
+/// clock every node shares.
+extension PostgresStore: MembershipStore {
+    public func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
+        let milliseconds = lease.nanoseconds / 1_000_000
+        let rows = try await client.query("""
+            INSERT INTO nodes AS n (node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
+                                    started_at, renewed_at, lease_until)
+            VALUES (\(node.nodeID), \(node.incarnation), \(node.mqttAddress), \(node.clusterAddress), \(node.httpAddress),
+                    'alive', 0, now(), now(), now() + \(milliseconds)::bigint * interval '1 millisecond')
+            ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, mqtt_address = excluded.mqtt_address,
+                cluster_address = excluded.cluster_address, http_address = excluded.http_address, state = 'alive', clients = 0,
+                started_at = now(), renewed_at = now(), lease_until = excluded.lease_until
+            WHERE n.lease_until <= now() OR n.state = 'left' OR n.incarnation = excluded.incarnation
+            RETURNING 1
+            """, logger: logger)
+        for try await _ in rows { return .claimed }
+        guard let holder = try await nodes().first(where: { $0.nodeID == node.nodeID }) else {
+            return try await claimNode(node, lease: lease)  // the holder left between the two statements
+        }
+        return .held(by: holder)
+    }
+
+    public func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
+        let milliseconds = lease.nanoseconds / 1_000_000
+        let rows = try await client.query("""
+            UPDATE nodes SET renewed_at = now(), lease_until = now() + \(milliseconds)::bigint * interval '1 millisecond',
+                state = \(state.rawValue), clients = \(clients)
+            WHERE node_id = \(nodeID) AND incarnation = \(incarnation)
+            RETURNING 1
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    public func nodes() async throws -> [NodeRecord] {
+        let rows = try await client.query("""
+            SELECT node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
+                   (extract(epoch FROM now() - renewed_at) * 1000)::bigint AS age,
+                   (extract(epoch FROM lease_until - now()) * 1000)::bigint AS remaining
+            FROM nodes ORDER BY node_id
+            """, logger: logger)
+        var records: [NodeRecord] = []
+        for try await row in rows {
+            let r = row.makeRandomAccess()
+            records.append(NodeRecord(
+                nodeID: try r["node_id"].decode(String.self), incarnation: try r["incarnation"].decode(Int64.self),
+                mqttAddress: try r["mqtt_address"].decode(String.self), clusterAddress: try r["cluster_address"].decode(String.self),
+                httpAddress: try r["http_address"].decode(String?.self),
+                state: NodeState(rawValue: try r["state"].decode(String.self)) ?? .alive, clients: Int(try r["clients"].decode(Int32.self)),
+                leaseAgeMilliseconds: try r["age"].decode(Int64.self), leaseRemainingMilliseconds: try r["remaining"].decode(Int64.self)))
+        }
+        return records
+    }
+}

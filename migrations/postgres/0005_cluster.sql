@@ -1,0 +1,16 @@
+-- Cluster membership (DESIGN.md section 5): one row per node, a lease renewed every second or
+-- so and compared with the database's own clock (now()), never a node's. A node whose lease has
+-- expired is dead. `incarnation` tells a restarted node from its previous process.
+
+CREATE TABLE nodes (
+    node_id         text PRIMARY KEY,
+    incarnation     bigint NOT NULL,
+    mqtt_address    text NOT NULL,
+    cluster_address text NOT NULL,
+    http_address    text,
+    state           text NOT NULL DEFAULT 'alive',   -- alive | draining | left
+    clients         integer NOT NULL DEFAULT 0,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    renewed_at      timestamptz NOT NULL DEFAULT now(),
+    lease_until     timestamptz NOT NULL
+);
