@@ -228,7 +228,8 @@ extension StarlingServer {
         clusterLogger[metadataKey: "starling.component"] = "cluster"
         let nodeID = configuration.broker.ingest.nodeID
         clusterLogger[metadataKey: "starling.node"] = "\(nodeID)"
-        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, logger: clusterLogger)
+        let router = ClusterRouter(loop: loop, logger: clusterLogger)
+        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, router: router, logger: clusterLogger)
         let listener: any Channel
         do {
             listener = try await links.bind(host: listen.host, port: listen.port)
@@ -256,6 +257,13 @@ extension StarlingServer {
             try? await listener.close()
             throw StartupError(message: "cannot join the cluster through the store: \(error)")
         }
+        // Ids this node generates never collide with another node's (message ids, sequences).
+        let block = try await store.allocateIDBlock()
+        try await loop.submit {
+            broker.generateIDs(from: block << 32)
+            router.broker = broker
+            broker.cluster = router
+        }.get()
         let renewal = Task { await membership.run() }
         return (membership, links, listener, renewal)
     }

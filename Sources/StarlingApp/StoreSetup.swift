@@ -22,7 +22,9 @@ struct StoreSetup {
             clientConfiguration.options.connectTimeout = .seconds(5)
             let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
             let masked = ConfigurationError.maskingPassword(url)
-            let store = PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url))
+            // In a cluster, the session rows this node writes are its own (restored by it alone).
+            let owner = configuration.clusterListen == nil ? nil : configuration.broker.ingest.nodeID
+            let store = PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url), ownerNode: owner)
             return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)")
         }
         let directory = configuration.dataDirectory

@@ -4,8 +4,9 @@ import NIOCore
 import StarlingTransport
 
 /// One node link, either side: frames packets with our codec, runs the handshake
-/// (`PeerHandshake`), then keeps the link alive with PINGREQ/PINGRESP. What the link carries
-/// beyond that (forwarded messages, control events) builds on the authenticated link.
+/// (`PeerHandshake`), then carries routes and messages (`ClusterRouter`) and keeps the link
+/// alive with PINGREQ/PINGRESP. The dialer is the MQTT client of the link: it sends its routes
+/// (SUBSCRIBE/UNSUBSCRIBE) and messages (PUBLISH); the listener acknowledges.
 final class ClusterLinkHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -30,19 +31,25 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     private let nodeID: String
     private let secret: String
     private let links: PeerLinks
+    private let router: ClusterRouter
     private let logger: Logger
+    private var context: ChannelHandlerContext?
+    private var flushScheduled = false
     private var state: State
     private var decoder: MQTTPacketDecoder
     private var cumulation: ByteBuffer?
     private var pinger: RepeatedTask?
 
-    init(role: Role, nodeID: String, secret: String, links: PeerLinks, logger: Logger) {
+    init(role: Role, nodeID: String, secret: String, links: PeerLinks, router: ClusterRouter, logger: Logger) {
         self.role = role
         self.nodeID = nodeID
         self.secret = secret
         self.links = links
+        self.router = router
         self.logger = logger
-        self.decoder = MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(), version: .v5)
+        // A forwarded message may be as large as any client's packet, plus our properties.
+        self.decoder = MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(), version: .v5,
+                                         maximumPacketSize: 268_435_455)
         switch role {
         case .listener: state = .awaitingConnect
         case .dialer: state = .awaitingChallenge(nonce: PeerHandshake.nonce())
@@ -50,6 +57,10 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     private var peerAddress = "unknown"
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         peerAddress = ListenAddress(bound: context.channel.remoteAddress)?.description ?? "unknown"
@@ -124,8 +135,24 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             send(.pingresp, context: context)
         case (.up, .pingresp):
             break
+        case (.up(let peer), .publish(let publish)):
+            if publish.topic == PeerMessages.resetRoutes {
+                router.resetRoutes(of: peer)
+            } else {
+                router.received(publish, from: peer)
+            }
+        case (.up(let peer), .subscribe(let subscribe)):
+            router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
+            send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })), context: context)
+        case (.up(let peer), .unsubscribe(let unsubscribe)):
+            router.removeRoutes(unsubscribe.filters, of: peer)
+            send(.unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: unsubscribe.filters.map { _ in .success })), context: context)
+        case (.up(let peer), .suback(let ack)):
+            router.acknowledged(ack.packetID, by: peer)
+        case (.up(let peer), .unsuback(let ack)):
+            router.acknowledged(ack.packetID, by: peer)
         case (.up, _):
-            break  // messages over links arrive with the data plane
+            refuse("unexpected \(packet.type) on a node link", context: context)
         default:
             refuse("unexpected \(packet.type) during the cluster handshake", context: context)
         }
@@ -139,6 +166,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         state = .up(peer: peer)
         links.update(.init(peer: peer, direction: direction, address: peerAddress, up: true, detail: nil))
         logger.notice("cluster link \(direction.rawValue) \(peer) (\(peerAddress)) is up")
+        if case .dialer = role { router.outboundUp(peer, link: self) }
         // A silent peer (stopped, cut off) is found by its missing packets: TCP alone may take
         // minutes to notice. The dialer pings (a client's PINGREQ); the listener answers.
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -174,7 +202,9 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         if case .up(let peer) = state {
             links.update(.init(peer: peer, direction: direction, address: peerAddress, up: false, detail: "connection closed"))
             logger.warning("cluster link \(direction.rawValue) \(peer) (\(peerAddress)) is down")
+            if case .dialer = role { router.outboundDown(peer, link: self) } else { router.inboundDown(peer) }
         }
+        self.context = nil
         state = .closed
         context.fireChannelInactive()
     }
@@ -198,6 +228,45 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         }
         state = .closed
         context.close(promise: nil)
+    }
+
+    // MARK: Sending (the router calls these on the loop)
+
+    /// Writes a packet; the flush follows at the end of this turn of the loop, so a burst of
+    /// forwarded messages shares one system call. A link that cannot take more (its peer is
+    /// slow) refuses the packet, which is counted by the caller: a slow peer never holds the
+    /// publisher back.
+    @discardableResult
+    func send(_ packet: MQTTPacket, evenIfSlow: Bool = false) -> Bool {
+        guard let context, evenIfSlow || context.channel.isWritable else { return false }
+        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
+        packet.encode(into: &buffer, version: .v5)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if !flushScheduled {
+            flushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [self] in
+                flushScheduled = false
+                self.context?.flush()
+            }
+        }
+        return true
+    }
+
+    func sendRoutes(added filters: [String], packetID: UInt16) {
+        let subscriptions = filters.compactMap { try? MQTTTopicFilter($0) }.map { MQTTSubscription(filter: $0, qos: .atMostOnce) }
+        send(.subscribe(MQTTSubscribe(packetID: packetID, subscriptions: subscriptions)), evenIfSlow: true)
+    }
+
+    func sendRoutes(removed filters: [String], packetID: UInt16) {
+        send(.unsubscribe(MQTTUnsubscribe(packetID: packetID, filters: filters.compactMap { try? MQTTTopicFilter($0) })), evenIfSlow: true)
+    }
+
+    /// The whole route set: a reset, then the filters in packets of at most 1,000.
+    func sendFullRoutes(_ filters: [String]) {
+        send(.publish(MQTTPublish(topic: PeerMessages.resetRoutes, payload: ByteBuffer(), qos: .atMostOnce)), evenIfSlow: true)
+        for start in stride(from: 0, to: filters.count, by: 1000) {
+            sendRoutes(added: Array(filters[start..<min(start + 1000, filters.count)]), packetID: router.allocateID())
+        }
     }
 
     private func send(_ packet: MQTTPacket, context: ChannelHandlerContext) {

@@ -9,6 +9,7 @@ import Synchronization
 /// outbound link to every live peer in the membership table, dialed again when it drops.
 public final class ClusterLinks: Sendable {
     public let links = PeerLinks()
+    public let router: ClusterRouter
     let nodeID: String
     let secret: String
     let logger: Logger
@@ -16,7 +17,8 @@ public final class ClusterLinks: Sendable {
     /// Outbound links by peer id: the address dialed and the channel once connected.
     private let outbound = Mutex<[String: (address: String, channel: (any Channel)?)]>([:])
 
-    public init(nodeID: String, secret: String, group: any EventLoopGroup, logger: Logger) {
+    public init(nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger) {
+        self.router = router
         self.nodeID = nodeID
         self.secret = secret
         self.group = group
@@ -25,14 +27,14 @@ public final class ClusterLinks: Sendable {
 
     /// Binds the cluster listener.
     public func bind(host: String, port: Int) async throws -> any Channel {
-        let (nodeID, secret, links, logger) = (nodeID, secret, links, logger)
+        let (nodeID, secret, links, router, logger) = (nodeID, secret, links, router, logger)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClusterLinkHandler(role: .listener, nodeID: nodeID, secret: secret, links: links, logger: logger))
+                        ClusterLinkHandler(role: .listener, nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
                 }
             }
             .bind(host: host, port: port).get()
@@ -65,14 +67,14 @@ public final class ClusterLinks: Sendable {
             links.update(.init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "not a HOST:PORT address"))
             return
         }
-        let (nodeID, secret, links, logger) = (nodeID, secret, links, logger)
+        let (nodeID, secret, links, router, logger) = (nodeID, secret, links, router, logger)
         let connecting = ClientBootstrap(group: group)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClusterLinkHandler(role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, logger: logger))
+                        ClusterLinkHandler(role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
                 }
             }
             .connect(host: address.host, port: address.port)

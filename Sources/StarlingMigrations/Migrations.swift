@@ -293,6 +293,15 @@ CREATE TABLE nodes (
     renewed_at      timestamptz NOT NULL DEFAULT now(),
     lease_until     timestamptz NOT NULL
 );
+
+-- Each session row belongs to the node its client is connected to (or was, last); a node
+-- restores only its own. NULL: written by a node that runs alone.
+ALTER TABLE sessions ADD COLUMN owner_node text;
+CREATE INDEX sessions_owner_node ON sessions (owner_node);
+
+-- Every node start takes the next value: ids a node generates (message ids, sequences) are
+-- (value << 32) + a counter, so no two nodes, nor two starts of one node, ever collide.
+CREATE SEQUENCE id_blocks;
 """#),
     ]
 }

@@ -37,6 +37,13 @@ extension PostgresStore: MembershipStore {
         return false
     }
 
+    public func allocateIDBlock() async throws -> Int64 {
+        for try await value in try await client.query("SELECT nextval('id_blocks')", logger: logger).decode(Int64.self) {
+            return value
+        }
+        throw ClusterStoreError(message: "nextval(id_blocks) returned no row")
+    }
+
     public func nodes() async throws -> [NodeRecord] {
         let rows = try await client.query("""
             SELECT node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
@@ -56,4 +63,9 @@ extension PostgresStore: MembershipStore {
         }
         return records
     }
+}
+
+struct ClusterStoreError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }

@@ -23,10 +23,15 @@ public final class PostgresStore: PersistentStore {
     /// The schema to create before migrating (from `?schema=`), if any.
     let schema: String?
 
-    public init(client: PostgresClient, logger: Logger, schema: String? = nil) {
+    /// In a cluster, this node's id: session rows it writes name it as their owner, and it
+    /// restores only its own. nil: the node runs alone and owns every row.
+    public let ownerNode: String?
+
+    public init(client: PostgresClient, logger: Logger, schema: String? = nil, ownerNode: String? = nil) {
         self.client = client
         self.logger = logger
         self.schema = schema
+        self.ownerNode = ownerNode
     }
 
     /// Parses `postgres://user:password@host:port/database` into a client configuration.
@@ -93,7 +98,7 @@ public final class PostgresStore: PersistentStore {
             return
         }
         try await client.withTransaction(logger: logger) { connection in
-            try await Self.write(batch, on: connection, logger: self.logger)
+            try await Self.write(batch, on: connection, owner: self.ownerNode, logger: self.logger)
         }
     }
 
@@ -135,7 +140,7 @@ public final class PostgresStore: PersistentStore {
         return count
     }
 
-    static func write(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
+    static func write(_ batch: StoreBatch, on connection: PostgresConnection, owner: String?, logger: Logger) async throws {
         if !batch.resetSessions.isEmpty {
             try await connection.query("DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
             try await connection.query("DELETE FROM inbound_qos2 WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
@@ -145,15 +150,15 @@ public final class PostgresStore: PersistentStore {
             let will = s.will
             try await connection.query("""
                 INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
-                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at)
+                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at, owner_node)
                 VALUES (\(s.clientID), \(Int16(s.version.rawValue)), \(Int64(s.expiryInterval)), \(s.expiresAt), \(s.connected), \(s.username),
                     \(will?.topic), \(will?.payload), \(will.map { Int16($0.qos.rawValue) }), \(will?.retain),
-                    \(will.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) }), \(s.willDueAt), \(now))
+                    \(will.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) }), \(s.willDueAt), \(now), \(owner))
                 ON CONFLICT (client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
                     expiry_interval = excluded.expiry_interval, expires_at = excluded.expires_at, connected = excluded.connected,
                     username = excluded.username, will_topic = excluded.will_topic, will_payload = excluded.will_payload,
                     will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_properties = excluded.will_properties,
-                    will_due_at = excluded.will_due_at, updated_at = excluded.updated_at
+                    will_due_at = excluded.will_due_at, updated_at = excluded.updated_at, owner_node = excluded.owner_node
                 """, logger: logger)
         }
         for (key, change) in batch.subscriptions {
@@ -300,7 +305,9 @@ public final class PostgresStore: PersistentStore {
 
     public func load() async throws -> StoredState {
         var state = StoredState()
-        for try await row in try await client.query("SELECT * FROM sessions", logger: logger) {
+        // In a cluster a node restores its own sessions only.
+        let mine: PostgresQuery = ownerNode.map { "SELECT * FROM sessions WHERE owner_node = \($0)" } ?? "SELECT * FROM sessions"
+        for try await row in try await client.query(mine, logger: logger) {
             let r = row.makeRandomAccess()
             var will: MQTTWill?
             if let topic = try r["will_topic"].decode(String?.self) {
@@ -317,7 +324,10 @@ public final class PostgresStore: PersistentStore {
                 expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
                 username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self)))
         }
-        for try await row in try await client.query("SELECT * FROM subscriptions", logger: logger) {
+        let subscriptions: PostgresQuery = ownerNode.map {
+            "SELECT * FROM subscriptions WHERE client_id IN (SELECT client_id FROM sessions WHERE owner_node = \($0))"
+        } ?? "SELECT * FROM subscriptions"
+        for try await row in try await client.query(subscriptions, logger: logger) {
             let r = row.makeRandomAccess()
             let filter = try MQTTTopicFilter(try r["filter"].decode(String.self))
             let request = MQTTSubscription(
@@ -338,7 +348,10 @@ public final class PostgresStore: PersistentStore {
                 properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
                 expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
         }
-        for try await row in try await client.query("SELECT * FROM session_messages ORDER BY client_id, seq", logger: logger) {
+        let deliveries: PostgresQuery = ownerNode.map {
+            "SELECT * FROM session_messages WHERE client_id IN (SELECT client_id FROM sessions WHERE owner_node = \($0)) ORDER BY client_id, seq"
+        } ?? "SELECT * FROM session_messages ORDER BY client_id, seq"
+        for try await row in try await client.query(deliveries, logger: logger) {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)

@@ -369,7 +369,9 @@ extension Broker {
         session.willDueAt = nil
         for subscription in session.subscriptions.values {
             index.remove(subscription.filter, subscriber: session.clientID)
+            routeRemoved(subscription.filter)
         }
+        announceRoutes {}
         session.subscriptions.removeAll()
         if sessions[session.clientID] === session { sessions[session.clientID] = nil }
         if session.isStored {

@@ -128,7 +128,19 @@ extension Broker {
             pausedForStore.append(connection)
         }
         if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
-        let matched = route(message, now: now)
+        let routed = route(message, now: now)
+        var matched = routed.delivered
+        if let cluster {
+            // QoS 0 goes to peers now; QoS 1 and 2 once committed here, with the ack (a
+            // publisher that re-sends a QoS 2 message after a crash must not have it
+            // delivered twice).
+            if publish.qos == .atMostOnce {
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups)
+            } else {
+                let remote = cluster.peers(matching: message.topic)
+                matched += remote.plain.count + remote.groups.count
+            }
+        }
 
         if let id = publish.packetID {
             if publish.qos == .exactlyOnce {
@@ -142,7 +154,9 @@ extension Broker {
                 // waits for the store stays bounded.
                 if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
             }
+            let servedGroups = routed.servedGroups
             commitCollected { [self] in
+                if publish.qos != .atMostOnce { forwardToPeers(message, servedGroups: servedGroups) }
                 if publish.qos == .atLeastOnce {
                     connection.unacknowledgedQoS1 -= 1
                     if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }

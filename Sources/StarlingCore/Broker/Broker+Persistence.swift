@@ -77,6 +77,7 @@ extension Broker {
     /// `$SYS` value (those are rebuilt every interval).
     func retain(_ message: Message) {
         retained.set(message)
+        cluster?.retainedChanged(message)
         guard persistence != nil, !message.topic.hasPrefix("$SYS/") else { return }
         nextMessageID += 1
         collected.append(.setRetained(storedMessage(message, id: nextMessageID)))
@@ -152,6 +153,7 @@ extension Broker {
             guard let session = sessions[stored.clientID] else { continue }
             session.subscriptions[stored.subscription.filter.raw] = stored.subscription
             index.insert(stored.subscription.filter, subscriber: stored.clientID, value: stored.subscription)
+            routeAdded(stored.subscription.filter)
         }
         let messages = Dictionary(state.messages.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for delivery in state.deliveries {

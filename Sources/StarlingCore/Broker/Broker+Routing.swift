@@ -5,12 +5,15 @@ extension Broker {
     /// Delivers a message to every matching subscription: one copy per session at the highest
     /// granted QoS, carrying every matching Subscription Identifier [MQTT-3.3.4-2..5]; one member
     /// of each shared group [MQTT-4.8.2].
-    /// - Returns: how many sessions it was given to.
+    /// - Parameter sharedGroups: which shared groups may get it here: all (a local publish), or
+    ///   those a peer assigned to this node (a forwarded message).
+    /// - Returns: how many sessions it was given to, and the shared groups that got it here.
     @discardableResult
-    func route(_ message: Message, now: NIODeadline) -> Int {
+    func route(_ message: Message, now: NIODeadline, sharedGroups: SharedGroupSelection = .all) -> (delivered: Int, servedGroups: Set<ShareGroupKey>) {
         let matches = index.matches(message.topic)
-        if matches.isEmpty { return 0 }
+        if matches.isEmpty { return (0, []) }
         var delivered = 0
+        var served: Set<ShareGroupKey> = []
         let subscriptions = matches.subscriptions
         if subscriptions.count == 1 {
             let (clientID, subscription) = subscriptions[0]
@@ -29,6 +32,7 @@ extension Broker {
             }
         }
         for (group, members) in matches.groups {
+            if case .only(let allowed) = sharedGroups, !allowed.contains(group) { continue }
             let candidates = members.filter { isReadable(message.topic, by: $0.subscriber) }
             guard let chosen = chooseMember(of: group, from: candidates.map(\.subscriber), message: message),
                   let subscription = candidates.first(where: { $0.subscriber == chosen })?.value,
@@ -40,8 +44,15 @@ extension Broker {
             if outbound.qos == .atMostOnce { outbound.shareGroup = nil }
             enqueue(outbound, to: session, now: now)
             delivered += 1
+            served.insert(group)
         }
-        return delivered
+        return (delivered, served)
+    }
+
+    /// Which shared groups a routing may deliver to.
+    enum SharedGroupSelection {
+        case all
+        case only(Set<ShareGroupKey>)
     }
 
     /// The copy one session receives through its (possibly overlapping) plain subscriptions,

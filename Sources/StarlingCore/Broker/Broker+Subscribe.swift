@@ -29,6 +29,7 @@ extension Broker {
             // Replaces an existing subscription with the same filter [MQTT-3.8.4-3].
             session.subscriptions[filter.raw] = subscription
             index.insert(filter, subscriber: session.clientID, value: subscription)
+            if isNew { routeAdded(filter) }
             if session.isStored { collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription))) }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
@@ -45,18 +46,26 @@ extension Broker {
                 }
             }
         }
-        // SUBACK once the subscriptions are durable; retained messages follow it.
-        commitCollected { [self] in
-            send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
-            guard session.connection === connection else { return }
-            for (message, subscription) in retainedToSend {
-                // Sent with RETAIN 1 [MQTT-3.3.1-9].
-                let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
-                                               subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
-                enqueue(outbound, to: session, now: now)
+        // SUBACK once the subscriptions are durable and every peer routes them; retained
+        // messages follow it.
+        announceRoutes { [self] in
+            commitCollected { [self] in
+                subscribed(subscribe, codes: codes, retainedToSend: retainedToSend, session: session, connection: connection, now: now)
             }
-            commitCollected()
         }
+    }
+
+    private func subscribed(_ subscribe: MQTTSubscribe, codes: [MQTTReasonCode], retainedToSend: [(Message, Subscription)],
+                            session: Session, connection: Connection, now: NIODeadline) {
+        send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
+        guard session.connection === connection else { return }
+        for (message, subscription) in retainedToSend {
+            // Sent with RETAIN 1 [MQTT-3.3.1-9].
+            let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
+                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
+            enqueue(outbound, to: session, now: now)
+        }
+        commitCollected()
     }
 
     func handleUnsubscribe(_ unsubscribe: MQTTUnsubscribe, on connection: Connection) {
@@ -65,6 +74,7 @@ extension Broker {
         for filter in unsubscribe.filters {
             if session.subscriptions.removeValue(forKey: filter.raw) != nil {
                 index.remove(filter, subscriber: session.clientID)
+                routeRemoved(filter)
                 if session.isStored { collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw)) }
                 codes.append(.success)
             } else {
@@ -73,6 +83,6 @@ extension Broker {
         }
         // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed; 3.x carries no codes.
         let ack = MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])
-        commitCollected { self.send(.unsuback(ack), on: connection) }
+        announceRoutes { [self] in commitCollected { self.send(.unsuback(ack), on: connection) } }
     }
 }

@@ -52,6 +52,14 @@ public final class Broker: @unchecked Sendable {
     /// them. Every other clean start writes nothing.
     var clientsWithStoredQoS2: Set<String> = []
 
+    /// The cluster, when this node is part of one.
+    public var cluster: (any ClusterBus)?
+    /// Local subscriptions per filter: a filter with any is one of this node's routes.
+    var routeCounts: [String: Int] = [:]
+    /// Route changes of the current event, announced before its SUBACK/UNSUBACK.
+    var routeAdditions: Set<String> = []
+    var routeRemovals: Set<String> = []
+
     public init(
         configuration: BrokerConfiguration = .init(),
         clock: any BrokerClock = SystemBrokerClock(),

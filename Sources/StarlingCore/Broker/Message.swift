@@ -50,7 +50,7 @@ public struct Message: Sendable {
 
     /// Builds a message from properties as they arrived (in a PUBLISH or a will): the Message
     /// Expiry Interval becomes `expiresAt`, and what is per hop or will-only is dropped.
-    init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, wireProperties: MQTTProperties,
+    public init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, wireProperties: MQTTProperties,
          publisher: String, now: NIODeadline) {
         var properties = wireProperties
         let expiresAt = properties.messageExpiryInterval.map { now + .seconds(Int64($0)) }

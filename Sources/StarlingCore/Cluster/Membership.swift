@@ -87,6 +87,9 @@ public protocol MembershipStore: Sendable {
     func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool
     /// Every row, with ages by the database's clock.
     func nodes() async throws -> [NodeRecord]
+    /// A value no other node start ever gets: the ids this node generates are `value << 32`
+    /// plus a counter, so they never collide with another node's.
+    func allocateIDBlock() async throws -> Int64
 }
 
 /// When a node may consider its own lease held, by its own monotonic clock: from the start of

@@ -1,0 +1,182 @@
+public import Logging
+import MQTTCodec
+public import NIOCore
+public import StarlingCore
+
+/// The broker's `ClusterBus` over the node links. Confined to the broker's event loop, like the
+/// broker: the links run on it too.
+///
+/// - Routes: each node tells every peer, over its outbound link, which filters it has
+///   subscribers for — the full set when the link comes up (after a reset), then each change as
+///   SUBSCRIBE/UNSUBSCRIBE, acknowledged (SUBACK/UNSUBACK) once applied, so a client's SUBACK
+///   means every peer routes to it. A peer's routes are learnt on its inbound link and
+///   forgotten when that link drops: they belong to their node and go with it.
+/// - Data: a message goes to a peer on the outbound link to it; without a link it is dropped,
+///   counted and logged (QoS 1/2 messages of persistent sessions are in the store; the loss is
+///   that of QoS 0 and of clean sessions' copies while the peer is cut off).
+public final class ClusterRouter: ClusterBus, @unchecked Sendable {
+    let loop: any EventLoop
+    let logger: Logger
+    /// Set once the broker exists.
+    public var broker: Broker?
+    /// Peer routes: the subscriber is the peer's node id.
+    let remote = SubscriptionIndex<String, Bool>()
+    /// Each peer's filters, to forget them with its link.
+    var peerFilters: [String: Set<String>] = [:]
+    /// Outbound links that are up, by peer.
+    var outbound: [String: ClusterLinkHandler] = [:]
+    /// Route changes waiting for peers' acknowledgements.
+    var pendingAcks: [UInt16: (peers: Set<String>, then: () -> Void)] = [:]
+    var nextPacketID: UInt16 = 0
+    /// How long a SUBACK waits for peers that do not answer.
+    public var routeAckTimeout = TimeAmount.seconds(2)
+
+    public private(set) var forwarded: UInt64 = 0
+    public private(set) var forwardDrops: UInt64 = 0
+    private var lastDropLog: NIODeadline?
+
+    public init(loop: any EventLoop, logger: Logger) {
+        self.loop = loop
+        self.logger = logger
+    }
+
+    // MARK: ClusterBus (called by the broker)
+
+    public func routesChanged(added: [String], removed: [String], then: @escaping () -> Void) {
+        guard !outbound.isEmpty else { return then() }
+        // One packet id per kind of change, sent on every link; each peer acknowledges each.
+        let addID = added.isEmpty ? nil : allocateID()
+        let removeID = removed.isEmpty ? nil : allocateID()
+        let waiting = Set(outbound.keys)
+        for link in outbound.values {
+            if let addID { link.sendRoutes(added: added, packetID: addID) }
+            if let removeID { link.sendRoutes(removed: removed, packetID: removeID) }
+        }
+        let ids = [addID, removeID].compactMap { $0 }
+        // One completion for the change: every packet id it used must be acknowledged.
+        let remaining = Counter(ids.count)
+        let finish = { remaining.count -= 1; if remaining.count == 0 { then() } }
+        for id in ids { pendingAcks[id] = (waiting, finish) }
+        loop.scheduleTask(in: routeAckTimeout) { [self] in
+            for id in ids {
+                guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
+                logger.warning("peers \(pending.peers.sorted()) did not acknowledge a route change in time; they will learn it when their link comes back")
+                pending.then()
+            }
+        }
+    }
+
+    public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) {
+        guard !peerFilters.isEmpty else { return ([], [:]) }
+        let matches = remote.matches(topic)
+        var groups: [ShareGroupKey: [String]] = [:]
+        for (group, members) in matches.groups { groups[ShareGroupKey(name: group.name, filter: group.filter)] = members.map(\.subscriber) }
+        return (Set(matches.subscriptions.map(\.subscriber)), groups)
+    }
+
+    public func forward(_ message: Message, to peer: String, groups: [ShareGroupKey]) {
+        guard let link = outbound[peer], link.send(.publish(PeerMessages.publish(message, groups: groups, retainedChange: false, now: .now()))) else {
+            return drop(message, peer: peer)
+        }
+        forwarded += 1
+    }
+
+    public func retainedChanged(_ message: Message) {
+        for link in outbound.values {
+            link.send(.publish(PeerMessages.publish(message, groups: [], retainedChange: true, now: .now())), evenIfSlow: true)
+        }
+    }
+
+    private func drop(_ message: Message, peer: String) {
+        forwardDrops += 1
+        let now = NIODeadline.now()
+        if lastDropLog.map({ now - $0 > .seconds(10) }) ?? true {
+            lastDropLog = now
+            logger.warning("no link to \(peer): a message on \(message.topic) for its subscribers was dropped (\(forwardDrops) so far)")
+        }
+    }
+
+    func allocateID() -> UInt16 {
+        repeat { nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1 } while pendingAcks[nextPacketID] != nil
+        return nextPacketID
+    }
+
+    // MARK: Events from the links
+
+    /// Our outbound link to `peer` is up: it gets our full route set.
+    func outboundUp(_ peer: String, link: ClusterLinkHandler) {
+        outbound[peer] = link
+        link.sendFullRoutes(broker?.localRoutes ?? [])
+    }
+
+    func outboundDown(_ peer: String, link: ClusterLinkHandler) {
+        guard outbound[peer] === link else { return }
+        outbound[peer] = nil
+        // Route changes waiting for this peer stop waiting for it.
+        for (id, pending) in pendingAcks where pending.peers.contains(peer) {
+            var rest = pending.peers
+            rest.remove(peer)
+            if rest.isEmpty {
+                pendingAcks[id] = nil
+                pending.then()
+            } else {
+                pendingAcks[id] = (rest, pending.then)
+            }
+        }
+    }
+
+    /// A peer acknowledged a route change.
+    func acknowledged(_ packetID: UInt16, by peer: String) {
+        guard var pending = pendingAcks[packetID] else { return }
+        pending.peers.remove(peer)
+        if pending.peers.isEmpty {
+            pendingAcks[packetID] = nil
+            pending.then()
+        } else {
+            pendingAcks[packetID] = pending
+        }
+    }
+
+    /// The peer starts sending its full route set: what it had before is forgotten.
+    func resetRoutes(of peer: String) {
+        for filter in peerFilters.removeValue(forKey: peer) ?? [] {
+            if let parsed = try? MQTTTopicFilter(filter) { remote.remove(parsed, subscriber: peer) }
+        }
+    }
+
+    func addRoutes(_ filters: [MQTTTopicFilter], of peer: String) {
+        for filter in filters {
+            remote.insert(filter, subscriber: peer, value: true)
+            peerFilters[peer, default: []].insert(filter.raw)
+        }
+    }
+
+    func removeRoutes(_ filters: [MQTTTopicFilter], of peer: String) {
+        for filter in filters {
+            remote.remove(filter, subscriber: peer)
+            peerFilters[peer]?.remove(filter.raw)
+        }
+    }
+
+    /// The peer's inbound link dropped: its routes go with it.
+    func inboundDown(_ peer: String) {
+        resetRoutes(of: peer)
+    }
+
+    /// A message from a peer.
+    func received(_ publish: MQTTPublish, from peer: String) {
+        guard let broker else { return }
+        let (message, groups, retainedChange) = PeerMessages.message(from: publish, now: .now())
+        if retainedChange {
+            broker.retainedFromPeer(message)
+        } else {
+            broker.receivedFromPeer(message, groups: groups)
+        }
+    }
+}
+
+/// A count shared by the acknowledgements of one route change.
+private final class Counter {
+    var count: Int
+    init(_ count: Int) { self.count = count }
+}

@@ -1,0 +1,91 @@
+import MQTTCodec
+import NIOCore
+
+/// The broker's side of the cluster (DESIGN.md section 5): which filters this node has
+/// subscribers for (its routes), forwarding what local clients publish to peers with
+/// subscribers, and delivering what peers forward. Sessions and their subscriptions stay with
+/// the node their client is connected to.
+extension Broker {
+    /// A local subscription to `filter` was added: the first one makes a route.
+    /// Counted with or without a cluster: sessions restored before the node joins one have
+    /// routes too.
+    func routeAdded(_ filter: MQTTTopicFilter) {
+        routeCounts[filter.raw, default: 0] += 1
+        if routeCounts[filter.raw] == 1 && cluster != nil {
+            if routeRemovals.remove(filter.raw) == nil { routeAdditions.insert(filter.raw) }
+        }
+    }
+
+    /// A local subscription to `filter` went: the last one removes the route.
+    func routeRemoved(_ filter: MQTTTopicFilter) {
+        guard let count = routeCounts[filter.raw] else { return }
+        if count > 1 {
+            routeCounts[filter.raw] = count - 1
+            return
+        }
+        routeCounts[filter.raw] = nil
+        guard cluster != nil else { return }
+        if routeAdditions.remove(filter.raw) == nil { routeRemovals.insert(filter.raw) }
+    }
+
+    /// Announces the route changes of this event to the peers; `then` runs once they have them
+    /// (at once without a cluster or without changes).
+    func announceRoutes(then: @escaping () -> Void) {
+        guard let cluster, !routeAdditions.isEmpty || !routeRemovals.isEmpty else { return then() }
+        let (added, removed) = (Array(routeAdditions), Array(routeRemovals))
+        routeAdditions.removeAll()
+        routeRemovals.removeAll()
+        cluster.routesChanged(added: added, removed: removed, then: then)
+    }
+
+    /// Ids this node generates from now on (message ids) start above `base`: in a cluster each
+    /// node start gets its own block, so no two nodes' ids collide.
+    public func generateIDs(from base: Int64) {
+        nextMessageID = max(nextMessageID, base)
+    }
+
+    /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
+    public var localRoutes: [String] { Array(routeCounts.keys) }
+
+    /// Sends a message published by a local client to the peers with subscribers for it: every
+    /// peer with a plain subscription, and for each shared group that got no local member, one
+    /// peer with members (so each group gets one copy in the whole cluster).
+    /// - Returns: the number of peers it went to.
+    @discardableResult
+    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>) -> Int {
+        guard let cluster else { return 0 }
+        let (plain, groups) = cluster.peers(matching: message.topic)
+        var assignments: [String: [ShareGroupKey]] = [:]
+        for (group, peers) in groups where !servedGroups.contains(group) && !peers.isEmpty {
+            let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
+            assignments[peer, default: []].append(group)
+        }
+        let peers = plain.union(assignments.keys)
+        for peer in peers {
+            cluster.forward(message, to: peer, groups: assignments[peer] ?? [])
+        }
+        return peers.count
+    }
+
+    /// A message a peer forwarded: delivered to this node's plain subscribers and to the shared
+    /// groups the peer assigned to this node; never forwarded again, never ingested (the
+    /// publisher's node did that).
+    public func receivedFromPeer(_ message: Message, groups: [ShareGroupKey]) {
+        stats.forwardedIn += 1
+        route(message, now: clock.now(), sharedGroups: .only(Set(groups)))
+        commitCollected()
+        flush()
+    }
+
+    /// A retained message set or deleted on a peer: this node serves it to new subscribers.
+    public func retainedFromPeer(_ message: Message) {
+        retained.set(message)
+    }
+
+    /// Every retained message, as read again from the shared store (after a link to a peer
+    /// came back: what it set meanwhile is in the store).
+    public func replaceRetained(_ messages: [StoredMessage]) {
+        retained = RetainedStore()
+        for stored in messages { retained.set(message(stored)) }
+    }
+}
