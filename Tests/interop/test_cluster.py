@@ -1,0 +1,346 @@
+"""The cluster (issue 12): three `starling` processes on one real PostgreSQL behave as one
+broker — membership and its endpoints, the node links' secret, delivery across nodes with
+every MQTT 5.0 subscription option, retained messages, ingest rows and ids. Clients are
+paho-mqtt and the mosquitto tools. The three nodes are shared by the tests of this module."""
+import hashlib
+import hmac
+import os
+import subprocess
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from cluster import ADMIN_TOKEN, SECRET, Cluster, postgres_url
+from conftest import BINARY
+from mqtt_helpers import Client, v5_properties
+import types
+
+from raw_client import RawClient, packet, parse_properties, props, string
+
+V5 = mqtt.MQTTv5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(size=3)
+    yield c
+    c.stop()
+
+
+def client(cluster, node, client_id, protocol=V5, clean=True):
+    c = Client(cluster[node], client_id=client_id, protocol=protocol, clean=clean)
+    c.connect()
+    return c
+
+
+# ---- membership -------------------------------------------------------------------------------
+
+def test_every_node_lists_every_node(cluster):
+    """GET /api/v1/nodes on each node: the three nodes alive with their addresses, and this node's
+    links to both peers up in both directions."""
+    for node_id, node in cluster.nodes.items():
+        summary = cluster.api(node_id, "/api/v1/nodes")
+        assert summary["node"] == node_id
+        nodes = {n["nodeID"]: n for n in summary["nodes"]}
+        assert set(nodes) == {"n1", "n2", "n3"}
+        for peer_id, peer in cluster.nodes.items():
+            assert nodes[peer_id]["mqttAddress"] == f"127.0.0.1:{peer.port}"
+            assert nodes[peer_id]["clusterAddress"] == f"127.0.0.1:{peer.ports['cluster']}"
+            assert nodes[peer_id]["leaseRemainingMilliseconds"] > 0
+            assert nodes[peer_id]["state"] == "alive"
+        assert {(l["peer"], l["direction"]) for l in summary["links"] if l["up"]} == {
+            (p, d) for p in cluster.nodes if p != node_id for d in ("inbound", "outbound")}
+
+
+def test_ctl_cluster_nodes(cluster):
+    """`starling ctl cluster nodes` prints one line per node (this one starred) and the links."""
+    result = subprocess.run([BINARY, "ctl", "cluster", "nodes", "--url", f"http://127.0.0.1:{cluster['n2'].http_port}",
+                             "--token", ADMIN_TOKEN], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("\t")[:2] for line in lines[:3]] == [["n1", "alive"], ["n2*", "alive"], ["n3", "alive"]]
+    assert sum(1 for line in lines if line.startswith("link\t") and line.endswith("\tup")) == 4
+
+
+def test_readiness_has_a_cluster_check(cluster):
+    """/readyz passes with a `cluster` check naming this node's lease and its peers; /metrics
+    counts the live nodes and the links."""
+    status, body = cluster["n1"].get("/readyz")
+    assert status == 200, body
+    check = next(c for c in __import__("json").loads(body)["checks"] if c["name"] == "cluster")
+    assert check["passing"] and "lease held by n1" in check["detail"] and "n2 alive" in check["detail"]
+    status, metrics = cluster["n1"].get("/metrics")
+    assert "starling_cluster_nodes 3" in metrics
+    assert "starling_cluster_links_up 4" in metrics
+    assert "starling_cluster_lease_held 1" in metrics
+
+
+def test_a_second_live_node_with_the_same_id_refuses_to_start(cluster):
+    """A process started with the id of a live node exits 2, naming server.node_id and the
+    live node's addresses; the live node is untouched."""
+    env = {**os.environ, "STARLING_CLUSTER_SECRET": SECRET}
+    result = subprocess.run([BINARY, "serve", "--postgres", cluster.url, "--node-id", "n2", "--cluster", "127.0.0.1:0",
+                             "--mqtt", "127.0.0.1:0"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "server.node_id" in result.stderr and f"127.0.0.1:{cluster['n2'].ports['cluster']}" in result.stderr
+    summary = cluster.api("n1", "/api/v1/nodes")
+    assert [n["state"] for n in summary["nodes"] if n["nodeID"] == "n2"] == ["alive"]
+
+
+def test_cluster_needs_postgres(tmp_path):
+    """--cluster with the SQLite store is a configuration error naming cluster.listen."""
+    result = subprocess.run([BINARY, "serve", "--data-dir", str(tmp_path), "--cluster", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cluster.listen" in result.stderr and "storage.postgres_url" in result.stderr
+
+
+def test_a_cluster_listener_off_loopback_needs_the_secret(tmp_path):
+    """cluster.listen on 0.0.0.0 without cluster.secret: exit 2 naming cluster.secret; a short
+    secret is refused without being printed."""
+    url = postgres_url("unused")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STARLING_CLUSTER")}
+    result = subprocess.run([BINARY, "serve", "--postgres", url, "--cluster", "0.0.0.0:0", "--mqtt", "127.0.0.1:0"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2 and "cluster.secret" in result.stderr
+    result = subprocess.run([BINARY, "serve", "--postgres", url, "--cluster", "0.0.0.0:0", "--mqtt", "127.0.0.1:0"],
+                            capture_output=True, text=True, env={**env, "STARLING_CLUSTER_SECRET": "tooshort"}, timeout=60)
+    assert result.returncode == 2 and "cluster.secret" in result.stderr and "tooshort" not in result.stderr
+
+
+# ---- the node links' handshake ------------------------------------------------------------------
+
+METHOD = "STARLING-CLUSTER-HMAC-SHA256"
+
+
+def proof(secret, role, *fields):
+    message = b"starling-cluster-v1" + role
+    for field in fields:
+        message += len(field).to_bytes(2, "big") + field
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+
+
+def handshake(port, secret, dialer_id="intruder"):
+    """Dials a cluster listener as a node would (DESIGN: CONNECT with a nonce, AUTH with the
+    listener's nonce and proof, AUTH with ours); returns the CONNACK reason code and what the
+    listener sent."""
+    nonce = os.urandom(32)
+    raw = RawClient(types.SimpleNamespace(host="127.0.0.1", port=port))
+    connect_props = props(b"\x15" + string(METHOD), b"\x16" + len(nonce).to_bytes(2, "big") + nonce)
+    body = string("MQTT") + b"\x05\x02\x00\x00" + connect_props + string(dialer_id)
+    raw.send(packet(0x10, body))
+    first, data = raw.read_packet()
+    assert first == 0xF0, f"expected AUTH, got {first:#x}"
+    assert data[0] == 0x18  # Continue authentication
+    auth = dict(parse_properties(data, 1)[0])[0x16]  # Authentication Data: nonce L ‖ listener proof
+    listener_nonce, listener_proof = auth[:32], auth[32:]
+    mine = proof(secret, b"D", listener_nonce, nonce, dialer_id.encode(), b"n1")
+    raw.send(packet(0xF0, b"\x18" + props(b"\x15" + string(METHOD), b"\x16" + len(mine).to_bytes(2, "big") + mine)))
+    first, data = raw.read_packet()
+    assert first == 0x20
+    raw.close()
+    return data[1], listener_proof, listener_nonce, nonce
+
+
+def test_a_peer_that_proves_the_secret_is_admitted(cluster):
+    """A dialer that knows the secret gets CONNACK 0x00, and the listener's own proof checks out
+    (both sides prove the secret; neither sends it)."""
+    code, listener_proof, listener_nonce, nonce = handshake(cluster["n1"].ports["cluster"], SECRET, dialer_id="visitor")
+    assert code == 0x00
+    assert listener_proof == proof(SECRET, b"L", nonce, listener_nonce, b"n1", b"visitor")
+
+
+def test_a_peer_without_the_secret_is_refused_and_logged(cluster):
+    """A wrong secret: CONNACK 0x87 (Not authorized), the connection closed, and the refusal in
+    the node's log with the peer's address."""
+    code, *_ = handshake(cluster["n1"].ports["cluster"], "not-the-cluster-secret")
+    assert code == 0x87
+    cluster["n1"].wait_for_log(["refused cluster peer 127.0.0.1:"])
+    status, metrics = cluster["n1"].get("/metrics")
+    assert "starling_cluster_links_refused_total 0\n" not in metrics
+
+
+# ---- delivery across nodes ----------------------------------------------------------------------
+
+def test_qos_0_1_2_reach_subscribers_on_other_nodes(cluster):
+    """A PUBLISH on n1 reaches subscribers on n2 (5.0) and n3 (3.1.1) at min(published,
+    subscribed) QoS, with wildcards."""
+    s2 = client(cluster, "n2", "x-sub2")
+    s3 = client(cluster, "n3", "x-sub3", protocol=mqtt.MQTTv311)
+    s2.subscribe("x/#", qos=2)
+    s3.subscribe("x/+/t", qos=1)
+    pub = client(cluster, "n1", "x-pub")
+    for qos in (0, 1, 2):
+        pub.publish(f"x/{qos}/t", f"q{qos}".encode(), qos=qos)
+        m2, m3 = s2.message(), s3.message()
+        assert (m2.topic, m2.payload, m2.qos) == (f"x/{qos}/t", f"q{qos}".encode(), qos)
+        assert (m3.topic, m3.payload, m3.qos) == (f"x/{qos}/t", f"q{qos}".encode(), min(qos, 1))
+    for c in (s2, s3, pub):
+        c.disconnect()
+
+
+def test_mosquitto_clients_across_nodes(cluster):
+    """mosquitto_sub on n3 receives what mosquitto_pub sends to n2."""
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(cluster["n3"].port), "-t", "mq/#", "-q", "1", "-C", "1", "-v",
+                            "-i", "mq-sub", "-W", "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        # The subscription is known cluster-wide once n3 has it: wait for its route on n2.
+        c = client(cluster, "n3", "mq-probe")
+        c.subscribe("mq/#", qos=1)  # SUBACK: every peer routes mq/# to n3
+        subprocess.run(["mosquitto_pub", "-p", str(cluster["n2"].port), "-t", "mq/a", "-m", "hi", "-q", "1"], check=True, timeout=30)
+        assert c.message().payload == b"hi"
+        out, _ = sub.communicate(timeout=30)
+        assert out.strip() == "mq/a hi"
+        c.disconnect()
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+
+
+def test_subscription_options_hold_across_nodes(cluster):
+    """Overlapping subscriptions give one copy with every Subscription Identifier; Retain As
+    Published keeps RETAIN; No Local holds for the publisher's own subscription; the Message
+    Expiry Interval arrives decremented or equal; user properties and content type pass."""
+    s = Client(cluster["n2"], client_id="opt-sub", protocol=V5)
+    s.connect()
+    s.subscribe("opt/#", options=SubscribeOptions(qos=1), properties=v5_properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=1))
+    s.subscribe("opt/+", options=SubscribeOptions(qos=1, retainAsPublished=True),
+                properties=v5_properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=2))
+    p = client(cluster, "n1", "opt-pub")
+    p.subscribe("opt/#", options=SubscribeOptions(qos=1, noLocal=True))
+    properties = v5_properties(PacketTypes.PUBLISH, MessageExpiryInterval=60, ContentType="text/plain", UserProperty=[("k", "v")])
+    p.publish("opt/a", b"one", qos=1, retain=True, properties=properties)
+    m = s.message()
+    assert m.payload == b"one" and m.retain
+    assert sorted(m.properties.SubscriptionIdentifier) == [1, 2]
+    assert 0 < m.properties.MessageExpiryInterval <= 60
+    assert m.properties.ContentType == "text/plain" and m.properties.UserProperty == [("k", "v")]
+    p.no_message()  # No Local: the publisher does not get its own message back
+    p.publish("opt/a", b"", qos=1, retain=True)  # clear the retained message
+    s.message()
+    for c in (s, p):
+        c.disconnect()
+
+
+def test_topic_aliases_are_resolved_before_forwarding(cluster):
+    """A publisher on n1 that uses a topic alias: the subscriber on n3 gets the topic name."""
+    s = client(cluster, "n3", "alias-sub")
+    s.subscribe("alias/topic", qos=1)
+    p = client(cluster, "n1", "alias-pub")
+    p.publish("alias/topic", b"first", qos=1, properties=v5_properties(PacketTypes.PUBLISH, TopicAlias=3))
+    p.publish("", b"second", qos=1, properties=v5_properties(PacketTypes.PUBLISH, TopicAlias=3))
+    assert [(m.topic, m.payload) for m in (s.message(), s.message())] == [("alias/topic", b"first"), ("alias/topic", b"second")]
+    for c in (s, p):
+        c.disconnect()
+
+
+def test_order_per_publisher_is_kept_across_nodes(cluster):
+    """300 QoS 1 messages from one publisher on n1 arrive at n2 in order."""
+    s = client(cluster, "n2", "order-sub")
+    s.subscribe("order/t", qos=1)
+    p = client(cluster, "n1", "order-pub")
+    for i in range(300):
+        p.publish("order/t", str(i).encode(), qos=1, wait=False)
+    assert [int(s.message().payload) for _ in range(300)] == list(range(300))
+    for c in (s, p):
+        c.disconnect()
+
+
+def test_unsubscribe_stops_delivery_across_nodes(cluster):
+    """After UNSUBACK on n2, nothing more is forwarded to it for that filter."""
+    s = client(cluster, "n2", "unsub-sub")
+    s.subscribe("unsub/t", qos=1)
+    p = client(cluster, "n1", "unsub-pub")
+    p.publish("unsub/t", b"before", qos=1)
+    assert s.message().payload == b"before"
+    s.client.unsubscribe("unsub/t")
+    s.unsubacks.get(timeout=10)
+    p.publish("unsub/t", b"after", qos=1)
+    s.no_message()
+    for c in (s, p):
+        c.disconnect()
+
+
+def test_shared_subscription_gets_one_copy_in_the_cluster(cluster):
+    """Members of one $share group on n2 and n3; 40 messages from n1: each delivered once in
+    the whole cluster."""
+    members = [client(cluster, node, f"share-{node}") for node in ("n2", "n3")]
+    for m in members:
+        m.subscribe("$share/g/share/t", qos=1)
+    p = client(cluster, "n1", "share-pub")
+    for i in range(40):
+        p.publish("share/t", str(i).encode(), qos=1)
+    # Each message arrives once, at one member or the other: gather until all 40 are in.
+    import queue
+    import time
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 40 and time.monotonic() < deadline:
+        for m in members:
+            try:
+                got.append(int(m.messages.get(timeout=0.05).payload))
+            except queue.Empty:
+                pass
+    assert sorted(got) == list(range(40))
+    for m in members:
+        m.no_message()
+    for c in (*members, p):
+        c.disconnect()
+
+
+# ---- retained messages, ingest, ids ------------------------------------------------------------
+
+def test_retained_message_set_on_one_node_is_served_by_another(cluster):
+    """After the PUBACK of a retained PUBLISH on n1, a SUBSCRIBE on n3 receives it; after the
+    PUBACK of its deletion, a new SUBSCRIBE on n2 receives nothing."""
+    p = client(cluster, "n1", "ret-pub")
+    p.publish("ret/state", b"on", qos=1, retain=True)
+    s = client(cluster, "n3", "ret-sub")
+    s.subscribe("ret/#", qos=1)
+    m = s.message()
+    assert (m.topic, m.payload, m.retain) == ("ret/state", b"on", True)
+    p.publish("ret/state", b"", qos=1, retain=True)
+    s2 = client(cluster, "n2", "ret-sub2")
+    s2.subscribe("ret/#", qos=1)
+    s2.no_message()
+    for c in (p, s, s2):
+        c.disconnect()
+
+
+def test_each_message_is_one_row_whichever_node_received_it(cluster):
+    """Publishers on n1 and n2: one `messages` row per message, node_id naming the node."""
+    for node in ("n1", "n2"):
+        p = client(cluster, node, f"ingest-{node}")
+        for i in range(5):
+            p.publish(f"ingest/{node}", f"{node}-{i}".encode(), qos=1)
+        p.disconnect()
+    rows = cluster.query("SELECT node_id, count(*), count(DISTINCT convert_from(payload, 'UTF8')) FROM messages "
+                         "WHERE topic LIKE 'ingest/%' GROUP BY node_id ORDER BY node_id")
+    assert rows == [["n1", "5", "5"], ["n2", "5", "5"]]
+
+
+def test_ids_never_collide_between_nodes(cluster):
+    """Persistent sessions on n2 and n3 queue messages published on both nodes while offline;
+    each gets exactly its messages back (a message id reused by two nodes would hand one
+    session the other's payload)."""
+    subs = {}
+    for node in ("n2", "n3"):
+        s = Client(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
+        s.connect()
+        s.subscribe("ids/#", qos=1)
+        s.disconnect()
+        subs[node] = s
+    for node in ("n2", "n3"):
+        p = client(cluster, node, f"ids-pub-{node}")
+        p.publish(f"ids/{node}", f"from-{node}".encode(), qos=1)
+        p.disconnect()
+    for node, s in subs.items():
+        again = Client(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
+        again.connect()
+        assert sorted((again.message().payload, again.message().payload)) == [b"from-n2", b"from-n3"]
+        again.no_message()
+        again.disconnect()
+    ids = cluster.query("SELECT id FROM message_payloads")
+    assert len(ids) == len({i[0] for i in ids})
