@@ -260,8 +260,9 @@ extension StarlingServer {
         // Ids this node generates never collide with another node's (message ids, sequences).
         let block = try await store.allocateIDBlock()
         try await loop.submit {
-            broker.generateIDs(from: block << 32)
+            broker.generateIDs(inBlock: block)
             router.broker = broker
+            router.ownership = store as? any SessionOwnershipStore
             broker.cluster = router
         }.get()
         let renewal = Task { await membership.run() }

@@ -141,6 +141,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             } else {
                 router.received(publish, from: peer)
             }
+            if let id = publish.packetID { send(.puback(MQTTAck(packetID: id)), context: context) }
         case (.up(let peer), .subscribe(let subscribe)):
             router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
             send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })), context: context)
@@ -150,6 +151,8 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         case (.up(let peer), .suback(let ack)):
             router.acknowledged(ack.packetID, by: peer)
         case (.up(let peer), .unsuback(let ack)):
+            router.acknowledged(ack.packetID, by: peer)
+        case (.up(let peer), .puback(let ack)):
             router.acknowledged(ack.packetID, by: peer)
         case (.up, _):
             refuse("unexpected \(packet.type) on a node link", context: context)
@@ -252,20 +255,24 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         return true
     }
 
-    func sendRoutes(added filters: [String], packetID: UInt16) {
+    static func routes(added filters: [String], packetID: UInt16) -> MQTTPacket {
         let subscriptions = filters.compactMap { try? MQTTTopicFilter($0) }.map { MQTTSubscription(filter: $0, qos: .atMostOnce) }
-        send(.subscribe(MQTTSubscribe(packetID: packetID, subscriptions: subscriptions)), evenIfSlow: true)
+        return .subscribe(MQTTSubscribe(packetID: packetID, subscriptions: subscriptions))
     }
 
-    func sendRoutes(removed filters: [String], packetID: UInt16) {
-        send(.unsubscribe(MQTTUnsubscribe(packetID: packetID, filters: filters.compactMap { try? MQTTTopicFilter($0) })), evenIfSlow: true)
+    static func routes(removed filters: [String], packetID: UInt16) -> MQTTPacket {
+        .unsubscribe(MQTTUnsubscribe(packetID: packetID, filters: filters.compactMap { try? MQTTTopicFilter($0) }))
+    }
+
+    static func claimed(_ clientID: String, packetID: UInt16) -> MQTTPacket {
+        .publish(MQTTPublish(topic: PeerMessages.sessionClaimed, payload: ByteBuffer(string: clientID), qos: .atLeastOnce, packetID: packetID))
     }
 
     /// The whole route set: a reset, then the filters in packets of at most 1,000.
     func sendFullRoutes(_ filters: [String]) {
         send(.publish(MQTTPublish(topic: PeerMessages.resetRoutes, payload: ByteBuffer(), qos: .atMostOnce)), evenIfSlow: true)
         for start in stride(from: 0, to: filters.count, by: 1000) {
-            sendRoutes(added: Array(filters[start..<min(start + 1000, filters.count)]), packetID: router.allocateID())
+            send(Self.routes(added: Array(filters[start..<min(start + 1000, filters.count)]), packetID: router.allocateID()), evenIfSlow: true)
         }
     }
 

@@ -43,16 +43,21 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     // MARK: ClusterBus (called by the broker)
 
     public func routesChanged(added: [String], removed: [String], then: @escaping () -> Void) {
-        guard !outbound.isEmpty else { return then() }
-        // One packet id per kind of change, sent on every link; each peer acknowledges each.
-        let addID = added.isEmpty ? nil : allocateID()
-        let removeID = removed.isEmpty ? nil : allocateID()
+        var packets: [(UInt16) -> MQTTPacket] = []
+        if !added.isEmpty { packets.append { ClusterLinkHandler.routes(added: added, packetID: $0) } }
+        if !removed.isEmpty { packets.append { ClusterLinkHandler.routes(removed: removed, packetID: $0) } }
+        broadcast(packets, what: "a route change", then: then)
+    }
+
+    /// Sends packets that peers acknowledge (by packet id) on every outbound link; `then` runs
+    /// once every peer has acknowledged every packet, lost its link, or `routeAckTimeout` passed.
+    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, then: @escaping () -> Void) {
+        guard !outbound.isEmpty, !packets.isEmpty else { return then() }
+        let ids = packets.map { _ in allocateID() }
         let waiting = Set(outbound.keys)
         for link in outbound.values {
-            if let addID { link.sendRoutes(added: added, packetID: addID) }
-            if let removeID { link.sendRoutes(removed: removed, packetID: removeID) }
+            for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
-        let ids = [addID, removeID].compactMap { $0 }
         // One completion for the change: every packet id it used must be acknowledged.
         let remaining = Counter(ids.count)
         let finish = { remaining.count -= 1; if remaining.count == 0 { then() } }
@@ -60,7 +65,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         loop.scheduleTask(in: routeAckTimeout) { [self] in
             for id in ids {
                 guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
-                logger.warning("peers \(pending.peers.sorted()) did not acknowledge a route change in time; they will learn it when their link comes back")
+                logger.warning("peers \(pending.peers.sorted()) did not acknowledge \(what) in time")
                 pending.then()
             }
         }
@@ -86,6 +91,35 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             link.send(.publish(PeerMessages.publish(message, groups: [], retainedChange: true, now: .now())), evenIfSlow: true)
         }
     }
+
+    public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {
+        guard let ownership else { return completion(StoredState()) }
+        let loop = self.loop
+        let logger = self.logger
+        let done = NIOLoopBound(completion, eventLoop: loop)
+        Task {
+            do {
+                // First the row names this node (the old owner's writes stop counting), then the
+                // old owner lets the session go (and disconnects its client), then it is read.
+                try await ownership.markOwned(clientID)
+                try await loop.flatSubmit { [self] in
+                    let promise = loop.makePromise(of: Void.self)
+                    broadcast([{ ClusterLinkHandler.claimed(clientID, packetID: $0) }], what: "the claim of session \(clientID)") {
+                        promise.succeed(())
+                    }
+                    return promise.futureResult
+                }.get()
+                let state = try await ownership.claimSession(clientID)
+                loop.execute { done.value(state) }
+            } catch {
+                logger.error("cannot claim the session of \(clientID) from the store: \(error)")
+                loop.execute { done.value(nil) }
+            }
+        }
+    }
+
+    /// The store's side of session ownership (PostgreSQL), set by the server.
+    public var ownership: (any SessionOwnershipStore)?
 
     private func drop(_ message: Message, peer: String) {
         forwardDrops += 1
@@ -166,6 +200,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// A message from a peer.
     func received(_ publish: MQTTPublish, from peer: String) {
         guard let broker else { return }
+        if publish.topic == PeerMessages.sessionClaimed {
+            return broker.sessionClaimedElsewhere(String(buffer: publish.payload), by: peer)
+        }
         let (message, groups, retainedChange) = PeerMessages.message(from: publish, now: .now())
         if retainedChange {
             broker.retainedFromPeer(message)

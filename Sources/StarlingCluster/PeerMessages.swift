@@ -14,6 +14,9 @@ enum PeerMessages {
     static let retained = "$starling/retained"
     /// The topic of the PUBLISH that starts a full route set (after a link comes up).
     static let resetRoutes = "$starling/routes/reset"
+    /// The topic of the PUBLISH (QoS 1: acknowledged once done) that tells the node holding a
+    /// session that another node claimed it; the payload is the client id.
+    static let sessionClaimed = "$starling/session/claimed"
 
     static func publish(_ message: Message, groups: [ShareGroupKey], retainedChange: Bool, now: NIODeadline) -> MQTTPublish {
         var properties = message.properties

@@ -69,3 +69,14 @@ struct ClusterStoreError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 }
+
+extension PostgresStore: SessionOwnershipStore {
+    public func markOwned(_ clientID: String) async throws {
+        guard let ownerNode else { return }
+        try await client.query("UPDATE sessions SET owner_node = \(ownerNode) WHERE client_id = \(clientID)", logger: logger)
+    }
+
+    public func claimSession(_ clientID: String) async throws -> StoredState {
+        try await load(only: clientID)
+    }
+}

@@ -142,7 +142,12 @@ public final class PostgresStore: PersistentStore {
 
     static func write(_ batch: StoreBatch, on connection: PostgresConnection, owner: String?, logger: Logger) async throws {
         if !batch.resetSessions.isEmpty {
-            try await connection.query("DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
+            // In a cluster only the owner's deletes count: a session another node claimed meanwhile
+            // is its own now.
+            try await connection.query("""
+                DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))
+                    AND (owner_node IS NULL OR \(owner)::text IS NULL OR owner_node = \(owner)::text)
+                """, logger: logger)
             try await connection.query("DELETE FROM inbound_qos2 WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -159,6 +164,7 @@ public final class PostgresStore: PersistentStore {
                     username = excluded.username, will_topic = excluded.will_topic, will_payload = excluded.will_payload,
                     will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_properties = excluded.will_properties,
                     will_due_at = excluded.will_due_at, updated_at = excluded.updated_at, owner_node = excluded.owner_node
+                WHERE sessions.owner_node IS NULL OR excluded.owner_node IS NULL OR sessions.owner_node = excluded.owner_node
                 """, logger: logger)
         }
         for (key, change) in batch.subscriptions {
@@ -304,10 +310,26 @@ public final class PostgresStore: PersistentStore {
     }
 
     public func load() async throws -> StoredState {
+        try await load(only: nil)
+    }
+
+    /// Everything a restart restores, or (with `only`) what one client's session holds.
+    func load(only clientID: String?) async throws -> StoredState {
         var state = StoredState()
-        // In a cluster a node restores its own sessions only.
-        let mine: PostgresQuery = ownerNode.map { "SELECT * FROM sessions WHERE owner_node = \($0)" } ?? "SELECT * FROM sessions"
-        for try await row in try await client.query(mine, logger: logger) {
+        // One client's session; in a cluster a node's own sessions; else every session.
+        let clients: PostgresQuery = if let clientID {
+            "SELECT \(clientID)::text"
+        } else if let ownerNode {
+            "SELECT client_id FROM sessions WHERE owner_node = \(ownerNode)"
+        } else {
+            "SELECT client_id FROM sessions"
+        }
+        func scoped(_ select: String, order: String = "") -> PostgresQuery {
+            var query = clients
+            query.sql = "\(select) WHERE client_id IN (\(clients.sql)) \(order)"
+            return query
+        }
+        for try await row in try await client.query(scoped("SELECT * FROM sessions"), logger: logger) {
             let r = row.makeRandomAccess()
             var will: MQTTWill?
             if let topic = try r["will_topic"].decode(String?.self) {
@@ -324,10 +346,7 @@ public final class PostgresStore: PersistentStore {
                 expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
                 username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self)))
         }
-        let subscriptions: PostgresQuery = ownerNode.map {
-            "SELECT * FROM subscriptions WHERE client_id IN (SELECT client_id FROM sessions WHERE owner_node = \($0))"
-        } ?? "SELECT * FROM subscriptions"
-        for try await row in try await client.query(subscriptions, logger: logger) {
+        for try await row in try await client.query(scoped("SELECT * FROM subscriptions"), logger: logger) {
             let r = row.makeRandomAccess()
             let filter = try MQTTTopicFilter(try r["filter"].decode(String.self))
             let request = MQTTSubscription(
@@ -338,8 +357,9 @@ public final class PostgresStore: PersistentStore {
             state.subscriptions.append(StoredSubscription(clientID: try r["client_id"].decode(String.self),
                                                           subscription: Subscription(request, identifier: identifier)))
         }
-        for try await row in try await client.query(
-            "SELECT * FROM message_payloads p WHERE EXISTS (SELECT 1 FROM session_messages s WHERE s.message_id = p.id)", logger: logger) {
+        var payloads = clients
+        payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)))"
+        for try await row in try await client.query(payloads, logger: logger) {
             let r = row.makeRandomAccess()
             state.messages.append(StoredMessage(
                 id: try r["id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
@@ -348,10 +368,7 @@ public final class PostgresStore: PersistentStore {
                 properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
                 expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
         }
-        let deliveries: PostgresQuery = ownerNode.map {
-            "SELECT * FROM session_messages WHERE client_id IN (SELECT client_id FROM sessions WHERE owner_node = \($0)) ORDER BY client_id, seq"
-        } ?? "SELECT * FROM session_messages ORDER BY client_id, seq"
-        for try await row in try await client.query(deliveries, logger: logger) {
+        for try await row in try await client.query(scoped("SELECT * FROM session_messages", order: "ORDER BY client_id, seq"), logger: logger) {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)
@@ -364,9 +381,13 @@ public final class PostgresStore: PersistentStore {
                 state: StoredDeliveryState(rawValue: Int(try r["state"].decode(Int16.self))) ?? .queued,
                 packetID: try r["packet_id"].decode(Int32?.self).map { UInt16(clamping: $0) }))
         }
-        for try await (clientID, packetID) in try await client.query("SELECT client_id, packet_id FROM inbound_qos2", logger: logger).decode((String, Int32).self) {
+        // The ingest bridge's entries of clients without a stored session too.
+        let inbound: PostgresQuery = clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
+            ?? "SELECT client_id, packet_id FROM inbound_qos2"
+        for try await (clientID, packetID) in try await client.query(inbound, logger: logger).decode((String, Int32).self) {
             state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
         }
+        if clientID != nil { return state }
         for try await row in try await client.query("SELECT * FROM retained", logger: logger) {
             let r = row.makeRandomAccess()
             state.retained.append(StoredMessage(

@@ -344,3 +344,50 @@ def test_ids_never_collide_between_nodes(cluster):
         again.disconnect()
     ids = cluster.query("SELECT id FROM message_payloads")
     assert len(ids) == len({i[0] for i in ids})
+
+
+# ---- persistent sessions across nodes ----------------------------------------------------------
+
+def test_persistent_session_resumes_on_another_node(cluster):
+    """A 3.1.1 session made on n1 with Clean Session 0, disconnected; messages published on n3
+    meanwhile; the client comes back through n2: session present, its subscription holds, the
+    queued messages arrive in order, then new ones published on n1."""
+    first = Client(cluster["n1"], client_id="roamer", protocol=mqtt.MQTTv311, clean=False)
+    first.connect()
+    first.subscribe("roam/#", qos=1)
+    first.disconnect()
+    p3 = client(cluster, "n3", "roam-pub3")
+    for i in range(3):
+        p3.publish("roam/t", f"queued-{i}".encode(), qos=1)
+    again = Client(cluster["n2"], client_id="roamer", protocol=mqtt.MQTTv311, clean=False)
+    flags, rc, _ = again.connect()
+    assert flags.session_present
+    assert [again.message().payload for _ in range(3)] == [b"queued-0", b"queued-1", b"queued-2"]
+    p1 = client(cluster, "n1", "roam-pub1")
+    p1.publish("roam/t", b"new", qos=1)
+    assert again.message().payload == b"new"
+    again.no_message()
+    for c in (again, p1, p3):
+        c.disconnect()
+
+
+def test_a_client_connected_on_one_node_is_taken_over_from_another(cluster):
+    """[MQTT-3.1.4-3] A 5.0 client connected on n1 connects again on n2: the n1 connection gets
+    DISCONNECT 0x8E (Session taken over); n2 resumes the session (session present) and its
+    subscription receives what n3 publishes."""
+    expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
+    old = Client(cluster["n1"], client_id="mover", protocol=V5, clean=False)
+    old.connect(properties=expiry)
+    old.subscribe("move/#", qos=1)
+    new = Client(cluster["n2"], client_id="mover", protocol=V5, clean=False)
+    flags, rc, _ = new.connect(properties=expiry)
+    assert flags.session_present
+    rc, _ = old.disconnects.get(timeout=10)
+    assert rc.value == 0x8E
+    old.client.loop_stop()
+    p = client(cluster, "n3", "move-pub")
+    p.publish("move/x", b"after", qos=1)
+    assert new.message().payload == b"after"
+    assert cluster["n1"].wait_for_log(["session taken over by node n2"])
+    for c in (new, p):
+        c.disconnect()

@@ -21,5 +21,6 @@ ALTER TABLE sessions ADD COLUMN owner_node text;
 CREATE INDEX sessions_owner_node ON sessions (owner_node);
 
 -- Every node start takes the next value: ids a node generates (message ids, sequences) are
--- (value << 32) + a counter, so no two nodes, nor two starts of one node, ever collide.
+-- 2^62 + (value << 40) + a counter, so no two nodes, nor two starts of one node, ever collide
+-- (nor with the wall-clock ids of a node that ran alone, all below 2^62).
 CREATE SEQUENCE id_blocks;

@@ -38,10 +38,12 @@ extension Broker {
         cluster.routesChanged(added: added, removed: removed, then: then)
     }
 
-    /// Ids this node generates from now on (message ids) start above `base`: in a cluster each
-    /// node start gets its own block, so no two nodes' ids collide.
-    public func generateIDs(from base: Int64) {
-        nextMessageID = max(nextMessageID, base)
+    /// In a cluster, the ids this node generates (message ids) come from its own block: bit 62
+    /// set (above every id a node running alone makes from the wall clock), the block in the
+    /// next 21 bits, then a 40-bit counter — so no two node starts ever generate the same id.
+    public func generateIDs(inBlock block: Int64) {
+        precondition(block > 0 && block < 1 << 21, "id block \(block) out of range")
+        nextMessageID = 1 << 62 | block << 40
     }
 
     /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
@@ -74,6 +76,68 @@ extension Broker {
         stats.forwardedIn += 1
         route(message, now: clock.now(), sharedGroups: .only(Set(groups)))
         commitCollected()
+        flush()
+    }
+
+    // MARK: Sessions across nodes
+
+    /// Runs `accept` once this node holds `clientID`'s session: at once when it already does or
+    /// runs alone; otherwise after claiming it from the store (and from the node that held it).
+    /// The client's packets wait meanwhile, in order, as during a password check.
+    func claimThenAccept(_ clientID: String, on connection: Connection, _ accept: @escaping () -> Void) {
+        guard let cluster, sessions[clientID] == nil else { return accept() }
+        connection.state = .authenticating
+        if connection.authentication == nil { connection.authentication = ConnectionAuthentication() }
+        connection.pauseReading(.authentication)
+        cluster.claimSession(clientID) { [self] state in
+            guard connection.state == .authenticating else { return }  // closed meanwhile
+            guard let state else {
+                connection.resumeReading(.authentication)
+                connection.authentication = nil
+                connection.state = .awaitingConnect
+                refuse(connection, reason: .serverUnavailable, message: "the session store cannot be reached to take the session over")
+                return flush()
+            }
+            if sessions[clientID] == nil { restoreSessions(state, now: clock.now()) }
+            // Peers learn the session's routes before its CONNACK.
+            announceRoutes { [self] in
+                guard connection.state == .authenticating else { return }
+                connection.resumeReading(.authentication)
+                let held = connection.authentication?.held ?? []
+                connection.authentication = nil
+                connection.state = .awaitingConnect
+                accept()
+                for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                commitCollected()
+                flush()
+            }
+        }
+    }
+
+    /// Another node claimed `clientID`'s session: its connection here (if any) gets DISCONNECT
+    /// 0x8E [MQTT-3.1.4-3] and the session is let go without a write (it is the other node's
+    /// now; the store refuses this node's writes to its row).
+    public func sessionClaimedElsewhere(_ clientID: String, by node: String) {
+        guard let session = sessions[clientID] else { return }
+        sessions[clientID] = nil
+        session.isStored = false
+        for subscription in session.subscriptions.values {
+            index.remove(subscription.filter, subscriber: clientID)
+            routeRemoved(subscription.filter)
+        }
+        session.subscriptions.removeAll()
+        session.queue.removeAll()
+        session.inflight.removeAll()
+        session.inflightOrder.removeAll()
+        if let connection = session.connection {
+            session.connection = nil
+            connection.session = nil
+            connection.publishWillOnClose = false
+            if connection.version == .v5 { send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: connection) }
+            logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
+            close(connection)
+        }
+        announceRoutes {}
         flush()
     }
 

@@ -88,8 +88,11 @@ extension Broker {
         // client's next packets wait meanwhile, in order.
         let request = authenticationRequest(for: connection, password: connect.password)
         let accept = { [self] (authenticationProperties: MQTTProperties) in
-            acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive,
-                          authenticationProperties: authenticationProperties, on: connection)
+            // In a cluster the session may be held by the store (or another node): claimed first.
+            claimThenAccept(clientID, on: connection) { [self] in
+                acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive,
+                              authenticationProperties: authenticationProperties, on: connection)
+            }
         }
         if connect.version == .v5, let method = properties.authenticationMethod {
             // Enhanced authentication [MQTT-4.12]: an exchange of AUTH packets before the CONNACK.
@@ -120,7 +123,11 @@ extension Broker {
                 connection.state = .awaitingConnect
                 if reason == .success {
                     accept([])
-                    for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                    if connection.state == .authenticating {
+                        connection.authentication?.held.append(contentsOf: held)  // the session is being claimed
+                    } else {
+                        for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                    }
                 } else {
                     refuseAuthentication(connection, reason: reason)
                 }

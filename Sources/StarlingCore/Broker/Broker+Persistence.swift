@@ -129,6 +129,30 @@ extension Broker {
     public func restore(_ state: StoredState) {
         let now = clock.now()
         let wallNow = clock.wallClockMilliseconds()
+        var maxID = restoreSessions(state, now: now)
+        for stored in state.retained {
+            maxID = max(maxID, stored.id)
+            var restored = message(stored)
+            restored.retain = true
+            retained.set(restored)
+        }
+        // Message ids grow from the wall clock, so they never repeat across restarts even after
+        // garbage collection emptied the table.
+        nextMessageID = max(maxID, wallNow * 1000)
+        logger.notice("restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages")
+        // Wills now due and sessions that expired while the broker was down.
+        let crashed = state.sessions.filter(\.connected).map(\.clientID)
+        for clientID in crashed {
+            if let session = sessions[clientID] { persist(sessionRowOperations(session)) }
+        }
+        tick()
+    }
+
+    /// Rebuilds the sessions of `state` (with their subscriptions, queues, in-flight messages and
+    /// inbound QoS 2 entries): all of them at start-up, or one claimed from the store in a
+    /// cluster. Returns the largest message id seen.
+    @discardableResult
+    func restoreSessions(_ state: StoredState, now: NIODeadline) -> Int64 {
         var maxID: Int64 = 0
         for stored in state.sessions {
             let session = Session(clientID: stored.clientID, version: stored.version, expiryInterval: stored.expiryInterval)
@@ -177,21 +201,6 @@ extension Broker {
         for (clientID, packetID) in state.inboundQoS2 {
             if let session = sessions[clientID] { session.inboundQoS2.insert(packetID) } else { clientsWithStoredQoS2.insert(clientID) }
         }
-        for stored in state.retained {
-            maxID = max(maxID, stored.id)
-            var restored = message(stored)
-            restored.retain = true
-            retained.set(restored)
-        }
-        // Message ids grow from the wall clock, so they never repeat across restarts even after
-        // garbage collection emptied the table.
-        nextMessageID = max(maxID, wallNow * 1000)
-        logger.notice("restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages")
-        // Wills now due and sessions that expired while the broker was down.
-        let crashed = state.sessions.filter(\.connected).map(\.clientID)
-        for clientID in crashed {
-            if let session = sessions[clientID] { persist(sessionRowOperations(session)) }
-        }
-        tick()
+        return maxID
     }
 }

@@ -87,8 +87,8 @@ public protocol MembershipStore: Sendable {
     func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool
     /// Every row, with ages by the database's clock.
     func nodes() async throws -> [NodeRecord]
-    /// A value no other node start ever gets: the ids this node generates are `value << 32`
-    /// plus a counter, so they never collide with another node's.
+    /// A value no other node start ever gets: the ids this node generates carry it above their
+    /// counter (`Broker.generateIDs(inBlock:)`), so they never collide with another node's.
     func allocateIDBlock() async throws -> Int64
 }
 
@@ -161,4 +161,15 @@ public struct ClusterSummary: Sendable, Equatable, Codable {
         self.nodes = nodes
         self.links = links
     }
+}
+
+/// Session ownership in a shared store: a session row names the node that holds it, and only
+/// that node's writes change it.
+public protocol SessionOwnershipStore: Sendable {
+    /// Names this node the owner of `clientID`'s session row (if there is one): from now on the
+    /// node that held it cannot change it.
+    func markOwned(_ clientID: String) async throws
+    /// Reads what the store holds of `clientID`'s session (an empty state when it has none;
+    /// inbound QoS 2 entries of the ingest bridge too), once this node owns it.
+    func claimSession(_ clientID: String) async throws -> StoredState
 }

@@ -16,4 +16,10 @@ public protocol ClusterBus: AnyObject {
     func forward(_ message: Message, to peer: String, groups: [ShareGroupKey])
     /// A retained message was set (or deleted: empty payload) on this node.
     func retainedChanged(_ message: Message)
+    /// Takes `clientID`'s session over in the shared store (it may be held by another node, or
+    /// by none) and returns what the store holds of it: the session row, subscriptions, queued
+    /// and in-flight messages, inbound QoS 2 entries. The node that held it is told to let it go
+    /// (its connection gets DISCONNECT 0x8E). `completion` runs on the broker's loop; nil when
+    /// the store cannot be reached.
+    func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void)
 }
