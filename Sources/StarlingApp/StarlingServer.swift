@@ -259,11 +259,13 @@ extension StarlingServer {
         }
         // Ids this node generates never collide with another node's (message ids, sequences).
         let block = try await store.allocateIDBlock()
+        let directory = try await (store as? any SessionOwnershipStore)?.loadDirectory() ?? []
         try await loop.submit {
             broker.generateIDs(inBlock: block)
             router.broker = broker
             router.ownership = store as? any SessionOwnershipStore
             broker.cluster = router
+            broker.directoryChanged(directory)
         }.get()
         let renewal = Task { await membership.run() }
         return (membership, links, listener, renewal)

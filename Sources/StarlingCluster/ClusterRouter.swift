@@ -79,11 +79,20 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         return (Set(matches.subscriptions.map(\.subscriber)), groups)
     }
 
-    public func forward(_ message: Message, to peer: String, groups: [ShareGroupKey]) {
-        guard let link = outbound[peer], link.send(.publish(PeerMessages.publish(message, groups: groups, retainedChange: false, now: .now()))) else {
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) {
+        let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+        // Copies with rows are sent even to a slow peer (their rows exist; the copy only saves
+        // the peer a read); plain copies to a slow peer are dropped and counted.
+        guard let link = outbound[peer], link.send(.publish(publish), evenIfSlow: !deliveries.isEmpty) else {
             return drop(message, peer: peer)
         }
         forwarded += 1
+    }
+
+    public func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void) {
+        let payload = PeerDirectory.encode(entries)
+        broadcast([{ .publish(MQTTPublish(topic: PeerDirectory.changed, payload: payload, qos: .atLeastOnce, packetID: $0)) }],
+                  what: "a session directory change", then: then)
     }
 
     public func retainedChanged(_ message: Message) {
@@ -141,6 +150,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     func outboundUp(_ peer: String, link: ClusterLinkHandler) {
         outbound[peer] = link
         link.sendFullRoutes(broker?.localRoutes ?? [])
+        let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
+        link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
     }
 
     func outboundDown(_ peer: String, link: ClusterLinkHandler) {
@@ -203,11 +214,27 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         if publish.topic == PeerMessages.sessionClaimed {
             return broker.sessionClaimedElsewhere(String(buffer: publish.payload), by: peer)
         }
-        let (message, groups, retainedChange) = PeerMessages.message(from: publish, now: .now())
-        if retainedChange {
-            broker.retainedFromPeer(message)
+        switch publish.topic {
+        case PeerDirectory.changed, PeerDirectory.full:
+            do {
+                let entries = try PeerDirectory.decode(publish.payload, owner: peer)
+                if publish.topic == PeerDirectory.full {
+                    broker.directoryReplaced(owner: peer, entries: entries)
+                } else {
+                    broker.directoryChanged(entries)
+                }
+            } catch {
+                logger.error("malformed session directory from \(peer): \(error)")
+            }
+            return
+        default:
+            break
+        }
+        let received = PeerMessages.message(from: publish, now: .now())
+        if received.retainedChange {
+            broker.retainedFromPeer(received.message)
         } else {
-            broker.receivedFromPeer(message, groups: groups)
+            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries)
         }
     }
 }

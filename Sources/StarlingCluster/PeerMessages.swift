@@ -18,22 +18,37 @@ enum PeerMessages {
     /// session that another node claimed it; the payload is the client id.
     static let sessionClaimed = "$starling/session/claimed"
 
-    static func publish(_ message: Message, groups: [ShareGroupKey], retainedChange: Bool, now: NIODeadline) -> MQTTPublish {
+    static let plain = "$starling/plain"
+
+    static func publish(_ message: Message, plain isPlain: Bool = true, groups: [ShareGroupKey], deliveries: [RemoteDelivery] = [],
+                        retainedChange: Bool, now: NIODeadline) -> MQTTPublish {
         var properties = message.properties
         if let remaining = message.remainingExpiry(at: now) { properties.append(.messageExpiryInterval(remaining)) }
         properties.append(.userProperty(publisher, message.publisher))
         properties.append(.userProperty(qos, String(message.qos.rawValue)))
+        if isPlain { properties.append(.userProperty(plain, "1")) }
         for group in groups { properties.append(.userProperty(Self.group, "\(group.name)/\(group.filter)")) }
+        for delivery in deliveries { properties.append(.userProperty(PeerDirectory.delivery, PeerDirectory.encode(delivery))) }
         if retainedChange { properties.append(.userProperty(retained, "1")) }
         return MQTTPublish(topic: message.topic, payload: message.payload, qos: .atMostOnce, retain: message.retain, properties: properties)
     }
 
-    /// The message, the groups assigned to this node, and whether it is a retained change.
-    static func message(from publish: MQTTPublish, now: NIODeadline) -> (message: Message, groups: [ShareGroupKey], retainedChange: Bool) {
+    struct Received {
+        var message: Message
+        var plain = false
+        var groups: [ShareGroupKey] = []
+        var deliveries: [RemoteDelivery] = []
+        var retainedChange = false
+    }
+
+    /// The message and what the sending node asks of this one.
+    static func message(from publish: MQTTPublish, now: NIODeadline) -> Received {
         var properties = publish.properties
         var publisherID = ""
         var messageQoS = MQTTQoS.atMostOnce
         var groups: [ShareGroupKey] = []
+        var deliveries: [RemoteDelivery] = []
+        var isPlain = false
         var retainedChange = false
         let ours = properties.userProperties.filter { $0.0.hasPrefix("$starling/") }
         for (key, value) in ours {
@@ -45,6 +60,8 @@ enum PeerMessages {
                     groups.append(ShareGroupKey(name: String(value[..<slash]), filter: String(value[value.index(after: slash)...])))
                 }
             case retained: retainedChange = true
+            case plain: isPlain = true
+            case PeerDirectory.delivery: if let delivery = PeerDirectory.decodeDelivery(value) { deliveries.append(delivery) }
             default: break
             }
         }
@@ -54,6 +71,6 @@ enum PeerMessages {
         for (key, value) in kept { properties.append(.userProperty(key, value)) }
         let message = Message(topic: publish.topic, payload: publish.payload, qos: messageQoS, retain: publish.retain,
                               wireProperties: properties, publisher: publisherID, now: now)
-        return (message, groups, retainedChange)
+        return Received(message: message, plain: isPlain, groups: groups, deliveries: deliveries, retainedChange: retainedChange)
     }
 }

@@ -1,4 +1,5 @@
 public import NIOCore
+import MQTTCodec
 import PostgresNIO
 public import StarlingCore
 
@@ -78,5 +79,25 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func claimSession(_ clientID: String) async throws -> StoredState {
         try await load(only: clientID)
+    }
+
+    public func loadDirectory() async throws -> [SessionDirectoryEntry] {
+        var entries: [String: SessionDirectoryEntry] = [:]
+        let me = ownerNode ?? ""
+        for try await (clientID, owner) in try await client.query(
+            "SELECT client_id, owner_node FROM sessions WHERE owner_node IS DISTINCT FROM \(me)", logger: logger).decode((String, String?).self) {
+            entries[clientID] = SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: [])
+        }
+        let rows = try await client.query("""
+            SELECT s.client_id, s.filter, s.qos, s.no_local, s.retain_as_published, s.retain_handling, s.subscription_id
+            FROM subscriptions s JOIN sessions USING (client_id) WHERE sessions.owner_node IS DISTINCT FROM \(me)
+            """, logger: logger)
+        for try await (clientID, filter, qos, noLocal, rap, handling, identifier) in rows.decode((String, String, Int16, Bool, Bool, Int16, Int32?).self) {
+            guard let parsed = try? MQTTTopicFilter(filter) else { continue }
+            let request = MQTTSubscription(filter: parsed, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, noLocal: noLocal,
+                                           retainAsPublished: rap, retainHandling: .init(rawValue: UInt8(handling)) ?? .sendOnSubscribe)
+            entries[clientID]?.subscriptions?.append(Subscription(request, identifier: identifier.map(Int.init)))
+        }
+        return Array(entries.values)
     }
 }

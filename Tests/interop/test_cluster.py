@@ -391,3 +391,40 @@ def test_a_client_connected_on_one_node_is_taken_over_from_another(cluster):
     assert cluster["n1"].wait_for_log(["session taken over by node n2"])
     for c in (new, p):
         c.disconnect()
+
+
+def test_g1_across_nodes_a_node_killed_loses_no_acknowledged_message():
+    """G1 across nodes: the PUBACK on n1 follows the commit of the queue rows of every matching
+    stored session wherever it is held. n2, which holds an online subscriber's session, is
+    frozen (SIGSTOP) while n1 acknowledges 50 QoS 1 messages, then killed (SIGKILL); the
+    subscriber resumes on n3 and receives all 50: n1 wrote their rows, not the frozen node."""
+    import signal
+    c = Cluster(size=3)
+    try:
+        expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=3600)
+        sub = Client(c["n2"], client_id="g1-sub", protocol=V5, clean=False)
+        sub.connect(properties=expiry)
+        sub.subscribe("g1/#", qos=1)
+        pub = Client(c["n1"], client_id="g1-pub", protocol=V5)
+        pub.connect()
+        c["n2"].process.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(50):
+                pub.publish("g1/t", str(i).encode(), qos=1)  # waits for each PUBACK
+        finally:
+            c["n2"].process.send_signal(signal.SIGKILL)
+            c["n2"].process.wait()
+        sub.client.loop_stop()
+        again = Client(c["n3"], client_id="g1-sub", protocol=V5, clean=False)
+        flags, rc, _ = again.connect(properties=expiry)
+        assert flags.session_present
+        got = set()
+        while len(got) < 50:
+            got.add(int(again.message().payload))
+        assert got == set(range(50))
+        again.disconnect()
+        pub.disconnect()
+        rows = c.query("SELECT count(*) FROM messages WHERE topic = 'g1/t'")
+        assert rows == [["50"]]
+    finally:
+        c.stop()

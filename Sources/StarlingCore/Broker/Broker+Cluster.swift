@@ -31,11 +31,16 @@ extension Broker {
     /// Announces the route changes of this event to the peers; `then` runs once they have them
     /// (at once without a cluster or without changes).
     func announceRoutes(then: @escaping () -> Void) {
-        guard let cluster, !routeAdditions.isEmpty || !routeRemovals.isEmpty else { return then() }
+        guard let cluster else { return then() }
+        let entries = takeDirectoryChanges()
         let (added, removed) = (Array(routeAdditions), Array(routeRemovals))
         routeAdditions.removeAll()
         routeRemovals.removeAll()
-        cluster.routesChanged(added: added, removed: removed, then: then)
+        // Both announcements are acknowledged; `then` once both are.
+        var waiting = 2
+        let done = { waiting -= 1; if waiting == 0 { then() } }
+        if added.isEmpty && removed.isEmpty { done() } else { cluster.routesChanged(added: added, removed: removed, then: done) }
+        if entries.isEmpty { done() } else { cluster.sessionsChanged(entries, then: done) }
     }
 
     /// In a cluster, the ids this node generates (message ids) come from its own block: bit 62
@@ -54,7 +59,7 @@ extension Broker {
     /// peer with members (so each group gets one copy in the whole cluster).
     /// - Returns: the number of peers it went to.
     @discardableResult
-    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>) -> Int {
+    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:]) -> Int {
         guard let cluster else { return 0 }
         let (plain, groups) = cluster.peers(matching: message.topic)
         var assignments: [String: [ShareGroupKey]] = [:]
@@ -62,19 +67,23 @@ extension Broker {
             let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
             assignments[peer, default: []].append(group)
         }
-        let peers = plain.union(assignments.keys)
+        let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty })
         for peer in peers {
-            cluster.forward(message, to: peer, groups: assignments[peer] ?? [])
+            cluster.forward(message, to: peer, plain: plain.contains(peer), groups: assignments[peer] ?? [], deliveries: deliveries[peer] ?? [])
         }
-        return peers.count
+        return peers.count + (deliveries[""]?.count ?? 0)
     }
 
     /// A message a peer forwarded: delivered to this node's plain subscribers and to the shared
     /// groups the peer assigned to this node; never forwarded again, never ingested (the
     /// publisher's node did that).
-    public func receivedFromPeer(_ message: Message, groups: [ShareGroupKey]) {
+    public func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) {
         stats.forwardedIn += 1
-        route(message, now: clock.now(), sharedGroups: .only(Set(groups)))
+        let now = clock.now()
+        if plain || !groups.isEmpty {
+            route(message, now: now, sharedGroups: .only(Set(groups)), skipStored: true)
+        }
+        deliverFromPeer(message, deliveries, now: now)
         commitCollected()
         flush()
     }
@@ -98,7 +107,11 @@ extension Broker {
                 refuse(connection, reason: .serverUnavailable, message: "the session store cannot be reached to take the session over")
                 return flush()
             }
-            if sessions[clientID] == nil { restoreSessions(state, now: clock.now()) }
+            if sessions[clientID] == nil {
+                forgetRemote(clientID)
+                restoreSessions(state, now: clock.now())
+                if sessions[clientID]?.isStored == true { directoryChanged(sessions[clientID]!) }
+            }
             // Peers learn the session's routes before its CONNACK.
             announceRoutes { [self] in
                 guard connection.state == .authenticating else { return }
@@ -118,8 +131,17 @@ extension Broker {
     /// 0x8E [MQTT-3.1.4-3] and the session is let go without a write (it is the other node's
     /// now; the store refuses this node's writes to its row).
     public func sessionClaimedElsewhere(_ clientID: String, by node: String) {
+        if var entry = remoteSessions[clientID] {
+            entry.owner = node
+            setRemote(entry)
+        }
         guard let session = sessions[clientID] else { return }
         sessions[clientID] = nil
+        directoryChanges.remove(clientID)
+        // The session is the other node's now; its subscriptions stay in this node's directory.
+        if session.isStored {
+            setRemote(SessionDirectoryEntry(clientID: clientID, owner: node, subscriptions: Array(session.subscriptions.values)))
+        }
         session.isStored = false
         for subscription in session.subscriptions.values {
             index.remove(subscription.filter, subscriber: clientID)

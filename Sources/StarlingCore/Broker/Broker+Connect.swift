@@ -378,13 +378,14 @@ extension Broker {
             index.remove(subscription.filter, subscriber: session.clientID)
             routeRemoved(subscription.filter)
         }
-        announceRoutes {}
         session.subscriptions.removeAll()
         if sessions[session.clientID] === session { sessions[session.clientID] = nil }
         if session.isStored {
             session.isStored = false
+            directoryChanged(session)
             collected.append(.deleteSession(clientID: session.clientID))
         }
+        announceRoutes {}
 
         var redispatch: [OutboundMessage] = []
         for id in session.inflightOrder {
@@ -407,6 +408,11 @@ extension Broker {
                               wireProperties: will.properties, publisher: clientID, now: now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
         if message.retain && configuration.retainAvailable { retain(message) }
-        _ = route(message, now: now)
+        let routed = route(message, now: now)
+        if cluster != nil {
+            // Peers' subscribers too, once the will's rows are committed.
+            let copies = routeToDirectory(message)
+            commitCollected { [self] in forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: copies) }
+        }
     }
 }

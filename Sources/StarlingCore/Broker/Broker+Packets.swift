@@ -130,15 +130,17 @@ extension Broker {
         if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
         let routed = route(message, now: now)
         var matched = routed.delivered
+        // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
+        let remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
         if let cluster {
             // QoS 0 goes to peers now; QoS 1 and 2 once committed here, with the ack (a
             // publisher that re-sends a QoS 2 message after a crash must not have it
             // delivered twice).
             if publish.qos == .atMostOnce {
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups)
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies)
             } else {
                 let remote = cluster.peers(matching: message.topic)
-                matched += remote.plain.count + remote.groups.count
+                matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
             }
         }
 
@@ -156,7 +158,7 @@ extension Broker {
             }
             let servedGroups = routed.servedGroups
             commitCollected { [self] in
-                if publish.qos != .atMostOnce { forwardToPeers(message, servedGroups: servedGroups) }
+                if publish.qos != .atMostOnce { forwardToPeers(message, servedGroups: servedGroups, deliveries: remoteCopies) }
                 if publish.qos == .atLeastOnce {
                     connection.unacknowledgedQoS1 -= 1
                     if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }

@@ -45,11 +45,13 @@ extension Broker {
     func sessionRowOperations(_ session: Session) -> [StoreOperation] {
         guard persistence != nil else { return [] }
         if session.isPersistent {
+            if !session.isStored { directoryChanged(session) }
             session.isStored = true
             return [.saveSession(storedSession(session))]
         }
         if session.isStored {
             session.isStored = false
+            directoryChanged(session)
             return [.deleteSession(clientID: session.clientID)]
         }
         return []
@@ -63,8 +65,16 @@ extension Broker {
             outbound.message.storeID = nextMessageID
             collected.append(.saveMessage(storedMessage(outbound.message, id: nextMessageID)))
         }
-        let sequence = session.nextSequence
-        session.nextSequence += 1
+        // In a cluster other nodes write rows for this session too: every sequence comes from
+        // this node's id block, so none collides with theirs.
+        let sequence: Int64
+        if cluster != nil {
+            nextMessageID += 1
+            sequence = nextMessageID
+        } else {
+            sequence = session.nextSequence
+            session.nextSequence += 1
+        }
         outbound.sequence = sequence
         collected.append(.saveDelivery(StoredDelivery(
             clientID: session.clientID, sequence: sequence, messageID: outbound.message.storeID!, qos: outbound.qos,
@@ -185,9 +195,8 @@ extension Broker {
             guard let session = sessions[delivery.clientID], let stored = messages[delivery.messageID] else { continue }
             let outbound = OutboundMessage(message: message(stored), qos: delivery.qos, retain: delivery.retain,
                                            subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
-                                           sequence: delivery.sequence)
+                                           sequence: delivery.sequence, committed: true)
             session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
-            session.durableSequence = max(session.durableSequence, delivery.sequence)
             switch delivery.state {
             case .queued:
                 session.queue.append(outbound)

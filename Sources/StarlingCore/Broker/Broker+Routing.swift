@@ -9,7 +9,8 @@ extension Broker {
     ///   those a peer assigned to this node (a forwarded message).
     /// - Returns: how many sessions it was given to, and the shared groups that got it here.
     @discardableResult
-    func route(_ message: Message, now: NIODeadline, sharedGroups: SharedGroupSelection = .all) -> (delivered: Int, servedGroups: Set<ShareGroupKey>) {
+    func route(_ message: Message, now: NIODeadline, sharedGroups: SharedGroupSelection = .all,
+               skipStored: Bool = false) -> (delivered: Int, servedGroups: Set<ShareGroupKey>) {
         let matches = index.matches(message.topic)
         if matches.isEmpty { return (0, []) }
         var delivered = 0
@@ -17,7 +18,9 @@ extension Broker {
         let subscriptions = matches.subscriptions
         if subscriptions.count == 1 {
             let (clientID, subscription) = subscriptions[0]
-            if let outbound = outbound(message, for: clientID, subscriptions: CollectionOfOne(subscription)),
+            if skipStored && sessions[clientID]?.isStored == true {
+                // A peer's message: this node's stored sessions got their copies as deliveries.
+            } else if let outbound = outbound(message, for: clientID, subscriptions: CollectionOfOne(subscription)),
                let session = sessions[clientID] {
                 enqueue(outbound, to: session, now: now)
                 delivered += 1
@@ -26,6 +29,7 @@ extension Broker {
             var grouped: [String: [Subscription]] = [:]
             for (clientID, subscription) in subscriptions { grouped[clientID, default: []].append(subscription) }
             for (clientID, list) in grouped {
+                if skipStored && sessions[clientID]?.isStored == true { continue }
                 guard let session = sessions[clientID], let outbound = outbound(message, for: clientID, subscriptions: list) else { continue }
                 enqueue(outbound, to: session, now: now)
                 delivered += 1
@@ -114,6 +118,23 @@ extension Broker {
 
     /// Appends to the queue, making room by the configured policy; every drop is counted and
     /// logged.
+    /// `enqueue` for a copy whose row is already committed (a peer wrote it): no store write.
+    func enqueueCommitted(_ outbound: OutboundMessage, to session: Session, now: NIODeadline) {
+        guard let connection = session.connection, connection.state == .connected else {
+            if outbound.qos != .atMostOnce { push(outbound, to: session) }
+            return
+        }
+        if session.queue.isEmpty {
+            if outbound.qos == .atMostOnce {
+                if connection.transport.isWritable { sendPublish(outbound, packetID: nil, dup: false, on: connection); return }
+            } else if session.inflight.count < window(of: connection) {
+                startInflight(outbound, in: session, on: connection)
+                return
+            }
+        }
+        push(outbound, to: session)
+    }
+
     private func push(_ outbound: OutboundMessage, to session: Session) {
         guard session.queue.count >= configuration.maxQueuedMessages else {
             session.queue.append(outbound)
@@ -142,7 +163,7 @@ extension Broker {
         let now = clock.now()
         let window = window(of: connection)
         while let next = session.queue.first {
-            if let sequence = next.sequence, sequence > session.durableSequence { return }  // not committed yet
+            if let sequence = next.sequence, !next.committed, sequence > session.durableSequence { return }  // not committed yet
             if next.message.isExpired(at: now) {  // [MQTT-3.3.2-5]
                 session.queue.removeFirst()
                 if let sequence = next.sequence {

@@ -30,7 +30,10 @@ extension Broker {
             session.subscriptions[filter.raw] = subscription
             index.insert(filter, subscriber: session.clientID, value: subscription)
             if isNew { routeAdded(filter) }
-            if session.isStored { collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription))) }
+            if session.isStored {
+                collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
+                directoryChanged(session)
+            }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
             // Retained messages, per Retain Handling; never for shared subscriptions [MQTT-3.8.4-?, 4.8.2].
@@ -75,7 +78,10 @@ extension Broker {
             if session.subscriptions.removeValue(forKey: filter.raw) != nil {
                 index.remove(filter, subscriber: session.clientID)
                 routeRemoved(filter)
-                if session.isStored { collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw)) }
+                if session.isStored {
+                    collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
+                    directoryChanged(session)
+                }
                 codes.append(.success)
             } else {
                 codes.append(.noSubscriptionExisted)

@@ -59,6 +59,12 @@ public final class Broker: @unchecked Sendable {
     /// Route changes of the current event, announced before its SUBACK/UNSUBACK.
     var routeAdditions: Set<String> = []
     var routeRemovals: Set<String> = []
+    /// The other nodes' stored sessions (the session directory) and an index of their
+    /// subscriptions: messages published here are queued for them here.
+    var remoteSessions: [String: SessionDirectoryEntry] = [:]
+    let remoteIndex = SubscriptionIndex<String, Subscription>()
+    /// Local stored sessions changed by the current event, announced with its routes.
+    var directoryChanges: Set<String> = []
 
     public init(
         configuration: BrokerConfiguration = .init(),

@@ -33,6 +33,9 @@ struct OutboundMessage {
     var shareGroup: ShareGroupKey?
     /// The delivery's sequence in the store, when the session is stored.
     var sequence: Int64?
+    /// Its row is known to be committed (restored from the store, or written by the node that
+    /// received the message): it may be sent whatever `Session.durableSequence` says.
+    var committed = false
 }
 
 /// The state of an outbound QoS 1 or 2 message that has been sent.

@@ -1,3 +1,5 @@
+public import MQTTCodec
+
 /// The cluster as the broker core sees it (DESIGN.md section 5): a port, like storage. The core
 /// says which filters this node has subscribers for and hands over messages for peers; the
 /// implementation (StarlingCluster) carries them over the node links. Called on the broker's
@@ -11,9 +13,14 @@ public protocol ClusterBus: AnyObject {
     /// The peers with a plain subscription matching `topic`, and for each shared group with
     /// members on peers, those peers.
     func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]])
-    /// Sends a message to `peer`, which delivers it to its own plain subscribers and to the
-    /// shared groups in `groups` (one member each). What cannot be sent (no link) is counted.
-    func forward(_ message: Message, to peer: String, groups: [ShareGroupKey])
+    /// Sends a message to `peer`: with `plain`, it delivers it to its own subscribers that are
+    /// not stored sessions and to the shared groups in `groups` (one member each); `deliveries`
+    /// are copies for its stored sessions, whose rows this node has committed. What cannot be
+    /// sent (no link) is counted.
+    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery])
+    /// Stored sessions of this node whose subscriptions changed, began or ended, for every
+    /// peer's session directory; `then` runs once every peer with a live link has them.
+    func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)
     /// A retained message was set (or deleted: empty payload) on this node.
     func retainedChanged(_ message: Message)
     /// Takes `clientID`'s session over in the shared store (it may be held by another node, or
@@ -22,4 +29,44 @@ public protocol ClusterBus: AnyObject {
     /// (its connection gets DISCONNECT 0x8E). `completion` runs on the broker's loop; nil when
     /// the store cannot be reached.
     func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void)
+}
+
+/// One stored session in the cluster's session directory: which node holds it and what it is
+/// subscribed to. Every node keeps the directory of the other nodes' stored sessions, so the
+/// node that receives a PUBLISH writes the queue rows of every matching stored session itself
+/// before it acknowledges (G1 across nodes), whichever node holds the session, or none.
+public struct SessionDirectoryEntry: Sendable {
+    public var clientID: String
+    /// The node holding it; nil: none (its client is away and its node is gone).
+    public var owner: String?
+    /// Its subscriptions; nil: the session ended.
+    public var subscriptions: [Subscription]?
+
+    public init(clientID: String, owner: String?, subscriptions: [Subscription]?) {
+        self.clientID = clientID
+        self.owner = owner
+        self.subscriptions = subscriptions
+    }
+}
+
+/// A copy of a forwarded message for one stored session of the receiving node, whose row (when
+/// QoS 1/2) the sending node committed.
+public struct RemoteDelivery: Sendable, Equatable {
+    public var clientID: String
+    /// The delivery's row (QoS 1/2); nil for QoS 0.
+    public var sequence: Int64?
+    /// The stored payload the row references.
+    public var messageID: Int64?
+    public var qos: MQTTQoS
+    public var retain: Bool
+    public var subscriptionIdentifiers: [Int]
+
+    public init(clientID: String, sequence: Int64?, messageID: Int64?, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int]) {
+        self.clientID = clientID
+        self.sequence = sequence
+        self.messageID = messageID
+        self.qos = qos
+        self.retain = retain
+        self.subscriptionIdentifiers = subscriptionIdentifiers
+    }
 }

@@ -1,0 +1,140 @@
+import MQTTCodec
+import NIOCore
+
+/// The session directory (DESIGN.md section 5, G1 across nodes): every node knows the stored
+/// sessions the other nodes hold (or that no node holds), with their subscriptions, so the node
+/// that receives a PUBLISH commits the queue rows of every matching stored session before its
+/// PUBACK, and then hands each copy to the node holding the session.
+extension Broker {
+    // MARK: What peers say
+
+    /// Entries from a peer (or from the store at start-up). Sessions this node holds are its
+    /// own business: entries for them are ignored.
+    public func directoryChanged(_ entries: [SessionDirectoryEntry]) {
+        for entry in entries where sessions[entry.clientID]?.isStored != true {
+            setRemote(entry)
+        }
+    }
+
+    /// `owner`'s full set of stored sessions (sent when its link comes up): sessions it no longer
+    /// lists are no longer its.
+    public func directoryReplaced(owner: String, entries: [SessionDirectoryEntry]) {
+        let listed = Set(entries.map(\.clientID))
+        for (clientID, entry) in remoteSessions where entry.owner == owner && !listed.contains(clientID) {
+            setRemote(SessionDirectoryEntry(clientID: clientID, owner: nil, subscriptions: entry.subscriptions))
+        }
+        directoryChanged(entries)
+    }
+
+    func setRemote(_ entry: SessionDirectoryEntry) {
+        if let old = remoteSessions[entry.clientID] {
+            for subscription in old.subscriptions ?? [] { remoteIndex.remove(subscription.filter, subscriber: entry.clientID) }
+        }
+        guard let subscriptions = entry.subscriptions else {
+            remoteSessions[entry.clientID] = nil
+            return
+        }
+        remoteSessions[entry.clientID] = entry
+        // Shared subscriptions travel as routes (one member per group in the cluster).
+        for subscription in subscriptions where !subscription.filter.isShared {
+            remoteIndex.insert(subscription.filter, subscriber: entry.clientID, value: subscription)
+        }
+    }
+
+    /// This node now holds `clientID`'s session: the local index takes over from the directory.
+    func forgetRemote(_ clientID: String) {
+        setRemote(SessionDirectoryEntry(clientID: clientID, owner: nil, subscriptions: nil))
+    }
+
+    // MARK: What this node says
+
+    /// A local stored session began, changed its subscriptions, or ended.
+    func directoryChanged(_ session: Session) {
+        guard cluster != nil else { return }
+        directoryChanges.insert(session.clientID)
+    }
+
+    /// The entries of this event's changes (announced with the routes).
+    func takeDirectoryChanges() -> [SessionDirectoryEntry] {
+        defer { directoryChanges.removeAll() }
+        return directoryChanges.map { clientID in
+            let session = sessions[clientID].flatMap { $0.isStored ? $0 : nil }
+            return SessionDirectoryEntry(clientID: clientID, owner: nodeName,
+                                         subscriptions: session.map { Array($0.subscriptions.values) })
+        }
+    }
+
+    /// Every stored session of this node (sent in full when a link to a peer comes up).
+    public var localDirectory: [SessionDirectoryEntry] {
+        sessions.values.filter(\.isStored).map {
+            SessionDirectoryEntry(clientID: $0.clientID, owner: nodeName, subscriptions: Array($0.subscriptions.values))
+        }
+    }
+
+    var nodeName: String { configuration.ingest.nodeID }
+
+    // MARK: Routing to other nodes' stored sessions
+
+    /// The copies of `message` for stored sessions held elsewhere, by holding node ("" for
+    /// sessions no node holds): QoS 1/2 copies get their rows in `collected` (committed before
+    /// the publisher's acknowledgement), with sequences from this node's id block.
+    func routeToDirectory(_ message: Message) -> [String: [RemoteDelivery]] {
+        guard !remoteSessions.isEmpty else { return [:] }
+        let matches = remoteIndex.matches(message.topic)
+        guard !matches.subscriptions.isEmpty else { return [:] }
+        var grouped: [String: [Subscription]] = [:]
+        for (clientID, subscription) in matches.subscriptions { grouped[clientID, default: []].append(subscription) }
+        var copies: [String: [RemoteDelivery]] = [:]
+        var storeID: Int64?
+        for (clientID, subscriptions) in grouped {
+            guard let entry = remoteSessions[clientID] else { continue }
+            var qos: MQTTQoS?
+            var retain = false
+            var identifiers: [Int] = []
+            for subscription in subscriptions {
+                if subscription.noLocal && clientID == message.publisher { continue }  // [MQTT-3.8.3-3]
+                qos = max(qos ?? .atMostOnce, min(message.qos, subscription.qos))  // [MQTT-3.8.4-8]
+                if subscription.retainAsPublished && message.retain { retain = true }
+                if let id = subscription.identifier { identifiers.append(id) }
+            }
+            guard let qos else { continue }
+            var delivery = RemoteDelivery(clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
+                                          subscriptionIdentifiers: identifiers)
+            if qos != .atMostOnce {
+                if storeID == nil {
+                    nextMessageID += 1
+                    storeID = nextMessageID
+                    collected.append(.saveMessage(storedMessage(message, id: nextMessageID)))
+                }
+                nextMessageID += 1
+                delivery.sequence = nextMessageID
+                delivery.messageID = storeID
+                collected.append(.saveDelivery(StoredDelivery(
+                    clientID: clientID, sequence: nextMessageID, messageID: storeID!, qos: qos, retain: retain,
+                    subscriptionIdentifiers: identifiers, shareGroup: nil, state: .queued, packetID: nil)))
+            } else if entry.owner == nil {
+                continue  // QoS 0 is not kept for a session whose client is away
+            }
+            copies[entry.owner ?? "", default: []].append(delivery)
+        }
+        return copies
+    }
+
+    /// Copies a peer sends for this node's stored sessions (their rows are committed): queued
+    /// or sent as if routed here. A session that moved on meanwhile gets its rows from the store.
+    func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery], now: NIODeadline) {
+        for delivery in deliveries {
+            guard let session = sessions[delivery.clientID], session.isStored else { continue }
+            guard isReadable(message.topic, by: delivery.clientID) else {
+                if let sequence = delivery.sequence { collected.append(.deleteDelivery(clientID: delivery.clientID, sequence: sequence)) }
+                continue
+            }
+            var copy = message
+            copy.storeID = delivery.messageID
+            let outbound = OutboundMessage(message: copy, qos: delivery.qos, retain: delivery.retain,
+                                           subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
+                                           sequence: delivery.sequence, committed: true)
+            enqueueCommitted(outbound, to: session, now: now)
+        }
+    }
+}
