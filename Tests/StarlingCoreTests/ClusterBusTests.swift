@@ -1,0 +1,159 @@
+import MQTTCodec
+import NIOCore
+import StarlingCore
+import StarlingTesting
+import Testing
+
+/// The broker core's side of the cluster, driven through the `ClusterBus` port with a
+/// recording fake: no sockets, no database.
+@Suite("Cluster port")
+struct ClusterBusTests {
+    static func harness(_ bus: RecordingClusterBus) -> BrokerHarness {
+        let h = BrokerHarness()
+        h.broker.cluster = bus
+        return h
+    }
+
+    static func types(_ packets: [MQTTPacket]) -> [MQTTPacketType] { packets.map(\.type) }
+
+    @Test("the first subscription to a filter makes a route, the last unsubscription removes it; SUBACK waits for the peers")
+    func routesFollowSubscriptions() {
+        let bus = RecordingClusterBus()
+        bus.peersAnswerAtOnce = false
+        let h = Self.harness(bus)
+        let (a, _) = h.connect("a")
+        let (b, _) = h.connect("b")
+        a.subscribe("t/#")
+        #expect(bus.routeChanges.map(\.added) == [["t/#"]])
+        #expect(a.take().isEmpty)  // no SUBACK before every peer routes t/# here
+        bus.completeAnnouncements()
+        h.broker.flush()
+        #expect(Self.types(a.take()) == [.suback])
+        b.subscribe("t/#")  // a second subscriber: no new route
+        #expect(bus.routeChanges.count == 1)
+        bus.completeAnnouncements()
+        a.send(.unsubscribe(MQTTUnsubscribe(packetID: 2, filters: [try! MQTTTopicFilter("t/#")])))
+        #expect(bus.routeChanges.count == 1)  // b still subscribes
+        h.drop(b)
+        #expect(bus.routeChanges.last?.removed == ["t/#"])
+    }
+
+    @Test("a local publish goes to the peers with routes: QoS 0 at once, QoS 1 with its PUBACK; never back from a peer")
+    func forwarding() {
+        let bus = RecordingClusterBus()
+        bus.peerRoutes = { topic in topic.hasPrefix("s/") ? (["n2", "n3"], [:]) : ([], [:]) }
+        let h = Self.harness(bus)
+        let (p, _) = h.connect("p")
+        p.publish("s/1", "zero")
+        #expect(Set(bus.forwards.map(\.peer)) == ["n2", "n3"] && bus.forwards.allSatisfy { $0.plain && $0.message.publisher == "p" })
+        p.publish("s/1", "one", qos: .atLeastOnce, id: 7)
+        #expect(bus.forwards.count == 4)
+        // PUBACK 0x00, not 0x10: the peers' subscribers count as matching.
+        guard case .puback(let ack) = p.take().last else { Issue.record("no PUBACK"); return }
+        #expect(ack.reasonCode == .success)
+        p.publish("other/1", "none")
+        #expect(bus.forwards.count == 4)
+        // A peer's message reaches local subscribers and is not forwarded again.
+        let (s, _) = h.connect("s")
+        s.subscribe("s/#", qos: .atMostOnce)
+        h.broker.receivedFromPeer(Message(topic: "s/9", payload: ByteBuffer(string: "from n2"), qos: .atMostOnce, retain: false, publisher: "x"),
+                                  plain: true, groups: [], deliveries: [])
+        #expect(s.publishes().map { String(buffer: $0.payload) } == ["from n2"])
+        #expect(bus.forwards.count == 4)
+    }
+
+    @Test("[MQTT-4.8.2] a shared group gets one copy in the cluster: served here, or assigned to one peer")
+    func sharedGroupsAcrossNodes() {
+        let bus = RecordingClusterBus()
+        let group = ShareGroupKey(name: "g", filter: "j/#")
+        bus.peerRoutes = { _ in ([], [group: ["n2", "n3"]]) }
+        let h = Self.harness(bus)
+        let (p, _) = h.connect("p")
+        p.publish("j/1", "a")
+        #expect(bus.forwards.count == 1 && bus.forwards[0].groups == [group] && !bus.forwards[0].plain)
+        let (member, _) = h.connect("m")
+        member.subscribe("$share/g/j/#", qos: .atMostOnce)
+        _ = member.take()
+        p.publish("j/1", "b")
+        #expect(bus.forwards.count == 1)  // served by the local member
+        #expect(member.publishes().map { String(buffer: $0.payload) } == ["b"])
+        // A peer assigns the group here: one local member gets it; unassigned groups do not.
+        h.broker.receivedFromPeer(Message(topic: "j/2", payload: ByteBuffer(string: "c"), qos: .atMostOnce, retain: false, publisher: "x"),
+                                  plain: false, groups: [group], deliveries: [])
+        h.broker.receivedFromPeer(Message(topic: "j/3", payload: ByteBuffer(string: "d"), qos: .atMostOnce, retain: false, publisher: "x"),
+                                  plain: true, groups: [], deliveries: [])
+        #expect(member.publishes().map { String(buffer: $0.payload) } == ["c"])
+    }
+
+    @Test("retained changes go to the peers; a peer's retained message is served to new subscribers here")
+    func retainedAcrossNodes() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let (p, _) = h.connect("p")
+        p.publish("r/1", "on", retain: true)
+        #expect(bus.retainedChanges.map(\.topic) == ["r/1"])
+        h.broker.retainedFromPeer(Message(topic: "r/2", payload: ByteBuffer(string: "peer"), qos: .atMostOnce, retain: true, publisher: "x"))
+        let (s, _) = h.connect("s")
+        s.subscribe("r/#", qos: .atMostOnce)
+        #expect(Set(s.publishes().map(\.topic)) == ["r/1", "r/2"])
+    }
+
+    @Test("[MQTT-3.1.4-3] a session claimed by another node: its client here gets DISCONNECT 0x8E and the session goes without a will")
+    func claimedElsewhere() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let will = MQTTWill(topic: "w", payload: ByteBuffer(string: "gone"))
+        let (c, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)], will: will)
+        c.subscribe("x/#")
+        let (watcher, _) = h.connect("watcher")
+        watcher.subscribe("w", qos: .atMostOnce)
+        _ = watcher.take()
+        h.broker.sessionClaimedElsewhere("dev", by: "n2")
+        guard case .disconnect(let disconnect) = c.take().last else { Issue.record("no DISCONNECT"); return }
+        #expect(disconnect.reasonCode == .sessionTakenOver && c.transport.isClosed)
+        #expect(h.broker.session("dev") == nil)
+        #expect(watcher.publishes().isEmpty)  // the session lives on at n2: no will
+        #expect(bus.routeChanges.last?.removed == ["x/#"])
+    }
+
+    @Test("a CONNECT for a session this node does not hold claims it first; what the store holds is resumed")
+    func claimOnConnect() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        // Without a store the claim finds nothing: a new session.
+        let (_, ack) = h.connect("new", cleanStart: false, properties: [.sessionExpiryInterval(60)])
+        #expect(bus.claims == ["new"] && ack?.sessionPresent == false)
+        // A session already held here is not claimed again.
+        _ = h.connect("new", cleanStart: false, properties: [.sessionExpiryInterval(60)])
+        #expect(bus.claims == ["new"])
+    }
+}
+
+@Suite("Membership lease")
+struct LeaseKeeperTests {
+    @Test("a lease is held from the start of its last successful renewal for its duration, renewed every third of it (at most 1 s)")
+    func lease() {
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var keeper = LeaseKeeper(lease: .seconds(5))
+        #expect(keeper.renewInterval == .seconds(1))
+        #expect(!keeper.isHeld(at: start))
+        keeper.renewed(startedAt: start)
+        #expect(keeper.isHeld(at: start + .milliseconds(4999)) && !keeper.isHeld(at: start + .seconds(5)))
+        keeper.failed("unreachable")
+        #expect(keeper.isHeld(at: start + .seconds(1)) && keeper.lastFailure == "unreachable")  // still within the lease
+        keeper.lost("taken over")
+        #expect(!keeper.isHeld(at: start + .seconds(1)))
+        #expect(LeaseKeeper(lease: .milliseconds(1500)).renewInterval == .milliseconds(500))
+    }
+
+    @Test("a node record is dead once its lease expired, whatever it last said")
+    func status() {
+        var record = NodeRecord(nodeID: "n1", incarnation: 1, mqttAddress: "a:1", clusterAddress: "a:2", httpAddress: nil,
+                                state: .draining, clients: 3, leaseAgeMilliseconds: 100, leaseRemainingMilliseconds: 900)
+        #expect(record.isLive && record.status == "draining")
+        record.leaseRemainingMilliseconds = 0
+        #expect(!record.isLive && record.status == "dead")
+        record.state = .left
+        #expect(record.status == "left")
+    }
+}
