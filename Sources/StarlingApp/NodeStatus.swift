@@ -151,6 +151,14 @@ public final class NodeStatus: OpsSource {
             MetricValue("starling_bytes_received_total", .counter, Double(s.stats.bytesReceived), help: "Bytes received from clients."),
             MetricValue("starling_bytes_sent_total", .counter, Double(s.stats.bytesSent), help: "Bytes sent to clients."),
         ]
+        if let cluster = s.cluster {
+            values += [
+                MetricValue("starling_cluster_forwarded_total", .counter, Double(cluster.forwarded), help: "Messages sent to peers for their subscribers."),
+                MetricValue("starling_cluster_received_total", .counter, Double(s.stats.forwardedIn), help: "Messages peers sent to this node's subscribers."),
+                MetricValue("starling_cluster_forward_drops_total", .counter, Double(cluster.forwardDrops),
+                            help: "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."),
+            ]
+        }
         if let store = s.store {
             values += [
                 MetricValue("starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
@@ -182,6 +190,7 @@ public final class NodeStatus: OpsSource {
         var stats: BrokerStats
         var store: Store?
         var storeFailure: String?
+        var cluster: ClusterStatistics?
     }
 
     func brokerAndLoop() -> (Broker, any EventLoop)? {
@@ -201,7 +210,8 @@ public final class NodeStatus: OpsSource {
                     sessions: broker.sessionCount, subscriptions: broker.subscriptionCount, retained: broker.retainedCount,
                     stats: broker.stats,
                     store: writer.map { Snapshot.Store(commits: $0.commits, operations: $0.committedOperations, failures: $0.failures, outstanding: $0.outstandingWrites) },
-                    storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil })
+                    storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil },
+                    cluster: broker.cluster?.statistics)
             }.get()
         }
     }

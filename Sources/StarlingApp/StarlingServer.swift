@@ -246,7 +246,11 @@ extension StarlingServer {
             registration: registration, store: store, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
             logger: clusterLogger,
             clientCount: { (try? await loop.submit { broker.connectedClientCount }.get()) ?? 0 })
-        membership.onView { links.reconcile(with: $0) }
+        membership.onView { nodes in
+            links.reconcile(with: nodes)
+            let live = nodes.count { $0.isLive }
+            loop.execute { router.liveNodes = live }
+        }
         do {
             try await membership.join()
         } catch let inUse as ClusterMembership.NodeIDInUse {
@@ -264,6 +268,7 @@ extension StarlingServer {
             broker.generateIDs(inBlock: block)
             router.broker = broker
             router.ownership = store as? any SessionOwnershipStore
+            if let ownership = router.ownership { router.reloadRetained = { try await ownership.loadRetained() } }
             broker.cluster = router
             broker.directoryChanged(directory)
         }.get()

@@ -169,7 +169,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         state = .up(peer: peer)
         links.update(.init(peer: peer, direction: direction, address: peerAddress, up: true, detail: nil))
         logger.notice("cluster link \(direction.rawValue) \(peer) (\(peerAddress)) is up")
-        if case .dialer = role { router.outboundUp(peer, link: self) }
+        if case .dialer = role { router.outboundUp(peer, link: self) } else { router.inboundUp(peer) }
         // A silent peer (stopped, cut off) is found by its missing packets: TCP alone may take
         // minutes to notice. The dialer pings (a client's PINGREQ); the listener answers.
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)

@@ -33,6 +33,22 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     public private(set) var forwarded: UInt64 = 0
     public private(set) var forwardDrops: UInt64 = 0
+    /// Live nodes in the last view of the membership table.
+    public var liveNodes = 1
+
+    public var statistics: ClusterStatistics {
+        var figures = ClusterStatistics()
+        figures.nodes = liveNodes
+        figures.linksUp = outbound.count
+        figures.forwarded = forwarded
+        figures.forwardDrops = forwardDrops
+        return figures
+    }
+
+    /// Reads the retained messages from the store again (after a peer's link came up: what it
+    /// set while the link was down is there); changes arriving meanwhile are applied after it.
+    public var reloadRetained: (@Sendable () async throws -> [StoredMessage])?
+    private var retainedBuffer: [Message]?
     private var lastDropLog: NIODeadline?
 
     public init(loop: any EventLoop, logger: Logger) {
@@ -203,6 +219,29 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
+    /// A peer's link to this node came up: what it set or cleared as retained while it could not
+    /// tell this node is read from the store.
+    func inboundUp(_ peer: String) {
+        guard let reloadRetained, retainedBuffer == nil else { return }
+        retainedBuffer = []
+        let (loop, logger) = (loop, logger)
+        Task {
+            let messages: [StoredMessage]?
+            do { messages = try await reloadRetained() } catch {
+                logger.warning("cannot read the retained messages again after \(peer)'s link came up: \(error)")
+                messages = nil
+            }
+            let snapshot = messages
+            loop.execute { [self] in
+                let buffered = retainedBuffer ?? []
+                retainedBuffer = nil
+                guard let broker else { return }
+                if let snapshot { broker.replaceRetained(snapshot) }
+                for message in buffered { broker.retainedFromPeer(message) }
+            }
+        }
+    }
+
     /// The peer's inbound link dropped: its routes go with it.
     func inboundDown(_ peer: String) {
         resetRoutes(of: peer)
@@ -232,7 +271,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
         let received = PeerMessages.message(from: publish, now: .now())
         if received.retainedChange {
-            broker.retainedFromPeer(received.message)
+            if retainedBuffer != nil {
+                retainedBuffer?.append(received.message)
+            } else {
+                broker.retainedFromPeer(received.message)
+            }
         } else {
             broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries)
         }

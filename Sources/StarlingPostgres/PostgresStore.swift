@@ -388,16 +388,24 @@ public final class PostgresStore: PersistentStore {
             state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
         }
         if clientID != nil { return state }
+        state.retained = try await loadRetained()
+        return state
+    }
+}
+
+extension PostgresStore {
+    public func loadRetained() async throws -> [StoredMessage] {
+        var retained: [StoredMessage] = []
         for try await row in try await client.query("SELECT * FROM retained", logger: logger) {
             let r = row.makeRandomAccess()
-            state.retained.append(StoredMessage(
+            retained.append(StoredMessage(
                 id: try r["message_id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
                 payload: try r["payload"].decode(ByteBuffer.self),
                 qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: true,
                 properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
                 expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
         }
-        return state
+        return retained
     }
 }
 

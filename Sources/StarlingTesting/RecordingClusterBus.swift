@@ -58,6 +58,8 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func retainedChanged(_ message: Message) { retainedChanges.append(message) }
 
+    public var statistics = ClusterStatistics()
+
     public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {
         claims.append(clientID)
         completion(claimedState)

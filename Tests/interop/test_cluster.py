@@ -24,7 +24,7 @@ V5 = mqtt.MQTTv5
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(size=3)
+    c = Cluster(size=3, extra_env={"STARLING_MQTT_SYS_INTERVAL": "1"})
     yield c
     c.stop()
 
@@ -75,6 +75,28 @@ def test_readiness_has_a_cluster_check(cluster):
     assert "starling_cluster_nodes 3" in metrics
     assert "starling_cluster_links_up 4" in metrics
     assert "starling_cluster_lease_held 1" in metrics
+
+
+def test_sys_topics_and_metrics_count_the_cluster(cluster):
+    """$SYS/broker/cluster/nodes and .../links name the live nodes and this node's links; after a
+    message crosses, /metrics counts it on both sides."""
+    s = client(cluster, "n1", "sys-watch")
+    s.subscribe("$SYS/broker/cluster/#", qos=0)
+    seen = {}
+    while seen.get("nodes") != b"3" or seen.get("links") != b"2":
+        m = s.message()
+        seen[m.topic.rsplit("/", 1)[-1] if "/messages/" not in m.topic else m.topic] = m.payload
+    sub = client(cluster, "n2", "sys-sub")
+    sub.subscribe("sys/t", qos=0)
+    pub = client(cluster, "n1", "sys-pub")
+    pub.publish("sys/t", b"x", qos=1)
+    assert sub.message().payload == b"x"
+    forwarded = [line for line in cluster["n1"].get("/metrics")[1].splitlines() if line.startswith("starling_cluster_forwarded_total ")]
+    received = [line for line in cluster["n2"].get("/metrics")[1].splitlines() if line.startswith("starling_cluster_received_total ")]
+    assert forwarded and float(forwarded[0].split()[1]) >= 1
+    assert received and float(received[0].split()[1]) >= 1
+    for c in (s, sub, pub):
+        c.disconnect()
 
 
 def test_a_second_live_node_with_the_same_id_refuses_to_start(cluster):

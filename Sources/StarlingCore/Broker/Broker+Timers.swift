@@ -69,6 +69,16 @@ extension Broker {
                 ("store/backlogs", "\(stats.storeBacklogs)"),
             ]
         }
+        if let cluster {
+            let figures = cluster.statistics
+            values += [
+                ("cluster/nodes", "\(figures.nodes)"),
+                ("cluster/links", "\(figures.linksUp)"),
+                ("cluster/messages/forwarded", "\(figures.forwarded)"),
+                ("cluster/messages/received", "\(stats.forwardedIn)"),
+                ("cluster/messages/dropped", "\(figures.forwardDrops)"),
+            ]
+        }
         for (name, value) in values {
             let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
                                   retain: true, publisher: "$SYS")

@@ -175,4 +175,6 @@ public protocol SessionOwnershipStore: Sendable {
     /// The stored sessions other nodes hold (or none does), with their subscriptions: the
     /// session directory this node starts from.
     func loadDirectory() async throws -> [SessionDirectoryEntry]
+    /// Every retained message.
+    func loadRetained() async throws -> [StoredMessage]
 }

@@ -23,6 +23,8 @@ public protocol ClusterBus: AnyObject {
     func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)
     /// A retained message was set (or deleted: empty payload) on this node.
     func retainedChanged(_ message: Message)
+    /// Figures for `$SYS/broker/cluster/...` and `/metrics`.
+    var statistics: ClusterStatistics { get }
     /// Takes `clientID`'s session over in the shared store (it may be held by another node, or
     /// by none) and returns what the store holds of it: the session row, subscriptions, queued
     /// and in-flight messages, inbound QoS 2 entries. The node that held it is told to let it go
@@ -69,4 +71,17 @@ public struct RemoteDelivery: Sendable, Equatable {
         self.retain = retain
         self.subscriptionIdentifiers = subscriptionIdentifiers
     }
+}
+
+/// What the cluster reports about itself.
+public struct ClusterStatistics: Sendable, Equatable {
+    /// Live nodes in the membership table, this one included.
+    public var nodes = 1
+    /// Peers with an outbound link up.
+    public var linksUp = 0
+    /// Messages sent to peers, and those that could not be (no link, or a slow one).
+    public var forwarded: UInt64 = 0
+    public var forwardDrops: UInt64 = 0
+
+    public init() {}
 }
