@@ -107,6 +107,7 @@ let package = Package(
             dependencies: [
                 "StarlingCore", "MQTTCodec", "StarlingTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -229,7 +229,9 @@ extension StarlingServer {
         let nodeID = configuration.broker.ingest.nodeID
         clusterLogger[metadataKey: "starling.node"] = "\(nodeID)"
         let router = ClusterRouter(loop: loop, logger: clusterLogger)
-        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, router: router, logger: clusterLogger)
+        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, router: router, logger: clusterLogger,
+                                 serverTLS: configuration.clusterTLS ? try configuration.makeTLSContext() : nil,
+                                 clientTLS: try configuration.makeClusterClientTLSContext(), linkBuffer: configuration.clusterLinkBuffer)
         let listener: any Channel
         do {
             listener = try await links.bind(host: listen.host, port: listen.port)

@@ -4,7 +4,7 @@ extension StarlingConfiguration {
     /// The TLS context of the `mqtts` and `wss` listeners, nil without such listeners. A file
     /// that cannot be used is a configuration error naming its key.
     func makeTLSContext() throws -> NIOSSLContext? {
-        guard !tlsListeners.isEmpty || !secureWebSocketListeners.isEmpty else { return nil }
+        guard !tlsListeners.isEmpty || !secureWebSocketListeners.isEmpty || clusterTLS else { return nil }
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate)
@@ -36,6 +36,28 @@ extension StarlingConfiguration {
             return try NIOSSLContext(configuration: tls)
         } catch {
             throw ConfigurationError(key: "tls.private_key", value: tlsPrivateKey, allowed: "the private key of tls.certificate (\(error))", source: "the configuration")
+        }
+    }
+}
+
+extension StarlingConfiguration {
+    /// The TLS context with which this node dials its peers (`cluster.tls`): peers are
+    /// authenticated by the cluster secret; with `tls.client_ca`, their certificates must also be
+    /// signed by it (no host name: nodes are dialed by address).
+    func makeClusterClientTLSContext() throws -> NIOSSLContext? {
+        guard clusterTLS else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if tlsClientCA.isEmpty {
+            tls.certificateVerification = .none
+        } else {
+            tls.trustRoots = .file(tlsClientCA)
+            tls.certificateVerification = .noHostnameVerification
+        }
+        do {
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ConfigurationError(key: "cluster.tls", value: "true", allowed: "a TLS client context from tls.client_ca (\(error))", source: "the configuration")
         }
     }
 }

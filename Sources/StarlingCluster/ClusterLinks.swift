@@ -1,6 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOPosix
+public import NIOSSL
 public import StarlingCore
 import StarlingTransport
 import Synchronization
@@ -17,7 +18,17 @@ public final class ClusterLinks: Sendable {
     /// Outbound links by peer id: the address dialed and the channel once connected.
     private let outbound = Mutex<[String: (address: String, channel: (any Channel)?)]>([:])
 
-    public init(nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger) {
+    /// TLS for the listener and for dialing (`cluster.tls`); nil: plain TCP.
+    let serverTLS: NIOSSLContext?
+    let clientTLS: NIOSSLContext?
+    /// Unsent bytes a link may hold for a slow peer.
+    let linkBuffer: Int
+
+    public init(nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger,
+                serverTLS: NIOSSLContext? = nil, clientTLS: NIOSSLContext? = nil, linkBuffer: Int = 4 << 20) {
+        self.serverTLS = serverTLS
+        self.clientTLS = clientTLS
+        self.linkBuffer = linkBuffer
         self.router = router
         self.nodeID = nodeID
         self.secret = secret
@@ -27,12 +38,13 @@ public final class ClusterLinks: Sendable {
 
     /// Binds the cluster listener.
     public func bind(host: String, port: Int) async throws -> any Channel {
-        let (nodeID, secret, links, router, logger) = (nodeID, secret, links, router, logger)
+        let (nodeID, secret, links, router, logger, tls) = (nodeID, secret, links, router, logger, serverTLS)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(
                         ClusterLinkHandler(role: .listener, nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
                 }
@@ -67,12 +79,16 @@ public final class ClusterLinks: Sendable {
             links.update(.init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "not a HOST:PORT address"))
             return
         }
-        let (nodeID, secret, links, router, logger) = (nodeID, secret, links, router, logger)
+        let (nodeID, secret, links, router, logger, tls) = (nodeID, secret, links, router, logger, clientTLS)
         let connecting = ClientBootstrap(group: group)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A slow peer: past this many unsent bytes the link is not writable and messages
+            // for it are dropped and counted (`ClusterRouter.forward`).
+            .channelOption(.writeBufferWaterMark, value: .init(low: linkBuffer / 2, high: linkBuffer))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
                     try channel.pipeline.syncOperations.addHandler(
                         ClusterLinkHandler(role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
                 }

@@ -450,3 +450,28 @@ def test_g1_across_nodes_a_node_killed_loses_no_acknowledged_message():
         assert rows == [["50"]]
     finally:
         c.stop()
+
+
+def test_node_links_over_tls(tmp_path):
+    """cluster.tls: two nodes link over TLS with the [tls] certificate and deliver across; a peer
+    dialing the cluster port in plain TCP gets no handshake."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.pem",
+                    "-days", "2", "-subj", "/CN=starling-node"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    c = Cluster(size=2, extra_env={"STARLING_CLUSTER_TLS": "true", "STARLING_TLS_CERTIFICATE": str(tmp_path / "node.pem"),
+                                   "STARLING_TLS_PRIVATE_KEY": str(tmp_path / "node.key")})
+    try:
+        s = client(c, "n2", "tls-sub")
+        s.subscribe("tls/#", qos=1)
+        p = client(c, "n1", "tls-pub")
+        p.publish("tls/t", b"secret reading", qos=1)
+        assert s.message().payload == b"secret reading"
+        for x in (s, p):
+            x.disconnect()
+        # A CONNECT in the clear is not TLS: the listener never answers it with AUTH.
+        import socket as sockets
+        with sockets.create_connection(("127.0.0.1", c["n1"].ports["cluster"]), timeout=10) as raw:
+            raw.sendall(packet(0x10, string("MQTT") + b"\x05\x02\x00\x00\x00" + string("plain")))
+            data = raw.recv(1024)
+            assert not data.startswith(b"\xf0")
+    finally:
+        c.stop()

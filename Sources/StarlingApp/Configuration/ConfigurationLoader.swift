@@ -115,6 +115,10 @@ extension StarlingConfiguration {
                                      allowed: "a cluster needs PostgreSQL shared by its nodes: set storage.postgres_url (--postgres) too, or leave cluster.listen empty",
                                      source: "the configuration")
         }
+        if clusterTLS && (tlsCertificate.isEmpty || tlsPrivateKey.isEmpty) {
+            throw ConfigurationError(key: "cluster.tls", value: "true", allowed: "false, or true with tls.certificate and tls.private_key set",
+                                     source: "the configuration")
+        }
         if !listen.isLoopback && clusterSecret.isEmpty {
             throw ConfigurationError(key: "cluster.secret", value: "\"\"",
                                      allowed: "a secret of at least 16 bytes (STARLING_CLUSTER_SECRET) when cluster.listen (\(listen)) is not a loopback address",

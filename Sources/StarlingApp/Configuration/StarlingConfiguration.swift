@@ -53,6 +53,10 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var clusterSecret = ""
     /// Seconds a node's lease lasts without renewal; a node whose lease expired is dead.
     public var clusterLeaseTimeout = 5.0
+    /// Node links over TLS, with the certificate and key of `[tls]`.
+    public var clusterTLS = false
+    /// Bytes a node link may hold unsent for a slow peer before messages for it are dropped.
+    public var clusterLinkBuffer = 4 << 20
 
     /// `server.node_id`; nil = the host name. `broker.ingest.nodeID` holds the resolved name.
     public var nodeID: String? {
