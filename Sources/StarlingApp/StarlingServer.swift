@@ -197,13 +197,23 @@ public final class StarlingServer: Service, Sendable {
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
         status.enter(.draining)
-        logger.notice("shutting down")
+        logger.notice("shutting down: /readyz answers 503; clients are disconnected in \(configuration.drainWait) s, \(configuration.drainRate) per second")
         if let cluster { await cluster.membership.announce(.draining) }
+        // Balancers notice the 503 and send new clients elsewhere; clients here keep working.
+        if configuration.drainWait > 0 { try? await Task.sleep(for: .milliseconds(Int64(configuration.drainWait * 1000))) }
         // Drain in reverse: stop accepting, disconnect clients, flush state, stop the loop.
         for channel in channels { try? await channel.close() }
         ticker.cancel()
         for task in [pinger, userRefresh, collector, retention] { task?.cancel() }
-        try? await loop.submit { broker.shutdown() }.get()
+        // Clients go at a bounded rate (5.0: DISCONNECT 0x8B, or 0x9C with server.reference),
+        // so the other nodes take a stream of reconnections rather than a storm.
+        let reason: MQTTReasonCode = configuration.serverReference == nil ? .serverShuttingDown : .useAnotherServer
+        let reference = configuration.serverReference
+        let batch = max(1, configuration.drainRate / 10)
+        while let remaining = try? await loop.submit({ broker.drain(upTo: batch, reason: reason, serverReference: reference) }).get(), remaining > 0 {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        try? await loop.submit { broker.shutdown(reason: reason, serverReference: reference) }.get()
         if let writer = try? await loop.submit({ broker.persistence }).get() {
             try? await writer.drain().get()
         }

@@ -36,6 +36,9 @@ class Broker:
         args += list(extra_args)
         full_env = dict(os.environ)
         full_env.update(env or {})
+        # Tests stop brokers often: no drain wait unless a test asks for one.
+        if "STARLING_SERVER_DRAIN_WAIT" not in full_env and "drain_wait" not in (config_text or ""):
+            full_env["STARLING_SERVER_DRAIN_WAIT"] = "0"
         self.stderr_path = pathlib.Path(self.tmp.name) / "stderr.log"
         self.stderr = open(self.stderr_path, "w")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,

@@ -475,3 +475,45 @@ def test_node_links_over_tls(tmp_path):
             assert not data.startswith(b"\xf0")
     finally:
         c.stop()
+
+
+def test_drain_moves_clients_to_another_node():
+    """SIGTERM on n1 (server.drain_wait 2 s, server.reference set): /readyz answers 503 while its
+    clients are still connected; then the 5.0 client gets DISCONNECT 0x9C (Use another server)
+    with the Server Reference, the 3.1.1 client is closed; n1 exits 0; both resume on n2 with
+    what was published meanwhile."""
+    import time
+    c = Cluster(size=2, extra_env={"STARLING_SERVER_DRAIN_WAIT": "2", "STARLING_SERVER_REFERENCE": "mqtt-2.example:1883"})
+    try:
+        expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
+        v5 = Client(c["n1"], client_id="drain-v5", protocol=V5, clean=False)
+        v5.connect(properties=expiry)
+        v5.subscribe("drain/#", qos=1)
+        v3 = Client(c["n1"], client_id="drain-v3", protocol=mqtt.MQTTv311, clean=False)
+        v3.connect()
+        v3.subscribe("drain/#", qos=1)
+        n1 = c["n1"]
+        n1.process.send_signal(__import__("signal").SIGTERM)
+        deadline = time.monotonic() + 30
+        while n1.get("/readyz")[0] != 503:
+            assert time.monotonic() < deadline, "readiness did not turn 503"
+            time.sleep(0.02)
+        assert v5.disconnects.empty() and v3.disconnects.empty()  # 503 first, clients still served
+        rc, props = v5.disconnects.get(timeout=30)
+        assert rc.value == 0x9C and props.ServerReference == "mqtt-2.example:1883"
+        v3.disconnects.get(timeout=30)
+        assert n1.process.wait(timeout=60) == 0
+        for x in (v5, v3):
+            x.client.loop_stop()
+        p = client(c, "n2", "drain-pub")
+        p.publish("drain/t", b"while moving", qos=1)
+        again5 = Client(c["n2"], client_id="drain-v5", protocol=V5, clean=False)
+        flags, _, _ = again5.connect(properties=expiry)
+        again3 = Client(c["n2"], client_id="drain-v3", protocol=mqtt.MQTTv311, clean=False)
+        flags3, _, _ = again3.connect()
+        assert flags.session_present and flags3.session_present
+        assert again5.message().payload == b"while moving" and again3.message().payload == b"while moving"
+        for x in (again5, again3, p):
+            x.disconnect()
+    finally:
+        c.stop()

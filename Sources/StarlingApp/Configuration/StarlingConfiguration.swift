@@ -53,6 +53,14 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var clusterSecret = ""
     /// Seconds a node's lease lasts without renewal; a node whose lease expired is dead.
     public var clusterLeaseTimeout = 5.0
+    /// Seconds between `/readyz` turning 503 at SIGTERM and the first client being disconnected,
+    /// for load balancers to notice (`server.drain_wait`).
+    public var drainWait = 5.0
+    /// Clients disconnected per second while draining (`server.drain_rate`).
+    public var drainRate = 500
+    /// Sent to 5.0 clients when draining (DISCONNECT 0x9C Use another server); "": 0x8B.
+    public var serverReference: String?
+
     /// Node links over TLS, with the certificate and key of `[tls]`.
     public var clusterTLS = false
     /// Bytes a node link may hold unsent for a slow peer before messages for it are dropped.

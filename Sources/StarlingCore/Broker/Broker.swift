@@ -220,21 +220,36 @@ public final class Broker: @unchecked Sendable {
     /// with `reason` (0x8B Server shutting down, or 0x9C Use another server with a reference).
     public func shutdown(reason: MQTTReasonCode = .serverShuttingDown, serverReference: String? = nil) {
         accepting = false
-        for connection in connections {
-            if connection.state == .connected && connection.version == .v5 {
-                var properties: MQTTProperties = []
-                if let serverReference { properties.append(.serverReference(serverReference)) }
-                send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
-            }
-            if connection.state != .closed {
-                // Shutting down is not the client's fault: its will stays with its session.
-                connection.publishWillOnClose = false
-                detach(connection)
-                close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
-            }
+        for connection in connections { disconnectForShutdown(connection, reason: reason, serverReference: serverReference) }
+        commitCollected()
+        flush()
+    }
+
+    /// A drain step: stops accepting and disconnects up to `count` clients as `shutdown` does, so
+    /// that a drain moves clients to other nodes at a bounded rate. Returns how many
+    /// connections remain.
+    public func drain(upTo count: Int, reason: MQTTReasonCode = .serverShuttingDown, serverReference: String? = nil) -> Int {
+        accepting = false
+        for connection in connections.prefix(count) {
+            disconnectForShutdown(connection, reason: reason, serverReference: serverReference)
         }
         commitCollected()
         flush()
+        return connections.count { $0.state != .closed }
+    }
+
+    private func disconnectForShutdown(_ connection: Connection, reason: MQTTReasonCode, serverReference: String?) {
+        if connection.state == .connected && connection.version == .v5 {
+            var properties: MQTTProperties = []
+            if let serverReference { properties.append(.serverReference(serverReference)) }  // [MQTT-4.11]
+            send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
+        }
+        if connection.state != .closed {
+            // Shutting down is not the client's fault: its will stays with its session.
+            connection.publishWillOnClose = false
+            detach(connection)
+            close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
+        }
     }
 
     // MARK: Sending and closing
