@@ -111,10 +111,13 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                   what: "a session directory change", then: then)
     }
 
-    public func retainedChanged(_ message: Message) {
-        for link in outbound.values {
-            link.send(.publish(PeerMessages.publish(message, groups: [], retainedChange: true, now: .now())), evenIfSlow: true)
-        }
+    public func retainedChanged(_ message: Message, then: @escaping () -> Void) {
+        var publish = PeerMessages.publish(message, groups: [], retainedChange: true, now: .now())
+        broadcast([{ id in
+            publish.qos = .atLeastOnce
+            publish.packetID = id
+            return .publish(publish)
+        }], what: "a retained message", then: then)
     }
 
     public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {

@@ -56,7 +56,10 @@ public final class RecordingClusterBus: ClusterBus {
         forwards.append(Forward(message: message, peer: peer, plain: plain, groups: groups, deliveries: deliveries))
     }
 
-    public func retainedChanged(_ message: Message) { retainedChanges.append(message) }
+    public func retainedChanged(_ message: Message, then: @escaping () -> Void) {
+        retainedChanges.append(message)
+        announce(then)
+    }
 
     public var statistics = ClusterStatistics()
 

@@ -98,6 +98,20 @@ struct ClusterBusTests {
         #expect(Set(s.publishes().map(\.topic)) == ["r/1", "r/2"])
     }
 
+    @Test("[MQTT-4.6.0-2] the PUBACK of a retained message waits until the peers have it; later PUBACKs stay behind it")
+    func retainedAckWaitsForPeers() {
+        let bus = RecordingClusterBus()
+        bus.peersAnswerAtOnce = false
+        let h = Self.harness(bus)
+        let (p, _) = h.connect("p")
+        p.publish("r/1", "on", qos: .atLeastOnce, id: 1, retain: true)
+        p.publish("r/2", "plain", qos: .atLeastOnce, id: 2)
+        #expect(p.take().isEmpty)
+        bus.completeAnnouncements()
+        let ids = p.take().compactMap { if case .puback(let ack) = $0 { ack.packetID } else { nil } }
+        #expect(ids == [1, 2])
+    }
+
     @Test("[MQTT-3.1.4-3] a session claimed by another node: its client here gets DISCONNECT 0x8E and the session goes without a will")
     func claimedElsewhere() {
         let bus = RecordingClusterBus()

@@ -407,7 +407,10 @@ extension Broker {
         let message = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
                               wireProperties: will.properties, publisher: clientID, now: now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
-        if message.retain && configuration.retainAvailable { retain(message) }
+        if message.retain && configuration.retainAvailable {
+            retain(message)
+            cluster?.retainedChanged(message) {}
+        }
         let routed = route(message, now: now)
         if cluster != nil {
             // Peers' subscribers too, once the will's rows are committed.

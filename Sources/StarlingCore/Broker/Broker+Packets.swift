@@ -127,7 +127,11 @@ extension Broker {
             connection.pauseReading(.store)
             pausedForStore.append(connection)
         }
-        if publish.retain { retain(message) }  // [MQTT-3.3.1-5]
+        if publish.retain {
+            retain(message)  // [MQTT-3.3.1-5]
+            // Peers serve it too: QoS 0 at once; QoS 1/2 before the ack, below.
+            if publish.qos == .atMostOnce { cluster?.retainedChanged(message) {} }
+        }
         let routed = route(message, now: now)
         var matched = routed.delivered
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
@@ -163,7 +167,15 @@ extension Broker {
                     connection.unacknowledgedQoS1 -= 1
                     if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }
                 }
-                acknowledge(publish, id: id, reason: matched == 0 ? .noMatchingSubscribers : .success, message: nil, on: connection)
+                let reason: MQTTReasonCode = matched == 0 ? .noMatchingSubscribers : .success
+                if publish.retain, let cluster {
+                    // No window in which a peer serves an older retained value after the ack:
+                    // it waits until every linked peer has applied the change (acks stay in order).
+                    let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
+                    cluster.retainedChanged(message) { [self] in release(held, on: connection) }
+                } else {
+                    acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
+                }
             }
         }
     }
@@ -171,6 +183,15 @@ extension Broker {
     /// PUBACK (QoS 1) or PUBREC (QoS 2) for an incoming PUBLISH, written now: callers run it from
     /// a commit callback or through `durably`, which keeps acks in order.
     func acknowledge(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
+        if let chain = connection.heldAcknowledgements {
+            // An earlier ack waits for the peers: this one goes after it.
+            chain.entries.append(HeldAcknowledgement(ready: true) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: message, on: connection) })
+            return
+        }
+        writeAcknowledgement(publish, id: id, reason: reason, message: message, on: connection)
+    }
+
+    private func writeAcknowledgement(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
         var properties: MQTTProperties = []
         if let message, connection.requestProblemInformation { properties.append(.reasonString(message)) }
         let ack = MQTTAck(packetID: id, reasonCode: reason, properties: properties)
@@ -235,5 +256,45 @@ extension Broker {
             session.inflightOrder.remove(at: position)
         }
         pump(session)
+    }
+}
+
+/// An acknowledgement that waits for more than the commit (the peers applying a retained
+/// change), and those that came after it: PUBACK/PUBREC stay in the order of the PUBLISH
+/// packets [MQTT-4.6.0-2].
+final class HeldAcknowledgement {
+    var ready: Bool
+    let send: () -> Void
+    init(ready: Bool, send: @escaping () -> Void) {
+        self.ready = ready
+        self.send = send
+    }
+}
+
+final class AcknowledgementChain {
+    var entries: [HeldAcknowledgement] = []
+}
+
+extension Broker {
+    /// Queues an acknowledgement that is sent once `release` is called for it (and every one
+    /// before it is sent).
+    func holdAcknowledgement(on connection: Connection, _ send: @escaping () -> Void) -> HeldAcknowledgement {
+        let chain = connection.heldAcknowledgements ?? AcknowledgementChain()
+        connection.heldAcknowledgements = chain
+        let held = HeldAcknowledgement(ready: false, send: send)
+        chain.entries.append(held)
+        return held
+    }
+
+    func release(_ held: HeldAcknowledgement, on connection: Connection) {
+        held.ready = true
+        guard let chain = connection.heldAcknowledgements else { return }
+        var sent = 0
+        while sent < chain.entries.count, chain.entries[sent].ready { sent += 1 }
+        let ready = chain.entries.prefix(sent)
+        chain.entries.removeFirst(sent)
+        if chain.entries.isEmpty { connection.heldAcknowledgements = nil }
+        for entry in ready { entry.send() }
+        flush()
     }
 }

@@ -87,7 +87,6 @@ extension Broker {
     /// `$SYS` value (those are rebuilt every interval).
     func retain(_ message: Message) {
         retained.set(message)
-        cluster?.retainedChanged(message)
         guard persistence != nil, !message.topic.hasPrefix("$SYS/") else { return }
         nextMessageID += 1
         collected.append(.setRetained(storedMessage(message, id: nextMessageID)))

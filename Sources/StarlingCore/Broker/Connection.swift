@@ -49,6 +49,8 @@ public final class Connection {
 
     /// Written to since the last flush.
     var needsFlush = false
+    /// Acknowledgements waiting behind one that waits for the peers; nil for most connections.
+    var heldAcknowledgements: AcknowledgementChain?
     /// Authentication in progress, or the method of an enhanced authentication (kept for
     /// re-authentication); nil for most connections, so an idle one pays one pointer.
     var authentication: ConnectionAuthentication?

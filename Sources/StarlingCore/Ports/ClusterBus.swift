@@ -21,8 +21,9 @@ public protocol ClusterBus: AnyObject {
     /// Stored sessions of this node whose subscriptions changed, began or ended, for every
     /// peer's session directory; `then` runs once every peer with a live link has them.
     func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)
-    /// A retained message was set (or deleted: empty payload) on this node.
-    func retainedChanged(_ message: Message)
+    /// A retained message was set (or deleted: empty payload) on this node; `then` runs once
+    /// every linked peer has applied it.
+    func retainedChanged(_ message: Message, then: @escaping () -> Void)
     /// Figures for `$SYS/broker/cluster/...` and `/metrics`.
     var statistics: ClusterStatistics { get }
     /// Takes `clientID`'s session over in the shared store (it may be held by another node, or
