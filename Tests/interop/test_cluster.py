@@ -517,3 +517,38 @@ def test_drain_moves_clients_to_another_node():
             x.disconnect()
     finally:
         c.stop()
+
+
+def test_a_frozen_owner_wakes_to_find_its_session_taken():
+    """G4 with SIGSTOP: n1 holds a connected client's session and is frozen; the client
+    connects to n2, which takes the session over without waiting for n1 (session present) and
+    receives what n3 publishes. When n1 resumes it lets the session go: its stale connection
+    gets DISCONNECT 0x8E, and the session row still names n2 — n1's writes changed nothing."""
+    import signal
+    c = Cluster(size=3)
+    try:
+        expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
+        old = Client(c["n1"], client_id="frozen", protocol=V5, clean=False)
+        old.connect(properties=expiry, keepalive=5)
+        old.subscribe("fence/#", qos=1)
+        c["n1"].process.send_signal(signal.SIGSTOP)
+        try:
+            new = Client(c["n2"], client_id="frozen", protocol=V5, clean=False)
+            flags, _, _ = new.connect(properties=expiry)
+            assert flags.session_present
+            p = client(c, "n3", "fence-pub")
+            p.publish("fence/t", b"to n2", qos=1)
+            assert new.message().payload == b"to n2"
+        finally:
+            c["n1"].process.send_signal(signal.SIGCONT)
+        rc, _ = old.disconnects.get(timeout=30)
+        assert rc.value == 0x8E
+        old.client.loop_stop()
+        c["n1"].wait_for_log(["session taken over by node n2"])
+        assert c.query("SELECT owner_node FROM sessions WHERE client_id = 'frozen'") == [["n2"]]
+        p.publish("fence/t", b"still n2", qos=1)
+        assert new.message().payload == b"still n2"
+        for x in (new, p):
+            x.disconnect()
+    finally:
+        c.stop()
