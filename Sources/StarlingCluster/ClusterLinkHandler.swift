@@ -197,6 +197,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         silentTicks = 0  // anything from the peer shows it is alive
+        router.broker?.peerReadComplete()
         context.fireChannelReadComplete()
     }
 

@@ -58,6 +58,7 @@ struct ClusterBusTests {
         s.subscribe("s/#", qos: .atMostOnce)
         h.broker.receivedFromPeer(Message(topic: "s/9", payload: ByteBuffer(string: "from n2"), qos: .atMostOnce, retain: false, publisher: "x"),
                                   plain: true, groups: [], deliveries: [])
+        h.broker.peerReadComplete()
         #expect(s.publishes().map { String(buffer: $0.payload) } == ["from n2"])
         #expect(bus.forwards.count == 4)
     }
@@ -80,8 +81,10 @@ struct ClusterBusTests {
         // A peer assigns the group here: one local member gets it; unassigned groups do not.
         h.broker.receivedFromPeer(Message(topic: "j/2", payload: ByteBuffer(string: "c"), qos: .atMostOnce, retain: false, publisher: "x"),
                                   plain: false, groups: [group], deliveries: [])
+        h.broker.peerReadComplete()
         h.broker.receivedFromPeer(Message(topic: "j/3", payload: ByteBuffer(string: "d"), qos: .atMostOnce, retain: false, publisher: "x"),
                                   plain: true, groups: [], deliveries: [])
+        h.broker.peerReadComplete()
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["c"])
     }
 

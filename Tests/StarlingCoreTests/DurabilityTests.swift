@@ -39,20 +39,30 @@ struct DurabilityTests {
 
     static func types(_ packets: [MQTTPacket]) -> [MQTTPacketType] { packets.map(\.type) }
 
+    /// Publishes with commits held: nothing is written until the commit is released, then the
+    /// acknowledgement of `type`; returns what the store committed.
+    static func expectAcknowledgementAfterCommit(_ h: BrokerHarness, _ store: InMemoryStore, _ onLoop: Loop, _ publisher: BrokerHarness.Client,
+                                                 _ type: MQTTPacketType, publish: @escaping @Sendable () -> Void) async throws -> [StoreOperation] {
+        store.holdCommits = true
+        try await onLoop { publish() }
+        var attempts = store.attempts.makeAsyncIterator()
+        _ = await attempts.next()
+        try await onLoop { #expect(publisher.take().isEmpty) }
+        store.holdCommits = false
+        store.releaseCommits()
+        try await h.broker.persistence!.drain().get()
+        try await onLoop { #expect(Self.types(publisher.take()) == [type]) }
+        return store.committed
+    }
+
     @Test("[MQTT-4.3.2] a QoS 1 PUBACK is written after the ingest row commits, not before")
     func pubackAfterCommit() async throws {
         try await Self.withBroker { h, store, onLoop in
             let publisher = try await onLoop { h.connect("pub").0 }
-            store.holdCommits = true
-            try await onLoop { publisher.publish("sensors/1", "21.5", qos: .atLeastOnce, id: 1) }
-            var attempts = store.attempts.makeAsyncIterator()
-            _ = await attempts.next()
-            try await onLoop { #expect(publisher.take().isEmpty) }
-            store.holdCommits = false
-            store.releaseCommits()
-            try await h.broker.persistence!.drain().get()
-            try await onLoop { #expect(Self.types(publisher.take()) == [.puback]) }
-            #expect(store.committed.contains { if case .ingest(let r) = $0 { r.payload == ByteBuffer(string: "21.5") } else { false } })
+            let committed = try await Self.expectAcknowledgementAfterCommit(h, store, onLoop, publisher, .puback) {
+                publisher.publish("sensors/1", "21.5", qos: .atLeastOnce, id: 1)
+            }
+            #expect(committed.contains { if case .ingest(let r) = $0 { r.payload == ByteBuffer(string: "21.5") } else { false } })
         }
     }
 
@@ -62,16 +72,10 @@ struct DurabilityTests {
             let publisher = try await onLoop { h.connect("pub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
             try await h.broker.persistence!.drain().get()
             try await onLoop { _ = publisher.take() }
-            store.holdCommits = true
-            try await onLoop { publisher.publish("sensors/2", "x", qos: .exactlyOnce, id: 9) }
-            var attempts = store.attempts.makeAsyncIterator()
-            _ = await attempts.next()
-            try await onLoop { #expect(publisher.take().isEmpty) }
-            store.holdCommits = false
-            store.releaseCommits()
-            try await h.broker.persistence!.drain().get()
-            try await onLoop { #expect(Self.types(publisher.take()) == [.pubrec]) }
-            #expect(store.committed.contains(.addInboundQoS2(clientID: "pub", packetID: 9)))
+            let committed = try await Self.expectAcknowledgementAfterCommit(h, store, onLoop, publisher, .pubrec) {
+                publisher.publish("sensors/2", "x", qos: .exactlyOnce, id: 9)
+            }
+            #expect(committed.contains(.addInboundQoS2(clientID: "pub", packetID: 9)))
         }
     }
 

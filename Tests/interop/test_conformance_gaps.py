@@ -23,7 +23,7 @@ import raw_client as raw
 from conftest import BINARY
 from mqtt_helpers import TIMEOUT
 from test_auth import connack
-from test_haproxy import HAProxy, Through
+from test_haproxy import Through, haproxy_factory  # noqa: F401 (the fixture)
 
 CONNACK = 0x20
 PUBREC = 0x50
@@ -383,29 +383,14 @@ def test_mqtt_3_1_4_2_wildcard_listener_with_allow_anonymous_true(broker_factory
     assert first_packet(broker.host, broker.port, connect_v311("raw-anon")) == (CONNACK, b"\x00\x00")
 
 
-@pytest.fixture
-def haproxies():
-    """Starts HAProxy processes (test_haproxy.HAProxy) in front of brokers; stops them all."""
-    started = []
-
-    def start(broker, **options):
-        h = HAProxy(broker, **options)
-        started.append(h)
-        return h
-
-    yield start
-    for h in started:
-        h.stop()
-
-
-def test_mqtt_3_1_4_2_anonymous_refused_behind_a_local_proxy_without_proxy_protocol(broker_factory, haproxies, tmp_path):
+def test_mqtt_3_1_4_2_anonymous_refused_behind_a_local_proxy_without_proxy_protocol(broker_factory, haproxy_factory, tmp_path):
     """[MQTT-3.1.4-2] A local HAProxy (no send-proxy) in front of a 0.0.0.0 listener without
     mqtt.proxy_protocol: every connection the broker sees comes from the proxy's 127.0.0.1, and
     that must not make anonymous clients local. Through the proxy a client without a user name
     is refused (0x87 / 5); a user signs in (the path through the proxy works)."""
     add_user(tmp_path, "device-1", "pw-1")
     broker = broker_factory(mqtt_listen="0.0.0.0:0", extra_args=["--data-dir", str(tmp_path)], http=True)
-    haproxy = haproxies(broker, send_proxy=False)
+    haproxy = haproxy_factory(broker, send_proxy=False)
     haproxy.wait_for_state("UP")
     through = Through(haproxy)
     assert connack(through, mqtt.MQTTv5, "device-1", "pw-1") == 0x00

@@ -59,9 +59,11 @@ extension Broker {
     /// peer with members (so each group gets one copy in the whole cluster).
     /// - Returns: the number of peers it went to.
     @discardableResult
-    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:]) -> Int {
+    /// With `copiesOnly`, only the copies for stored sessions go (the plain message went before).
+    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:],
+                        copiesOnly: Bool = false) -> Int {
         guard let cluster else { return 0 }
-        let (plain, groups) = cluster.peers(matching: message.topic)
+        let (plain, groups) = copiesOnly ? ([], [:]) : cluster.peers(matching: message.topic)
         var assignments: [String: [ShareGroupKey]] = [:]
         for (group, peers) in groups where !servedGroups.contains(group) && !peers.isEmpty {
             let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
@@ -85,6 +87,11 @@ extension Broker {
         }
         deliverFromPeer(message, deliveries, now: now)
         commitCollected()
+        // Flushed once per read from the link (`peerReadComplete`), not per message.
+    }
+
+    /// The end of a read from a node link: what the peer's messages caused is sent.
+    public func peerReadComplete() {
         flush()
     }
 

@@ -87,17 +87,8 @@ extension Broker {
         var copies: [String: [RemoteDelivery]] = [:]
         var storeID: Int64?
         for (clientID, subscriptions) in grouped {
-            guard let entry = remoteSessions[clientID] else { continue }
-            var qos: MQTTQoS?
-            var retain = false
-            var identifiers: [Int] = []
-            for subscription in subscriptions {
-                if subscription.noLocal && clientID == message.publisher { continue }  // [MQTT-3.8.3-3]
-                qos = max(qos ?? .atMostOnce, min(message.qos, subscription.qos))  // [MQTT-3.8.4-8]
-                if subscription.retainAsPublished && message.retain { retain = true }
-                if let id = subscription.identifier { identifiers.append(id) }
-            }
-            guard let qos else { continue }
+            guard let entry = remoteSessions[clientID],
+                  let (qos, retain, identifiers) = Self.copy(of: message, for: clientID, through: subscriptions) else { continue }
             var delivery = RemoteDelivery(clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
                                           subscriptionIdentifiers: identifiers)
             if qos != .atMostOnce {

@@ -137,12 +137,14 @@ extension Broker {
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
         let remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
         if let cluster {
-            // QoS 0 goes to peers now; QoS 1 and 2 once committed here, with the ack (a
-            // publisher that re-sends a QoS 2 message after a crash must not have it
-            // delivered twice).
+            // QoS 0 and 1 go to the peers' clean subscribers now, as to local ones (a QoS 1
+            // message may arrive twice if its publisher re-sends it after a crash, as the
+            // protocol allows); QoS 2 once committed here, with the PUBREC (it must not arrive
+            // twice); copies for stored sessions once their rows are committed.
             if publish.qos == .atMostOnce {
                 matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies)
             } else {
+                if publish.qos == .atLeastOnce { forwardToPeers(message, servedGroups: routed.servedGroups) }
                 let remote = cluster.peers(matching: message.topic)
                 matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
             }
@@ -162,7 +164,11 @@ extension Broker {
             }
             let servedGroups = routed.servedGroups
             commitCollected { [self] in
-                if publish.qos != .atMostOnce { forwardToPeers(message, servedGroups: servedGroups, deliveries: remoteCopies) }
+                if publish.qos == .exactlyOnce {
+                    forwardToPeers(message, servedGroups: servedGroups, deliveries: remoteCopies)
+                } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
+                    forwardToPeers(message, servedGroups: [], deliveries: remoteCopies, copiesOnly: true)
+                }
                 if publish.qos == .atLeastOnce {
                     connection.unacknowledgedQoS1 -= 1
                     if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }

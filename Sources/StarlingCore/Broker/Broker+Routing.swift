@@ -62,6 +62,15 @@ extension Broker {
     /// The copy one session receives through its (possibly overlapping) plain subscriptions,
     /// or nil when No Local or authorization leaves none.
     private func outbound(_ message: Message, for clientID: String, subscriptions: some Collection<Subscription>) -> OutboundMessage? {
+        guard let copy = Self.copy(of: message, for: clientID, through: subscriptions), isReadable(message.topic, by: clientID) else { return nil }
+        return OutboundMessage(message: message, qos: copy.qos, retain: copy.retain, subscriptionIdentifiers: copy.identifiers, shareGroup: nil)
+    }
+
+    /// What one session's copy carries through its (possibly overlapping) subscriptions: the
+    /// highest granted QoS, RETAIN as published where asked, every Subscription Identifier; nil
+    /// when No Local leaves none.
+    static func copy(of message: Message, for clientID: String, through subscriptions: some Collection<Subscription>)
+        -> (qos: MQTTQoS, retain: Bool, identifiers: [Int])? {
         var qos: MQTTQoS?
         var retain = false
         var identifiers: [Int] = []
@@ -71,8 +80,7 @@ extension Broker {
             if subscription.retainAsPublished && message.retain { retain = true }   // [MQTT-3.3.1-12/13]
             if let id = subscription.identifier { identifiers.append(id) }
         }
-        guard let qos, isReadable(message.topic, by: clientID) else { return nil }
-        return OutboundMessage(message: message, qos: qos, retain: retain, subscriptionIdentifiers: identifiers, shareGroup: nil)
+        return qos.map { ($0, retain, identifiers) }
     }
 
     /// Whether the subscriber may receive messages of this topic (subscribe rules apply to the
