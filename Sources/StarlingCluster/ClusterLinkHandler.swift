@@ -277,6 +277,20 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         }
     }
 
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// Since when the link has been full (not writable); nil while it takes more.
+    private(set) var fullSince: NIODeadline?
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            fullSince = nil
+            router.linkWritable(self)
+        } else if fullSince == nil {
+            fullSince = .now()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     private func send(_ packet: MQTTPacket, context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
         packet.encode(into: &buffer, version: .v5)

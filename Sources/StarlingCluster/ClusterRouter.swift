@@ -95,14 +95,48 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         return (Set(matches.subscriptions.map(\.subscriber)), groups)
     }
 
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) {
-        let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
-        // Copies with rows are sent even to a slow peer (their rows exist; the copy only saves
-        // the peer a read); plain copies to a slow peer are dropped and counted.
-        guard let link = outbound[peer], link.send(.publish(publish), evenIfSlow: !deliveries.isEmpty) else {
-            return drop(message, peer: peer)
+    @discardableResult
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool {
+        guard let link = outbound[peer] else {
+            drop(message, peer: peer)
+            return true
         }
+        // A full link: the message still goes (publishers pause until it drains, see
+        // `Broker.peersCaughtUp`); a link that stays full longer than `stallLimit` is a peer too
+        // slow to wait for, and its plain messages are dropped and counted meanwhile.
+        let full = !link.isWritable
+        if full && plainStalled(link) && deliveries.isEmpty {
+            drop(message, peer: peer)
+            return true
+        }
+        link.send(.publish(PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())),
+                  evenIfSlow: true)
         forwarded += 1
+        if full && !stallTimerRunning {
+            // Publishers wait at most `stallLimit` for this peer: then they read again, and
+            // messages for the peer are dropped while it stays behind.
+            stallTimerRunning = true
+            loop.scheduleTask(in: stallLimit + .milliseconds(1)) { [self] in
+                stallTimerRunning = false
+                broker?.peersCaughtUp()
+            }
+        }
+        return !full
+    }
+
+    private var stallTimerRunning = false
+
+    /// How long publishers wait for a full link before its peer counts as too slow.
+    public var stallLimit = TimeAmount.seconds(1)
+
+    private func plainStalled(_ link: ClusterLinkHandler) -> Bool {
+        guard let since = link.fullSince else { return false }
+        return NIODeadline.now() - since > stallLimit
+    }
+
+    /// A link can take more again: publishers paused for it read again.
+    func linkWritable(_ link: ClusterLinkHandler) {
+        broker?.peersCaughtUp()
     }
 
     public func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void) {

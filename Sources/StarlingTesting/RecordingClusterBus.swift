@@ -52,9 +52,13 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) { peerRoutes(topic) }
 
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) {
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool {
         forwards.append(Forward(message: message, peer: peer, plain: plain, groups: groups, deliveries: deliveries))
+        return !congested
     }
+
+    /// Links are full: `forward` says so.
+    public var congested = false
 
     public func retainedChanged(_ message: Message, then: @escaping () -> Void) {
         retainedChanges.append(message)

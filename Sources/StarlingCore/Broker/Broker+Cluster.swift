@@ -61,7 +61,7 @@ extension Broker {
     @discardableResult
     /// With `copiesOnly`, only the copies for stored sessions go (the plain message went before).
     func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:],
-                        copiesOnly: Bool = false) -> Int {
+                        copiesOnly: Bool = false, from publisher: Connection? = nil) -> Int {
         guard let cluster else { return 0 }
         let (plain, groups) = copiesOnly ? ([], [:]) : cluster.peers(matching: message.topic)
         var assignments: [String: [ShareGroupKey]] = [:]
@@ -70,8 +70,16 @@ extension Broker {
             assignments[peer, default: []].append(group)
         }
         let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty })
+        var congested = false
         for peer in peers {
-            cluster.forward(message, to: peer, plain: plain.contains(peer), groups: assignments[peer] ?? [], deliveries: deliveries[peer] ?? [])
+            if !cluster.forward(message, to: peer, plain: plain.contains(peer), groups: assignments[peer] ?? [], deliveries: deliveries[peer] ?? []) {
+                congested = true
+            }
+        }
+        if congested, let publisher, !publisher.readPauses.contains(.peers) {
+            // This message is taken; the publisher's next ones wait in TCP until the peer catches up.
+            publisher.pauseReading(.peers)
+            pausedForPeers.append(publisher)
         }
         return peers.count + (deliveries[""]?.count ?? 0)
     }
@@ -88,6 +96,12 @@ extension Broker {
         deliverFromPeer(message, deliveries, now: now)
         commitCollected()
         // Flushed once per read from the link (`peerReadComplete`), not per message.
+    }
+
+    /// The node links that were full can take more: publishers paused for them read again.
+    public func peersCaughtUp() {
+        for connection in pausedForPeers { connection.resumeReading(.peers) }
+        pausedForPeers.removeAll()
     }
 
     /// The end of a read from a node link: what the peer's messages caused is sent.

@@ -142,9 +142,9 @@ extension Broker {
             // protocol allows); QoS 2 once committed here, with the PUBREC (it must not arrive
             // twice); copies for stored sessions once their rows are committed.
             if publish.qos == .atMostOnce {
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies)
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies, from: connection)
             } else {
-                if publish.qos == .atLeastOnce { forwardToPeers(message, servedGroups: routed.servedGroups) }
+                if publish.qos == .atLeastOnce { forwardToPeers(message, servedGroups: routed.servedGroups, from: connection) }
                 let remote = cluster.peers(matching: message.topic)
                 matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
             }

@@ -63,6 +63,8 @@ public final class Broker: @unchecked Sendable {
     /// subscriptions: messages published here are queued for them here.
     var remoteSessions: [String: SessionDirectoryEntry] = [:]
     let remoteIndex = SubscriptionIndex<String, Subscription>()
+    /// Publishers paused because a node link was full; resumed by `peersCaughtUp`.
+    var pausedForPeers: [Connection] = []
     /// Local stored sessions changed by the current event, announced with its routes.
     var directoryChanges: Set<String> = []
 

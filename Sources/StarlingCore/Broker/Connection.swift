@@ -65,6 +65,8 @@ public final class Connection {
         static let store = ReadPauses(rawValue: 2)
         /// The authenticator is deciding about the CONNECT.
         static let authentication = ReadPauses(rawValue: 4)
+        /// A node link its messages go to is full (a peer is slower than this node).
+        static let peers = ReadPauses(rawValue: 8)
     }
     private(set) var readPauses: ReadPauses = []
 

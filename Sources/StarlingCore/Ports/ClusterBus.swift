@@ -16,8 +16,12 @@ public protocol ClusterBus: AnyObject {
     /// Sends a message to `peer`: with `plain`, it delivers it to its own subscribers that are
     /// not stored sessions and to the shared groups in `groups` (one member each); `deliveries`
     /// are copies for its stored sessions, whose rows this node has committed. What cannot be
-    /// sent (no link) is counted.
-    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery])
+    /// sent (no link, or a peer that has been too slow for too long) is counted.
+    /// - Returns: false when the link to the peer is full: the broker then stops reading from
+    ///   the publisher until `Broker.peersCaughtUp()`, so a slower peer slows publishers down
+    ///   for a moment instead of losing their messages.
+    @discardableResult
+    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool
     /// Stored sessions of this node whose subscriptions changed, began or ended, for every
     /// peer's session directory; `then` runs once every peer with a live link has them.
     func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)
