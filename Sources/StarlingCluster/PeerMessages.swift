@@ -3,33 +3,37 @@ import NIOCore
 import StarlingCore
 
 /// How a message travels on a node link: a PUBLISH (QoS 0 on the link: TCP carries it, the
-/// publisher's node has already made it durable) whose properties are the message's, its
-/// remaining expiry, and a few user properties of our own after the message's, removed on
-/// arrival: the publisher (No Local, `hash_clientid`), the message's QoS, the shared groups
-/// the receiving node is to serve, and whether it is a retained-message change.
+/// publisher's node has already made it durable where needed) whose properties are the
+/// message's, its remaining expiry, and after them user properties of our own, removed on
+/// arrival: one header (`$starling`: the message's QoS, flags, and the publisher for No Local
+/// and `hash_clientid`), and, when there are any, the shared groups the receiving node is to
+/// serve and the copies for its stored sessions. One header string rather than one property per
+/// field: the link's cost per message is in parsing and allocating them.
 enum PeerMessages {
-    static let publisher = "$starling/publisher"
-    static let qos = "$starling/qos"
+    static let header = "$starling"
     static let group = "$starling/group"
-    static let retained = "$starling/retained"
     /// The topic of the PUBLISH that starts a full route set (after a link comes up).
     static let resetRoutes = "$starling/routes/reset"
     /// The topic of the PUBLISH (QoS 1: acknowledged once done) that tells the node holding a
     /// session that another node claimed it; the payload is the client id.
     static let sessionClaimed = "$starling/session/claimed"
 
-    static let plain = "$starling/plain"
+    /// Header flags after the QoS digit: plain delivery, retained change.
+    private static let plainFlag: Character = "p"
+    private static let retainedFlag: Character = "r"
 
     static func publish(_ message: Message, plain isPlain: Bool = true, groups: [ShareGroupKey], deliveries: [RemoteDelivery] = [],
                         retainedChange: Bool, now: NIODeadline) -> MQTTPublish {
         var properties = message.properties
         if let remaining = message.remainingExpiry(at: now) { properties.append(.messageExpiryInterval(remaining)) }
-        properties.append(.userProperty(publisher, message.publisher))
-        properties.append(.userProperty(qos, String(message.qos.rawValue)))
-        if isPlain { properties.append(.userProperty(plain, "1")) }
+        // "<qos><flags>:<publisher>", e.g. "1p:sensor-17".
+        var value = String(message.qos.rawValue)
+        if isPlain { value.append(plainFlag) }
+        if retainedChange { value.append(retainedFlag) }
+        value += ":" + message.publisher
+        properties.append(.userProperty(header, value))
         for group in groups { properties.append(.userProperty(Self.group, "\(group.name)/\(group.filter)")) }
         for delivery in deliveries { properties.append(.userProperty(PeerDirectory.delivery, PeerDirectory.encode(delivery))) }
-        if retainedChange { properties.append(.userProperty(retained, "1")) }
         return MQTTPublish(topic: message.topic, payload: message.payload, qos: .atMostOnce, retain: message.retain, properties: properties)
     }
 
@@ -43,34 +47,38 @@ enum PeerMessages {
 
     /// The message and what the sending node asks of this one.
     static func message(from publish: MQTTPublish, now: NIODeadline) -> Received {
-        var properties = publish.properties
-        var publisherID = ""
-        var messageQoS = MQTTQoS.atMostOnce
-        var groups: [ShareGroupKey] = []
-        var deliveries: [RemoteDelivery] = []
-        var isPlain = false
-        var retainedChange = false
-        let ours = properties.userProperties.filter { $0.0.hasPrefix("$starling/") }
-        for (key, value) in ours {
+        var received = Received(message: Message(topic: publish.topic, payload: publish.payload, qos: .atMostOnce, retain: publish.retain,
+                                                 publisher: ""))
+        var kept = MQTTProperties()
+        var ownProperties = false
+        for property in publish.properties {
+            guard case .userProperty(let key, let value) = property, key.hasPrefix(header) else {
+                kept.append(property)
+                continue
+            }
+            ownProperties = true
             switch key {
-            case publisher: publisherID = value
-            case qos: messageQoS = UInt8(value).flatMap(MQTTQoS.init(rawValue:)) ?? .atMostOnce
+            case header:
+                guard let colon = value.firstIndex(of: ":") else { continue }
+                let flags = value[..<colon]
+                received.message.publisher = String(value[value.index(after: colon)...])
+                received.message.qos = flags.first?.wholeNumberValue.flatMap { MQTTQoS(rawValue: UInt8($0)) } ?? .atMostOnce
+                received.plain = flags.contains(plainFlag)
+                received.retainedChange = flags.contains(retainedFlag)
             case group:
                 if let slash = value.firstIndex(of: "/") {
-                    groups.append(ShareGroupKey(name: String(value[..<slash]), filter: String(value[value.index(after: slash)...])))
+                    received.groups.append(ShareGroupKey(name: String(value[..<slash]), filter: String(value[value.index(after: slash)...])))
                 }
-            case retained: retainedChange = true
-            case plain: isPlain = true
-            case PeerDirectory.delivery: if let delivery = PeerDirectory.decodeDelivery(value) { deliveries.append(delivery) }
-            default: break
+            case PeerDirectory.delivery:
+                if let delivery = PeerDirectory.decodeDelivery(value) { received.deliveries.append(delivery) }
+            default:
+                break
             }
         }
-        // The message's own user properties stay, in order; ours go.
-        let kept = properties.userProperties.filter { !$0.0.hasPrefix("$starling/") }
-        properties.removeAll(.userProperty)
-        for (key, value) in kept { properties.append(.userProperty(key, value)) }
-        let message = Message(topic: publish.topic, payload: publish.payload, qos: messageQoS, retain: publish.retain,
-                              wireProperties: properties, publisher: publisherID, now: now)
-        return Received(message: message, plain: isPlain, groups: groups, deliveries: deliveries, retainedChange: retainedChange)
+        // The message's own properties stay, in order; ours go; expiry becomes a deadline.
+        let message = received.message
+        received.message = Message(topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
+                                   wireProperties: ownProperties ? kept : publish.properties, publisher: message.publisher, now: now)
+        return received
     }
 }
