@@ -285,6 +285,12 @@ extension StarlingServer {
             broker.directoryChanged(directory)
         }.get()
         let renewal = Task { await membership.run() }
+        if let ownership = store as? any SessionOwnershipStore {
+            let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, logger: clusterLogger)
+            let sweeping = Task { await sweeper.run() }
+            let renewing = renewal
+            return (membership, links, listener, Task { await withTaskCancellationHandler { await renewing.value } onCancel: { renewing.cancel(); sweeping.cancel() } })
+        }
         return (membership, links, listener, renewal)
     }
 }

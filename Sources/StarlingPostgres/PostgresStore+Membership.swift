@@ -1,5 +1,5 @@
 public import NIOCore
-import MQTTCodec
+public import MQTTCodec
 import PostgresNIO
 public import StarlingCore
 
@@ -79,6 +79,64 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func claimSession(_ clientID: String) async throws -> StoredState {
         try await load(only: clientID)
+    }
+
+    public func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession] {
+        try await client.withTransaction(logger: logger) { connection in
+            var released: [StoredSession] = []
+            // SKIP LOCKED: survivors running this together take disjoint rows.
+            let rows = try await connection.query("""
+                SELECT s.* FROM sessions s JOIN nodes n ON n.node_id = s.owner_node
+                WHERE n.lease_until < now() FOR UPDATE OF s SKIP LOCKED
+                """, logger: logger)
+            for try await row in rows { released.append(try Self.session(row)) }
+            for var session in released {
+                if session.connected {
+                    // Its connection ended with its node: as an abnormal close [MQTT-3.1.2-8].
+                    if session.expiryInterval != .max { session.expiresAt = now + Int64(session.expiryInterval) * 1000 }
+                    if let will = session.will {
+                        let delay = session.version == .v5 ? Int64(will.properties.willDelayInterval ?? 0) : 0
+                        session.willDueAt = now + delay * 1000
+                    }
+                }
+                try await connection.query("""
+                    UPDATE sessions SET owner_node = NULL, connected = false, expires_at = \(session.expiresAt), will_due_at = \(session.willDueAt)
+                    WHERE client_id = \(session.clientID)
+                    """, logger: logger)
+            }
+            return released
+        }
+    }
+
+    public func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
+        var wills: [(String, MQTTWill)] = []
+        let rows = try await client.query("""
+            WITH due AS (
+                SELECT client_id FROM sessions WHERE owner_node IS NULL AND will_due_at <= \(now) AND will_topic IS NOT NULL
+                FOR UPDATE SKIP LOCKED
+            ), taken AS (
+                SELECT s.* FROM sessions s JOIN due USING (client_id)
+            ), cleared AS (
+                UPDATE sessions s SET will_topic = NULL, will_payload = NULL, will_qos = NULL, will_retain = NULL,
+                    will_properties = NULL, will_due_at = NULL
+                FROM due WHERE s.client_id = due.client_id
+            )
+            SELECT * FROM taken
+            """, logger: logger)
+        for try await row in rows {
+            let session = try Self.session(row)
+            if let will = session.will { wills.append((session.clientID, will)) }
+        }
+        return wills
+    }
+
+    public func deleteExpiredSessions(now: Int64) async throws -> [String] {
+        var gone: [String] = []
+        let rows = try await client.query("""
+            DELETE FROM sessions WHERE owner_node IS NULL AND expires_at < \(now) AND will_topic IS NULL RETURNING client_id
+            """, logger: logger)
+        for try await clientID in rows.decode(String.self) { gone.append(clientID) }
+        return gone
     }
 
     public func loadDirectory() async throws -> [SessionDirectoryEntry] {

@@ -313,6 +313,25 @@ public final class PostgresStore: PersistentStore {
         try await load(only: nil)
     }
 
+    /// A row of `sessions` (`SELECT *`).
+    static func session(_ row: PostgresRow) throws -> StoredSession {
+        let r = row.makeRandomAccess()
+        var will: MQTTWill?
+        if let topic = try r["will_topic"].decode(String?.self) {
+            let properties = try r["will_properties"].decode(ByteBuffer?.self) ?? ByteBuffer()
+            will = MQTTWill(topic: topic, payload: try r["will_payload"].decode(ByteBuffer?.self) ?? ByteBuffer(),
+                            qos: MQTTQoS(rawValue: UInt8(try r["will_qos"].decode(Int16?.self) ?? 0)) ?? .atMostOnce,
+                            retain: try r["will_retain"].decode(Bool?.self) ?? false,
+                            properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
+        }
+        return StoredSession(
+            clientID: try r["client_id"].decode(String.self),
+            version: MQTTProtocolVersion(rawValue: UInt8(try r["protocol_version"].decode(Int16.self))) ?? .v5,
+            expiryInterval: UInt32(clamping: try r["expiry_interval"].decode(Int64.self)),
+            expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
+            username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self))
+    }
+
     /// Everything a restart restores, or (with `only`) what one client's session holds.
     func load(only clientID: String?) async throws -> StoredState {
         var state = StoredState()
@@ -330,21 +349,7 @@ public final class PostgresStore: PersistentStore {
             return query
         }
         for try await row in try await client.query(scoped("SELECT * FROM sessions"), logger: logger) {
-            let r = row.makeRandomAccess()
-            var will: MQTTWill?
-            if let topic = try r["will_topic"].decode(String?.self) {
-                let properties = try r["will_properties"].decode(ByteBuffer?.self) ?? ByteBuffer()
-                will = MQTTWill(topic: topic, payload: try r["will_payload"].decode(ByteBuffer?.self) ?? ByteBuffer(),
-                                qos: MQTTQoS(rawValue: UInt8(try r["will_qos"].decode(Int16?.self) ?? 0)) ?? .atMostOnce,
-                                retain: try r["will_retain"].decode(Bool?.self) ?? false,
-                                properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
-            }
-            state.sessions.append(StoredSession(
-                clientID: try r["client_id"].decode(String.self),
-                version: MQTTProtocolVersion(rawValue: UInt8(try r["protocol_version"].decode(Int16.self))) ?? .v5,
-                expiryInterval: UInt32(clamping: try r["expiry_interval"].decode(Int64.self)),
-                expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
-                username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self)))
+            state.sessions.append(try Self.session(row))
         }
         for try await row in try await client.query(scoped("SELECT * FROM subscriptions"), logger: logger) {
             let r = row.makeRandomAccess()

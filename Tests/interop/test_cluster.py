@@ -552,3 +552,38 @@ def test_a_frozen_owner_wakes_to_find_its_session_taken():
             x.disconnect()
     finally:
         c.stop()
+
+
+def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
+    """Dead-node clean-up: n2 holds the persistent sessions of a 5.0 and a 3.1.1 client with wills
+    and is killed (SIGKILL); once its lease expires (cluster.lease_timeout 2 s) a survivor lets its
+    sessions go and publishes each will once in the cluster — n1 and n3 both sweep — and a
+    subscriber on n1 receives each exactly once. A client that came back to n3 first keeps its
+    session and no will is published for it."""
+    import signal
+    c = Cluster(size=3, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
+    try:
+        watcher = client(c, "n1", "will-watcher")
+        watcher.subscribe("wills/#", qos=1)
+        expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
+        doomed = []
+        for client_id, protocol in (("doomed-v5", V5), ("doomed-v311", mqtt.MQTTv311), ("returns", V5)):
+            d = Client(c["n2"], client_id=client_id, protocol=protocol, clean=False)
+            d.client.will_set(f"wills/{client_id}", b"gone", qos=1)
+            d.connect(properties=expiry if protocol == V5 else None)
+            doomed.append(d)
+        c["n2"].process.send_signal(signal.SIGKILL)
+        c["n2"].process.wait()
+        for d in doomed:
+            d.client.loop_stop()
+        back = Client(c["n3"], client_id="returns", protocol=V5, clean=False)
+        flags, _, _ = back.connect(properties=expiry)
+        assert flags.session_present
+        got = sorted(watcher.message(timeout=30).topic for _ in range(2))
+        assert got == ["wills/doomed-v311", "wills/doomed-v5"]
+        watcher.no_message()
+        assert c.query("SELECT count(*) FROM sessions WHERE owner_node = 'n2'") == [["0"]]
+        back.disconnect()
+        watcher.disconnect()
+    finally:
+        c.stop()

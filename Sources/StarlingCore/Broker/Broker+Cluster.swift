@@ -1,4 +1,4 @@
-import MQTTCodec
+public import MQTTCodec
 import NIOCore
 
 /// The broker's side of the cluster (DESIGN.md section 5): which filters this node has
@@ -182,6 +182,22 @@ extension Broker {
         }
         announceRoutes {}
         flush()
+    }
+
+    /// Publishes the will of a session whose node died (taken from the store once in the
+    /// cluster by `DeadNodeSweeper`).
+    public func publishWillOfReleasedSession(_ will: MQTTWill, of clientID: String) {
+        publishWill(will, of: clientID, now: clock.now())
+        commitCollected()
+        flush()
+    }
+
+    /// Sessions no node held expired and were deleted: every node's directory forgets them.
+    public func releasedSessionsExpired(_ clientIDs: [String]) {
+        guard !clientIDs.isEmpty else { return }
+        let ended = clientIDs.map { SessionDirectoryEntry(clientID: $0, owner: nil, subscriptions: nil) }
+        directoryChanged(ended)
+        cluster?.sessionsChanged(ended) {}
     }
 
     /// A retained message set or deleted on a peer: this node serves it to new subscribers.

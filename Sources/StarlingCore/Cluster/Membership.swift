@@ -1,3 +1,4 @@
+public import MQTTCodec
 public import NIOCore
 
 /// What a node announces about itself in the membership table (DESIGN.md section 5).
@@ -177,4 +178,16 @@ public protocol SessionOwnershipStore: Sendable {
     func loadDirectory() async throws -> [SessionDirectoryEntry]
     /// Every retained message.
     func loadRetained() async throws -> [StoredMessage]
+
+    // Dead-node clean-up: each step changes rows in one statement (or transaction), so when
+    // several survivors run it at once, each row is handled by exactly one of them.
+
+    /// Lets go of the sessions of nodes whose lease expired: no node holds them any more;
+    /// those whose client was connected lost it when their node died, so their will is due
+    /// after its delay (`willDueAt`) and their expiry runs from now. Returns them.
+    func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession]
+    /// Takes the wills that are due of sessions no node holds (each once in the cluster).
+    func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)]
+    /// Deletes the sessions no node holds whose expiry has passed; returns their client ids.
+    func deleteExpiredSessions(now: Int64) async throws -> [String]
 }

@@ -1,0 +1,58 @@
+public import Logging
+public import NIOCore
+public import StarlingCore
+
+/// Dead-node clean-up (DESIGN.md section 5; the lesson of EMQX #1667: work only the dead node
+/// could do must be done by a survivor, from the rows). Every node runs it every second; each
+/// step changes the rows it handles in one statement, so with several survivors each session is
+/// handled once:
+/// - the sessions of nodes whose lease expired are let go (no node holds them): a session whose
+///   client was connected lost it with its node, so its will is due after its delay and its
+///   expiry runs from now;
+/// - the wills that are due of sessions no node holds are published, once in the cluster (a
+///   client that reconnects first takes its session back, and with it the will);
+/// - sessions no node holds whose expiry passed end, everywhere.
+public final class DeadNodeSweeper: @unchecked Sendable {
+    let store: any SessionOwnershipStore
+    let broker: Broker
+    let loop: any EventLoop
+    let logger: Logger
+    public var interval = TimeAmount.seconds(1)
+
+    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, logger: Logger) {
+        self.store = store
+        self.broker = broker
+        self.loop = loop
+        self.logger = logger
+    }
+
+    public func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .nanoseconds(interval.nanoseconds))
+            if Task.isCancelled { return }
+            await sweep()
+        }
+    }
+
+    func sweep() async {
+        let now = SystemBrokerClock().wallClockMilliseconds()
+        let broker = self.broker
+        do {
+            let released = try await store.releaseDeadNodesSessions(now: now)
+            if !released.isEmpty {
+                logger.notice("released \(released.count) sessions of dead nodes; \(released.count { $0.connected && $0.will != nil }) wills due")
+            }
+            let wills = try await store.takeDueWills(now: now)
+            let expired = try await store.deleteExpiredSessions(now: now)
+            guard !wills.isEmpty || !expired.isEmpty else { return }
+            for (clientID, _) in wills { logger.info("publishing the will of \(clientID), whose node died", metadata: ["mqtt.client_id": "\(clientID)"]) }
+            let due = wills.map { ($0.clientID, $0.will) }
+            loop.execute {
+                for (clientID, will) in due { broker.publishWillOfReleasedSession(will, of: clientID) }
+                broker.releasedSessionsExpired(expired)
+            }
+        } catch {
+            logger.warning("dead-node clean-up failed; will retry: \(error)")
+        }
+    }
+}
