@@ -40,8 +40,9 @@ class Cluster:
     def env(self):
         return {"STARLING_CLUSTER_SECRET": SECRET, "STARLING_HTTP_ADMIN_TOKEN": ADMIN_TOKEN, **self.extra_env}
 
-    def start(self, node_id, extra_args=()):
-        node = Broker(extra_args=("--postgres", self.url, "--node-id", node_id, "--cluster", "127.0.0.1:0", *extra_args),
+    def start(self, node_id, extra_args=(), url=None):
+        """Starts a node; `url` reaches the same database another way (through a proxy)."""
+        node = Broker(extra_args=("--postgres", url or self.url, "--node-id", node_id, "--cluster", "127.0.0.1:0", *extra_args),
                       env=self.env(), http=True, schemes=("mqtt", "cluster"))
         node.node_id = node_id
         self.nodes[node_id] = node

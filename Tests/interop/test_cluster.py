@@ -587,3 +587,45 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
         watcher.disconnect()
     finally:
         c.stop()
+
+
+def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
+    """A partition is not a split brain: n3 reaches PostgreSQL through a proxy the test cuts,
+    n1 and n2 directly. Cut off, n3 turns unready (its lease is not renewed, its store does not
+    answer) while n1 stays ready; n3's client reconnects through n1, which takes the session over
+    (session present), and n3, told over its link, closes the stale connection (0x8E): the
+    client is never served by two nodes."""
+    import time
+    import urllib.parse
+    from test_store_outage import Proxy
+    c = Cluster(size=2, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
+    url = urllib.parse.urlsplit(c.url)
+    proxy = Proxy(url.hostname, url.port)
+    try:
+        c.start("n3", url=c.url.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}"))
+        c.wait_for_links()
+        expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
+        old = Client(c["n3"], client_id="cut-off", protocol=V5, clean=False)
+        old.connect(properties=expiry)
+        old.subscribe("cut/#", qos=1)
+        proxy.cut()
+        deadline = time.monotonic() + 30
+        while c["n3"].get("/readyz")[0] != 503:
+            assert time.monotonic() < deadline, "the cut-off node stayed ready"
+            time.sleep(0.05)
+        assert c["n1"].get("/readyz")[0] == 200
+        new = Client(c["n1"], client_id="cut-off", protocol=V5, clean=False)
+        flags, _, _ = new.connect(properties=expiry)
+        assert flags.session_present
+        rc, _ = old.disconnects.get(timeout=30)
+        assert rc.value == 0x8E
+        old.client.loop_stop()
+        p = client(c, "n2", "cut-pub")
+        p.publish("cut/t", b"after the cut", qos=1)
+        assert new.message().payload == b"after the cut"
+        assert c["n1"].get("/readyz")[0] == 200 and c["n2"].get("/readyz")[0] == 200
+        for x in (new, p):
+            x.disconnect()
+    finally:
+        proxy.close()
+        c.stop()
