@@ -20,9 +20,12 @@ README_WORDS = {"host name": ""}
 
 def readme_defaults():
     """{(section, key): default} from the README's configuration reference table (rows of the form
-    | `section.key` | `default` | meaning |)."""
+    | `section.key` | `default` | meaning |, in the "Configuration reference" section)."""
     found = {}
-    for line in README.read_text().splitlines():
+    text = README.read_text()
+    section = text[text.index("## Configuration reference"):]
+    section = section[:section.index("\n## ", 1)]
+    for line in section.splitlines():
         match = re.match(r"\| `(\w+)\.(\w+)` \| (`(.*?)`|([^|]+?)) \|", line)
         if not match:
             continue
