@@ -478,12 +478,12 @@ def test_node_links_over_tls(tmp_path):
 
 
 def test_drain_moves_clients_to_another_node():
-    """SIGTERM on n1 (server.drain_wait 2 s, server.reference set): /readyz answers 503 while its
+    """SIGTERM on n1 (server.drain_wait 4 s, server.reference set): /readyz answers 503 while its
     clients are still connected; then the 5.0 client gets DISCONNECT 0x9C (Use another server)
     with the Server Reference, the 3.1.1 client is closed; n1 exits 0; both resume on n2 with
     what was published meanwhile."""
     import time
-    c = Cluster(size=2, extra_env={"STARLING_SERVER_DRAIN_WAIT": "2", "STARLING_SERVER_REFERENCE": "mqtt-2.example:1883"})
+    c = Cluster(size=2, extra_env={"STARLING_SERVER_DRAIN_WAIT": "4", "STARLING_SERVER_REFERENCE": "mqtt-2.example:1883"})
     try:
         expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
         v5 = Client(c["n1"], client_id="drain-v5", protocol=V5, clean=False)
@@ -601,7 +601,7 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
     import time
     import urllib.parse
     from test_store_outage import Proxy
-    c = Cluster(size=2, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
+    c = Cluster(size=2)
     url = urllib.parse.urlsplit(c.url)
     proxy = Proxy(url.hostname, url.port)
     try:
