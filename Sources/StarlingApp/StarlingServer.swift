@@ -275,23 +275,27 @@ extension StarlingServer {
         }
         // Ids this node generates never collide with another node's (message ids, sequences).
         let block = try await store.allocateIDBlock()
-        let directory = try await (store as? any SessionOwnershipStore)?.loadDirectory() ?? []
+        let ownership = store as? any SessionOwnershipStore
+        let directory = try await ownership?.loadDirectory() ?? []
         try await loop.submit {
             broker.generateIDs(inBlock: block)
             router.broker = broker
-            router.ownership = store as? any SessionOwnershipStore
-            if let ownership = router.ownership { router.reloadRetained = { try await ownership.loadRetained() } }
+            router.ownership = ownership
             broker.cluster = router
             broker.directoryChanged(directory)
         }.get()
-        let renewal = Task { await membership.run() }
-        if let ownership = store as? any SessionOwnershipStore {
-            let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, logger: clusterLogger)
-            let sweeping = Task { await sweeper.run() }
-            let renewing = renewal
-            return (membership, links, listener, Task { await withTaskCancellationHandler { await renewing.value } onCancel: { renewing.cancel(); sweeping.cancel() } })
+        // The lease renewal and, with a store that knows owners, the dead-node clean-up; both
+        // stop when this task is cancelled.
+        let background = Task {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await membership.run() }
+                if let ownership {
+                    let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, logger: clusterLogger)
+                    group.addTask { await sweeper.run() }
+                }
+            }
         }
-        return (membership, links, listener, renewal)
+        return (membership, links, listener, background)
     }
 }
 

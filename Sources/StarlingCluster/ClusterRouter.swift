@@ -45,9 +45,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         return figures
     }
 
-    /// Reads the retained messages from the store again (after a peer's link came up: what it
-    /// set while the link was down is there); changes arriving meanwhile are applied after it.
-    public var reloadRetained: (@Sendable () async throws -> [StoredMessage])?
+    /// Retained changes that arrived while the retained messages were read again.
     private var retainedBuffer: [Message]?
     private var lastDropLog: NIODeadline?
 
@@ -75,8 +73,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
         // One completion for the change: every packet id it used must be acknowledged.
-        let remaining = Counter(ids.count)
-        let finish = { remaining.count -= 1; if remaining.count == 0 { then() } }
+        var remaining = ids.count
+        let finish = { remaining -= 1; if remaining == 0 { then() } }
         for id in ids { pendingAcks[id] = (waiting, finish) }
         loop.scheduleTask(in: routeAckTimeout) { [self] in
             for id in ids {
@@ -259,12 +257,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// A peer's link to this node came up: what it set or cleared as retained while it could not
     /// tell this node is read from the store.
     func inboundUp(_ peer: String) {
-        guard let reloadRetained, retainedBuffer == nil else { return }
+        guard let ownership, retainedBuffer == nil else { return }
         retainedBuffer = []
         let (loop, logger) = (loop, logger)
         Task {
             let messages: [StoredMessage]?
-            do { messages = try await reloadRetained() } catch {
+            do { messages = try await ownership.loadRetained() } catch {
                 logger.warning("cannot read the retained messages again after \(peer)'s link came up: \(error)")
                 messages = nil
             }
@@ -317,10 +315,4 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries)
         }
     }
-}
-
-/// A count shared by the acknowledgements of one route change.
-private final class Counter {
-    var count: Int
-    init(_ count: Int) { self.count = count }
 }

@@ -56,10 +56,10 @@ extension Broker {
 
     /// Sends a message published by a local client to the peers with subscribers for it: every
     /// peer with a plain subscription, and for each shared group that got no local member, one
-    /// peer with members (so each group gets one copy in the whole cluster).
-    /// - Returns: the number of peers it went to.
+    /// peer with members (so each group gets one copy in the whole cluster). With `copiesOnly`,
+    /// only the copies for stored sessions go (the plain message went before).
+    /// - Returns: the number of peers it went to (and of copies for sessions no node holds).
     @discardableResult
-    /// With `copiesOnly`, only the copies for stored sessions go (the plain message went before).
     func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:],
                         copiesOnly: Bool = false, from publisher: Connection? = nil) -> Int {
         guard let cluster else { return 0 }
@@ -93,7 +93,7 @@ extension Broker {
         if plain || !groups.isEmpty {
             route(message, now: now, sharedGroups: .only(Set(groups)), skipStored: true)
         }
-        deliverFromPeer(message, deliveries, now: now)
+        deliverFromPeer(message, deliveries)
         commitCollected()
         // Flushed once per read from the link (`peerReadComplete`), not per message.
     }
@@ -131,7 +131,7 @@ extension Broker {
             if sessions[clientID] == nil {
                 forgetRemote(clientID)
                 restoreSessions(state, now: clock.now())
-                if sessions[clientID]?.isStored == true { directoryChanged(sessions[clientID]!) }
+                if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
             }
             // Peers learn the session's routes before its CONNACK.
             announceRoutes { [self] in
@@ -164,11 +164,7 @@ extension Broker {
             setRemote(SessionDirectoryEntry(clientID: clientID, owner: node, subscriptions: Array(session.subscriptions.values)))
         }
         session.isStored = false
-        for subscription in session.subscriptions.values {
-            index.remove(subscription.filter, subscriber: clientID)
-            routeRemoved(subscription.filter)
-        }
-        session.subscriptions.removeAll()
+        removeSubscriptions(of: session)
         session.queue.removeAll()
         session.inflight.removeAll()
         session.inflightOrder.removeAll()

@@ -374,15 +374,11 @@ extension Broker {
         }
         session.will = nil
         session.willDueAt = nil
-        for subscription in session.subscriptions.values {
-            index.remove(subscription.filter, subscriber: session.clientID)
-            routeRemoved(subscription.filter)
-        }
-        session.subscriptions.removeAll()
+        removeSubscriptions(of: session)
         if sessions[session.clientID] === session { sessions[session.clientID] = nil }
         if session.isStored {
             session.isStored = false
-            directoryChanged(session)
+            markDirectoryChange(session)
             collected.append(.deleteSession(clientID: session.clientID))
         }
         announceRoutes {}
@@ -401,6 +397,15 @@ extension Broker {
             guard let group = outbound.shareGroup else { continue }
             redeliverShared(outbound, group: group, excluding: session.clientID, now: now)
         }
+    }
+
+    /// Takes every subscription of `session` out of the index (and this node's routes).
+    func removeSubscriptions(of session: Session) {
+        for subscription in session.subscriptions.values {
+            index.remove(subscription.filter, subscriber: session.clientID)
+            routeRemoved(subscription.filter)
+        }
+        session.subscriptions.removeAll()
     }
 
     func publishWill(_ will: MQTTWill, of clientID: String, now: NIODeadline) {

@@ -48,8 +48,9 @@ extension Broker {
 
     // MARK: What this node says
 
-    /// A local stored session began, changed its subscriptions, or ended.
-    func directoryChanged(_ session: Session) {
+    /// A local stored session began, changed its subscriptions, or ended: announced with this
+    /// event's routes.
+    func markDirectoryChange(_ session: Session) {
         guard cluster != nil else { return }
         directoryChanges.insert(session.clientID)
     }
@@ -85,24 +86,18 @@ extension Broker {
         var grouped: [String: [Subscription]] = [:]
         for (clientID, subscription) in matches.subscriptions { grouped[clientID, default: []].append(subscription) }
         var copies: [String: [RemoteDelivery]] = [:]
-        var storeID: Int64?
+        var stored = message  // its payload is saved with the first row
         for (clientID, subscriptions) in grouped {
             guard let entry = remoteSessions[clientID],
                   let (qos, retain, identifiers) = Self.copy(of: message, for: clientID, through: subscriptions) else { continue }
             var delivery = RemoteDelivery(clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
                                           subscriptionIdentifiers: identifiers)
             if qos != .atMostOnce {
-                if storeID == nil {
-                    nextMessageID += 1
-                    storeID = nextMessageID
-                    collected.append(.saveMessage(storedMessage(message, id: nextMessageID)))
-                }
-                nextMessageID += 1
-                delivery.sequence = nextMessageID
-                delivery.messageID = storeID
-                collected.append(.saveDelivery(StoredDelivery(
-                    clientID: clientID, sequence: nextMessageID, messageID: storeID!, qos: qos, retain: retain,
-                    subscriptionIdentifiers: identifiers, shareGroup: nil, state: .queued, packetID: nil)))
+                let sequence = nextID()
+                saveQueueRow(for: clientID, sequence: sequence, message: &stored, qos: qos, retain: retain,
+                             subscriptionIdentifiers: identifiers, shareGroup: nil)
+                delivery.sequence = sequence
+                delivery.messageID = stored.storeID
             } else if entry.owner == nil {
                 continue  // QoS 0 is not kept for a session whose client is away
             }
@@ -113,7 +108,7 @@ extension Broker {
 
     /// Copies a peer sends for this node's stored sessions (their rows are committed): queued
     /// or sent as if routed here. A session that moved on meanwhile gets its rows from the store.
-    func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery], now: NIODeadline) {
+    func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery]) {
         for delivery in deliveries {
             guard let session = sessions[delivery.clientID], session.isStored else { continue }
             guard isReadable(message.topic, by: delivery.clientID) else {
@@ -125,7 +120,7 @@ extension Broker {
             let outbound = OutboundMessage(message: copy, qos: delivery.qos, retain: delivery.retain,
                                            subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
                                            sequence: delivery.sequence, committed: true)
-            enqueueCommitted(outbound, to: session, now: now)
+            sendOrQueue(outbound, to: session)
         }
     }
 }

@@ -141,10 +141,13 @@ extension Broker {
             // message may arrive twice if its publisher re-sends it after a crash, as the
             // protocol allows); QoS 2 once committed here, with the PUBREC (it must not arrive
             // twice); copies for stored sessions once their rows are committed.
-            if publish.qos == .atMostOnce {
+            switch publish.qos {
+            case .atMostOnce:
                 matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies, from: connection)
-            } else {
-                if publish.qos == .atLeastOnce { forwardToPeers(message, servedGroups: routed.servedGroups, from: connection) }
+            case .atLeastOnce:
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, from: connection)
+                matched += remoteCopies.values.reduce(0) { $0 + $1.count }
+            case .exactlyOnce:
                 let remote = cluster.peers(matching: message.topic)
                 matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
             }

@@ -45,13 +45,13 @@ extension Broker {
     func sessionRowOperations(_ session: Session) -> [StoreOperation] {
         guard persistence != nil else { return [] }
         if session.isPersistent {
-            if !session.isStored { directoryChanged(session) }
+            if !session.isStored { markDirectoryChange(session) }
             session.isStored = true
             return [.saveSession(storedSession(session))]
         }
         if session.isStored {
             session.isStored = false
-            directoryChanged(session)
+            markDirectoryChange(session)
             return [.deleteSession(clientID: session.clientID)]
         }
         return []
@@ -60,27 +60,43 @@ extension Broker {
     /// Queues a QoS 1/2 message for a stored session: the payload is saved once per message,
     /// the delivery row per session; it is sent once committed.
     func storeDelivery(_ outbound: inout OutboundMessage, for session: Session) {
-        if outbound.message.storeID == nil {
-            nextMessageID += 1
-            outbound.message.storeID = nextMessageID
-            collected.append(.saveMessage(storedMessage(outbound.message, id: nextMessageID)))
-        }
         // In a cluster other nodes write rows for this session too: every sequence comes from
         // this node's id block, so none collides with theirs.
         let sequence: Int64
         if cluster != nil {
-            nextMessageID += 1
-            sequence = nextMessageID
+            sequence = nextID()
         } else {
             sequence = session.nextSequence
             session.nextSequence += 1
         }
         outbound.sequence = sequence
-        collected.append(.saveDelivery(StoredDelivery(
-            clientID: session.clientID, sequence: sequence, messageID: outbound.message.storeID!, qos: outbound.qos,
-            retain: outbound.retain, subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup,
-            state: .queued, packetID: nil)))
+        saveQueueRow(for: session.clientID, sequence: sequence, message: &outbound.message, qos: outbound.qos, retain: outbound.retain,
+                     subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup)
         sessionsAwaitingCommit.append((session, sequence))
+    }
+
+    /// The next id of this node's (message ids; sequences in a cluster).
+    func nextID() -> Int64 {
+        nextMessageID += 1
+        return nextMessageID
+    }
+
+    /// Collects the queue row of one copy of `message` for `clientID`, saving its payload first
+    /// when it has none yet (`storeID`): the payload is stored once per message, the row per
+    /// session.
+    func saveQueueRow(for clientID: String, sequence: Int64, message: inout Message, qos: MQTTQoS, retain: Bool,
+                      subscriptionIdentifiers: [Int], shareGroup: ShareGroupKey?) {
+        let messageID: Int64
+        if let stored = message.storeID {
+            messageID = stored
+        } else {
+            messageID = nextID()
+            message.storeID = messageID
+            collected.append(.saveMessage(storedMessage(message, id: messageID)))
+        }
+        collected.append(.saveDelivery(StoredDelivery(
+            clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
+            subscriptionIdentifiers: subscriptionIdentifiers, shareGroup: shareGroup, state: .queued, packetID: nil)))
     }
 
     /// Sets (or with an empty payload deletes) a retained message, durably unless it is a

@@ -100,6 +100,12 @@ extension Broker {
             push(stored, to: session)
             return
         }
+        sendOrQueue(outbound, to: session)
+    }
+
+    /// Sends at once if the flow allows, otherwise queues: what `enqueue` does once any row is
+    /// written (or for a copy whose row a peer committed).
+    func sendOrQueue(_ outbound: OutboundMessage, to session: Session) {
         guard let connection = session.connection, connection.state == .connected else {
             // QoS 0 is not kept for a disconnected client; QoS 1 and 2 wait in the queue.
             if outbound.qos != .atMostOnce { push(outbound, to: session) }
@@ -126,23 +132,6 @@ extension Broker {
 
     /// Appends to the queue, making room by the configured policy; every drop is counted and
     /// logged.
-    /// `enqueue` for a copy whose row is already committed (a peer wrote it): no store write.
-    func enqueueCommitted(_ outbound: OutboundMessage, to session: Session, now: NIODeadline) {
-        guard let connection = session.connection, connection.state == .connected else {
-            if outbound.qos != .atMostOnce { push(outbound, to: session) }
-            return
-        }
-        if session.queue.isEmpty {
-            if outbound.qos == .atMostOnce {
-                if connection.transport.isWritable { sendPublish(outbound, packetID: nil, dup: false, on: connection); return }
-            } else if session.inflight.count < window(of: connection) {
-                startInflight(outbound, in: session, on: connection)
-                return
-            }
-        }
-        push(outbound, to: session)
-    }
-
     private func push(_ outbound: OutboundMessage, to session: Session) {
         guard session.queue.count >= configuration.maxQueuedMessages else {
             session.queue.append(outbound)

@@ -32,7 +32,7 @@ extension Broker {
             if isNew { routeAdded(filter) }
             if session.isStored {
                 collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
-                directoryChanged(session)
+                markDirectoryChange(session)
             }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
@@ -80,7 +80,7 @@ extension Broker {
                 routeRemoved(filter)
                 if session.isStored {
                     collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
-                    directoryChanged(session)
+                    markDirectoryChange(session)
                 }
                 codes.append(.success)
             } else {
