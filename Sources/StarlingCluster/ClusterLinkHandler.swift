@@ -136,12 +136,15 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         case (.up, .pingresp):
             break
         case (.up(let peer), .publish(let publish)):
+            let acknowledge = { [self] in
+                if let id = publish.packetID { send(.puback(MQTTAck(packetID: id)), context: context) }
+            }
             if publish.topic == PeerMessages.resetRoutes {
                 router.resetRoutes(of: peer)
+                acknowledge()
             } else {
-                router.received(publish, from: peer)
+                router.received(publish, from: peer, acknowledge: acknowledge)
             }
-            if let id = publish.packetID { send(.puback(MQTTAck(packetID: id)), context: context) }
         case (.up(let peer), .subscribe(let subscribe)):
             router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
             send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })), context: context)

@@ -282,12 +282,14 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         resetRoutes(of: peer)
     }
 
-    /// A message from a peer.
-    func received(_ publish: MQTTPublish, from peer: String) {
-        guard let broker else { return }
+    /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
+    /// (for a claim, once what this node accepted for the session is committed).
+    func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void) {
+        guard let broker else { return acknowledge() }
         if publish.topic == PeerMessages.sessionClaimed {
-            return broker.sessionClaimedElsewhere(String(buffer: publish.payload), by: peer)
+            return broker.sessionClaimedElsewhere(String(buffer: publish.payload), by: peer, acknowledge: acknowledge)
         }
+        defer { acknowledge() }
         switch publish.topic {
         case PeerDirectory.changed, PeerDirectory.full:
             do {

@@ -69,6 +69,17 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {
         claims.append(clientID)
-        completion(claimedState)
+        if claimsAnswerAtOnce { completion(claimedState) } else { pendingClaims.append(completion) }
+    }
+
+    /// Answer claims at once (true) or when `completeClaims` is called.
+    public var claimsAnswerAtOnce = true
+    private var pendingClaims: [(StoredState?) -> Void] = []
+
+    /// The store's answers to the claims made so far: `claimedState`.
+    public func completeClaims() {
+        let pending = pendingClaims
+        pendingClaims.removeAll()
+        for completion in pending { completion(claimedState) }
     }
 }

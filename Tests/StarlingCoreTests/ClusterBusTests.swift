@@ -125,7 +125,9 @@ struct ClusterBusTests {
         let (watcher, _) = h.connect("watcher")
         watcher.subscribe("w", qos: .atMostOnce)
         _ = watcher.take()
-        h.broker.sessionClaimedElsewhere("dev", by: "n2")
+        var acknowledged = false
+        h.broker.sessionClaimedElsewhere("dev", by: "n2") { acknowledged = true }
+        #expect(acknowledged)  // nothing to commit: the claim is acknowledged at once
         guard case .disconnect(let disconnect) = c.take().last else { Issue.record("no DISCONNECT"); return }
         #expect(disconnect.reasonCode == .sessionTakenOver && c.transport.isClosed)
         #expect(h.broker.session("dev") == nil)
@@ -143,6 +145,38 @@ struct ClusterBusTests {
         // A session already held here is not claimed again.
         _ = h.connect("new", cleanStart: false, properties: [.sessionExpiryInterval(60)])
         #expect(bus.claims == ["new"])
+    }
+}
+
+extension ClusterBusTests {
+    @Test("copies for a session being taken over wait for it, and those the store already holds are not delivered twice")
+    func copiesDuringTakeover() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let (publisher, _) = h.connect("pub")
+        bus.claimsAnswerAtOnce = false
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .atLeastOnce), identifier: nil)
+        h.broker.directoryChanged([SessionDirectoryEntry(clientID: "dev", owner: "n1", subscriptions: [subscription])])
+        // The store holds the session with one queued message, whose copy is also on its way.
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
+        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
+        state.messages = [StoredMessage(id: 5, topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false,
+                                        properties: [], expiresAt: nil, publisher: "p")]
+        state.deliveries = [StoredDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce, retain: false,
+                                           subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)]
+        bus.claimedState = state
+        let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        #expect(bus.claims == ["pub", "dev"] && dev.take().isEmpty)
+        // While the claim is read: a message published here, and the peer's copy of the stored one.
+        publisher.publish("t/local", "b", qos: .atLeastOnce, id: 1)
+        h.broker.receivedFromPeer(Message(topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false, publisher: "p"),
+                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce,
+                                                                                        retain: false, subscriptionIdentifiers: [])])
+        #expect(!bus.forwards.contains { $0.peer == "n1" })  // nothing goes to the old holder
+        bus.completeClaims()
+        h.broker.flush()
+        #expect(dev.publishes().map { String(buffer: $0.payload) }.sorted() == ["a", "b"])
     }
 }
 

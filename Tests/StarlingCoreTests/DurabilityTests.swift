@@ -115,4 +115,36 @@ struct DurabilityTests {
             try await onLoop { #expect(Self.types(publisher.take()) == [.puback]) }
         }
     }
+
+    /// Set on the broker's loop only.
+    final class Flag: @unchecked Sendable { var value = false }
+
+    @Test("a session claimed by another node is acknowledged to it only once what this node acknowledged for the session is committed")
+    func claimAcknowledgedAfterCommit() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            let publisher = try await onLoop {
+                let (subscriber, _) = h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+                subscriber.subscribe("t/#")
+                h.drop(subscriber)
+                return h.connect("pub").0
+            }
+            try await h.broker.persistence!.drain().get()
+            store.holdCommits = true
+            try await onLoop {
+                _ = publisher.take()
+                publisher.publish("t/1", "reading", qos: .atLeastOnce, id: 1)
+            }
+            var attempts = store.attempts.makeAsyncIterator()
+            _ = await attempts.next()
+            let claimed = Flag()
+            try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2") { claimed.value = true } }
+            // The claiming node would read the session now: not before the queued copy is in it.
+            try await onLoop { #expect(!claimed.value && publisher.take().isEmpty) }
+            store.holdCommits = false
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(claimed.value && Self.types(publisher.take()) == [.puback]) }
+            #expect(store.committed.contains { if case .saveDelivery(let d) = $0 { d.clientID == "sub" } else { false } })
+        }
+    }
 }

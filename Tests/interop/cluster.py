@@ -28,10 +28,13 @@ def postgres_url(schema):
 class Cluster:
     """Nodes n1, n2, … sharing one schema."""
 
-    def __init__(self, size=3, extra_env=None):
+    def __init__(self, size=3, extra_env=None, schemes=("mqtt",)):
+        """`schemes`: the MQTT listeners each node's output must announce (with ws, set
+        STARLING_MQTT_WS_LISTENERS in `extra_env`)."""
         self.schema = f"c_{uuid.uuid4().hex[:16]}"
         self.url = postgres_url(self.schema)
         self.extra_env = extra_env or {}
+        self.schemes = tuple(schemes)
         self.nodes = {}
         for i in range(1, size + 1):
             self.start(f"n{i}")
@@ -43,7 +46,7 @@ class Cluster:
     def start(self, node_id, extra_args=(), url=None):
         """Starts a node; `url` reaches the same database another way (through a proxy)."""
         node = Broker(extra_args=("--postgres", url or self.url, "--node-id", node_id, "--cluster", "127.0.0.1:0", *extra_args),
-                      env=self.env(), http=True, schemes=("mqtt", "cluster"))
+                      env=self.env(), http=True, schemes=(*self.schemes, "cluster"))
         node.node_id = node_id
         self.nodes[node_id] = node
         return node

@@ -69,7 +69,8 @@ extension Broker {
             let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
             assignments[peer, default: []].append(group)
         }
-        let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty })
+        if let own = deliveries[nodeName] { deliverFromPeer(message, own) }  // sessions being taken over here
+        let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty && $0 != nodeName })
         var congested = false
         for peer in peers {
             if !cluster.forward(message, to: peer, plain: plain.contains(peer), groups: assignments[peer] ?? [], deliveries: deliveries[peer] ?? []) {
@@ -119,7 +120,12 @@ extension Broker {
         connection.state = .authenticating
         if connection.authentication == nil { connection.authentication = ConnectionAuthentication() }
         connection.pauseReading(.authentication)
-        cluster.claimSession(clientID) { [self] state in
+        // From here on, copies for the session wait here instead of going to the old holder;
+        // what this node routed to it before is committed before the session is read, as
+        // every peer's is (they acknowledge the claim after their commits).
+        claiming[clientID] = claiming[clientID] ?? []
+        commitCollected { [self] in cluster.claimSession(clientID) { [self] state in
+            let buffered = claiming.removeValue(forKey: clientID) ?? []
             guard connection.state == .authenticating else { return }  // closed meanwhile
             guard let state else {
                 connection.resumeReading(.authentication)
@@ -132,6 +138,7 @@ extension Broker {
                 forgetRemote(clientID)
                 restoreSessions(state, now: clock.now())
                 if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
+                applyClaimBuffer(buffered, to: clientID)
             }
             // Peers learn the session's routes before its CONNACK.
             announceRoutes { [self] in
@@ -145,17 +152,21 @@ extension Broker {
                 commitCollected()
                 flush()
             }
-        }
+        } }
     }
 
     /// Another node claimed `clientID`'s session: its connection here (if any) gets DISCONNECT
     /// 0x8E [MQTT-3.1.4-3] and the session is let go without a write (it is the other node's
     /// now; the store refuses this node's writes to its row).
-    public func sessionClaimedElsewhere(_ clientID: String, by node: String) {
+    /// `acknowledge` runs once every write this node accepted for the session is committed:
+    /// the claiming node reads the session after that, so a message acknowledged here just
+    /// before the claim is in the queue it reads (G1 across a takeover).
+    public func sessionClaimedElsewhere(_ clientID: String, by node: String, acknowledge: @escaping () -> Void) {
         if var entry = remoteSessions[clientID] {
             entry.owner = node
             setRemote(entry)
         }
+        defer { commitCollected(then: acknowledge) }
         guard let session = sessions[clientID] else { return }
         sessions[clientID] = nil
         directoryChanges.remove(clientID)

@@ -98,10 +98,11 @@ extension Broker {
                              subscriptionIdentifiers: identifiers, shareGroup: nil)
                 delivery.sequence = sequence
                 delivery.messageID = stored.storeID
-            } else if entry.owner == nil {
+            } else if entry.owner == nil && claiming[clientID] == nil {
                 continue  // QoS 0 is not kept for a session whose client is away
             }
-            copies[entry.owner ?? "", default: []].append(delivery)
+            // A session this node is taking over gets its copy here, once its row is committed.
+            copies[claiming[clientID] != nil ? nodeName : entry.owner ?? "", default: []].append(delivery)
         }
         return copies
     }
@@ -110,6 +111,10 @@ extension Broker {
     /// or sent as if routed here. A session that moved on meanwhile gets its rows from the store.
     func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery]) {
         for delivery in deliveries {
+            if claiming[delivery.clientID] != nil {
+                claiming[delivery.clientID]?.append((message, delivery))
+                continue
+            }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }
             guard isReadable(message.topic, by: delivery.clientID) else {
                 if let sequence = delivery.sequence { collected.append(.deleteDelivery(clientID: delivery.clientID, sequence: sequence)) }
@@ -121,6 +126,17 @@ extension Broker {
                                            subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
                                            sequence: delivery.sequence, committed: true)
             sendOrQueue(outbound, to: session)
+        }
+    }
+
+    /// The copies that came for a session while this node took it over, now that it is read:
+    /// those whose rows the read already brought are not delivered twice.
+    func applyClaimBuffer(_ buffered: [(message: Message, delivery: RemoteDelivery)], to clientID: String) {
+        guard let session = sessions[clientID], session.isStored, !buffered.isEmpty else { return }
+        var known = Set(session.queue.compactMap(\.sequence))
+        known.formUnion(session.inflight.values.compactMap(\.outbound.sequence))
+        for (message, delivery) in buffered where delivery.sequence.map({ !known.contains($0) }) ?? true {
+            deliverFromPeer(message, [delivery])
         }
     }
 }

@@ -67,6 +67,9 @@ public final class Broker: @unchecked Sendable {
     var pausedForPeers: [Connection] = []
     /// Local stored sessions changed by the current event, announced with its routes.
     var directoryChanges: Set<String> = []
+    /// Sessions this node is taking over from another node, with the copies for them that
+    /// arrived (or were routed here) before the session was read: applied once it is.
+    var claiming: [String: [(message: Message, delivery: RemoteDelivery)]] = [:]
 
     public init(
         configuration: BrokerConfiguration = .init(),

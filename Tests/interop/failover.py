@@ -1,0 +1,282 @@
+"""The seed scenario's parts, shared by test_failover.py and bench/failover: a real HAProxy run
+from deploy/haproxy.cfg in front of a `Cluster`, and devices that stream readings through it
+the way a paho-mqtt device does (persistent session, automatic reconnect, unacknowledged
+messages re-sent with DUP after a reconnect)."""
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HAPROXY = os.environ.get("HAPROXY") or "/usr/sbin/haproxy"
+DEADLINE = 120  # seconds any awaited state may take; only bounds a broken run
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def render_haproxy(text, nodes, mqtt_port, ws_port, socket_path):
+    """deploy/haproxy.cfg for this machine: the MQTT and WebSocket front ends on loopback ports,
+    the servers node1..nodeN at the cluster's nodes (MQTT, WebSocket and /readyz ports of each;
+    nodes maps "nodeN" to (mqtt, ws, http)), a runtime socket to re-point a restarted node,
+    maxconn within an unprivileged process's file limit; the TLS front end is left out (its
+    nodes would need certificates; it is the MQTT one's twin)."""
+    out, skip = [], False
+    for line in text.splitlines():
+        if re.match(r"^(frontend|backend|global|defaults)\b", line):
+            skip = line.split()[1:2] in (["mqtts"], ["starling_mqtts"])
+        if skip:
+            continue
+        if line.strip() == "global":
+            out += [line, f"    stats socket {socket_path} mode 600 level admin"]
+            continue
+        line = re.sub(r"^(\s+maxconn) \d+$", r"\1 4096", line)
+        line = line.replace("bind :1883", f"bind 127.0.0.1:{mqtt_port}").replace("bind :80", f"bind 127.0.0.1:{ws_port}")
+        line = line.replace(" check port 8080 ", " check ")
+        server = re.match(r"^(\s+server (node\d+) )10\.0\.0\.\d+:(1883|8083)$", line)
+        if server:
+            name = server.group(2)
+            if name not in nodes:
+                continue
+            mqtt_p, ws_p, http_p = nodes[name]
+            line = f"{server.group(1)}127.0.0.1:{mqtt_p if server.group(3) == '1883' else ws_p} port {http_p}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class Balancer:
+    """HAProxy with deploy/haproxy.cfg in front of a cluster whose nodes are n1, n2, … (servers
+    node1, node2, …). `repoint(node_id)` tells HAProxy a restarted node's new ports."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.dir = tempfile.TemporaryDirectory(prefix="starling-failover-")
+        self.port, self.ws_port = free_port(), free_port()
+        self.socket_path = pathlib.Path(self.dir.name) / "admin.sock"
+        nodes = {self.server(n): self.ports(n) for n in cluster.nodes}
+        text = render_haproxy((ROOT / "deploy" / "haproxy.cfg").read_text(), nodes, self.port, self.ws_port, self.socket_path)
+        self.config = pathlib.Path(self.dir.name) / "haproxy.cfg"
+        self.config.write_text(text)
+        self.log_path = pathlib.Path(self.dir.name) / "haproxy.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.host = "127.0.0.1"
+
+    @staticmethod
+    def server(node_id):
+        return "node" + node_id.lstrip("n")
+
+    def ports(self, node_id):
+        node = self.cluster[node_id]
+        return node.port, node.ports.get("ws", node.port), node.http_port
+
+    def command(self, line):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(self.socket_path))
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.decode()
+
+    def states(self, backend="starling_mqtt"):
+        """{server: status} of a backend as HAProxy's runtime API reports it ("UP", "DOWN", …)."""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+        return {r["svname"]: r["status"].split()[0] for r in rows if r.get("pxname") == backend and r["svname"].startswith("node")}
+
+    def repoint(self, node_id):
+        """A restarted node listens on new ports: point its servers (MQTT and WebSocket) there."""
+        mqtt_p, ws_p, http_p = self.ports(node_id)
+        for backend, port in (("starling_mqtt", mqtt_p), ("starling_ws", ws_p)):
+            for command in (f"set server {backend}/{self.server(node_id)} addr 127.0.0.1 port {port}",
+                            f"set server {backend}/{self.server(node_id)} check-port {http_p}"):
+                reply = self.command(command)
+                assert "No such" not in reply and "unknown" not in reply.lower(), f"{command}: {reply}"
+
+    def wait_for(self, wanted, backend="starling_mqtt"):
+        """Waits until the servers of `wanted` ({node_id: "UP"/"DOWN"}) have those states."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                states = self.states(backend)
+            except OSError:
+                states = {}  # the runtime socket is not there yet
+            if all(states.get(self.server(n)) == s for n, s in wanted.items()):
+                return
+            assert time.monotonic() < deadline, f"HAProxy states {states}, wanted {wanted}"
+            time.sleep(0.05)  # HAProxy's state has no notification: poll it
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.log.close()
+        self.dir.cleanup()
+
+
+def acknowledged(info):
+    """Whether the PUBACK / PUBCOMP of a paho message arrived. Not `acknowledged(info)`: a
+    message published while the client is disconnected keeps rc MQTT_ERR_NO_CONN, for which
+    is_published() raises forever, although paho sends it after the reconnect and marks it
+    published on its acknowledgement."""
+    with info._condition:
+        return info._published
+
+
+class Device:
+    """A device streaming readings through the balancer: a paho client with a persistent session
+    (3.1.1 Clean Session 0, or 5.0 Clean Start 0 with a Session Expiry Interval) that reconnects
+    by itself. Readings are "ID:SEQ" on `topic`, at most `window` unacknowledged at once, one
+    every `interval` seconds (the device's sampling rate). `acked()` are the readings whose
+    PUBACK / PUBCOMP arrived."""
+
+    def __init__(self, host, port, client_id, protocol=mqtt.MQTTv311, qos=1, topic=None, window=10, interval=0.01,
+                 transport="tcp"):
+        self.client_id, self.qos, self.window, self.interval = client_id, qos, window, interval
+        self.topic = topic or f"readings/{client_id}"
+        kwargs = {"client_id": client_id, "protocol": protocol, "callback_api_version": mqtt.CallbackAPIVersion.VERSION2,
+                  "transport": transport}
+        if protocol != mqtt.MQTTv5:
+            kwargs["clean_session"] = False
+        self.client = mqtt.Client(**kwargs)
+        if transport == "websockets":
+            self.client.ws_set_options(path="/mqtt")
+        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        self.client.max_inflight_messages_set(window)
+        self.sent = []  # (payload, MQTTMessageInfo)
+        self.lock = threading.Condition()
+        self.acks = 0
+        self.ack_times = []  # monotonic time of each acknowledgement
+        self.connects = 0
+        self.disconnect_times = []
+        self.client.on_publish = self._on_publish
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.running = False
+        properties = None
+        if protocol == mqtt.MQTTv5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        connect = {"clean_start": False} if protocol == mqtt.MQTTv5 else {}
+        self.client.connect(host, port, keepalive=30, properties=properties, **connect)
+        self.client.loop_start()
+        self.wait(lambda: self.connects > 0, "the first CONNACK")
+
+    def _on_publish(self, client, userdata, mid, rc, props):
+        with self.lock:
+            self.acks += 1
+            self.ack_times.append(time.monotonic())
+            self.lock.notify_all()
+
+    def _on_connect(self, client, userdata, flags, rc, props):
+        with self.lock:
+            if not rc.is_failure:
+                self.connects += 1
+            self.lock.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, rc, props):
+        with self.lock:
+            self.disconnect_times.append(time.monotonic())
+            self.lock.notify_all()
+
+    def wait(self, predicate, what, timeout=DEADLINE):
+        with self.lock:
+            assert self.lock.wait_for(predicate, timeout), f"{self.client_id}: no {what} within {timeout}s"
+
+    def start(self):
+        self.running = True
+        self.thread = threading.Thread(target=self._stream, daemon=True)
+        self.thread.start()
+
+    def _stream(self):
+        pending = deque()
+        seq = 0
+        while self.running:
+            while len(pending) >= self.window and self.running:
+                with self.lock:  # the oldest reading unacknowledged: wait for an acknowledgement
+                    self.lock.wait_for(lambda: acknowledged(pending[0]) or not self.running, 1)
+                while pending and acknowledged(pending[0]):
+                    pending.popleft()
+            payload = f"{self.client_id}:{seq}".encode()
+            info = self.client.publish(self.topic, payload, qos=self.qos)
+            self.sent.append((payload, info))
+            pending.append(info)
+            seq += 1
+            time.sleep(self.interval)  # the sampling rate of the device, not a wait for an event
+
+    def progressed(self, count=5):
+        """Waits for `count` more acknowledgements than now (the device is being served)."""
+        with self.lock:
+            target = self.acks + count
+        self.wait(lambda: self.acks >= target, f"{count} more acknowledgements")
+
+    def finish(self):
+        """Stops sampling and waits until every reading sent is acknowledged."""
+        self.running = False
+        self.thread.join(DEADLINE)
+        self.wait(lambda: all(acknowledged(info) for _, info in self.sent), "acknowledgement of every reading")
+
+    def acked(self):
+        return [p.decode() for p, info in self.sent if acknowledged(info)]
+
+    def stop(self):
+        self.running = False
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Consumer:
+    """A persistent subscriber (3.1.1, Clean Session 0) through the balancer: counts each
+    payload it is handed."""
+
+    def __init__(self, host, port, client_id, topic="readings/#", qos=2):
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        self.lock = threading.Condition()
+        self.counts = {}
+        self.subscribed = False
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=qos)
+        with self.lock:
+            assert self.lock.wait_for(lambda: self.subscribed, DEADLINE), "no SUBACK"
+
+    def _on_subscribe(self, client, userdata, mid, rcs, props):
+        with self.lock:
+            self.subscribed = True
+            self.lock.notify_all()
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            key = message.payload.decode()
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.lock.notify_all()
+
+    def wait_for(self, payloads, timeout=DEADLINE):
+        """Waits until every payload of `payloads` arrived; returns the ones that did not."""
+        with self.lock:
+            self.lock.wait_for(lambda: all(p in self.counts for p in payloads), timeout)
+            return [p for p in payloads if p not in self.counts]
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
