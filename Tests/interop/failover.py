@@ -27,7 +27,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def render_haproxy(text, nodes, mqtt_port, ws_port, socket_path):
+def render_haproxy(text, nodes, mqtt_port, ws_port, socket_path, maxconn=4096):
     """deploy/haproxy.cfg for this machine: the MQTT and WebSocket front ends on loopback ports,
     the servers node1..nodeN at the cluster's nodes (MQTT, WebSocket and /readyz ports of each;
     nodes maps "nodeN" to (mqtt, ws, http)), a runtime socket to re-point a restarted node,
@@ -42,7 +42,7 @@ def render_haproxy(text, nodes, mqtt_port, ws_port, socket_path):
         if line.strip() == "global":
             out += [line, f"    stats socket {socket_path} mode 600 level admin"]
             continue
-        line = re.sub(r"^(\s+maxconn) \d+$", r"\1 4096", line)
+        line = re.sub(r"^(\s+maxconn) \d+$", rf"\1 {maxconn}", line)
         line = line.replace("bind :1883", f"bind 127.0.0.1:{mqtt_port}").replace("bind :80", f"bind 127.0.0.1:{ws_port}")
         line = line.replace(" check port 8080 ", " check ")
         server = re.match(r"^(\s+server (node\d+) )10\.0\.0\.\d+:(1883|8083)$", line)
@@ -60,13 +60,14 @@ class Balancer:
     """HAProxy with deploy/haproxy.cfg in front of a cluster whose nodes are n1, n2, … (servers
     node1, node2, …). `repoint(node_id)` tells HAProxy a restarted node's new ports."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, maxconn=4096):
         self.cluster = cluster
         self.dir = tempfile.TemporaryDirectory(prefix="starling-failover-")
         self.port, self.ws_port = free_port(), free_port()
         self.socket_path = pathlib.Path(self.dir.name) / "admin.sock"
         nodes = {self.server(n): self.ports(n) for n in cluster.nodes}
-        text = render_haproxy((ROOT / "deploy" / "haproxy.cfg").read_text(), nodes, self.port, self.ws_port, self.socket_path)
+        text = render_haproxy((ROOT / "deploy" / "haproxy.cfg").read_text(), nodes, self.port, self.ws_port, self.socket_path,
+                              maxconn)
         self.config = pathlib.Path(self.dir.name) / "haproxy.cfg"
         self.config.write_text(text)
         self.log_path = pathlib.Path(self.dir.name) / "haproxy.log"
