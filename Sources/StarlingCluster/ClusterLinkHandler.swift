@@ -268,8 +268,9 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         .unsubscribe(MQTTUnsubscribe(packetID: packetID, filters: filters.compactMap { try? MQTTTopicFilter($0) }))
     }
 
-    static func claimed(_ clientID: String, packetID: UInt16) -> MQTTPacket {
-        .publish(MQTTPublish(topic: PeerMessages.sessionClaimed, payload: ByteBuffer(string: clientID), qos: .atLeastOnce, packetID: packetID))
+    static func claimed(_ clientID: String, epoch: Int64, packetID: UInt16) -> MQTTPacket {
+        .publish(MQTTPublish(topic: PeerMessages.sessionClaimed, payload: PeerMessages.claim(clientID, epoch: epoch), qos: .atLeastOnce,
+                             packetID: packetID))
     }
 
     /// The whole route set: a reset, then the filters in packets of at most 1,000.

@@ -152,8 +152,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }], what: "a retained message", then: then)
     }
 
-    public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {
-        guard let ownership else { return completion(StoredState()) }
+    public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
+        guard let ownership else { return completion(SessionClaim(state: StoredState(), epoch: 0)) }
         let loop = self.loop
         let logger = self.logger
         let done = NIOLoopBound(completion, eventLoop: loop)
@@ -161,16 +161,16 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             do {
                 // First the row names this node (the old owner's writes stop counting), then the
                 // old owner lets the session go (and disconnects its client), then it is read.
-                try await ownership.markOwned(clientID)
+                let epoch = try await ownership.markOwned(clientID)
                 try await loop.flatSubmit { [self] in
                     let promise = loop.makePromise(of: Void.self)
-                    broadcast([{ ClusterLinkHandler.claimed(clientID, packetID: $0) }], what: "the claim of session \(clientID)") {
+                    broadcast([{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)") {
                         promise.succeed(())
                     }
                     return promise.futureResult
                 }.get()
                 let state = try await ownership.claimSession(clientID)
-                loop.execute { done.value(state) }
+                loop.execute { done.value(SessionClaim(state: state, epoch: epoch)) }
             } catch {
                 logger.error("cannot claim the session of \(clientID) from the store: \(error)")
                 loop.execute { done.value(nil) }
@@ -287,7 +287,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void) {
         guard let broker else { return acknowledge() }
         if publish.topic == PeerMessages.sessionClaimed {
-            return broker.sessionClaimedElsewhere(String(buffer: publish.payload), by: peer, acknowledge: acknowledge)
+            guard let (clientID, epoch) = PeerMessages.claim(from: publish.payload) else {
+                logger.error("malformed session claim from \(peer)")
+                return acknowledge()
+            }
+            return broker.sessionClaimedElsewhere(clientID, by: peer, epoch: epoch, acknowledge: acknowledge)
         }
         defer { acknowledge() }
         switch publish.topic {

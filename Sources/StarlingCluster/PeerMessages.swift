@@ -14,9 +14,23 @@ enum PeerMessages {
     static let group = "$starling/group"
     /// The topic of the PUBLISH that starts a full route set (after a link comes up).
     static let resetRoutes = "$starling/routes/reset"
-    /// The topic of the PUBLISH (QoS 1: acknowledged once done) that tells the node holding a
-    /// session that another node claimed it; the payload is the client id.
+    /// The topic of the PUBLISH (QoS 1: acknowledged once done) that tells every peer that a
+    /// node claimed a session; the payload is the claim's epoch (8 bytes, big-endian), then the
+    /// client id.
     static let sessionClaimed = "$starling/session/claimed"
+
+    static func claim(_ clientID: String, epoch: Int64) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(epoch)
+        buffer.writeString(clientID)
+        return buffer
+    }
+
+    static func claim(from payload: ByteBuffer) -> (clientID: String, epoch: Int64)? {
+        var payload = payload
+        guard let epoch = payload.readInteger(as: Int64.self) else { return nil }
+        return (String(buffer: payload), epoch)
+    }
 
     /// Header flags after the QoS digit: plain delivery, retained change.
     private static let plainFlag: Character = "p"

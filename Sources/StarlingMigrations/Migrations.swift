@@ -143,6 +143,10 @@ ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
 
 SELECT 1;
 """#),
+        Migration(version: 6, name: "claim_epochs", sql: #"""
+-- Claim epochs are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -303,6 +307,15 @@ CREATE INDEX sessions_owner_node ON sessions (owner_node);
 -- 2^62 + (value << 40) + a counter, so no two nodes, nor two starts of one node, ever collide
 -- (nor with the wall-clock ids of a node that ran alone, all below 2^62).
 CREATE SEQUENCE id_blocks;
+"""#),
+        Migration(version: 6, name: "claim_epochs", sql: #"""
+-- Session claims across nodes carry an epoch (CLUSTER-NOTES.md, "Takeover"): every claim takes
+-- the next value of claim_epochs, and a session row is owned by the claim with the highest
+-- epoch. A claim names its node only over a row of a lower epoch; a node's writes of a session
+-- row apply only while the row's epoch is not above the one the node holds. Two CONNECTs of one
+-- client id on two nodes at once: the higher epoch wins on the row and between the nodes.
+CREATE SEQUENCE claim_epochs;
+ALTER TABLE sessions ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0;
 """#),
     ]
 }

@@ -72,9 +72,18 @@ struct ClusterStoreError: Error, CustomStringConvertible {
 }
 
 extension PostgresStore: SessionOwnershipStore {
-    public func markOwned(_ clientID: String) async throws {
-        guard let ownerNode else { return }
-        try await client.query("UPDATE sessions SET owner_node = \(ownerNode) WHERE client_id = \(clientID)", logger: logger)
+    public func markOwned(_ clientID: String) async throws -> Int64 {
+        guard let ownerNode else { return 0 }
+        // The row goes to the claim with the highest epoch, whatever order the claims' updates
+        // run in (migration 0006).
+        let rows = try await client.query("""
+            WITH e AS (SELECT nextval('claim_epochs') AS epoch),
+                 claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e)
+                             WHERE client_id = \(clientID) AND claim_epoch < (SELECT epoch FROM e))
+            SELECT epoch FROM e
+            """, logger: logger)
+        for try await epoch in rows.decode(Int64.self) { return epoch }
+        return 0
     }
 
     public func claimSession(_ clientID: String) async throws -> StoredState {

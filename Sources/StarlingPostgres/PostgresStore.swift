@@ -155,16 +155,19 @@ public final class PostgresStore: PersistentStore {
             let will = s.will
             try await connection.query("""
                 INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
-                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at, owner_node)
+                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at, owner_node, claim_epoch)
                 VALUES (\(s.clientID), \(Int16(s.version.rawValue)), \(Int64(s.expiryInterval)), \(s.expiresAt), \(s.connected), \(s.username),
                     \(will?.topic), \(will?.payload), \(will.map { Int16($0.qos.rawValue) }), \(will?.retain),
-                    \(will.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) }), \(s.willDueAt), \(now), \(owner))
+                    \(will.map { ByteBuffer(bytes: StoreCoding.encode($0.properties)) }), \(s.willDueAt), \(now), \(owner), \(s.epoch))
                 ON CONFLICT (client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
                     expiry_interval = excluded.expiry_interval, expires_at = excluded.expires_at, connected = excluded.connected,
                     username = excluded.username, will_topic = excluded.will_topic, will_payload = excluded.will_payload,
                     will_qos = excluded.will_qos, will_retain = excluded.will_retain, will_properties = excluded.will_properties,
-                    will_due_at = excluded.will_due_at, updated_at = excluded.updated_at, owner_node = excluded.owner_node
-                WHERE sessions.owner_node IS NULL OR excluded.owner_node IS NULL OR sessions.owner_node = excluded.owner_node
+                    will_due_at = excluded.will_due_at, updated_at = excluded.updated_at, owner_node = excluded.owner_node,
+                    claim_epoch = excluded.claim_epoch
+                WHERE sessions.claim_epoch < excluded.claim_epoch
+                    OR (sessions.claim_epoch = excluded.claim_epoch
+                        AND (sessions.owner_node IS NULL OR excluded.owner_node IS NULL OR sessions.owner_node = excluded.owner_node))
                 """, logger: logger)
         }
         for (key, change) in batch.subscriptions {
@@ -324,12 +327,14 @@ public final class PostgresStore: PersistentStore {
                             retain: try r["will_retain"].decode(Bool?.self) ?? false,
                             properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
         }
-        return StoredSession(
+        var session = StoredSession(
             clientID: try r["client_id"].decode(String.self),
             version: MQTTProtocolVersion(rawValue: UInt8(try r["protocol_version"].decode(Int16.self))) ?? .v5,
             expiryInterval: UInt32(clamping: try r["expiry_interval"].decode(Int64.self)),
             expiresAt: try r["expires_at"].decode(Int64?.self), connected: try r["connected"].decode(Bool.self),
             username: try r["username"].decode(String?.self), will: will, willDueAt: try r["will_due_at"].decode(Int64?.self))
+        session.epoch = try r["claim_epoch"].decode(Int64.self)
+        return session
     }
 
     /// Everything a restart restores, or (with `only`) what one client's session holds.

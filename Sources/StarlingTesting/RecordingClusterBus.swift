@@ -67,19 +67,22 @@ public final class RecordingClusterBus: ClusterBus {
 
     public var statistics = ClusterStatistics()
 
-    public func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void) {
+    public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
         claims.append(clientID)
-        if claimsAnswerAtOnce { completion(claimedState) } else { pendingClaims.append(completion) }
+        if claimsAnswerAtOnce { completion(SessionClaim(state: claimedState, epoch: claimEpoch)) } else { pendingClaims.append(completion) }
     }
+
+    /// The epoch the store gives claims.
+    public var claimEpoch: Int64 = 1
 
     /// Answer claims at once (true) or when `completeClaims` is called.
     public var claimsAnswerAtOnce = true
-    private var pendingClaims: [(StoredState?) -> Void] = []
+    private var pendingClaims: [(SessionClaim?) -> Void] = []
 
     /// The store's answers to the claims made so far: `claimedState`.
     public func completeClaims() {
         let pending = pendingClaims
         pendingClaims.removeAll()
-        for completion in pending { completion(claimedState) }
+        for completion in pending { completion(SessionClaim(state: claimedState, epoch: claimEpoch)) }
     }
 }

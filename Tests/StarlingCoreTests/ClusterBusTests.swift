@@ -126,7 +126,7 @@ struct ClusterBusTests {
         watcher.subscribe("w", qos: .atMostOnce)
         _ = watcher.take()
         var acknowledged = false
-        h.broker.sessionClaimedElsewhere("dev", by: "n2") { acknowledged = true }
+        h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: 2) { acknowledged = true }
         #expect(acknowledged)  // nothing to commit: the claim is acknowledged at once
         guard case .disconnect(let disconnect) = c.take().last else { Issue.record("no DISCONNECT"); return }
         #expect(disconnect.reasonCode == .sessionTakenOver && c.transport.isClosed)
@@ -177,6 +177,31 @@ extension ClusterBusTests {
         bus.completeClaims()
         h.broker.flush()
         #expect(dev.publishes().map { String(buffer: $0.payload) }.sorted() == ["a", "b"])
+    }
+}
+
+extension ClusterBusTests {
+    @Test("two claims of one session at once: the later epoch serves the client, the other node refuses it (0x88)")
+    func crossingClaims() {
+        for (mine, rival, wins) in [(Int64(10), Int64(11), false), (Int64(11), Int64(10), true)] {
+            let bus = RecordingClusterBus()
+            bus.claimsAnswerAtOnce = false
+            bus.claimEpoch = mine
+            let h = Self.harness(bus)
+            let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+            var acknowledged = false
+            h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: rival) { acknowledged = true }
+            #expect(acknowledged)
+            bus.completeClaims()
+            h.broker.flush()
+            guard case .connack(let ack) = dev.take().first else { Issue.record("no CONNACK"); continue }
+            #expect((ack.reasonCode == .success) == wins && (h.broker.session("dev") != nil) == wins)
+            if wins {
+                // The rival's claim, arriving after this node's: it lost, and changes nothing.
+                h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: rival) {}
+                #expect(!dev.transport.isClosed && h.broker.session("dev") != nil)
+            }
+        }
     }
 }
 

@@ -137,7 +137,7 @@ struct DurabilityTests {
             var attempts = store.attempts.makeAsyncIterator()
             _ = await attempts.next()
             let claimed = Flag()
-            try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2") { claimed.value = true } }
+            try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2", epoch: 1) { claimed.value = true } }
             // The claiming node would read the session now: not before the queued copy is in it.
             try await onLoop { #expect(!claimed.value && publisher.take().isEmpty) }
             store.holdCommits = false

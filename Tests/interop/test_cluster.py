@@ -5,6 +5,7 @@ paho-mqtt and the mosquitto tools. The three nodes are shared by the tests of th
 import hashlib
 import hmac
 import os
+import select
 import subprocess
 
 import paho.mqtt.client as mqtt
@@ -17,7 +18,7 @@ from conftest import BINARY
 from mqtt_helpers import Client, v5_properties
 import types
 
-from raw_client import RawClient, packet, parse_properties, props, string
+from raw_client import RawClient, connect, packet, parse_properties, props, string
 
 V5 = mqtt.MQTTv5
 
@@ -413,6 +414,46 @@ def test_a_client_connected_on_one_node_is_taken_over_from_another(cluster):
     assert cluster["n1"].wait_for_log(["session taken over by node n2"])
     for c in (new, p):
         c.disconnect()
+
+
+def test_simultaneous_connects_of_one_client_id_on_two_nodes_leave_one_owner(cluster):
+    """Issue 13: CONNECTs of one client id (5.0, a persistent session) written to n1 and n2 at the
+    same moment, ten times. Each time exactly one connection is served: the other is refused
+    (CONNACK 0x88: a claim with a later epoch crossed its own), taken over (DISCONNECT 0x8E), or
+    closed before its CONNACK (taken over while its CONNACK waited for its commit; nothing may
+    precede a CONNACK [MQTT-3.2.0-1]); the one left answers PINGREQ, and the session row names
+    its node."""
+    expiry = props(b"\x11" + (600).to_bytes(4, "big"))
+    for _ in range(10):
+        raws = {n: RawClient(cluster[n]) for n in ("n1", "n2")}
+        message = connect("twin", version=5, flags=0x00, properties=expiry)
+        for raw in raws.values():
+            raw.send(message)
+        acks = {}
+        for n, raw in raws.items():
+            try:
+                acks[n] = raw.read_packet()
+            except ConnectionError:  # taken over while its CONNACK waited for its commit
+                acks[n] = None
+        assert all(a is None or a[0] == 0x20 for a in acks.values()), acks
+        accepted = [n for n, a in acks.items() if a is not None and a[1][1] == 0x00]
+        assert all(acks[n] is None or acks[n][1][1] == 0x88 for n in raws if n not in accepted), acks
+        if len(accepted) == 2:  # one after the other: the later claim takes the session over
+            ready = [n for n in accepted if raws[n].buffer] or \
+                [n for n in accepted if raws[n].sock in select.select([raws[m].sock for m in accepted], [], [], 30)[0]]
+            assert len(ready) == 1, f"neither connection was taken over: {acks}"
+            loser = ready[0]
+            first, body = raws[loser].read_until_closed()[0]
+            assert (first, body[0]) == (0xE0, 0x8E)
+            accepted.remove(loser)
+        else:
+            assert raws[[n for n in raws if n not in accepted][0]].read_until_closed() == []
+        (winner,) = accepted
+        raws[winner].send(b"\xc0\x00")  # PINGREQ
+        assert raws[winner].read_packet()[0] == 0xD0
+        assert cluster.query("SELECT owner_node FROM sessions WHERE client_id = 'twin'") == [[winner]]
+        for raw in raws.values():
+            raw.close()
 
 
 def test_g1_across_nodes_a_node_killed_loses_no_acknowledged_message():

@@ -123,23 +123,28 @@ extension Broker {
         // From here on, copies for the session wait here instead of going to the old holder;
         // what this node routed to it before is committed before the session is read, as
         // every peer's is (they acknowledge the claim after their commits).
-        claiming[clientID] = claiming[clientID] ?? []
-        commitCollected { [self] in cluster.claimSession(clientID) { [self] state in
-            let buffered = claiming.removeValue(forKey: clientID) ?? []
+        claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
+        commitCollected { [self] in cluster.claimSession(clientID) { [self] claim in
+            let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
             guard connection.state == .authenticating else { return }  // closed meanwhile
-            guard let state else {
+            // Of two claims of one session at once (two CONNECTs on two nodes), the later
+            // epoch owns it: the other node's client is refused, so one node serves it.
+            guard let claim, progress.latestRival < claim.epoch else {
                 connection.resumeReading(.authentication)
                 connection.authentication = nil
                 connection.state = .awaitingConnect
-                refuse(connection, reason: .serverUnavailable, message: "the session store cannot be reached to take the session over")
+                refuse(connection, reason: .serverUnavailable, message: claim == nil
+                       ? "the session store cannot be reached to take the session over"
+                       : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
                 return flush()
             }
             if sessions[clientID] == nil {
                 forgetRemote(clientID)
-                restoreSessions(state, now: clock.now())
+                restoreSessions(claim.state, now: clock.now())
                 if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
-                applyClaimBuffer(buffered, to: clientID)
+                applyClaimBuffer(progress.copies, to: clientID)
             }
+            claimEpochs[clientID] = claim.epoch
             // Peers learn the session's routes before its CONNACK.
             announceRoutes { [self] in
                 guard connection.state == .authenticating else { return }
@@ -148,6 +153,7 @@ extension Broker {
                 connection.authentication = nil
                 connection.state = .awaitingConnect
                 accept()
+                claimEpochs[clientID] = nil
                 for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
                 commitCollected()
                 flush()
@@ -161,12 +167,19 @@ extension Broker {
     /// `acknowledge` runs once every write this node accepted for the session is committed:
     /// the claiming node reads the session after that, so a message acknowledged here just
     /// before the claim is in the queue it reads (G1 across a takeover).
-    public func sessionClaimedElsewhere(_ clientID: String, by node: String, acknowledge: @escaping () -> Void) {
+    /// A claim with an epoch below that of this node's own claim of the session lost to it
+    /// (they crossed): it changes nothing here.
+    public func sessionClaimedElsewhere(_ clientID: String, by node: String, epoch: Int64, acknowledge: @escaping () -> Void) {
+        defer { commitCollected(then: acknowledge) }
+        if var progress = claiming[clientID] {
+            progress.latestRival = max(progress.latestRival, epoch)
+            claiming[clientID] = progress
+        }
+        if let held = sessions[clientID], held.claimEpoch > epoch { return }
         if var entry = remoteSessions[clientID] {
             entry.owner = node
             setRemote(entry)
         }
-        defer { commitCollected(then: acknowledge) }
         guard let session = sessions[clientID] else { return }
         sessions[clientID] = nil
         directoryChanges.remove(clientID)
@@ -183,7 +196,11 @@ extension Broker {
             session.connection = nil
             connection.session = nil
             connection.publishWillOnClose = false
-            if connection.version == .v5 { send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: connection) }
+            // Not before its CONNACK [MQTT-3.2.0-1]: a connection whose CONNACK still waits for
+            // its commit is closed without a word.
+            if connection.version == .v5 && connection.state == .connected {
+                send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: connection)
+            }
             logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
             close(connection)
         }
@@ -218,4 +235,12 @@ extension Broker {
         retained = RetainedStore()
         for stored in messages { retained.set(message(stored)) }
     }
+}
+
+/// A claim this node has under way: the copies for the session that arrived (or were routed
+/// here) before it was read, applied once it is; the latest epoch of a rival claim of the same
+/// session by another node meanwhile.
+struct ClaimInProgress {
+    var copies: [(message: Message, delivery: RemoteDelivery)] = []
+    var latestRival: Int64 = 0
 }

@@ -112,7 +112,7 @@ extension Broker {
     func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery]) {
         for delivery in deliveries {
             if claiming[delivery.clientID] != nil {
-                claiming[delivery.clientID]?.append((message, delivery))
+                claiming[delivery.clientID]?.copies.append((message, delivery))
                 continue
             }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }

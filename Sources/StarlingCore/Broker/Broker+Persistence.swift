@@ -35,10 +35,12 @@ extension Broker {
 
     /// The row of a session.
     func storedSession(_ session: Session) -> StoredSession {
-        StoredSession(
+        var stored = StoredSession(
             clientID: session.clientID, version: session.version, expiryInterval: session.expiryInterval,
             expiresAt: session.expiresAt.map { clock.wallClock(of: $0) }, connected: session.connection != nil,
             username: session.username, will: session.will, willDueAt: session.willDueAt.map { clock.wallClock(of: $0) })
+        stored.epoch = session.claimEpoch
+        return stored
     }
 
     /// Writes the session row if the session is persistent, or deletes it if it no longer is.
@@ -182,6 +184,7 @@ extension Broker {
         for stored in state.sessions {
             let session = Session(clientID: stored.clientID, version: stored.version, expiryInterval: stored.expiryInterval)
             session.isStored = true
+            session.claimEpoch = stored.epoch
             session.username = stored.username
             session.will = stored.will
             if stored.connected {

@@ -67,9 +67,10 @@ public final class Broker: @unchecked Sendable {
     var pausedForPeers: [Connection] = []
     /// Local stored sessions changed by the current event, announced with its routes.
     var directoryChanges: Set<String> = []
-    /// Sessions this node is taking over from another node, with the copies for them that
-    /// arrived (or were routed here) before the session was read: applied once it is.
-    var claiming: [String: [(message: Message, delivery: RemoteDelivery)]] = [:]
+    /// Sessions this node is claiming from the cluster (`claimThenAccept`).
+    var claiming: [String: ClaimInProgress] = [:]
+    /// The epoch of a claim that just succeeded, for the session its CONNECT creates or resumes.
+    var claimEpochs: [String: Int64] = [:]
 
     public init(
         configuration: BrokerConfiguration = .init(),

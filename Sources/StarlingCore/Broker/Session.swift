@@ -80,6 +80,8 @@ public final class Session {
     /// Whether the session has a row in the store; only sessions with an expiry interval above
     /// 0 are stored [MQTT-4.1].
     var isStored = false
+    /// In a cluster, the epoch of the claim by which this node holds the session.
+    var claimEpoch: Int64 = 0
     var isPersistent: Bool { expiryInterval > 0 }
     /// The next delivery sequence number (store order of the outbound queue).
     var nextSequence: Int64 = 1

@@ -167,9 +167,10 @@ public struct ClusterSummary: Sendable, Equatable, Codable {
 /// Session ownership in a shared store: a session row names the node that holds it, and only
 /// that node's writes change it.
 public protocol SessionOwnershipStore: Sendable {
-    /// Names this node the owner of `clientID`'s session row (if there is one): from now on the
-    /// node that held it cannot change it.
-    func markOwned(_ clientID: String) async throws
+    /// Takes a new claim epoch and names this node the owner of `clientID`'s session row (if
+    /// there is one and no later claim took it): from now on the node that held it cannot
+    /// change it. Returns the epoch.
+    func markOwned(_ clientID: String) async throws -> Int64
     /// Reads what the store holds of `clientID`'s session (an empty state when it has none;
     /// inbound QoS 2 entries of the ingest bridge too), once this node owns it.
     func claimSession(_ clientID: String) async throws -> StoredState

@@ -35,7 +35,19 @@ public protocol ClusterBus: AnyObject {
     /// and in-flight messages, inbound QoS 2 entries. The node that held it is told to let it go
     /// (its connection gets DISCONNECT 0x8E). `completion` runs on the broker's loop; nil when
     /// the store cannot be reached.
-    func claimSession(_ clientID: String, completion: @escaping (StoredState?) -> Void)
+    func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void)
+}
+
+/// A claim of a session in the shared store: what the store held of it, and the claim's epoch
+/// (from a sequence of the store: of two claims of one session, the later epoch owns it).
+public struct SessionClaim: Sendable {
+    public var state: StoredState
+    public var epoch: Int64
+
+    public init(state: StoredState, epoch: Int64) {
+        self.state = state
+        self.epoch = epoch
+    }
 }
 
 /// One stored session in the cluster's session directory: which node holds it and what it is

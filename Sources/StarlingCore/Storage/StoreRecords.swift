@@ -19,6 +19,9 @@ public struct StoredSession: Sendable, Equatable {
     public var will: MQTTWill?
     /// When a delayed will is due (disconnected sessions).
     public var willDueAt: StoreTime?
+    /// In a cluster, the epoch of the claim by which the writing node holds the session
+    /// (migration 0006): the store applies a write only if no later claim took the row. 0 alone.
+    public var epoch: Int64 = 0
 
     public init(clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32, expiresAt: StoreTime? = nil,
                 connected: Bool, username: String? = nil, will: MQTTWill? = nil, willDueAt: StoreTime? = nil) {
