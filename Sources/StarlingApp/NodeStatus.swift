@@ -50,6 +50,15 @@ public final class NodeStatus: OpsSource {
         }
     }
 
+    /// The broker's loop is about to stop: requests from now on no longer ask it (they would
+    /// schedule work on a loop that has shut down).
+    func detachBroker() {
+        state.withLock {
+            $0.broker = nil
+            $0.loop = nil
+        }
+    }
+
     func attach(cluster membership: ClusterMembership, links: PeerLinks) {
         state.withLock {
             $0.membership = membership

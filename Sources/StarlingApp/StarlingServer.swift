@@ -218,11 +218,14 @@ public final class StarlingServer: Service, Sendable {
             try? await writer.drain().get()
         }
         if let cluster {
+            // Renewal and sweeping hand their results to the loop: they end before it does.
             cluster.renewal.cancel()
+            await cluster.renewal.value
             await cluster.membership.leave()
             cluster.links.closeAll()
             try? await cluster.listener.close()
         }
+        status.detachBroker()
         try? await group.shutdownGracefully()
         status.enter(.stopped)
         logger.notice("stopped")

@@ -98,6 +98,7 @@ def test_devices_survive_node_deaths_and_a_drain_with_every_reading_stored_once(
         placed = devices_by_node(cluster, ids)
         drained = max(placed, key=lambda n: len(placed[n]))
         assert cluster[drained].terminate() == 0, cluster[drained].log()[-2000:]
+        assert "ERROR" not in cluster[drained].log(), cluster[drained].log()[-2000:]  # a clean stop
         for d in devices:
             d.progressed()
         restart(cluster, balancer, drained)
