@@ -28,15 +28,18 @@ public final class StarlingServer: Service, Sendable {
     }
 
     /// Runs `body` with the store every `interval` (first after `initialDelay`, default one
-    /// interval), one run at a time; nil without a store.
-    static func repeatedly(with store: (any PersistentStore)?, on loop: any EventLoop, every interval: TimeAmount,
-                           initialDelay: TimeAmount? = nil,
-                           _ body: @escaping @Sendable (any PersistentStore) async -> Void) -> RepeatedTask? {
+    /// interval), one run at a time, until cancelled; nil without a store. A task of its own, not
+    /// the broker's loop: a run still waiting for an unreachable store when the node stops
+    /// finishes without scheduling anything on the stopped loop.
+    static func repeatedly(with store: (any PersistentStore)?, every interval: TimeAmount, initialDelay: TimeAmount? = nil,
+                           _ body: @escaping @Sendable (any PersistentStore) async -> Void) -> Task<Void, Never>? {
         guard let store else { return nil }
-        return loop.scheduleRepeatedAsyncTask(initialDelay: initialDelay ?? interval, delay: interval) { _ in
-            let promise = loop.makePromise(of: Void.self)
-            promise.completeWithTask { await body(store) }
-            return promise.futureResult
+        return Task {
+            var delay = initialDelay ?? interval
+            while (try? await Task.sleep(for: .nanoseconds(delay.nanoseconds))) != nil {
+                await body(store)
+                delay = interval
+            }
         }
     }
 
@@ -166,10 +169,10 @@ public final class StarlingServer: Service, Sendable {
 
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
         let store = setup?.store
-        let collector = Self.repeatedly(with: store, on: loop, every: .seconds(30)) { store in
+        let collector = Self.repeatedly(with: store, every: .seconds(30)) { store in
             _ = try? await store.collectGarbage()
         }
-        let retention = Self.repeatedly(with: store, on: loop, every: .minutes(10)) { store in
+        let retention = Self.repeatedly(with: store, every: .minutes(10)) { store in
             do {
                 _ = try await store.enforceRetention(before: self.retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
             } catch {
@@ -177,12 +180,12 @@ public final class StarlingServer: Service, Sendable {
             }
         }
         // Users added or removed with `starling ctl users` take effect within seconds.
-        let userRefresh = Self.repeatedly(with: store, on: loop, every: Self.userRefreshInterval) { store in
+        let userRefresh = Self.repeatedly(with: store, every: Self.userRefreshInterval) { store in
             if let users = try? await store.loadUsers() { authenticator.replaceUsers(users) }
         }
         // Readiness: a store that has nothing to commit is still asked whether it could.
         let status = self.status
-        let pinger = Self.repeatedly(with: store, on: loop, every: Self.storePingInterval, initialDelay: .zero) { store in
+        let pinger = Self.repeatedly(with: store, every: Self.storePingInterval, initialDelay: .zero) { store in
             let limit = Duration.nanoseconds(Self.storePingInterval.nanoseconds)
             let outcome = await withTimeout(limit) { () -> String? in
                 do { try await store.ping(); return nil } catch { return "\(error)" }

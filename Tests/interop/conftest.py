@@ -36,6 +36,9 @@ class Broker:
         args += list(extra_args)
         full_env = dict(os.environ)
         full_env.update(env or {})
+        # Work scheduled on an event loop that has shut down is a crash, not a printed line
+        # (SwiftNIO's strict mode): a stop that leaves such work behind fails its test.
+        full_env.setdefault("SWIFTNIO_STRICT", "1")
         # Tests stop brokers often: no drain wait unless a test asks for one.
         if "STARLING_SERVER_DRAIN_WAIT" not in full_env and "drain_wait" not in (config_text or ""):
             full_env["STARLING_SERVER_DRAIN_WAIT"] = "0"
