@@ -296,7 +296,8 @@ extension StarlingServer {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await membership.run() }
                 if let ownership {
-                    let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, logger: clusterLogger)
+                    let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
+                                                  logger: clusterLogger)
                     group.addTask { await sweeper.run() }
                 }
             }

@@ -11,18 +11,25 @@ public import StarlingCore
 ///   expiry runs from now;
 /// - the wills that are due of sessions no node holds are published, once in the cluster (a
 ///   client that reconnects first takes its session back, and with it the will);
-/// - sessions no node holds whose expiry passed end, everywhere.
+/// - sessions no node holds whose expiry passed end, everywhere;
+/// - the wills of dead nodes' connections whose sessions were not stored (Session Expiry 0:
+///   their sessions ended with the connection, so the will is due at once) are published, once
+///   in the cluster, and those a crashed earlier start of this node left.
 public final class DeadNodeSweeper: @unchecked Sendable {
     let store: any SessionOwnershipStore
     let broker: Broker
     let loop: any EventLoop
     let logger: Logger
+    /// The first id of this node start's block: connection wills of this node below it are
+    /// from an earlier start (that died).
+    let firstToken: Int64
     public var interval = TimeAmount.seconds(1)
 
-    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, logger: Logger) {
+    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, firstToken: Int64, logger: Logger) {
         self.store = store
         self.broker = broker
         self.loop = loop
+        self.firstToken = firstToken
         self.logger = logger
     }
 
@@ -42,7 +49,7 @@ public final class DeadNodeSweeper: @unchecked Sendable {
             if !released.isEmpty {
                 logger.notice("released \(released.count) sessions of dead nodes; \(released.count { $0.connected && $0.will != nil }) wills due")
             }
-            let wills = try await store.takeDueWills(now: now)
+            let wills = try await store.takeDueWills(now: now) + store.takeConnectionWills(firstToken: firstToken)
             let expired = try await store.deleteExpiredSessions(now: now)
             guard !wills.isEmpty || !expired.isEmpty else { return }
             for (clientID, _) in wills { logger.info("publishing the will of \(clientID), whose node died", metadata: ["mqtt.client_id": "\(clientID)"]) }

@@ -147,6 +147,10 @@ SELECT 1;
 -- Claim epochs are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 7, name: "connection_wills", sql: #"""
+-- Connection wills are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -316,6 +320,24 @@ CREATE SEQUENCE id_blocks;
 -- client id on two nodes at once: the higher epoch wins on the row and between the nodes.
 CREATE SEQUENCE claim_epochs;
 ALTER TABLE sessions ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0;
+"""#),
+        Migration(version: 7, name: "connection_wills", sql: #"""
+-- The wills of connections whose sessions are not stored (Session Expiry Interval 0, or a
+-- 3.1.1 Clean Session 1), kept by their node for as long as each connection lasts, so that a
+-- survivor publishes them when the node dies (EMQX lost them with the node: #1667). `token`
+-- tells connections of one client id apart (it comes from the node's id block, so it also tells
+-- a node's earlier starts from the current one).
+CREATE TABLE connection_wills (
+    node_id     text NOT NULL,
+    client_id   text NOT NULL,
+    token       bigint NOT NULL,
+    topic       text NOT NULL,
+    payload     bytea NOT NULL,
+    qos         smallint NOT NULL,
+    retain      boolean NOT NULL,
+    properties  bytea NOT NULL,
+    PRIMARY KEY (node_id, token)
+);
 """#),
     ]
 }

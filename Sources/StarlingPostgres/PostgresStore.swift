@@ -191,13 +191,36 @@ public final class PostgresStore: PersistentStore {
         try await writeIngest(batch.ingest, on: connection, logger: logger)
         try await writeInbound(batch, on: connection, logger: logger)
         try await writeRetained(batch, on: connection, logger: logger)
+        if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
+    }
+
+    /// Connection wills (migration 0007), rows of this node.
+    private static func writeConnectionWills(_ batch: StoreBatch, owner: String, on connection: PostgresConnection, logger: Logger) async throws {
+        var deleted: [Int64] = []
+        for (token, change) in batch.connectionWills {
+            switch change {
+            case .upsert(let w):
+                try await connection.query("""
+                    INSERT INTO connection_wills (node_id, client_id, token, topic, payload, qos, retain, properties)
+                    VALUES (\(owner), \(w.clientID), \(token), \(w.will.topic), \(w.will.payload), \(Int16(w.will.qos.rawValue)),
+                            \(w.will.retain), \(ByteBuffer(bytes: StoreCoding.encode(w.will.properties))))
+                    ON CONFLICT (node_id, token) DO UPDATE SET topic = excluded.topic, payload = excluded.payload, qos = excluded.qos,
+                        retain = excluded.retain, properties = excluded.properties
+                    """, logger: logger)
+            case .delete:
+                deleted.append(token)
+            }
+        }
+        if !deleted.isEmpty {
+            try await connection.query("DELETE FROM connection_wills WHERE node_id = \(owner) AND token = ANY(\(deleted))", logger: logger)
+        }
     }
 
     /// The one statement that writes `batch`, when one can: new payloads with their deliveries
     /// and nothing else, or ingest records of a single round and nothing else.
     static func singleStatement(_ batch: StoreBatch) -> PostgresQuery? {
         if batch.resetSessions.isEmpty && batch.sessions.isEmpty && batch.subscriptions.isEmpty && batch.inboundQoS2.isEmpty
-            && batch.retained.isEmpty {
+            && batch.retained.isEmpty && batch.connectionWills.isEmpty {
             if batch.ingest.isEmpty, case let (upserts, updates, deletes) = deliveryChanges(batch), updates.isEmpty, deletes.isEmpty {
                 return queuedQuery(Array(batch.messages.values), upserts)
             }

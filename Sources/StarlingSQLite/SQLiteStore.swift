@@ -200,6 +200,8 @@ public final class SQLiteStore: PersistentStore {
             try db.cachedStatement(sql: "DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?").execute(arguments: [clientID, Int(packetID)])
         case .ingest(let record):
             try writeIngest([record], db)
+        case .saveConnectionWill, .deleteConnectionWill:
+            break  // a cluster's (PostgreSQL); a node alone publishes its wills itself
         case .setRetained(let m):
             if m.payload.readableBytes == 0 {
                 try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])

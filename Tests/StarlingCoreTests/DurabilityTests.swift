@@ -147,4 +147,24 @@ struct DurabilityTests {
             #expect(store.committed.contains { if case .saveDelivery(let d) = $0 { d.clientID == "sub" } else { false } })
         }
     }
+
+    @Test("in a cluster, the will of a connection whose session is not stored is committed before its CONNACK and deleted with the connection")
+    func connectionWillRow() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            try await onLoop { h.broker.cluster = RecordingClusterBus() }
+            let will = MQTTWill(topic: "status/dev", payload: ByteBuffer(string: "offline"), qos: .atLeastOnce)
+            let dev = try await onLoop { h.connect("dev", version: .v3_1_1, will: will).0 }
+            try await h.broker.persistence!.drain().get()
+            let saved = store.committed.compactMap { if case .saveConnectionWill(let w) = $0 { w } else { nil } }
+            #expect(saved.map(\.clientID) == ["dev"] && saved.first?.will == will)
+            try await onLoop { #expect(Self.types(dev.take()) == [.connack]) }
+            try await onLoop { dev.send(.disconnect(MQTTDisconnect())) }
+            try await h.broker.persistence!.drain().get()
+            #expect(store.committed.contains(.deleteConnectionWill(token: saved.first?.token ?? -1)))
+            // A persistent session keeps its will in its own row: no connection will.
+            _ = try await onLoop { h.connect("kept", version: .v3_1_1, cleanStart: false, will: will) }
+            try await h.broker.persistence!.drain().get()
+            #expect(store.committed.filter { if case .saveConnectionWill = $0 { true } else { false } }.count == 1)
+        }
+    }
 }

@@ -596,12 +596,17 @@ def test_a_frozen_owner_wakes_to_find_its_session_taken():
 
 
 def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
-    """Dead-node clean-up: n2 holds the persistent sessions of a 5.0 and a 3.1.1 client with wills
-    and is killed (SIGKILL); once its lease expires (cluster.lease_timeout 2 s) a survivor lets its
-    sessions go and publishes each will once in the cluster — n1 and n3 both sweep — and a
-    subscriber on n1 receives each exactly once. A client that comes back (to n3) before its Will
-    Delay Interval has passed keeps its session and no will is published for it [MQTT-3.1.3-9]."""
+    """Dead-node clean-up: n2 holds the persistent sessions of a 5.0 and a 3.1.1 client with wills,
+    and the connections of a 5.0 and a 3.1.1 client with wills whose sessions are not stored
+    (Session Expiry 0, Clean Session 1: their wills live in connection_wills while they are
+    connected), and is killed (SIGKILL); once its lease expires (cluster.lease_timeout 2 s) a
+    survivor lets its sessions go and publishes each will once in the cluster — n1 and n3 both
+    sweep — and a subscriber on n1 receives each exactly once. A client that comes back (to n3)
+    before its Will Delay Interval has passed keeps its session and no will is published for it
+    [MQTT-3.1.3-9]; a clean client that disconnected normally before the kill gets no will
+    [MQTT-3.1.2-10]."""
     import signal
+    import time
     c = Cluster(size=3, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
     try:
         watcher = client(c, "n1", "will-watcher")
@@ -616,6 +621,20 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
             d.client.will_set(f"wills/{client_id}", b"gone", qos=1, properties=delay)
             d.connect(properties=expiry if protocol == V5 else None)
             doomed.append(d)
+        for client_id, protocol in (("clean-v5", V5), ("clean-v311", mqtt.MQTTv311), ("polite", mqtt.MQTTv311)):
+            d = Client(c["n2"], client_id=client_id, protocol=protocol, clean=True)
+            d.client.will_set(f"wills/{client_id}", b"gone", qos=1)
+            d.connect()
+            doomed.append(d)
+        assert c.query("SELECT count(*) FROM connection_wills WHERE node_id = 'n2'") == [["3"]]
+        # "polite": a normal DISCONNECT discards the will and its row (a row left behind would be
+        # published by the sweepers below: a fifth will). The client waits for nothing after a
+        # DISCONNECT, so the test watches the row go before it kills the node.
+        doomed.pop().disconnect()
+        deadline = time.monotonic() + 30
+        while c.query("SELECT count(*) FROM connection_wills WHERE node_id = 'n2'") != [["2"]]:
+            assert time.monotonic() < deadline, "the will row of a client that disconnected normally stayed"
+            time.sleep(0.05)  # the row has no notification: poll it
         c["n2"].process.send_signal(signal.SIGKILL)
         c["n2"].process.wait()
         for d in doomed:
@@ -623,11 +642,41 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
         back = Client(c["n3"], client_id="returns", protocol=V5, clean=False)
         flags, _, _ = back.connect(properties=expiry)
         assert flags.session_present
-        got = sorted(watcher.message(timeout=30).topic for _ in range(2))
-        assert got == ["wills/doomed-v311", "wills/doomed-v5"]
+        got = sorted(watcher.message(timeout=30).topic for _ in range(4))
+        assert got == ["wills/clean-v311", "wills/clean-v5", "wills/doomed-v311", "wills/doomed-v5"]
         watcher.no_message()
         assert c.query("SELECT count(*) FROM sessions WHERE owner_node = 'n2'") == [["0"]]
+        assert c.query("SELECT count(*) FROM connection_wills") == [["0"]]
         back.disconnect()
+        watcher.disconnect()
+    finally:
+        c.stop()
+
+
+def test_a_restarted_node_publishes_the_connection_wills_its_crashed_start_left():
+    """A cluster of one node (no survivor to sweep): a clean 3.1.1 client with a will is
+    connected when the node is killed (SIGKILL); the node started again with the same id
+    publishes the will its earlier start left in connection_wills, and a persistent subscriber
+    that comes back gets it once."""
+    c = Cluster(size=1, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
+    try:
+        watcher = Client(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
+        watcher.connect()
+        watcher.subscribe("restart-wills/#", qos=1)
+        watcher.disconnect()
+        device = Client(c["n1"], client_id="restart-device", protocol=mqtt.MQTTv311, clean=True)
+        device.client.will_set("restart-wills/device", b"gone", qos=1)
+        device.connect()
+        c["n1"].process.kill()
+        c["n1"].process.wait()
+        device.client.loop_stop()
+        c["n1"].stop()
+        c.start("n1")
+        watcher = Client(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
+        watcher.connect()
+        message = watcher.message(timeout=30)
+        assert (message.topic, message.payload) == ("restart-wills/device", b"gone")
+        watcher.no_message()
         watcher.disconnect()
     finally:
         c.stop()

@@ -43,12 +43,15 @@ extension Broker {
         if entries.isEmpty { done() } else { cluster.sessionsChanged(entries, then: done) }
     }
 
+    /// The first id of a block (below it: the ids of every earlier node start).
+    public static func firstID(inBlock block: Int64) -> Int64 { 1 << 62 | block << 40 }
+
     /// In a cluster, the ids this node generates (message ids) come from its own block: bit 62
     /// set (above every id a node running alone makes from the wall clock), the block in the
     /// next 21 bits, then a 40-bit counter — so no two node starts ever generate the same id.
     public func generateIDs(inBlock block: Int64) {
         precondition(block > 0 && block < 1 << 21, "id block \(block) out of range")
-        nextMessageID = 1 << 62 | block << 40
+        nextMessageID = Self.firstID(inBlock: block)
     }
 
     /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
@@ -196,6 +199,7 @@ extension Broker {
             session.connection = nil
             connection.session = nil
             connection.publishWillOnClose = false
+            forgetWillRow(of: connection)
             // Not before its CONNACK [MQTT-3.2.0-1]: a connection whose CONNACK still waits for
             // its commit is closed without a word.
             if connection.version == .v5 && connection.state == .connected {

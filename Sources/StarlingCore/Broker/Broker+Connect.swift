@@ -271,6 +271,13 @@ extension Broker {
         connection.session = session
         connection.state = .connecting
         collected += sessionRowOperations(session)
+        if cluster != nil, persistence != nil, !session.isStored, let will = connect.will {
+            // Its session ends with the connection, which may end with this node: a survivor
+            // publishes the will from this row if it does (issue 13; EMQX lost them, #1667).
+            let token = nextID()
+            connection.willToken = token
+            collected.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
+        }
 
         var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
         if connect.version == .v5 {
@@ -332,6 +339,7 @@ extension Broker {
     func detach(_ connection: Connection) {
         let wasConnected = connection.hasSession
         connection.state = .closed
+        forgetWillRow(of: connection)
         guard wasConnected, let session = connection.session, session.connection === connection else { return }
         let now = clock.now()
         session.connection = nil
@@ -423,5 +431,13 @@ extension Broker {
             let copies = routeToDirectory(message)
             commitCollected { [self] in forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: copies) }
         }
+    }
+
+    /// The connection's will row (a cluster's, for a session that is not stored) goes with it,
+    /// whatever becomes of the will: this node publishes it, or it is not due.
+    func forgetWillRow(of connection: Connection) {
+        guard let token = connection.willToken else { return }
+        connection.willToken = nil
+        collected.append(.deleteConnectionWill(token: token))
     }
 }

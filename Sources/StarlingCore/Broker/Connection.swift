@@ -31,6 +31,9 @@ public final class Connection {
     var keepAlive: UInt16 = 0
     /// True until a DISCONNECT 0x00 says not to publish the will [MQTT-3.1.2-10].
     var publishWillOnClose = true
+    /// In a cluster, the token of this connection's will row (a session that is not stored):
+    /// the row goes when the connection does.
+    var willToken: Int64?
 
     // What the client announced in CONNECT (5.0).
     var clientReceiveMaximum = Int(UInt16.max)

@@ -191,4 +191,7 @@ public protocol SessionOwnershipStore: Sendable {
     func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)]
     /// Deletes the sessions no node holds whose expiry has passed; returns their client ids.
     func deleteExpiredSessions(now: Int64) async throws -> [String]
+    /// Takes (each once in the cluster) the connection wills of dead nodes, and this node's own
+    /// from its earlier starts (tokens below `firstToken`, the first id of this start's block).
+    func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)]
 }

@@ -34,6 +34,8 @@ public struct StoreBatch: Sendable {
     public private(set) var retained: [String: StoredMessage] = [:]  // empty payload = delete
     /// Published messages to ingest, in arrival order (not folded: each is a row or a re-send).
     public private(set) var ingest: [IngestRecord] = []
+    /// Connection wills by connection token.
+    public private(set) var connectionWills: [Int64: Change<StoredConnectionWill>] = [:]
 
     public struct SubscriptionKey: Hashable, Sendable {
         public var clientID: String
@@ -47,7 +49,7 @@ public struct StoreBatch: Sendable {
 
     public var isEmpty: Bool {
         resetSessions.isEmpty && sessions.isEmpty && messages.isEmpty && subscriptions.isEmpty && deliveries.isEmpty
-            && inboundQoS2.isEmpty && retained.isEmpty && ingest.isEmpty
+            && inboundQoS2.isEmpty && retained.isEmpty && ingest.isEmpty && connectionWills.isEmpty
     }
 
     public init(_ operations: [StoreOperation]) {
@@ -92,6 +94,10 @@ public struct StoreBatch: Sendable {
                 retained[message.topic] = message
             case .ingest(let record):
                 ingest.append(record)
+            case .saveConnectionWill(let will):
+                connectionWills[will.token] = .upsert(will)
+            case .deleteConnectionWill(let token):
+                connectionWills[token] = .delete
             }
         }
     }

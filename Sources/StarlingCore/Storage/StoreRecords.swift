@@ -143,6 +143,23 @@ public enum StoreOperation: Sendable, Equatable {
     /// Store a published message in `messages`, unless the de-duplication rule says it is a
     /// re-send (DESIGN.md section 4), decided atomically in the database.
     case ingest(IngestRecord)
+    /// In a cluster, the will of a connection whose session is not stored, kept while the
+    /// connection lasts so that a survivor publishes it if this node dies (migration 0007).
+    case saveConnectionWill(StoredConnectionWill)
+    case deleteConnectionWill(token: Int64)
+}
+
+/// The will of one connection of a session that is not stored; `token` names the connection.
+public struct StoredConnectionWill: Sendable, Equatable {
+    public var clientID: String
+    public var token: Int64
+    public var will: MQTTWill
+
+    public init(clientID: String, token: Int64, will: MQTTWill) {
+        self.clientID = clientID
+        self.token = token
+        self.will = will
+    }
 }
 
 /// The storage port. Adapters (SQLite, PostgreSQL) implement it and pass the same

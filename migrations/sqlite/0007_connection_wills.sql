@@ -1,0 +1,2 @@
+-- Connection wills are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
