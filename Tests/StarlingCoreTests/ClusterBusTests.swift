@@ -8,8 +8,8 @@ import Testing
 /// recording fake: no sockets, no database.
 @Suite("Cluster port")
 struct ClusterBusTests {
-    static func harness(_ bus: RecordingClusterBus) -> BrokerHarness {
-        let h = BrokerHarness()
+    static func harness(_ bus: RecordingClusterBus, configure: (inout BrokerConfiguration) -> Void = { _ in }) -> BrokerHarness {
+        let h = BrokerHarness(configure: configure)
         h.broker.cluster = bus
         return h
     }
@@ -63,12 +63,12 @@ struct ClusterBusTests {
         #expect(bus.forwards.count == 4)
     }
 
-    @Test("[MQTT-4.8.2] a shared group gets one copy in the cluster: served here, or assigned to one peer")
+    @Test("[MQTT-4.8.2] a shared group gets one copy in the cluster: served here (strategy local), or assigned to one peer")
     func sharedGroupsAcrossNodes() {
         let bus = RecordingClusterBus()
         let group = ShareGroupKey(name: "g", filter: "j/#")
         bus.peerRoutes = { _ in ([], [group: ["n2", "n3"]]) }
-        let h = Self.harness(bus)
+        let h = Self.harness(bus) { $0.sharedStrategy = .local }
         let (p, _) = h.connect("p")
         p.publish("j/1", "a")
         #expect(bus.forwards.count == 1 && bus.forwards[0].groups == [group] && !bus.forwards[0].plain)
@@ -200,6 +200,31 @@ extension ClusterBusTests {
                 // The rival's claim, arriving after this node's: it lost, and changes nothing.
                 h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: rival) {}
                 #expect(!dev.transport.isClosed && h.broker.session("dev") != nil)
+            }
+        }
+    }
+}
+
+extension ClusterBusTests {
+    @Test("[MQTT-4.8.2] the strategy chooses among the nodes with members, this one included: round_robin takes turns, hash_clientid keeps a publisher on one node")
+    func sharedStrategiesAcrossNodes() {
+        let group = ShareGroupKey(name: "g", filter: "j/#")
+        for strategy in [BrokerConfiguration.SharedStrategy.roundRobin, .hashClientID] {
+            let bus = RecordingClusterBus()
+            bus.peerRoutes = { _ in ([], [group: ["n2"]]) }
+            let h = Self.harness(bus) { $0.sharedStrategy = strategy; $0.ingest.nodeID = "n1" }
+            let (member, _) = h.connect("m")
+            member.subscribe("$share/g/j/#", qos: .atMostOnce)
+            _ = member.take()
+            let (p, _) = h.connect("p")
+            for i in 0..<6 { p.publish("j/1", "\(i)") }
+            let here = member.publishes().map { String(buffer: $0.payload) }
+            let there = bus.forwards.filter { $0.groups == [group] }.map { String(buffer: $0.message.payload) }
+            // One copy per message in the whole cluster.
+            #expect((here + there).sorted() == (0..<6).map(String.init))
+            switch strategy {
+            case .roundRobin: #expect(here.count == 3 && there.count == 3)
+            default: #expect(here.isEmpty || there.isEmpty)  // one publisher: one node
             }
         }
     }

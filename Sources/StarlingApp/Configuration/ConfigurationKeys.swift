@@ -117,7 +117,7 @@ extension ConfigurationKey {
         .init("mqtt", "max_client_id_length", \.broker.maxClientIDLength, .integer(1...65535), "Longest client identifier in bytes (longer ones get 0x85 / 3.x 0x02)."),
         .init("mqtt", "maximum_qos", \.broker.maximumQoS, .qos, "Highest QoS accepted from publishers and granted to subscribers (0, 1 or 2)."),
         .init("mqtt", "retain_available", \.broker.retainAvailable, .boolean, "Whether retained messages are supported."),
-        .init("mqtt", "shared_subscription_strategy", \.broker.sharedStrategy, .choice, "How one member of a $share group is chosen for each message."),
+        .init("mqtt", "shared_subscription_strategy", \.broker.sharedStrategy, .choice, "How one member of a $share group is chosen for each message; in a cluster, first the node that serves it, among the nodes with members (\"local\": this node when it has members)."),
         .init("mqtt", "sys_interval", \.broker.sysInterval, .seconds(0...86_400), "Seconds between $SYS/broker/... updates (0 = off)."),
         .init("mqtt", "max_session_expiry", \.broker.maxSessionExpiry, .integer(0...4_294_967_295),
               "Largest Session Expiry Interval granted in seconds (4294967295 = sessions may never expire)."),

@@ -57,18 +57,44 @@ extension Broker {
     /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
     public var localRoutes: [String] { Array(routeCounts.keys) }
 
+    /// Where the shared groups matching `message` that have members on peers get it, one node
+    /// per group in the whole cluster [MQTT-4.8.2]: chosen by `mqtt.shared_subscription_strategy`
+    /// among the nodes with members, this one included (`local`: this one when it has members).
+    /// Groups only this node has members of are left to `route`.
+    func placeShared(_ message: Message) -> SharedPlacement {
+        guard let cluster else { return SharedPlacement() }
+        let matching = cluster.peers(matching: message.topic)
+        var placement = SharedPlacement(matching: matching)
+        guard !matching.groups.isEmpty else { return placement }
+        let here = Set(index.matches(message.topic).groups.map(\.group))
+        for (group, peers) in matching.groups where !peers.isEmpty {
+            var nodes = peers
+            if here.contains(group) {
+                if configuration.sharedStrategy == .local { continue }
+                nodes.append(nodeName)
+            }
+            guard let chosen = pick(from: nodes.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: message),
+                  chosen != nodeName else { continue }
+            placement.peers[chosen, default: []].append(group)
+            placement.elsewhere.insert(group)
+        }
+        return placement
+    }
+
     /// Sends a message published by a local client to the peers with subscribers for it: every
-    /// peer with a plain subscription, and for each shared group that got no local member, one
-    /// peer with members (so each group gets one copy in the whole cluster). With `copiesOnly`,
-    /// only the copies for stored sessions go (the plain message went before).
+    /// peer with a plain subscription, each peer `placed` chose for shared groups, and for each
+    /// other shared group that got no local member, one peer with members (so each group gets
+    /// one copy in the whole cluster). With `copiesOnly`, only the copies for stored sessions go
+    /// (the plain message went before).
     /// - Returns: the number of peers it went to (and of copies for sessions no node holds).
     @discardableResult
-    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, deliveries: [String: [RemoteDelivery]] = [:],
-                        copiesOnly: Bool = false, from publisher: Connection? = nil) -> Int {
+    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, placed: SharedPlacement = SharedPlacement(),
+                        deliveries: [String: [RemoteDelivery]] = [:], copiesOnly: Bool = false, from publisher: Connection? = nil) -> Int {
         guard let cluster else { return 0 }
-        let (plain, groups) = copiesOnly ? ([], [:]) : cluster.peers(matching: message.topic)
-        var assignments: [String: [ShareGroupKey]] = [:]
-        for (group, peers) in groups where !servedGroups.contains(group) && !peers.isEmpty {
+        let (plain, groups) = copiesOnly ? ([], [:]) : placed.matching ?? cluster.peers(matching: message.topic)
+        var assignments = copiesOnly ? [:] : placed.peers
+        for (group, peers) in groups where !servedGroups.contains(group) && !placed.elsewhere.contains(group) && !peers.isEmpty {
+            // A group placed here that no member here could take (authorization): a peer's.
             let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
             assignments[peer, default: []].append(group)
         }
@@ -247,4 +273,15 @@ extension Broker {
 struct ClaimInProgress {
     var copies: [(message: Message, delivery: RemoteDelivery)] = []
     var latestRival: Int64 = 0
+}
+
+/// Which peer serves each shared group of a message (`Broker.placeShared`).
+struct SharedPlacement {
+    /// The peers' routes matching the message, as `ClusterBus.peers(matching:)` gave them.
+    var matching: (plain: Set<String>, groups: [ShareGroupKey: [String]])?
+    var peers: [String: [ShareGroupKey]] = [:]
+    /// The groups another node serves: not routed here.
+    var elsewhere: Set<ShareGroupKey> = []
+
+    var selection: Broker.SharedGroupSelection { elsewhere.isEmpty ? .all : .except(elsewhere) }
 }

@@ -425,11 +425,12 @@ extension Broker {
             retain(message)
             cluster?.retainedChanged(message) {}
         }
-        let routed = route(message, now: now)
+        let placement = placeShared(message)
+        let routed = route(message, now: now, sharedGroups: placement.selection)
         if cluster != nil {
             // Peers' subscribers too, once the will's rows are committed.
             let copies = routeToDirectory(message)
-            commitCollected { [self] in forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: copies) }
+            commitCollected { [self] in forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: copies) }
         }
     }
 

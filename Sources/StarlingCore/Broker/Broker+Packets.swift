@@ -132,7 +132,8 @@ extension Broker {
             // Peers serve it too: QoS 0 at once; QoS 1/2 before the ack, below.
             if publish.qos == .atMostOnce { cluster?.retainedChanged(message) {} }
         }
-        let routed = route(message, now: now)
+        let placement = placeShared(message)
+        let routed = route(message, now: now, sharedGroups: placement.selection)
         var matched = routed.delivered
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
         let remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
@@ -143,9 +144,9 @@ extension Broker {
             // twice); copies for stored sessions once their rows are committed.
             switch publish.qos {
             case .atMostOnce:
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, deliveries: remoteCopies, from: connection)
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: remoteCopies, from: connection)
             case .atLeastOnce:
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, from: connection)
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, from: connection)
                 matched += remoteCopies.values.reduce(0) { $0 + $1.count }
             case .exactlyOnce:
                 let remote = cluster.peers(matching: message.topic)
@@ -168,7 +169,7 @@ extension Broker {
             let servedGroups = routed.servedGroups
             commitCollected { [self] in
                 if publish.qos == .exactlyOnce {
-                    forwardToPeers(message, servedGroups: servedGroups, deliveries: remoteCopies)
+                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: remoteCopies)
                 } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
                     forwardToPeers(message, servedGroups: [], deliveries: remoteCopies, copiesOnly: true)
                 }

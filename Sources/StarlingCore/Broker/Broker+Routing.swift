@@ -37,6 +37,7 @@ extension Broker {
         }
         for (group, members) in matches.groups {
             if case .only(let allowed) = sharedGroups, !allowed.contains(group) { continue }
+            if case .except(let excluded) = sharedGroups, excluded.contains(group) { continue }
             let candidates = members.filter { isReadable(message.topic, by: $0.subscriber) }
             guard let chosen = chooseMember(of: group, from: candidates.map(\.subscriber), message: message),
                   let subscription = candidates.first(where: { $0.subscriber == chosen })?.value,
@@ -57,6 +58,8 @@ extension Broker {
     enum SharedGroupSelection {
         case all
         case only(Set<ShareGroupKey>)
+        /// All but these (another node serves them).
+        case except(Set<ShareGroupKey>)
     }
 
     /// The copy one session receives through its (possibly overlapping) plain subscriptions,
@@ -236,11 +239,14 @@ extension Broker {
     func chooseMember(of group: ShareGroupKey, from members: [String], message: Message) -> String? {
         guard !members.isEmpty else { return nil }
         let online = members.filter { sessions[$0]?.isConnected == true }
-        let pool = (online.isEmpty ? members : online).sorted()
-        var state = sharedState[group, default: SharedGroupState()]
-        defer { sharedState[group] = state }
+        return pick(from: (online.isEmpty ? members : online).sorted(), state: &sharedState[group, default: SharedGroupState()], message: message)
+    }
+
+    /// One of `pool` (sorted, not empty) by the configured strategy [MQTT-4.8.2]: a member of a
+    /// group on this node, or (in a cluster) the node that serves a group's message.
+    func pick(from pool: [String], state: inout SharedGroupState, message: Message) -> String? {
         switch configuration.sharedStrategy {
-        case .random:
+        case .random, .local:
             return pool.randomElement(using: &randomNumbers)
         case .roundRobin:
             state.counter &+= 1

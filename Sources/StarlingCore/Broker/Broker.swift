@@ -27,6 +27,8 @@ public final class Broker: @unchecked Sendable {
     var pendingFlush: [Connection] = []
     /// Round-robin counters and sticky choices of shared groups.
     var sharedState: [ShareGroupKey: SharedGroupState] = [:]
+    /// In a cluster, the same for choosing the node that serves a group's message.
+    var sharedNodeState: [ShareGroupKey: SharedGroupState] = [:]
     var randomNumbers = SystemRandomNumberGenerator()
     let startedAt: NIODeadline
     var lastSysPublish: NIODeadline

@@ -17,6 +17,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case sticky
         case hashClientID = "hash_clientid"
         case hashTopic = "hash_topic"
+        /// In a cluster, a member on the node that received the message when it has one (no
+        /// hop), else a node with members at random; within a node, a member at random.
+        case local
     }
 
     /// Largest keep alive accepted, in seconds; 0 = no maximum. A 5.0 client asking for more
