@@ -11,6 +11,8 @@ public import StarlingCore
 ///   expiry runs from now;
 /// - the wills that are due of sessions no node holds are published, once in the cluster (a
 ///   client that reconnects first takes its session back, and with it the will);
+/// - the QoS 1 messages of shared subscriptions queued or in flight for those sessions go to
+///   other members of their groups [MQTT-4.8.2-5] (QoS 2 ones wait for their sessions);
 /// - sessions no node holds whose expiry passed end, everywhere;
 /// - the wills of dead nodes' connections whose sessions were not stored (Session Expiry 0:
 ///   their sessions ended with the connection, so the will is due at once) are published, once
@@ -48,6 +50,11 @@ public final class DeadNodeSweeper: @unchecked Sendable {
             let released = try await store.releaseDeadNodesSessions(now: now)
             if !released.isEmpty {
                 logger.notice("released \(released.count) sessions of dead nodes; \(released.count { $0.connected && $0.will != nil }) wills due")
+                let shared = try await store.takeSharedDeliveries(of: released.map(\.clientID))
+                if !shared.isEmpty {
+                    logger.notice("giving \(shared.count) QoS 1 messages of shared subscriptions of dead nodes' sessions to other members")
+                    loop.execute { broker.redispatchShared(shared) }
+                }
             }
             let wills = try await store.takeDueWills(now: now) + store.takeConnectionWills(firstToken: firstToken)
             let expired = try await store.deleteExpiredSessions(now: now)

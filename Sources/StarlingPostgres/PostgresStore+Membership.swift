@@ -139,6 +139,23 @@ extension PostgresStore: SessionOwnershipStore {
         return wills
     }
 
+    public func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
+        guard !clientIDs.isEmpty else { return [] }
+        var taken: [(StoredMessage, ShareGroupKey)] = []
+        let rows = try await client.query("""
+            WITH taken AS (
+                DELETE FROM session_messages WHERE client_id = ANY(\(clientIDs)) AND share_name IS NOT NULL AND qos = 1
+                RETURNING message_id, share_name, share_filter, client_id, seq
+            )
+            SELECT p.*, t.share_name, t.share_filter FROM taken t JOIN message_payloads p ON p.id = t.message_id ORDER BY t.client_id, t.seq
+            """, logger: logger)
+        for try await row in rows {
+            let r = row.makeRandomAccess()
+            taken.append((try Self.payload(row), ShareGroupKey(name: try r["share_name"].decode(String.self), filter: try r["share_filter"].decode(String.self))))
+        }
+        return taken
+    }
+
     public func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         guard let ownerNode else { return [] }
         var wills: [(String, MQTTWill)] = []

@@ -360,6 +360,17 @@ public final class PostgresStore: PersistentStore {
         return session
     }
 
+    /// A row of `message_payloads`.
+    static func payload(_ row: PostgresRow) throws -> StoredMessage {
+        let r = row.makeRandomAccess()
+        return StoredMessage(
+            id: try r["id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
+            payload: try r["payload"].decode(ByteBuffer.self),
+            qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: try r["retain"].decode(Bool.self),
+            properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
+            expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self))
+    }
+
     /// Everything a restart restores, or (with `only`) what one client's session holds.
     func load(only clientID: String?) async throws -> StoredState {
         var state = StoredState()
@@ -393,13 +404,7 @@ public final class PostgresStore: PersistentStore {
         var payloads = clients
         payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)))"
         for try await row in try await client.query(payloads, logger: logger) {
-            let r = row.makeRandomAccess()
-            state.messages.append(StoredMessage(
-                id: try r["id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
-                payload: try r["payload"].decode(ByteBuffer.self),
-                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: try r["retain"].decode(Bool.self),
-                properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
-                expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
+            state.messages.append(try Self.payload(row))
         }
         for try await row in try await client.query(scoped("SELECT * FROM session_messages", order: "ORDER BY client_id, seq"), logger: logger) {
             let r = row.makeRandomAccess()

@@ -230,6 +230,26 @@ extension ClusterBusTests {
     }
 }
 
+extension ClusterBusTests {
+    @Test("[MQTT-4.8.2-5] a QoS 1 message in flight to a member whose session ends goes to a member on another node when none is left here")
+    func sharedRedispatchAcrossNodes() {
+        let bus = RecordingClusterBus()
+        let group = ShareGroupKey(name: "g", filter: "j/#")
+        bus.peerRoutes = { _ in ([], [group: ["n2"]]) }
+        let h = Self.harness(bus) { $0.sharedStrategy = .local }
+        let (member, _) = h.connect("m")
+        member.subscribe("$share/g/j/#", qos: .atLeastOnce)
+        _ = member.take()
+        let (p, _) = h.connect("p")
+        p.publish("j/1", "reading", qos: .atLeastOnce, id: 1)
+        #expect(member.publishes().map { String(buffer: $0.payload) } == ["reading"])  // local: served here
+        #expect(!bus.forwards.contains { !$0.groups.isEmpty })
+        h.drop(member)  // unacknowledged; its session ends with the connection
+        let redispatched = bus.forwards.filter { $0.groups == [group] }
+        #expect(redispatched.map(\.peer) == ["n2"] && redispatched.map { String(buffer: $0.message.payload) } == ["reading"])
+    }
+}
+
 @Suite("Membership lease")
 struct LeaseKeeperTests {
     @Test("a lease is held from the start of its last successful renewal for its duration, renewed every third of it (at most 1 s)")

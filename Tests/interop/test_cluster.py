@@ -18,7 +18,7 @@ from conftest import BINARY
 from mqtt_helpers import Client, v5_properties
 import types
 
-from raw_client import RawClient, connect, packet, parse_properties, props, string
+from raw_client import RawClient, connect, packet, parse_properties, parse_publish, props, string
 
 V5 = mqtt.MQTTv5
 
@@ -682,6 +682,53 @@ def test_a_restarted_node_publishes_the_connection_wills_its_crashed_start_left(
         assert (message.topic, message.payload) == ("restart-wills/device", b"gone")
         watcher.no_message()
         watcher.disconnect()
+    finally:
+        c.stop()
+
+
+def test_a_dead_members_shared_qos1_messages_go_to_another_member():
+    """[MQTT-4.8.2-5] A persistent 5.0 member of $share/rg on n2 receives QoS 1 messages and does
+    not acknowledge them; a member on n3 gets the others (round_robin between the nodes). n2 is
+    killed (SIGKILL): once its lease expires, the survivor that lets its sessions go gives the
+    unacknowledged messages to the member on n3, which ends up with all of them."""
+    import signal
+    import socket
+    import time
+    c = Cluster(size=3, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
+    try:
+        dead = RawClient(c["n2"])
+        dead.send(connect("rd-dead", version=5, flags=0x00, properties=props(b"\x11" + (600).to_bytes(4, "big"))))
+        assert dead.read_packet()[0] == 0x20
+        dead.send(packet(0x82, b"\x00\x01", b"\x00", string("$share/rg/rd/#"), b"\x01"))
+        assert dead.read_packet()[0] == 0x90
+        alive = client(c, "n3", "rd-alive")
+        alive.subscribe("$share/rg/rd/#", qos=1)
+        p = client(c, "n1", "rd-pub")
+        for i in range(6):
+            p.publish(f"rd/{i}", str(i).encode(), qos=1).wait_for_publish(10)
+        # The dead member's share: read without acknowledging, until all six are placed.
+        unacked, got = [], []
+        dead.sock.settimeout(0.1)
+        deadline = time.monotonic() + 30
+        while len(unacked) + len(got) < 6:
+            assert time.monotonic() < deadline, (unacked, got)
+            try:
+                first, body = dead.read_packet()
+                if first & 0xF0 == 0x30:
+                    unacked.append(parse_publish(first, body)["payload"])
+            except socket.timeout:
+                pass
+            while not alive.messages.empty():
+                got.append(alive.messages.get().payload)
+        assert unacked and got  # round_robin gave each node some
+        c["n2"].process.send_signal(signal.SIGKILL)
+        c["n2"].process.wait()
+        while len(got) < 6:
+            got.append(alive.message(timeout=30).payload)
+        assert sorted(got) == [str(i).encode() for i in range(6)]
+        alive.no_message()
+        for x in (alive, p):
+            x.disconnect()
     finally:
         c.stop()
 

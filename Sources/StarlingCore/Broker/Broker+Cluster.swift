@@ -246,6 +246,21 @@ extension Broker {
         flush()
     }
 
+    /// QoS 1 messages of shared subscriptions that dead nodes' sessions held (taken from the
+    /// store once in the cluster by `DeadNodeSweeper`): each goes to another member of its group,
+    /// here or on a node with members [MQTT-4.8.2-5].
+    public func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
+        let now = clock.now()
+        for (stored, group) in taken {
+            var copy = message(stored)
+            copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
+            redeliverShared(OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
+                            group: group, excluding: "", now: now)
+        }
+        commitCollected()
+        flush()
+    }
+
     /// Sessions no node held expired and were deleted: every node's directory forgets them.
     public func releasedSessionsExpired(_ clientIDs: [String]) {
         guard !clientIDs.isEmpty else { return }

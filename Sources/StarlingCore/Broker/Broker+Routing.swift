@@ -263,16 +263,19 @@ extension Broker {
     }
 
     /// Gives a QoS 1 message of a shared group to another member after its session ended
-    /// [MQTT-4.8.2-5].
+    /// [MQTT-4.8.2-5]: one on this node, else (in a cluster) a node with members.
     func redeliverShared(_ outbound: OutboundMessage, group: ShareGroupKey, excluding clientID: String, now: NIODeadline) {
         let members = index.matches(outbound.message.topic).groups
             .first { $0.group == group }?.members.map(\.subscriber).filter { $0 != clientID } ?? []
-        guard let chosen = chooseMember(of: group, from: members, message: outbound.message),
-              let session = sessions[chosen] else {
-            countDrops(1, reason: "no other member of shared group \(group.name) for a QoS 1 message")
+        if let chosen = chooseMember(of: group, from: members, message: outbound.message), let session = sessions[chosen] {
+            return enqueue(outbound, to: session, now: now)
+        }
+        if let cluster, let peers = cluster.peers(matching: outbound.message.topic).groups[group], !peers.isEmpty,
+           let peer = pick(from: peers.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: outbound.message) {
+            _ = cluster.forward(outbound.message, to: peer, plain: false, groups: [group], deliveries: [])
             return
         }
-        enqueue(outbound, to: session, now: now)
+        countDrops(1, reason: "no other member of shared group \(group.name) for a QoS 1 message")
     }
 
     // MARK: Drops

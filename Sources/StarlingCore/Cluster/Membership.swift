@@ -191,6 +191,10 @@ public protocol SessionOwnershipStore: Sendable {
     func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)]
     /// Deletes the sessions no node holds whose expiry has passed; returns their client ids.
     func deleteExpiredSessions(now: Int64) async throws -> [String]
+    /// Takes the QoS 1 messages queued or in flight for shared subscriptions of `clientIDs`
+    /// (sessions of a dead node this node let go), to give them to other members
+    /// [MQTT-4.8.2-5]; QoS 2 ones stay with their sessions.
+    func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)]
     /// Takes (each once in the cluster) the connection wills of dead nodes, and this node's own
     /// from its earlier starts (tokens below `firstToken`, the first id of this start's block).
     func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)]
