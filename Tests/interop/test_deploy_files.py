@@ -156,6 +156,26 @@ def test_docker_compose_file_is_valid(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_dockerfile_builds_what_the_compose_file_runs():
+    """deploy/Dockerfile (not built here: no container engine) against deploy/docker-compose.yml:
+    it builds the `starling` product, puts it and curl (the compose health check) on the PATH,
+    exposes every port the nodes' commands listen on, and runs as a user of its own."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is missing (scripts/install-test-deps installs it)")
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert "--product starling" in dockerfile and "/usr/local/bin/starling" in dockerfile
+    assert "curl" in compose["x-node"]["healthcheck"]["test"][1] and " curl " in dockerfile
+    exposed = {int(p) for line in dockerfile.splitlines() if line.startswith("EXPOSE") for p in line.split()[1:]}
+    for name in ("node1", "node2", "node3"):
+        command = compose["services"][name]["command"]
+        assert command[0] == "starling"
+        for flag in ("--mqtt", "--http", "--cluster"):
+            assert int(command[command.index(flag) + 1].rsplit(":", 1)[1]) in exposed, (name, flag)
+    assert compose["x-node"]["image"].endswith(":-starling:latest}") and "-t starling:latest" in dockerfile
+    final_stage = dockerfile.rsplit("FROM ", 1)[1]
+    assert "USER starling" in final_stage
+
+
 def test_kubernetes_manifest_probes_ports_and_grace_period():
     yaml = pytest.importorskip("yaml", reason="PyYAML is missing (scripts/install-test-deps installs it)")
     docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "starling.yaml").read_text()))
