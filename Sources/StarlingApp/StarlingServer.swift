@@ -290,11 +290,15 @@ extension StarlingServer {
             broker.cluster = router
             broker.directoryChanged(directory)
         }.get()
-        // The lease renewal and, with a store that knows owners, the dead-node clean-up; both
-        // stop when this task is cancelled.
+        // The lease renewal, each second the lease's word to the peers (and the partition
+        // check: ClusterRouter+Partition.swift) and, with a store that knows owners, the
+        // dead-node clean-up; all stop when this task is cancelled.
         let background = Task {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await membership.run() }
+                group.addTask {
+                    while (try? await Task.sleep(for: .seconds(1))) != nil { router.leaseChecked(membership.lease) }
+                }
                 if let ownership {
                     let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
                                                   logger: clusterLogger)

@@ -55,9 +55,13 @@ public final class ClusterLinks: Sendable {
     /// Dials every live peer that has no link yet; forgets links to peers that are gone.
     public func reconcile(with nodes: [NodeRecord]) {
         let peers = nodes.filter { $0.nodeID != nodeID && $0.isLive }
-        let live = Set(peers.map(\.nodeID))
+        // A link stays up while it works, even to a node whose lease ran out: a node cut off
+        // from the database learns over it that its peers are not (ClusterRouter+Partition),
+        // and a dead node's links fail by themselves (closed sockets, unanswered pings). Links
+        // to nodes that left go.
+        let kept = Set(nodes.filter { $0.nodeID != nodeID && $0.state != .left }.map(\.nodeID))
         let toDial: [NodeRecord] = outbound.withLock { table in
-            for (peer, entry) in table where !live.contains(peer) {
+            for (peer, entry) in table where !kept.contains(peer) {
                 entry.channel?.close(promise: nil)
                 table[peer] = nil
                 links.remove(peer: peer, direction: .outbound)

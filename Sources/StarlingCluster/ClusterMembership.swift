@@ -108,6 +108,12 @@ public final class ClusterMembership: Sendable {
         await refreshView()
     }
 
+    /// Whether this node holds its lease now (by its own clock, from its last renewal): read on
+    /// a timer of its own, since a renewal may hang on a database that does not answer.
+    public var lease: (held: Bool, until: NIODeadline?, lastRenewal: NIODeadline?) {
+        state.withLock { ($0.keeper.isHeld(at: .now()), $0.keeper.heldUntil, $0.keeper.lastRenewal) }
+    }
+
     func refreshView() async {
         guard let nodes = try? await store.nodes() else { return }
         state.withLock { $0.view = nodes }

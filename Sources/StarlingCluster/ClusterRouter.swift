@@ -45,6 +45,13 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         return figures
     }
 
+    /// When each peer last renewed its lease, by this node's clock, and when it said so
+    /// (`ClusterRouter+Partition.swift`).
+    var peerRenewals: [String: (renewed: NIODeadline, heard: NIODeadline)] = [:]
+    /// This node let its clients go for being cut off from the database; until it holds its lease again.
+    var cutOff = false
+    var outageLogged = false
+
     /// Retained changes that arrived while the retained messages were read again.
     private var retainedBuffer: [Message]?
     private var lastDropLog: NIODeadline?
@@ -286,6 +293,14 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// (for a claim, once what this node accepted for the session is committed).
     func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void) {
         guard let broker else { return acknowledge() }
+        if publish.topic == PeerMessages.lease {
+            var payload = publish.payload
+            if let age = payload.readInteger(as: Int64.self), age >= 0 {
+                let now = NIODeadline.now()
+                peerRenewals[peer] = (now - .milliseconds(age), now)
+            }
+            return acknowledge()
+        }
         if publish.topic == PeerMessages.sessionClaimed {
             guard let (clientID, epoch) = PeerMessages.claim(from: publish.payload) else {
                 logger.error("malformed session claim from \(peer)")

@@ -18,6 +18,9 @@ enum PeerMessages {
     /// node claimed a session; the payload is the claim's epoch (8 bytes, big-endian), then the
     /// client id.
     static let sessionClaimed = "$starling/session/claimed"
+    /// The topic of the PUBLISH (QoS 0) with which a node tells its peers, every second, how
+    /// long ago its last lease renewal started (milliseconds, 8 bytes big-endian; -1: none).
+    static let lease = "$starling/lease"
 
     static func claim(_ clientID: String, epoch: Int64) -> ByteBuffer {
         var buffer = ByteBuffer()

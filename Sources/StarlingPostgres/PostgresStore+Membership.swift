@@ -158,14 +158,26 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         guard let ownerNode else { return [] }
-        var wills: [(String, MQTTWill)] = []
         // A row is deleted by one statement only: survivors sweeping together each get others.
-        let rows = try await client.query("""
+        return try await takeConnectionWills("""
             DELETE FROM connection_wills
             WHERE node_id IN (SELECT node_id FROM nodes WHERE lease_until < now() AND node_id <> \(ownerNode))
                OR (node_id = \(ownerNode) AND token < \(firstToken))
             RETURNING client_id, topic, payload, qos, retain, properties
-            """, logger: logger)
+            """)
+    }
+
+    public func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)] {
+        guard let ownerNode, !tokens.isEmpty else { return [] }
+        return try await takeConnectionWills("""
+            DELETE FROM connection_wills WHERE node_id = \(ownerNode) AND token = ANY(\(tokens))
+            RETURNING client_id, topic, payload, qos, retain, properties
+            """)
+    }
+
+    private func takeConnectionWills(_ query: PostgresQuery) async throws -> [(clientID: String, will: MQTTWill)] {
+        var wills: [(String, MQTTWill)] = []
+        let rows = try await client.query(query, logger: logger)
         for try await (clientID, topic, payload, qos, retain, properties) in rows.decode((String, String, ByteBuffer, Int16, Bool, ByteBuffer).self) {
             let will = MQTTWill(topic: topic, payload: payload, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, retain: retain,
                                 properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))

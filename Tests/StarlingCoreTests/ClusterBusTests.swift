@@ -250,6 +250,28 @@ extension ClusterBusTests {
     }
 }
 
+extension ClusterBusTests {
+    @Test("a node cut off from the database lets every session go: DISCONNECT 0x89, no will, no write, routes withdrawn")
+    func cutOffLetsGo() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let will = MQTTWill(topic: "status/dev", payload: ByteBuffer(string: "offline"))
+        let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)], will: will)
+        dev.subscribe("cmd/#")
+        let (old, _) = h.connect("old", version: .v3_1_1, will: will)
+        let (watcher, _) = h.connect("watcher")
+        watcher.subscribe("status/#", qos: .atMostOnce)
+        _ = dev.take() + old.take() + watcher.take()
+        h.broker.letGoOfEverySession()
+        guard case .disconnect(let disconnect) = dev.take().last else { Issue.record("no DISCONNECT"); return }
+        #expect(disconnect.reasonCode == .serverBusy && dev.transport.isClosed)
+        #expect(old.take().isEmpty && old.transport.isClosed)  // 3.1.1: closed without a word
+        #expect(h.broker.session("dev") == nil && h.broker.session("old") == nil)
+        #expect(watcher.transport.isClosed && watcher.publishes().isEmpty)  // wills are the survivors'
+        #expect(bus.routeChanges.last?.removed.contains("cmd/#") == true)
+    }
+}
+
 @Suite("Membership lease")
 struct LeaseKeeperTests {
     @Test("a lease is held from the start of its last successful renewal for its duration, renewed every third of it (at most 1 s)")

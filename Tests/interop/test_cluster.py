@@ -657,6 +657,41 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
         c.stop()
 
 
+def test_a_database_outage_is_not_a_partition():
+    """n1 and n2 both reach PostgreSQL through one proxy the test cuts: no node holds its lease,
+    none hears that a peer does, so it is an outage, not a partition — no node takes anything
+    over, and each keeps its clients: QoS 0 still flows from n1 to a subscriber on n2 over the
+    link. When the database is back both nodes are ready again and say so."""
+    import urllib.parse
+    from test_store_outage import Proxy
+    c = Cluster(size=0)
+    url = urllib.parse.urlsplit(c.url)
+    proxy = Proxy(url.hostname, url.port)
+    try:
+        through = c.url.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}")
+        for node in ("n1", "n2"):
+            c.start(node, url=through)
+        c.wait_for_links()
+        sub = client(c, "n2", "outage-sub")
+        sub.subscribe("outage/#", qos=0)
+        pub = client(c, "n1", "outage-pub")
+        proxy.cut()
+        for node in ("n1", "n2"):
+            assert c[node].wait_for_log(["a database outage, not a partition"])
+        pub.publish("outage/t", b"still flowing", qos=0, wait=False)
+        assert sub.message().payload == b"still flowing"
+        assert sub.disconnects.empty() and pub.disconnects.empty()
+        assert "it is the one cut off" not in c["n1"].log() + c["n2"].log()
+        proxy.restore()
+        for node in ("n1", "n2"):
+            assert c[node].wait_for_log(["cluster lease held again"])
+        for x in (sub, pub):
+            x.disconnect()
+    finally:
+        proxy.close()
+        c.stop()
+
+
 def test_a_restarted_node_publishes_the_connection_wills_its_crashed_start_left():
     """A cluster of one node (no survivor to sweep): a clean 3.1.1 client with a will is
     connected when the node is killed (SIGKILL); the node started again with the same id
@@ -735,10 +770,11 @@ def test_a_dead_members_shared_qos1_messages_go_to_another_member():
 
 def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
     """A partition is not a split brain: n3 reaches PostgreSQL through a proxy the test cuts,
-    n1 and n2 directly. Cut off, n3 turns unready (its lease is not renewed, its store does not
-    answer) while n1 stays ready; n3's client reconnects through n1, which takes the session over
-    (session present), and n3, told over its link, closes the stale connection (0x8E): the
-    client is never served by two nodes."""
+    n1 and n2 directly, and all three reach each other. Cut off, n3 turns unready (its lease is
+    not renewed, its store does not answer) while n1 stays ready; n1 and n2 tell n3 over the
+    links that they hold their leases, so n3 is the one cut off: it lets its client go by itself
+    (DISCONNECT 0x89 Server busy) before anyone claims it. The client resumes on n1 (session
+    present): it is never served by two nodes. A clean client's will is published once."""
     import time
     import urllib.parse
     from test_store_outage import Proxy
@@ -752,23 +788,37 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         old = Client(c["n3"], client_id="cut-off", protocol=V5, clean=False)
         old.connect(properties=expiry)
         old.subscribe("cut/#", qos=1)
+        watcher = client(c, "n1", "cut-watcher")
+        watcher.subscribe("cut-wills/#", qos=1)
+        device = Client(c["n3"], client_id="cut-device", protocol=mqtt.MQTTv311, clean=True)
+        device.client.will_set("cut-wills/device", b"gone", qos=1)
+        device.connect()
         proxy.cut()
         deadline = time.monotonic() + 30
         while c["n3"].get("/readyz")[0] != 503:
             assert time.monotonic() < deadline, "the cut-off node stayed ready"
             time.sleep(0.05)
         assert c["n1"].get("/readyz")[0] == 200
+        rc, _ = old.disconnects.get(timeout=30)
+        assert rc.value == 0x89
+        old.client.loop_stop()
+        assert c["n3"].wait_for_log(["it is the one cut off"])
         new = Client(c["n1"], client_id="cut-off", protocol=V5, clean=False)
         flags, _, _ = new.connect(properties=expiry)
         assert flags.session_present
-        rc, _ = old.disconnects.get(timeout=30)
-        assert rc.value == 0x8E
-        old.client.loop_stop()
         p = client(c, "n2", "cut-pub")
         p.publish("cut/t", b"after the cut", qos=1)
         assert new.message().payload == b"after the cut"
         assert c["n1"].get("/readyz")[0] == 200 and c["n2"].get("/readyz")[0] == 200
-        for x in (new, p):
+        device.client.loop_stop()
+        # The clean client's will, whose row stayed for the survivors: published once, by a
+        # survivor's sweep or, if n3 holds its lease again first, by n3.
+        proxy.restore()
+        assert c["n3"].wait_for_log(["cluster lease held again"])
+        message = watcher.message(timeout=30)
+        assert (message.topic, message.payload) == ("cut-wills/device", b"gone")
+        watcher.no_message()
+        for x in (new, p, watcher):
             x.disconnect()
     finally:
         proxy.close()

@@ -210,32 +210,66 @@ extension Broker {
             setRemote(entry)
         }
         guard let session = sessions[clientID] else { return }
-        sessions[clientID] = nil
-        directoryChanges.remove(clientID)
-        // The session is the other node's now; its subscriptions stay in this node's directory.
+        if let connection = session.connection {
+            forgetWillRow(of: connection)
+            logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
+        }
+        letGo(session, to: node, reason: .sessionTakenOver)
+        announceRoutes {}
+        flush()
+    }
+
+    /// Lets a session go without a write (it is `owner`'s now, or a survivor's to let go): its
+    /// subscriptions stay in this node's directory; its connection, if any, is closed with
+    /// DISCONNECT `reason` (5.0) and without its will.
+    func letGo(_ session: Session, to owner: String?, reason: MQTTReasonCode) {
+        sessions[session.clientID] = nil
+        directoryChanges.remove(session.clientID)
         if session.isStored {
-            setRemote(SessionDirectoryEntry(clientID: clientID, owner: node, subscriptions: Array(session.subscriptions.values)))
+            setRemote(SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
         }
         session.isStored = false
         removeSubscriptions(of: session)
         session.queue.removeAll()
         session.inflight.removeAll()
         session.inflightOrder.removeAll()
-        if let connection = session.connection {
-            session.connection = nil
-            connection.session = nil
-            connection.publishWillOnClose = false
-            forgetWillRow(of: connection)
-            // Not before its CONNACK [MQTT-3.2.0-1]: a connection whose CONNACK still waits for
-            // its commit is closed without a word.
-            if connection.version == .v5 && connection.state == .connected {
-                send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: connection)
+        guard let connection = session.connection else { return }
+        session.connection = nil
+        connection.session = nil
+        connection.publishWillOnClose = false
+        // Not before its CONNACK [MQTT-3.2.0-1]: a connection whose CONNACK still waits for
+        // its commit is closed without a word.
+        if connection.version == .v5 && connection.state == .connected {
+            send(.disconnect(MQTTDisconnect(reasonCode: reason)), on: connection)
+        }
+        close(connection)
+    }
+
+    /// This node lost the database while its peers did not (a partition): the survivors will
+    /// let its sessions go and publish its clients' wills from the store, so it lets every
+    /// session go now, without a write (DISCONNECT 0x89 Server busy: the clients reconnect, to
+    /// a node that can serve them). The wills of connections whose sessions are not stored stay
+    /// in the store for the survivors; if this node holds its lease again first, it publishes
+    /// those still there itself (`cutOffWills`).
+    public func letGoOfEverySession() {
+        for session in Array(sessions.values) {
+            if let connection = session.connection, let token = connection.willToken, let will = session.will {
+                connection.willToken = nil
+                cutOffWills.append((session.clientID, token, will))
             }
-            logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
-            close(connection)
+            letGo(session, to: nil, reason: .serverBusy)
+        }
+        for connection in connections where connection.session == nil && connection.state != .closed {
+            close(connection)  // still connecting
         }
         announceRoutes {}
         flush()
+    }
+
+    /// Wills of connections let go when this node was cut off whose rows no survivor took (the
+    /// node held its lease again first): published once, now.
+    public func publishCutOffWills(_ taken: [(clientID: String, will: MQTTWill)]) {
+        for (clientID, will) in taken { publishWillOfReleasedSession(will, of: clientID) }
     }
 
     /// Publishes the will of a session whose node died (taken from the store once in the

@@ -128,6 +128,9 @@ public struct LeaseKeeper: Sendable {
     public func isHeld(at now: NIODeadline) -> Bool {
         heldUntil.map { now < $0 } ?? false
     }
+
+    /// When the last successful renewal started.
+    public var lastRenewal: NIODeadline? { heldUntil.map { $0 - lease } }
 }
 
 /// One node link as the operations endpoints report it.
@@ -198,4 +201,6 @@ public protocol SessionOwnershipStore: Sendable {
     /// Takes (each once in the cluster) the connection wills of dead nodes, and this node's own
     /// from its earlier starts (tokens below `firstToken`, the first id of this start's block).
     func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)]
+    /// Takes this node's connection wills of `tokens` that are still there (no survivor took them).
+    func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)]
 }
