@@ -50,7 +50,7 @@ extension ClusterRouter {
         guard let broker, let ownership, !broker.cutOffWills.isEmpty else { return }
         let tokens = broker.cutOffWills.map(\.token)
         broker.cutOffWills.removeAll()
-        let done = NIOLoopBound(broker.publishCutOffWills, eventLoop: loop)
+        let done = NIOLoopBound(broker.publishWillsTaken, eventLoop: loop)
         let (loop, logger) = (loop, logger)
         Task {
             do {

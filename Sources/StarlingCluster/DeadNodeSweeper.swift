@@ -60,9 +60,8 @@ public final class DeadNodeSweeper: @unchecked Sendable {
             let expired = try await store.deleteExpiredSessions(now: now)
             guard !wills.isEmpty || !expired.isEmpty else { return }
             for (clientID, _) in wills { logger.info("publishing the will of \(clientID), whose node died", metadata: ["mqtt.client_id": "\(clientID)"]) }
-            let due = wills.map { ($0.clientID, $0.will) }
             loop.execute {
-                for (clientID, will) in due { broker.publishWillOfReleasedSession(will, of: clientID) }
+                broker.publishWillsTaken(wills)
                 broker.releasedSessionsExpired(expired)
             }
         } catch {

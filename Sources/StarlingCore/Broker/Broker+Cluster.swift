@@ -173,7 +173,7 @@ extension Broker {
                 if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
                 applyClaimBuffer(progress.copies, to: clientID)
             }
-            claimEpochs[clientID] = claim.epoch
+            connection.claimEpoch = claim.epoch
             // Peers learn the session's routes before its CONNACK.
             announceRoutes { [self] in
                 guard connection.state == .authenticating else { return }
@@ -182,7 +182,6 @@ extension Broker {
                 connection.authentication = nil
                 connection.state = .awaitingConnect
                 accept()
-                claimEpochs[clientID] = nil
                 for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
                 commitCollected()
                 flush()
@@ -210,8 +209,7 @@ extension Broker {
             setRemote(entry)
         }
         guard let session = sessions[clientID] else { return }
-        if let connection = session.connection {
-            forgetWillRow(of: connection)
+        if session.connection != nil {
             logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
         }
         letGo(session, to: node, reason: .sessionTakenOver)
@@ -266,16 +264,12 @@ extension Broker {
         flush()
     }
 
-    /// Wills of connections let go when this node was cut off whose rows no survivor took (the
-    /// node held its lease again first): published once, now.
-    public func publishCutOffWills(_ taken: [(clientID: String, will: MQTTWill)]) {
-        for (clientID, will) in taken { publishWillOfReleasedSession(will, of: clientID) }
-    }
-
-    /// Publishes the will of a session whose node died (taken from the store once in the
-    /// cluster by `DeadNodeSweeper`).
-    public func publishWillOfReleasedSession(_ will: MQTTWill, of clientID: String) {
-        publishWill(will, of: clientID, now: clock.now())
+    /// Publishes wills taken from the store once in the cluster: those of sessions and
+    /// connections whose node died (`DeadNodeSweeper`), or of connections this node let go when
+    /// it was cut off and no survivor took.
+    public func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) {
+        let now = clock.now()
+        for (clientID, will) in wills { publishWill(will, of: clientID, now: now) }
         commitCollected()
         flush()
     }

@@ -260,7 +260,7 @@ extension Broker {
             session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
             sessions[clientID] = session
         }
-        if let epoch = claimEpochs.removeValue(forKey: clientID) { session.claimEpoch = epoch }
+        if let epoch = connection.claimEpoch { session.claimEpoch = epoch }
         session.version = connect.version
         session.expiryInterval = expiry
         session.expiresAt = nil

@@ -149,7 +149,7 @@ extension Broker {
                 matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, from: connection)
                 matched += remoteCopies.values.reduce(0) { $0 + $1.count }
             case .exactlyOnce:
-                let remote = cluster.peers(matching: message.topic)
+                let remote = placement.matching ?? cluster.peers(matching: message.topic)
                 matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
             }
         }

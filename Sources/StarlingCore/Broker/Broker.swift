@@ -74,8 +74,6 @@ public final class Broker: @unchecked Sendable {
     /// Wills of connections this node let go when it was cut off from the database (their rows
     /// are the survivors' to publish, or this node's once it holds its lease again).
     public var cutOffWills: [(clientID: String, token: Int64, will: MQTTWill)] = []
-    /// The epoch of a claim that just succeeded, for the session its CONNECT creates or resumes.
-    var claimEpochs: [String: Int64] = [:]
 
     public init(
         configuration: BrokerConfiguration = .init(),

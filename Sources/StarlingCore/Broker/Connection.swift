@@ -34,6 +34,9 @@ public final class Connection {
     /// In a cluster, the token of this connection's will row (a session that is not stored):
     /// the row goes when the connection does.
     var willToken: Int64?
+    /// In a cluster, the epoch of the claim this connection's CONNECT made, for the session it
+    /// creates or resumes.
+    var claimEpoch: Int64?
 
     // What the client announced in CONNECT (5.0).
     var clientReceiveMaximum = Int(UInt16.max)
