@@ -29,6 +29,8 @@ public final class NodeStatus: OpsSource {
         var ping: (passing: Bool, detail: String)?
         var membership: ClusterMembership?
         var links: PeerLinks?
+        /// With PostgreSQL: the store in front of it, which spools while it is away.
+        var fallback: FallbackStore?
     }
 
     private let state = Mutex(State())
@@ -42,11 +44,12 @@ public final class NodeStatus: OpsSource {
         state.withLock { $0.phase = max($0.phase, phase) }
     }
 
-    func attach(broker: Broker, loop: any EventLoop, store: String?) {
+    func attach(broker: Broker, loop: any EventLoop, store: String?, fallback: FallbackStore? = nil) {
         state.withLock {
             $0.broker = broker
             $0.loop = loop
             $0.store = store
+            $0.fallback = fallback
         }
     }
 
@@ -82,7 +85,10 @@ public final class NodeStatus: OpsSource {
     }
 
     public func readiness() async -> [HealthCheck] {
-        let (phase, listeners, store, ping, membership, links) = state.withLock { ($0.phase, $0.listeners, $0.store, $0.ping, $0.membership, $0.links) }
+        let (phase, listeners, store, ping, membership, links, fallback) = state.withLock {
+            ($0.phase, $0.listeners, $0.store, $0.ping, $0.membership, $0.links, $0.fallback)
+        }
+        let spool = fallback?.status
         let snapshot = await snapshot()
         var checks: [HealthCheck] = []
 
@@ -99,12 +105,17 @@ public final class NodeStatus: OpsSource {
                                   detail: snapshot != nil ? "answers" : "the broker's event loop did not answer within \(Self.answerTimeout)"))
 
         if let store {
+            let word = spool.map { $0.mode == .direct ? "postgres" : $0.mode.rawValue } ?? "sqlite"
             if let failure = snapshot?.storeFailure {
-                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait"))
+                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait",
+                                          state: word))
+            } else if let spool, spool.mode != .direct {
+                // A database outage: the node serves, committing to its spool (README "SQLite fallback").
+                checks.append(HealthCheck(name: "store", passing: true, detail: "\(store): \(Self.describe(spool))", state: word))
             } else if let ping, !ping.passing {
-                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): \(ping.detail)"))
+                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): \(ping.detail)", state: word))
             } else {
-                checks.append(HealthCheck(name: "store", passing: true, detail: store))
+                checks.append(HealthCheck(name: "store", passing: true, detail: store, state: word))
             }
         } else {
             checks.append(HealthCheck(name: "store", passing: true, detail: "none (storage.in_memory = true)"))
@@ -115,8 +126,12 @@ public final class NodeStatus: OpsSource {
             // clients must be served here). The links are reported for the operator.
             let (held, detail) = membership.leaseStatus()
             let linkText = (links?.all ?? []).map { "\($0.direction.rawValue) \($0.peer) \($0.up ? "up" : "down")" }
-            checks.append(HealthCheck(name: "cluster", passing: held,
-                                      detail: detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
+            // Without its lease, a node that spools and that no peer outlived is in a database
+            // outage with the others: it serves. The one cut off (a peer still renews) is not ready.
+            let outage = !held && spool.map { $0.mode != .direct } == true && snapshot.map { !$0.cutOff } == true
+            let prefix = outage ? "database outage, serving on the spool: " : snapshot?.cutOff == true ? "cut off from the store while peers reach it: " : ""
+            checks.append(HealthCheck(name: "cluster", passing: held || outage,
+                                      detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
         }
 
         checks.append(phase < .draining
@@ -168,6 +183,19 @@ public final class NodeStatus: OpsSource {
                             help: "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."),
             ]
         }
+        if let spool = state.withLock({ $0.fallback })?.status {
+            values += [
+                MetricValue("starling_store_spooling", .gauge, spool.mode == .direct ? 0 : 1,
+                            help: "1 while PostgreSQL cannot be reached or the spool is being replayed into it (commits go to the local spool)."),
+                MetricValue("starling_spool_batches", .gauge, Double(spool.spooledBatches), help: "Batches in the local spool, waiting for the replay."),
+                MetricValue("starling_spool_bytes", .gauge, Double(spool.spooledBytes), help: "Bytes in the local spool (limit: storage.spool_max_bytes)."),
+                MetricValue("starling_spool_operations_total", .counter, Double(spool.spooledOperations), help: "Store operations committed to the spool."),
+                MetricValue("starling_spool_replayed_operations_total", .counter, Double(spool.replayedOperations),
+                            help: "Spooled operations replayed into PostgreSQL (spooled minus replayed: the replay's backlog)."),
+                MetricValue("starling_store_outages_total", .counter, Double(spool.outages), help: "Times PostgreSQL could not be reached and the node switched to its spool."),
+                MetricValue("starling_store_outage_seconds_total", .counter, spool.outageSecondsTotal, help: "Seconds spent spooling, the current outage included."),
+            ]
+        }
         if let store = s.store {
             values += [
                 MetricValue("starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
@@ -179,6 +207,19 @@ public final class NodeStatus: OpsSource {
             ]
         }
         return values
+    }
+
+    static func describe(_ spool: FallbackStatus) -> String {
+        let held = "\(spool.spooledBatches) batches, \(spool.spooledBytes) bytes in the spool"
+        switch spool.mode {
+        case .direct:
+            return held
+        case .spooling:
+            let why = spool.lastError.map { " (\($0))" } ?? ""
+            return "spooling: PostgreSQL cannot be reached\(why); \(held)\(spool.full ? ", full" : ""); replayed when it is back"
+        case .replaying:
+            return "replaying the spool into PostgreSQL: \(held) left, \(spool.replayedOperations) operations replayed"
+        }
     }
 
     // MARK: The broker's state, read on its loop
@@ -200,6 +241,7 @@ public final class NodeStatus: OpsSource {
         var store: Store?
         var storeFailure: String?
         var cluster: ClusterStatistics?
+        var cutOff: Bool
     }
 
     func brokerAndLoop() -> (Broker, any EventLoop)? {
@@ -220,7 +262,7 @@ public final class NodeStatus: OpsSource {
                     stats: broker.stats,
                     store: writer.map { Snapshot.Store(commits: $0.commits, operations: $0.committedOperations, failures: $0.failures, outstanding: $0.outstandingWrites) },
                     storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil },
-                    cluster: broker.cluster?.statistics)
+                    cluster: broker.cluster?.statistics, cutOff: broker.clusterCutOff)
             }.get()
         }
     }

@@ -92,12 +92,14 @@ public final class StarlingServer: Service, Sendable {
             version: "starling \(Self.version)"
         )
 
-        status.attach(broker: broker, loop: loop, store: setup?.description)
+        status.attach(broker: broker, loop: loop, store: setup?.description, fallback: setup?.fallback)
         status.enter(.restoring)
 
         // Migrate and restore before any listener accepts.
         if let setup {
             logger.notice("store: \(setup.description)")
+            // While PostgreSQL is away the broker refuses what needs it (Broker.outageRefusal).
+            await setup.fallback?.setOnModeChange { mode in loop.execute { broker.storeSpooling = mode != .direct } }
             let state: StoredState
             do {
                 state = try await setup.migrateAndLoad()
@@ -105,7 +107,24 @@ public final class StarlingServer: Service, Sendable {
                 try? await group.shutdownGracefully()
                 throw error
             }
-            authenticator.replaceUsers(try await setup.store.loadUsers())
+            let deferred = setup.fallback?.status.stateDeferred ?? false
+            if deferred {
+                authenticator.usersAreUnknown()
+                // Started on the spool: the state comes once PostgreSQL is back and the spool replayed.
+                await setup.fallback?.setOnRecovered { [logger] in
+                    Task {
+                        do {
+                            let state = try await setup.store.load()
+                            authenticator.replaceUsers(try await setup.store.loadUsers())
+                            try await loop.submit { broker.adoptDeferredState(state) }.get()
+                        } catch {
+                            logger.error("could not load the store's state after the outage; restart the node to load it: \(error)")
+                        }
+                    }
+                }
+            } else {
+                authenticator.replaceUsers(try await setup.store.loadUsers())
+            }
             if authenticator.userCount > 0 { logger.notice("password authentication: \(authenticator.userCount) users") }
             // Partitions ahead and retention before accepting.
             _ = try? await setup.store.enforceRetention(before: retentionCutoff(), now: SystemBrokerClock().wallClockMilliseconds())
@@ -115,7 +134,7 @@ public final class StarlingServer: Service, Sendable {
             try await loop.submit {
                 broker.persistence = writer
                 writer.onCommitted = { broker.flush() }
-                broker.restore(state)
+                if deferred { broker.restoreDeferred() } else { broker.restore(state) }
             }.get()
         } else {
             logger.notice("store: none (storage.in_memory = true): nothing survives a restart")
@@ -151,7 +170,7 @@ public final class StarlingServer: Service, Sendable {
 
         // Join the cluster before serving: a duplicate node id must not serve at all.
         var cluster: (membership: ClusterMembership, links: ClusterLinks, listener: any Channel, renewal: Task<Void, Never>)?
-        if let listen = configuration.clusterListen, let membershipStore = setup?.store as? any MembershipStore {
+        if let listen = configuration.clusterListen, let membershipStore = setup?.postgres {
             do {
                 cluster = try await joinCluster(listen: listen, store: membershipStore, group: group, broker: broker, loop: loop,
                                                 mqttAddress: bound.first?.address ?? "?")
@@ -301,7 +320,7 @@ extension StarlingServer {
                 }
                 if let ownership {
                     let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
-                                                  logger: clusterLogger)
+                                                  logger: clusterLogger, mayJudge: { membership.heldThroughALease })
                     group.addTask { await sweeper.run() }
                 }
             }
@@ -325,7 +344,7 @@ extension StarlingServer {
     /// commands that work on the store without serving: `migrate`, `ctl users`).
     static func withStore<T: Sendable>(_ configuration: StarlingConfiguration, logger: Logger,
                                        _ body: @Sendable (any PersistentStore, String) async throws -> T) async throws -> T {
-        let setup = try StoreSetup.open(configuration, logger: logger)
+        let setup = try StoreSetup.open(configuration, logger: logger, spooling: false)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             if let client = setup.postgresClient { group.addTask { await client.run() } }
             defer { group.cancelAll() }

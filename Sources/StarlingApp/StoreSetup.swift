@@ -13,8 +13,22 @@ struct StoreSetup {
     /// The PostgreSQL client, which must run while the store is used.
     let postgresClient: PostgresClient?
     let description: String
+    /// PostgreSQL itself, for what needs it live (cluster membership, session claims).
+    var postgres: PostgresStore?
+    /// With PostgreSQL: the store in front of it that spools while it cannot be reached.
+    var fallback: FallbackStore? { store as? FallbackStore }
 
-    static func open(_ configuration: StarlingConfiguration, logger: Logger) throws -> StoreSetup {
+    /// With `spooling`, PostgreSQL is fronted by a `FallbackStore` whose spool is
+    /// `storage.data_dir/spool.db` (not for `starling ctl`, which acts on PostgreSQL itself).
+    static func open(_ configuration: StarlingConfiguration, logger: Logger, spooling: Bool = true) throws -> StoreSetup {
+        let directory = configuration.dataDirectory
+        if configuration.postgresURL != nil && spooling || configuration.postgresURL == nil {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw StartupError(message: "cannot create the data directory \(directory) (storage.data_dir): \(error.localizedDescription)")
+            }
+        }
         if let url = configuration.postgresURL {
             guard var clientConfiguration = PostgresStore.configuration(url: url) else {
                 throw StartupError(message: "storage.postgres_url is not a postgres://user:password@host:port/database URL")
@@ -25,13 +39,18 @@ struct StoreSetup {
             // In a cluster, the session rows this node writes are its own (restored by it alone).
             let owner = configuration.clusterListen == nil ? nil : configuration.broker.ingest.nodeID
             let store = PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url), ownerNode: owner)
-            return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)")
-        }
-        let directory = configuration.dataDirectory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StartupError(message: "cannot create the data directory \(directory) (storage.data_dir): \(error.localizedDescription)")
+            guard spooling else {
+                return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)", postgres: store)
+            }
+            let spoolPath = (directory as NSString).appendingPathComponent("spool.db")
+            let spool: SQLiteSpool
+            do {
+                spool = try SQLiteSpool(path: spoolPath, synchronous: configuration.sqliteSynchronous)
+            } catch {
+                throw StartupError(message: "cannot open the spool \(spoolPath) (storage.data_dir): \(error)")
+            }
+            let fallback = FallbackStore(primary: store, spool: spool, logger: logger, maxBytes: configuration.spoolMaxBytes)
+            return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store)
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")
         do {

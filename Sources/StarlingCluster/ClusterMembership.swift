@@ -110,6 +110,9 @@ public final class ClusterMembership: Sendable {
 
     /// Whether this node holds its lease now (by its own clock, from its last renewal): read on
     /// a timer of its own, since a renewal may hang on a database that does not answer.
+    /// See `LeaseKeeper.heldThroughALease`: only then may this node judge others dead.
+    public var heldThroughALease: Bool { state.withLock { $0.keeper.heldThroughALease(at: .now()) } }
+
     public var lease: (held: Bool, until: NIODeadline?, lastRenewal: NIODeadline?) {
         state.withLock { ($0.keeper.isHeld(at: .now()), $0.keeper.heldUntil, $0.keeper.lastRenewal) }
     }

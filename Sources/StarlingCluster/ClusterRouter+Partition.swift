@@ -27,6 +27,7 @@ extension ClusterRouter {
                 if cutOff || outageLogged { logger.notice("cluster lease held again: serving clients") }
                 if cutOff { publishCutOffWills() }
                 cutOff = false
+                broker?.clusterCutOff = false
                 outageLogged = false
                 return
             }
@@ -35,6 +36,7 @@ extension ClusterRouter {
             if !reaching.isEmpty {
                 guard !cutOff else { return }
                 cutOff = true
+                broker?.clusterCutOff = true
                 logger.critical("this node cannot reach PostgreSQL while \(reaching.joined(separator: ", ")) can: it is the one cut off, and lets its clients go to nodes that can serve them")
                 broker?.letGoOfEverySession()
             } else if !outageLogged && now - lapsed > Self.leaseWordFreshness {

@@ -26,8 +26,13 @@ public final class DeadNodeSweeper: @unchecked Sendable {
     /// from an earlier start (that died).
     let firstToken: Int64
     public var interval = TimeAmount.seconds(1)
+    /// False while this node may not judge others dead yet (`ClusterMembership.heldThroughALease`:
+    /// just started, or just back from a database outage in which every lease lapsed).
+    let mayJudge: @Sendable () -> Bool
 
-    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, firstToken: Int64, logger: Logger) {
+    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, firstToken: Int64, logger: Logger,
+                mayJudge: @escaping @Sendable () -> Bool = { true }) {
+        self.mayJudge = mayJudge
         self.store = store
         self.broker = broker
         self.loop = loop
@@ -39,7 +44,7 @@ public final class DeadNodeSweeper: @unchecked Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: .nanoseconds(interval.nanoseconds))
             if Task.isCancelled { return }
-            await sweep()
+            if mayJudge() { await sweep() }
         }
     }
 

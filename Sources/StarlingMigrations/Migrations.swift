@@ -151,6 +151,11 @@ SELECT 1;
 -- Connection wills are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 8, name: "spool_replays", sql: #"""
+-- Spool replay marks are PostgreSQL's (the spool is PostgreSQL's fallback); SQLite keeps its
+-- migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -337,6 +342,18 @@ CREATE TABLE connection_wills (
     retain      boolean NOT NULL,
     properties  bytea NOT NULL,
     PRIMARY KEY (node_id, token)
+);
+"""#),
+        Migration(version: 8, name: "spool_replays", sql: #"""
+-- While PostgreSQL cannot be reached, a node commits its batches to a local SQLite spool and
+-- replays them here when it is back (README "SQLite fallback"). Each replayed transaction
+-- records the last spool batch it applied, so a replay cut short (the node killed) resumes
+-- after it instead of applying a batch twice.
+CREATE TABLE spool_replays (
+    spool_id    text PRIMARY KEY,
+    through     bigint NOT NULL,
+    node_id     text,
+    replayed_at timestamptz NOT NULL DEFAULT now()
 );
 """#),
     ]

@@ -4,11 +4,15 @@ public struct HealthCheck: Sendable, Equatable, Codable {
     public var passing: Bool
     /// What was found: the address, the store, or why the check fails.
     public var detail: String
+    /// A word for scripts where the check has one: the store's "postgres", "spooling",
+    /// "replaying", "sqlite".
+    public var state: String?
 
-    public init(name: String, passing: Bool, detail: String) {
+    public init(name: String, passing: Bool, detail: String, state: String? = nil) {
         self.name = name
         self.passing = passing
         self.detail = detail
+        self.state = state
     }
 }
 

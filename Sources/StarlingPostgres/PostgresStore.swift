@@ -125,6 +125,28 @@ public final class PostgresStore: PersistentStore {
         return deleted
     }
 
+    public func replayedThrough(spool: String) async throws -> Int64 {
+        let rows = try await client.query("SELECT through FROM spool_replays WHERE spool_id = \(spool)", logger: logger)
+        for try await through in rows.decode(Int64.self) { return through }
+        return 0
+    }
+
+    /// Lost or refused connections, the pool's own errors, and statements the server cancelled
+    /// because it is shutting down (SQLSTATE class 57, 08): the database is away, not the batch.
+    public func isUnreachable(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
+             .sslUnsupported, .failedToAddSSLHandler:
+            return true
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53")
+        default:
+            return false
+        }
+    }
+
     public func ping() async throws {
         let rows = try await client.query("SELECT 1", logger: logger)
         for try await _ in rows {}
@@ -192,6 +214,12 @@ public final class PostgresStore: PersistentStore {
         try await writeInbound(batch, on: connection, logger: logger)
         try await writeRetained(batch, on: connection, logger: logger)
         if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
+        for (spool, through) in batch.replayMarks {
+            try await connection.query("""
+                INSERT INTO spool_replays (spool_id, through, node_id) VALUES (\(spool), \(through), \(owner))
+                ON CONFLICT (spool_id) DO UPDATE SET through = greatest(spool_replays.through, excluded.through), replayed_at = now()
+                """, logger: logger)
+        }
     }
 
     /// Connection wills (migration 0007), rows of this node.
@@ -220,7 +248,7 @@ public final class PostgresStore: PersistentStore {
     /// and nothing else, or ingest records of a single round and nothing else.
     static func singleStatement(_ batch: StoreBatch) -> PostgresQuery? {
         if batch.resetSessions.isEmpty && batch.sessions.isEmpty && batch.subscriptions.isEmpty && batch.inboundQoS2.isEmpty
-            && batch.retained.isEmpty && batch.connectionWills.isEmpty {
+            && batch.retained.isEmpty && batch.connectionWills.isEmpty && batch.replayMarks.isEmpty {
             if batch.ingest.isEmpty, case let (upserts, updates, deletes) = deliveryChanges(batch), updates.isEmpty, deletes.isEmpty {
                 return queuedQuery(Array(batch.messages.values), upserts)
             }
@@ -485,7 +513,8 @@ extension PostgresStore {
             SELECT client_id, packet_id, content_hash, dupish, received_ms FROM input WHERE kind = 1
             ON CONFLICT (client_id, packet_id) DO UPDATE
                 SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at
-                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash AND excluded.last_dup)
+                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
+                           AND (excluded.last_dup OR excluded.received_at <= ingest_dedup.received_at))
             RETURNING client_id, packet_id
         ),
         q2 AS (

@@ -12,11 +12,11 @@ extension SQLiteStore {
                 switch record.dedup {
                 case .none:
                     break
-                case .qos1(let dup, let contentOnly):
-                    let last = try Data.fetchOne(
-                        db.cachedStatement(sql: "SELECT content_hash FROM ingest_dedup WHERE client_id = ? AND packet_id = ?"),
+                case .qos1(let dup, _):
+                    let last = try Row.fetchOne(
+                        db.cachedStatement(sql: "SELECT content_hash, received_at FROM ingest_dedup WHERE client_id = ? AND packet_id = ?"),
                         arguments: [record.clientID, Int(record.packetID ?? 0)])
-                    if let last, Array(last) == record.contentHash, dup || contentOnly { continue }  // a re-send
+                    if let last, record.isDuplicate(ofLast: Array(last["content_hash"] as Data), receivedAt: last["received_at"]) { continue }
                     try db.cachedStatement(sql: """
                         INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at) VALUES (?, ?, ?, ?, ?)
                         ON CONFLICT (client_id, packet_id) DO UPDATE SET content_hash = excluded.content_hash,

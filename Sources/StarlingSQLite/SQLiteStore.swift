@@ -202,6 +202,8 @@ public final class SQLiteStore: PersistentStore {
             try writeIngest([record], db)
         case .saveConnectionWill, .deleteConnectionWill:
             break  // a cluster's (PostgreSQL); a node alone publishes its wills itself
+        case .markReplayed:
+            break  // PostgreSQL's spool replay
         case .setRetained(let m):
             if m.payload.readableBytes == 0 {
                 try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])

@@ -28,6 +28,7 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         /// Checks in progress, by user and fingerprint: a storm of connections with the same
         /// credentials waits for one hash, not one each.
         var inFlight: [String: EventLoopFuture<MQTTReasonCode>] = [:]
+        var usersUnknown = false
     }
 
     let policy: AnonymousPolicy
@@ -54,12 +55,18 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
             let list = Dictionary(users.map { ($0.username, $0.passwordHash) }, uniquingKeysWith: { _, last in last })
             state.verified = state.verified.filter { list[$0.key] != nil && list[$0.key] == state.users[$0.key] }
             state.users = list
+            state.usersUnknown = false
             state.scram = Dictionary(users.compactMap { user in user.scram.flatMap(ScramSHA256.parse).map { (user.username, $0) } },
                                      uniquingKeysWith: { _, last in last })
         }
     }
 
     var userCount: Int { state.withLock { $0.users.count } }
+
+    /// The users could not be read (a start on the spool while PostgreSQL is away): clients
+    /// that give a user name are refused with Server Unavailable until they can be, rather
+    /// than let in unchecked.
+    func usersAreUnknown() { state.withLock { $0.usersUnknown = true } }
 
     func authenticate(_ request: AuthenticationRequest) -> AuthenticationDecision {
         let anonymousAllowed = policy == .always || (policy == .loopback && request.isLoopbackClient)
@@ -70,6 +77,7 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
             case check(EventLoopPromise<MQTTReasonCode>, username: String, hash: String, known: Bool, fingerprint: SHA256.Digest, key: String)
         }
         let plan: Plan = state.withLock { state in
+            if state.usersUnknown && request.username != nil { return .decided(.serverUnavailable) }
             // Without users, credentials cannot be checked: the client counts as anonymous.
             guard let username = request.username, !state.users.isEmpty else { return .decided(anonymousAllowed ? .success : .notAuthorized) }
             let known = state.users[username]

@@ -37,6 +37,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var postgresURL: String?
     /// SQLite `synchronous`: "NORMAL" survives a process crash, "FULL" also a power cut.
     public var sqliteSynchronous = SQLiteStore.Synchronous.normal
+    /// With PostgreSQL: the most the spool may hold while PostgreSQL is away (`FallbackStore.maxBytes`).
+    public var spoolMaxBytes = 1 << 30
     /// Keep everything in memory (no store): for tests and benchmarks of the core only.
     public var inMemory = false
     /// Milliseconds a commit may gather writes at light load (`GroupCommitWriter.commitDelay`).

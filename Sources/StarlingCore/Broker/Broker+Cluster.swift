@@ -145,7 +145,9 @@ extension Broker {
     /// runs alone; otherwise after claiming it from the store (and from the node that held it).
     /// The client's packets wait meanwhile, in order, as during a password check.
     func claimThenAccept(_ clientID: String, on connection: Connection, _ accept: @escaping () -> Void) {
-        guard let cluster, sessions[clientID] == nil else { return accept() }
+        // While the store is unreachable only sessions that need no claim get here
+        // (`outageRefusal`): they start without one.
+        guard let cluster, sessions[clientID] == nil, !storeSpooling else { return accept() }
         connection.state = .authenticating
         if connection.authentication == nil { connection.authentication = ConnectionAuthentication() }
         connection.pauseReading(.authentication)

@@ -88,6 +88,9 @@ extension Broker {
         // client's next packets wait meanwhile, in order.
         let request = authenticationRequest(for: connection, password: connect.password)
         let accept = { [self] (authenticationProperties: MQTTProperties) in
+            if let problem = outageRefusal(connect, clientID: clientID) {
+                return refuse(connection, reason: .serverUnavailable, message: problem)
+            }
             // In a cluster the session may be held by the store (or another node): claimed first.
             claimThenAccept(clientID, on: connection) { [self] in
                 acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive,
@@ -220,6 +223,22 @@ extension Broker {
     }
 
     /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
+    /// What a node cannot do while its shared store is unreachable and it commits to its spool
+    /// (README "SQLite fallback"): resume a session it did not load (it started on the spool),
+    /// and, in a cluster, take over a session that may be stored or held by another node (that
+    /// needs a claim in the store). A clean start of a session that is not stored needs neither.
+    func outageRefusal(_ connect: MQTTConnect, clientID: String) -> String? {
+        guard sessions[clientID] == nil else { return nil }
+        if storeStateDeferred && !connect.cleanStart {
+            return "the session store cannot be reached and this node started without it: stored sessions can be resumed once it is back"
+        }
+        let expiry = connect.version == .v5 ? connect.properties.sessionExpiryInterval ?? 0 : connect.cleanStart ? 0 : 1
+        if storeSpooling && cluster != nil && !(connect.cleanStart && expiry == 0) {
+            return "the session store cannot be reached: a session that may be stored or held by another node can be taken over once it is back"
+        }
+        return nil
+    }
+
     private func acceptConnect(_ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
                                authenticationProperties: MQTTProperties, on connection: Connection) {
         let properties = connect.properties
@@ -255,7 +274,11 @@ extension Broker {
                 if let existing = sessions[clientID] { endSession(existing, now: now) }
                 // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
                 // this client end with it too; a new session may reuse their packet ids.
-                if clientsWithStoredQoS2.remove(clientID) != nil { collected.append(.deleteSession(clientID: clientID)) }
+                // So does a session the store may hold that this node could not load (started
+                // on its spool): the deletion replays before the store's sessions are loaded.
+                if clientsWithStoredQoS2.remove(clientID) != nil || storeStateDeferred && persistence != nil {
+                    collected.append(.deleteSession(clientID: clientID))
+                }
             }
             session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
             sessions[clientID] = session

@@ -165,7 +165,7 @@ extension Broker {
         }
         // Message ids grow from the wall clock, so they never repeat across restarts even after
         // garbage collection emptied the table.
-        nextMessageID = max(maxID, wallNow * 1000)
+        nextMessageID = max(nextMessageID, maxID, wallNow * 1000)
         logger.notice("restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages")
         // Wills now due and sessions that expired while the broker was down.
         let crashed = state.sessions.filter(\.connected).map(\.clientID)
@@ -173,6 +173,28 @@ extension Broker {
             if let session = sessions[clientID] { persist(sessionRowOperations(session)) }
         }
         tick()
+    }
+
+    /// Started on the spool (the store unreachable), the node restored nothing; it says so here
+    /// and stored sessions are refused until the state comes (`adoptDeferredState`).
+    public func restoreDeferred() {
+        storeStateDeferred = true
+        logger.warning("started without the store's state: stored sessions and retained messages come when the store is back")
+    }
+
+    /// The store's state, loaded once it answers again after a start on the spool: what this
+    /// node did meanwhile wins (sessions it serves, retained messages it set), the rest is
+    /// restored as at a start.
+    public func adoptDeferredState(_ state: StoredState) {
+        var state = state
+        let held = Set(sessions.keys)
+        state.sessions.removeAll { held.contains($0.clientID) }
+        state.subscriptions.removeAll { held.contains($0.clientID) }
+        state.deliveries.removeAll { held.contains($0.clientID) }
+        state.inboundQoS2.removeAll { held.contains($0.clientID) }
+        state.retained.removeAll { retained.contains(topic: $0.topic) }
+        storeStateDeferred = false
+        restore(state)
     }
 
     /// Rebuilds the sessions of `state` (with their subscriptions, queues, in-flight messages and

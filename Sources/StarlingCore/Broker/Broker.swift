@@ -36,6 +36,15 @@ public final class Broker: @unchecked Sendable {
     var dropsSinceWarning = 0
     var nextAssignedID: UInt64 = 0
     var accepting = true
+    /// The shared store cannot be reached and commits go to this node's spool (set by the app
+    /// from `FallbackStore`): sessions that need a claim are refused (`outageRefusal`).
+    public var storeSpooling = false
+    /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
+    /// partition check): it is not ready, even while it spools.
+    public var clusterCutOff = false
+    /// This node started on its spool without loading the store's state: stored sessions
+    /// cannot be resumed until `adoptDeferredState` brings them.
+    public internal(set) var storeStateDeferred = false
 
     /// The group-commit writer of the store; nil runs in memory only.
     public var persistence: GroupCommitWriter? {

@@ -10,6 +10,8 @@ public struct RetainedStore: Sendable {
 
     public var count: Int { messages.count }
 
+    public func contains(topic: String) -> Bool { messages[topic] != nil }
+
     /// Stores, replaces or (with an empty payload) removes the retained message of a topic.
     public mutating func set(_ message: Message) {
         if message.payload.readableBytes == 0 {

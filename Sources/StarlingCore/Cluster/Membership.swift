@@ -109,9 +109,21 @@ public struct LeaseKeeper: Sendable {
     }
 
     /// A renewal that started at `start` succeeded.
+    /// Since when the lease has been held without a gap.
+    public private(set) var heldSince: NIODeadline?
+
     public mutating func renewed(startedAt start: NIODeadline) {
+        if !isHeld(at: start) { heldSince = start }
         heldUntil = start + lease
         lastFailure = nil
+    }
+
+    /// True when the lease has been held without a gap for a whole lease at least: every live
+    /// peer has renewed its own since (after a database outage all leases lapse; a node that
+    /// got its back first must not take the others for dead).
+    public func heldThroughALease(at now: NIODeadline) -> Bool {
+        guard isHeld(at: now), let heldSince else { return false }
+        return now - heldSince >= lease
     }
 
     /// A renewal failed (the store is unreachable, or the row is no longer ours).
@@ -122,6 +134,7 @@ public struct LeaseKeeper: Sendable {
     /// The row was taken over: the lease is gone at once.
     public mutating func lost(_ reason: String) {
         heldUntil = nil
+        heldSince = nil
         lastFailure = reason
     }
 

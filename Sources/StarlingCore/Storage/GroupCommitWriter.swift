@@ -29,6 +29,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
     /// older one has too, so callbacks still run in submission order.
     private var inFlight: Deque<Commit> = []
     private var failing = false
+    /// The store refused the last commit for want of room (`StoreFull`: the spool is full):
+    /// unlike a failing store, that pauses reading from publishers, QoS 0 ones too.
+    private var storeFull = false
     /// How long a commit may run before the store counts as failing (a store that does not
     /// answer is as lost as one that refuses).
     public var stallTimeout = TimeAmount.seconds(5)
@@ -113,7 +116,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     private func updateBacklog() {
         let outstanding = outstandingWrites
-        let backlogged = failing ? false : isBacklogged ? outstanding > backlogLimit / 2 : outstanding >= backlogLimit
+        let backlogged = storeFull || (failing ? false : isBacklogged ? outstanding > backlogLimit / 2 : outstanding >= backlogLimit)
         guard backlogged != isBacklogged else { return }
         isBacklogged = backlogged
         if backlogged {
@@ -233,6 +236,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private func committed(_ commit: Commit) {
         commits += 1
         committedOperations += UInt64(commit.operations.count)
+        storeFull = false
         if failing {
             failing = false
             lastFailure = nil
@@ -265,6 +269,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private func refused(_ error: any Error) {
         failures += 1
         lastFailure = "\(error)"
+        if error is StoreFull && !storeFull {
+            storeFull = true
+            logger.warning("store \(store.name): \(error); reading from publishing clients pauses")
+            updateBacklog()
+        }
         if !failing {
             failing = true
             logger.error("store \(store.name) refused a commit; acknowledgements wait, retrying until it succeeds: \(error)")

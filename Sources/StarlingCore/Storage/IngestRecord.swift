@@ -7,7 +7,8 @@ public struct IngestRecord: Sendable, Equatable {
         /// QoS 0: never re-sent; always stored.
         case none
         /// QoS 1: a duplicate when the last entry for (client id, packet id) has the same content
-        /// hash and the PUBLISH carries DUP = 1 (`dup_flag`), or whatever its DUP (`content`).
+        /// hash and the PUBLISH carries DUP = 1 (`dup_flag`), or whatever its DUP (`content`), or
+        /// when it was received no later than that entry (`isDuplicate(ofLast:)`).
         case qos1(dup: Bool, contentOnly: Bool)
         /// QoS 2: a duplicate while an `inbound_qos2` entry for (client id, packet id) exists; the
         /// entry is created with the row, in the same transaction.
@@ -70,6 +71,16 @@ public struct IngestRecord: Sendable, Equatable {
 }
 
 extension IngestRecord {
+    /// The QoS 1 rule against the last entry of (client id, packet id): the same content and
+    /// either a re-send (DUP = 1, or `content` mode) or received no later than that entry. The
+    /// last clause covers what a spool replay brings (README "SQLite fallback"): the same
+    /// record applied twice (a batch in flight when PostgreSQL went away, then spooled), and an
+    /// original replayed after its DUP re-send that another node stored first.
+    public func isDuplicate(ofLast hash: [UInt8], receivedAt lastReceivedAt: Int64) -> Bool {
+        guard case .qos1(let dup, let contentOnly) = dedup, hash == contentHash else { return false }
+        return dup || contentOnly || receivedAt <= lastReceivedAt
+    }
+
     /// De-duplicates a batch in memory before it is written (two copies of one key in one
     /// `INSERT … ON CONFLICT DO UPDATE` is an error in PostgreSQL): a later record with the same
     /// key is a duplicate of an earlier one when the rule says so, and is dropped; a later
@@ -78,7 +89,7 @@ extension IngestRecord {
     /// every key appears once.
     public static func rounds(_ records: [IngestRecord]) -> [[IngestRecord]] {
         var rounds: [[IngestRecord]] = []
-        var lastInBatch: [DedupKey: (hash: [UInt8], round: Int)] = [:]
+        var lastInBatch: [DedupKey: (hash: [UInt8], receivedAt: Int64, round: Int)] = [:]
         for record in records {
             guard let key = record.dedupKey else {
                 if rounds.isEmpty { rounds.append([]) }
@@ -88,8 +99,8 @@ extension IngestRecord {
             var round = 0
             if let last = lastInBatch[key] {
                 switch record.dedup {
-                case .qos1(let dup, let contentOnly):
-                    if last.hash == record.contentHash && (dup || contentOnly) { continue }  // duplicate
+                case .qos1:
+                    if record.isDuplicate(ofLast: last.hash, receivedAt: last.receivedAt) { continue }
                 case .qos2:
                     continue  // the entry of the earlier copy exists: duplicate
                 case .none:
@@ -99,7 +110,7 @@ extension IngestRecord {
             }
             while rounds.count <= round { rounds.append([]) }
             rounds[round].append(record)
-            lastInBatch[key] = (record.contentHash, round)
+            lastInBatch[key] = (record.contentHash, record.receivedAt, round)
         }
         return rounds
     }

@@ -36,6 +36,8 @@ public struct StoreBatch: Sendable {
     public private(set) var ingest: [IngestRecord] = []
     /// Connection wills by connection token.
     public private(set) var connectionWills: [Int64: Change<StoredConnectionWill>] = [:]
+    /// Spool replay progress by spool id (`StoreOperation.markReplayed`).
+    public private(set) var replayMarks: [String: Int64] = [:]
 
     public struct SubscriptionKey: Hashable, Sendable {
         public var clientID: String
@@ -49,7 +51,7 @@ public struct StoreBatch: Sendable {
 
     public var isEmpty: Bool {
         resetSessions.isEmpty && sessions.isEmpty && messages.isEmpty && subscriptions.isEmpty && deliveries.isEmpty
-            && inboundQoS2.isEmpty && retained.isEmpty && ingest.isEmpty && connectionWills.isEmpty
+            && inboundQoS2.isEmpty && retained.isEmpty && ingest.isEmpty && connectionWills.isEmpty && replayMarks.isEmpty
     }
 
     public init(_ operations: [StoreOperation]) {
@@ -98,6 +100,8 @@ public struct StoreBatch: Sendable {
                 connectionWills[will.token] = .upsert(will)
             case .deleteConnectionWill(let token):
                 connectionWills[token] = .delete
+            case .markReplayed(let spool, let through):
+                replayMarks[spool] = max(replayMarks[spool] ?? 0, through)
             }
         }
     }

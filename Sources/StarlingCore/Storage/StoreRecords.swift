@@ -147,6 +147,9 @@ public enum StoreOperation: Sendable, Equatable {
     /// connection lasts so that a survivor publishes it if this node dies (migration 0007).
     case saveConnectionWill(StoredConnectionWill)
     case deleteConnectionWill(token: Int64)
+    /// Replaying a spool (`FallbackStore`): the batches of `spool` up to `through` are applied,
+    /// recorded in the same transaction, so a replay cut short resumes after them.
+    case markReplayed(spool: String, through: Int64)
 }
 
 /// The will of one connection of a session that is not stored; `token` names the connection.
@@ -210,11 +213,18 @@ public protocol PersistentStore: Sendable {
     /// retrying a failed batch before any later one, so the next batch (whatever it holds) can
     /// wait behind the committing one and start the moment it ends.
     var singleWriter: Bool { get }
+    /// The last spool batch of `spool` recorded by `markReplayed` (0: none).
+    func replayedThrough(spool: String) async throws -> Int64
+    /// True when `error` says the store cannot be reached (connection refused or lost, no
+    /// answer), as opposed to a refused statement: a `FallbackStore` spools on the former only.
+    func isUnreachable(_ error: any Error) -> Bool
 }
 
 extension PersistentStore {
     public var concurrentCommits: Int { 1 }
     public var singleWriter: Bool { false }
+    public func replayedThrough(spool _: String) async throws -> Int64 { 0 }
+    public func isUnreachable(_: any Error) -> Bool { false }
 }
 
 extension StoreOperation {

@@ -1,0 +1,380 @@
+public import Logging
+import NIOCore
+import Synchronization
+
+/// A store that commits to its primary (PostgreSQL) and, while the primary cannot be reached,
+/// to a local spool instead (README "SQLite fallback"; DESIGN.md G1: acknowledged means
+/// durable, on this node's disk while spooling). When the primary answers again, the spool is
+/// replayed into it in order, in batches, while new batches keep going to the spool behind it;
+/// when the spool is empty, commits go to the primary again.
+///
+/// - A commit that fails because the primary is away (`PersistentStore.isUnreachable`), or that
+///   has not answered within `switchTimeout`, is committed to the spool: the switch takes at
+///   most `switchTimeout`. A commit the primary refuses (a constraint, a bug) is not spooled:
+///   it fails, and the group commit retries it.
+/// - Each replayed transaction records the last spool batch it holds (`markReplayed`), so a
+///   replay cut short (the node killed) resumes after it. The one batch that was committing
+///   when the primary went away may have been committed as well as spooled: replaying it is
+///   harmless (session writes are upserts fenced by epoch; ingest rows follow the duplicate
+///   rule, which recognises a record applied twice by its receive time), except for QoS 0
+///   ingest rows, which have no key (README: known limits).
+/// - Replay starts only when no commit to the primary is still running (one that timed out may
+///   land late), so a late commit can never overwrite a replayed one.
+/// - The spool is bounded (`maxBytes`): when full, a batch fails with `StoreFull` and waits.
+public actor FallbackStore: PersistentStore {
+    public nonisolated let name: String
+    public nonisolated let primary: any PersistentStore
+    public nonisolated let spool: any StoreSpool
+    public nonisolated let switchTimeout: Duration
+    public nonisolated let maxBytes: Int
+    /// How often the primary is probed while spooling.
+    public nonisolated let probeInterval: Duration
+    /// Most operations replayed in one transaction.
+    public nonisolated let replayBatch: Int
+    let logger: Logger
+    private let statusBox = Mutex(FallbackStatus())
+    private var primaryInFlight = 0
+    private var spoolAppendsInFlight = 0
+    private var replayer: Task<Void, Never>?
+    private var migrated = false
+    private var onRecovered: (@Sendable () -> Void)?
+    private var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
+
+    public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .seconds(1),
+                maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096) {
+        self.name = primary.name
+        self.primary = primary
+        self.spool = spool
+        self.logger = logger
+        self.switchTimeout = switchTimeout
+        self.maxBytes = maxBytes
+        self.probeInterval = probeInterval
+        self.replayBatch = replayBatch
+    }
+
+    /// Where the store is, for readiness, `/metrics` and `$SYS`; readable from any thread.
+    public nonisolated var status: FallbackStatus { statusBox.withLock { $0 } }
+
+    public nonisolated var concurrentCommits: Int { primary.concurrentCommits }
+
+    /// Runs when a replay has emptied the spool and commits go to the primary again.
+    public func setOnRecovered(_ action: (@Sendable () -> Void)?) { onRecovered = action }
+
+    /// Runs with each new mode (the broker refuses what needs the primary while it is away).
+    public func setOnModeChange(_ action: (@Sendable (FallbackStatus.Mode) -> Void)?) { onModeChange = action }
+
+    private func setMode(_ mode: FallbackStatus.Mode) {
+        let changed = statusBox.withLock { status in
+            defer { status.mode = mode }
+            return status.mode != mode
+        }
+        if changed { onModeChange?(mode) }
+    }
+
+    // MARK: Start
+
+    /// Migrates the primary; when it cannot be reached, starts on the spool instead (loudly):
+    /// the primary is migrated before the replay.
+    public func migrate() async throws {
+        let totals = try await spool.totals()
+        statusBox.withLock {
+            $0.spooledBatches = totals.batches
+            $0.spooledBytes = totals.bytes
+        }
+        switch await attempt({ try await self.primary.migrate() }, timeout: .seconds(10)) {
+        case .committed:
+            migrated = true
+        case .refused(let error):
+            throw error
+        case .unreachable(let why):
+            enterSpooling(because: why, atStart: true)
+        }
+    }
+
+    /// Replays what an earlier start left in the spool, then loads from the primary. Started on
+    /// the spool, it loads nothing: `FallbackStatus.stateDeferred` is set, and the state is
+    /// loaded when the primary is back (`StarlingServer` adopts it then).
+    public func load() async throws -> StoredState {
+        if status.mode == .direct && status.spooledBatches > 0 {
+            logger.notice("the spool holds \(status.spooledBatches) batches from an earlier run: replaying them before loading")
+            setMode(.replaying)
+            switch await replay() {
+            case .committed: break
+            case .unreachable(let why): enterSpooling(because: why, atStart: true)
+            case .refused(let error): enterSpooling(because: "the replay failed: \(error)", atStart: true)
+            }
+        }
+        guard status.mode == .direct else {
+            statusBox.withLock { $0.stateDeferred = true }
+            return StoredState()
+        }
+        let state = try await primary.load()
+        statusBox.withLock { $0.stateDeferred = false }
+        return state
+    }
+
+    // MARK: Commits
+
+    public func apply(_ operations: [StoreOperation]) async throws {
+        while status.mode == .direct {
+            switch await attempt({ try await self.primary.apply(operations) }, timeout: switchTimeout) {
+            case .committed:
+                return
+            case .refused(let error):
+                throw error
+            case .unreachable(let why):
+                if status.mode == .direct { enterSpooling(because: why, atStart: false) }
+            }
+        }
+        // No suspension between the look at the mode and the append's count (`replay`).
+        try await appendToSpool(operations)
+    }
+
+    private func appendToSpool(_ operations: [StoreOperation]) async throws {
+        let data = SpoolCoding.encode(operations)
+        let held = status.spooledBytes
+        guard held + data.readableBytes <= maxBytes || held == 0 else {
+            statusBox.withLock { $0.full = true }
+            throw StoreFull(bytes: held, limit: maxBytes)
+        }
+        spoolAppendsInFlight += 1
+        defer { spoolAppendsInFlight -= 1 }
+        _ = try await spool.append(data)
+        statusBox.withLock {
+            $0.full = false
+            $0.spooledBatches += 1
+            $0.spooledBytes += data.readableBytes
+            $0.spooledOperations += UInt64(operations.count)
+        }
+    }
+
+    private func enterSpooling(because why: String, atStart: Bool) {
+        setMode(.spooling)
+        statusBox.withLock {
+            $0.outages += 1
+            $0.outageStarted = ContinuousClock.now
+            $0.lastError = why
+        }
+        if atStart {
+            logger.critical("""
+                \(primary.name) cannot be reached at start (\(why)): STARTING ON THE SPOOL. Acknowledged messages are committed \
+                to the local spool and replayed when \(primary.name) is back; persistent sessions are restored then
+                """)
+        } else {
+            logger.error("\(primary.name) cannot be reached (\(why)): commits go to the local spool until it is back, then the spool is replayed")
+        }
+        if replayer == nil {
+            replayer = Task { await self.probeAndReplay() }
+        }
+    }
+
+    // MARK: Replay
+
+    /// While spooling: probes the primary every `probeInterval`; when it answers, migrates it
+    /// (a start on the spool), replays the spool and goes back to the primary.
+    private func probeAndReplay() async {
+        defer { replayer = nil }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: probeInterval)
+            guard primaryInFlight == 0 else { continue }
+            if case .committed = await attempt({ try await self.primary.ping() }, timeout: switchTimeout) {} else { continue }
+            if !migrated {
+                guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
+                migrated = true
+            }
+            let spooled = status.spooledBatches
+            logger.notice("\(primary.name) answers again: replaying \(spooled) spooled batches (\(status.spooledBytes) bytes) while new commits queue behind them")
+            setMode(.replaying)
+            switch await replay() {
+            case .committed:
+                let (seconds, replayed) = statusBox.withLock { status in
+                    let seconds = status.outageStarted.map { (ContinuousClock.now - $0).seconds } ?? 0
+                    status.outageSeconds += seconds
+                    status.outageStarted = nil
+                    status.lastError = nil
+                    return (seconds, status.replayedOperations)
+                }
+                logger.notice("spool replayed: back on \(primary.name) after \(Int(seconds.rounded())) s (\(replayed) operations replayed since start)")
+                if status.stateDeferred, let onRecovered { onRecovered() }
+                return
+            case .refused(let error):
+                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(error)")
+                setMode(.spooling)
+            case .unreachable(let why):
+                logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")
+                statusBox.withLock { $0.lastError = why }
+                setMode(.spooling)
+            }
+        }
+    }
+
+    /// Applies the spool to the primary from its head until it is empty, then goes direct
+    /// (between two awaits: no batch can reach the spool after the last look at it).
+    private func replay() async -> Attempt {
+        do {
+            let done = try await primary.replayedThrough(spool: spool.id)
+            if done > 0 { try await spool.remove(through: done) }
+            try await refreshTotals()
+            while true {
+                let head = try await spool.head(limit: 64)
+                if head.isEmpty {
+                    if spoolAppendsInFlight > 0 {
+                        try? await Task.sleep(for: .milliseconds(1))
+                        continue
+                    }
+                    setMode(.direct)
+                    return .committed
+                }
+                var operations: [StoreOperation] = []
+                var last = head[0].sequence
+                var bytes = 0
+                for batch in head {
+                    if !operations.isEmpty && operations.count >= replayBatch { break }
+                    operations += try SpoolCoding.decode(batch.data)
+                    last = batch.sequence
+                    bytes += batch.data.readableBytes
+                }
+                let count = operations.count
+                operations.append(.markReplayed(spool: spool.id, through: last))
+                let replayed = operations
+                let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
+                guard case .committed = outcome else { return outcome }
+                try await spool.remove(through: last)
+                statusBox.withLock {
+                    $0.replayedOperations += UInt64(count)
+                    $0.replayedBatchesTotal += 1
+                }
+                try await refreshTotals()
+            }
+        } catch {
+            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+        }
+    }
+
+    private func refreshTotals() async throws {
+        let totals = try await spool.totals()
+        statusBox.withLock {
+            $0.spooledBatches = totals.batches
+            $0.spooledBytes = totals.bytes
+        }
+    }
+
+    // MARK: The primary, with a time limit
+
+    enum Attempt {
+        case committed
+        case refused(any Error)
+        case unreachable(String)
+    }
+
+    /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable
+    /// (the call goes on: `primaryInFlight` counts it until it ends).
+    private func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration) async -> Attempt {
+        primaryInFlight += 1
+        let race = Race()
+        let primary = self.primary
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in
+            race.arm(continuation)
+            let timer = Task {
+                try await Task.sleep(for: timeout)
+                race.finish(.unreachable("no answer within \(timeout)"))
+            }
+            Task {
+                do {
+                    try await body()
+                    race.finish(.committed)
+                } catch {
+                    race.finish(primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error))
+                }
+                timer.cancel()
+                self.primaryEnded()
+            }
+        }
+    }
+
+    private func primaryEnded() { primaryInFlight -= 1 }
+
+    // MARK: Forwarded
+
+    public func ping() async throws {
+        if status.mode == .direct { try await primary.ping() }
+    }
+
+    public func collectGarbage() async throws -> Int {
+        guard status.mode == .direct else { return 0 }
+        return try await primary.collectGarbage()
+    }
+
+    public func enforceRetention(before cutoff: Int64?, now: Int64) async throws -> Int {
+        guard status.mode == .direct else { return 0 }
+        return try await primary.enforceRetention(before: cutoff, now: now)
+    }
+
+    public func loadUsers() async throws -> [StoredUser] { try await primary.loadUsers() }
+    public func saveUser(_ user: StoredUser) async throws { try await primary.saveUser(user) }
+    public func deleteUser(_ username: String) async throws -> Bool { try await primary.deleteUser(username) }
+    public func replayedThrough(spool: String) async throws -> Int64 { try await primary.replayedThrough(spool: spool) }
+    public nonisolated func isUnreachable(_ error: any Error) -> Bool { primary.isUnreachable(error) }
+}
+
+/// Where a `FallbackStore` is.
+public struct FallbackStatus: Sendable, Equatable {
+    public enum Mode: String, Sendable {
+        /// Commits go to the primary.
+        case direct
+        /// The primary cannot be reached: commits go to the spool.
+        case spooling
+        /// The primary is back: the spool is being replayed into it; new commits queue behind.
+        case replaying
+    }
+
+    public var mode = Mode.direct
+    /// Batches and bytes in the spool now.
+    public var spooledBatches = 0
+    public var spooledBytes = 0
+    /// True while the spool is over its limit and commits wait.
+    public var full = false
+    /// Since the start: operations committed to the spool, and replayed into the primary.
+    public var spooledOperations: UInt64 = 0
+    public var replayedOperations: UInt64 = 0
+    public var replayedBatchesTotal: UInt64 = 0
+    /// Outages since the start, the one going on, and the time spent in past ones.
+    public var outages: UInt64 = 0
+    public var outageStarted: ContinuousClock.Instant?
+    public var outageSeconds = 0.0
+    /// Started on the spool: the primary's state is loaded when it is back.
+    public var stateDeferred = false
+    public var lastError: String?
+
+    public init() {}
+
+    /// Seconds of outage so far, the current one included.
+    public var outageSecondsTotal: Double {
+        outageSeconds + (outageStarted.map { (ContinuousClock.now - $0).seconds } ?? 0)
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) / 1e18
+    }
+}
+
+/// The first of two answers wins (a call, or its time limit).
+private final class Race: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<FallbackStore.Attempt, Never>?, done: Bool)>((nil, false))
+
+    func arm(_ continuation: CheckedContinuation<FallbackStore.Attempt, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func finish(_ outcome: FallbackStore.Attempt) {
+        let continuation = state.withLock { state -> CheckedContinuation<FallbackStore.Attempt, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            return state.continuation
+        }
+        continuation?.resume(returning: outcome)
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import GRDB
+public import NIOCore
+public import StarlingCore
+
+/// The spool of a node on PostgreSQL (`FallbackStore`): a SQLite journal of the batches it
+/// committed while PostgreSQL could not be reached, in `DIR/spool.db`. One row per batch, in
+/// order (AUTOINCREMENT: a sequence is never reused, even after the rows before it go).
+public final class SQLiteSpool: StoreSpool {
+    public let id: String
+    public let path: String
+    private let pool: DatabasePool
+
+    public init(path: String, synchronous: SQLiteStore.Synchronous = .normal) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        }
+        configuration.qos = .background
+        pool = try DatabasePool(path: path, configuration: configuration)
+        id = try pool.write { db in
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER NOT NULL, batch BLOB NOT NULL);
+                """)
+            if let id = try String.fetchOne(db, sql: "SELECT value FROM spool_meta WHERE key = 'id'") { return id }
+            let id = UUID().uuidString.lowercased()
+            try db.execute(sql: "INSERT INTO spool_meta (key, value) VALUES ('id', ?)", arguments: [id])
+            return id
+        }
+    }
+
+    public func append(_ batch: ByteBuffer) async throws -> Int64 {
+        let data = Data(batch.readableBytesView)
+        return try await pool.write { db in
+            try db.cachedStatement(sql: "INSERT INTO spool (bytes, batch) VALUES (?, ?)").execute(arguments: [data.count, data])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func head(limit: Int) async throws -> [SpooledBatch] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, batch FROM spool ORDER BY seq LIMIT ?", arguments: [limit]).map { row in
+                SpooledBatch(sequence: row["seq"], data: ByteBuffer(bytes: row["batch"] as Data))
+            }
+        }
+    }
+
+    public func remove(through sequence: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM spool WHERE seq <= ?", arguments: [sequence])
+        }
+    }
+
+    public func totals() async throws -> (batches: Int, bytes: Int) {
+        try await pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM spool")
+            return (row?["n"] ?? 0, row?["bytes"] ?? 0)
+        }
+    }
+}
