@@ -355,6 +355,10 @@ CREATE TABLE spool_replays (
     node_id     text,
     replayed_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- A replayed QoS 1 record is also a duplicate when it was received no later than the last
+-- entry of its (client id, packet id) with the same content (IngestRecord.isDuplicate).
+ALTER TABLE ingest_dedup ADD COLUMN replayed boolean NOT NULL DEFAULT false;
 """#),
     ]
 }

@@ -504,17 +504,18 @@ extension PostgresStore {
                 \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
                 \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
                 \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
-                \(kind)::int2[], \(dupish)::bool[])
+                \(kind)::int2[], \(dupish)::bool[], \(round.map(\.replayed))::bool[])
             AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
-                 content_type, user_properties, content_hash, node_id, kind, dupish)
+                 content_type, user_properties, content_hash, node_id, kind, dupish, replayed)
         ),
         q1 AS (
-            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at)
-            SELECT client_id, packet_id, content_hash, dupish, received_ms FROM input WHERE kind = 1
+            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
+            SELECT client_id, packet_id, content_hash, dupish, received_ms, replayed FROM input WHERE kind = 1
             ON CONFLICT (client_id, packet_id) DO UPDATE
-                SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at
+                SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at,
+                    replayed = excluded.replayed
                 WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
-                           AND (excluded.last_dup OR excluded.received_at <= ingest_dedup.received_at))
+                           AND (excluded.last_dup OR (excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)))
             RETURNING client_id, packet_id
         ),
         q2 AS (

@@ -16,6 +16,7 @@ public final class InMemoryStore: PersistentStore {
         var committed: [StoreOperation] = []
         var hold = false
         var refuse = false
+        var unreachable = false
         var held: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -32,6 +33,27 @@ public final class InMemoryStore: PersistentStore {
     public var holdCommits: Bool {
         get { state.withLock { $0.hold } }
         set { state.withLock { $0.hold = newValue } }
+    }
+
+    /// The store cannot be reached: commits, pings, migrations and loads fail with
+    /// `Unreachable`, which `isUnreachable` recognises (a `FallbackStore` spools then).
+    public var unreachable: Bool {
+        get { state.withLock { $0.unreachable } }
+        set { state.withLock { $0.unreachable = newValue } }
+    }
+
+    public struct Unreachable: Error, CustomStringConvertible {
+        public var description: String { "the in-memory store cannot be reached (test)" }
+    }
+
+    public func isUnreachable(_ error: any Error) -> Bool { error is Unreachable }
+
+    public func replayedThrough(spool: String) async throws -> Int64 {
+        if unreachable { throw Unreachable() }
+        return committed.reduce(0) { last, operation in
+            if case .markReplayed(spool, let through) = operation { return max(last, through) }
+            return last
+        }
     }
 
     /// Commits fail with `Refused` (the writer retries them).
@@ -65,19 +87,28 @@ public final class InMemoryStore: PersistentStore {
             }
         }
         try state.withLock { state in
+            if state.unreachable { throw Unreachable() }
             if state.refuse { throw Refused() }
             state.committed += operations
         }
     }
 
-    public func migrate() async throws {}
-    public func load() async throws -> StoredState { StoredState() }
+    public func migrate() async throws {
+        if unreachable { throw Unreachable() }
+    }
+
+    public func load() async throws -> StoredState {
+        if unreachable { throw Unreachable() }
+        return StoredState()
+    }
+
     public func collectGarbage() async throws -> Int { 0 }
     public func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
     public func loadUsers() async throws -> [StoredUser] { [] }
     public func saveUser(_: StoredUser) async throws {}
     public func deleteUser(_: String) async throws -> Bool { false }
     public func ping() async throws {
+        if unreachable { throw Unreachable() }
         if refuseCommits { throw Refused() }
     }
 }

@@ -15,6 +15,7 @@ enum IngestConformance {
         ("ingest: QoS 2 row and inbound entry commit together; re-sends are duplicates until PUBREL", qos2),
         ("ingest: copies of one message in two concurrent batches make one row", concurrentCopies),
         ("ingest: copies of one message within one batch make one row", copiesInOneBatch),
+        ("ingest: a replayed record applied twice, or an original replayed after its DUP copy, makes one row", replayed),
         ("ingest: retention removes rows older than the limit and nothing else", retention),
     ]
 
@@ -56,6 +57,27 @@ enum IngestConformance {
         // Another client's identical message with the same packet id is its own row.
         try await ingest(subject, record("21.5", id: 1, qos: 1, dup: true, client: "other"))
         #expect(try await rows(subject) == ["dev/1/21.5", "dev/1/21.5", "other/1/21.5"])
+    }
+
+    /// What a spool replay brings (README "SQLite fallback"), and what it must not swallow.
+    static func replayed(_ subject: StoreUnderTest) async throws {
+        func replay(_ record: IngestRecord) -> IngestRecord {
+            var record = record
+            record.replayed = true
+            return record
+        }
+        // The batch in flight when PostgreSQL went away committed, and is replayed from the spool.
+        try await ingest(subject, record("1", id: 1, qos: 1), replay(record("1", id: 1, qos: 1)))
+        // A device re-sent with DUP through another node, whose copy was stored first; the
+        // original, received earlier, is replayed after it.
+        try await ingest(subject, record("2", id: 2, qos: 1, dup: true, at: noon + 500), replay(record("2", id: 2, qos: 1, at: noon)))
+        // Both copies replayed in one batch, in either order.
+        try await subject.store.apply([.ingest(replay(record("3", id: 3, qos: 1, dup: true, at: noon + 500))),
+                                       .ingest(replay(record("3", id: 3, qos: 1, at: noon)))])
+        #expect(try await rows(subject) == ["dev/1/1", "dev/2/2", "dev/3/3"])
+        // A later identical reading with the packet id is a new row, replayed or not.
+        try await ingest(subject, replay(record("1", id: 1, qos: 1, at: noon + 1_000)), record("1", id: 1, qos: 1, at: noon + 2_000))
+        #expect(try await rows(subject) == ["dev/1/1", "dev/2/2", "dev/3/3", "dev/1/1", "dev/1/1"])
     }
 
     static func qos1NewContent(_ subject: StoreUnderTest) async throws {

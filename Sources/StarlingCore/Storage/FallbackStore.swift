@@ -230,7 +230,11 @@ public actor FallbackStore: PersistentStore {
                 var bytes = 0
                 for batch in head {
                     if !operations.isEmpty && operations.count >= replayBatch { break }
-                    operations += try SpoolCoding.decode(batch.data)
+                    operations += try SpoolCoding.decode(batch.data).map { operation in
+                        guard case .ingest(var record) = operation else { return operation }
+                        record.replayed = true
+                        return .ingest(record)
+                    }
                     last = batch.sequence
                     bytes += batch.data.readableBytes
                 }

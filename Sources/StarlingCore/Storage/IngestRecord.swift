@@ -7,8 +7,8 @@ public struct IngestRecord: Sendable, Equatable {
         /// QoS 0: never re-sent; always stored.
         case none
         /// QoS 1: a duplicate when the last entry for (client id, packet id) has the same content
-        /// hash and the PUBLISH carries DUP = 1 (`dup_flag`), or whatever its DUP (`content`), or
-        /// when it was received no later than that entry (`isDuplicate(ofLast:)`).
+        /// hash and the PUBLISH carries DUP = 1 (`dup_flag`), or whatever its DUP (`content`);
+        /// replayed from a spool, also when it was received no later than that entry.
         case qos1(dup: Bool, contentOnly: Bool)
         /// QoS 2: a duplicate while an `inbound_qos2` entry for (client id, packet id) exists; the
         /// entry is created with the row, in the same transaction.
@@ -31,6 +31,10 @@ public struct IngestRecord: Sendable, Equatable {
     public var contentHash: [UInt8]
     public var nodeID: String
     public var dedup: Dedup
+    /// Replayed from a spool (`FallbackStore`), not received now: the QoS 1 rule also takes a
+    /// record received no later than the last entry with the same content for a duplicate
+    /// (`isDuplicate(ofLast:receivedAt:)`). Not part of the spool's byte form.
+    public var replayed = false
 
     public init(receivedAt: Int64, clientID: String, username: String?, packetID: UInt16?, topic: String, payload: ByteBuffer,
                 qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],
@@ -72,13 +76,14 @@ public struct IngestRecord: Sendable, Equatable {
 
 extension IngestRecord {
     /// The QoS 1 rule against the last entry of (client id, packet id): the same content and
-    /// either a re-send (DUP = 1, or `content` mode) or received no later than that entry. The
-    /// last clause covers what a spool replay brings (README "SQLite fallback"): the same
-    /// record applied twice (a batch in flight when PostgreSQL went away, then spooled), and an
-    /// original replayed after its DUP re-send that another node stored first.
+    /// either a re-send (DUP = 1, or `content` mode) or, for a replayed record, received no
+    /// later than that entry. The last clause covers what a spool replay brings (README "SQLite
+    /// fallback"): the same record applied twice (the batch in flight when PostgreSQL went away
+    /// may have committed before it was spooled), and an original replayed after the DUP
+    /// re-send another node stored first (node clocks agree to well within the re-send time).
     public func isDuplicate(ofLast hash: [UInt8], receivedAt lastReceivedAt: Int64) -> Bool {
         guard case .qos1(let dup, let contentOnly) = dedup, hash == contentHash else { return false }
-        return dup || contentOnly || receivedAt <= lastReceivedAt
+        return dup || contentOnly || (replayed && receivedAt <= lastReceivedAt)
     }
 
     /// De-duplicates a batch in memory before it is written (two copies of one key in one

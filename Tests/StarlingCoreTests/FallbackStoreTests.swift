@@ -1,0 +1,147 @@
+import Logging
+import MQTTCodec
+import NIOCore
+import StarlingCore
+import StarlingTesting
+import Testing
+
+/// The SQLite fallback's logic (README "SQLite fallback"), with an in-memory primary that can
+/// be made unreachable and an in-memory spool.
+@Suite struct FallbackStoreTests {
+    let primary = InMemoryStore()
+    let spool = InMemorySpool()
+
+    func makeStore(maxBytes: Int = 1 << 30) -> FallbackStore {
+        FallbackStore(primary: primary, spool: spool, logger: Logger(label: "test"), switchTimeout: .seconds(5), maxBytes: maxBytes,
+                      probeInterval: .milliseconds(5))
+    }
+
+    /// The modes a store goes through, as they change.
+    func modes(of store: FallbackStore) async -> AsyncStream<FallbackStatus.Mode> {
+        let (stream, continuation) = AsyncStream.makeStream(of: FallbackStatus.Mode.self)
+        await store.setOnModeChange { continuation.yield($0) }
+        return stream
+    }
+
+    static func row(_ id: Int64) -> StoreOperation {
+        .saveMessage(StoredMessage(id: id, topic: "t", payload: ByteBuffer(string: "\(id)"), qos: .atLeastOnce, retain: false,
+                                   properties: [], expiresAt: nil, publisher: "c"))
+    }
+
+    func committedRows() -> [StoreOperation] {
+        primary.committed.filter { if case .markReplayed = $0 { false } else { true } }
+    }
+
+    @Test func spoolsWhileUnreachableThenReplaysInOrderAndGoesBack() async throws {
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        try await store.apply([Self.row(1)])
+        primary.unreachable = true
+        try await store.apply([Self.row(2)])
+        try await store.apply([Self.row(3), Self.row(4)])
+        #expect(await changes.next() == .spooling)
+        #expect(committedRows() == [Self.row(1)])
+        #expect(spool.operations == [[Self.row(2)], [Self.row(3), Self.row(4)]])
+        #expect(store.status.spooledBatches == 2)
+
+        primary.unreachable = false
+        #expect(await changes.next() == .replaying)
+        #expect(await changes.next() == .direct)
+        #expect(committedRows() == [Self.row(1), Self.row(2), Self.row(3), Self.row(4)])
+        #expect(primary.committed.last == .markReplayed(spool: spool.id, through: 2))
+        #expect(spool.operations.isEmpty)
+        #expect(store.status.replayedOperations == 3)
+        try await store.apply([Self.row(5)])
+        #expect(committedRows().last == Self.row(5))
+        #expect(spool.operations.isEmpty)
+    }
+
+    @Test func aRefusedCommitIsNotSpooled() async throws {
+        let store = makeStore()
+        try await store.migrate()
+        primary.refuseCommits = true
+        await #expect(throws: InMemoryStore.Refused.self) { try await store.apply([Self.row(1)]) }
+        #expect(spool.operations.isEmpty)
+        #expect(store.status.mode == .direct)
+    }
+
+    @Test func aFullSpoolRefusesWithStoreFull() async throws {
+        let store = makeStore(maxBytes: 1_100)
+        try await store.migrate()
+        primary.unreachable = true
+        let big = StoreOperation.saveMessage(StoredMessage(id: 1, topic: "t", payload: ByteBuffer(repeating: 7, count: 1_000), qos: .atLeastOnce,
+                                                           retain: false, properties: [], expiresAt: nil, publisher: "c"))
+        try await store.apply([big])
+        await #expect(throws: StoreFull.self) { try await store.apply([big]) }
+        #expect(spool.operations.count == 1)
+        #expect(store.status.full)
+    }
+
+    @Test func startsOnTheSpoolWithoutStateAndSaysWhenItIsBack() async throws {
+        primary.unreachable = true
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        let (recovered, signal) = AsyncStream.makeStream(of: Void.self)
+        await store.setOnRecovered { signal.yield() }
+        try await store.migrate()
+        #expect(await changes.next() == .spooling)
+        let state = try await store.load()
+        #expect(state.sessions.isEmpty)
+        #expect(store.status.stateDeferred)
+        try await store.apply([Self.row(1)])
+        primary.unreachable = false
+        var events = recovered.makeAsyncIterator()
+        _ = await events.next()
+        #expect(committedRows() == [Self.row(1)])
+        _ = try await store.load()
+        #expect(!store.status.stateDeferred)
+    }
+
+    @Test func aReplayCutShortResumesAfterTheLastRecordedBatch() async throws {
+        // An earlier start spooled batches 1 and 2 and replayed 1 before it was killed.
+        _ = try await spool.append(SpoolCoding.encode([Self.row(1)]))
+        _ = try await spool.append(SpoolCoding.encode([Self.row(2)]))
+        try await primary.apply([Self.row(1), .markReplayed(spool: spool.id, through: 1)])
+        let store = makeStore()
+        try await store.migrate()
+        _ = try await store.load()
+        #expect(committedRows() == [Self.row(1), Self.row(2)])
+        #expect(spool.operations.isEmpty)
+        #expect(store.status.mode == .direct)
+    }
+
+    @Test func everyOperationSurvivesTheSpoolsByteForm() throws {
+        var will = MQTTWill(topic: "w", payload: ByteBuffer(string: "bye"), qos: .exactlyOnce, retain: true,
+                            properties: [.willDelayInterval(5), .contentType("text/plain")])
+        will.properties.append(.userProperty("k", "v"))
+        var session = StoredSession(clientID: "c", version: .v5, expiryInterval: 60, expiresAt: 123, connected: true, username: "u",
+                                    will: will, willDueAt: 456)
+        session.epoch = 42
+        let subscription = Subscription(MQTTSubscription(filter: try MQTTTopicFilter("$share/g/a/+"), qos: .atLeastOnce, noLocal: true,
+                                                         retainAsPublished: true, retainHandling: .doNotSend), identifier: 9)
+        let message = StoredMessage(id: 7, topic: "a/b", payload: ByteBuffer(bytes: [0, 1, 2]), qos: .exactlyOnce, retain: true,
+                                    properties: [.messageExpiryInterval(30)], expiresAt: 999, publisher: "p")
+        let operations: [StoreOperation] = [
+            .saveSession(session), .deleteSession(clientID: "c"),
+            .saveSubscription(StoredSubscription(clientID: "c", subscription: subscription)),
+            .deleteSubscription(clientID: "c", filter: "x/#"), .saveMessage(message),
+            .saveDelivery(StoredDelivery(clientID: "c", sequence: 3, messageID: 7, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [1, 9],
+                                         shareGroup: ShareGroupKey(name: "g", filter: "a/+"), state: .sent, packetID: 65_535)),
+            .updateDelivery(clientID: "c", sequence: 3, state: .released, packetID: 2), .deleteDelivery(clientID: "c", sequence: 3),
+            .addInboundQoS2(clientID: "c", packetID: 4), .removeInboundQoS2(clientID: "c", packetID: 4), .setRetained(message),
+            .ingest(IngestRecord(receivedAt: 1_700_000_000_123, clientID: "c", username: nil, packetID: 8, topic: "a/b",
+                                 payload: ByteBuffer(string: "{\"t\":1}"), qos: 1, retain: false, contentType: "application/json",
+                                 userProperties: [("a", "1"), ("b", "2")], contentHash: Array(repeating: 3, count: 32), nodeID: "n1",
+                                 dedup: .qos1(dup: true, contentOnly: false))),
+            .ingest(IngestRecord(receivedAt: 1, clientID: "d", username: "u", packetID: nil, topic: "q", payload: ByteBuffer(), qos: 0, retain: true,
+                                 contentType: nil, userProperties: [], contentHash: [1], nodeID: "n2", dedup: .none)),
+            .saveConnectionWill(StoredConnectionWill(clientID: "c", token: 77, will: will)), .deleteConnectionWill(token: 77),
+            .markReplayed(spool: "s", through: 12),
+        ]
+        #expect(try SpoolCoding.decode(SpoolCoding.encode(operations)) == operations)
+        var truncated = SpoolCoding.encode(operations)
+        truncated.moveWriterIndex(to: truncated.writerIndex - 3)
+        #expect(throws: SpoolCoding.Malformed.self) { try SpoolCoding.decode(truncated) }
+    }
+}
