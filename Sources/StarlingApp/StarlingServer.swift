@@ -46,8 +46,9 @@ public final class StarlingServer: Service, Sendable {
     /// How often the users are read again from the store.
     static let userRefreshInterval = TimeAmount.seconds(2)
 
-    /// How often readiness pings the store, and how long a ping may take.
-    static let storePingInterval = TimeAmount.seconds(5)
+    /// How often readiness pings the store (a ping may take 3 s): with PostgreSQL, an idle
+    /// node also learns here that it must spool (`FallbackStore.ping`).
+    static let storePingInterval = TimeAmount.seconds(1)
 
     public static let version = "0.1.0"
 
@@ -205,7 +206,7 @@ public final class StarlingServer: Service, Sendable {
         // Readiness: a store that has nothing to commit is still asked whether it could.
         let status = self.status
         let pinger = Self.repeatedly(with: store, every: Self.storePingInterval, initialDelay: .zero) { store in
-            let limit = Duration.nanoseconds(Self.storePingInterval.nanoseconds)
+            let limit = Duration.seconds(3)
             let outcome = await withTimeout(limit) { () -> String? in
                 do { try await store.ping(); return nil } catch { return "\(error)" }
             }

@@ -1,6 +1,6 @@
-"""A store lost at run time (PostgreSQL behind a TCP proxy that the test cuts): no crash, QoS 0
-keeps flowing, QoS 1 is not acknowledged until writes succeed again, the failure is logged once;
-and a store unreachable at start is a clear error with exit status 1."""
+"""PostgreSQL lost at run time, behind a TCP proxy that the test cuts (the spool that keeps a
+node going is tested in test_spool.py): a full spool stops acknowledgements and loses nothing;
+a node that starts while PostgreSQL is unreachable starts on its spool, naming the store."""
 import os
 import select
 import socket
@@ -90,49 +90,56 @@ def postgres_behind_proxy(schema_prefix):
     return proxy, ["--postgres", f"{proxied}?schema={schema_prefix}_{proxy.port}"]
 
 
-def test_store_lost_at_run_time_holds_qos1_acks_and_keeps_qos0_flowing(broker_factory):
-    proxy, flags = postgres_behind_proxy("outage")
+def test_a_full_spool_stops_acknowledging_and_loses_nothing(broker_factory, tmp_path):
+    """storage.spool_max_bytes reached during an outage: acknowledgements stop, reading from
+    the publisher pauses, readiness fails; once PostgreSQL is back the replay makes room and
+    every message is acknowledged and stored once."""
+    proxy, flags = postgres_behind_proxy("spoolfull")
+    schema = urllib.parse.parse_qs(urllib.parse.urlsplit(flags[1]).query)["schema"][0]
     try:
-        broker = broker_factory(extra_args=flags)
-        sub = Client(broker, client_id="outage-sub")
-        sub.connect()
-        sub.subscribe("outage/#", qos=0)
-
+        broker = broker_factory(extra_args=(*flags, "--data-dir", str(tmp_path / "data")), http=True,
+                                env={"STARLING_STORAGE_SPOOL_MAX_BYTES": "1048576", "STARLING_INGEST_ENABLED": "true"})
         pub = RawClient(broker)
-        pub.send(connect("outage-pub", version=4))
+        pub.send(connect("spool-full", version=4))
         assert pub.read_packet() == (0x20, b"\x00\x00")
-
         proxy.cut()
-        pub.send(packet(0x32, string("outage/q1"), b"\x00\x01", b"held"))
-        pub.send(packet(0x30, string("outage/q0"), b"flows"))
-        # QoS 0 keeps flowing (the QoS 1 message may reach the online subscriber first).
-        payloads = set()
-        while b"flows" not in payloads:
-            payloads.add(sub.message().payload)
-        # Everything before the QoS 0 message has been handled: no PUBACK is waiting on the socket.
-        assert select.select([pub.sock], [], [], 0)[0] == []
-
-        # The broker reports the lost store (it refused, or has not answered for 5 s).
-        broker.wait_for_log(("refused a commit", "has not answered"))
-        assert select.select([pub.sock], [], [], 0)[0] == []
+        broker.wait_for_log(("commits go to the local spool",))
+        payload = b"x" * 200_000
+        count = 12  # 2.4 MB of readings for a 1 MiB spool
+        for i in range(1, count + 1):
+            pub.send(packet(0x32, string("full/t"), i.to_bytes(2, "big"), str(i).encode() + payload))
+        broker.wait_for_log(("storage.spool_max_bytes is 1048576",))
+        status, body = broker.get("/readyz")
+        assert status == 503 and "spool" in body, body
+        acknowledged = []
+        while select.select([pub.sock], [], [], 0)[0] or pub.buffer:
+            acknowledged.append(pub.read_packet())
+        assert len(acknowledged) < count  # the rest wait, unacknowledged
         proxy.restore()
-        assert pub.read_packet() == (0x40, b"\x00\x01")  # acknowledged once writes succeed
-        broker.wait_for_log(("writable again",))
-        log = broker.log()
-        # Logged once when the store was lost (it refused, or did not answer), once when back.
-        assert log.count("refused a commit") + log.count("has not answered") == 1
-        assert log.count("writable again") == 1
+        while len(acknowledged) < count:
+            acknowledged.append(pub.read_packet())
+        assert acknowledged == [(0x40, i.to_bytes(2, "big")) for i in range(1, count + 1)]
+        broker.wait_for_log(("spool replayed",))
+        rows = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-c", f"SET search_path TO {schema}",
+                               "-c", "SELECT count(*), count(DISTINCT packet_id) FROM messages"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout.split()
+        assert rows[-1] == f"{count}|{count}"
     finally:
         proxy.close()
 
 
-def test_store_unreachable_at_start_exits_1_naming_the_store(tmp_path):
+def test_store_unreachable_at_start_starts_on_the_spool_naming_the_store(broker_factory, tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there now
-    result = subprocess.run([BINARY, "serve", "--mqtt", "127.0.0.1:0", "--postgres", f"postgres://u:secret@127.0.0.1:{port}/db"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert result.returncode == 1
-    assert f"127.0.0.1:{port}" in result.stderr
-    assert "secret" not in result.stderr
+    broker = broker_factory(extra_args=("--postgres", f"postgres://u:secret@127.0.0.1:{port}/db", "--data-dir", str(tmp_path / "d")),
+                            http=True)
+    log = broker.wait_for_log(("STARTING ON THE SPOOL",))
+    assert f"127.0.0.1:{port}" in log
+    assert "secret" not in log
+    client = Client(broker, client_id="on-the-spool")
+    client.connect()
+    client.publish("spool/start", b"kept", qos=1)  # acknowledged: committed to the spool
+    status, body = broker.get("/readyz")
+    assert status == 200 and '"spooling"' in body, body

@@ -81,7 +81,7 @@ public actor FallbackStore: PersistentStore {
             $0.spooledBatches = totals.batches
             $0.spooledBytes = totals.bytes
         }
-        switch await attempt({ try await self.primary.migrate() }, timeout: .seconds(10)) {
+        switch await attempt({ try await self.primary.migrate() }, timeout: .seconds(5)) {
         case .committed:
             migrated = true
         case .refused(let error):
@@ -300,8 +300,15 @@ public actor FallbackStore: PersistentStore {
 
     // MARK: Forwarded
 
+    /// Readiness asks every second: an idle node finds the primary gone here (and spools its
+    /// next commit at once) rather than at its next commit.
     public func ping() async throws {
-        if status.mode == .direct { try await primary.ping() }
+        guard status.mode == .direct else { return }
+        switch await attempt({ try await self.primary.ping() }, timeout: switchTimeout) {
+        case .committed: return
+        case .refused(let error): throw error
+        case .unreachable(let why): if status.mode == .direct { enterSpooling(because: why, atStart: false) }
+        }
     }
 
     public func collectGarbage() async throws -> Int {
