@@ -1,6 +1,6 @@
 """Behind a real HAProxy: the PROXY protocol v2 gives the broker the client's own address, and
-HAProxy's health check against /readyz takes the node out of rotation while its store is away
-and back when it returns (DESIGN G5, section 6)."""
+HAProxy's health check against /readyz keeps a node in rotation while it serves on its spool,
+its store away (DESIGN G5, section 6; README "SQLite fallback")."""
 import os
 import pathlib
 import shutil
@@ -13,6 +13,7 @@ import pytest
 
 from mqtt_helpers import TIMEOUT, Client
 from raw_client import connect
+from stores import POSTGRES_URL
 from test_store_outage import postgres_behind_proxy
 
 DEADLINE = 60  # seconds for a state HAProxy must reach (it checks every 200 ms)
@@ -64,6 +65,11 @@ backend nodes
 
     def server_state(self):
         """node1's operational state as HAProxy's runtime API reports it ("UP", "DOWN", …)."""
+        row = self.server_stats()
+        return row["status"] if row else None
+
+    def server_stats(self):
+        """node1's row of HAProxy's statistics (status, chkfail, chkdown, …)."""
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(TIMEOUT)
             s.connect(str(self.socket_path))
@@ -76,7 +82,7 @@ backend nodes
         for line in lines[1:]:
             row = dict(zip(header, line.split(",")))
             if row.get("svname") == "node1":
-                return row["status"]
+                return row
         return None
 
     def wait_for_state(self, wanted):
@@ -151,22 +157,32 @@ def test_a_connection_without_the_header_is_closed_when_proxy_protocol_is_on(bro
     broker.wait_for_log(("did not start with a PROXY protocol header",))
 
 
-def test_haproxy_takes_the_node_out_while_its_store_is_away(broker_factory, haproxy_factory):
-    """/readyz turns 503 when PostgreSQL is cut away (no client needs to write for it):
-    HAProxy marks the node DOWN; when the store returns, UP again."""
+def test_haproxy_keeps_a_node_that_spools_in_service(broker_factory, haproxy_factory, tmp_path):
+    """PostgreSQL cut away: the node serves on its spool, so /readyz stays 200 and HAProxy never
+    fails a check; a device's readings are acknowledged through HAProxy during the cut and
+    stored once after it (before the spool, no reading was acknowledged for the whole outage)."""
     proxy, flags = postgres_behind_proxy("lb")
+    schema = flags[1].rsplit("schema=", 1)[1]
     try:
-        broker = broker_factory(config_text="[mqtt]\nproxy_protocol = true\n", extra_args=flags, http=True)
+        broker = broker_factory(config_text="[mqtt]\nproxy_protocol = true\n", extra_args=(*flags, "--data-dir", str(tmp_path / "d")),
+                                http=True)
         haproxy = haproxy_factory(broker)
         haproxy.wait_for_state("UP")
+        device = Client(Through(haproxy), client_id="lb-device")
+        device.connect()
 
         proxy.cut()
-        haproxy.wait_for_state("DOWN")
+        device.publish("lb/t", b"lb-during-1", qos=1)  # returns once acknowledged
+        broker.wait_for_log(("commits go to the local spool",))
+        device.publish("lb/t", b"lb-during-2", qos=1)
         proxy.restore()
-        haproxy.wait_for_state("UP")
-
-        c = Client(Through(haproxy), client_id="after-outage")
-        c.connect()
-        c.disconnect()
+        broker.wait_for_log(("spool replayed",))
+        stats = haproxy.server_stats()
+        assert stats["status"].startswith("UP") and stats["chkfail"] == "0" and stats["chkdown"] == "0", stats
+        rows = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-c", f"SET search_path TO {schema}",
+                               "-c", "SELECT convert_from(payload, 'UTF8') FROM messages ORDER BY id"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout.split()
+        assert rows == ["lb-during-1", "lb-during-2"]
+        device.disconnect()
     finally:
         proxy.close()

@@ -88,43 +88,50 @@ def test_unknown_path_is_404(broker_factory):
     assert status == 404
 
 
-def test_readiness_fails_while_the_store_is_lost_and_recovers(broker_factory):
-    """An idle node whose PostgreSQL goes away turns unready (its store ping fails) though no
-    client writes anything; liveness stays 200; both come back with the store."""
+def test_readiness_says_spooling_while_the_store_is_lost_and_recovers(broker_factory, tmp_path):
+    """An idle node whose PostgreSQL goes away finds out from its store ping though no client
+    writes anything: it stays ready on its spool, says so (store state "spooling", the spool
+    metrics), and goes back to PostgreSQL when it returns."""
     proxy, flags = postgres_behind_proxy("ops")
     try:
-        broker = broker_factory(extra_args=flags, http=True)
-        wait_for_readiness(broker, 200)
+        broker = broker_factory(extra_args=(*flags, "--data-dir", str(tmp_path / "d")), http=True)
+        checks = wait_for_readiness(broker, 200)
+        assert checks["store"]["state"] == "postgres"
 
         proxy.cut()
-        checks = wait_for_readiness(broker, 503)
-        assert not checks["store"]["passing"]
-        assert "PostgreSQL" in checks["store"]["detail"]
-        assert checks["listeners"]["passing"] and checks["event_loop"]["passing"]
-        assert broker.get("/healthz")[0] == 200  # alive: the process works, the store does not
-        assert metrics(broker)["starling_ready"] == 0
+        broker.wait_for_log(("commits go to the local spool",))
+        checks = wait_for_readiness(broker, 200)
+        assert checks["store"]["state"] == "spooling" and "PostgreSQL cannot be reached" in checks["store"]["detail"]
+        values = metrics(broker)
+        assert values["starling_ready"] == 1 and values["starling_store_spooling"] == 1 and values["starling_store_outages_total"] == 1
 
         proxy.restore()
+        broker.wait_for_log(("spool replayed",))
         checks = wait_for_readiness(broker, 200)
-        assert checks["store"]["passing"]
+        assert checks["store"]["state"] == "postgres"
+        assert metrics(broker)["starling_store_spooling"] == 0
     finally:
         proxy.close()
 
 
-def test_readiness_fails_while_draining_and_http_outlives_the_drain(broker_factory):
-    """SIGTERM: /readyz answers 503 "draining" for as long as the broker drains (here held by a
-    QoS 1 message that cannot be committed while the store is away); the broker then exits 0."""
+def test_readiness_fails_while_draining_and_http_outlives_the_drain(broker_factory, tmp_path):
+    """SIGTERM: /readyz answers 503 "draining" for as long as the broker drains (here held by
+    QoS 1 messages that cannot be committed: the store away and the spool full); the broker
+    then exits 0."""
     proxy, flags = postgres_behind_proxy("ops")
     try:
-        broker = broker_factory(extra_args=flags, http=True)
+        broker = broker_factory(extra_args=(*flags, "--data-dir", str(tmp_path / "d")), http=True,
+                                env={"STARLING_STORAGE_SPOOL_MAX_BYTES": "1048576"})
         wait_for_readiness(broker, 200)
         pub = RawClient(broker)
         pub.send(connect("ops-drain", version=4))
         assert pub.read_packet() == (0x20, b"\x00\x00")
 
         proxy.cut()
-        pub.send(packet(0x32, string("ops/held"), b"\x00\x01", b"held"))
-        broker.wait_for_log(("refused a commit", "has not answered"))
+        broker.wait_for_log(("commits go to the local spool",))
+        for i in range(1, 8):
+            pub.send(packet(0x32, string("ops/held"), i.to_bytes(2, "big"), b"h" * 300_000))
+        broker.wait_for_log(("storage.spool_max_bytes is 1048576",))
         broker.process.send_signal(signal.SIGTERM)
 
         checks = wait_for_readiness(broker, 503, check="draining")  # the store check may fail first
