@@ -49,7 +49,9 @@ struct StoreSetup {
             } catch {
                 throw StartupError(message: "cannot open the spool \(spoolPath) (storage.data_dir): \(error)")
             }
-            let fallback = FallbackStore(primary: store, spool: spool, logger: logger, maxBytes: configuration.spoolMaxBytes)
+            let pause = ProcessInfo.processInfo.environment["STARLING_TEST_REPLAY_PAUSE"].flatMap { Int($0) }
+            let fallback = FallbackStore(primary: store, spool: spool, logger: logger, maxBytes: configuration.spoolMaxBytes,
+                                         pauseReplayAfter: pause)
             return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store)
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")

@@ -94,7 +94,8 @@ def test_readiness_says_spooling_while_the_store_is_lost_and_recovers(broker_fac
     metrics), and goes back to PostgreSQL when it returns."""
     proxy, flags = postgres_behind_proxy("ops")
     try:
-        broker = broker_factory(extra_args=(*flags, "--data-dir", str(tmp_path / "d")), http=True)
+        broker = broker_factory(extra_args=(*flags, "--data-dir", str(tmp_path / "d")), http=True,
+                                env={"STARLING_MQTT_SYS_INTERVAL": "1"})
         checks = wait_for_readiness(broker, 200)
         assert checks["store"]["state"] == "postgres"
 
@@ -104,6 +105,13 @@ def test_readiness_says_spooling_while_the_store_is_lost_and_recovers(broker_fac
         assert checks["store"]["state"] == "spooling" and "PostgreSQL cannot be reached" in checks["store"]["detail"]
         values = metrics(broker)
         assert values["starling_ready"] == 1 and values["starling_store_spooling"] == 1 and values["starling_store_outages_total"] == 1
+        # $SYS says so too (the retained value first, then each second's).
+        watcher = Client(broker, client_id="ops-sys")
+        watcher.connect()
+        watcher.subscribe("$SYS/broker/store/state")
+        while watcher.message().payload != b"spooling":
+            pass
+        watcher.disconnect()
 
         proxy.restore()
         broker.wait_for_log(("spool replayed",))

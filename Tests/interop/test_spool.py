@@ -96,8 +96,22 @@ def test_a_node_acknowledges_through_an_outage_and_a_kill_then_replays_every_rea
         device.close()
         assert store_check(node)[1]["state"] == "spooling"
 
+        # Killed again in the middle of the replay (a test hook stops it after two of its
+        # transactions), it resumes after the last one PostgreSQL recorded.
+        node.process.kill()
+        node.process.wait()
+        node = Broker(extra_args=args, http=True, env={"STARLING_TEST_REPLAY_PAUSE": "2"})
+        nodes.append(node)
+        node.wait_for_log(("STARTING ON THE SPOOL",))
         proxy.restore()
-        node.wait_for_log(("spool replayed",))
+        node.wait_for_log(("replay paused after 2 transactions",))
+        node.process.kill()
+        node.process.wait()
+        partial = stored_counts(schema, "reading-")
+        assert set(partial) < set(acknowledged) and set(partial.values()) == {1}
+        node = Broker(extra_args=args, http=True)
+        nodes.append(node)
+        assert "from an earlier run" in node.log()  # replayed before it listened
         assert stored_counts(schema, "reading-") == {payload: 1 for payload in acknowledged}
         assert store_check(node)[1]["state"] == "postgres"
         # Its earlier start's spool was replayed first: stored sessions are served again.

@@ -68,6 +68,18 @@ extension Broker {
                 ("store/failures", "\(persistence.failures)"),
                 ("store/backlogs", "\(stats.storeBacklogs)"),
             ]
+            if let fallback = persistence.store as? FallbackStore {
+                // The SQLite fallback (README): where commits go, what waits for the replay.
+                let spool = fallback.status
+                values += [
+                    ("store/state", spool.mode == .direct ? "postgres" : spool.mode.rawValue),
+                    ("store/spool/batches", "\(spool.spooledBatches)"),
+                    ("store/spool/bytes", "\(spool.spooledBytes)"),
+                    ("store/spool/operations", "\(spool.spooledOperations)"),
+                    ("store/spool/replayed", "\(spool.replayedOperations)"),
+                    ("store/outage/seconds", "\(Int(spool.outageSecondsTotal))"),
+                ]
+            }
         }
         if let cluster {
             let figures = cluster.statistics

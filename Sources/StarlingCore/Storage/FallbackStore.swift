@@ -31,6 +31,9 @@ public actor FallbackStore: PersistentStore {
     public nonisolated let probeInterval: Duration
     /// Most operations replayed in one transaction.
     public nonisolated let replayBatch: Int
+    /// Tests only (`STARLING_TEST_REPLAY_PAUSE`): replay one spool batch per transaction and
+    /// stop for good after this many, so a test can kill the node in the middle of a replay.
+    public nonisolated let pauseReplayAfter: Int?
     let logger: Logger
     private let statusBox = Mutex(FallbackStatus())
     private var primaryInFlight = 0
@@ -41,7 +44,8 @@ public actor FallbackStore: PersistentStore {
     private var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
     public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .seconds(1),
-                maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096) {
+                maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+        self.pauseReplayAfter = pauseReplayAfter
         self.name = primary.name
         self.primary = primary
         self.spool = spool
@@ -49,7 +53,7 @@ public actor FallbackStore: PersistentStore {
         self.switchTimeout = switchTimeout
         self.maxBytes = maxBytes
         self.probeInterval = probeInterval
-        self.replayBatch = replayBatch
+        self.replayBatch = pauseReplayAfter == nil ? replayBatch : 1
     }
 
     /// Where the store is, for readiness, `/metrics` and `$SYS`; readable from any thread.
@@ -244,11 +248,16 @@ public actor FallbackStore: PersistentStore {
                 let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
                 guard case .committed = outcome else { return outcome }
                 try await spool.remove(through: last)
-                statusBox.withLock {
+                let transactions = statusBox.withLock {
                     $0.replayedOperations += UInt64(count)
                     $0.replayedBatchesTotal += 1
+                    return $0.replayedBatchesTotal
                 }
                 try await refreshTotals()
+                if let pauseReplayAfter, transactions >= pauseReplayAfter {
+                    logger.warning("replay paused after \(transactions) transactions (STARLING_TEST_REPLAY_PAUSE)")
+                    while true { try await Task.sleep(for: .seconds(3600)) }
+                }
             }
         } catch {
             return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
