@@ -57,6 +57,32 @@ import Testing
         #expect(spool.operations.isEmpty)
     }
 
+    @Test func aReplayEndsWhileCommitsKeepComing() async throws {
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        primary.unreachable = true
+        try await store.apply([Self.row(1)])
+        #expect(await changes.next() == .spooling)
+        // A publisher that never pauses: each commit starts as soon as the last one ended.
+        let publisher = Task {
+            var id: Int64 = 2
+            while !Task.isCancelled {
+                try await store.apply([Self.row(id)])
+                id += 1
+            }
+            return id
+        }
+        primary.unreachable = false
+        #expect(await changes.next() == .replaying)
+        #expect(await changes.next() == .direct)
+        publisher.cancel()
+        let next = try await publisher.value
+        // Every commit, in order, once: those spooled (replayed), then those made directly.
+        #expect(committedRows() == (1..<next).map(Self.row))
+        #expect(spool.operations.isEmpty)
+    }
+
     @Test func aRefusedCommitIsNotSpooled() async throws {
         let store = makeStore()
         try await store.migrate()

@@ -6,6 +6,7 @@ import select
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -17,7 +18,8 @@ from stores import POSTGRES_URL
 
 
 class Proxy:
-    """Forwards TCP to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards TCP to a target; `cut()` drops every connection and refuses new ones;
+    `stall()` keeps them but forwards nothing (a database that stops answering)."""
 
     def __init__(self, host, port):
         self.target = (host, port)
@@ -26,6 +28,7 @@ class Proxy:
         self.listener.listen(64)
         self.port = self.listener.getsockname()[1]
         self.open = True
+        self.stalled = threading.Event()
         self.sockets = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -45,10 +48,11 @@ class Proxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, a, b):
         try:
             while data := a.recv(65536):
+                while self.stalled.is_set():
+                    time.sleep(0.01)  # holding the bytes, as a silent network would
                 b.sendall(data)
         except OSError:
             pass
@@ -68,7 +72,11 @@ class Proxy:
                     pass
             self.sockets = []
 
+    def stall(self):
+        self.stalled.set()
+
     def restore(self):
+        self.stalled.clear()
         with self.lock:
             self.open = True
 

@@ -9,8 +9,8 @@ import Synchronization
 /// when the spool is empty, commits go to the primary again.
 ///
 /// - A commit that fails because the primary is away (`PersistentStore.isUnreachable`), or that
-///   has not answered within `switchTimeout`, is committed to the spool: the switch takes at
-///   most `switchTimeout`. A commit the primary refuses (a constraint, a bug) is not spooled:
+///   has not answered within `switchTimeout` (750 ms), is committed to the spool: a client
+///   waits at most that much longer for its acknowledgement at the switch. A commit the primary refuses (a constraint, a bug) is not spooled:
 ///   it fails, and the group commit retries it.
 /// - Each replayed transaction records the last spool batch it holds (`markReplayed`), so a
 ///   replay cut short (the node killed) resumes after it. The one batch that was committing
@@ -38,12 +38,16 @@ public actor FallbackStore: PersistentStore {
     private let statusBox = Mutex(FallbackStatus())
     private var primaryInFlight = 0
     private var spoolAppendsInFlight = 0
+    /// The last stretch of a replay: new commits wait for it (`handoverWaiters`) instead of
+    /// adding to the spool, so a replay ends even while clients keep publishing.
+    private var handingOver = false
+    private var handoverWaiters: [CheckedContinuation<Void, Never>] = []
     private var replayer: Task<Void, Never>?
     private var migrated = false
     private var onRecovered: (@Sendable () -> Void)?
     private var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
-    public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .seconds(1),
+    public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .milliseconds(750),
                 maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
         self.pauseReplayAfter = pauseReplayAfter
         self.name = primary.name
@@ -120,6 +124,9 @@ public actor FallbackStore: PersistentStore {
     // MARK: Commits
 
     public func apply(_ operations: [StoreOperation]) async throws {
+        while handingOver {
+            await withCheckedContinuation { handoverWaiters.append($0) }
+        }
         while status.mode == .direct {
             switch await attempt({ try await self.primary.apply(operations) }, timeout: switchTimeout) {
             case .committed:
@@ -215,6 +222,12 @@ public actor FallbackStore: PersistentStore {
     /// Applies the spool to the primary from its head until it is empty, then goes direct
     /// (between two awaits: no batch can reach the spool after the last look at it).
     private func replay() async -> Attempt {
+        defer {
+            handingOver = false
+            let waiters = handoverWaiters
+            handoverWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
+        }
         do {
             let done = try await primary.replayedThrough(spool: spool.id)
             if done > 0 { try await spool.remove(through: done) }
@@ -243,6 +256,9 @@ public actor FallbackStore: PersistentStore {
                     bytes += batch.data.readableBytes
                 }
                 let count = operations.count
+                // What is left fits in this transaction: commits arriving from now on wait
+                // for it and then go to the primary (those appending now finish first).
+                if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
                 operations.append(.markReplayed(spool: spool.id, through: last))
                 let replayed = operations
                 let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
