@@ -83,6 +83,33 @@ import Testing
         #expect(spool.operations.isEmpty)
     }
 
+    @Test func aCommitDuringTheLastReplayTransactionWaitsAndGoesToThePrimary() async throws {
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        primary.unreachable = true
+        try await store.apply([Self.row(1)])
+        #expect(await changes.next() == .spooling)
+        primary.holdCommits = true
+        var attempts = primary.attempts.makeAsyncIterator()
+        primary.unreachable = false
+        #expect(await changes.next() == .replaying)
+        _ = await attempts.next()  // the replay's transaction, held
+        let late = Task { try await store.apply([Self.row(2)]) }
+        var turns = 0
+        while store.status.commitsWaitingForReplay == 0 && turns < 100_000 {
+            await Task.yield()
+            turns += 1
+        }
+        #expect(store.status.commitsWaitingForReplay == 1)
+        #expect(spool.operations == [[Self.row(1)]])  // it did not go to the spool
+        primary.holdCommits = false
+        primary.releaseCommits()
+        try await late.value
+        #expect(primary.committed == [Self.row(1), .markReplayed(spool: spool.id, through: 1), Self.row(2)])
+        #expect(store.status.mode == .direct)
+    }
+
     @Test func aRefusedCommitIsNotSpooled() async throws {
         let store = makeStore()
         try await store.migrate()

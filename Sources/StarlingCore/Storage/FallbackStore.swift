@@ -125,7 +125,10 @@ public actor FallbackStore: PersistentStore {
 
     public func apply(_ operations: [StoreOperation]) async throws {
         while handingOver {
-            await withCheckedContinuation { handoverWaiters.append($0) }
+            await withCheckedContinuation { waiter in
+                handoverWaiters.append(waiter)
+                statusBox.withLock { $0.commitsWaitingForReplay = handoverWaiters.count }
+            }
         }
         while status.mode == .direct {
             switch await attempt({ try await self.primary.apply(operations) }, timeout: switchTimeout) {
@@ -226,6 +229,7 @@ public actor FallbackStore: PersistentStore {
             handingOver = false
             let waiters = handoverWaiters
             handoverWaiters.removeAll()
+            statusBox.withLock { $0.commitsWaitingForReplay = 0 }
             for waiter in waiters { waiter.resume() }
         }
         do {
@@ -370,6 +374,8 @@ public struct FallbackStatus: Sendable, Equatable {
     public var spooledBytes = 0
     /// True while the spool is over its limit and commits wait.
     public var full = false
+    /// Commits waiting for the last transaction of a replay, to go to the primary after it.
+    public var commitsWaitingForReplay = 0
     /// Since the start: operations committed to the spool, and replayed into the primary.
     public var spooledOperations: UInt64 = 0
     public var replayedOperations: UInt64 = 0
