@@ -526,7 +526,8 @@ def test_drain_moves_clients_to_another_node():
     """SIGTERM on n1 (server.drain_wait 4 s, server.reference set): /readyz answers 503 while its
     clients are still connected; then the 5.0 client gets DISCONNECT 0x9C (Use another server)
     with the Server Reference, the 3.1.1 client is closed; n1 exits 0; both resume on n2 with
-    what was published meanwhile."""
+    what was published meanwhile. A clean client's will is published; a delayed one waits and
+    is cancelled when its client resumes on n2."""
     import time
     c = Cluster(size=2, extra_env={"STARLING_SERVER_DRAIN_WAIT": "4", "STARLING_SERVER_REFERENCE": "mqtt-2.example:1883"})
     try:
@@ -537,6 +538,18 @@ def test_drain_moves_clients_to_another_node():
         v3 = Client(c["n1"], client_id="drain-v3", protocol=mqtt.MQTTv311, clean=False)
         v3.connect()
         v3.subscribe("drain/#", qos=1)
+        # Wills: a clean 3.1.1 client's is due when the server closes its connection
+        # [MQTT-3.1.2-8]; a 5.0 client's with a Will Delay waits in its session, and its
+        # reconnection elsewhere cancels it [MQTT-3.1.3-9].
+        watcher = client(c, "n2", "drain-watcher")
+        watcher.subscribe("drain-wills/#", qos=1)
+        clean = Client(c["n1"], client_id="drain-clean", protocol=mqtt.MQTTv311, clean=True)
+        clean.client.will_set("drain-wills/clean", b"gone", qos=1)
+        clean.connect()
+        delayed = Client(c["n1"], client_id="drain-delayed", protocol=V5, clean=False)
+        delayed.client.will_set("drain-wills/delayed", b"gone", qos=1,
+                                properties=v5_properties(PacketTypes.WILLMESSAGE, WillDelayInterval=600))
+        delayed.connect(properties=expiry)
         n1 = c["n1"]
         n1.process.send_signal(__import__("signal").SIGTERM)
         deadline = time.monotonic() + 30
@@ -558,7 +571,14 @@ def test_drain_moves_clients_to_another_node():
         flags3, _, _ = again3.connect()
         assert flags.session_present and flags3.session_present
         assert again5.message().payload == b"while moving" and again3.message().payload == b"while moving"
-        for x in (again5, again3, p):
+        message = watcher.message()
+        assert (message.topic, message.payload) == ("drain-wills/clean", b"gone")
+        for x in (clean, delayed):
+            x.client.loop_stop()
+        back = Client(c["n2"], client_id="drain-delayed", protocol=V5, clean=False)
+        assert back.connect(properties=expiry)[0].session_present
+        watcher.no_message()  # the delayed will was cancelled by the reconnection
+        for x in (again5, again3, p, back, watcher):
             x.disconnect()
     finally:
         c.stop()

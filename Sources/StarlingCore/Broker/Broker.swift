@@ -263,8 +263,9 @@ public final class Broker: @unchecked Sendable {
             send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
         }
         if connection.state != .closed {
-            // Shutting down is not the client's fault: its will stays with its session.
-            connection.publishWillOnClose = false
+            // The server closes the connection without the client's DISCONNECT: its will is
+            // due [MQTT-3.1.2-8] — after its Will Delay Interval, kept in the stored session
+            // (a client that reconnects elsewhere first cancels it [MQTT-3.1.3-9]), or at once.
             detach(connection)
             close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
         }
