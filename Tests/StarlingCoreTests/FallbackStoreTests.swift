@@ -28,6 +28,18 @@ import Testing
                                    properties: [], expiresAt: nil, publisher: "c"))
     }
 
+    /// A store that went to its spool with `row(1)` (the primary unreachable), and its next
+    /// mode changes.
+    func spoolingStore() async throws -> (FallbackStore, AsyncStream<FallbackStatus.Mode>.AsyncIterator) {
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        primary.unreachable = true
+        try await store.apply([Self.row(1)])
+        #expect(await changes.next() == .spooling)
+        return (store, changes)
+    }
+
     func committedRows() -> [StoreOperation] {
         primary.committed.filter { if case .markReplayed = $0 { false } else { true } }
     }
@@ -58,12 +70,8 @@ import Testing
     }
 
     @Test func aReplayEndsWhileCommitsKeepComing() async throws {
-        let store = makeStore()
-        var changes = await modes(of: store).makeAsyncIterator()
-        try await store.migrate()
-        primary.unreachable = true
-        try await store.apply([Self.row(1)])
-        #expect(await changes.next() == .spooling)
+        let (store, spooled) = try await spoolingStore()
+        var changes = spooled
         // A publisher that never pauses: each commit starts as soon as the last one ended.
         let publisher = Task {
             var id: Int64 = 2
@@ -84,12 +92,8 @@ import Testing
     }
 
     @Test func aCommitDuringTheLastReplayTransactionWaitsAndGoesToThePrimary() async throws {
-        let store = makeStore()
-        var changes = await modes(of: store).makeAsyncIterator()
-        try await store.migrate()
-        primary.unreachable = true
-        try await store.apply([Self.row(1)])
-        #expect(await changes.next() == .spooling)
+        let (store, spooled) = try await spoolingStore()
+        var changes = spooled
         primary.holdCommits = true
         var attempts = primary.attempts.makeAsyncIterator()
         primary.unreachable = false
