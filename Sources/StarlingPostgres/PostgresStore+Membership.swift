@@ -90,13 +90,21 @@ extension PostgresStore: SessionOwnershipStore {
         try await load(only: clientID)
     }
 
+    /// How long after a node's lease ran out the survivors take its sessions and wills: a node
+    /// alive but cut off from the database learns it within a second or two from its peers'
+    /// word and lets its clients go first (ClusterRouter+Partition), and one whose lease lapsed
+    /// for a moment has renewed it by then, so its clients' wills are not published while it
+    /// keeps them.
+    static let sweepGraceMilliseconds: Int64 = 3_000
+
     public func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession] {
         try await client.withTransaction(logger: logger) { connection in
             var released: [StoredSession] = []
             // SKIP LOCKED: survivors running this together take disjoint rows.
             let rows = try await connection.query("""
                 SELECT s.* FROM sessions s JOIN nodes n ON n.node_id = s.owner_node
-                WHERE n.lease_until < now() FOR UPDATE OF s SKIP LOCKED
+                WHERE n.lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
+                FOR UPDATE OF s SKIP LOCKED
                 """, logger: logger)
             for try await row in rows { released.append(try Self.session(row)) }
             for var session in released {
@@ -161,7 +169,9 @@ extension PostgresStore: SessionOwnershipStore {
         // A row is deleted by one statement only: survivors sweeping together each get others.
         return try await takeConnectionWills("""
             DELETE FROM connection_wills
-            WHERE node_id IN (SELECT node_id FROM nodes WHERE lease_until < now() AND node_id <> \(ownerNode))
+            WHERE node_id IN (SELECT node_id FROM nodes
+                              WHERE lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
+                                AND node_id <> \(ownerNode))
                OR (node_id = \(ownerNode) AND token < \(firstToken))
             RETURNING client_id, topic, payload, qos, retain, properties
             """)
