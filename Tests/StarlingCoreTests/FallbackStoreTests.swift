@@ -114,6 +114,22 @@ import Testing
         #expect(store.status.mode == .direct)
     }
 
+    @Test func aQoS2PacketIDUsedAgainAfterItsPUBRELStartsTheNextReplayTransaction() throws {
+        func qos2(_ payload: String) -> StoreOperation {
+            .ingest(IngestRecord(receivedAt: 1, clientID: "c", username: nil, packetID: 1, topic: "t", payload: ByteBuffer(string: payload),
+                                 qos: 2, retain: false, contentType: nil, userProperties: [], contentHash: Array(payload.utf8), nodeID: "n",
+                                 dedup: .qos2))
+        }
+        let head = [[qos2("a")], [.removeInboundQoS2(clientID: "c", packetID: 1)], [qos2("b")], [Self.row(9)]].enumerated().map {
+            SpooledBatch(sequence: Int64($0.offset + 1), data: SpoolCoding.encode($0.element))
+        }
+        let first = try FallbackStore.transaction(from: head, atMost: 4096)
+        #expect(first.last == 2 && first.operations.count == 2)
+        #expect(first.operations.allSatisfy { if case .ingest(let r) = $0 { r.replayed } else { true } })
+        let second = try FallbackStore.transaction(from: Array(head.dropFirst(2)), atMost: 4096)
+        #expect(second.last == 4 && second.operations.count == 2)
+    }
+
     @Test func aRefusedCommitIsNotSpooled() async throws {
         let store = makeStore()
         try await store.migrate()

@@ -35,17 +35,17 @@ public actor FallbackStore: PersistentStore {
     /// stop for good after this many, so a test can kill the node in the middle of a replay.
     public nonisolated let pauseReplayAfter: Int?
     let logger: Logger
-    private let statusBox = Mutex(FallbackStatus())
-    private var primaryInFlight = 0
-    private var spoolAppendsInFlight = 0
+    let statusBox = Mutex(FallbackStatus())
+    var primaryInFlight = 0
+    var spoolAppendsInFlight = 0
     /// The last stretch of a replay: new commits wait for it (`handoverWaiters`) instead of
     /// adding to the spool, so a replay ends even while clients keep publishing.
-    private var handingOver = false
-    private var handoverWaiters: [CheckedContinuation<Void, Never>] = []
-    private var replayer: Task<Void, Never>?
-    private var migrated = false
-    private var onRecovered: (@Sendable () -> Void)?
-    private var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
+    var handingOver = false
+    var handoverWaiters: [CheckedContinuation<Void, Never>] = []
+    var replayer: Task<Void, Never>?
+    var migrated = false
+    var onRecovered: (@Sendable () -> Void)?
+    var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
     public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .milliseconds(750),
                 maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
@@ -71,7 +71,7 @@ public actor FallbackStore: PersistentStore {
     /// Runs with each new mode (the broker refuses what needs the primary while it is away).
     public func setOnModeChange(_ action: (@Sendable (FallbackStatus.Mode) -> Void)?) { onModeChange = action }
 
-    private func setMode(_ mode: FallbackStatus.Mode) {
+    func setMode(_ mode: FallbackStatus.Mode) {
         let changed = statusBox.withLock { status in
             defer { status.mode = mode }
             return status.mode != mode
@@ -144,7 +144,7 @@ public actor FallbackStore: PersistentStore {
         try await appendToSpool(operations)
     }
 
-    private func appendToSpool(_ operations: [StoreOperation]) async throws {
+    func appendToSpool(_ operations: [StoreOperation]) async throws {
         let data = SpoolCoding.encode(operations)
         let held = status.spooledBytes
         guard held + data.readableBytes <= maxBytes || held == 0 else {
@@ -162,7 +162,7 @@ public actor FallbackStore: PersistentStore {
         }
     }
 
-    private func enterSpooling(because why: String, atStart: Bool) {
+    func enterSpooling(because why: String, atStart: Bool) {
         setMode(.spooling)
         statusBox.withLock {
             $0.outages += 1
@@ -182,116 +182,6 @@ public actor FallbackStore: PersistentStore {
         }
     }
 
-    // MARK: Replay
-
-    /// While spooling: probes the primary every `probeInterval`; when it answers, migrates it
-    /// (a start on the spool), replays the spool and goes back to the primary.
-    private func probeAndReplay() async {
-        defer { replayer = nil }
-        while !Task.isCancelled {
-            try? await Task.sleep(for: probeInterval)
-            guard primaryInFlight == 0 else { continue }
-            if case .committed = await attempt({ try await self.primary.ping() }, timeout: switchTimeout) {} else { continue }
-            if !migrated {
-                guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
-                migrated = true
-            }
-            let spooled = status.spooledBatches
-            logger.notice("\(primary.name) answers again: replaying \(spooled) spooled batches (\(status.spooledBytes) bytes) while new commits queue behind them")
-            setMode(.replaying)
-            switch await replay() {
-            case .committed:
-                let (seconds, replayed) = statusBox.withLock { status in
-                    let seconds = status.outageStarted.map { (ContinuousClock.now - $0).seconds } ?? 0
-                    status.outageSeconds += seconds
-                    status.outageStarted = nil
-                    status.lastError = nil
-                    return (seconds, status.replayedOperations)
-                }
-                logger.notice("spool replayed: back on \(primary.name) after \(Int(seconds.rounded())) s (\(replayed) operations replayed since start)")
-                if status.stateDeferred, let onRecovered { onRecovered() }
-                return
-            case .refused(let error):
-                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(error)")
-                setMode(.spooling)
-            case .unreachable(let why):
-                logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")
-                statusBox.withLock { $0.lastError = why }
-                setMode(.spooling)
-            }
-        }
-    }
-
-    /// Applies the spool to the primary from its head until it is empty, then goes direct
-    /// (between two awaits: no batch can reach the spool after the last look at it).
-    private func replay() async -> Attempt {
-        defer {
-            handingOver = false
-            let waiters = handoverWaiters
-            handoverWaiters.removeAll()
-            statusBox.withLock { $0.commitsWaitingForReplay = 0 }
-            for waiter in waiters { waiter.resume() }
-        }
-        do {
-            let done = try await primary.replayedThrough(spool: spool.id)
-            if done > 0 { try await spool.remove(through: done) }
-            try await refreshTotals()
-            while true {
-                let head = try await spool.head(limit: 64)
-                if head.isEmpty {
-                    if spoolAppendsInFlight > 0 {
-                        try? await Task.sleep(for: .milliseconds(1))
-                        continue
-                    }
-                    setMode(.direct)
-                    return .committed
-                }
-                var operations: [StoreOperation] = []
-                var last = head[0].sequence
-                var bytes = 0
-                for batch in head {
-                    if !operations.isEmpty && operations.count >= replayBatch { break }
-                    operations += try SpoolCoding.decode(batch.data).map { operation in
-                        guard case .ingest(var record) = operation else { return operation }
-                        record.replayed = true
-                        return .ingest(record)
-                    }
-                    last = batch.sequence
-                    bytes += batch.data.readableBytes
-                }
-                let count = operations.count
-                // What is left fits in this transaction: commits arriving from now on wait
-                // for it and then go to the primary (those appending now finish first).
-                if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
-                operations.append(.markReplayed(spool: spool.id, through: last))
-                let replayed = operations
-                let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
-                guard case .committed = outcome else { return outcome }
-                try await spool.remove(through: last)
-                let transactions = statusBox.withLock {
-                    $0.replayedOperations += UInt64(count)
-                    $0.replayedBatchesTotal += 1
-                    return $0.replayedBatchesTotal
-                }
-                try await refreshTotals()
-                if let pauseReplayAfter, transactions >= pauseReplayAfter {
-                    logger.warning("replay paused after \(transactions) transactions (STARLING_TEST_REPLAY_PAUSE)")
-                    while true { try await Task.sleep(for: .seconds(3600)) }
-                }
-            }
-        } catch {
-            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
-        }
-    }
-
-    private func refreshTotals() async throws {
-        let totals = try await spool.totals()
-        statusBox.withLock {
-            $0.spooledBatches = totals.batches
-            $0.spooledBytes = totals.bytes
-        }
-    }
-
     // MARK: The primary, with a time limit
 
     enum Attempt {
@@ -302,7 +192,7 @@ public actor FallbackStore: PersistentStore {
 
     /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable
     /// (the call goes on: `primaryInFlight` counts it until it ends).
-    private func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration) async -> Attempt {
+    func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration) async -> Attempt {
         primaryInFlight += 1
         let race = Race()
         let primary = self.primary
@@ -325,7 +215,7 @@ public actor FallbackStore: PersistentStore {
         }
     }
 
-    private func primaryEnded() { primaryInFlight -= 1 }
+    func primaryEnded() { primaryInFlight -= 1 }
 
     // MARK: Forwarded
 
@@ -357,55 +247,9 @@ public actor FallbackStore: PersistentStore {
     public nonisolated func isUnreachable(_ error: any Error) -> Bool { primary.isUnreachable(error) }
 }
 
-/// Where a `FallbackStore` is.
-public struct FallbackStatus: Sendable, Equatable {
-    public enum Mode: String, Sendable {
-        /// Commits go to the primary.
-        case direct
-        /// The primary cannot be reached: commits go to the spool.
-        case spooling
-        /// The primary is back: the spool is being replayed into it; new commits queue behind.
-        case replaying
-    }
-
-    public var mode = Mode.direct
-    /// Batches and bytes in the spool now.
-    public var spooledBatches = 0
-    public var spooledBytes = 0
-    /// True while the spool is over its limit and commits wait.
-    public var full = false
-    /// Commits waiting for the last transaction of a replay, to go to the primary after it.
-    public var commitsWaitingForReplay = 0
-    /// Since the start: operations committed to the spool, and replayed into the primary.
-    public var spooledOperations: UInt64 = 0
-    public var replayedOperations: UInt64 = 0
-    public var replayedBatchesTotal: UInt64 = 0
-    /// Outages since the start, the one going on, and the time spent in past ones.
-    public var outages: UInt64 = 0
-    public var outageStarted: ContinuousClock.Instant?
-    public var outageSeconds = 0.0
-    /// Started on the spool: the primary's state is loaded when it is back.
-    public var stateDeferred = false
-    public var lastError: String?
-
-    public init() {}
-
-    /// Seconds of outage so far, the current one included.
-    public var outageSecondsTotal: Double {
-        outageSeconds + (outageStarted.map { (ContinuousClock.now - $0).seconds } ?? 0)
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
-    }
-}
-
 /// The first of two answers wins (a call, or its time limit).
 private final class Race: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<FallbackStore.Attempt, Never>?, done: Bool)>((nil, false))
+    let state = Mutex<(continuation: CheckedContinuation<FallbackStore.Attempt, Never>?, done: Bool)>((nil, false))
 
     func arm(_ continuation: CheckedContinuation<FallbackStore.Attempt, Never>) {
         state.withLock { $0.continuation = continuation }

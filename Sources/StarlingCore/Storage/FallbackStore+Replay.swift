@@ -1,0 +1,126 @@
+/// The replay of a `FallbackStore`'s spool into its primary (README "SQLite fallback").
+extension FallbackStore {
+    /// While spooling: probes the primary every `probeInterval`; when it answers, migrates it
+    /// (a start on the spool), replays the spool and goes back to the primary.
+    func probeAndReplay() async {
+        defer { replayer = nil }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: probeInterval)
+            guard primaryInFlight == 0 else { continue }
+            if case .committed = await attempt({ try await self.primary.ping() }, timeout: switchTimeout) {} else { continue }
+            if !migrated {
+                guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
+                migrated = true
+            }
+            let spooled = status.spooledBatches
+            logger.notice("\(primary.name) answers again: replaying \(spooled) spooled batches (\(status.spooledBytes) bytes) while new commits queue behind them")
+            setMode(.replaying)
+            switch await replay() {
+            case .committed:
+                let (seconds, replayed) = statusBox.withLock { status in
+                    let seconds = status.outageStarted.map { (ContinuousClock.now - $0).seconds } ?? 0
+                    status.outageSeconds += seconds
+                    status.outageStarted = nil
+                    status.lastError = nil
+                    return (seconds, status.replayedOperations)
+                }
+                logger.notice("spool replayed: back on \(primary.name) after \(Int(seconds.rounded())) s (\(replayed) operations replayed since start)")
+                if status.stateDeferred, let onRecovered { onRecovered() }
+                return
+            case .refused(let error):
+                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(error)")
+                setMode(.spooling)
+            case .unreachable(let why):
+                logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")
+                statusBox.withLock { $0.lastError = why }
+                setMode(.spooling)
+            }
+        }
+    }
+
+    /// Applies the spool to the primary from its head until it is empty, then goes direct
+    /// (between two awaits: no batch can reach the spool after the last look at it).
+    func replay() async -> Attempt {
+        defer {
+            handingOver = false
+            let waiters = handoverWaiters
+            handoverWaiters.removeAll()
+            statusBox.withLock { $0.commitsWaitingForReplay = 0 }
+            for waiter in waiters { waiter.resume() }
+        }
+        do {
+            let done = try await primary.replayedThrough(spool: spool.id)
+            if done > 0 { try await spool.remove(through: done) }
+            try await refreshTotals()
+            while true {
+                let head = try await spool.head(limit: 64)
+                if head.isEmpty {
+                    if spoolAppendsInFlight > 0 {
+                        try? await Task.sleep(for: .milliseconds(1))
+                        continue
+                    }
+                    setMode(.direct)
+                    return .committed
+                }
+                var (operations, last) = try Self.transaction(from: head, atMost: replayBatch)
+                let count = operations.count
+                // What is left fits in this transaction: commits arriving from now on wait
+                // for it and then go to the primary (those appending now finish first).
+                if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
+                operations.append(.markReplayed(spool: spool.id, through: last))
+                let replayed = operations
+                let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
+                guard case .committed = outcome else { return outcome }
+                try await spool.remove(through: last)
+                let transactions = statusBox.withLock {
+                    $0.replayedOperations += UInt64(count)
+                    $0.replayedBatchesTotal += 1
+                    return $0.replayedBatchesTotal
+                }
+                try await refreshTotals()
+                if let pauseReplayAfter, transactions >= pauseReplayAfter {
+                    logger.warning("replay paused after \(transactions) transactions (STARLING_TEST_REPLAY_PAUSE)")
+                    while true { try await Task.sleep(for: .seconds(3600)) }
+                }
+            }
+        } catch {
+            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+        }
+    }
+
+    /// The operations of the next replay transaction: spool batches from the head, in order,
+    /// until `atMost` operations, their ingest records marked `replayed`; and the last batch's
+    /// sequence. Each spool batch was one safe transaction of the live group commit; merged, a
+    /// QoS 2 packet id used again after its PUBREL would look like a re-send of the first use
+    /// (`IngestRecord.rounds`), so such a batch starts the next transaction instead.
+    public static func transaction(from head: [SpooledBatch], atMost limit: Int) throws -> (operations: [StoreOperation], last: Int64) {
+        var operations: [StoreOperation] = []
+        var last = head[0].sequence
+        var qos2: Set<IngestRecord.DedupKey> = []
+        for batch in head {
+            if !operations.isEmpty && operations.count >= limit { break }
+            let decoded = try SpoolCoding.decode(batch.data)
+            let keys = decoded.compactMap { operation -> IngestRecord.DedupKey? in
+                guard case .ingest(let record) = operation, record.dedup == .qos2 else { return nil }
+                return record.dedupKey
+            }
+            if !operations.isEmpty && !qos2.isDisjoint(with: keys) { break }
+            qos2.formUnion(keys)
+            operations += decoded.map { operation in
+                guard case .ingest(var record) = operation else { return operation }
+                record.replayed = true
+                return .ingest(record)
+            }
+            last = batch.sequence
+        }
+        return (operations, last)
+    }
+
+    func refreshTotals() async throws {
+        let totals = try await spool.totals()
+        statusBox.withLock {
+            $0.spooledBatches = totals.batches
+            $0.spooledBytes = totals.bytes
+        }
+    }
+}
