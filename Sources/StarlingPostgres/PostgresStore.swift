@@ -504,9 +504,9 @@ extension PostgresStore {
                 \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
                 \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
                 \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
-                \(kind)::int2[], \(dupish)::bool[], \(round.map(\.replayed))::bool[])
+                \(kind)::int2[], \(dupish)::bool[], \(round.map(\.replayed))::bool[], \(round.map(\.mayBeStored))::bool[])
             AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
-                 content_type, user_properties, content_hash, node_id, kind, dupish, replayed)
+                 content_type, user_properties, content_hash, node_id, kind, dupish, replayed, may_be_stored)
         ),
         q1 AS (
             INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
@@ -529,7 +529,9 @@ extension PostgresStore {
                topic, payload, NULLIF(payload_json, '')::jsonb, qos, retain, NULLIF(content_type, ''),
                NULLIF(user_properties, '')::jsonb, content_hash, node_id
         FROM input i
-        WHERE i.kind = 0
+        WHERE (i.kind = 0 AND NOT (i.may_be_stored AND EXISTS (
+                   SELECT 1 FROM messages m WHERE m.client_id = i.client_id AND m.received_at = to_timestamp(i.received_ms / 1000.0)
+                       AND m.topic = i.topic AND m.content_hash = i.content_hash)))
            OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
            OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
         ORDER BY i.ord

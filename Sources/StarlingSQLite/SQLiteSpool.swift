@@ -23,7 +23,8 @@ public final class SQLiteSpool: StoreSpool {
         id = try pool.write { db in
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER NOT NULL, batch BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER NOT NULL, batch BLOB NOT NULL,
+                                                  in_doubt INTEGER NOT NULL DEFAULT 0);
                 """)
             if let id = try String.fetchOne(db, sql: "SELECT value FROM spool_meta WHERE key = 'id'") { return id }
             let id = UUID().uuidString.lowercased()
@@ -32,18 +33,19 @@ public final class SQLiteSpool: StoreSpool {
         }
     }
 
-    public func append(_ batch: ByteBuffer) async throws -> Int64 {
+    public func append(_ batch: ByteBuffer, inDoubt: Bool) async throws -> Int64 {
         let data = Data(batch.readableBytesView)
         return try await pool.write { db in
-            try db.cachedStatement(sql: "INSERT INTO spool (bytes, batch) VALUES (?, ?)").execute(arguments: [data.count, data])
+            try db.cachedStatement(sql: "INSERT INTO spool (bytes, batch, in_doubt) VALUES (?, ?, ?)")
+                .execute(arguments: [data.count, data, inDoubt])
             return db.lastInsertedRowID
         }
     }
 
     public func head(limit: Int) async throws -> [SpooledBatch] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, batch FROM spool ORDER BY seq LIMIT ?", arguments: [limit]).map { row in
-                SpooledBatch(sequence: row["seq"], data: ByteBuffer(bytes: row["batch"] as Data))
+            try Row.fetchAll(db, sql: "SELECT seq, batch, in_doubt FROM spool ORDER BY seq LIMIT ?", arguments: [limit]).map { row in
+                SpooledBatch(sequence: row["seq"], data: ByteBuffer(bytes: row["batch"] as Data), inDoubt: row["in_doubt"])
             }
         }
     }

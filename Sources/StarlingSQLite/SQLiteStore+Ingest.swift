@@ -11,7 +11,12 @@ extension SQLiteStore {
             for record in round {
                 switch record.dedup {
                 case .none:
-                    break
+                    if record.mayBeStored, try Bool.fetchOne(db.cachedStatement(sql: """
+                        SELECT 1 FROM messages WHERE client_id = ? AND received_at = ? AND topic = ? AND content_hash = ?
+                        """), arguments: [record.clientID, IngestText.sqliteTimestamp(record.receivedAt), record.topic,
+                                          Data(record.contentHash)]) != nil {
+                        continue  // the batch in flight at the switch had committed
+                    }
                 case .qos1(let dup, _):
                     let last = try Row.fetchOne(
                         db.cachedStatement(sql: "SELECT content_hash, received_at FROM ingest_dedup WHERE client_id = ? AND packet_id = ?"),

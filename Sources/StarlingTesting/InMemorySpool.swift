@@ -16,10 +16,13 @@ public final class InMemorySpool: StoreSpool {
         state.withLock { $0.batches }.map { (try? SpoolCoding.decode($0.data)) ?? [] }
     }
 
-    public func append(_ batch: ByteBuffer) async throws -> Int64 {
+    /// Whether each batch held was appended in doubt, oldest first.
+    public var inDoubt: [Bool] { state.withLock { $0.batches.map(\.inDoubt) } }
+
+    public func append(_ batch: ByteBuffer, inDoubt: Bool) async throws -> Int64 {
         state.withLock { state in
             defer { state.next += 1 }
-            state.batches.append(SpooledBatch(sequence: state.next, data: batch))
+            state.batches.append(SpooledBatch(sequence: state.next, data: batch, inDoubt: inDoubt))
             return state.next
         }
     }

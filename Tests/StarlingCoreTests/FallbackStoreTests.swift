@@ -55,6 +55,7 @@ import Testing
         #expect(await changes.next() == .spooling)
         #expect(committedRows() == [Self.row(1)])
         #expect(spool.operations == [[Self.row(2)], [Self.row(3), Self.row(4)]])
+        #expect(spool.inDoubt == [true, false])  // row 2's commit was tried; the rest went straight to the spool
         #expect(store.status.spooledBatches == 2)
 
         primary.unreachable = false
@@ -121,11 +122,11 @@ import Testing
                                  dedup: .qos2))
         }
         let head = [[qos2("a")], [.removeInboundQoS2(clientID: "c", packetID: 1)], [qos2("b")], [Self.row(9)]].enumerated().map {
-            SpooledBatch(sequence: Int64($0.offset + 1), data: SpoolCoding.encode($0.element))
+            SpooledBatch(sequence: Int64($0.offset + 1), data: SpoolCoding.encode($0.element), inDoubt: $0.offset == 0)
         }
         let first = try FallbackStore.transaction(from: head, atMost: 4096)
         #expect(first.last == 2 && first.operations.count == 2)
-        #expect(first.operations.allSatisfy { if case .ingest(let r) = $0 { r.replayed } else { true } })
+        #expect(first.operations.allSatisfy { if case .ingest(let r) = $0 { r.replayed && r.mayBeStored } else { true } })
         let second = try FallbackStore.transaction(from: Array(head.dropFirst(2)), atMost: 4096)
         #expect(second.last == 4 && second.operations.count == 2)
     }
@@ -173,8 +174,8 @@ import Testing
 
     @Test func aReplayCutShortResumesAfterTheLastRecordedBatch() async throws {
         // An earlier start spooled batches 1 and 2 and replayed 1 before it was killed.
-        _ = try await spool.append(SpoolCoding.encode([Self.row(1)]))
-        _ = try await spool.append(SpoolCoding.encode([Self.row(2)]))
+        _ = try await spool.append(SpoolCoding.encode([Self.row(1)]), inDoubt: false)
+        _ = try await spool.append(SpoolCoding.encode([Self.row(2)]), inDoubt: false)
         try await primary.apply([Self.row(1), .markReplayed(spool: spool.id, through: 1)])
         let store = makeStore()
         try await store.migrate()

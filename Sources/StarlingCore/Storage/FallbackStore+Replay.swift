@@ -109,6 +109,7 @@ extension FallbackStore {
             operations += decoded.map { operation in
                 guard case .ingest(var record) = operation else { return operation }
                 record.replayed = true
+                record.mayBeStored = batch.inDoubt
                 return .ingest(record)
             }
             last = batch.sequence

@@ -38,6 +38,9 @@ public actor FallbackStore: PersistentStore {
     let statusBox = Mutex(FallbackStatus())
     var primaryInFlight = 0
     var spoolAppendsInFlight = 0
+    /// Batches a commit to the primary was tried for before they went to the spool: the next
+    /// ones appended are marked so (`SpooledBatch.inDoubt`; a retried batch keeps the mark).
+    var batchesInDoubt = 0
     /// The last stretch of a replay: new commits wait for it (`handoverWaiters`) instead of
     /// adding to the spool, so a replay ends even while clients keep publishing.
     var handingOver = false
@@ -137,6 +140,8 @@ public actor FallbackStore: PersistentStore {
             case .refused(let error):
                 throw error
             case .unreachable(let why):
+                // It may have committed all the same (a lost answer, or a late commit).
+                batchesInDoubt += 1
                 if status.mode == .direct { enterSpooling(because: why, atStart: false) }
             }
         }
@@ -153,7 +158,9 @@ public actor FallbackStore: PersistentStore {
         }
         spoolAppendsInFlight += 1
         defer { spoolAppendsInFlight -= 1 }
-        _ = try await spool.append(data)
+        let inDoubt = batchesInDoubt > 0
+        _ = try await spool.append(data, inDoubt: inDoubt)
+        if inDoubt { batchesInDoubt -= 1 }
         statusBox.withLock {
             $0.full = false
             $0.spooledBatches += 1

@@ -35,6 +35,10 @@ public struct IngestRecord: Sendable, Equatable {
     /// record received no later than the last entry with the same content for a duplicate
     /// (`isDuplicate(ofLast:receivedAt:)`). Not part of the spool's byte form.
     public var replayed = false
+    /// Replayed from the batch that was committing when the primary went away: it may be
+    /// stored already. A QoS 0 record (no key) is then skipped when an identical row (client,
+    /// receive time, topic, content) exists. Not part of the spool's byte form.
+    public var mayBeStored = false
 
     public init(receivedAt: Int64, clientID: String, username: String?, packetID: UInt16?, topic: String, payload: ByteBuffer,
                 qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],

@@ -7,8 +7,9 @@ public protocol StoreSpool: Sendable {
     /// Names this spool for ever (a spool file keeps its id), so replay progress recorded in the
     /// primary store belongs to it alone.
     var id: String { get }
-    /// Commits a batch; returns its sequence (increasing, never reused).
-    func append(_ batch: ByteBuffer) async throws -> Int64
+    /// Commits a batch; returns its sequence (increasing, never reused). `inDoubt`: a commit
+    /// of it to the primary was tried and may have succeeded.
+    func append(_ batch: ByteBuffer, inDoubt: Bool) async throws -> Int64
     /// The oldest batches, in order, at most `limit` of them.
     func head(limit: Int) async throws -> [SpooledBatch]
     /// Deletes the batches up to and including `sequence`.
@@ -20,10 +21,12 @@ public protocol StoreSpool: Sendable {
 public struct SpooledBatch: Sendable {
     public var sequence: Int64
     public var data: ByteBuffer
+    public var inDoubt: Bool
 
-    public init(sequence: Int64, data: ByteBuffer) {
+    public init(sequence: Int64, data: ByteBuffer, inDoubt: Bool = false) {
         self.sequence = sequence
         self.data = data
+        self.inDoubt = inDoubt
     }
 }
 
