@@ -174,6 +174,12 @@ def test_dockerfile_builds_what_the_compose_file_runs():
     assert compose["x-node"]["image"].endswith(":-starling:latest}") and "-t starling:latest" in dockerfile
     final_stage = dockerfile.rsplit("FROM ", 1)[1]
     assert "USER starling" in final_stage
+    # storage.data_dir holds the spool (README "SQLite fallback"): a volume of each node's own.
+    workdir = re.search(r"^WORKDIR (\S+)$", final_stage, re.M).group(1)
+    assert f"VOLUME {workdir}/data" in final_stage and f"-o starling -g starling {workdir}/data" in final_stage
+    for name in ("node1", "node2", "node3"):
+        (volume,) = compose["services"][name]["volumes"]
+        assert volume.endswith(f":{workdir}/data") and volume.split(":")[0] in compose["volumes"]
 
 
 def test_kubernetes_manifest_probes_ports_and_grace_period():
@@ -207,6 +213,13 @@ def test_kubernetes_manifest_probes_ports_and_grace_period():
     assert [p["port"] for p in headless["spec"]["ports"]] == [cluster_port]
     mqtt = next(s for s in by_kind["Service"] if s is not headless)
     assert ports["mqtt"] in [p.get("port") for p in mqtt["spec"]["ports"]]
+
+    # storage.data_dir (the spool) on a volume that outlives the pod, writable by the image's user.
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == "/var/lib/starling/data"
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == [mount["name"]]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+    assert "--uid 10001" in (DEPLOY / "Dockerfile").read_text()
 
     drain_wait = float(env["STARLING_SERVER_DRAIN_WAIT"]["value"])
     drain_rate = 500  # server.drain_rate default
