@@ -10,14 +10,15 @@ import Synchronization
 ///
 /// - A commit that fails because the primary is away (`PersistentStore.isUnreachable`), or that
 ///   has not answered within `switchTimeout` (750 ms), is committed to the spool: a client
-///   waits at most that much longer for its acknowledgement at the switch. A commit the primary refuses (a constraint, a bug) is not spooled:
-///   it fails, and the group commit retries it.
+///   waits at most that much longer for its acknowledgement at the switch. A commit the
+///   primary refuses (a constraint, a bug) is not spooled: it fails, and the group commit
+///   retries it.
 /// - Each replayed transaction records the last spool batch it holds (`markReplayed`), so a
 ///   replay cut short (the node killed) resumes after it. The one batch that was committing
-///   when the primary went away may have been committed as well as spooled: replaying it is
-///   harmless (session writes are upserts fenced by epoch; ingest rows follow the duplicate
-///   rule, which recognises a record applied twice by its receive time), except for QoS 0
-///   ingest rows, which have no key (README: known limits).
+///   when the primary went away may have been committed as well as spooled (`inDoubt`):
+///   replaying it is harmless — session writes are upserts fenced by epoch, QoS 1/2 ingest
+///   rows follow the duplicate rule (`IngestRecord.isDuplicate`), QoS 0 ones are skipped when
+///   an identical row exists (`IngestRecord.mayBeStored`).
 /// - Replay starts only when no commit to the primary is still running (one that timed out may
 ///   land late), so a late commit can never overwrite a replayed one.
 /// - The spool is bounded (`maxBytes`): when full, a batch fails with `StoreFull` and waits.
