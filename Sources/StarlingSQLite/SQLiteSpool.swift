@@ -15,6 +15,9 @@ public final class SQLiteSpool: StoreSpool {
         self.path = path
         var configuration = Configuration()
         configuration.prepareDatabase { db in
+            // A new file gives its pages back when emptied (`remove`): an outage's spool does
+            // not keep its size on disk for ever. (Takes effect before the first table only.)
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
             try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
@@ -53,6 +56,13 @@ public final class SQLiteSpool: StoreSpool {
     public func remove(through sequence: Int64) async throws {
         try await pool.write { db in
             try db.execute(sql: "DELETE FROM spool WHERE seq <= ?", arguments: [sequence])
+        }
+        // Replayed to the end: the free pages go back to the file system.
+        if try await pool.read({ db in try Bool.fetchOne(db, sql: "SELECT NOT EXISTS (SELECT 1 FROM spool)") }) == true {
+            try await pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA incremental_vacuum")
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
         }
     }
 
