@@ -12,8 +12,9 @@ enum PeerDirectory {
     /// The user property of one copy for a stored session.
     static let delivery = "$starling/delivery"
 
-    /// Entries as a payload: per entry the client id, 0 (ended) or 1, then its subscriptions
-    /// (filter, options byte as in SUBSCRIBE, a four-byte identifier, 0 for none).
+    /// Entries as a payload: per entry the client id, 0 (ended) or 1, then the owner's claim
+    /// epoch (eight bytes) and its subscriptions (filter, options byte as in SUBSCRIBE, a
+    /// four-byte identifier, 0 for none).
     static func encode(_ entries: [SessionDirectoryEntry]) -> ByteBuffer {
         var buffer = ByteBuffer()
         for entry in entries {
@@ -23,6 +24,7 @@ enum PeerDirectory {
                 continue
             }
             buffer.writeInteger(UInt8(1))
+            buffer.writeInteger(entry.epoch)
             buffer.writeInteger(UInt16(subscriptions.count))
             for s in subscriptions {
                 buffer.writeMQTTString(s.filter.raw)
@@ -46,6 +48,7 @@ enum PeerDirectory {
                 entries.append(SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: nil))
                 continue
             }
+            guard let epoch = buffer.readInteger(as: Int64.self) else { throw MQTTCodecError.malformed("short directory entry") }
             var subscriptions: [Subscription] = []
             for _ in 0..<(try buffer.readMQTTUInt16("count")) {
                 let filter = try MQTTTopicFilter(try buffer.readMQTTString("filter"))
@@ -56,7 +59,7 @@ enum PeerDirectory {
                                                retainHandling: .init(rawValue: (options >> 4) & 0x03) ?? .sendOnSubscribe)
                 subscriptions.append(Subscription(request, identifier: identifier == 0 ? nil : Int(identifier)))
             }
-            entries.append(SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: subscriptions))
+            entries.append(SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: subscriptions, epoch: epoch))
         }
         return entries
     }

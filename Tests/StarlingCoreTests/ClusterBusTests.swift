@@ -135,6 +135,23 @@ struct ClusterBusTests {
         #expect(bus.routeChanges.last?.removed == ["x/#"])
     }
 
+    @Test("a peer's directory naming a later claim of a session held here (the claim never came): it is let go, 0x8E")
+    func laterClaimInADirectory() {
+        let bus = RecordingClusterBus()
+        bus.claimEpoch = 7
+        let h = Self.harness(bus)
+        let (c, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        c.subscribe("x/#")
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("x/#"), qos: .atLeastOnce), identifier: nil)
+        // An entry of an earlier claim (a stale view) changes nothing.
+        h.broker.directoryChanged([SessionDirectoryEntry(clientID: "dev", owner: "n2", subscriptions: [subscription], epoch: 6)])
+        #expect(h.broker.session("dev") != nil && !c.transport.isClosed)
+        h.broker.directoryChanged([SessionDirectoryEntry(clientID: "dev", owner: "n2", subscriptions: [subscription], epoch: 9)])
+        guard case .disconnect(let disconnect) = c.take().last else { Issue.record("no DISCONNECT"); return }
+        #expect(disconnect.reasonCode == .sessionTakenOver && c.transport.isClosed)
+        #expect(h.broker.session("dev") == nil)
+    }
+
     @Test("a CONNECT for a session this node does not hold claims it first; what the store holds is resumed")
     func claimOnConnect() {
         let bus = RecordingClusterBus()

@@ -9,9 +9,20 @@ extension Broker {
     // MARK: What peers say
 
     /// Entries from a peer (or from the store at start-up). Sessions this node holds are its
-    /// own business: entries for them are ignored.
+    /// own business — unless the peer holds one by a later claim, which did not reach this node
+    /// (no link to it then): the session is let go as if the claim had come (its client gets
+    /// DISCONNECT 0x8E), when the link is back and the peer's directory arrives.
     public func directoryChanged(_ entries: [SessionDirectoryEntry]) {
-        for entry in entries where sessions[entry.clientID]?.isStored != true {
+        for entry in entries {
+            if let held = sessions[entry.clientID] {
+                // Held by a claim (a session started without one, during a database outage, is
+                // not weighed against older entries).
+                if entry.subscriptions != nil, let owner = entry.owner, owner != nodeName, held.claimEpoch > 0, entry.epoch > held.claimEpoch {
+                    sessionClaimedElsewhere(entry.clientID, by: owner, epoch: entry.epoch) {}
+                } else if held.isStored {
+                    continue
+                }
+            }
             setRemote(entry)
         }
     }
@@ -61,14 +72,14 @@ extension Broker {
         return directoryChanges.map { clientID in
             let session = sessions[clientID].flatMap { $0.isStored ? $0 : nil }
             return SessionDirectoryEntry(clientID: clientID, owner: nodeName,
-                                         subscriptions: session.map { Array($0.subscriptions.values) })
+                                         subscriptions: session.map { Array($0.subscriptions.values) }, epoch: session?.claimEpoch ?? 0)
         }
     }
 
     /// Every stored session of this node (sent in full when a link to a peer comes up).
     public var localDirectory: [SessionDirectoryEntry] {
         sessions.values.filter(\.isStored).map {
-            SessionDirectoryEntry(clientID: $0.clientID, owner: nodeName, subscriptions: Array($0.subscriptions.values))
+            SessionDirectoryEntry(clientID: $0.clientID, owner: nodeName, subscriptions: Array($0.subscriptions.values), epoch: $0.claimEpoch)
         }
     }
 

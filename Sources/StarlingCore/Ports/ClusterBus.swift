@@ -60,11 +60,15 @@ public struct SessionDirectoryEntry: Sendable {
     public var owner: String?
     /// Its subscriptions; nil: the session ended.
     public var subscriptions: [Subscription]?
+    /// The epoch of the owner's claim (0: unknown): a node holding the session by an earlier
+    /// claim learns here that it lost it, should the claim itself not have reached it.
+    public var epoch: Int64
 
-    public init(clientID: String, owner: String?, subscriptions: [Subscription]?) {
+    public init(clientID: String, owner: String?, subscriptions: [Subscription]?, epoch: Int64 = 0) {
         self.clientID = clientID
         self.owner = owner
         self.subscriptions = subscriptions
+        self.epoch = epoch
     }
 }
 
