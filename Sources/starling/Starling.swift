@@ -112,10 +112,10 @@ struct ConfigurationSource: ParsableArguments {
     @Option(name: .long, help: "TOML configuration file (see `starling generate-config`).")
     var config: String?
 
-    @Option(name: .long, help: "Directory of the embedded SQLite store (default ./data). Overrides storage.data_dir.")
+    @Option(name: .long, help: "Directory of the embedded SQLite store, or with --postgres of the spool used while PostgreSQL is unreachable (default ./data). Overrides storage.data_dir.")
     var dataDir: String?
 
-    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL. Overrides storage.postgres_url.")
+    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL (spooled to --data-dir while it is unreachable). Overrides storage.postgres_url.")
     var postgres: String?
 
     func load(listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil, clusterListen: String? = nil,
