@@ -101,9 +101,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     }
 
     @discardableResult
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool {
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+                        committed: (() -> Void)?) -> Bool {
         guard let link = outbound[peer] else {
             drop(message, peer: peer)
+            committed?()
             return true
         }
         // A full link: the message still goes (publishers pause until it drains, see
@@ -114,8 +116,20 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             drop(message, peer: peer)
             return true
         }
-        link.send(.publish(PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())),
-                  evenIfSlow: true)
+        var publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+        if let committed {
+            // Acknowledged by the peer once committed there (`received`).
+            let id = allocateID()
+            publish.qos = .atLeastOnce
+            publish.packetID = id
+            pendingAcks[id] = ([peer], committed)
+            loop.scheduleTask(in: routeAckTimeout) { [self] in
+                guard let pending = pendingAcks.removeValue(forKey: id) else { return }
+                logger.warning("\(peer) did not acknowledge a message for its shared groups in time")
+                pending.then()
+            }
+        }
+        link.send(.publish(publish), evenIfSlow: true)
         forwarded += 1
         if full && !stallTimerRunning {
             // Publishers wait at most `stallLimit` for this peer: then they read again, and
@@ -308,7 +322,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             }
             return broker.sessionClaimedElsewhere(clientID, by: peer, epoch: epoch, acknowledge: acknowledge)
         }
-        defer { acknowledge() }
+        var acknowledged = false
+        defer { if !acknowledged { acknowledge() } }
         switch publish.topic {
         case PeerDirectory.changed, PeerDirectory.full:
             do {
@@ -332,6 +347,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             } else {
                 broker.retainedFromPeer(received.message)
             }
+        } else if publish.packetID != nil {
+            // The sender waits for what this causes to be committed here (its shared groups).
+            acknowledged = true
+            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries,
+                                    then: acknowledge)
         } else {
             broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries)
         }

@@ -52,9 +52,21 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) { peerRoutes(topic) }
 
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool {
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+                        committed: (() -> Void)?) -> Bool {
         forwards.append(Forward(message: message, peer: peer, plain: plain, groups: groups, deliveries: deliveries))
+        if let committed { peerCommits.append(committed) }
         return !congested
+    }
+
+    /// Forwards whose peers have not yet said they committed (`forward(…committed:)`).
+    public private(set) var peerCommits: [() -> Void] = []
+
+    /// The peers say they committed what they were forwarded.
+    public func completePeerCommits() {
+        let commits = peerCommits
+        peerCommits.removeAll()
+        for commit in commits { commit() }
     }
 
     /// Links are full: `forward` says so.

@@ -88,6 +88,30 @@ struct ClusterBusTests {
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["c"])
     }
 
+    @Test("G1 for shared groups across nodes: the PUBACK of a QoS 1 message a peer serves a group with waits for that peer's commit")
+    func sharedGroupOnAPeerHoldsThePUBACK() {
+        let bus = RecordingClusterBus()
+        let group = ShareGroupKey(name: "g", filter: "j/#")
+        bus.peerRoutes = { _ in ([], [group: ["n2"]]) }
+        let h = Self.harness(bus)
+        let (p, _) = h.connect("p")
+        p.publish("j/1", "a", qos: .atLeastOnce, id: 1)
+        #expect(bus.forwards.count == 1 && bus.forwards[0].groups == [group])
+        #expect(p.take().isEmpty)  // n2 has not committed its member's row yet
+        p.publish("j/2", "b", qos: .atLeastOnce, id: 2)
+        #expect(p.take().isEmpty)  // acknowledgements stay in order
+        bus.completePeerCommits()
+        h.broker.flush()
+        #expect(p.take().compactMap { packet -> UInt16? in if case .puback(let ack) = packet { return ack.packetID } else { return nil } } == [1, 2])
+        // QoS 0 waits for nothing; a peer's side acknowledges once what it caused is committed.
+        p.publish("j/3", "c")
+        #expect(bus.peerCommits.isEmpty)
+        var committed = false
+        h.broker.receivedFromPeer(Message(topic: "j/4", payload: ByteBuffer(string: "d"), qos: .atLeastOnce, retain: false, publisher: "x"),
+                                  plain: false, groups: [group], deliveries: []) { committed = true }
+        #expect(committed)
+    }
+
     @Test("retained changes go to the peers; a peer's retained message is served to new subscribers here")
     func retainedAcrossNodes() {
         let bus = RecordingClusterBus()

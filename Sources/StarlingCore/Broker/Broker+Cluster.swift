@@ -87,9 +87,13 @@ extension Broker {
     /// one copy in the whole cluster). With `copiesOnly`, only the copies for stored sessions go
     /// (the plain message went before).
     /// - Returns: the number of peers it went to (and of copies for sessions no node holds).
+    /// With `groupsCommitted`, a QoS 1/2 message handed to a peer for its shared groups is
+    /// acknowledged by that peer once committed there (its stored members' rows), and
+    /// `groupsCommitted` counts it (G1 for shared groups across nodes).
     @discardableResult
     func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, placed: SharedPlacement = SharedPlacement(),
-                        deliveries: [String: [RemoteDelivery]] = [:], copiesOnly: Bool = false, from publisher: Connection? = nil) -> Int {
+                        deliveries: [String: [RemoteDelivery]] = [:], copiesOnly: Bool = false, from publisher: Connection? = nil,
+                        groupsCommitted: PeerCommits? = nil) -> Int {
         guard let cluster else { return 0 }
         let (plain, groups) = copiesOnly ? ([], [:]) : placed.matching ?? cluster.peers(matching: message.topic)
         var assignments = copiesOnly ? [:] : placed.peers
@@ -102,7 +106,14 @@ extension Broker {
         let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty && $0 != nodeName })
         var congested = false
         for peer in peers {
-            if !cluster.forward(message, to: peer, plain: plain.contains(peer), groups: assignments[peer] ?? [], deliveries: deliveries[peer] ?? []) {
+            let groups = assignments[peer] ?? []
+            var committed: (() -> Void)?
+            if let groupsCommitted, !groups.isEmpty, message.qos != .atMostOnce {
+                groupsCommitted.expect()
+                committed = { groupsCommitted.done() }
+            }
+            if !cluster.forward(message, to: peer, plain: plain.contains(peer), groups: groups, deliveries: deliveries[peer] ?? [],
+                                committed: committed) {
                 congested = true
             }
         }
@@ -117,14 +128,16 @@ extension Broker {
     /// A message a peer forwarded: delivered to this node's plain subscribers and to the shared
     /// groups the peer assigned to this node; never forwarded again, never ingested (the
     /// publisher's node did that).
-    public func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) {
+    /// `then` runs once what the message caused here is committed (the sender waits for it).
+    public func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+                                 then: (() -> Void)? = nil) {
         stats.forwardedIn += 1
         let now = clock.now()
         if plain || !groups.isEmpty {
             route(message, now: now, sharedGroups: .only(Set(groups)), skipStored: true)
         }
         deliverFromPeer(message, deliveries)
-        commitCollected()
+        commitCollected(then: then)
         // Flushed once per read from the link (`peerReadComplete`), not per message.
     }
 
@@ -318,6 +331,31 @@ extension Broker {
 struct ClaimInProgress {
     var copies: [(message: Message, delivery: RemoteDelivery)] = []
     var latestRival: Int64 = 0
+}
+
+/// The peers' commits a publisher's acknowledgement waits for (`Broker.forwardToPeers`): `then`
+/// runs once every expected peer has committed, at once when none is expected. Confined to the
+/// broker's loop.
+final class PeerCommits {
+    private var pending = 0
+    private var waiter: (() -> Void)?
+
+    func expect() { pending += 1 }
+
+    func done() {
+        pending -= 1
+        if pending == 0, let waiter {
+            self.waiter = nil
+            waiter()
+        }
+    }
+
+    /// Runs `action` when every peer has committed (now, if none is left).
+    func then(_ action: @escaping () -> Void) {
+        if pending == 0 { action() } else { waiter = action }
+    }
+
+    var isSettled: Bool { pending == 0 }
 }
 
 /// Which peer serves each shared group of a message (`Broker.placeShared`).

@@ -135,6 +135,8 @@ extension Broker {
         let placement = placeShared(message)
         let routed = route(message, now: now, sharedGroups: placement.selection)
         var matched = routed.delivered
+        // Peers serving shared groups commit their members' rows before the acknowledgement.
+        let groupsCommitted = PeerCommits()
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
         let remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
         if let cluster {
@@ -146,7 +148,8 @@ extension Broker {
             case .atMostOnce:
                 matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: remoteCopies, from: connection)
             case .atLeastOnce:
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, from: connection)
+                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, from: connection,
+                                          groupsCommitted: groupsCommitted)
                 matched += remoteCopies.values.reduce(0) { $0 + $1.count }
             case .exactlyOnce:
                 let remote = placement.matching ?? cluster.peers(matching: message.topic)
@@ -169,7 +172,7 @@ extension Broker {
             let servedGroups = routed.servedGroups
             commitCollected { [self] in
                 if publish.qos == .exactlyOnce {
-                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: remoteCopies)
+                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: remoteCopies, groupsCommitted: groupsCommitted)
                 } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
                     forwardToPeers(message, servedGroups: [], deliveries: remoteCopies, copiesOnly: true)
                 }
@@ -182,7 +185,11 @@ extension Broker {
                     // No window in which a peer serves an older retained value after the ack:
                     // it waits until every linked peer has applied the change (acks stay in order).
                     let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
-                    cluster.retainedChanged(message) { [self] in release(held, on: connection) }
+                    groupsCommitted.then { [self] in cluster.retainedChanged(message) { [self] in release(held, on: connection) } }
+                } else if !groupsCommitted.isSettled {
+                    // A peer serving a shared group has not committed its member's row yet.
+                    let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
+                    groupsCommitted.then { [self] in release(held, on: connection) }
                 } else {
                     acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
                 }

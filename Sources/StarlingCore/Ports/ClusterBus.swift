@@ -17,11 +17,16 @@ public protocol ClusterBus: AnyObject {
     /// not stored sessions and to the shared groups in `groups` (one member each); `deliveries`
     /// are copies for its stored sessions, whose rows this node has committed. What cannot be
     /// sent (no link, or a peer that has been too slow for too long) is counted.
+    /// With `committed`, the peer acknowledges once what the message caused there is committed
+    /// (the queue rows of its stored members of `groups`), and `committed` runs then — or when
+    /// the link is lost or the peer does not answer in time (G1 for shared groups across nodes:
+    /// the publisher's acknowledgement waits for it).
     /// - Returns: false when the link to the peer is full: the broker then stops reading from
     ///   the publisher until `Broker.peersCaughtUp()`, so a slower peer slows publishers down
     ///   for a moment instead of losing their messages.
     @discardableResult
-    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool
+    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+                 committed: (() -> Void)?) -> Bool
     /// Stored sessions of this node whose subscriptions changed, began or ended, for every
     /// peer's session directory; `then` runs once every peer with a live link has them.
     func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)
@@ -36,6 +41,13 @@ public protocol ClusterBus: AnyObject {
     /// (its connection gets DISCONNECT 0x8E). `completion` runs on the broker's loop; nil when
     /// the store cannot be reached.
     func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void)
+}
+
+extension ClusterBus {
+    @discardableResult
+    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery]) -> Bool {
+        forward(message, to: peer, plain: plain, groups: groups, deliveries: deliveries, committed: nil)
+    }
 }
 
 /// A claim of a session in the shared store: what the store held of it, and the claim's epoch
