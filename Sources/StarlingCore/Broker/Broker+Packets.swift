@@ -181,15 +181,16 @@ extension Broker {
                     if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }
                 }
                 let reason: MQTTReasonCode = matched == 0 ? .noMatchingSubscribers : .success
-                if publish.retain, let cluster {
-                    // No window in which a peer serves an older retained value after the ack:
-                    // it waits until every linked peer has applied the change (acks stay in order).
+                // The ack waits (in order) for the peers serving shared groups to commit their
+                // members' rows, and for a retained change to be applied by every linked peer:
+                // no window in which a peer serves an older retained value after the ack.
+                let retainedOnPeers = publish.retain ? cluster : nil
+                if retainedOnPeers != nil || !groupsCommitted.isSettled {
                     let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
-                    groupsCommitted.then { [self] in cluster.retainedChanged(message) { [self] in release(held, on: connection) } }
-                } else if !groupsCommitted.isSettled {
-                    // A peer serving a shared group has not committed its member's row yet.
-                    let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
-                    groupsCommitted.then { [self] in release(held, on: connection) }
+                    groupsCommitted.then { [self] in
+                        guard let retainedOnPeers else { return release(held, on: connection) }
+                        retainedOnPeers.retainedChanged(message) { [self] in release(held, on: connection) }
+                    }
                 } else {
                     acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
                 }
