@@ -183,9 +183,10 @@ let package = Package(
         .testTarget(
             name: "StarlingAppTests",
             dependencies: [
-                "StarlingApp", "StarlingCore", "MQTTCodec",
+                "StarlingApp", "StarlingCore", "StarlingCluster", "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -22,7 +22,7 @@ struct StoreSetup {
     /// `storage.data_dir/spool.db` (not for `starling ctl`, which acts on PostgreSQL itself).
     static func open(_ configuration: StarlingConfiguration, logger: Logger, spooling: Bool = true) throws -> StoreSetup {
         let directory = configuration.dataDirectory
-        if configuration.postgresURL != nil && spooling || configuration.postgresURL == nil {
+        if configuration.postgresURL == nil || spooling {  // SQLite's directory, or the spool's
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {

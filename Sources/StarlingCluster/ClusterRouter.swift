@@ -79,10 +79,15 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
-        // One completion for the change: every packet id it used must be acknowledged.
+        awaitAcks(ids, from: waiting, what: what, then: then)
+    }
+
+    /// `then` runs once every peer of `peers` has acknowledged every packet id of `ids`, lost its
+    /// link (`outboundDown`), or `routeAckTimeout` passed.
+    func awaitAcks(_ ids: [UInt16], from peers: Set<String>, what: String, then: @escaping () -> Void) {
         var remaining = ids.count
         let finish = { remaining -= 1; if remaining == 0 { then() } }
-        for id in ids { pendingAcks[id] = (waiting, finish) }
+        for id in ids { pendingAcks[id] = (peers, finish) }
         loop.scheduleTask(in: routeAckTimeout) { [self] in
             for id in ids {
                 guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
@@ -114,6 +119,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         let full = !link.isWritable
         if full && plainStalled(link) && deliveries.isEmpty {
             drop(message, peer: peer)
+            committed?()  // nothing to wait for: the peer will not have it
             return true
         }
         var publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
@@ -122,12 +128,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             let id = allocateID()
             publish.qos = .atLeastOnce
             publish.packetID = id
-            pendingAcks[id] = ([peer], committed)
-            loop.scheduleTask(in: routeAckTimeout) { [self] in
-                guard let pending = pendingAcks.removeValue(forKey: id) else { return }
-                logger.warning("\(peer) did not acknowledge a message for its shared groups in time")
-                pending.then()
-            }
+            awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
         }
         link.send(.publish(publish), evenIfSlow: true)
         forwarded += 1

@@ -222,7 +222,6 @@ extension Broker {
         refuse(connection, reason: reason, message: message)
     }
 
-    /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
     /// What a node cannot do while its shared store is unreachable and it commits to its spool
     /// (README "SQLite fallback"): resume a session it did not load (it started on the spool),
     /// and, in a cluster, take over a session that may be stored or held by another node (that
@@ -239,6 +238,7 @@ extension Broker {
         return nil
     }
 
+    /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
     private func acceptConnect(_ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
                                authenticationProperties: MQTTProperties, on connection: Connection) {
         let properties = connect.properties

@@ -108,10 +108,10 @@ public struct LeaseKeeper: Sendable {
         self.lease = lease
     }
 
-    /// A renewal that started at `start` succeeded.
     /// Since when the lease has been held without a gap.
     public private(set) var heldSince: NIODeadline?
 
+    /// A renewal that started at `start` succeeded.
     public mutating func renewed(startedAt start: NIODeadline) {
         if !isHeld(at: start) { heldSince = start }
         heldUntil = start + lease

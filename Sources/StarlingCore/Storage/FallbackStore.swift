@@ -88,11 +88,7 @@ public actor FallbackStore: PersistentStore {
     /// Migrates the primary; when it cannot be reached, starts on the spool instead (loudly):
     /// the primary is migrated before the replay.
     public func migrate() async throws {
-        let totals = try await spool.totals()
-        statusBox.withLock {
-            $0.spooledBatches = totals.batches
-            $0.spooledBytes = totals.bytes
-        }
+        try await refreshTotals()
         switch await attempt({ try await self.primary.migrate() }, timeout: .seconds(5)) {
         case .committed:
             migrated = true
