@@ -202,6 +202,8 @@ public final class NodeStatus: OpsSource {
                 MetricValue("starling_store_operations_total", .counter, Double(store.operations), help: "Store operations committed (operations / commits = mean batch)."),
                 MetricValue("starling_store_failures_total", .counter, Double(store.failures), help: "Commits that failed or stalled (each retried)."),
                 MetricValue("starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs), help: "Times publishers were paused because the store fell behind."),
+                MetricValue("starling_fenced_commits_total", .counter, Double(s.stats.fencedCommits),
+                            help: "Commits left out because a later claim held the sending connection's session (a frozen or cut-off node's stale packets)."),
                 MetricValue("starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
                 MetricValue("starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait)."),
             ]

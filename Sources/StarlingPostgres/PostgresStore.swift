@@ -102,6 +102,35 @@ public final class PostgresStore: PersistentStore {
         }
     }
 
+    /// Fenced operations (`StoreOperation.fenced`) commit only while their session's row holds
+    /// no later claim: the rows are read `FOR SHARE` in the transaction that writes, so a claim
+    /// either committed first (and is seen: the fenced operations are left out) or waits for
+    /// this commit (and the claimer reads what it wrote).
+    public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
+        let fences = StoreOperation.fences(in: operations)
+        guard !fences.isEmpty else {
+            try await apply(operations)
+            return []
+        }
+        return try await client.withTransaction(logger: logger) { connection in
+            let stale = try await Self.staleFences(fences, on: connection, logger: self.logger)
+            let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
+            if !batch.isEmpty { try await Self.write(batch, on: connection, owner: self.ownerNode, logger: self.logger) }
+            return stale
+        }
+    }
+
+    /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
+    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<SessionFence> {
+        let clients = Array(Set(fences.map(\.clientID))).sorted()
+        var epochs: [String: Int64] = [:]
+        let rows = try await connection.query("""
+            SELECT client_id, claim_epoch FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
+            """, logger: logger)
+        for try await (clientID, epoch) in rows.decode((String, Int64).self) { epochs[clientID] = epoch }
+        return fences.filter { (epochs[$0.clientID] ?? 0) > $0.epoch }
+    }
+
     public func loadUsers() async throws -> [StoredUser] {
         var users: [StoredUser] = []
         let rows = try await client.query("SELECT username, password_hash, scram_sha256 FROM users ORDER BY username", logger: logger)

@@ -204,6 +204,8 @@ public final class SQLiteStore: PersistentStore {
             break  // a cluster's (PostgreSQL); a node alone publishes its wills itself
         case .markReplayed:
             break  // PostgreSQL's spool replay
+        case .fenced(_, let guarded):
+            for operation in guarded { try apply(operation, db) }  // one node: no later claim
         case .setRetained(let m):
             if m.payload.readableBytes == 0 {
                 try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])

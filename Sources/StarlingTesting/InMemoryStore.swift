@@ -18,6 +18,7 @@ public final class InMemoryStore: PersistentStore {
         var refuse = false
         var unreachable = false
         var held: [CheckedContinuation<Void, Never>] = []
+        var claimEpochs: [String: Int64] = [:]
     }
 
     private let state = Mutex(State())
@@ -74,7 +75,17 @@ public final class InMemoryStore: PersistentStore {
         for continuation in held { continuation.resume() }
     }
 
+    /// The epoch of the latest claim of a session, as the shared store's row holds it: fenced
+    /// commits of earlier claims are left out (`commit`).
+    public func setClaimEpoch(_ epoch: Int64, of clientID: String) {
+        state.withLock { $0.claimEpochs[clientID] = epoch }
+    }
+
     public func apply(_ operations: [StoreOperation]) async throws {
+        _ = try await commit(operations)
+    }
+
+    public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
         attemptsContinuation.yield(operations.count)
         if holdCommits {
             await withCheckedContinuation { continuation in
@@ -86,10 +97,13 @@ public final class InMemoryStore: PersistentStore {
                 if !holding { continuation.resume() }
             }
         }
-        try state.withLock { state in
+        return try state.withLock { state in
             if state.unreachable { throw Unreachable() }
             if state.refuse { throw Refused() }
-            state.committed += operations
+            let epochs = state.claimEpochs
+            let stale = StoreOperation.fences(in: operations).filter { (epochs[$0.clientID] ?? 0) > $0.epoch }
+            state.committed += StoreOperation.unfenced(operations, dropping: stale)
+            return stale
         }
     }
 

@@ -1,3 +1,4 @@
+import NIOCore
 import PostgresNIO
 import StarlingCore
 import StarlingPostgres
@@ -42,6 +43,50 @@ struct ClaimEpochTests {
             #expect(try await Self.row(client) == ("a", epochA2, "from-b"))
             try await b.apply([Self.session("dev", epoch: epochB, username: "stale-b")])
             #expect(try await Self.row(client).username == "from-b")
+        }
+    }
+}
+
+extension ClaimEpochTests {
+    static func record(_ clientID: String, packetID: UInt16, payload: String, dup: Bool = false) -> IngestRecord {
+        IngestRecord(receivedAt: 1_700_000_000_000, clientID: clientID, username: nil, packetID: packetID, topic: "s/1",
+                     payload: ByteBuffer(string: payload), qos: 1, retain: false, contentType: nil, userProperties: [],
+                     contentHash: Array(payload.utf8), nodeID: "a", dedup: .qos1(dup: dup, contentOnly: false))
+    }
+
+    static func rows(_ client: PostgresClient, payload: String) async throws -> Int {
+        let rows = try await client.query("SELECT count(*)::int8 FROM messages WHERE payload = \(ByteBuffer(string: payload))",
+                                          logger: TestPostgres.logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
+    @Test("G2: a frozen node's late commit of what its superseded connection received is left out, in the same transaction")
+    func fencedIngest() async throws {
+        try await TestPostgres.withStore { _, client in
+            let a = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "a")
+            let b = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "b")
+            let epochA = try await a.markOwned("dev")
+            try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
+            // Held by a: its connection's writes commit.
+            let fenceA = SessionFence(clientID: "dev", epoch: epochA)
+            #expect(try await a.commit([.fenced(fenceA, [.ingest(Self.record("dev", packetID: 1, payload: "one"))])]).isEmpty)
+            // b takes the client over; the device re-sends packet 2 there with DUP and b stores it.
+            let epochB = try await b.markOwned("dev")
+            let fenceB = SessionFence(clientID: "dev", epoch: epochB)
+            #expect(try await b.commit([.fenced(fenceB, [.ingest(Self.record("dev", packetID: 2, payload: "two", dup: true))])]).isEmpty)
+            // a resumes and commits the original it read late (DUP 0): left out, and said so;
+            // another client's row in the same batch is written.
+            let stale = try await a.commit([
+                .fenced(fenceA, [.ingest(Self.record("dev", packetID: 2, payload: "two")), .addInboundQoS2(clientID: "dev", packetID: 5)]),
+                .ingest(Self.record("other", packetID: 1, payload: "three")),
+            ])
+            #expect(stale == [fenceA])
+            #expect(try await Self.rows(client, payload: "one") == 1)
+            #expect(try await Self.rows(client, payload: "two") == 1)
+            #expect(try await Self.rows(client, payload: "three") == 1)
+            let inbound = try await client.query("SELECT count(*)::int8 FROM inbound_qos2 WHERE client_id = 'dev'", logger: TestPostgres.logger)
+            for try await count in inbound.decode(Int64.self) { #expect(count == 0) }
         }
     }
 }

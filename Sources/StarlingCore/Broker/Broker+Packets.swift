@@ -121,6 +121,7 @@ extension Broker {
         }
 
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
+        let firstWrite = collected.count
         ingest(publish, topic: topic, connection: connection)
         if persistence?.isBacklogged == true && !connection.readPauses.contains(.store) {
             // This message is taken; the client's next ones wait in TCP until the store catches up.
@@ -170,7 +171,7 @@ extension Broker {
                 if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
             }
             let servedGroups = routed.servedGroups
-            commitCollected { [self] in
+            commitCollected(fence: fenceCollected(from: firstWrite, for: connection)) { [self] in
                 if publish.qos == .exactlyOnce {
                     forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: remoteCopies, groupsCommitted: groupsCommitted)
                 } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {

@@ -4,9 +4,35 @@ import NIOCore
 extension Broker {
     /// Runs `then` once `operations`, and every write submitted before them, are committed
     /// (G1: acks wait for what they acknowledge). Without a store, runs it at once.
-    func durably(_ operations: [StoreOperation], then: @escaping () -> Void) {
+    func durably(_ operations: [StoreOperation], fence: SessionFence? = nil, then: @escaping () -> Void) {
         guard let persistence else { return then() }
-        persistence.submit(operations, then: then)
+        persistence.submit(operations, fence: fence, then: then)
+    }
+
+    /// In a cluster, wraps what was collected from `start` on (the writes one packet of
+    /// `connection` caused) in the fence of the connection's claim, so the store commits them
+    /// only while no later claim holds the session (G2, G4: a node frozen, then resumed, reads
+    /// packets its clients re-sent elsewhere long ago). Returns the fence, if any.
+    func fenceCollected(from start: Int, for connection: Connection) -> SessionFence? {
+        guard let epoch = connection.claimEpoch, epoch > 0, start < collected.count else { return nil }
+        let fence = SessionFence(clientID: connection.clientID, epoch: epoch)
+        let guarded = Array(collected[start...])
+        collected.removeSubrange(start...)
+        collected.append(.fenced(fence, guarded))
+        return fence
+    }
+
+    /// The store left out a fenced commit: a later claim holds the session of the connection
+    /// that sent it (another node took the client over while this one could not tell: frozen,
+    /// or cut off). Nothing it sent is acknowledged; the session is let go without a write.
+    func connectionFenced(_ fence: SessionFence) {
+        stats.fencedCommits += 1
+        guard let session = sessions[fence.clientID], session.claimEpoch <= fence.epoch else { return }
+        logger.warning("a later claim holds the session: what its connection here sent is not committed, and the session is let go",
+                       metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
+        letGo(session, to: nil, reason: .sessionTakenOver)
+        announceRoutes {}
+        flush()
     }
 
     /// Submits writes nothing waits for (state that, if lost in a crash, only causes a
@@ -125,7 +151,7 @@ extension Broker {
     }
 
     /// Commits what routing collected, then marks the new deliveries sendable and runs `then`.
-    func commitCollected(then: (() -> Void)? = nil) {
+    func commitCollected(fence: SessionFence? = nil, then: (() -> Void)? = nil) {
         let operations = takeCollected()
         let awaiting = sessionsAwaitingCommit
         sessionsAwaitingCommit.removeAll(keepingCapacity: true)
@@ -139,7 +165,7 @@ extension Broker {
             persist(operations)
             return
         }
-        durably(operations) { [self] in
+        durably(operations, fence: fence) { [self] in
             for (session, sequence) in awaiting where sequence > session.durableSequence {
                 session.durableSequence = sequence
             }

@@ -67,6 +67,7 @@ extension Broker {
                 ("store/operations", "\(persistence.committedOperations)"),
                 ("store/failures", "\(persistence.failures)"),
                 ("store/backlogs", "\(stats.storeBacklogs)"),
+                ("store/fenced", "\(stats.fencedCommits)"),
             ]
             if let fallback = persistence.store as? FallbackStore {
                 // The SQLite fallback (README): where commits go, what waits for the replay.

@@ -48,7 +48,10 @@ public final class Broker: @unchecked Sendable {
 
     /// The group-commit writer of the store; nil runs in memory only.
     public var persistence: GroupCommitWriter? {
-        didSet { persistence?.onBacklogChanged = { [unowned self] in self.storeBacklogChanged($0) } }
+        didSet {
+            persistence?.onBacklogChanged = { [unowned self] in self.storeBacklogChanged($0) }
+            persistence?.onFenced = { [unowned self] in self.connectionFenced($0) }
+        }
     }
     /// While the store is backlogged, each client that publishes stops being read; these are
     /// resumed when it catches up.

@@ -13,6 +13,8 @@ public struct BrokerStats: Sendable, Equatable {
     public var protocolErrors: UInt64 = 0
     /// Times the store fell behind and publishers were paused.
     public var storeBacklogs: UInt64 = 0
+    /// Commits the store left out because a later claim held the sender's session (fencing).
+    public var fencedCommits: UInt64 = 0
     /// Messages peers forwarded to this node's subscribers.
     public var forwardedIn: UInt64 = 0
 

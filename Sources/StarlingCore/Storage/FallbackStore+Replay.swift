@@ -60,7 +60,7 @@ extension FallbackStore {
                         continue
                     }
                     setMode(.direct)
-                    return .committed
+                    return .committed([])
                 }
                 var (operations, last) = try Self.transaction(from: head, atMost: replayBatch)
                 let count = operations.count

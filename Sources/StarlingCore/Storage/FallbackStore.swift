@@ -124,6 +124,12 @@ public actor FallbackStore: PersistentStore {
     // MARK: Commits
 
     public func apply(_ operations: [StoreOperation]) async throws {
+        _ = try await commit(operations)
+    }
+
+    /// Commits to the primary (fences checked there), or to the spool without fences: what the
+    /// spool holds is acknowledged, so its replay stores it (`SpoolCoding.encode`).
+    public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
         while handingOver {
             await withCheckedContinuation { waiter in
                 handoverWaiters.append(waiter)
@@ -131,9 +137,9 @@ public actor FallbackStore: PersistentStore {
             }
         }
         while status.mode == .direct {
-            switch await attempt({ try await self.primary.apply(operations) }, timeout: switchTimeout) {
-            case .committed:
-                return
+            switch await attemptCommit({ try await self.primary.commit(operations) }, timeout: switchTimeout) {
+            case .committed(let stale):
+                return stale
             case .refused(let error):
                 throw error
             case .unreachable(let why):
@@ -144,6 +150,7 @@ public actor FallbackStore: PersistentStore {
         }
         // No suspension between the look at the mode and the append's count (`replay`).
         try await appendToSpool(operations)
+        return []
     }
 
     func appendToSpool(_ operations: [StoreOperation]) async throws {
@@ -189,7 +196,8 @@ public actor FallbackStore: PersistentStore {
     // MARK: The primary, with a time limit
 
     enum Attempt {
-        case committed
+        /// With the fences a later claim had overtaken (`PersistentStore.commit`).
+        case committed(Set<SessionFence>)
         case refused(any Error)
         case unreachable(String)
     }
@@ -197,6 +205,13 @@ public actor FallbackStore: PersistentStore {
     /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable
     /// (the call goes on: `primaryInFlight` counts it until it ends).
     func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration) async -> Attempt {
+        await attemptCommit({ () async throws -> Set<SessionFence> in
+            try await body()
+            return []
+        }, timeout: timeout)
+    }
+
+    func attemptCommit(_ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration) async -> Attempt {
         primaryInFlight += 1
         let race = Race()
         let primary = self.primary
@@ -208,8 +223,7 @@ public actor FallbackStore: PersistentStore {
             }
             Task {
                 do {
-                    try await body()
-                    race.finish(.committed)
+                    race.finish(.committed(try await body()))
                 } catch {
                     race.finish(primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error))
                 }

@@ -22,7 +22,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     private var pending: [StoreOperation] = []
     /// Callbacks with the number of submitted operations that must be committed before each.
-    private var waiting: Deque<(needs: UInt64, callback: () -> Void)> = []
+    private var waiting: Deque<(needs: UInt64, fence: SessionFence?, callback: () -> Void)> = []
+    /// Fences the store found overtaken by a later claim (`PersistentStore.commit`), until the
+    /// callbacks they guard have been passed over.
+    private var staleFences: Set<SessionFence> = []
     private var submittedCount: UInt64 = 0
     private var committedCount: UInt64 = 0
     /// Batches being committed, oldest first. A batch that finished waits here until every
@@ -64,6 +67,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// Runs after the callbacks of each committed batch (the broker flushes what they wrote).
     public var onCommitted: (() -> Void)?
+    /// Runs instead of a callback whose fence the store found overtaken: nothing it guarded was
+    /// committed, and the connection it came from no longer holds its session.
+    public var onFenced: ((SessionFence) -> Void)?
 
     /// Writes waiting or committing above which the store counts as backlogged: clients whose
     /// messages cause writes nothing waits for (QoS 0 ingest rows) could otherwise outrun it
@@ -100,8 +106,9 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public private(set) var lastFailure: String?
 
     /// Queues `operations`; `then` runs on the loop once they, and everything submitted before
-    /// them, are committed. Must be called on the broker's loop.
-    public func submit(_ operations: [StoreOperation], then: (() -> Void)? = nil) {
+    /// them, are committed. Must be called on the broker's loop. With `fence`, `then` is passed
+    /// over (`onFenced` runs instead) when the store left out the operations that fence guards.
+    public func submit(_ operations: [StoreOperation], fence: SessionFence? = nil, then: (() -> Void)? = nil) {
         eventLoop.preconditionInEventLoop()
         if operations.isEmpty && !isBusy {
             then?()
@@ -109,7 +116,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
         }
         pending.append(contentsOf: operations)
         submittedCount += UInt64(operations.count)
-        if let then { waiting.append((submittedCount, then)) }
+        if let then { waiting.append((submittedCount, fence, then)) }
         startCommits()
         updateBacklog()
     }
@@ -221,8 +228,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
         var delay = Duration.milliseconds(50)
         while true {
             do {
-                try await store.apply(commit.operations)
-                loop.execute { owner.writer?.committed(commit) }
+                let stale = try await store.commit(commit.operations)
+                loop.execute { owner.writer?.committed(commit, stale: stale) }
                 return
             } catch {
                 loop.execute { owner.writer?.refused(error) }
@@ -233,7 +240,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
     }
 
     /// A batch is committed: everything whose operations are now all committed runs.
-    private func committed(_ commit: Commit) {
+    private func committed(_ commit: Commit, stale: Set<SessionFence>) {
+        staleFences.formUnion(stale)
         commits += 1
         committedOperations += UInt64(commit.operations.count)
         storeFull = false
@@ -258,8 +266,13 @@ public final class GroupCommitWriter: @unchecked Sendable {
             // In submission order.
             while let first = waiting.first, first.needs <= committedCount {
                 waiting.removeFirst()
-                first.callback()
+                if let fence = first.fence, staleFences.contains(fence) {
+                    onFenced?(fence)
+                } else {
+                    first.callback()
+                }
             }
+            if waiting.isEmpty { staleFences.removeAll() }
             onCommitted?()
         }
         updateBacklog()

@@ -12,7 +12,10 @@ public enum SpoolCoding {
         public var description: String
     }
 
+    /// Fences are not kept: what the spool holds was acknowledged, so its replay must store it
+    /// whatever claim came since (the de-duplication rule catches a copy re-sent elsewhere).
     public static func encode(_ operations: [StoreOperation]) -> ByteBuffer {
+        let operations = StoreOperation.unfenced(operations)
         var out = ByteBuffer()
         out.writeInteger(version)
         out.writeInteger(UInt32(operations.count))
@@ -132,6 +135,8 @@ public enum SpoolCoding {
             out.writeInteger(UInt8(15))
             out.writeSpoolString(spool)
             out.writeInteger(through)
+        case .fenced(_, let guarded):
+            for operation in guarded { write(operation, to: &out) }  // not reached: `encode` flattens
         }
     }
 

@@ -56,7 +56,7 @@ public struct StoreBatch: Sendable {
 
     public init(_ operations: [StoreOperation]) {
         var reset: Set<String> = []
-        for operation in operations {
+        for operation in StoreOperation.unfenced(operations) {
             switch operation {
             case .saveSession(let session):
                 sessions[session.clientID] = session
@@ -102,6 +102,8 @@ public struct StoreBatch: Sendable {
                 connectionWills[token] = .delete
             case .markReplayed(let spool, let through):
                 replayMarks[spool] = max(replayMarks[spool] ?? 0, through)
+            case .fenced:
+                break  // flattened above
             }
         }
     }

@@ -150,6 +150,47 @@ public enum StoreOperation: Sendable, Equatable {
     /// Replaying a spool (`FallbackStore`): the batches of `spool` up to `through` are applied,
     /// recorded in the same transaction, so a replay cut short resumes after them.
     case markReplayed(spool: String, through: Int64)
+    /// What one connection's packet caused (its ingest row, queue rows, retained change, QoS 2
+    /// entry), committed only while no later claim holds the connection's session: the shared
+    /// store checks the session's epoch inside the commit's transaction (G2, G4; README
+    /// "What the cluster promises under faults"). A store without claims writes them as they are.
+    case fenced(SessionFence, [StoreOperation])
+}
+
+/// A connection's hold on its session: the client id and the epoch of the claim its CONNECT made.
+/// A commit fenced by it applies only while the session row's epoch is not above `epoch`.
+public struct SessionFence: Hashable, Sendable {
+    public var clientID: String
+    public var epoch: Int64
+
+    public init(clientID: String, epoch: Int64) {
+        self.clientID = clientID
+        self.epoch = epoch
+    }
+}
+
+extension StoreOperation {
+    /// The fences of `operations`, each once.
+    public static func fences(in operations: [StoreOperation]) -> Set<SessionFence> {
+        var fences: Set<SessionFence> = []
+        for case .fenced(let fence, _) in operations { fences.insert(fence) }
+        return fences
+    }
+
+    /// `operations` without their fences, leaving out what a fence in `stale` guards.
+    public static func unfenced(_ operations: [StoreOperation], dropping stale: Set<SessionFence> = []) -> [StoreOperation] {
+        guard operations.contains(where: { if case .fenced = $0 { true } else { false } }) else { return operations }
+        var flat: [StoreOperation] = []
+        flat.reserveCapacity(operations.count)
+        for operation in operations {
+            if case .fenced(let fence, let guarded) = operation {
+                if !stale.contains(fence) { flat += guarded }
+            } else {
+                flat.append(operation)
+            }
+        }
+        return flat
+    }
 }
 
 /// The will of one connection of a session that is not stored; `token` names the connection.
@@ -188,8 +229,13 @@ public protocol PersistentStore: Sendable {
     func migrate() async throws
     /// Reads everything a restart restores.
     func load() async throws -> StoredState
-    /// Applies the operations in one transaction, in order: all of them or none.
+    /// Applies the operations in one transaction, in order: all of them or none (fenced ones
+    /// as they are: see `commit`).
     func apply(_ operations: [StoreOperation]) async throws
+    /// Applies the operations in one transaction, leaving out those whose fence a later claim
+    /// of its session has overtaken (checked inside the transaction); returns those fences.
+    /// Stores without claims (SQLite, one node) apply everything.
+    func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence>
     /// Removes message payloads no delivery references any more; returns how many.
     func collectGarbage() async throws -> Int
     /// Deletes ingested messages received before `cutoff` (wall-clock ms) and keeps the time
@@ -225,6 +271,10 @@ extension PersistentStore {
     public var singleWriter: Bool { false }
     public func replayedThrough(spool _: String) async throws -> Int64 { 0 }
     public func isUnreachable(_: any Error) -> Bool { false }
+    public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
+        try await apply(operations)
+        return []
+    }
 }
 
 extension StoreOperation {

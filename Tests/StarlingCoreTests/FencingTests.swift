@@ -1,0 +1,93 @@
+import MQTTCodec
+import NIOCore
+import NIOPosix
+import StarlingCore
+import StarlingTesting
+import Testing
+
+/// G2 and G4 under a freeze: what a connection sent is committed only while its claim still
+/// holds the session, checked by the store inside the commit (README "What the cluster promises
+/// under faults"). A node frozen past a takeover reads its clients' old packets when it resumes;
+/// they must leave no row and get no acknowledgement.
+@Suite("Fencing: a superseded connection commits nothing")
+struct FencingTests {
+    static func withClusterBroker(_ body: (BrokerHarness, InMemoryStore, DurabilityTests.Loop) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let store = InMemoryStore()
+        let harness = try await loop.submit {
+            let h = BrokerHarness(store: store, eventLoop: loop)
+            let bus = RecordingClusterBus()
+            bus.claimEpoch = 5
+            h.broker.cluster = bus
+            return h
+        }.get()
+        do {
+            try await body(harness, store, DurabilityTests.Loop(loop: loop))
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    static func ingested(_ store: InMemoryStore, _ payload: String) -> Int {
+        store.committed.filter { if case .ingest(let r) = $0 { r.payload == ByteBuffer(string: payload) } else { false } }.count
+    }
+
+    @Test("G2: a QoS 1 PUBLISH read after a later claim of its session: no row, no PUBACK, the connection closed (0x8E)")
+    func staleQoS1() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            // While this node could not tell (frozen), another node claimed the session (epoch 6).
+            store.setClaimEpoch(6, of: "dev")
+            try await onLoop { device.publish("s/1", "stale", qos: .atLeastOnce, id: 7) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let packets = device.take()
+                #expect(!packets.contains { $0.type == .puback })
+                guard case .disconnect(let disconnect) = packets.last else { Issue.record("no DISCONNECT: \(packets)"); return }
+                #expect(disconnect.reasonCode == .sessionTakenOver && device.transport.isClosed)
+                #expect(h.broker.session("dev") == nil && h.broker.stats.fencedCommits == 1)
+            }
+            #expect(Self.ingested(store, "stale") == 0)
+        }
+    }
+
+    @Test("G2: QoS 2 likewise — no row and no inbound entry that would swallow the re-send the new owner stores")
+    func staleQoS2() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            store.setClaimEpoch(9, of: "dev")
+            try await onLoop { device.publish("s/2", "stale2", qos: .exactlyOnce, id: 3) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(!device.take().contains { $0.type == .pubrec } && device.transport.isClosed) }
+            #expect(Self.ingested(store, "stale2") == 0)
+            #expect(!store.committed.contains(.addInboundQoS2(clientID: "dev", packetID: 3)))
+        }
+    }
+
+    @Test("while the claim holds, the same PUBLISH is stored and acknowledged; another client's writes in the batch are kept")
+    func currentClaimCommits() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            let other = try await onLoop { h.connect("other", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { _ = device.take(); _ = other.take() }
+            store.setClaimEpoch(5, of: "dev")
+            store.setClaimEpoch(8, of: "other")  // "other" was taken over; "dev" was not
+            try await onLoop {
+                device.publish("s/1", "fresh", qos: .atLeastOnce, id: 7)
+                other.publish("s/1", "old", qos: .atLeastOnce, id: 1)
+            }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                #expect(DurabilityTests.types(device.take()) == [.puback])
+                #expect(!other.take().contains { $0.type == .puback } && other.transport.isClosed)
+            }
+            #expect(Self.ingested(store, "fresh") == 1 && Self.ingested(store, "old") == 0)
+        }
+    }
+}
