@@ -34,12 +34,13 @@ struct StoreSetup {
                 throw StartupError(message: "storage.postgres_url is not a postgres://user:password@host:port/database URL")
             }
             clientConfiguration.options.connectTimeout = .seconds(5)
-            let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
             let masked = ConfigurationError.maskingPassword(url)
             // In a cluster, the session rows this node writes are its own (restored by it alone).
             let owner = configuration.clusterListen == nil ? nil : configuration.broker.ingest.nodeID
-            let store = PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url), ownerNode: owner)
+            let schema = PostgresStore.schema(url: url)
             guard spooling else {
+                let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+                let store = PostgresStore(client: client, logger: logger, schema: schema, ownerNode: owner)
                 return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)", postgres: store)
             }
             let spoolPath = (directory as NSString).appendingPathComponent("spool.db")
@@ -49,8 +50,17 @@ struct StoreSetup {
             } catch {
                 throw StartupError(message: "cannot open the spool \(spoolPath) (storage.data_dir): \(error)")
             }
+            // The pool's connections carry the spool's name, so its replay can end them first
+            // (`PostgresReplayLine`): no commit tried before an outage lands behind the replay.
+            let tag = PostgresReplayLine.tag(spool: spool.id)
+            clientConfiguration.options.additionalStartupParameters.append(("application_name", tag))
+            let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+            let store = PostgresStore(client: client, logger: logger, schema: schema, ownerNode: owner)
+            let line = PostgresStore.connectionConfiguration(url: url).map {
+                PostgresReplayLine(configuration: $0, tag: tag, owner: owner, logger: logger)
+            }
             let pause = ProcessInfo.processInfo.environment["STARLING_TEST_REPLAY_PAUSE"].flatMap { Int($0) }
-            let fallback = FallbackStore(primary: store, spool: spool, logger: logger, maxBytes: configuration.spoolMaxBytes,
+            let fallback = FallbackStore(primary: store, spool: spool, line: line, logger: logger, maxBytes: configuration.spoolMaxBytes,
                                          pauseReplayAfter: pause)
             return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store)
         }

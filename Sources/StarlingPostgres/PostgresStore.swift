@@ -34,6 +34,15 @@ public final class PostgresStore: PersistentStore {
         self.ownerNode = ownerNode
     }
 
+    /// The same URL as a configuration of one connection (the spool replay's line).
+    public static func connectionConfiguration(url: String) -> PostgresConnection.Configuration? {
+        guard let pool = configuration(url: url), let host = pool.host else { return nil }
+        var configuration = PostgresConnection.Configuration(host: host, port: pool.port ?? 5432, username: pool.username,
+                                                             password: pool.password, database: pool.database, tls: .disable)
+        configuration.options.additionalStartupParameters = pool.options.additionalStartupParameters
+        return configuration
+    }
+
     /// Parses `postgres://user:password@host:port/database` into a client configuration.
     public static func configuration(url: String) -> PostgresClient.Configuration? {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),

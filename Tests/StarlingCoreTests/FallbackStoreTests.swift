@@ -3,6 +3,7 @@ import MQTTCodec
 import NIOCore
 import StarlingCore
 import StarlingTesting
+import Synchronization
 import Testing
 
 /// The SQLite fallback's logic (README "SQLite fallback"), with an in-memory primary that can
@@ -99,7 +100,8 @@ import Testing
         var attempts = primary.attempts.makeAsyncIterator()
         primary.unreachable = false
         #expect(await changes.next() == .replaying)
-        _ = await attempts.next()  // the replay's transaction, held
+        // The replay's transaction (row 1 and its mark), held; earlier attempts are the spooled commit's.
+        while let count = await attempts.next(), count != 2 {}
         let late = Task { try await store.apply([Self.row(2)]) }
         var turns = 0
         while store.status.commitsWaitingForReplay == 0 && turns < 100_000 {
@@ -217,5 +219,46 @@ import Testing
         var truncated = SpoolCoding.encode(operations)
         truncated.moveWriterIndex(to: truncated.writerIndex - 3)
         #expect(throws: SpoolCoding.Malformed.self) { try SpoolCoding.decode(truncated) }
+    }
+}
+
+/// A replay line that answers at once and records what it is asked, in order.
+final class RecordingLine: ReplayLine {
+    let calls = Mutex<[String]>([])
+    let applied = Mutex<[StoreOperation]>([])
+
+    func ping() async throws { calls.withLock { $0.append("ping") } }
+    func endEarlierSessions() async throws { calls.withLock { $0.append("end") } }
+    func apply(_ operations: [StoreOperation]) async throws {
+        calls.withLock { $0.append("apply") }
+        applied.withLock { $0 += operations }
+    }
+    func replayedThrough(spool _: String) async throws -> Int64 {
+        calls.withLock { $0.append("through") }
+        return 0
+    }
+    func reset() { calls.withLock { $0.append("reset") } }
+}
+
+extension FallbackStoreTests {
+    @Test("G7: a commit that never ends (a pool still backing off, a connection whose loss is never reported) does not keep the node on its spool: the replay goes through its own line, after ending the node's earlier sessions")
+    func aStuckCommitDoesNotHoldTheReplay() async throws {
+        let line = RecordingLine()
+        let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
+                                  switchTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        primary.holdCommits = true  // the live path's commit never answers
+        try await store.apply([Self.row(1)])
+        #expect(await changes.next() == .spooling)
+        #expect(spool.inDoubt == [true])
+        #expect(await changes.next() == .replaying)
+        #expect(await changes.next() == .direct)
+        #expect(line.applied.withLock { $0 } == [Self.row(1), .markReplayed(spool: spool.id, through: 1)])
+        // Earlier sessions end before anything is read or replayed.
+        let calls = line.calls.withLock { $0 }.filter { $0 != "ping" }
+        #expect(calls == ["end", "through", "apply"])
+        primary.holdCommits = false
+        primary.releaseCommits()
     }
 }

@@ -1,13 +1,16 @@
+import Synchronization
+
 /// The replay of a `FallbackStore`'s spool into its primary (README "SQLite fallback").
 extension FallbackStore {
-    /// While spooling: probes the primary every `probeInterval`; when it answers, migrates it
-    /// (a start on the spool), replays the spool and goes back to the primary.
+    /// While spooling: probes the primary every `probeInterval` through the replay's own line
+    /// (never the live path's pool, which may still be backing off); when it answers, migrates
+    /// it (a start on the spool), replays the spool and goes back to the primary.
     func probeAndReplay() async {
         defer { replayer = nil }
         while !Task.isCancelled {
             try? await Task.sleep(for: probeInterval)
-            guard primaryInFlight == 0 else { continue }
-            if case .committed = await attempt({ try await self.primary.ping() }, timeout: switchTimeout) {} else { continue }
+            let line = self.line
+            if case .committed = await attempt({ try await line.ping() }, timeout: switchTimeout, onTimeout: { line.reset() }) {} else { continue }
             if !migrated {
                 guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
                 migrated = true
@@ -48,8 +51,21 @@ extension FallbackStore {
             statusBox.withLock { $0.commitsWaitingForReplay = 0 }
             for waiter in waiters { waiter.resume() }
         }
+        let line = self.line
+        // Every commit tried before is decided before anything is replayed (`ReplayLine`).
+        switch await attempt({ try await line.endEarlierSessions() }, timeout: .seconds(15), onTimeout: { line.reset() }) {
+        case .committed: break
+        case let failed: return failed
+        }
         do {
-            let done = try await primary.replayedThrough(spool: spool.id)
+            let recorded = Recorded()
+            let spoolID = spool.id
+            switch await attempt({ let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through } },
+                                 timeout: .seconds(15), onTimeout: { line.reset() }) {
+            case .committed: break
+            case let failed: return failed
+            }
+            let done = recorded.value.withLock { $0 }
             if done > 0 { try await spool.remove(through: done) }
             try await refreshTotals()
             while true {
@@ -69,7 +85,7 @@ extension FallbackStore {
                 if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
                 operations.append(.markReplayed(spool: spool.id, through: last))
                 let replayed = operations
-                let outcome = await attempt({ try await self.primary.apply(replayed) }, timeout: .seconds(30))
+                let outcome = await attempt({ try await line.apply(replayed) }, timeout: .seconds(30), onTimeout: { line.reset() })
                 guard case .committed = outcome else { return outcome }
                 try await spool.remove(through: last)
                 let transactions = statusBox.withLock {
@@ -124,4 +140,9 @@ extension FallbackStore {
             $0.spooledBytes = totals.bytes
         }
     }
+}
+
+/// What the primary recorded of a replay, read with a time limit.
+private final class Recorded: Sendable {
+    let value = Mutex<Int64>(0)
 }

@@ -19,13 +19,19 @@ import Synchronization
 ///   replaying it is harmless — session writes are upserts fenced by epoch, QoS 1/2 ingest
 ///   rows follow the duplicate rule (`IngestRecord.isDuplicate`), QoS 0 ones are skipped when
 ///   an identical row exists (`IngestRecord.mayBeStored`).
-/// - Replay starts only when no commit to the primary is still running (one that timed out may
-///   land late), so a late commit can never overwrite a replayed one.
+/// - A commit to the primary that times out is cancelled (a request still waiting in a pool never
+///   runs), and the replay first ends every earlier session of this node with the primary
+///   (`ReplayLine.endEarlierSessions`), so no commit tried before the switch can land behind the
+///   replay. Probes and the replay go through `line`, never through the live path's pool, so
+///   the replay starts within a probe of the primary answering (G7).
 /// - The spool is bounded (`maxBytes`): when full, a batch fails with `StoreFull` and waits.
 public actor FallbackStore: PersistentStore {
     public nonisolated let name: String
     public nonisolated let primary: any PersistentStore
     public nonisolated let spool: any StoreSpool
+    /// The replay's own way to the primary (`ReplayLine`): probes and replays never wait on the
+    /// live path's pool.
+    public nonisolated let line: any ReplayLine
     public nonisolated let switchTimeout: Duration
     public nonisolated let maxBytes: Int
     /// How often the primary is probed while spooling.
@@ -37,7 +43,6 @@ public actor FallbackStore: PersistentStore {
     public nonisolated let pauseReplayAfter: Int?
     let logger: Logger
     let statusBox = Mutex(FallbackStatus())
-    var primaryInFlight = 0
     var spoolAppendsInFlight = 0
     /// Batches a commit to the primary was tried for before they went to the spool: the next
     /// ones appended are marked so (`SpooledBatch.inDoubt`; a retried batch keeps the mark).
@@ -51,8 +56,10 @@ public actor FallbackStore: PersistentStore {
     var onRecovered: (@Sendable () -> Void)?
     var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
-    public init(primary: any PersistentStore, spool: any StoreSpool, logger: Logger, switchTimeout: Duration = .milliseconds(750),
-                maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+    public init(primary: any PersistentStore, spool: any StoreSpool, line: (any ReplayLine)? = nil, logger: Logger,
+                switchTimeout: Duration = .milliseconds(750), maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1),
+                replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+        self.line = line ?? PrimaryLine(primary: primary)
         self.pauseReplayAfter = pauseReplayAfter
         self.name = primary.name
         self.primary = primary
@@ -202,38 +209,42 @@ public actor FallbackStore: PersistentStore {
         case unreachable(String)
     }
 
-    /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable
-    /// (the call goes on: `primaryInFlight` counts it until it ends).
-    func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration) async -> Attempt {
+    /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable:
+    /// the call is cancelled (a request waiting for a pooled connection never runs) and
+    /// `onTimeout` runs (the replay line drops its connection).
+    func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration,
+                 onTimeout: (@Sendable () -> Void)? = nil) async -> Attempt {
         await attemptCommit({ () async throws -> Set<SessionFence> in
             try await body()
             return []
-        }, timeout: timeout)
+        }, timeout: timeout, onTimeout: onTimeout)
     }
 
-    func attemptCommit(_ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration) async -> Attempt {
-        primaryInFlight += 1
+    func attemptCommit(_ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration,
+                       onTimeout: (@Sendable () -> Void)? = nil) async -> Attempt {
         let race = Race()
         let primary = self.primary
         return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in
             race.arm(continuation)
-            let timer = Task {
-                try await Task.sleep(for: timeout)
-                race.finish(.unreachable("no answer within \(timeout)"))
-            }
-            Task {
+            let timer = TimerBox()
+            let work = Task {
                 do {
                     race.finish(.committed(try await body()))
                 } catch {
                     race.finish(primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error))
                 }
-                timer.cancel()
-                self.primaryEnded()
+                timer.task.withLock { $0?.cancel() }
+            }
+            timer.task.withLock { timer in
+                timer = Task {
+                    try await Task.sleep(for: timeout)
+                    guard race.finish(.unreachable("no answer within \(timeout)")) else { return }
+                    work.cancel()
+                    onTimeout?()
+                }
             }
         }
     }
-
-    func primaryEnded() { primaryInFlight -= 1 }
 
     // MARK: Forwarded
 
@@ -265,6 +276,11 @@ public actor FallbackStore: PersistentStore {
     public nonisolated func isUnreachable(_ error: any Error) -> Bool { primary.isUnreachable(error) }
 }
 
+/// The time limit of one call to the primary, cancelled when the call ends first.
+private final class TimerBox: Sendable {
+    let task = Mutex<Task<Void, any Error>?>(nil)
+}
+
 /// The first of two answers wins (a call, or its time limit).
 private final class Race: Sendable {
     let state = Mutex<(continuation: CheckedContinuation<FallbackStore.Attempt, Never>?, done: Bool)>((nil, false))
@@ -273,12 +289,15 @@ private final class Race: Sendable {
         state.withLock { $0.continuation = continuation }
     }
 
-    func finish(_ outcome: FallbackStore.Attempt) {
+    /// True when this answer was the first.
+    @discardableResult
+    func finish(_ outcome: FallbackStore.Attempt) -> Bool {
         let continuation = state.withLock { state -> CheckedContinuation<FallbackStore.Attempt, Never>? in
             guard !state.done else { return nil }
             state.done = true
             return state.continuation
         }
         continuation?.resume(returning: outcome)
+        return continuation != nil
     }
 }
