@@ -173,7 +173,8 @@ public final class StarlingServer: Service, Sendable {
         var cluster: (membership: ClusterMembership, links: ClusterLinks, listener: any Channel, renewal: Task<Void, Never>)?
         if let listen = configuration.clusterListen, let membershipStore = setup?.postgres {
             do {
-                cluster = try await joinCluster(listen: listen, store: membershipStore, group: group, broker: broker, loop: loop,
+                cluster = try await joinCluster(listen: listen, store: membershipStore, lease: setup?.leaseStore ?? membershipStore,
+                                                group: group, broker: broker, loop: loop,
                                                 mqttAddress: bound.first?.address ?? "?")
             } catch {
                 for channel in channels { try? await channel.close() }
@@ -258,7 +259,8 @@ public final class StarlingServer: Service, Sendable {
 extension StarlingServer {
     /// Binds the node-to-node listener, claims the node id (a live node with the same id is a
     /// configuration error: exit 2), and starts renewing the lease and dialing peers.
-    func joinCluster(listen: ListenAddress, store: any MembershipStore, group: any EventLoopGroup, broker: Broker, loop: any EventLoop,
+    func joinCluster(listen: ListenAddress, store: any MembershipStore, lease leaseStore: any MembershipStore, group: any EventLoopGroup,
+                     broker: Broker, loop: any EventLoop,
                      mqttAddress: String) async throws -> (ClusterMembership, ClusterLinks, any Channel, Task<Void, Never>) {
         var clusterLogger = logger
         clusterLogger[metadataKey: "starling.component"] = "cluster"
@@ -281,7 +283,7 @@ extension StarlingServer {
         let registration = NodeRegistration(nodeID: nodeID, incarnation: Int64.random(in: 1...Int64.max), mqttAddress: mqttAddress,
                                             clusterAddress: advertise, httpAddress: configuration.httpListen?.description)
         let membership = ClusterMembership(
-            registration: registration, store: store, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
+            registration: registration, store: leaseStore, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
             logger: clusterLogger,
             clientCount: { (try? await loop.submit { broker.connectedClientCount }.get()) ?? 0 })
         membership.onView { nodes in

@@ -15,6 +15,8 @@ struct StoreSetup {
     let description: String
     /// PostgreSQL itself, for what needs it live (cluster membership, session claims).
     var postgres: PostgresStore?
+    /// With PostgreSQL: the cluster lease's store, on a connection of its own (`PostgresLineMembership`).
+    var leaseStore: (any MembershipStore)?
     /// With PostgreSQL: the store in front of it that spools while it cannot be reached.
     var fallback: FallbackStore? { store as? FallbackStore }
 
@@ -62,7 +64,12 @@ struct StoreSetup {
             let pause = ProcessInfo.processInfo.environment["STARLING_TEST_REPLAY_PAUSE"].flatMap { Int($0) }
             let fallback = FallbackStore(primary: store, spool: spool, line: line, logger: logger, maxBytes: configuration.spoolMaxBytes,
                                          pauseReplayAfter: pause)
-            return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store)
+            // The lease's statements answer within a renewal interval or count as failed.
+            let leaseStore = PostgresStore.connectionConfiguration(url: url).map {
+                PostgresLineMembership(line: PostgresLine(configuration: $0, name: tag + "/lease", timeout: .seconds(1), logger: logger))
+            }
+            return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
+                              leaseStore: leaseStore)
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")
         do {

@@ -3,6 +3,15 @@ public import NIOCore
 public import StarlingCore
 import Synchronization
 
+/// What the partition check needs of this node's lease, read each second.
+public struct LeaseView: Sendable {
+    public var held: Bool
+    public var until: NIODeadline?
+    public var lastRenewal: NIODeadline?
+    /// When the latest failed renewal started (`LeaseKeeper.peersReachingTheStore`).
+    public var lastFailedAttempt: NIODeadline?
+}
+
 /// This node's membership of the cluster: it claims its node id in the shared store, renews
 /// its lease every `LeaseKeeper.renewInterval`, and keeps the latest view of every node for the
 /// operations endpoints. The lease only decides dead-node clean-up and readiness; takeovers of
@@ -100,7 +109,7 @@ public final class ClusterMembership: Sendable {
             }
         } catch {
             let first = state.withLock { s in
-                defer { s.keeper.failed("\(error)"); s.renewalFailures += 1 }
+                defer { s.keeper.failed("\(error)", startedAt: start); s.renewalFailures += 1 }
                 return s.keeper.lastFailure == nil
             }
             if first { logger.error("cannot renew the cluster lease: \(error)") }
@@ -113,8 +122,11 @@ public final class ClusterMembership: Sendable {
     /// See `LeaseKeeper.heldThroughALease`: only then may this node judge others dead.
     public var heldThroughALease: Bool { state.withLock { $0.keeper.heldThroughALease(at: .now()) } }
 
-    public var lease: (held: Bool, until: NIODeadline?, lastRenewal: NIODeadline?) {
-        state.withLock { ($0.keeper.isHeld(at: .now()), $0.keeper.heldUntil, $0.keeper.lastRenewal) }
+    public var lease: LeaseView {
+        state.withLock {
+            LeaseView(held: $0.keeper.isHeld(at: .now()), until: $0.keeper.heldUntil, lastRenewal: $0.keeper.lastRenewal,
+                      lastFailedAttempt: $0.keeper.lastFailedAttempt)
+        }
     }
 
     func refreshView() async {

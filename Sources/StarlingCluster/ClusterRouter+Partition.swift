@@ -1,11 +1,12 @@
 import MQTTCodec
-public import NIOCore
+import NIOCore
 import StarlingCore
 
-/// A partition is not a split brain (issue 13, DESIGN.md section 5). Every second each node
+/// A partition is not a split brain (docs/architecture.md, "Cluster"). Every second each node
 /// tells its peers, over its links, how long ago its last lease renewal started. A node whose
-/// lease has run out hears whether a peer renewed *after* that: then the database is there for
-/// the peer and not for this node — it is the one cut off. The survivors will let its sessions
+/// lease has run out hears whether a peer renewed *after* that and before this node's own
+/// latest renewal, which failed, started: then the database is there for the peer and not for
+/// this node — it is the one cut off (`LeaseKeeper.peersReachingTheStore`). The survivors will let its sessions
 /// go and take its clients, so it lets them go first (DISCONNECT 0x89 Server busy to 5.0
 /// clients, no write, wills left to the survivors' sweep) and takes nothing over (claims need
 /// the database) until it holds its lease again. When no peer renewed since, the database is
@@ -16,7 +17,7 @@ extension ClusterRouter {
     static let leaseWordFreshness = TimeAmount.seconds(3)
 
     /// Each second: tells the peers, and lets the clients go if this node is the one cut off.
-    public func leaseChecked(_ lease: (held: Bool, until: NIODeadline?, lastRenewal: NIODeadline?)) {
+    public func leaseChecked(_ lease: LeaseView) {
         loop.execute { [self] in
             let now = NIODeadline.now()
             var payload = ByteBuffer()
@@ -32,7 +33,8 @@ extension ClusterRouter {
                 return
             }
             guard let lapsed = lease.until else { return }  // never held: not serving yet
-            let reaching = peerRenewals.filter { $0.value.renewed > lapsed && now - $0.value.heard < Self.leaseWordFreshness }.keys.sorted()
+            let reaching = LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: lease.lastFailedAttempt, peers: peerRenewals,
+                                                             now: now, freshness: Self.leaseWordFreshness)
             if !reaching.isEmpty {
                 guard !cutOff else { return }
                 cutOff = true

@@ -4,11 +4,69 @@ import PostgresNIO
 public import StarlingCore
 
 /// Membership rows (migration 0005): leases are compared with `now()` of the database, the one
-/// clock every node shares.
+/// clock every node shares. The statements run through the pool here; a cluster node runs them
+/// on a line of their own (`PostgresLineMembership`).
 extension PostgresStore: MembershipStore {
+    var runner: MembershipStatements {
+        MembershipStatements { [client, logger] query, read in try await read(try await client.query(query, logger: logger)) }
+    }
+
     public func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
+        try await runner.claimNode(node, lease: lease)
+    }
+
+    public func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
+        try await runner.renewNode(nodeID, incarnation: incarnation, lease: lease, state: state, clients: clients)
+    }
+
+    public func allocateIDBlock() async throws -> Int64 { try await runner.allocateIDBlock() }
+
+    public func nodes() async throws -> [NodeRecord] { try await runner.nodes() }
+}
+
+/// The membership store of a cluster node: the lease on a `PostgresLine`, so renewals (and with
+/// them readiness and the partition verdict) never wait for a pool that is still backing off
+/// after an outage (G7).
+public final class PostgresLineMembership: MembershipStore {
+    let line: PostgresLine
+
+    public init(line: PostgresLine) {
+        self.line = line
+    }
+
+    var runner: MembershipStatements {
+        MembershipStatements { [line] query, read in try await line.query(query, read) }
+    }
+
+    public func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
+        try await runner.claimNode(node, lease: lease)
+    }
+
+    public func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
+        try await runner.renewNode(nodeID, incarnation: incarnation, lease: lease, state: state, clients: clients)
+    }
+
+    public func allocateIDBlock() async throws -> Int64 { try await runner.allocateIDBlock() }
+
+    public func nodes() async throws -> [NodeRecord] { try await runner.nodes() }
+}
+
+/// The membership statements, over whatever runs them (the pool or a line).
+struct MembershipStatements: Sendable {
+    /// Runs a statement and reads its rows.
+    let run: @Sendable (PostgresQuery, @escaping @Sendable (PostgresRowSequence) async throws -> [PostgresRow]) async throws -> [PostgresRow]
+
+    private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await run(query) { sequence in
+            var rows: [PostgresRow] = []
+            for try await row in sequence { rows.append(row) }
+            return rows
+        }
+    }
+
+    func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
         let milliseconds = lease.nanoseconds / 1_000_000
-        let rows = try await client.query("""
+        let claimed = try await rows("""
             INSERT INTO nodes AS n (node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
                                     started_at, renewed_at, lease_until)
             VALUES (\(node.nodeID), \(node.incarnation), \(node.mqttAddress), \(node.clusterAddress), \(node.httpAddress),
@@ -18,51 +76,44 @@ extension PostgresStore: MembershipStore {
                 started_at = now(), renewed_at = now(), lease_until = excluded.lease_until
             WHERE n.lease_until <= now() OR n.state = 'left' OR n.incarnation = excluded.incarnation
             RETURNING 1
-            """, logger: logger)
-        for try await _ in rows { return .claimed }
+            """)
+        if !claimed.isEmpty { return .claimed }
         guard let holder = try await nodes().first(where: { $0.nodeID == node.nodeID }) else {
             return try await claimNode(node, lease: lease)  // the holder left between the two statements
         }
         return .held(by: holder)
     }
 
-    public func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
+    func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
         let milliseconds = lease.nanoseconds / 1_000_000
-        let rows = try await client.query("""
+        return try await !rows("""
             UPDATE nodes SET renewed_at = now(), lease_until = now() + \(milliseconds)::bigint * interval '1 millisecond',
                 state = \(state.rawValue), clients = \(clients)
             WHERE node_id = \(nodeID) AND incarnation = \(incarnation)
             RETURNING 1
-            """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+            """).isEmpty
     }
 
-    public func allocateIDBlock() async throws -> Int64 {
-        for try await value in try await client.query("SELECT nextval('id_blocks')", logger: logger).decode(Int64.self) {
-            return value
-        }
+    func allocateIDBlock() async throws -> Int64 {
+        for row in try await rows("SELECT nextval('id_blocks')") { return try row.decode(Int64.self) }
         throw ClusterStoreError(message: "nextval(id_blocks) returned no row")
     }
 
-    public func nodes() async throws -> [NodeRecord] {
-        let rows = try await client.query("""
+    func nodes() async throws -> [NodeRecord] {
+        try await rows("""
             SELECT node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
                    (extract(epoch FROM now() - renewed_at) * 1000)::bigint AS age,
                    (extract(epoch FROM lease_until - now()) * 1000)::bigint AS remaining
             FROM nodes ORDER BY node_id
-            """, logger: logger)
-        var records: [NodeRecord] = []
-        for try await row in rows {
+            """).map { row in
             let r = row.makeRandomAccess()
-            records.append(NodeRecord(
+            return NodeRecord(
                 nodeID: try r["node_id"].decode(String.self), incarnation: try r["incarnation"].decode(Int64.self),
                 mqttAddress: try r["mqtt_address"].decode(String.self), clusterAddress: try r["cluster_address"].decode(String.self),
                 httpAddress: try r["http_address"].decode(String?.self),
                 state: NodeState(rawValue: try r["state"].decode(String.self)) ?? .alive, clients: Int(try r["clients"].decode(Int32.self)),
-                leaseAgeMilliseconds: try r["age"].decode(Int64.self), leaseRemainingMilliseconds: try r["remaining"].decode(Int64.self)))
+                leaseAgeMilliseconds: try r["age"].decode(Int64.self), leaseRemainingMilliseconds: try r["remaining"].decode(Int64.self))
         }
-        return records
     }
 }
 

@@ -172,6 +172,7 @@ public final class PostgresStore: PersistentStore {
     /// Lost or refused connections, the pool's own errors, and statements the server cancelled
     /// because it is shutting down (SQLSTATE class 57, 08): the database is away, not the batch.
     public func isUnreachable(_ error: any Error) -> Bool {
+        if error is PostgresLine.Timeout { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,

@@ -330,6 +330,32 @@ struct LeaseKeeperTests {
         #expect(LeaseKeeper(lease: .milliseconds(1500)).renewInterval == .milliseconds(500))
     }
 
+    @Test("the partition verdict: a peer's renewal after this node's lapse proves it cut off only once a renewal of its own, started later, failed")
+    func partitionVerdict() {
+        let t0 = NIODeadline.uptimeNanoseconds(100_000_000_000)
+        let lapsed = t0
+        let peer = (renewed: t0 + .milliseconds(500), heard: t0 + .milliseconds(600))
+        let now = t0 + .milliseconds(700)
+        func verdict(_ failed: NIODeadline?) -> [String] {
+            LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: failed, peers: ["n2": peer], now: now, freshness: .seconds(3))
+        }
+        // The database came back and n2 got through first; this node's last try was before that
+        // (its pool still backing off, say): not cut off — it renews on its next try.
+        #expect(verdict(t0 - .milliseconds(200)).isEmpty)
+        #expect(verdict(nil).isEmpty)
+        // This node tried after n2 renewed, and failed: the database answers n2, not this node.
+        #expect(verdict(t0 + .milliseconds(550)) == ["n2"])
+        // A renewal before the lapse proves nothing; stale word neither.
+        let before = (renewed: t0 - .milliseconds(10), heard: now)
+        #expect(LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: now, peers: ["n3": before], now: now, freshness: .seconds(3)).isEmpty)
+        #expect(LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: now, peers: ["n2": peer], now: now + .seconds(4),
+                                                  freshness: .seconds(3)).isEmpty)
+        var keeper = LeaseKeeper(lease: .seconds(5))
+        keeper.failed("refused", startedAt: t0 + .seconds(2))
+        keeper.failed("refused", startedAt: t0 + .seconds(1))  // a slower, earlier try ending late
+        #expect(keeper.lastFailedAttempt == t0 + .seconds(2))
+    }
+
     @Test("a node record is dead once its lease expired, whatever it last said")
     func status() {
         var record = NodeRecord(nodeID: "n1", incarnation: 1, mqttAddress: "a:1", clusterAddress: "a:2", httpAddress: nil,

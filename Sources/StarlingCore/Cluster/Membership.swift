@@ -127,8 +127,27 @@ public struct LeaseKeeper: Sendable {
     }
 
     /// A renewal failed (the store is unreachable, or the row is no longer ours).
-    public mutating func failed(_ reason: String) {
+    public mutating func failed(_ reason: String, startedAt start: NIODeadline? = nil) {
         lastFailure = reason
+        if let start { lastFailedAttempt = max(lastFailedAttempt ?? start, start) }
+    }
+
+    /// When the latest renewal that failed started.
+    public private(set) var lastFailedAttempt: NIODeadline?
+
+    /// The partition verdict (README "What the cluster promises under faults"): the peers
+    /// whose recent word proves this node the one cut off from the store. A peer counts when it
+    /// renewed its lease after this node's ran out (`lapsed`) and before a renewal of this node
+    /// started and failed: the database answered the peer and then refused this node. A peer
+    /// that merely got through first, while this node has not tried since (a connection still
+    /// being made, a renewal still on its way), proves nothing yet.
+    public static func peersReachingTheStore(lapsed: NIODeadline, lastFailedAttempt: NIODeadline?,
+                                             peers: [String: (renewed: NIODeadline, heard: NIODeadline)],
+                                             now: NIODeadline, freshness: TimeAmount) -> [String] {
+        guard let lastFailedAttempt else { return [] }
+        return peers.filter { _, word in
+            word.renewed > lapsed && word.renewed < lastFailedAttempt && now - word.heard < freshness
+        }.keys.sorted()
     }
 
     /// The row was taken over: the lease is gone at once.
