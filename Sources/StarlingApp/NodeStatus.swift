@@ -31,7 +31,14 @@ public final class NodeStatus: OpsSource {
         var links: PeerLinks?
         /// With PostgreSQL: the store in front of it, which spools while it is away.
         var fallback: FallbackStore?
+        /// Since when this node has held its lease while refusing claims (`claimRefusalGrace`).
+        var refusingClaimsSince: ContinuousClock.Instant?
     }
+
+    /// How long a node may hold its lease while still refusing claims (its spool not yet
+    /// replayed, its state not yet loaded) before it says it is not ready: the replay starts
+    /// within a probe of the database answering, so only a node stuck on its spool gets there.
+    static let claimRefusalGrace = Duration.seconds(3)
 
     private let state = Mutex(State())
     private let startedAt = ContinuousClock.now
@@ -129,8 +136,19 @@ public final class NodeStatus: OpsSource {
             // Without its lease, a node that spools and that no peer outlived is in a database
             // outage with the others: it serves. The one cut off (a peer still renews) is not ready.
             let outage = !held && spool.map { $0.mode != .direct } == true && snapshot.map { !$0.cutOff } == true
-            let prefix = outage ? "database outage, serving on the spool: " : snapshot?.cutOff == true ? "cut off from the store while peers reach it: " : ""
-            checks.append(HealthCheck(name: "cluster", passing: held || outage,
+            // G5, G7: a node that holds its lease reaches the database and must serve claims; one
+            // that would refuse them (still on its spool, state not loaded) is not ready.
+            let refusing = held && (spool?.mode == .spooling || spool?.stateDeferred == true)
+            let now = ContinuousClock.now
+            let since = state.withLock { s -> ContinuousClock.Instant? in
+                s.refusingClaimsSince = refusing ? s.refusingClaimsSince ?? now : nil
+                return s.refusingClaimsSince
+            }
+            let stuck = since.map { now - $0 > Self.claimRefusalGrace } ?? false
+            let prefix = outage ? "database outage, serving on the spool: "
+                : snapshot?.cutOff == true ? "cut off from the store while peers reach it: "
+                : stuck ? "the lease is held but stored sessions are refused (the spool is not replayed yet): " : ""
+            checks.append(HealthCheck(name: "cluster", passing: (held && !stuck) || outage,
                                       detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
         }
 

@@ -63,16 +63,18 @@ public final class StarlingServer: Service, Sendable {
         // The PostgreSQL client closes last, after the drain has committed what was pending. It
         // is a service that stops at the graceful-shutdown signal, which would take the pending
         // commits with it: it runs detached from that signal and is cancelled here instead.
-        let client = setup?.postgresClient.map { client in Task.detached { await client.run() } }
+        let client = setup?.postgresPool.map { pool in Task.detached { await pool.run() } }
         do {
             try await serve(store: setup, tls: tls)
         } catch {
             client?.cancel()
             await client?.value
+            await setup?.closeLines()
             throw error
         }
         client?.cancel()
         await client?.value
+        await setup?.closeLines()
     }
 
     private func serve(store setup: StoreSetup?, tls: NIOSSLContext?) async throws {
@@ -100,7 +102,16 @@ public final class StarlingServer: Service, Sendable {
         if let setup {
             logger.notice("store: \(setup.description)")
             // While PostgreSQL is away the broker refuses what needs it (Broker.outageRefusal).
-            await setup.fallback?.setOnModeChange { mode in loop.execute { broker.storeSpooling = mode != .direct } }
+            // When PostgreSQL answers again the replay starts, and a fresh pool takes the live
+            // path's statements (the old one may still be backing off: PostgresPool).
+            let pool = setup.postgresPool
+            await setup.fallback?.setOnModeChange { mode in
+                if mode == .replaying { pool?.renew() }
+                loop.execute {
+                    broker.storeSpooling = mode == .spooling
+                    broker.storeReplaying = mode == .replaying
+                }
+            }
             let state: StoredState
             do {
                 state = try await setup.migrateAndLoad()
@@ -349,7 +360,7 @@ extension StarlingServer {
                                        _ body: @Sendable (any PersistentStore, String) async throws -> T) async throws -> T {
         let setup = try StoreSetup.open(configuration, logger: logger, spooling: false)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            if let client = setup.postgresClient { group.addTask { await client.run() } }
+            if let pool = setup.postgresPool { group.addTask { await pool.run() } }
             defer { group.cancelAll() }
             _ = try await setup.migrateAndLoad()
             return try await body(setup.store, setup.description)

@@ -10,13 +10,21 @@ import StarlingSQLite
 /// directory. A store that cannot be reached or migrated at start is a `StartupError` (exit 1).
 struct StoreSetup {
     let store: any PersistentStore
-    /// The PostgreSQL client, which must run while the store is used.
-    let postgresClient: PostgresClient?
+    /// The PostgreSQL pool, which must run while the store is used.
+    let postgresPool: PostgresPool?
     let description: String
     /// PostgreSQL itself, for what needs it live (cluster membership, session claims).
     var postgres: PostgresStore?
     /// With PostgreSQL: the cluster lease's store, on a connection of its own (`PostgresLineMembership`).
-    var leaseStore: (any MembershipStore)?
+    var leaseStore: PostgresLineMembership?
+    /// With PostgreSQL and the spool: the replay's line.
+    var replayLine: PostgresReplayLine?
+
+    /// Closes the connections outside the pool (at shutdown, after the pool's last commit).
+    func closeLines() async {
+        await leaseStore?.close()
+        await replayLine?.close()
+    }
     /// With PostgreSQL: the store in front of it that spools while it cannot be reached.
     var fallback: FallbackStore? { store as? FallbackStore }
 
@@ -41,9 +49,9 @@ struct StoreSetup {
             let owner = configuration.clusterListen == nil ? nil : configuration.broker.ingest.nodeID
             let schema = PostgresStore.schema(url: url)
             guard spooling else {
-                let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
-                let store = PostgresStore(client: client, logger: logger, schema: schema, ownerNode: owner)
-                return StoreSetup(store: store, postgresClient: client, description: "PostgreSQL \(masked)", postgres: store)
+                let pool = PostgresPool(configuration: clientConfiguration, logger: logger)
+                let store = PostgresStore(pool: pool, logger: logger, schema: schema, ownerNode: owner)
+                return StoreSetup(store: store, postgresPool: pool, description: "PostgreSQL \(masked)", postgres: store)
             }
             let spoolPath = (directory as NSString).appendingPathComponent("spool.db")
             let spool: SQLiteSpool
@@ -56,8 +64,8 @@ struct StoreSetup {
             // (`PostgresReplayLine`): no commit tried before an outage lands behind the replay.
             let tag = PostgresReplayLine.tag(spool: spool.id)
             clientConfiguration.options.additionalStartupParameters.append(("application_name", tag))
-            let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
-            let store = PostgresStore(client: client, logger: logger, schema: schema, ownerNode: owner)
+            let pool = PostgresPool(configuration: clientConfiguration, logger: logger)
+            let store = PostgresStore(pool: pool, logger: logger, schema: schema, ownerNode: owner)
             let line = PostgresStore.connectionConfiguration(url: url).map {
                 PostgresReplayLine(configuration: $0, tag: tag, owner: owner, logger: logger)
             }
@@ -68,13 +76,13 @@ struct StoreSetup {
             let leaseStore = PostgresStore.connectionConfiguration(url: url).map {
                 PostgresLineMembership(line: PostgresLine(configuration: $0, name: tag + "/lease", timeout: .seconds(1), logger: logger))
             }
-            return StoreSetup(store: fallback, postgresClient: client, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
-                              leaseStore: leaseStore)
+            return StoreSetup(store: fallback, postgresPool: pool, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
+                              leaseStore: leaseStore, replayLine: line)
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")
         do {
             let synchronous = configuration.sqliteSynchronous
-            return StoreSetup(store: try SQLiteStore(path: path, synchronous: synchronous), postgresClient: nil, description: "SQLite \(path)")
+            return StoreSetup(store: try SQLiteStore(path: path, synchronous: synchronous), postgresPool: nil, description: "SQLite \(path)")
         } catch {
             throw StartupError(message: "cannot open the SQLite store \(path): \(error)")
         }

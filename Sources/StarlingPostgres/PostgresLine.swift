@@ -85,6 +85,15 @@ public final class PostgresLine: Sendable {
         if let open { Self.close(open) }
     }
 
+    /// Closes the line for good (at shutdown).
+    public func close() async {
+        let open = held.withLock { held in
+            defer { held = nil }
+            return held
+        }
+        if let open { try? await open.close() }
+    }
+
     private static func close(_ connection: PostgresConnection) {
         let closed: EventLoopFuture<Void> = connection.close()
         closed.whenComplete { _ in }

@@ -70,4 +70,7 @@ public final class PostgresReplayLine: ReplayLine {
     }
 
     public func reset() { line.reset() }
+
+    /// Closes the line for good (at shutdown).
+    public func close() async { await line.close() }
 }

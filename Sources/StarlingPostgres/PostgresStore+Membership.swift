@@ -34,6 +34,9 @@ public final class PostgresLineMembership: MembershipStore {
         self.line = line
     }
 
+    /// Closes the line for good (at shutdown).
+    public func close() async { await line.close() }
+
     var runner: MembershipStatements {
         MembershipStatements { [line] query, read in try await line.query(query, read) }
     }

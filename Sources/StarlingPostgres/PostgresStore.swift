@@ -17,7 +17,9 @@ public final class PostgresStore: PersistentStore {
     /// Up to three transactions over the pool's connections: batches of new rows commit while
     /// others are sent (measured: 2 → 3 took durable fan-in from 0.75–0.88 to 0.96 of the raw rate).
     public let concurrentCommits = 3
-    public let client: PostgresClient
+    /// The live path's pool (renewed after an outage: `PostgresPool`).
+    public let pool: PostgresPool
+    public var client: PostgresClient { pool.client }
     let logger: Logger
 
     /// The schema to create before migrating (from `?schema=`), if any.
@@ -27,8 +29,12 @@ public final class PostgresStore: PersistentStore {
     /// restores only its own. nil: the node runs alone and owns every row.
     public let ownerNode: String?
 
-    public init(client: PostgresClient, logger: Logger, schema: String? = nil, ownerNode: String? = nil) {
-        self.client = client
+    public convenience init(client: PostgresClient, logger: Logger, schema: String? = nil, ownerNode: String? = nil) {
+        self.init(pool: PostgresPool(client: client, logger: logger), logger: logger, schema: schema, ownerNode: ownerNode)
+    }
+
+    public init(pool: PostgresPool, logger: Logger, schema: String? = nil, ownerNode: String? = nil) {
+        self.pool = pool
         self.logger = logger
         self.schema = schema
         self.ownerNode = ownerNode

@@ -176,6 +176,27 @@ struct ClusterBusTests {
         #expect(h.broker.session("dev") == nil)
     }
 
+    @Test("G7: while this node's spool is replayed a claim waits for the replay instead of being refused; if the store goes away again it is refused (0x88)")
+    func claimWaitsForTheReplay() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        h.broker.storeReplaying = true
+        let (waiting, ack) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(60)])
+        #expect(ack == nil && bus.claims.isEmpty && !waiting.transport.isClosed)
+        h.broker.storeReplaying = false
+        #expect(bus.claims == ["dev"])
+        guard case .connack(let connack) = waiting.take().first else { Issue.record("no CONNACK after the replay"); return }
+        #expect(connack.reasonCode == .success)
+
+        h.broker.storeReplaying = true
+        let (refused, none) = h.connect("other", cleanStart: false, properties: [.sessionExpiryInterval(60)])
+        #expect(none == nil)
+        h.broker.storeSpooling = true
+        h.broker.storeReplaying = false
+        guard case .connack(let refusal) = refused.take().first else { Issue.record("no CONNACK"); return }
+        #expect(refusal.reasonCode == .serverUnavailable && bus.claims == ["dev"])
+    }
+
     @Test("a CONNECT for a session this node does not hold claims it first; what the store holds is resumed")
     func claimOnConnect() {
         let bus = RecordingClusterBus()

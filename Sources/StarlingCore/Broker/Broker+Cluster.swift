@@ -164,6 +164,39 @@ extension Broker {
         connection.state = .authenticating
         if connection.authentication == nil { connection.authentication = ConnectionAuthentication() }
         connection.pauseReading(.authentication)
+        if storeReplaying {
+            // This node's spool is being replayed: what it holds of the session may not be in the
+            // store yet. The claim waits for the replay (at most the CONNECT timeout) rather than
+            // being refused (G7: a node that reaches the store serves claims).
+            claimsAfterReplay.append { [self] in
+                guard connection.state == .authenticating else { return }
+                if storeSpooling { return refuseClaim(connection, "the session store cannot be reached to take the session over") }
+                claim(clientID, on: connection, through: cluster, accept)
+            }
+            return
+        }
+        claim(clientID, on: connection, through: cluster, accept)
+    }
+
+    /// The replay of this node's spool ended (the store is direct again, or away again): the
+    /// claims that waited for it go on.
+    func replayEnded() {
+        let waiting = claimsAfterReplay
+        claimsAfterReplay.removeAll()
+        for claim in waiting { claim() }
+        flush()
+    }
+
+    /// A claim that cannot be made: the client is refused (0x88, 3.1.1 rc 3).
+    private func refuseClaim(_ connection: Connection, _ message: String) {
+        connection.resumeReading(.authentication)
+        connection.authentication = nil
+        connection.state = .awaitingConnect
+        refuse(connection, reason: .serverUnavailable, message: message)
+        flush()
+    }
+
+    private func claim(_ clientID: String, on connection: Connection, through cluster: any ClusterBus, _ accept: @escaping () -> Void) {
         // From here on, copies for the session wait here instead of going to the old holder;
         // what this node routed to it before is committed before the session is read, as
         // every peer's is (they acknowledge the claim after their commits).
@@ -174,13 +207,9 @@ extension Broker {
             // Of two claims of one session at once (two CONNECTs on two nodes), the later
             // epoch owns it: the other node's client is refused, so one node serves it.
             guard let claim, progress.latestRival < claim.epoch else {
-                connection.resumeReading(.authentication)
-                connection.authentication = nil
-                connection.state = .awaitingConnect
-                refuse(connection, reason: .serverUnavailable, message: claim == nil
-                       ? "the session store cannot be reached to take the session over"
-                       : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
-                return flush()
+                return refuseClaim(connection, claim == nil
+                                   ? "the session store cannot be reached to take the session over"
+                                   : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
             }
             if sessions[clientID] == nil {
                 forgetRemote(clientID)

@@ -39,6 +39,12 @@ public final class Broker: @unchecked Sendable {
     /// The shared store cannot be reached and commits go to this node's spool (set by the app
     /// from `FallbackStore`): sessions that need a claim are refused (`outageRefusal`).
     public var storeSpooling = false
+    /// This node's spool is being replayed into the shared store: claims wait for the end of
+    /// the replay (`claimsAfterReplay`), then go on.
+    public var storeReplaying = false {
+        didSet { if oldValue && !storeReplaying { replayEnded() } }
+    }
+    var claimsAfterReplay: [() -> Void] = []
     /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
     /// partition check): it is not ready, even while it spools.
     public var clusterCutOff = false
