@@ -11,9 +11,10 @@ public import StarlingCore
 ///   SUBSCRIBE/UNSUBSCRIBE, acknowledged (SUBACK/UNSUBACK) once applied, so a client's SUBACK
 ///   means every peer routes to it. A peer's routes are learnt on its inbound link and
 ///   forgotten when that link drops: they belong to their node and go with it.
-/// - Data: a message goes to a peer on the outbound link to it; without a link it is dropped,
-///   counted and logged (QoS 1/2 messages of persistent sessions are in the store; the loss is
-///   that of QoS 0 and of clean sessions' copies while the peer is cut off).
+/// - Data: a message goes to a peer on the outbound link to it; while that link is not up (a
+///   cluster starting, a link re-dialled) it is held for `linkWait`, then dropped, counted and
+///   logged (QoS 1/2 messages of persistent sessions are in the store; the loss is that of QoS 0
+///   and of clean sessions' copies while the peer stays cut off).
 public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     let loop: any EventLoop
     let logger: Logger
@@ -51,6 +52,13 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// This node let its clients go for being cut off from the database; until it holds its lease again.
     var cutOff = false
     var outageLogged = false
+
+    /// Messages for peers with routes here but no link from here yet (`hold`).
+    var heldForLink: [String: [(publish: MQTTPublish, committed: (() -> Void)?)]] = [:]
+    /// How long a message waits for a link to its peer before it is dropped (G7: a node that
+    /// knows a peer has subscribers does not drop for want of a link that is not up yet).
+    public var linkWait = TimeAmount.seconds(5)
+    static let linkWaitLimit = 10_000
 
     /// Retained changes that arrived while the retained messages were read again.
     private var retainedBuffer: [Message]?
@@ -109,8 +117,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
                         committed: (() -> Void)?) -> Bool {
         guard let link = outbound[peer] else {
-            drop(message, peer: peer)
-            committed?()
+            // No link from here yet (a cluster starting, a link re-dialled): held, in order.
+            let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+            if !hold(publish, committed: committed, for: peer) {
+                drop(message, peer: peer)
+                committed?()
+            }
             return true
         }
         // A full link: the message still goes (publishers pause until it drains, see
@@ -203,6 +215,41 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// The store's side of session ownership (PostgreSQL), set by the server.
     public var ownership: (any SessionOwnershipStore)?
 
+    /// Holds a message for a peer this node has no link to: sent when the link comes up
+    /// (`outboundUp`), dropped and counted after `linkWait` or beyond `linkWaitLimit` messages.
+    /// False when it cannot be held.
+    func hold(_ publish: MQTTPublish, committed: (() -> Void)?, for peer: String) -> Bool {
+        var held = heldForLink[peer] ?? []
+        guard held.count < Self.linkWaitLimit else { return false }
+        if held.isEmpty {
+            loop.scheduleTask(in: linkWait) { [self] in
+                guard let expired = heldForLink.removeValue(forKey: peer) else { return }
+                forwardDrops += UInt64(expired.count)
+                logger.warning("no link to \(peer) within \(linkWait.nanoseconds / 1_000_000) ms: \(expired.count) message(s) for its subscribers dropped")
+                for message in expired { message.committed?() }
+            }
+        }
+        held.append((publish, committed))
+        heldForLink[peer] = held
+        return true
+    }
+
+    /// Sends what was held for `peer` on its link, now up.
+    private func sendHeld(to peer: String, on link: ClusterLinkHandler) {
+        guard let held = heldForLink.removeValue(forKey: peer) else { return }
+        for (message, committed) in held {
+            var publish = message
+            if let committed {
+                let id = allocateID()
+                publish.qos = .atLeastOnce
+                publish.packetID = id
+                awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
+            }
+            link.send(.publish(publish), evenIfSlow: true)
+            forwarded += 1
+        }
+    }
+
     private func drop(_ message: Message, peer: String) {
         forwardDrops += 1
         let now = NIODeadline.now()
@@ -225,6 +272,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         link.sendFullRoutes(broker?.localRoutes ?? [])
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
         link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
+        sendHeld(to: peer, on: link)
     }
 
     func outboundDown(_ peer: String, link: ClusterLinkHandler) {

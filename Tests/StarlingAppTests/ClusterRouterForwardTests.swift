@@ -14,21 +14,59 @@ struct ClusterRouterForwardTests {
     static let message = Message(topic: "j/1", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false, publisher: "p")
     static let group = ShareGroupKey(name: "g", filter: "j/#")
 
-    /// A router with an outbound link up to n2 on an embedded channel.
-    static func routerWithLink() throws -> (ClusterRouter, EmbeddedChannel) {
+    /// A router with an outbound link up to n2 on an embedded channel (with `up` false, the
+    /// link exists but the router has not been told yet: `bringUp` does).
+    static func routerWithLink(up: Bool = true) throws -> (ClusterRouter, EmbeddedChannel, bringUp: () -> Void) {
         let channel = EmbeddedChannel()
         let logger = Logger(label: "test")
         let router = ClusterRouter(loop: channel.embeddedEventLoop, logger: logger)
         let link = ClusterLinkHandler(role: .dialer(peer: "n2"), nodeID: "n1", secret: "test-cluster-secret-0123456789", links: PeerLinks(),
                                       router: router, logger: logger)
         try channel.pipeline.syncOperations.addHandler(link)
-        router.outboundUp("n2", link: link)
-        return (router, channel)
+        if up { router.outboundUp("n2", link: link) }
+        return (router, channel, { router.outboundUp("n2", link: link) })
+    }
+
+    /// The PUBLISH packets on `topic` the link wrote.
+    static func written(_ channel: EmbeddedChannel, topic: String) throws -> [MQTTPublish] {
+        channel.embeddedEventLoop.run()  // the link's flush
+        var publishes: [MQTTPublish] = []
+        while var written = try channel.readOutbound(as: ByteBuffer.self) {
+            while let frame = try MQTTFrame.read(from: &written, maximumPacketSize: 1 << 20) {
+                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), p.topic == topic { publishes.append(p) }
+            }
+        }
+        return publishes
+    }
+
+    @Test("G7: a message for a peer whose link from here is not up yet is held and sent, in order, when it comes up; never acknowledged-and-dropped")
+    func heldUntilTheLinkIsUp() throws {
+        let (router, channel, bringUp) = try Self.routerWithLink(up: false)
+        var released = false
+        router.forward(Self.message, to: "n2", plain: true, groups: [], deliveries: [], committed: nil)
+        router.forward(Self.message, to: "n2", plain: false, groups: [Self.group], deliveries: [], committed: { released = true })
+        #expect(router.forwardDrops == 0 && !released)
+        #expect(try Self.written(channel, topic: "j/1").isEmpty)
+        bringUp()
+        let sent = try Self.written(channel, topic: "j/1")
+        #expect(sent.count == 2 && sent[0].qos == .atMostOnce && sent[1].qos == .atLeastOnce && !released)
+        router.acknowledged(try #require(sent[1].packetID), by: "n2")
+        #expect(released && router.forwardDrops == 0)
+    }
+
+    @Test("a link that does not come up within the wait: the held messages are dropped, counted, and acknowledgements released")
+    func heldThenDropped() throws {
+        let (router, channel, _) = try Self.routerWithLink(up: false)
+        router.linkWait = .milliseconds(10)
+        var released = false
+        router.forward(Self.message, to: "n2", plain: false, groups: [Self.group], deliveries: [], committed: { released = true })
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(10))
+        #expect(released && router.forwardDrops == 1)
     }
 
     @Test("a link too slow to wait for drops the message and releases the acknowledgement at once")
     func stalledLinkReleases() throws {
-        let (router, channel) = try Self.routerWithLink()
+        let (router, channel, _) = try Self.routerWithLink()
         router.stallLimit = .nanoseconds(-1)  // any time full counts as too long
         channel.isWritable = false
         channel.pipeline.fireChannelWritabilityChanged()
@@ -39,18 +77,10 @@ struct ClusterRouterForwardTests {
 
     @Test("a link that takes it: released when the peer acknowledges, not before")
     func acknowledgedRelease() throws {
-        let (router, channel) = try Self.routerWithLink()
+        let (router, channel, _) = try Self.routerWithLink()
         var released = false
         router.forward(Self.message, to: "n2", plain: false, groups: [Self.group], deliveries: [], committed: { released = true })
-        channel.embeddedEventLoop.run()  // the link's flush
-        // What the link wrote (its routes and directory first), up to the message.
-        var publish: MQTTPublish?
-        while publish == nil, var written = try channel.readOutbound(as: ByteBuffer.self) {
-            while let frame = try MQTTFrame.read(from: &written, maximumPacketSize: 1 << 20) {
-                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), p.topic == "j/1" { publish = p }
-            }
-        }
-        let sent = try #require(publish)
+        let sent = try #require(try Self.written(channel, topic: "j/1").first)
         #expect(sent.qos == .atLeastOnce && !released)
         router.acknowledged(try #require(sent.packetID), by: "n2")
         #expect(released)
