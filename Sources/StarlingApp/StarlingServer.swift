@@ -330,7 +330,12 @@ extension StarlingServer {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await membership.run() }
                 group.addTask {
-                    while (try? await Task.sleep(for: .seconds(1))) != nil { router.leaseChecked(membership.lease) }
+                    var seconds = 0
+                    while (try? await Task.sleep(for: .seconds(1))) != nil {
+                        router.leaseChecked(membership.lease)
+                        seconds += 1
+                        if seconds % ClusterRouter.pickupInterval == 0 { loop.execute { router.pickUpLostCopies() } }
+                    }
                 }
                 if let ownership {
                     let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),

@@ -215,6 +215,30 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// The store's side of session ownership (PostgreSQL), set by the server.
     public var ownership: (any SessionOwnershipStore)?
 
+    /// Reads the rows peers committed for this node's connected stored sessions and delivers
+    /// those whose copies never came (`Broker+Pickup.swift`): when a link comes up (after
+    /// `pickupDelay`, so copies on their way arrive first) and every `pickupInterval`.
+    public func pickUpLostCopies() {
+        guard let broker, let ownership else { return }
+        let (loop, logger) = (loop, logger)
+        broker.beginPickup { clientIDs in
+            Task {
+                var read: (messages: [StoredMessage], deliveries: [StoredDelivery]) = ([], [])
+                do {
+                    read = try await ownership.deliveries(of: clientIDs)
+                } catch {
+                    logger.warning("cannot read the queued messages of this node's sessions: \(error)")
+                }
+                let found = read
+                loop.execute { broker.finishPickup(messages: found.messages, deliveries: found.deliveries) }
+            }
+        }
+    }
+
+    public var pickupDelay = TimeAmount.seconds(1)
+    /// How often the server runs a pickup.
+    public static let pickupInterval = 10
+
     /// Holds a message for a peer this node has no link to: sent when the link comes up
     /// (`outboundUp`), dropped and counted after `linkWait` or beyond `linkWaitLimit` messages.
     /// False when it cannot be held.
@@ -273,6 +297,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
         link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
         sendHeld(to: peer, on: link)
+        loop.scheduleTask(in: pickupDelay) { [self] in pickUpLostCopies() }
     }
 
     func outboundDown(_ peer: String, link: ClusterLinkHandler) {

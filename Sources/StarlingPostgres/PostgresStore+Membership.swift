@@ -144,6 +144,12 @@ extension PostgresStore: SessionOwnershipStore {
         try await load(only: clientID)
     }
 
+    public func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery]) {
+        var state = StoredState()
+        try await loadDeliveries(of: "SELECT unnest(\(clientIDs)::text[])", into: &state)
+        return (state.messages, state.deliveries)
+    }
+
     /// How long after a node's lease ran out the survivors take its sessions and wills: a node
     /// alive but cut off from the database learns it within a second or two from its peers'
     /// word and lets its clients go first (ClusterRouter+Partition), and one whose lease lapsed

@@ -474,12 +474,28 @@ public final class PostgresStore: PersistentStore {
             state.subscriptions.append(StoredSubscription(clientID: try r["client_id"].decode(String.self),
                                                           subscription: Subscription(request, identifier: identifier)))
         }
+        try await loadDeliveries(of: clients, into: &state)
+        // The ingest bridge's entries of clients without a stored session too.
+        let inbound: PostgresQuery = clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
+            ?? "SELECT client_id, packet_id FROM inbound_qos2"
+        for try await (clientID, packetID) in try await client.query(inbound, logger: logger).decode((String, Int32).self) {
+            state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
+        }
+        if clientID != nil { return state }
+        state.retained = try await loadRetained()
+        return state
+    }
+
+    /// The queued and in-flight deliveries of the clients `clients` selects, with their payloads.
+    func loadDeliveries(of clients: PostgresQuery, into state: inout StoredState) async throws {
         var payloads = clients
         payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)))"
         for try await row in try await client.query(payloads, logger: logger) {
             state.messages.append(try Self.payload(row))
         }
-        for try await row in try await client.query(scoped("SELECT * FROM session_messages", order: "ORDER BY client_id, seq"), logger: logger) {
+        var deliveries = clients
+        deliveries.sql = "SELECT * FROM session_messages WHERE client_id IN (\(clients.sql)) ORDER BY client_id, seq"
+        for try await row in try await client.query(deliveries, logger: logger) {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)
@@ -492,15 +508,6 @@ public final class PostgresStore: PersistentStore {
                 state: StoredDeliveryState(rawValue: Int(try r["state"].decode(Int16.self))) ?? .queued,
                 packetID: try r["packet_id"].decode(Int32?.self).map { UInt16(clamping: $0) }))
         }
-        // The ingest bridge's entries of clients without a stored session too.
-        let inbound: PostgresQuery = clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
-            ?? "SELECT client_id, packet_id FROM inbound_qos2"
-        for try await (clientID, packetID) in try await client.query(inbound, logger: logger).decode((String, Int32).self) {
-            state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
-        }
-        if clientID != nil { return state }
-        state.retained = try await loadRetained()
-        return state
     }
 }
 

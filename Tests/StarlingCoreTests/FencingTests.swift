@@ -90,4 +90,58 @@ struct FencingTests {
             #expect(Self.ingested(store, "fresh") == 1 && Self.ingested(store, "old") == 0)
         }
     }
+
+    static func row(_ sequence: Int64, for clientID: String) -> (StoredMessage, StoredDelivery) {
+        let message = StoredMessage(id: 500 + sequence, topic: "s/1", payload: ByteBuffer(string: "r\(sequence)"), qos: .atLeastOnce,
+                                    retain: false, properties: [], expiresAt: nil, publisher: "pub")
+        let delivery = StoredDelivery(clientID: clientID, sequence: sequence, messageID: message.id, qos: .atLeastOnce, retain: false,
+                                      subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+        return (message, delivery)
+    }
+
+    @Test("G7: rows a peer committed for a session held here whose copies never came are delivered by a pickup, once; a late copy is not delivered again")
+    func pickupDeliversLostCopies() async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await onLoop { sub.subscribe("s/#") }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { _ = sub.take() }
+            let (message, delivery) = Self.row(7, for: "sub")
+            let asked = try await Self.pickUp(h, onLoop, [message], [delivery])
+            #expect(asked == ["sub"])
+            let first = try await onLoop { sub.publishes() }
+            #expect(first.map { String(buffer: $0.payload) } == ["r7"])
+            // The same row read again, and the peer's copy arriving late: not delivered twice.
+            _ = try await Self.pickUp(h, onLoop, [message], [delivery])
+            try await onLoop {
+                let remote = RemoteDelivery(clientID: "sub", sequence: 7, messageID: message.id, qos: .atLeastOnce, retain: false,
+                                            subscriptionIdentifiers: [])
+                h.broker.receivedFromPeer(Message(topic: "s/1", payload: ByteBuffer(string: "r7"), qos: .atLeastOnce, retain: false,
+                                                  publisher: "pub"), plain: false, groups: [], deliveries: [remote])
+                h.broker.flush()
+            }
+            try await h.broker.persistence!.drain().get()
+            #expect(try await onLoop { sub.publishes() }.isEmpty)
+            // Acknowledged while a pickup reads: its row, still read, is not sent again.
+            let packetID = try #require(first.first?.packetID)
+            _ = try await Self.pickUp(h, onLoop, [message], [delivery]) { sub.send(.puback(MQTTAck(packetID: packetID))) }
+            #expect(try await onLoop { sub.publishes() }.isEmpty)
+        }
+    }
+
+    /// Runs a pickup whose read finds `messages` and `deliveries` (after `during` ran on the
+    /// loop, as if while the store was read); returns the client ids it asked for.
+    static func pickUp(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop, _ messages: [StoredMessage], _ deliveries: [StoredDelivery],
+                       during: @escaping @Sendable () -> Void = {}) async throws -> [String] {
+        let asked = AsyncStream<[String]>.makeStream()
+        try await onLoop { h.broker.beginPickup { asked.continuation.yield($0) } }
+        var iterator = asked.stream.makeAsyncIterator()
+        let ids = await iterator.next() ?? []
+        try await onLoop {
+            during()
+            h.broker.finishPickup(messages: messages, deliveries: deliveries)
+        }
+        try await h.broker.persistence!.drain().get()
+        return ids
+    }
 }

@@ -127,8 +127,10 @@ extension Broker {
                 continue
             }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }
+            // Already delivered from the store (`finishPickup`): the copy came late.
+            if let sequence = delivery.sequence, session.pickedUp[sequence] != nil { continue }
             guard isReadable(message.topic, by: delivery.clientID) else {
-                if let sequence = delivery.sequence { collected.append(.deleteDelivery(clientID: delivery.clientID, sequence: sequence)) }
+                if let sequence = delivery.sequence { forgetDelivery(sequence, of: session) }
                 continue
             }
             var copy = message

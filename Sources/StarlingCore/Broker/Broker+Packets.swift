@@ -266,7 +266,7 @@ extension Broker {
 
     func finishInflight(_ id: UInt16, in session: Session) {
         if let sequence = session.inflight[id]?.outbound.sequence {
-            collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+            forgetDelivery(sequence, of: session)
         }
         session.inflight[id] = nil
         if session.inflightOrder.first == id {

@@ -152,7 +152,7 @@ extension Broker {
             dropped = outbound
         }
         if let sequence = dropped.sequence {
-            collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+            forgetDelivery(sequence, of: session)
         }
         countDrops(1, reason: "queue of \(session.clientID) is full (\(configuration.maxQueuedMessages) messages)")
     }
@@ -167,7 +167,7 @@ extension Broker {
             if next.message.isExpired(at: now) {  // [MQTT-3.3.2-5]
                 session.queue.removeFirst()
                 if let sequence = next.sequence {
-                    collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+                    forgetDelivery(sequence, of: session)
                 }
                 continue
             }
@@ -186,7 +186,7 @@ extension Broker {
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
         guard sendPublish(outbound, packetID: id, dup: false, on: connection) else {
-            if let sequence = outbound.sequence { collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence)) }
+            if let sequence = outbound.sequence { forgetDelivery(sequence, of: session) }
             return
         }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)

@@ -45,6 +45,8 @@ public final class Broker: @unchecked Sendable {
         didSet { if oldValue && !storeReplaying { replayEnded() } }
     }
     var claimsAfterReplay: [() -> Void] = []
+    /// Pickups reading the store now (`Broker+Pickup.swift`).
+    var pickupsInFlight = 0
     /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
     /// partition check): it is not ready, even while it spools.
     public var clusterCutOff = false

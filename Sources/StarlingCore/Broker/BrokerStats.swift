@@ -15,6 +15,8 @@ public struct BrokerStats: Sendable, Equatable {
     public var storeBacklogs: UInt64 = 0
     /// Commits the store left out because a later claim held the sender's session (fencing).
     public var fencedCommits: UInt64 = 0
+    /// Messages delivered from rows peers committed whose copies never arrived (a pickup).
+    public var pickedUp: UInt64 = 0
     /// Messages peers forwarded to this node's subscribers.
     public var forwardedIn: UInt64 = 0
 

@@ -87,6 +87,12 @@ public final class Session {
     var nextSequence: Int64 = 1
     /// Stored deliveries up to this sequence are committed and may be sent.
     var durableSequence: Int64 = 0
+    /// Delivery rows taken from the store by a pickup (`Broker.finishPickup`), and when: a
+    /// peer's copy of one of them that arrives later is not delivered again.
+    var pickedUp: [Int64: NIODeadline] = [:]
+    /// Deliveries that ended while a pickup was reading the store: their rows may still be
+    /// there, their deletes not yet committed.
+    var endedDuringPickup: Set<Int64> = []
 
     var will: MQTTWill?
     /// The user name of the current or last connection, for authorizing deliveries.

@@ -209,6 +209,9 @@ public protocol SessionOwnershipStore: Sendable {
     /// Reads what the store holds of `clientID`'s session (an empty state when it has none;
     /// inbound QoS 2 entries of the ingest bridge too), once this node owns it.
     func claimSession(_ clientID: String) async throws -> StoredState
+    /// The queued and in-flight deliveries of `clientIDs`' sessions, with their payloads (a
+    /// pickup: `Broker.beginPickup`).
+    func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery])
     /// The stored sessions other nodes hold (or none does), with their subscriptions: the
     /// session directory this node starts from.
     func loadDirectory() async throws -> [SessionDirectoryEntry]
