@@ -31,6 +31,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     var nextPacketID: UInt16 = 0
     /// How long a SUBACK waits for peers that do not answer.
     public var routeAckTimeout = TimeAmount.seconds(2)
+    /// How long a claim waits for peers that do not answer before it reads the session. The
+    /// store decides ownership (the epoch fences a silent holder's writes, G4), so a frozen or
+    /// cut-off holder is not waited for; what it committed for the session later reaches the
+    /// client through the pickup (`pickUpLostCopies`). A live holder answers within a round trip.
+    public var claimAckTimeout = TimeAmount.milliseconds(250)
 
     public private(set) var forwarded: UInt64 = 0
     public private(set) var forwardDrops: UInt64 = 0
@@ -80,23 +85,23 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// Sends packets that peers acknowledge (by packet id) on every outbound link; `then` runs
     /// once every peer has acknowledged every packet, lost its link, or `routeAckTimeout` passed.
-    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, then: @escaping () -> Void) {
+    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil, then: @escaping () -> Void) {
         guard !outbound.isEmpty, !packets.isEmpty else { return then() }
         let ids = packets.map { _ in allocateID() }
         let waiting = Set(outbound.keys)
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
-        awaitAcks(ids, from: waiting, what: what, then: then)
+        awaitAcks(ids, from: waiting, what: what, timeout: timeout, then: then)
     }
 
     /// `then` runs once every peer of `peers` has acknowledged every packet id of `ids`, lost its
-    /// link (`outboundDown`), or `routeAckTimeout` passed.
-    func awaitAcks(_ ids: [UInt16], from peers: Set<String>, what: String, then: @escaping () -> Void) {
+    /// link (`outboundDown`), or `timeout` (`routeAckTimeout`) passed.
+    func awaitAcks(_ ids: [UInt16], from peers: Set<String>, what: String, timeout: TimeAmount? = nil, then: @escaping () -> Void) {
         var remaining = ids.count
         let finish = { remaining -= 1; if remaining == 0 { then() } }
         for id in ids { pendingAcks[id] = (peers, finish) }
-        loop.scheduleTask(in: routeAckTimeout) { [self] in
+        loop.scheduleTask(in: timeout ?? routeAckTimeout) { [self] in
             for id in ids {
                 guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
                 logger.warning("peers \(pending.peers.sorted()) did not acknowledge \(what) in time")
@@ -198,7 +203,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 let epoch = try await ownership.markOwned(clientID)
                 try await loop.flatSubmit { [self] in
                     let promise = loop.makePromise(of: Void.self)
-                    broadcast([{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)") {
+                    broadcast([{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)",
+                              timeout: claimAckTimeout) {
+                        // A holder that did not answer may commit rows for the session later.
+                        self.schedulePickup(in: self.routeAckTimeout)
                         promise.succeed(())
                     }
                     return promise.futureResult
@@ -235,6 +243,17 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
+    /// Runs a pickup after `delay`, once for every call made meanwhile.
+    func schedulePickup(in delay: TimeAmount) {
+        guard !pickupScheduled else { return }
+        pickupScheduled = true
+        loop.scheduleTask(in: delay) { [self] in
+            pickupScheduled = false
+            pickUpLostCopies()
+        }
+    }
+
+    private var pickupScheduled = false
     public var pickupDelay = TimeAmount.seconds(1)
     /// How often the server runs a pickup.
     public static let pickupInterval = 10
@@ -297,7 +316,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
         link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
         sendHeld(to: peer, on: link)
-        loop.scheduleTask(in: pickupDelay) { [self] in pickUpLostCopies() }
+        schedulePickup(in: pickupDelay)
     }
 
     func outboundDown(_ peer: String, link: ClusterLinkHandler) {

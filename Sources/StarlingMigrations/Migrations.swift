@@ -156,6 +156,10 @@ SELECT 1;
 -- migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 9, name: "claimed_at", sql: #"""
+-- Claim times are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -359,6 +363,13 @@ CREATE TABLE spool_replays (
 -- A replayed QoS 1 record is also a duplicate when it was received no later than the last
 -- entry of its (client id, packet id) with the same content (IngestRecord.isDuplicate).
 ALTER TABLE ingest_dedup ADD COLUMN replayed boolean NOT NULL DEFAULT false;
+"""#),
+        Migration(version: 9, name: "claimed_at", sql: #"""
+-- When the latest claim of a session took it (milliseconds since 1970, by the database's
+-- clock). A spool replay leaves out what a connection sent when a later claim of its session
+-- was made before the node spooled it (docs/architecture.md "Fencing"): the node was frozen
+-- or cut off, and its acknowledgement never reached the device, which re-sent elsewhere.
+ALTER TABLE sessions ADD COLUMN claimed_at bigint;
 """#),
     ]
 }

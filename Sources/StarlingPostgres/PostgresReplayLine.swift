@@ -46,19 +46,26 @@ public final class PostgresReplayLine: ReplayLine {
         if ended > 0 { logger.notice("ended \(ended) earlier PostgreSQL session(s) of this node before replaying the spool") }
     }
 
+    /// Applies replayed operations in one transaction; what a connection sent after a later
+    /// claim of its session had been made is left out (`SessionFence.isStale`).
     public func apply(_ operations: [StoreOperation]) async throws {
-        let batch = StoreBatch(operations)
-        guard !batch.isEmpty else { return }
+        let fences = StoreOperation.fences(in: operations)
         let (owner, logger) = (owner, logger)
-        try await line.run { connection in
+        let left = try await line.run { connection -> Int in
             try await connection.query("BEGIN", logger: logger)
             do {
-                try await PostgresStore.write(batch, on: connection, owner: owner, logger: logger)
+                let stale = fences.isEmpty ? [] : try await PostgresStore.staleFences(fences, on: connection, logger: logger)
+                let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
+                if !batch.isEmpty { try await PostgresStore.write(batch, on: connection, owner: owner, logger: logger) }
                 try await connection.query("COMMIT", logger: logger)
+                return stale.count
             } catch {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
+        }
+        if left > 0 {
+            logger.notice("the replay left out what \(left) connection(s) sent after their sessions were claimed elsewhere (never acknowledged to the devices)")
         }
     }
 

@@ -132,7 +132,8 @@ extension PostgresStore: SessionOwnershipStore {
         // run in (migration 0006).
         let rows = try await client.query("""
             WITH e AS (SELECT nextval('claim_epochs') AS epoch),
-                 claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e)
+                 claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e),
+                                    claimed_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
                              WHERE client_id = \(clientID) AND claim_epoch < (SELECT epoch FROM e))
             SELECT epoch FROM e
             """, logger: logger)

@@ -58,9 +58,14 @@ public final class PostgresStore: PersistentStore {
             host: host, port: components.port ?? 5432, username: user, password: components.password,
             database: database.isEmpty ? nil : database, tls: .disable)
         configuration.options.maximumConnections = 8
+        // A transaction left open by a node that stopped (frozen, its VM paused) would hold its
+        // row locks, and with them the claims of its clients' sessions, until it resumed: the
+        // database ends it after a second. Starling's transactions send their statements back
+        // to back; one ended so is retried (FallbackStore) and fenced then (docs/architecture.md).
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "1000")]
         // `?schema=NAME` keeps Starling's tables in a schema of their own (created if missing).
         if let schema = components.queryItems?.first(where: { $0.name == "schema" })?.value, !schema.isEmpty {
-            configuration.options.additionalStartupParameters = [("search_path", schema)]
+            configuration.options.additionalStartupParameters.append(("search_path", schema))
         }
         return configuration
     }
@@ -138,12 +143,14 @@ public final class PostgresStore: PersistentStore {
     /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
     static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<SessionFence> {
         let clients = Array(Set(fences.map(\.clientID))).sorted()
-        var epochs: [String: Int64] = [:]
-        let rows = try await connection.query("""
-            SELECT client_id, claim_epoch FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
+        var rows: [String: (epoch: Int64, claimedAt: Int64?)] = [:]
+        let result = try await connection.query("""
+            SELECT client_id, claim_epoch, claimed_at FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
             """, logger: logger)
-        for try await (clientID, epoch) in rows.decode((String, Int64).self) { epochs[clientID] = epoch }
-        return fences.filter { (epochs[$0.clientID] ?? 0) > $0.epoch }
+        for try await (clientID, epoch, claimedAt) in result.decode((String, Int64, Int64?).self) { rows[clientID] = (epoch, claimedAt) }
+        return fences.filter { fence in
+            rows[fence.clientID].map { fence.isStale(current: $0.epoch, claimedAt: $0.claimedAt) } ?? false
+        }
     }
 
     public func loadUsers() async throws -> [StoredUser] {

@@ -44,6 +44,7 @@ public final class InMemoryStore: PersistentStore {
     }
 
     public struct Unreachable: Error, CustomStringConvertible {
+        public init() {}
         public var description: String { "the in-memory store cannot be reached (test)" }
     }
 

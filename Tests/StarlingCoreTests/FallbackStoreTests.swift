@@ -214,6 +214,9 @@ import Testing
                                  contentType: nil, userProperties: [], contentHash: [1], nodeID: "n2", dedup: .none)),
             .saveConnectionWill(StoredConnectionWill(clientID: "c", token: 77, will: will)), .deleteConnectionWill(token: 77),
             .markReplayed(spool: "s", through: 12),
+            .fenced(SessionFence(clientID: "c", epoch: 9, spooledAt: 1_700_000_000_456),
+                    [.addInboundQoS2(clientID: "c", packetID: 5), .deleteDelivery(clientID: "c", sequence: 4)]),
+            .fenced(SessionFence(clientID: "e", epoch: 1), []),
         ]
         #expect(try SpoolCoding.decode(SpoolCoding.encode(operations)) == operations)
         var truncated = SpoolCoding.encode(operations)
@@ -260,5 +263,71 @@ extension FallbackStoreTests {
         #expect(calls == ["end", "through", "apply"])
         primary.holdCommits = false
         primary.releaseCommits()
+    }
+}
+
+/// A primary whose next commits fail as if their connection was lost, while it still answers.
+final class LosingConnections: PersistentStore {
+    let name = "losing"
+    let inner = InMemoryStore()
+    let failures = Mutex(0)
+
+    init(failing: Int) { failures.withLock { $0 = failing } }
+
+    func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
+        let fail = failures.withLock { remaining in
+            defer { remaining = max(0, remaining - 1) }
+            return remaining > 0
+        }
+        if fail { throw InMemoryStore.Unreachable() }
+        return try await inner.commit(operations)
+    }
+
+    func apply(_ operations: [StoreOperation]) async throws { _ = try await commit(operations) }
+    func migrate() async throws {}
+    func load() async throws -> StoredState { StoredState() }
+    func collectGarbage() async throws -> Int { 0 }
+    func enforceRetention(before _: Int64?, now _: Int64) async throws -> Int { 0 }
+    func loadUsers() async throws -> [StoredUser] { [] }
+    func saveUser(_: StoredUser) async throws {}
+    func deleteUser(_: String) async throws -> Bool { false }
+    func ping() async throws {}
+    func isUnreachable(_ error: any Error) -> Bool { error is InMemoryStore.Unreachable }
+}
+
+extension FallbackStoreTests {
+    static func reading(_ packetID: UInt16) -> StoreOperation {
+        .ingest(IngestRecord(receivedAt: 1, clientID: "dev", username: nil, packetID: packetID, topic: "t", payload: ByteBuffer(string: "r"),
+                             qos: 1, retain: false, contentType: nil, userProperties: [], contentHash: [1], nodeID: "n1",
+                             dedup: .qos1(dup: false, contentOnly: false)))
+    }
+
+    @Test("a commit whose connection was lost while the primary still answers goes to the primary again, in doubt, fences kept; not to the spool")
+    func aLostConnectionIsRetriedOnThePrimary() async throws {
+        let primary = LosingConnections(failing: 1)
+        let store = FallbackStore(primary: primary, spool: spool, logger: Logger(label: "test"), switchTimeout: .seconds(5))
+        try await store.migrate()
+        let fence = SessionFence(clientID: "dev", epoch: 3)
+        primary.inner.setClaimEpoch(4, of: "dev")  // claimed elsewhere meanwhile
+        let stale = try await store.commit([.fenced(fence, [Self.reading(1)]), Self.reading(2)])
+        #expect(stale == [fence])
+        #expect(spool.operations.isEmpty && store.status.mode == .direct)
+        guard case .ingest(let record) = primary.inner.committed.first, primary.inner.committed.count == 1 else {
+            Issue.record("committed: \(primary.inner.committed)"); return
+        }
+        // In doubt: the lost attempt may have committed; the de-duplication rule decides.
+        #expect(record.packetID == 2 && record.replayed && record.mayBeStored)
+    }
+
+    @Test("a fence overtaken by a claim: on the live path always; in a replay only when the claim came before the spooling (a second's margin)")
+    func staleFences() {
+        let live = SessionFence(clientID: "c", epoch: 5)
+        #expect(!live.isStale(current: 5, claimedAt: nil) && live.isStale(current: 6, claimedAt: nil))
+        let spooled = SessionFence(clientID: "c", epoch: 5, spooledAt: 10_000)
+        #expect(!spooled.isStale(current: 5, claimedAt: 1_000))
+        #expect(spooled.isStale(current: 6, claimedAt: 8_999))  // claimed before: the device had moved
+        #expect(!spooled.isStale(current: 6, claimedAt: 9_500))  // within the margin: kept
+        #expect(!spooled.isStale(current: 6, claimedAt: 12_000))  // claimed after: acknowledged, kept
+        #expect(!spooled.isStale(current: 6, claimedAt: nil))
     }
 }

@@ -22,9 +22,12 @@ START_TIMEOUT = 60  # seconds to wait for the "listening" line before giving up
 class Broker:
     """A running `starling serve` process."""
 
-    def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",), mqtt_listen="127.0.0.1:0"):
+    def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",), mqtt_listen="127.0.0.1:0",
+                 workdir=None):
         """`mqtt_listen` is the `--mqtt` address (e.g. "0.0.0.0:0"); None passes no `--mqtt`, so
-        mqtt.listeners of the configuration decides. Clients reach the broker at 127.0.0.1."""
+        mqtt.listeners of the configuration decides. Clients reach the broker at 127.0.0.1.
+        `workdir`: the working directory (its ./data outlives the process: a node restarted
+        there finds its spool); by default a temporary one."""
         self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
         args = [BINARY, "serve"] + (["--mqtt", mqtt_listen] if mqtt_listen is not None else [])
         if http:
@@ -45,7 +48,7 @@ class Broker:
         self.stderr_path = pathlib.Path(self.tmp.name) / "stderr.log"
         self.stderr = open(self.stderr_path, "w")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-                                        env=full_env, cwd=self.tmp.name)
+                                        env=full_env, cwd=workdir or self.tmp.name)
         self.host = "127.0.0.1"
         self.ports = self._wait_for_listeners(set(schemes) | ({"http"} if http else set()))
         self.port = self.ports.get("mqtt")

@@ -116,21 +116,30 @@ extension FallbackStore {
         for batch in head {
             if !operations.isEmpty && operations.count >= limit { break }
             let decoded = try SpoolCoding.decode(batch.data)
-            let keys = decoded.compactMap { operation -> IngestRecord.DedupKey? in
+            let keys = StoreOperation.unfenced(decoded).compactMap { operation -> IngestRecord.DedupKey? in
                 guard case .ingest(let record) = operation, record.dedup == .qos2 else { return nil }
                 return record.dedupKey
             }
             if !operations.isEmpty && !qos2.isDisjoint(with: keys) { break }
             qos2.formUnion(keys)
-            operations += decoded.map { operation in
-                guard case .ingest(var record) = operation else { return operation }
-                record.replayed = true
-                record.mayBeStored = batch.inDoubt
-                return .ingest(record)
-            }
+            operations += decoded.map { Self.replayed($0, inDoubt: batch.inDoubt) }
             last = batch.sequence
         }
         return (operations, last)
+    }
+
+    /// An operation as replayed: its ingest records (also those under a fence) marked so.
+    static func replayed(_ operation: StoreOperation, inDoubt: Bool) -> StoreOperation {
+        switch operation {
+        case .ingest(var record):
+            record.replayed = true
+            record.mayBeStored = inDoubt
+            return .ingest(record)
+        case .fenced(let fence, let guarded):
+            return .fenced(fence, guarded.map { replayed($0, inDoubt: inDoubt) })
+        default:
+            return operation
+        }
     }
 
     func refreshTotals() async throws {

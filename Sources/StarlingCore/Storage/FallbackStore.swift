@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 import NIOCore
 import Synchronization
@@ -134,8 +135,8 @@ public actor FallbackStore: PersistentStore {
         _ = try await commit(operations)
     }
 
-    /// Commits to the primary (fences checked there), or to the spool without fences: what the
-    /// spool holds is acknowledged, so its replay stores it (`SpoolCoding.encode`).
+    /// Commits to the primary (fences checked there), or to the spool with each fence stamped
+    /// with the time of spooling (`SessionFence.spooledAt`: the replay checks it).
     public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
         while handingOver {
             await withCheckedContinuation { waiter in
@@ -143,25 +144,44 @@ public actor FallbackStore: PersistentStore {
                 statusBox.withLock { $0.commitsWaitingForReplay = handoverWaiters.count }
             }
         }
+        var batch = operations
+        var retries = 0
         while status.mode == .direct {
-            switch await attemptCommit({ try await self.primary.commit(operations) }, timeout: switchTimeout) {
+            let attempt = batch
+            switch await attemptCommit({ try await self.primary.commit(attempt) }, timeout: switchTimeout) {
             case .committed(let stale):
                 return stale
             case .refused(let error):
                 throw error
             case .unreachable(let why):
-                // It may have committed all the same (a lost answer, or a late commit).
+                // It may have committed all the same (a lost answer, or a late commit): what
+                // goes again is in doubt (`replayed`), whichever way it goes.
+                batch = operations.map { Self.replayed($0, inDoubt: true) }
+                if retries < 2, await primaryAnswers() {
+                    // Only this connection was lost (ended by the database, a node resumed
+                    // after a freeze): the primary takes the batch again, fences checked.
+                    retries += 1
+                    continue
+                }
                 batchesInDoubt += 1
                 if status.mode == .direct { enterSpooling(because: why, atStart: false) }
             }
         }
         // No suspension between the look at the mode and the append's count (`replay`).
-        try await appendToSpool(operations)
+        try await appendToSpool(operations)  // the replay marks every record as replayed
         return []
     }
 
+    /// Whether the primary answers a fresh connection at once (the replay's line, 300 ms).
+    func primaryAnswers() async -> Bool {
+        let line = self.line
+        if case .committed = await attempt({ try await line.ping() }, timeout: .milliseconds(300), onTimeout: { line.reset() }) { return true }
+        return false
+    }
+
     func appendToSpool(_ operations: [StoreOperation]) async throws {
-        let data = SpoolCoding.encode(operations)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let data = SpoolCoding.encode(StoreOperation.spooled(operations, at: now))
         let held = status.spooledBytes
         guard held + data.readableBytes <= maxBytes || held == 0 else {
             statusBox.withLock { $0.full = true }

@@ -12,10 +12,8 @@ public enum SpoolCoding {
         public var description: String
     }
 
-    /// Fences are not kept: what the spool holds was acknowledged, so its replay must store it
-    /// whatever claim came since (the de-duplication rule catches a copy re-sent elsewhere).
+    /// Fences are kept with the time they were spooled (`SessionFence.spooledAt`).
     public static func encode(_ operations: [StoreOperation]) -> ByteBuffer {
-        let operations = StoreOperation.unfenced(operations)
         var out = ByteBuffer()
         out.writeInteger(version)
         out.writeInteger(UInt32(operations.count))
@@ -135,8 +133,13 @@ public enum SpoolCoding {
             out.writeInteger(UInt8(15))
             out.writeSpoolString(spool)
             out.writeInteger(through)
-        case .fenced(_, let guarded):
-            for operation in guarded { write(operation, to: &out) }  // not reached: `encode` flattens
+        case .fenced(let fence, let guarded):
+            out.writeInteger(UInt8(16))
+            out.writeSpoolString(fence.clientID)
+            out.writeInteger(fence.epoch)
+            out.writeSpoolOptional(fence.spooledAt)
+            out.writeInteger(UInt32(guarded.count))
+            for operation in guarded { write(operation, to: &out) }
         }
     }
 
@@ -237,6 +240,14 @@ public enum SpoolCoding {
             return .deleteConnectionWill(token: try input.spoolInteger(as: Int64.self))
         case 15:
             return .markReplayed(spool: try input.spoolString(), through: try input.spoolInteger(as: Int64.self))
+        case 16:
+            let clientID = try input.spoolString()
+            let epoch = try input.spoolInteger(as: Int64.self)
+            let spooledAt = try input.spoolOptional()
+            let count = Int(try input.spoolInteger(as: UInt32.self))
+            var guarded: [StoreOperation] = []
+            for _ in 0..<count { guarded.append(try read(from: &input)) }
+            return .fenced(SessionFence(clientID: clientID, epoch: epoch, spooledAt: spooledAt), guarded)
         default:
             throw Malformed(description: "unknown operation \(tag)")
         }

@@ -159,13 +159,34 @@ public enum StoreOperation: Sendable, Equatable {
 
 /// A connection's hold on its session: the client id and the epoch of the claim its CONNECT made.
 /// A commit fenced by it applies only while the session row's epoch is not above `epoch`.
+///
+/// What a node spooled was acknowledged then, so its replay keeps it unless the later claim
+/// was made before the node spooled it (`spooledAt`, wall-clock milliseconds): then the device
+/// had already moved (the node was frozen or cut off) and the acknowledgement reached nobody —
+/// the device re-sent elsewhere. A claim within a second of the spooling counts as after it
+/// (clocks differ a little): a copy re-sent then is left to the de-duplication rule.
 public struct SessionFence: Hashable, Sendable {
     public var clientID: String
     public var epoch: Int64
+    /// When the node committed the fenced operations to its spool; nil on the live path.
+    public var spooledAt: Int64?
 
-    public init(clientID: String, epoch: Int64) {
+    public init(clientID: String, epoch: Int64, spooledAt: Int64? = nil) {
         self.clientID = clientID
         self.epoch = epoch
+        self.spooledAt = spooledAt
+    }
+
+    /// How much earlier than the spooling a later claim must be for a replay to leave the
+    /// fenced operations out.
+    public static let spoolClockMargin: Int64 = 1000
+
+    /// Whether a session row holding claim `current` (taken at `claimedAt`) overtakes this fence.
+    public func isStale(current: Int64, claimedAt: Int64?) -> Bool {
+        guard current > epoch else { return false }
+        guard let spooledAt else { return true }
+        guard let claimedAt else { return false }
+        return claimedAt < spooledAt - Self.spoolClockMargin
     }
 }
 
@@ -175,6 +196,15 @@ extension StoreOperation {
         var fences: Set<SessionFence> = []
         for case .fenced(let fence, _) in operations { fences.insert(fence) }
         return fences
+    }
+
+    /// `operations` with each fence stamped as spooled at `now` (`SessionFence.spooledAt`).
+    public static func spooled(_ operations: [StoreOperation], at now: Int64) -> [StoreOperation] {
+        operations.map { operation in
+            guard case .fenced(var fence, let guarded) = operation else { return operation }
+            fence.spooledAt = fence.spooledAt ?? now
+            return .fenced(fence, guarded)
+        }
     }
 
     /// `operations` without their fences, leaving out what a fence in `stale` guards.

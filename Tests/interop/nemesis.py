@@ -1,0 +1,368 @@
+"""The nemesis (README "What the cluster promises under faults"): a cluster behind HAProxy
+(deploy/haproxy.cfg) on one PostgreSQL, devices streaming readings through it, persistent
+subscribers, and a schedule of faults generated from a seed — kills, freezes shorter and longer
+than the lease, one node cut from PostgreSQL, every node cut (an outage), PostgreSQL dropping
+every connection and refusing for a while (a restart), the links between nodes cut while all
+reach PostgreSQL, the whole cluster restarted, and combinations (a kill during the replay after
+an outage, a freeze while a node is cut off). Then the checker: every acknowledged reading
+exactly once in `messages`, no reading stored twice, every acknowledged QoS 1 reading at each
+persistent subscriber, every QoS 2 reading there exactly once, every spool drained; and, per
+fault kind, the longest pause a device saw.
+
+Every node reaches PostgreSQL through a proxy of its own (`netproxy.Proxy`), and peers reach a
+node's cluster listener through another (its advertised address), so a fault is a cut of
+sockets, as the network would make it. The history is each device's sends and acknowledgements.
+
+Run by test_nemesis.py (a short schedule in CI) and by bench/nemesis (10 minutes, 40 faults and
+more):  python3 Tests/interop/nemesis.py --seed 7 --duration 600 --nodes 3
+"""
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import ADMIN_TOKEN, SECRET, postgres_url  # noqa: E402
+from conftest import Broker  # noqa: E402
+from failover import DEADLINE, Balancer, Consumer, Device, free_port  # noqa: E402
+from netproxy import Proxy  # noqa: E402
+
+LEASE = 5.0  # cluster.lease_timeout (the default)
+KINDS = ("kill", "freeze_short", "freeze_long", "cut_one", "outage", "db_restart", "links_all", "links_one",
+         "cluster_restart", "outage_then_kill", "cut_then_freeze")
+
+
+class NemesisCluster:
+    """Nodes n1..nN, each with a working directory that outlives its process (its spool), a
+    proxy to PostgreSQL and a proxy in front of its cluster listener."""
+
+    def __init__(self, size, extra_env=None):
+        self.schema = f"nem_{uuid.uuid4().hex[:12]}"
+        url = urllib.parse.urlsplit(postgres_url(self.schema))
+        self.base_url = postgres_url(self.schema)
+        self.dir = tempfile.TemporaryDirectory(prefix="starling-nemesis-")
+        self.extra_env = extra_env or {}
+        self.nodes, self.db, self.links, self.cluster_ports, self.workdirs = {}, {}, {}, {}, {}
+        for i in range(1, size + 1):
+            node_id = f"n{i}"
+            self.db[node_id] = Proxy(url.hostname, url.port)
+            self.cluster_ports[node_id] = free_port()
+            self.links[node_id] = Proxy("127.0.0.1", self.cluster_ports[node_id])
+            self.workdirs[node_id] = os.path.join(self.dir.name, node_id)
+            os.makedirs(self.workdirs[node_id])
+        self.db_host = f"{url.hostname}:{url.port}"
+        for node_id in self.db:
+            self.start(node_id)
+
+    def url(self, node_id):
+        return self.base_url.replace(self.db_host, f"127.0.0.1:{self.db[node_id].port}")
+
+    def start(self, node_id):
+        env = {"STARLING_CLUSTER_SECRET": SECRET, "STARLING_HTTP_ADMIN_TOKEN": ADMIN_TOKEN,
+               "STARLING_CLUSTER_ADVERTISE": f"127.0.0.1:{self.links[node_id].port}", **self.extra_env}
+        node = Broker(extra_args=("--postgres", self.url(node_id), "--node-id", node_id,
+                                  "--cluster", f"127.0.0.1:{self.cluster_ports[node_id]}"),
+                      env=env, http=True, schemes=("mqtt", "cluster"), workdir=self.workdirs[node_id])
+        node.node_id = node_id
+        old = self.nodes.get(node_id)
+        if old is not None:
+            old.stop()
+        self.nodes[node_id] = node
+        return node
+
+    def __getitem__(self, node_id):
+        return self.nodes[node_id]
+
+    def alive(self, node_id):
+        return self.nodes[node_id].process.poll() is None
+
+    def signal(self, node_id, sig):
+        self.nodes[node_id].process.send_signal(sig)
+
+    def metrics(self, node_id):
+        status, body = self.nodes[node_id].get("/metrics")
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    def ready(self, node_id):
+        try:
+            return self.nodes[node_id].get("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def query(self, sql):
+        import subprocess
+        from stores import POSTGRES_URL
+        out = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              "-c", f"SET search_path TO {self.schema}", "-c", sql],
+                             check=True, capture_output=True, text=True, timeout=120).stdout
+        return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+
+    def stop(self):
+        for node in self.nodes.values():
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGCONT)
+            node.stop()
+        for proxy in (*self.db.values(), *self.links.values()):
+            proxy.close()
+        self.dir.cleanup()
+
+
+def schedule(seed, count, kinds=KINDS, nodes=3):
+    """The faults of a run, from `seed`: every kind once (in a seeded order) while `count`
+    allows, then kinds drawn at random; each with its target and duration."""
+    rng = random.Random(seed)
+    order = list(kinds)
+    rng.shuffle(order)
+    while len(order) < count:
+        order.append(rng.choice(kinds))
+    faults = []
+    for kind in order[:count]:
+        target = f"n{rng.randint(1, nodes)}"
+        duration = {"freeze_short": rng.uniform(2.0, LEASE - 1.5), "freeze_long": rng.uniform(LEASE + 1.0, LEASE + 3.0),
+                    "cut_one": rng.uniform(5.0, 9.0), "outage": rng.uniform(5.0, 10.0), "db_restart": rng.uniform(2.0, 5.0),
+                    "links_all": rng.uniform(5.0, 9.0), "links_one": rng.uniform(5.0, 9.0),
+                    "outage_then_kill": rng.uniform(5.0, 10.0), "cut_then_freeze": rng.uniform(4.0, 7.0)}.get(kind, 0.0)
+        faults.append({"kind": kind, "node": target, "seconds": round(duration, 2), "quiet": round(rng.uniform(2.0, 4.0), 2)})
+    return faults
+
+
+class Nemesis:
+    def __init__(self, nodes=3, devices=6, interval=0.02, log=print):
+        self.log = log
+        self.cluster = NemesisCluster(nodes, extra_env={
+            "STARLING_MQTT_PROXY_PROTOCOL": "true",  # deploy/haproxy.cfg sends PROXY v2
+            "STARLING_SERVER_DRAIN_WAIT": "0",
+        })
+        self.balancer = Balancer(self.cluster)
+        self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
+        self.wait_for_links()
+        host, port = self.balancer.host, self.balancer.port
+        self.qos1_subscriber = Consumer(host, port, "nem-sub-q1", topic="readings/#", qos=1)
+        self.qos2_subscriber = Consumer(host, port, "nem-sub-q2", topic="readings/#", qos=2)
+        kinds = [(mqtt.MQTTv311, 1), (mqtt.MQTTv5, 1), (mqtt.MQTTv311, 2), (mqtt.MQTTv5, 2)]
+        self.devices = []
+        for i in range(devices):
+            protocol, qos = kinds[i % len(kinds)]
+            self.devices.append(Device(host, port, f"nem-dev-{i}", protocol=protocol, qos=qos, interval=interval))
+        self.events = []
+
+    # MARK: waiting for the cluster to heal (events, not time)
+
+    def wait(self, predicate, what, timeout=DEADLINE):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not within {timeout}s")
+            time.sleep(0.1)  # the cluster's state has no notification: poll it
+
+    def wait_for_links(self):
+        live = [n for n in self.cluster.nodes if self.cluster.alive(n)]
+
+        def linked():
+            for node_id in live:
+                try:
+                    import urllib.request
+                    request = urllib.request.Request(f"http://127.0.0.1:{self.cluster[node_id].http_port}/api/v1/nodes",
+                                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        links = json.loads(response.read())["links"]
+                except OSError:
+                    return False
+                up = {(link["peer"], link["direction"]) for link in links if link["up"]}
+                if any((peer, d) not in up for peer in live if peer != node_id for d in ("inbound", "outbound")):
+                    return False
+            return True
+        self.wait(linked, "every link up")
+
+    def healed(self):
+        """Every node alive, ready, UP in HAProxy, linked, and off its spool."""
+        self.wait(lambda: all(self.cluster.ready(n) for n in self.cluster.nodes), "every node ready")
+        self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
+        self.wait_for_links()
+
+    def restart(self, node_id):
+        self.cluster.start(node_id)
+        self.balancer.repoint(node_id)
+
+    # MARK: the faults
+
+    def kill(self, node_id):
+        self.cluster.signal(node_id, signal.SIGKILL)
+        self.cluster[node_id].process.wait()
+        self.restart(node_id)
+
+    def freeze(self, node_id, seconds):
+        self.cluster.signal(node_id, signal.SIGSTOP)
+        time.sleep(seconds)  # the fault's length, by the schedule
+        self.cluster.signal(node_id, signal.SIGCONT)
+
+    def cut(self, proxies, seconds):
+        for proxy in proxies:
+            proxy.cut()
+        time.sleep(seconds)  # the fault's length, by the schedule
+        for proxy in proxies:
+            proxy.restore()
+
+    def inject(self, fault):
+        kind, node, seconds = fault["kind"], fault["node"], fault["seconds"]
+        db, links = self.cluster.db, self.cluster.links
+        if kind == "kill":
+            self.kill(node)
+        elif kind in ("freeze_short", "freeze_long"):
+            self.freeze(node, seconds)
+        elif kind == "cut_one":
+            self.cut([db[node]], seconds)
+        elif kind in ("outage", "db_restart"):
+            self.cut(list(db.values()), seconds)
+        elif kind == "links_all":
+            self.cut(list(links.values()), seconds)
+        elif kind == "links_one":
+            self.cut([links[node]], seconds)
+        elif kind == "cluster_restart":
+            for node_id in self.cluster.nodes:
+                self.cluster.signal(node_id, signal.SIGKILL)
+            for node_id in self.cluster.nodes:
+                self.cluster[node_id].process.wait()
+                self.restart(node_id)
+        elif kind == "outage_then_kill":
+            # PostgreSQL back, then a node dies 3 s later, in the middle of its replay or after.
+            self.cut(list(db.values()), seconds)
+            time.sleep(3.0)  # by the schedule
+            self.kill(node)
+        elif kind == "cut_then_freeze":
+            # A node cut off from PostgreSQL is frozen while its peers take its clients.
+            db[node].cut()
+            time.sleep(seconds / 2)  # by the schedule
+            self.freeze(node, seconds / 2)
+            db[node].restore()
+        else:
+            raise ValueError(f"unknown fault {kind}")
+
+    # MARK: a run
+
+    def run(self, faults, seed=None, duration=None):
+        """Injects `faults` in order, each once the cluster has healed from the last (stopping
+        after `duration` seconds if given), then checks the history."""
+        self.log(f"nemesis: seed {seed}, up to {len(faults)} faults: " + ", ".join(f["kind"] + "@" + f["node"] for f in faults))
+        for device in self.devices:
+            device.start()
+        for device in self.devices:
+            device.progressed()
+        began = time.monotonic()
+        for fault in faults:
+            if duration is not None and time.monotonic() - began > duration:
+                break
+            started = time.monotonic()
+            self.inject(fault)
+            injected = time.monotonic()
+            self.healed()
+            for device in self.devices:
+                device.progressed(3)
+            self.events.append({**fault, "start": started, "injected": injected, "healed": time.monotonic()})
+            self.log(f"nemesis: {fault['kind']}@{fault['node']} ({fault['seconds']} s) healed in {time.monotonic() - injected:.1f} s")
+            time.sleep(fault["quiet"])  # the schedule's quiet time between faults
+        return self.check()
+
+    def check(self):
+        for device in self.devices:
+            device.finish()
+        self.healed()
+        spooled = {n: self.cluster.metrics(n).get("starling_spool_batches", 0) for n in self.cluster.nodes}
+        self.wait(lambda: all(self.cluster.metrics(n).get("starling_spool_batches", 0) == 0 for n in self.cluster.nodes),
+                  "every spool drained")
+        acked = {p: d.qos for d in self.devices for p in d.acked()}
+        sent = {p.decode() for d in self.devices for p, _ in d.sent}
+        rows = {p: int(c) for p, c in self.cluster.query(
+            "SELECT convert_from(payload, 'UTF8'), count(*) FROM messages WHERE topic LIKE 'readings/%' GROUP BY 1")}
+        lost = sorted(p for p in acked if rows.get(p, 0) == 0)
+        twice = sorted(p for p, c in rows.items() if c > 1)
+        unknown = sorted(p for p in rows if p not in sent)
+        gaps = {}
+        for name, subscriber in (("qos1", self.qos1_subscriber), ("qos2", self.qos2_subscriber)):
+            gaps[name] = subscriber.wait_for(list(acked), timeout=DEADLINE)
+        with self.qos2_subscriber.lock:
+            qos2_twice = sorted(p for p, q in acked.items() if q == 2 and self.qos2_subscriber.counts.get(p, 0) > 1)
+        pauses = {}
+        for event in self.events:
+            longest = max((self.longest_pause(d, event["start"], event["healed"]) for d in self.devices), default=0.0)
+            pauses[event["kind"]] = round(max(pauses.get(event["kind"], 0.0), longest), 3)
+        result = {
+            "faults": len(self.events),
+            "faults_by_kind": {k: sum(1 for e in self.events if e["kind"] == k) for k in sorted({e["kind"] for e in self.events})},
+            "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
+            "unknown_rows": len(unknown), "subscriber_gaps": {k: len(v) for k, v in gaps.items()}, "qos2_delivered_twice": len(qos2_twice),
+            "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
+            "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5]},
+        }
+        return result
+
+    @staticmethod
+    def longest_pause(device, start, end):
+        """The longest time the device went without an acknowledgement in [start, end]."""
+        with device.lock:
+            times = [t for t in device.ack_times if start - 5 <= t <= end + 5]
+        before = [t for t in times if t <= start]
+        inside = [t for t in times if start < t <= end + 5]
+        points = ([before[-1]] if before else [start]) + inside
+        return max((b - a for a, b in zip(points, points[1:])), default=end - start)
+
+    def stop(self):
+        for device in self.devices:
+            device.stop()
+        for subscriber in (self.qos1_subscriber, self.qos2_subscriber):
+            subscriber.stop()
+        self.balancer.stop()
+        self.cluster.stop()
+
+
+def problems(result):
+    """What the run broke of the contract (empty when it held)."""
+    found = []
+    for key in ("lost", "duplicate_rows", "unknown_rows", "qos2_delivered_twice"):
+        if result[key]:
+            found.append(f"{key}: {result[key]}")
+    for name, count in result["subscriber_gaps"].items():
+        if count:
+            found.append(f"subscriber {name} missed {count} acknowledged readings")
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Fault schedules against a Starling cluster behind HAProxy (README: the nemesis).")
+    parser.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=0.01, help="seconds between two readings of a device")
+    parser.add_argument("--duration", type=float, default=600, help="seconds of faults (the schedule is cut there)")
+    parser.add_argument("--faults", type=int, default=500, help="most faults")
+    args = parser.parse_args()
+    faults = schedule(args.seed, args.faults, nodes=args.nodes)
+    nemesis = Nemesis(nodes=args.nodes, devices=args.devices, interval=args.interval)
+    try:
+        result = nemesis.run(faults, seed=args.seed, duration=args.duration)
+    finally:
+        nemesis.stop()
+    result["seed"] = args.seed
+    result["nodes"] = args.nodes
+    print(json.dumps(result, indent=2))
+    broken = problems(result)
+    for problem in broken:
+        print("BROKEN: " + problem)
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
