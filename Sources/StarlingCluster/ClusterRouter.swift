@@ -123,7 +123,13 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                         committed: (() -> Void)?) -> Bool {
         guard let link = outbound[peer] else {
             // No link from here yet (a cluster starting, a link re-dialled): held, in order.
-            let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+            // Copies for stored sessions are not: their rows are committed, and the holder's
+            // pickup delivers them (a copy held past a takeover could arrive twice).
+            guard plain || !groups.isEmpty else {
+                committed?()
+                return true
+            }
+            let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: [], retainedChange: false, now: .now())
             if !hold(publish, committed: committed, for: peer) {
                 drop(message, peer: peer)
                 committed?()

@@ -160,6 +160,10 @@ SELECT 1;
 -- Claim times are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 10, name: "delivery_tombstones", sql: #"""
+-- Delivery tombstones are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -370,6 +374,20 @@ ALTER TABLE ingest_dedup ADD COLUMN replayed boolean NOT NULL DEFAULT false;
 -- was made before the node spooled it (docs/architecture.md "Fencing"): the node was frozen
 -- or cut off, and its acknowledgement never reached the device, which re-sent elsewhere.
 ALTER TABLE sessions ADD COLUMN claimed_at bigint;
+"""#),
+        Migration(version: 10, name: "delivery_tombstones", sql: #"""
+-- A delivery that ended (acknowledged, dropped, expired) before its row arrived: the node that
+-- published the message committed the row to its spool during an outage, and the replay brings
+-- it after the node holding the session deleted it. The tombstone keeps the late row out, so
+-- the message is never delivered to that session twice (QoS 2: exactly once). Tombstones are
+-- collected after a day (garbage collection).
+CREATE TABLE delivery_tombstones (
+    client_id text NOT NULL,
+    seq       bigint NOT NULL,
+    ended_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (client_id, seq)
+);
+CREATE INDEX delivery_tombstones_ended_at ON delivery_tombstones (ended_at);
 """#),
     ]
 }

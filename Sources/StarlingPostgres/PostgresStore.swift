@@ -211,6 +211,7 @@ public final class PostgresStore: PersistentStore {
             SELECT count(*)::int8 FROM gone
             """, logger: logger)
         for try await n in rows.decode(Int64.self) { count = Int(n) }
+        try await client.query("DELETE FROM delivery_tombstones WHERE ended_at < now() - interval '1 day'", logger: logger)
         return count
     }
 
@@ -350,6 +351,7 @@ public final class PostgresStore: PersistentStore {
                     \(d.map { $0.shareGroup?.name ?? "" })::text[], \(d.map { $0.shareGroup?.filter ?? "" })::text[],
                     \(d.map { Int16($0.state.rawValue) })::int2[], \(d.map { Int32($0.packetID ?? 0) })::int4[])
             AS t(client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+        WHERE NOT EXISTS (SELECT 1 FROM delivery_tombstones x WHERE x.client_id = t.client_id AND x.seq = t.seq)
         ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
         """
     }
@@ -370,9 +372,14 @@ public final class PostgresStore: PersistentStore {
                 """, logger: logger)
         }
         if !deletes.isEmpty {
+            // A delivery whose row is not there (yet: another node's spool holds it) leaves a
+            // tombstone that keeps the row out when it comes (migration 0010).
             try await connection.query("""
-                DELETE FROM session_messages m USING unnest(\(deletes.map(\.clientID))::text[], \(deletes.map(\.sequence))::int8[]) AS t(client_id, seq)
-                WHERE m.client_id = t.client_id AND m.seq = t.seq
+                WITH t AS (SELECT * FROM unnest(\(deletes.map(\.clientID))::text[], \(deletes.map(\.sequence))::int8[]) AS t(client_id, seq)),
+                gone AS (DELETE FROM session_messages m USING t WHERE m.client_id = t.client_id AND m.seq = t.seq RETURNING m.client_id, m.seq)
+                INSERT INTO delivery_tombstones (client_id, seq)
+                SELECT t.client_id, t.seq FROM t WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.client_id = t.client_id AND g.seq = t.seq)
+                ON CONFLICT DO NOTHING
                 """, logger: logger)
         }
     }
@@ -577,8 +584,19 @@ extension PostgresStore {
                            AND (excluded.last_dup OR (excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)))
             RETURNING client_id, packet_id
         ),
+        d2 AS (
+            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
+            SELECT client_id, packet_id, content_hash, false, received_ms, replayed FROM input WHERE kind = 2
+            ON CONFLICT (client_id, packet_id) DO UPDATE
+                SET content_hash = excluded.content_hash, last_dup = false, received_at = excluded.received_at, replayed = excluded.replayed
+                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
+                           AND excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)
+            RETURNING client_id, packet_id
+        ),
         q2 AS (
-            INSERT INTO inbound_qos2 (client_id, packet_id) SELECT client_id, packet_id FROM input WHERE kind = 2
+            INSERT INTO inbound_qos2 (client_id, packet_id)
+            SELECT client_id, packet_id FROM input i
+            WHERE kind = 2 AND (NOT i.replayed OR EXISTS (SELECT 1 FROM d2 WHERE d2.client_id = i.client_id AND d2.packet_id = i.packet_id))
             ON CONFLICT DO NOTHING
             RETURNING client_id, packet_id
         )

@@ -18,19 +18,14 @@ extension SQLiteStore {
                         continue  // the batch in flight at the switch had committed
                     }
                 case .qos1(let dup, _):
-                    let last = try Row.fetchOne(
-                        db.cachedStatement(sql: "SELECT content_hash, received_at FROM ingest_dedup WHERE client_id = ? AND packet_id = ?"),
-                        arguments: [record.clientID, Int(record.packetID ?? 0)])
-                    if let last, record.isDuplicate(ofLast: Array(last["content_hash"] as Data), receivedAt: last["received_at"]) { continue }
-                    try db.cachedStatement(sql: """
-                        INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at) VALUES (?, ?, ?, ?, ?)
-                        ON CONFLICT (client_id, packet_id) DO UPDATE SET content_hash = excluded.content_hash,
-                            last_dup = excluded.last_dup, received_at = excluded.received_at
-                        """).execute(arguments: [record.clientID, Int(record.packetID ?? 0), Data(record.contentHash), dup, record.receivedAt])
+                    if try isDuplicateOfLastEntry(record, db) { continue }
+                    try recordLastEntry(record, dup: dup, db)
                 case .qos2:
+                    if record.replayed, try isDuplicateOfLastEntry(record, db) { continue }
                     try db.cachedStatement(sql: "INSERT INTO inbound_qos2 (client_id, packet_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
                         .execute(arguments: [record.clientID, Int(record.packetID ?? 0)])
                     if db.changesCount == 0 { continue }  // the entry of an earlier copy exists: a re-send
+                    try recordLastEntry(record, dup: false, db)
                 }
                 try db.cachedStatement(sql: """
                     INSERT INTO messages (received_at, client_id, username, packet_id, topic, payload, payload_json, qos, retain,
@@ -42,6 +37,24 @@ extension SQLiteStore {
                     ])
             }
         }
+    }
+
+    /// The rule of `IngestRecord.isDuplicate` against the last entry of the record's key.
+    private static func isDuplicateOfLastEntry(_ record: IngestRecord, _ db: Database) throws -> Bool {
+        let last = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT content_hash, received_at FROM ingest_dedup WHERE client_id = ? AND packet_id = ?"),
+            arguments: [record.clientID, Int(record.packetID ?? 0)])
+        guard let last else { return false }
+        return record.isDuplicate(ofLast: Array(last["content_hash"] as Data), receivedAt: last["received_at"])
+    }
+
+    /// Makes the record the last entry of its key.
+    private static func recordLastEntry(_ record: IngestRecord, dup: Bool, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (client_id, packet_id) DO UPDATE SET content_hash = excluded.content_hash,
+                last_dup = excluded.last_dup, received_at = excluded.received_at
+            """).execute(arguments: [record.clientID, Int(record.packetID ?? 0), Data(record.contentHash), dup, record.receivedAt])
     }
 
     public func enforceRetention(before cutoff: Int64?, now _: Int64) async throws -> Int {

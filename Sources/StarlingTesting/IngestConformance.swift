@@ -16,6 +16,7 @@ enum IngestConformance {
         ("ingest: copies of one message in two concurrent batches make one row", concurrentCopies),
         ("ingest: copies of one message within one batch make one row", copiesInOneBatch),
         ("ingest: a replayed record applied twice, or an original replayed after its DUP copy, makes one row (QoS 0: from the batch in doubt)", replayed),
+        ("ingest: a replayed QoS 2 original after its re-send was stored and released elsewhere makes no row and no entry", replayedQoS2),
         ("ingest: retention removes rows older than the limit and nothing else", retention),
     ]
 
@@ -86,6 +87,29 @@ enum IngestConformance {
         inDoubt.receivedAt = noon + 4_000
         try await ingest(subject, inDoubt)
         #expect(try await rows(subject).filter { $0.hasSuffix("/q") } == ["dev/-/q", "dev/-/q"])
+    }
+
+    /// A QoS 2 reading spooled on a node whose PUBREC never reached the device: the device re-sent
+    /// it through another node, which stored it and released its entry (PUBREL); the original,
+    /// received earlier, is replayed after that (docs/architecture.md "Fencing").
+    static func replayedQoS2(_ subject: StoreUnderTest) async throws {
+        let store = subject.store
+        var original = record("r", id: 9, qos: 2, at: noon)
+        original.replayed = true
+        try await ingest(subject, record("r", id: 9, qos: 2, dup: true, at: noon + 700))
+        try await store.apply([.removeInboundQoS2(clientID: "dev", packetID: 9)])
+        try await ingest(subject, original)
+        #expect(try await rows(subject) == ["dev/9/r"])
+        #expect(try await store.load().inboundQoS2.isEmpty)
+        // A replayed QoS 2 reading with other content, or received after the last entry, is stored.
+        var next = record("s", id: 9, qos: 2, at: noon + 1_000)
+        next.replayed = true
+        try await ingest(subject, next)
+        try await store.apply([.removeInboundQoS2(clientID: "dev", packetID: 9)])
+        var later = record("s", id: 9, qos: 2, at: noon + 2_000)
+        later.replayed = true
+        try await ingest(subject, later)
+        #expect(try await rows(subject) == ["dev/9/r", "dev/9/s", "dev/9/s"])
     }
 
     static func qos1NewContent(_ subject: StoreUnderTest) async throws {

@@ -107,6 +107,14 @@ struct FencingTests {
             try await h.broker.persistence!.drain().get()
             try await onLoop { _ = sub.take() }
             let (message, delivery) = Self.row(7, for: "sub")
+            // Not while this node's writes go to its spool (its deletes are not in the store).
+            try await onLoop {
+                h.broker.storeSpooling = true
+                var asked = false
+                h.broker.beginPickup { _ in asked = true }
+                #expect(!asked)
+                h.broker.storeSpooling = false
+            }
             let asked = try await Self.pickUp(h, onLoop, [message], [delivery])
             #expect(asked == ["sub"])
             let first = try await onLoop { sub.publishes() }

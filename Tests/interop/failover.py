@@ -252,6 +252,7 @@ class Consumer:
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
         self.lock = threading.Condition()
         self.counts = {}
+        self.repeats = []  # (wall time, payload, DUP flag) of each copy after the first
         self.subscribed = False
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -270,6 +271,8 @@ class Consumer:
         with self.lock:
             key = message.payload.decode()
             self.counts[key] = self.counts.get(key, 0) + 1
+            if self.counts[key] > 1:
+                self.repeats.append((time.time(), key, message.dup))
             self.lock.notify_all()
 
     def wait_for(self, payloads, timeout=DEADLINE):

@@ -44,7 +44,10 @@ class NemesisCluster:
     """Nodes n1..nN, each with a working directory that outlives its process (its spool), a
     proxy to PostgreSQL and a proxy in front of its cluster listener."""
 
-    def __init__(self, size, extra_env=None):
+    def __init__(self, size, extra_env=None, keep_logs=None):
+        """`keep_logs`: a directory that receives every node incarnation's log."""
+        self.keep_logs = keep_logs
+        self.incarnations = {}
         self.schema = f"nem_{uuid.uuid4().hex[:12]}"
         url = urllib.parse.urlsplit(postgres_url(self.schema))
         self.base_url = postgres_url(self.schema)
@@ -74,9 +77,19 @@ class NemesisCluster:
         node.node_id = node_id
         old = self.nodes.get(node_id)
         if old is not None:
-            old.stop()
+            self.retire(node_id, old)
         self.nodes[node_id] = node
         return node
+
+    def retire(self, node_id, node):
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGCONT)
+        if self.keep_logs:
+            count = self.incarnations[node_id] = self.incarnations.get(node_id, 0) + 1
+            os.makedirs(self.keep_logs, exist_ok=True)
+            with open(os.path.join(self.keep_logs, f"{node_id}.{count}.log"), "w") as out:
+                out.write(node.log())
+        node.stop()
 
     def __getitem__(self, node_id):
         return self.nodes[node_id]
@@ -111,10 +124,8 @@ class NemesisCluster:
         return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
 
     def stop(self):
-        for node in self.nodes.values():
-            if node.process.poll() is None:
-                node.process.send_signal(signal.SIGCONT)
-            node.stop()
+        for node_id, node in self.nodes.items():
+            self.retire(node_id, node)
         for proxy in (*self.db.values(), *self.links.values()):
             proxy.close()
         self.dir.cleanup()
@@ -140,9 +151,9 @@ def schedule(seed, count, kinds=KINDS, nodes=3):
 
 
 class Nemesis:
-    def __init__(self, nodes=3, devices=6, interval=0.02, log=print):
+    def __init__(self, nodes=3, devices=6, interval=0.02, log=print, keep_logs=None):
         self.log = log
-        self.cluster = NemesisCluster(nodes, extra_env={
+        self.cluster = NemesisCluster(nodes, keep_logs=keep_logs, extra_env={
             "STARLING_MQTT_PROXY_PROTOCOL": "true",  # deploy/haproxy.cfg sends PROXY v2
             "STARLING_SERVER_DRAIN_WAIT": "0",
         })
@@ -271,7 +282,8 @@ class Nemesis:
             self.healed()
             for device in self.devices:
                 device.progressed(3)
-            self.events.append({**fault, "start": started, "injected": injected, "healed": time.monotonic()})
+            self.events.append({**fault, "start": started, "injected": injected, "healed": time.monotonic(),
+                                "wall": time.strftime("%H:%M:%S", time.gmtime(time.time() - (time.monotonic() - started)))})
             self.log(f"nemesis: {fault['kind']}@{fault['node']} ({fault['seconds']} s) healed in {time.monotonic() - injected:.1f} s")
             time.sleep(fault["quiet"])  # the schedule's quiet time between faults
         return self.check()
@@ -299,13 +311,20 @@ class Nemesis:
         for event in self.events:
             longest = max((self.longest_pause(d, event["start"], event["healed"]) for d in self.devices), default=0.0)
             pauses[event["kind"]] = round(max(pauses.get(event["kind"], 0.0), longest), 3)
+        named = ",".join("'" + p + "'" for p in twice[:10]) or "''"
+        details = self.cluster.query(
+            "SELECT convert_from(payload, 'UTF8'), id, node_id, qos, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
+            f"WHERE convert_from(payload, 'UTF8') IN ({named}) ORDER BY 1, 2")
         result = {
             "faults": len(self.events),
             "faults_by_kind": {k: sum(1 for e in self.events if e["kind"] == k) for k in sorted({e["kind"] for e in self.events})},
             "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
             "unknown_rows": len(unknown), "subscriber_gaps": {k: len(v) for k, v in gaps.items()}, "qos2_delivered_twice": len(qos2_twice),
             "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
-            "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5]},
+            "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
+                         "twice_rows": details,
+                         "qos2_repeats": [(time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}", p, dup)
+                                          for t, p, dup in self.qos2_subscriber.repeats if acked.get(p) == 2][:20], "timeline": [(e["wall"], e["kind"], e["node"], e["seconds"]) for e in self.events]},
         }
         return result
 

@@ -128,7 +128,7 @@ extension Broker {
             }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }
             // Already delivered from the store (`finishPickup`): the copy came late.
-            if let sequence = delivery.sequence, session.pickedUp[sequence] != nil { continue }
+            if let sequence = delivery.sequence, session.pickedUp[sequence] != nil || session.ended.contains(sequence) { continue }
             guard isReadable(message.topic, by: delivery.clientID) else {
                 if let sequence = delivery.sequence { forgetDelivery(sequence, of: session) }
                 continue

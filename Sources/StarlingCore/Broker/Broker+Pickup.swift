@@ -13,6 +13,9 @@ extension Broker {
     /// Starts a pickup: `read` gets the client ids to read rows of, once every write submitted
     /// so far is committed (a delivery that ended before has its row deleted by then).
     public func beginPickup(_ read: @escaping ([String]) -> Void) {
+        // Not while this node's own writes go to its spool: the store does not have them yet
+        // (a delivery that ended would look undelivered).
+        guard !storeSpooling && !storeReplaying else { return }
         let clientIDs = sessions.values.filter { $0.isStored && $0.connection != nil }.map(\.clientID)
         guard !clientIDs.isEmpty else { return }
         pickupsInFlight += 1
@@ -32,7 +35,7 @@ extension Broker {
             known.formUnion(session.inflight.values.compactMap(\.outbound.sequence))
             known.formUnion(session.endedDuringPickup)
             for row in rows.sorted(by: { $0.sequence < $1.sequence })
-            where !known.contains(row.sequence) && session.pickedUp[row.sequence] == nil {
+            where !known.contains(row.sequence) && session.pickedUp[row.sequence] == nil && !session.ended.contains(row.sequence) {
                 guard let payload = payloads[row.messageID] else { continue }
                 var copy = message(payload)
                 copy.storeID = payload.id
@@ -59,6 +62,7 @@ extension Broker {
     /// A delivery of `session` ended (acknowledged, dropped, expired): its row is deleted.
     func forgetDelivery(_ sequence: Int64, of session: Session) {
         collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+        session.ended.insert(sequence)
         if pickupsInFlight > 0 { session.endedDuringPickup.insert(sequence) }
     }
 }

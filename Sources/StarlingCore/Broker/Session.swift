@@ -93,6 +93,9 @@ public final class Session {
     /// Deliveries that ended while a pickup was reading the store: their rows may still be
     /// there, their deletes not yet committed.
     var endedDuringPickup: Set<Int64> = []
+    /// The latest deliveries that ended: a peer's copy of one that arrives late (a link that
+    /// was slow, a claim that crossed it) is not delivered again.
+    var ended = RecentSequences(capacity: 1024)
 
     var will: MQTTWill?
     /// The user name of the current or last connection, for authorizing deliveries.
@@ -160,4 +163,23 @@ struct OutboundQueue: Sequence {
     }
 
     func makeIterator() -> Deque<OutboundMessage>.Iterator { items.makeIterator() }
+}
+
+/// The last `capacity` sequences inserted, for membership tests.
+struct RecentSequences {
+    let capacity: Int
+    private var members: Set<Int64> = []
+    private var order = Deque<Int64>()
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func contains(_ sequence: Int64) -> Bool { members.contains(sequence) }
+
+    mutating func insert(_ sequence: Int64) {
+        guard members.insert(sequence).inserted else { return }
+        order.append(sequence)
+        if order.count > capacity, let oldest = order.popFirst() { members.remove(oldest) }
+    }
 }

@@ -11,7 +11,9 @@ public struct IngestRecord: Sendable, Equatable {
         /// replayed from a spool, also when it was received no later than that entry.
         case qos1(dup: Bool, contentOnly: Bool)
         /// QoS 2: a duplicate while an `inbound_qos2` entry for (client id, packet id) exists; the
-        /// entry is created with the row, in the same transaction.
+        /// entry is created with the row, in the same transaction. Replayed from a spool, also a
+        /// duplicate when received no later than the last entry with the same content (the
+        /// device re-sent it through another node, which stored it and released the entry).
         case qos2
     }
 
@@ -86,8 +88,12 @@ extension IngestRecord {
     /// may have committed before it was spooled), and an original replayed after the DUP
     /// re-send another node stored first (node clocks agree to well within the re-send time).
     public func isDuplicate(ofLast hash: [UInt8], receivedAt lastReceivedAt: Int64) -> Bool {
-        guard case .qos1(let dup, let contentOnly) = dedup, hash == contentHash else { return false }
-        return dup || contentOnly || (replayed && receivedAt <= lastReceivedAt)
+        guard hash == contentHash else { return false }
+        switch dedup {
+        case .qos1(let dup, let contentOnly): return dup || contentOnly || (replayed && receivedAt <= lastReceivedAt)
+        case .qos2: return replayed && receivedAt <= lastReceivedAt
+        case .none: return false
+        }
     }
 
     /// De-duplicates a batch in memory before it is written (two copies of one key in one

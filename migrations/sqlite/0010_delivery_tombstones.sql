@@ -1,0 +1,2 @@
+-- Delivery tombstones are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
