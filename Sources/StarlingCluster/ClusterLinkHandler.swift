@@ -136,14 +136,14 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         case (.up, .pingresp):
             break
         case (.up(let peer), .publish(let publish)):
-            let acknowledge = { [self] in
-                if let id = publish.packetID { send(.puback(MQTTAck(packetID: id)), context: context) }
+            let answer = { [self] (properties: MQTTProperties) in
+                if let id = publish.packetID { send(.puback(MQTTAck(packetID: id, properties: properties)), context: context) }
             }
             if publish.topic == PeerMessages.resetRoutes {
                 router.resetRoutes(of: peer)
-                acknowledge()
+                answer([])
             } else {
-                router.received(publish, from: peer, acknowledge: acknowledge)
+                router.received(publish, from: peer, acknowledge: { answer([]) }, answer: answer)
             }
         case (.up(let peer), .subscribe(let subscribe)):
             router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
@@ -156,7 +156,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         case (.up(let peer), .unsuback(let ack)):
             router.acknowledged(ack.packetID, by: peer)
         case (.up(let peer), .puback(let ack)):
-            router.acknowledged(ack.packetID, by: peer)
+            router.acknowledged(ack.packetID, by: peer, properties: ack.properties)
         case (.up, _):
             refuse("unexpected \(packet.type) on a node link", context: context)
         default:

@@ -85,9 +85,26 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// Sends packets that peers acknowledge (by packet id) on every outbound link; `then` runs
     /// once every peer has acknowledged every packet, lost its link, or `routeAckTimeout` passed.
-    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil, then: @escaping () -> Void) {
+    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil,
+                   answers collect: ((MQTTProperties) -> Void)? = nil, then: @escaping () -> Void) {
         guard !outbound.isEmpty, !packets.isEmpty else { return then() }
         let ids = packets.map { _ in allocateID() }
+        if let collect {
+            for id in ids { answers[id] = collect }
+            let done = then
+            return broadcastPrepared(ids, packets, what: what, timeout: timeout) { [self] in
+                for id in ids { answers[id] = nil }
+                done()
+            }
+        }
+        broadcastPrepared(ids, packets, what: what, timeout: timeout, then: then)
+    }
+
+    /// Peers' answers to claims, by packet id, while they are awaited.
+    var answers: [UInt16: (MQTTProperties) -> Void] = [:]
+
+    private func broadcastPrepared(_ ids: [UInt16], _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount?,
+                                   then: @escaping () -> Void) {
         let waiting = Set(outbound.keys)
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
@@ -206,19 +223,27 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             do {
                 // First the row names this node (the old owner's writes stop counting), then the
                 // old owner lets the session go (and disconnects its client), then it is read.
-                let epoch = try await ownership.markOwned(clientID)
-                try await loop.flatSubmit { [self] in
-                    let promise = loop.makePromise(of: Void.self)
+                // Once more after a failure: a pool renewed after an outage fails what it held.
+                let epoch: Int64
+                do {
+                    epoch = try await ownership.markOwned(clientID)
+                } catch {
+                    try await Task.sleep(for: .milliseconds(100))
+                    epoch = try await ownership.markOwned(clientID)
+                }
+                let ended = try await loop.flatSubmit { [self] in
+                    let promise = loop.makePromise(of: Set<Int64>.self)
+                    var ended: Set<Int64> = []
                     broadcast([{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)",
-                              timeout: claimAckTimeout) {
+                              timeout: claimAckTimeout, answers: { ended.formUnion(PeerMessages.ended(from: $0)) }) {
                         // A holder that did not answer may commit rows for the session later.
                         self.schedulePickup(in: self.routeAckTimeout)
-                        promise.succeed(())
+                        promise.succeed(ended)
                     }
                     return promise.futureResult
                 }.get()
                 let state = try await ownership.claimSession(clientID)
-                loop.execute { done.value(SessionClaim(state: state, epoch: epoch)) }
+                loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
             } catch {
                 logger.error("cannot claim the session of \(clientID) from the store: \(error)")
                 loop.execute { done.value(nil) }
@@ -341,8 +366,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
-    /// A peer acknowledged a route change.
-    func acknowledged(_ packetID: UInt16, by peer: String) {
+    /// A peer acknowledged a route change (or a claim: its answer carries `properties`).
+    func acknowledged(_ packetID: UInt16, by peer: String, properties: MQTTProperties = []) {
+        if !properties.isEmpty, let collect = answers[packetID] { collect(properties) }
         guard var pending = pendingAcks[packetID] else { return }
         pending.peers.remove(peer)
         if pending.peers.isEmpty {
@@ -404,7 +430,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
     /// (for a claim, once what this node accepted for the session is committed).
-    func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void) {
+    func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void,
+                  answer: @escaping (MQTTProperties) -> Void = { _ in }) {
         guard let broker else { return acknowledge() }
         if publish.topic == PeerMessages.lease {
             var payload = publish.payload
@@ -419,7 +446,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 logger.error("malformed session claim from \(peer)")
                 return acknowledge()
             }
-            return broker.sessionClaimedElsewhere(clientID, by: peer, epoch: epoch, acknowledge: acknowledge)
+            // The answer carries the deliveries of the session that ended here lately.
+            return broker.sessionClaimedElsewhere(clientID, by: peer, epoch: epoch) {
+                answer(PeerMessages.ended(broker.endedDeliveries(of: clientID)))
+            }
         }
         var acknowledged = false
         defer { if !acknowledged { acknowledge() } }

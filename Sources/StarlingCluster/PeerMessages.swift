@@ -98,4 +98,22 @@ enum PeerMessages {
                                    wireProperties: ownProperties ? kept : publish.properties, publisher: message.publisher, now: now)
         return received
     }
+
+    /// The user property of a claim's answer that lists the session's ended deliveries.
+    static let endedProperty = "ended"
+
+    /// A claim's answer: the deliveries of the session that ended on the answering node lately
+    /// (`Broker.endedDeliveries`), as decimal sequences separated by commas.
+    static func ended(_ sequences: [Int64]) -> MQTTProperties {
+        guard !sequences.isEmpty else { return [] }
+        return [.userProperty(endedProperty, sequences.map(String.init).joined(separator: ","))]
+    }
+
+    static func ended(from properties: MQTTProperties) -> Set<Int64> {
+        var sequences: Set<Int64> = []
+        for case .userProperty(let key, let value) in properties where key == endedProperty {
+            for part in value.split(separator: ",") { if let sequence = Int64(part) { sequences.insert(sequence) } }
+        }
+        return sequences
+    }
 }

@@ -164,6 +164,10 @@ SELECT 1;
 -- Delivery tombstones are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 11, name: "nodes_held_since", sql: #"""
+-- Node leases are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -388,6 +392,15 @@ CREATE TABLE delivery_tombstones (
     PRIMARY KEY (client_id, seq)
 );
 CREATE INDEX delivery_tombstones_ended_at ON delivery_tombstones (ended_at);
+"""#),
+        Migration(version: 11, name: "nodes_held_since", sql: #"""
+-- Since when a node has held its lease without a gap (set when it claims its row or renews a
+-- lease that had lapsed). A node is judged dead only by a node that has held its own lease
+-- since before the dead node's ran out: after a database outage every lease has lapsed, and a
+-- sweep that was waiting for a connection must not take the others for dead (the database
+-- decides, not a node's memory of when it last renewed).
+ALTER TABLE nodes ADD COLUMN held_since timestamptz;
+UPDATE nodes SET held_since = started_at;
 """#),
     ]
 }

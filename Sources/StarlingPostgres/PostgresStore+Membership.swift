@@ -71,12 +71,12 @@ struct MembershipStatements: Sendable {
         let milliseconds = lease.nanoseconds / 1_000_000
         let claimed = try await rows("""
             INSERT INTO nodes AS n (node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
-                                    started_at, renewed_at, lease_until)
+                                    started_at, renewed_at, lease_until, held_since)
             VALUES (\(node.nodeID), \(node.incarnation), \(node.mqttAddress), \(node.clusterAddress), \(node.httpAddress),
-                    'alive', 0, now(), now(), now() + \(milliseconds)::bigint * interval '1 millisecond')
+                    'alive', 0, now(), now(), now() + \(milliseconds)::bigint * interval '1 millisecond', now())
             ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, mqtt_address = excluded.mqtt_address,
                 cluster_address = excluded.cluster_address, http_address = excluded.http_address, state = 'alive', clients = 0,
-                started_at = now(), renewed_at = now(), lease_until = excluded.lease_until
+                started_at = now(), renewed_at = now(), lease_until = excluded.lease_until, held_since = now()
             WHERE n.lease_until <= now() OR n.state = 'left' OR n.incarnation = excluded.incarnation
             RETURNING 1
             """)
@@ -91,6 +91,7 @@ struct MembershipStatements: Sendable {
         let milliseconds = lease.nanoseconds / 1_000_000
         return try await !rows("""
             UPDATE nodes SET renewed_at = now(), lease_until = now() + \(milliseconds)::bigint * interval '1 millisecond',
+                held_since = CASE WHEN lease_until > now() THEN coalesce(held_since, now()) ELSE now() END,
                 state = \(state.rawValue), clients = \(clients)
             WHERE node_id = \(nodeID) AND incarnation = \(incarnation)
             RETURNING 1
@@ -165,6 +166,9 @@ extension PostgresStore: SessionOwnershipStore {
             let rows = try await connection.query("""
                 SELECT s.* FROM sessions s JOIN nodes n ON n.node_id = s.owner_node
                 WHERE n.lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
+                    -- Judged by a node that has held its lease since before that one's ran out (0011).
+                    AND EXISTS (SELECT 1 FROM nodes me WHERE me.node_id = \(ownerNode) AND me.lease_until > now()
+                                AND me.held_since < n.lease_until)
                 FOR UPDATE OF s SKIP LOCKED
                 """, logger: logger)
             for try await row in rows { released.append(try Self.session(row)) }
@@ -232,6 +236,8 @@ extension PostgresStore: SessionOwnershipStore {
             DELETE FROM connection_wills
             WHERE node_id IN (SELECT node_id FROM nodes
                               WHERE lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
+                                AND EXISTS (SELECT 1 FROM nodes me WHERE me.node_id = \(ownerNode) AND me.lease_until > now()
+                                            AND me.held_since < nodes.lease_until)
                                 AND node_id <> \(ownerNode))
                OR (node_id = \(ownerNode) AND token < \(firstToken))
             RETURNING client_id, topic, payload, qos, retain, properties

@@ -186,6 +186,13 @@ public final class PostgresStore: PersistentStore {
     /// because it is shutting down (SQLSTATE class 57, 08): the database is away, not the batch.
     public func isUnreachable(_ error: any Error) -> Bool {
         if error is PostgresLine.Timeout { return true }
+        if let transaction = error as? PostgresTransactionError {
+            // BEGIN, a statement or COMMIT that failed for want of the database.
+            return [transaction.beginError, transaction.closureError, transaction.commitError].contains { $0.map(isUnreachable) ?? false }
+        }
+        // The pool's own errors (shut down when renewed, a lease that timed out): its type is
+        // internal to postgres-nio's pool module.
+        if String(describing: type(of: error)) == "ConnectionPoolError" { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,

@@ -81,11 +81,13 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
         claims.append(clientID)
-        if claimsAnswerAtOnce { completion(SessionClaim(state: claimedState, epoch: claimEpoch)) } else { pendingClaims.append(completion) }
+        if claimsAnswerAtOnce { completion(SessionClaim(state: claimedState, epoch: claimEpoch, ended: claimedEnded)) } else { pendingClaims.append(completion) }
     }
 
     /// The epoch the store gives claims.
     public var claimEpoch: Int64 = 1
+    /// The deliveries the previous holder says it ended (its answer to claims).
+    public var claimedEnded: Set<Int64> = []
 
     /// Answer claims at once (true) or when `completeClaims` is called.
     public var claimsAnswerAtOnce = true
@@ -95,6 +97,6 @@ public final class RecordingClusterBus: ClusterBus {
     public func completeClaims() {
         let pending = pendingClaims
         pendingClaims.removeAll()
-        for completion in pending { completion(SessionClaim(state: claimedState, epoch: claimEpoch)) }
+        for completion in pending { completion(SessionClaim(state: claimedState, epoch: claimEpoch, ended: claimedEnded)) }
     }
 }

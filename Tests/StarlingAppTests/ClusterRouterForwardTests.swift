@@ -85,4 +85,11 @@ struct ClusterRouterForwardTests {
         router.acknowledged(try #require(sent.packetID), by: "n2")
         #expect(released)
     }
+
+    @Test("a claim's answer carries the session's ended deliveries; other answers carry none")
+    func endedInAnswers() {
+        #expect(PeerMessages.ended([]).isEmpty)
+        #expect(PeerMessages.ended(from: PeerMessages.ended([3, 1_099_511_627_776, 7])) == [3, 1_099_511_627_776, 7])
+        #expect(PeerMessages.ended(from: [.userProperty("other", "1")]).isEmpty)
+    }
 }

@@ -243,6 +243,35 @@ extension ClusterBusTests {
 }
 
 extension ClusterBusTests {
+    @Test("[MQTT-4.3.3] QoS 2 once across a takeover: deliveries the previous holder ended (its answer to the claim) are not sent again, though their rows are still read")
+    func endedDeliveriesAreNotSentAgain() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .exactlyOnce), identifier: nil)
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
+        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
+        state.messages = [5, 6].map { StoredMessage(id: $0, topic: "t/\($0)", payload: ByteBuffer(string: "m\($0)"), qos: .exactlyOnce,
+                                                     retain: false, properties: [], expiresAt: nil, publisher: "p") }
+        state.deliveries = [(77, 5, StoredDeliveryState.sent), (78, 6, .queued)].map { sequence, message, stage in
+            StoredDelivery(clientID: "dev", sequence: sequence, messageID: message, qos: .exactlyOnce, retain: false,
+                           subscriptionIdentifiers: [], shareGroup: nil, state: stage, packetID: stage == .sent ? 3 : nil)
+        }
+        bus.claimedState = state
+        bus.claimedEnded = [77]  // completed on the old holder, its delete still in that node's spool
+        let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m6"])
+        // A late copy of the ended one is not delivered either; the holder here answers with it.
+        h.broker.receivedFromPeer(Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5,
+                                                                                        qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])])
+        h.broker.flush()
+        #expect(dev.publishes().isEmpty)
+        #expect(h.broker.endedDeliveries(of: "dev") == [77])
+        h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: 9) {}
+        #expect(h.broker.endedDeliveries(of: "dev") == [77])  // let go: kept a minute for the claimer
+    }
+
     @Test("two claims of one session at once: the later epoch serves the client, the other node refuses it (0x88)")
     func crossingClaims() {
         for (mine, rival, wins) in [(Int64(10), Int64(11), false), (Int64(11), Int64(10), true)] {

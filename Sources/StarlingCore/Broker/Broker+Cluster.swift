@@ -214,6 +214,7 @@ extension Broker {
             if sessions[clientID] == nil {
                 forgetRemote(clientID)
                 restoreSessions(claim.state, now: clock.now())
+                dropEnded(claim.ended, of: clientID)
                 if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
                 applyClaimBuffer(progress.copies, to: clientID)
             }
@@ -266,6 +267,7 @@ extension Broker {
     /// DISCONNECT `reason` (5.0) and without its will.
     func letGo(_ session: Session, to owner: String?, reason: MQTTReasonCode) {
         sessions[session.clientID] = nil
+        if !session.ended.isEmpty { endedOfLetGo[session.clientID] = (session.ended, clock.now()) }
         directoryChanges.remove(session.clientID)
         if session.isStored {
             setRemote(SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))

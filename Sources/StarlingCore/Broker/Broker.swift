@@ -47,6 +47,8 @@ public final class Broker: @unchecked Sendable {
     var claimsAfterReplay: [() -> Void] = []
     /// Pickups reading the store now (`Broker+Pickup.swift`).
     var pickupsInFlight = 0
+    /// The ended deliveries of sessions let go lately, for a claim's answer (`endedDeliveries`).
+    var endedOfLetGo: [String: (sequences: RecentSequences, at: NIODeadline)] = [:]
     /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
     /// partition check): it is not ready, even while it spools.
     public var clusterCutOff = false

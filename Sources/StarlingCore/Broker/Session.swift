@@ -176,6 +176,9 @@ struct RecentSequences {
     }
 
     func contains(_ sequence: Int64) -> Bool { members.contains(sequence) }
+    var isEmpty: Bool { order.isEmpty }
+    /// Oldest first.
+    var all: [Int64] { Array(order) }
 
     mutating func insert(_ sequence: Int64) {
         guard members.insert(sequence).inserted else { return }

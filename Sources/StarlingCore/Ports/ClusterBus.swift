@@ -55,10 +55,15 @@ extension ClusterBus {
 public struct SessionClaim: Sendable {
     public var state: StoredState
     public var epoch: Int64
+    /// Deliveries the node that held the session ended lately (`Broker.endedDeliveries`): their
+    /// rows may still be in the store (that node's deletes in its spool, not yet replayed), and
+    /// are not delivered again (QoS 2 exactly once across a takeover).
+    public var ended: Set<Int64>
 
-    public init(state: StoredState, epoch: Int64) {
+    public init(state: StoredState, epoch: Int64, ended: Set<Int64> = []) {
         self.state = state
         self.epoch = epoch
+        self.ended = ended
     }
 }
 
