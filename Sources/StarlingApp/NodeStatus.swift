@@ -136,10 +136,17 @@ public final class NodeStatus: OpsSource {
             // Without its lease, a node that spools and that no peer outlived is in a database
             // outage with the others: it serves. The one cut off (a peer still renews) is not ready.
             let outage = !held && spool.map { $0.mode != .direct } == true && snapshot.map { !$0.cutOff } == true
-            // G5, G7: a node that holds its lease reaches the database and must serve claims; one
-            // that would refuse them (still on its spool, state not loaded) is not ready.
-            let refusing = held && (spool?.mode == .spooling || spool?.stateDeferred == true)
+            // G5, G7: a node whose lease was renewed since it went to its spool reaches the
+            // database and must serve claims; one that would still refuse them (its spool not yet
+            // replayed) is not ready. The lease held by the node's own clock proves nothing here:
+            // it outlives the first seconds of an outage.
             let now = ContinuousClock.now
+            let renewedAgo = membership.lease.lastRenewal.map { NIODeadline.now() - $0 }
+            let spoolingFor = spool?.outageStarted.map { now - $0 }
+            let renewedWhileSpooling = spool?.mode == .spooling && renewedAgo.map { renewed in
+                spoolingFor.map { Duration.nanoseconds(renewed.nanoseconds) < $0 } ?? false
+            } ?? false
+            let refusing = held && (renewedWhileSpooling || spool?.stateDeferred == true)
             let since = state.withLock { s -> ContinuousClock.Instant? in
                 s.refusingClaimsSince = refusing ? s.refusingClaimsSince ?? now : nil
                 return s.refusingClaimsSince
