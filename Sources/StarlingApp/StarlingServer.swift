@@ -291,8 +291,19 @@ extension StarlingServer {
         if configuration.clusterAdvertise == nil, ["0.0.0.0", "::"].contains(listen.host), let port = listener.localAddress?.port {
             advertise = ListenAddress(host: StarlingConfiguration.hostName(), port: port).description
         }
-        let registration = NodeRegistration(nodeID: nodeID, incarnation: Int64.random(in: 1...Int64.max), mqttAddress: mqttAddress,
-                                            clusterAddress: advertise, httpAddress: configuration.httpListen?.description)
+        // This process holds the data directory for its life: the node's previous start here is
+        // gone, and its row is taken over at once (DataDirectoryLock).
+        let directoryLock: DataDirectoryLock
+        do {
+            directoryLock = try DataDirectoryLock.acquire(directory: configuration.dataDirectory, nodeID: nodeID)
+        } catch {
+            try? await listener.close()
+            throw error
+        }
+        let incarnation = Int64.random(in: 1...Int64.max)
+        let registration = NodeRegistration(nodeID: nodeID, incarnation: incarnation, mqttAddress: mqttAddress,
+                                            clusterAddress: advertise, httpAddress: configuration.httpListen?.description,
+                                            predecessor: directoryLock.predecessor)
         let membership = ClusterMembership(
             registration: registration, store: leaseStore, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
             logger: clusterLogger,
@@ -312,6 +323,7 @@ extension StarlingServer {
             try? await listener.close()
             throw StartupError(message: "cannot join the cluster through the store: \(error)")
         }
+        directoryLock.record(nodeID: nodeID, incarnation: incarnation)
         // Ids this node generates never collide with another node's (message ids, sequences).
         let block = try await store.allocateIDBlock()
         let ownership = store as? any SessionOwnershipStore

@@ -78,6 +78,7 @@ struct MembershipStatements: Sendable {
                 cluster_address = excluded.cluster_address, http_address = excluded.http_address, state = 'alive', clients = 0,
                 started_at = now(), renewed_at = now(), lease_until = excluded.lease_until, held_since = now()
             WHERE n.lease_until <= now() OR n.state = 'left' OR n.incarnation = excluded.incarnation
+               OR n.incarnation = \(node.predecessor ?? 0)
             RETURNING 1
             """)
         if !claimed.isEmpty { return .claimed }

@@ -60,9 +60,9 @@ public final class PostgresStore: PersistentStore {
         configuration.options.maximumConnections = 8
         // A transaction left open by a node that stopped (frozen, its VM paused) would hold its
         // row locks, and with them the claims of its clients' sessions, until it resumed: the
-        // database ends it after a second. Starling's transactions send their statements back
+        // database ends it after half a second. Starling's transactions send their statements back
         // to back; one ended so is retried (FallbackStore) and fenced then (docs/architecture.md).
-        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "1000")]
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "500")]
         // `?schema=NAME` keeps Starling's tables in a schema of their own (created if missing).
         if let schema = components.queryItems?.first(where: { $0.name == "schema" })?.value, !schema.isEmpty {
             configuration.options.additionalStartupParameters.append(("search_path", schema))

@@ -10,9 +10,15 @@ public struct NodeRegistration: Sendable, Equatable {
     /// What peers dial (`cluster.advertise`).
     public var clusterAddress: String
     public var httpAddress: String?
+    /// The incarnation of this node's previous start on the same data directory, which this
+    /// process holds locked (`DataDirectoryLock`): that process is gone, so its row is taken over
+    /// at once instead of waiting for its lease to run out.
+    public var predecessor: Int64?
 
-    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?) {
+    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
+                predecessor: Int64? = nil) {
         self.nodeID = nodeID
+        self.predecessor = predecessor
         self.incarnation = incarnation
         self.mqttAddress = mqttAddress
         self.clusterAddress = clusterAddress
