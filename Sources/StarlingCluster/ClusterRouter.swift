@@ -36,6 +36,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// cut-off holder is not waited for; what it committed for the session later reaches the
     /// client through the pickup (`pickUpLostCopies`). A live holder answers within a round trip.
     public var claimAckTimeout = TimeAmount.milliseconds(250)
+    /// How long a claim waits for the previous holder's spool replay (`isReplaying`).
+    public var replayWait = Duration.seconds(10)
 
     public private(set) var forwarded: UInt64 = 0
     public private(set) var forwardDrops: UInt64 = 0
@@ -224,12 +226,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 // First the row names this node (the old owner's writes stop counting), then the
                 // old owner lets the session go (and disconnects its client), then it is read.
                 // Once more after a failure: a pool renewed after an outage fails what it held.
-                let epoch: Int64
+                let (epoch, previousOwner): (Int64, String?)
                 do {
-                    epoch = try await ownership.markOwned(clientID)
+                    (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
                 } catch {
                     try await Task.sleep(for: .milliseconds(100))
-                    epoch = try await ownership.markOwned(clientID)
+                    (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
                 }
                 let ended = try await loop.flatSubmit { [self] in
                     let promise = loop.makePromise(of: Set<Int64>.self)
@@ -242,6 +244,15 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                     }
                     return promise.futureResult
                 }.get()
+                // The previous holder still replaying its spool (after an outage) may hold the
+                // session's ended deliveries there: read the session once they are in the store
+                // (at most `replayWait`: a holder that stays away is not waited for longer).
+                if let previousOwner {
+                    let deadline = ContinuousClock.now + replayWait
+                    while ContinuousClock.now < deadline, try await ownership.isReplaying(node: previousOwner) {
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
                 let state = try await ownership.claimSession(clientID)
                 loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
             } catch {

@@ -168,6 +168,10 @@ SELECT 1;
 -- Node leases are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 12, name: "spool_replays_pending", sql: #"""
+-- Spool replays are PostgreSQL's; SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -401,6 +405,13 @@ CREATE INDEX delivery_tombstones_ended_at ON delivery_tombstones (ended_at);
 -- decides, not a node's memory of when it last renewed).
 ALTER TABLE nodes ADD COLUMN held_since timestamptz;
 UPDATE nodes SET held_since = started_at;
+"""#),
+        Migration(version: 12, name: "spool_replays_pending", sql: #"""
+-- A node replaying its spool says so (`pending`, set when the replay starts and cleared when
+-- the spool is empty): a claim of a session whose previous holder is still replaying waits for
+-- that replay (at most 10 s), so what the holder ended while spooling (deliveries acknowledged
+-- by the client) is in the store before the session is read and nothing is delivered twice.
+ALTER TABLE spool_replays ADD COLUMN pending boolean NOT NULL DEFAULT false;
 """#),
     ]
 }

@@ -76,6 +76,14 @@ public final class PostgresReplayLine: ReplayLine {
         }
     }
 
+    public func replayPending(spool: String, _ pending: Bool) async throws {
+        let owner = self.owner
+        try await line.query("""
+            INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES (\(spool), 0, \(owner), \(pending))
+            ON CONFLICT (spool_id) DO UPDATE SET pending = excluded.pending, node_id = excluded.node_id
+            """) { rows in for try await _ in rows {} }
+    }
+
     public func reset() { line.reset() }
 
     /// Closes the line for good (at shutdown).

@@ -129,18 +129,31 @@ struct ClusterStoreError: Error, CustomStringConvertible {
 
 extension PostgresStore: SessionOwnershipStore {
     public func markOwned(_ clientID: String) async throws -> Int64 {
-        guard let ownerNode else { return 0 }
+        try await claimOwnership(clientID).epoch
+    }
+
+    public func claimOwnership(_ clientID: String) async throws -> (epoch: Int64, previousOwner: String?) {
+        guard let ownerNode else { return (0, nil) }
         // The row goes to the claim with the highest epoch, whatever order the claims' updates
-        // run in (migration 0006).
+        // run in (migration 0006). `previous` reads the row as it was before.
         let rows = try await client.query("""
-            WITH e AS (SELECT nextval('claim_epochs') AS epoch),
+            WITH previous AS (SELECT owner_node FROM sessions WHERE client_id = \(clientID)),
+                 e AS (SELECT nextval('claim_epochs') AS epoch),
                  claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e),
                                     claimed_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
                              WHERE client_id = \(clientID) AND claim_epoch < (SELECT epoch FROM e))
-            SELECT epoch FROM e
+            SELECT epoch, (SELECT owner_node FROM previous) FROM e
             """, logger: logger)
-        for try await epoch in rows.decode(Int64.self) { return epoch }
-        return 0
+        for try await (epoch, previous) in rows.decode((Int64, String?).self) {
+            return (epoch, previous == ownerNode ? nil : previous)
+        }
+        return (0, nil)
+    }
+
+    public func isReplaying(node: String) async throws -> Bool {
+        let rows = try await client.query("SELECT 1 FROM spool_replays WHERE node_id = \(node) AND pending LIMIT 1", logger: logger)
+        for try await _ in rows { return true }
+        return false
     }
 
     public func claimSession(_ clientID: String) async throws -> StoredState {

@@ -241,6 +241,7 @@ final class RecordingLine: ReplayLine {
         return 0
     }
     func reset() { calls.withLock { $0.append("reset") } }
+    func replayPending(spool _: String, _ pending: Bool) async throws { calls.withLock { $0.append(pending ? "pending" : "done") } }
 }
 
 extension FallbackStoreTests {
@@ -260,7 +261,7 @@ extension FallbackStoreTests {
         #expect(line.applied.withLock { $0 } == [Self.row(1), .markReplayed(spool: spool.id, through: 1)])
         // Earlier sessions end before anything is read or replayed.
         let calls = line.calls.withLock { $0 }.filter { $0 != "ping" }
-        #expect(calls == ["end", "through", "apply"])
+        #expect(calls == ["end", "through", "pending", "apply", "done"])
         primary.holdCommits = false
         primary.releaseCommits()
     }

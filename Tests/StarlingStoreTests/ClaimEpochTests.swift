@@ -90,3 +90,22 @@ extension ClaimEpochTests {
         }
     }
 }
+
+extension ClaimEpochTests {
+    @Test("a claim names the node that held the row before; a node replaying its spool says so")
+    func previousOwnerAndReplay() async throws {
+        try await TestPostgres.withStore { _, client in
+            let a = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "a")
+            let b = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "b")
+            let first = try await a.claimOwnership("dev")
+            #expect(first.previousOwner == nil)
+            try await a.apply([Self.session("dev", epoch: first.epoch, username: "u")])
+            #expect(try await a.claimOwnership("dev").previousOwner == nil)  // its own row
+            #expect(try await b.claimOwnership("dev").previousOwner == "a")
+            #expect(try await !b.isReplaying(node: "a"))
+            try await client.query("INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES ('s-a', 0, 'a', true)",
+                                   logger: TestPostgres.logger)
+            #expect(try await b.isReplaying(node: "a"))
+        }
+    }
+}

@@ -252,7 +252,8 @@ class Consumer:
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
         self.lock = threading.Condition()
         self.counts = {}
-        self.repeats = []  # (wall time, payload, DUP flag) of each copy after the first
+        self.repeats = []  # (wall time, payload, DUP flag, packet id, first arrival) of each copy after the first
+        self.first = {}  # payload: (wall time, packet id) of its first copy
         self.subscribed = False
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -272,7 +273,9 @@ class Consumer:
             key = message.payload.decode()
             self.counts[key] = self.counts.get(key, 0) + 1
             if self.counts[key] > 1:
-                self.repeats.append((time.time(), key, message.dup))
+                self.repeats.append((time.time(), key, message.dup, message.mid, self.first.get(key)))
+            else:
+                self.first[key] = (time.time(), message.mid)
             self.lock.notify_all()
 
     def wait_for(self, payloads, timeout=DEADLINE):

@@ -323,10 +323,14 @@ class Nemesis:
             "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
                          "twice_rows": details,
-                         "qos2_repeats": [(time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}", p, dup)
-                                          for t, p, dup in self.qos2_subscriber.repeats if acked.get(p) == 2][:20], "timeline": [(e["wall"], e["kind"], e["node"], e["seconds"]) for e in self.events]},
+                         "qos2_repeats": [(self.wall(t), p, dup, mid, self.wall(first[0]) if first else None, first[1] if first else None)
+                                          for t, p, dup, mid, first in self.qos2_subscriber.repeats if acked.get(p) == 2][:20], "timeline": [(e["wall"], e["kind"], e["node"], e["seconds"]) for e in self.events]},
         }
         return result
+
+    @staticmethod
+    def wall(t):
+        return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
     @staticmethod
     def longest_pause(device, start, end):

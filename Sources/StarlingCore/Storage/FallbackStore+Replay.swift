@@ -66,6 +66,12 @@ extension FallbackStore {
             case let failed: return failed
             }
             let done = recorded.value.withLock { $0 }
+            var pendingCleared = false
+            // Claims of sessions this node held wait for the end of this replay.
+            switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() }) {
+            case .committed: break
+            case let failed: return failed
+            }
             if done > 0 { try await spool.remove(through: done) }
             try await refreshTotals()
             while true {
@@ -73,6 +79,15 @@ extension FallbackStore {
                 if head.isEmpty {
                     if spoolAppendsInFlight > 0 {
                         try? await Task.sleep(for: .milliseconds(1))
+                        continue
+                    }
+                    if !pendingCleared {
+                        // Best effort: left set, it only makes a claim wait (at most 10 s). New
+                        // commits wait meanwhile; the spool is looked at again after this await.
+                        handingOver = true
+                        _ = await attempt({ try await line.replayPending(spool: spoolID, false) }, timeout: .seconds(5),
+                                          onTimeout: { line.reset() })
+                        pendingCleared = true
                         continue
                     }
                     setMode(.direct)

@@ -16,6 +16,9 @@ public protocol ReplayLine: Sendable {
     func replayedThrough(spool: String) async throws -> Int64
     /// Drops the line after a call that did not answer in time: the next call opens a new one.
     func reset()
+    /// Tells the primary whether this node is replaying `spool` (claims of sessions this node
+    /// held wait for the end of its replay).
+    func replayPending(spool: String, _ pending: Bool) async throws
 }
 
 /// The line of a primary that has no pool: the primary itself.
@@ -27,4 +30,5 @@ struct PrimaryLine: ReplayLine {
     func apply(_ operations: [StoreOperation]) async throws { try await primary.apply(operations) }
     func replayedThrough(spool: String) async throws -> Int64 { try await primary.replayedThrough(spool: spool) }
     func reset() {}
+    func replayPending(spool _: String, _: Bool) async throws {}
 }
