@@ -218,7 +218,7 @@ public final class PostgresStore: PersistentStore {
             SELECT count(*)::int8 FROM gone
             """, logger: logger)
         for try await n in rows.decode(Int64.self) { count = Int(n) }
-        try await client.query("DELETE FROM delivery_tombstones WHERE ended_at < now() - interval '1 day'", logger: logger)
+        try await client.query("DELETE FROM session_messages WHERE state = 3 AND ended_at < now() - interval '1 day'", logger: logger)
         return count
     }
 
@@ -358,8 +358,8 @@ public final class PostgresStore: PersistentStore {
                     \(d.map { $0.shareGroup?.name ?? "" })::text[], \(d.map { $0.shareGroup?.filter ?? "" })::text[],
                     \(d.map { Int16($0.state.rawValue) })::int2[], \(d.map { Int32($0.packetID ?? 0) })::int4[])
             AS t(client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
-        WHERE NOT EXISTS (SELECT 1 FROM delivery_tombstones x WHERE x.client_id = t.client_id AND x.seq = t.seq)
         ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
+            WHERE session_messages.state <> 3
         """
     }
 
@@ -375,18 +375,22 @@ public final class PostgresStore: PersistentStore {
                 FROM unnest(\(updates.map(\.0.clientID))::text[], \(updates.map(\.0.sequence))::int8[],
                             \(updates.map { Int16($0.1.rawValue) })::int2[], \(updates.map { Int32($0.2 ?? 0) })::int4[])
                     AS t(client_id, seq, state, packet_id)
-                WHERE m.client_id = t.client_id AND m.seq = t.seq
+                WHERE m.client_id = t.client_id AND m.seq = t.seq AND m.state <> 3
                 """, logger: logger)
         }
         if !deletes.isEmpty {
-            // A delivery whose row is not there (yet: another node's spool holds it) leaves a
-            // tombstone that keeps the row out when it comes (migration 0010).
+            // A delivery whose row is not there (yet: another node's spool holds it, or its
+            // commit runs now) leaves the row as ended (state 3), which the row, when it comes,
+            // does not overwrite: the primary key orders the two writes (migration 0010).
             try await connection.query("""
                 WITH t AS (SELECT * FROM unnest(\(deletes.map(\.clientID))::text[], \(deletes.map(\.sequence))::int8[]) AS t(client_id, seq)),
-                gone AS (DELETE FROM session_messages m USING t WHERE m.client_id = t.client_id AND m.seq = t.seq RETURNING m.client_id, m.seq)
-                INSERT INTO delivery_tombstones (client_id, seq)
-                SELECT t.client_id, t.seq FROM t WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.client_id = t.client_id AND g.seq = t.seq)
-                ON CONFLICT DO NOTHING
+                gone AS (DELETE FROM session_messages m USING t WHERE m.client_id = t.client_id AND m.seq = t.seq AND m.state <> 3
+                         RETURNING m.client_id, m.seq)
+                INSERT INTO session_messages (client_id, seq, message_id, qos, retain, state, ended_at)
+                SELECT t.client_id, t.seq, 0, 0, false, 3, now() FROM t
+                WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.client_id = t.client_id AND g.seq = t.seq)
+                  AND EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = t.client_id)
+                ON CONFLICT (client_id, seq) DO UPDATE SET state = 3, ended_at = now()
                 """, logger: logger)
         }
     }
@@ -510,12 +514,12 @@ public final class PostgresStore: PersistentStore {
     /// The queued and in-flight deliveries of the clients `clients` selects, with their payloads.
     func loadDeliveries(of clients: PostgresQuery, into state: inout StoredState) async throws {
         var payloads = clients
-        payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)))"
+        payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3)"
         for try await row in try await client.query(payloads, logger: logger) {
             state.messages.append(try Self.payload(row))
         }
         var deliveries = clients
-        deliveries.sql = "SELECT * FROM session_messages WHERE client_id IN (\(clients.sql)) ORDER BY client_id, seq"
+        deliveries.sql = "SELECT * FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3 ORDER BY client_id, seq"
         for try await row in try await client.query(deliveries, logger: logger) {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)

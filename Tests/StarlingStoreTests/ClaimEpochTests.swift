@@ -109,3 +109,30 @@ extension ClaimEpochTests {
         }
     }
 }
+
+extension ClaimEpochTests {
+    @Test("a delivery that ended before its row arrived (another node's spool, or a commit at the same moment) keeps the row out")
+    func endedBeforeTheRow() async throws {
+        try await TestPostgres.withStore { store, client in
+            let holder = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n2")
+            let publisher = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n1")
+            try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
+            let message = StoredMessage(id: 9, topic: "t", payload: ByteBuffer(string: "m"), qos: .exactlyOnce, retain: false, properties: [],
+                                        expiresAt: nil, publisher: "p")
+            let row = StoredDelivery(clientID: "sub", sequence: 77, messageID: 9, qos: .exactlyOnce, retain: false,
+                                     subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+            // The holder's delete first (its replay), the publisher's row after (its replay).
+            try await holder.apply([.updateDelivery(clientID: "sub", sequence: 77, state: .released, packetID: 4),
+                                    .deleteDelivery(clientID: "sub", sequence: 77)])
+            try await publisher.apply([.saveMessage(message), .saveDelivery(row)])
+            #expect(try await store.claimSession("sub").deliveries.isEmpty)
+            // In the usual order the row goes.
+            try await publisher.apply([.saveDelivery(StoredDelivery(clientID: "sub", sequence: 78, messageID: 9, qos: .exactlyOnce,
+                                                                    retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                                                                    state: .queued, packetID: nil))])
+            #expect(try await store.claimSession("sub").deliveries.map(\.sequence) == [78])
+            try await holder.apply([.deleteDelivery(clientID: "sub", sequence: 78)])
+            #expect(try await store.claimSession("sub").deliveries.isEmpty)
+        }
+    }
+}
