@@ -6,6 +6,7 @@ import NIOSSL
 public import ServiceLifecycle
 import StarlingCluster
 import StarlingCore
+import StarlingPostgres
 import StarlingTransport
 
 /// The broker as a `Service`: binds the MQTT listeners, runs the broker on its event loop, and
@@ -182,9 +183,9 @@ public final class StarlingServer: Service, Sendable {
 
         // Join the cluster before serving: a duplicate node id must not serve at all.
         var cluster: (membership: ClusterMembership, links: ClusterLinks, listener: any Channel, renewal: Task<Void, Never>)?
-        if let listen = configuration.clusterListen, let membershipStore = setup?.postgres {
+        if let listen = configuration.clusterListen, let postgres = setup?.postgres {
             do {
-                cluster = try await joinCluster(listen: listen, store: membershipStore, lease: setup?.leaseStore ?? membershipStore,
+                cluster = try await joinCluster(listen: listen, ownership: postgres, lease: setup?.leaseStore ?? PostgresMembership(store: postgres),
                                                 group: group, broker: broker, loop: loop,
                                                 mqttAddress: bound.first?.address ?? "?")
             } catch {
@@ -270,7 +271,7 @@ public final class StarlingServer: Service, Sendable {
 extension StarlingServer {
     /// Binds the node-to-node listener, claims the node id (a live node with the same id is a
     /// configuration error: exit 2), and starts renewing the lease and dialing peers.
-    func joinCluster(listen: ListenAddress, store: any MembershipStore, lease leaseStore: any MembershipStore, group: any EventLoopGroup,
+    func joinCluster(listen: ListenAddress, ownership: any SessionOwnershipStore, lease leaseStore: any MembershipStore, group: any EventLoopGroup,
                      broker: Broker, loop: any EventLoop,
                      mqttAddress: String) async throws -> (ClusterMembership, ClusterLinks, any Channel, Task<Void, Never>) {
         var clusterLogger = logger
@@ -325,9 +326,8 @@ extension StarlingServer {
         }
         directoryLock.record(nodeID: nodeID, incarnation: incarnation)
         // Ids this node generates never collide with another node's (message ids, sequences).
-        let block = try await store.allocateIDBlock()
-        let ownership = store as? any SessionOwnershipStore
-        let directory = try await ownership?.loadDirectory() ?? []
+        let block = try await leaseStore.allocateIDBlock()
+        let directory = try await ownership.loadDirectory()
         try await loop.submit {
             broker.generateIDs(inBlock: block)
             router.broker = broker
@@ -336,8 +336,8 @@ extension StarlingServer {
             broker.directoryChanged(directory)
         }.get()
         // The lease renewal, each second the lease's word to the peers (and the partition
-        // check: ClusterRouter+Partition.swift) and, with a store that knows owners, the
-        // dead-node clean-up; all stop when this task is cancelled.
+        // check: ClusterRouter+Partition.swift) and the dead-node clean-up; all stop when this
+        // task is cancelled.
         let background = Task {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await membership.run() }
@@ -349,11 +349,9 @@ extension StarlingServer {
                         if seconds % ClusterRouter.pickupInterval == 0 { loop.execute { router.pickUpLostCopies() } }
                     }
                 }
-                if let ownership {
-                    let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
-                                                  logger: clusterLogger, mayJudge: { membership.heldThroughALease })
-                    group.addTask { await sweeper.run() }
-                }
+                let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
+                                              logger: clusterLogger, mayJudge: { membership.heldThroughALease })
+                group.addTask { await sweeper.run() }
             }
         }
         return (membership, links, listener, background)

@@ -15,8 +15,8 @@ struct StoreSetup {
     let description: String
     /// PostgreSQL itself, for what needs it live (cluster membership, session claims).
     var postgres: PostgresStore?
-    /// With PostgreSQL: the cluster lease's store, on a connection of its own (`PostgresLineMembership`).
-    var leaseStore: PostgresLineMembership?
+    /// With PostgreSQL: the cluster lease's store, on a connection of its own (`PostgresMembership`).
+    var leaseStore: PostgresMembership?
     /// With PostgreSQL and the spool: the replay's line.
     var replayLine: PostgresReplayLine?
 
@@ -74,7 +74,7 @@ struct StoreSetup {
                                          pauseReplayAfter: pause)
             // The lease's statements answer within a renewal interval or count as failed.
             let leaseStore = PostgresStore.connectionConfiguration(url: url).map {
-                PostgresLineMembership(line: PostgresLine(configuration: $0, name: tag + "/lease", timeout: .seconds(1), logger: logger))
+                PostgresMembership(line: PostgresLine(configuration: $0, name: tag + "/lease", timeout: .seconds(1), logger: logger))
             }
             return StoreSetup(store: fallback, postgresPool: pool, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
                               leaseStore: leaseStore, replayLine: line)

@@ -164,16 +164,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             committed?()  // nothing to wait for: the peer will not have it
             return true
         }
-        var publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
-        if let committed {
-            // Acknowledged by the peer once committed there (`received`).
-            let id = allocateID()
-            publish.qos = .atLeastOnce
-            publish.packetID = id
-            awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
-        }
-        link.send(.publish(publish), evenIfSlow: true)
-        forwarded += 1
+        let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+        send(publish, committed: committed, to: peer, on: link)
         if full && !stallTimerRunning {
             // Publishers wait at most `stallLimit` for this peer: then they read again, and
             // messages for the peer are dropped while it stays behind.
@@ -322,17 +314,21 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// Sends what was held for `peer` on its link, now up.
     private func sendHeld(to peer: String, on link: ClusterLinkHandler) {
         guard let held = heldForLink.removeValue(forKey: peer) else { return }
-        for (message, committed) in held {
-            var publish = message
-            if let committed {
-                let id = allocateID()
-                publish.qos = .atLeastOnce
-                publish.packetID = id
-                awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
-            }
-            link.send(.publish(publish), evenIfSlow: true)
-            forwarded += 1
+        for (publish, committed) in held { send(publish, committed: committed, to: peer, on: link) }
+    }
+
+    /// Sends a message to `peer`; with `committed`, as QoS 1, acknowledged by the peer once what
+    /// it caused there is committed (`received`), and `committed` runs then.
+    private func send(_ message: MQTTPublish, committed: (() -> Void)?, to peer: String, on link: ClusterLinkHandler) {
+        var publish = message
+        if let committed {
+            let id = allocateID()
+            publish.qos = .atLeastOnce
+            publish.packetID = id
+            awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
         }
+        link.send(.publish(publish), evenIfSlow: true)
+        forwarded += 1
     }
 
     private func drop(_ message: Message, peer: String) {

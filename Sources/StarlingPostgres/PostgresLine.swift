@@ -8,7 +8,7 @@ import Synchronization
 /// opened again at the next call, at once. After an outage the pool retries its connections
 /// with a backoff that grows to a minute (postgres-nio's, not ours to set); what must not wait
 /// for it goes through a line: the spool replay (`PostgresReplayLine`) and the cluster lease
-/// (`PostgresLineMembership`), so a node that reaches the database serves (G7).
+/// (`PostgresMembership`), so a node that reaches the database serves (G7).
 public final class PostgresLine: Sendable {
     let configuration: PostgresConnection.Configuration
     let timeout: Duration

@@ -4,42 +4,25 @@ import PostgresNIO
 public import StarlingCore
 
 /// Membership rows (migration 0005): leases are compared with `now()` of the database, the one
-/// clock every node shares. The statements run through the pool here; a cluster node runs them
-/// on a line of their own (`PostgresLineMembership`).
-extension PostgresStore: MembershipStore {
-    var runner: MembershipStatements {
-        MembershipStatements { [client, logger] query, read in try await read(try await client.query(query, logger: logger)) }
-    }
-
-    public func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
-        try await runner.claimNode(node, lease: lease)
-    }
-
-    public func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
-        try await runner.renewNode(nodeID, incarnation: incarnation, lease: lease, state: state, clients: clients)
-    }
-
-    public func allocateIDBlock() async throws -> Int64 { try await runner.allocateIDBlock() }
-
-    public func nodes() async throws -> [NodeRecord] { try await runner.nodes() }
-}
-
-/// The membership store of a cluster node: the lease on a `PostgresLine`, so renewals (and with
-/// them readiness and the partition verdict) never wait for a pool that is still backing off
-/// after an outage (G7).
-public final class PostgresLineMembership: MembershipStore {
-    let line: PostgresLine
+/// clock every node shares. A cluster node runs these statements on a line of their own
+/// (`PostgresLine`), so renewals (and with them readiness and the partition verdict) never wait
+/// for a pool that is still backing off after an outage (G7); tools run them through the pool.
+public final class PostgresMembership: MembershipStore {
+    let runner: MembershipStatements
+    let line: PostgresLine?
 
     public init(line: PostgresLine) {
         self.line = line
+        self.runner = MembershipStatements { [line] query, read in try await line.query(query, read) }
+    }
+
+    public init(store: PostgresStore) {
+        self.line = nil
+        self.runner = MembershipStatements { [store] query, read in try await read(try await store.client.query(query, logger: store.logger)) }
     }
 
     /// Closes the line for good (at shutdown).
-    public func close() async { await line.close() }
-
-    var runner: MembershipStatements {
-        MembershipStatements { [line] query, read in try await line.query(query, read) }
-    }
+    public func close() async { await line?.close() }
 
     public func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
         try await runner.claimNode(node, lease: lease)
