@@ -134,7 +134,11 @@ extension PostgresStore: SessionOwnershipStore {
     }
 
     public func isReplaying(node: String) async throws -> Bool {
-        let rows = try await client.query("SELECT 1 FROM spool_replays WHERE node_id = \(node) AND pending LIMIT 1", logger: logger)
+        // Only while that node holds its lease: one cut off or dead replays nothing soon.
+        let rows = try await client.query("""
+            SELECT 1 FROM spool_replays r JOIN nodes n ON n.node_id = r.node_id
+            WHERE r.node_id = \(node) AND r.pending AND n.lease_until > now() LIMIT 1
+            """, logger: logger)
         for try await _ in rows { return true }
         return false
     }

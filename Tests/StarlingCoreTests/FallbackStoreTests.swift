@@ -320,14 +320,14 @@ extension FallbackStoreTests {
         #expect(record.packetID == 2 && record.replayed && record.mayBeStored)
     }
 
-    @Test("a fence overtaken by a claim: on the live path always; in a replay only when the claim came before the spooling (a second's margin)")
+    @Test("a fence overtaken by a claim: on the live path always; in a replay only when the claim came before the spooling (a 250 ms margin)")
     func staleFences() {
         let live = SessionFence(clientID: "c", epoch: 5)
         #expect(!live.isStale(current: 5, claimedAt: nil) && live.isStale(current: 6, claimedAt: nil))
         let spooled = SessionFence(clientID: "c", epoch: 5, spooledAt: 10_000)
         #expect(!spooled.isStale(current: 5, claimedAt: 1_000))
-        #expect(spooled.isStale(current: 6, claimedAt: 8_999))  // claimed before: the device had moved
-        #expect(!spooled.isStale(current: 6, claimedAt: 9_500))  // within the margin: kept
+        #expect(spooled.isStale(current: 6, claimedAt: 9_700))  // claimed before: the device had moved
+        #expect(!spooled.isStale(current: 6, claimedAt: 9_800))  // within the margin: kept
         #expect(!spooled.isStale(current: 6, claimedAt: 12_000))  // claimed after: acknowledged, kept
         #expect(!spooled.isStale(current: 6, claimedAt: nil))
     }

@@ -156,6 +156,9 @@ class Nemesis:
         self.cluster = NemesisCluster(nodes, keep_logs=keep_logs, extra_env={
             "STARLING_MQTT_PROXY_PROTOCOL": "true",  # deploy/haproxy.cfg sends PROXY v2
             "STARLING_SERVER_DRAIN_WAIT": "0",
+            # A subscriber away for a minute at the long runs' rate must not meet its queue limit
+            # (mqtt.max_queued_messages drops by policy, which is not what is checked here).
+            "STARLING_MQTT_MAX_QUEUED_MESSAGES": "1000000",
         })
         self.balancer = Balancer(self.cluster)
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
@@ -200,7 +203,17 @@ class Nemesis:
 
     def healed(self):
         """Every node alive, ready, UP in HAProxy, linked, and off its spool."""
-        self.wait(lambda: all(self.cluster.ready(n) for n in self.cluster.nodes), "every node ready")
+        try:
+            self.wait(lambda: all(self.cluster.ready(n) for n in self.cluster.nodes), "every node ready")
+        except AssertionError as error:
+            said = {}
+            for node_id, node in self.cluster.nodes.items():
+                try:
+                    said[node_id] = node.get("/readyz")
+                except OSError as failure:
+                    said[node_id] = str(failure)
+            tails = {n: node.log()[-3000:] for n, node in self.cluster.nodes.items()}
+            raise AssertionError(f"{error}: {said}\n{tails}") from None
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
         self.wait_for_links()
 

@@ -214,8 +214,8 @@ public protocol SessionOwnershipStore: Sendable {
     func markOwned(_ clientID: String) async throws -> Int64
     /// `markOwned`, with the node that owned the row before (nil: none, or this one).
     func claimOwnership(_ clientID: String) async throws -> (epoch: Int64, previousOwner: String?)
-    /// Whether `node` is replaying its spool (`StoreOperation.markReplayed` … its end): what it
-    /// ended for a session while it spooled may not be in the store yet.
+    /// Whether `node` is replaying its spool, holding its lease: what it ended for a session
+    /// while it spooled may not be in the store yet.
     func isReplaying(node: String) async throws -> Bool
     /// Reads what the store holds of `clientID`'s session (an empty state when it has none;
     /// inbound QoS 2 entries of the ingest bridge too), once this node owns it.

@@ -10,7 +10,9 @@ extension FallbackStore {
         while !Task.isCancelled {
             try? await Task.sleep(for: probeInterval)
             let line = self.line
-            if case .committed = await attempt({ try await line.ping() }, timeout: switchTimeout, onTimeout: { line.reset() }) {} else { continue }
+            // Not on any acknowledgement's path: a connection may take its time to be made (a
+            // loaded machine), and a probe cut short would start the next one from scratch.
+            if case .committed = await attempt({ try await line.ping() }, timeout: .seconds(5), onTimeout: { line.reset() }) {} else { continue }
             if !migrated {
                 guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
                 migrated = true
@@ -100,7 +102,10 @@ extension FallbackStore {
                 if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
                 operations.append(.markReplayed(spool: spool.id, through: last))
                 let replayed = operations
-                let outcome = await attempt({ try await line.apply(replayed) }, timeout: .seconds(30), onTimeout: { line.reset() })
+                // A transaction of at most `replayBatch` operations takes well under a second; one
+                // that does not answer in 10 s is on a connection that is gone (G7: the replay
+                // must not hang on it).
+                let outcome = await attempt({ try await line.apply(replayed) }, timeout: .seconds(10), onTimeout: { line.reset() })
                 guard case .committed = outcome else { return outcome }
                 try await spool.remove(through: last)
                 let transactions = statusBox.withLock {

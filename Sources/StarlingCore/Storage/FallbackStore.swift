@@ -172,10 +172,10 @@ public actor FallbackStore: PersistentStore {
         return []
     }
 
-    /// Whether the primary answers a fresh connection at once (the replay's line, 300 ms).
+    /// Whether the primary answers a fresh connection at once (the replay's line, 1 s).
     func primaryAnswers() async -> Bool {
         let line = self.line
-        if case .committed = await attempt({ try await line.ping() }, timeout: .milliseconds(300), onTimeout: { line.reset() }) { return true }
+        if case .committed = await attempt({ try await line.ping() }, timeout: .seconds(1), onTimeout: { line.reset() }) { return true }
         return false
     }
 

@@ -163,7 +163,7 @@ public enum StoreOperation: Sendable, Equatable {
 /// What a node spooled was acknowledged then, so its replay keeps it unless the later claim
 /// was made before the node spooled it (`spooledAt`, wall-clock milliseconds): then the device
 /// had already moved (the node was frozen or cut off) and the acknowledgement reached nobody —
-/// the device re-sent elsewhere. A claim within a second of the spooling counts as after it
+/// the device re-sent elsewhere. A claim within 250 ms of the spooling counts as after it
 /// (clocks differ a little): a copy re-sent then is left to the de-duplication rule.
 public struct SessionFence: Hashable, Sendable {
     public var clientID: String
@@ -179,7 +179,7 @@ public struct SessionFence: Hashable, Sendable {
 
     /// How much earlier than the spooling a later claim must be for a replay to leave the
     /// fenced operations out.
-    public static let spoolClockMargin: Int64 = 1000
+    public static let spoolClockMargin: Int64 = 250
 
     /// Whether a session row holding claim `current` (taken at `claimedAt`) overtakes this fence.
     public func isStale(current: Int64, claimedAt: Int64?) -> Bool {
