@@ -105,6 +105,11 @@ extension ClaimEpochTests {
             #expect(try await !b.isReplaying(node: "a"))
             try await client.query("INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES ('s-a', 0, 'a', true)",
                                    logger: TestPostgres.logger)
+            // Waited for only while that node holds its lease (one cut off or dead replays nothing soon).
+            #expect(try await !b.isReplaying(node: "a"))
+            try await client.query(
+                "INSERT INTO nodes (node_id, incarnation, mqtt_address, cluster_address, lease_until) VALUES ('a', 1, 'a:1', 'a:2', now() + interval '5 seconds')",
+                logger: TestPostgres.logger)
             #expect(try await b.isReplaying(node: "a"))
         }
     }
