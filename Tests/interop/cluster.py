@@ -17,6 +17,15 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 READY_TIMEOUT = 60  # seconds for links to come up; only bounds a broken run
 
 
+def query(schema, sql):
+    """Rows of `sql` run by psql in `schema` of the test PostgreSQL, as lists of strings."""
+    import subprocess
+    out = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                          "-c", f"SET search_path TO {schema}", "-c", sql],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+
+
 def postgres_url(schema):
     if not POSTGRES_URL:
         if os.environ.get("CI"):
@@ -79,11 +88,7 @@ class Cluster:
             time.sleep(0.05)
 
     def query(self, sql):
-        import subprocess
-        out = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                              "-c", f"SET search_path TO {self.schema}", "-c", sql],
-                             check=True, capture_output=True, text=True, timeout=60).stdout
-        return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+        return query(self.schema, sql)
 
     def stop(self):
         for node in self.nodes.values():

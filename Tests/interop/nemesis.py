@@ -30,7 +30,7 @@ import uuid
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import ADMIN_TOKEN, SECRET, postgres_url  # noqa: E402
+from cluster import ADMIN_TOKEN, SECRET, postgres_url, query  # noqa: E402
 from conftest import Broker  # noqa: E402
 from failover import DEADLINE, Balancer, Consumer, Device, free_port  # noqa: E402
 from netproxy import Proxy  # noqa: E402
@@ -116,12 +116,7 @@ class NemesisCluster:
             return False
 
     def query(self, sql):
-        import subprocess
-        from stores import POSTGRES_URL
-        out = subprocess.run(["psql", POSTGRES_URL, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                              "-c", f"SET search_path TO {self.schema}", "-c", sql],
-                             check=True, capture_output=True, text=True, timeout=120).stdout
-        return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+        return query(self.schema, sql)
 
     def stop(self):
         for node_id, node in self.nodes.items():
