@@ -94,8 +94,11 @@ public final class PostgresLine: Sendable {
         if let open { try? await open.close() }
     }
 
+    /// Closes without waiting. The connection is kept until its channel is closed: released
+    /// while still active, postgres-nio's debug builds stop the process ("deinitialized before
+    /// being closed").
     private static func close(_ connection: PostgresConnection) {
         let closed: EventLoopFuture<Void> = connection.close()
-        closed.whenComplete { _ in }
+        closed.whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 }

@@ -230,7 +230,11 @@ public final class PostgresStore: PersistentStore {
                 DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))
                     AND (owner_node IS NULL OR \(owner)::text IS NULL OR owner_node = \(owner)::text)
                 """, logger: logger)
-            try await connection.query("DELETE FROM inbound_qos2 WHERE client_id = ANY(\(batch.resetSessions))", logger: logger)
+            // Nor do its QoS 2 entries go while another node holds the session.
+            try await connection.query("""
+                DELETE FROM inbound_qos2 q WHERE client_id = ANY(\(batch.resetSessions))
+                    AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = q.client_id)
+                """, logger: logger)
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for s in batch.sessions.values {

@@ -69,6 +69,24 @@ struct FencingTests {
         }
     }
 
+    @Test("G2: a device back on the node that still holds its session (no claim of its own) is fenced by the session's claim")
+    func staleAfterReconnectToHolder() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let first = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { h.drop(first) }
+            try await h.broker.persistence!.drain().get()
+            // The session is held here: the new connection takes it without a claim.
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            store.setClaimEpoch(6, of: "dev")
+            try await onLoop { device.publish("s/1", "stale", qos: .atLeastOnce, id: 4) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(!device.take().contains { $0.type == .puback } && device.transport.isClosed) }
+            #expect(Self.ingested(store, "stale") == 0)
+        }
+    }
+
     @Test("while the claim holds, the same PUBLISH is stored and acknowledged; another client's writes in the batch are kept")
     func currentClaimCommits() async throws {
         try await Self.withClusterBroker { h, store, onLoop in

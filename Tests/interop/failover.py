@@ -140,6 +140,30 @@ def acknowledged(info):
         return info._published
 
 
+def keep_pubrel_across_reconnects(client, replays):
+    """paho-mqtt 2.2 turns a released QoS 2 message back into a PUBLISH (DUP 0) when a reconnect
+    fails before its CONNACK and the next one resets the messages again (`resend_pubrel` is not
+    kept by `_messages_reconnect_reset_out`), against [MQTT-4.3.3-3] (no PUBLISH after its
+    PUBREL). By the protocol the broker then takes it for a new message: a second row and a
+    second delivery. The devices here are made to keep the PUBREL, as the protocol asks; each
+    message paho would have sent again is counted in `replays` (README "What the cluster
+    promises under faults": clients that re-send a released QoS 2 message)."""
+    reset = client._messages_reconnect_reset_out
+
+    def reset_keeping_pubrel():
+        with client._out_message_mutex:
+            released = [m for m in client._out_messages.values()
+                        if m.qos == 2 and m.state in (mqtt.mqtt_ms_wait_for_pubcomp, mqtt.mqtt_ms_resend_pubrel)]
+            replayed = [m for m in released if m.state == mqtt.mqtt_ms_resend_pubrel]
+        reset()
+        with client._out_message_mutex:
+            for m in released:
+                m.state = mqtt.mqtt_ms_resend_pubrel
+        replays.extend(m.payload for m in replayed)
+
+    client._messages_reconnect_reset_out = reset_keeping_pubrel
+
+
 class Device:
     """A device streaming readings through the balancer: a paho client with a persistent session
     (3.1.1 Clean Session 0, or 5.0 Clean Start 0 with a Session Expiry Interval) that reconnects
@@ -159,6 +183,8 @@ class Device:
         if transport == "websockets":
             self.client.ws_set_options(path="/mqtt")
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        self.pubrel_replays = []  # released QoS 2 readings paho would have published again
+        keep_pubrel_across_reconnects(self.client, self.pubrel_replays)
         self.client.max_inflight_messages_set(window)
         self.sent = []  # (payload, MQTTMessageInfo)
         self.lock = threading.Condition()

@@ -321,7 +321,7 @@ class Nemesis:
             pauses[event["kind"]] = round(max(pauses.get(event["kind"], 0.0), longest), 3)
         named = ",".join("'" + p + "'" for p in twice[:10]) or "''"
         details = self.cluster.query(
-            "SELECT convert_from(payload, 'UTF8'), id, node_id, qos, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
+            "SELECT convert_from(payload, 'UTF8'), id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
             f"WHERE convert_from(payload, 'UTF8') IN ({named}) ORDER BY 1, 2")
         result = {
             "faults": len(self.events),
@@ -329,6 +329,8 @@ class Nemesis:
             "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
             "unknown_rows": len(unknown), "subscriber_gaps": {k: len(v) for k, v in gaps.items()}, "qos2_delivered_twice": len(qos2_twice),
             "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
+            # paho's own re-sends of released QoS 2 messages, kept back (failover.keep_pubrel_across_reconnects)
+            "client_pubrel_replays_kept_back": sum(len(d.pubrel_replays) for d in self.devices),
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
                          "twice_rows": details,
                          "qos2_repeats": [(self.wall(t), p, dup, mid, self.wall(first[0]) if first else None, first[1] if first else None)
@@ -379,9 +381,11 @@ def main():
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between two readings of a device")
     parser.add_argument("--duration", type=float, default=600, help="seconds of faults (the schedule is cut there)")
     parser.add_argument("--faults", type=int, default=500, help="most faults")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="the fault kinds to draw from, comma-separated")
+    parser.add_argument("--keep-logs", help="a directory for every node incarnation's log")
     args = parser.parse_args()
-    faults = schedule(args.seed, args.faults, nodes=args.nodes)
-    nemesis = Nemesis(nodes=args.nodes, devices=args.devices, interval=args.interval)
+    faults = schedule(args.seed, args.faults, kinds=tuple(args.kinds.split(",")), nodes=args.nodes)
+    nemesis = Nemesis(nodes=args.nodes, devices=args.devices, interval=args.interval, keep_logs=args.keep_logs)
     try:
         result = nemesis.run(faults, seed=args.seed, duration=args.duration)
     finally:

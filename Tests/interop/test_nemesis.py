@@ -1,7 +1,8 @@
 """The nemesis, short (README "What the cluster promises under faults"; the long runs are
 bench/nemesis): three nodes behind HAProxy, paho devices (3.1.1 and 5.0, QoS 1 and 2,
 persistent sessions) and persistent subscribers, and one fault of every kind from a seeded
-schedule (STARLING_NEMESIS_SEED, printed with the result).
+schedule (STARLING_NEMESIS_SEED, printed with the result). STARLING_NEMESIS_LOGS names a
+directory that keeps every node incarnation's log.
 
 Asserted here: every kind of fault was injected and healed by itself (every node ready, linked
 and UP in HAProxy again), every acknowledged reading is in `messages`, none is stored twice,
@@ -16,7 +17,7 @@ from nemesis import KINDS, Nemesis, schedule
 def test_every_fault_kind_heals_and_loses_or_duplicates_no_reading():
     seed = int(os.environ.get("STARLING_NEMESIS_SEED", "20261206"))
     faults = schedule(seed, len(KINDS))
-    nemesis = Nemesis(nodes=3, devices=4, interval=0.02)
+    nemesis = Nemesis(nodes=3, devices=4, interval=0.02, keep_logs=os.environ.get("STARLING_NEMESIS_LOGS"))
     try:
         result = nemesis.run(faults, seed=seed)
     finally:

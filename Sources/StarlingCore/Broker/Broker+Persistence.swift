@@ -14,7 +14,9 @@ extension Broker {
     /// only while no later claim holds the session (G2, G4: a node frozen, then resumed, reads
     /// packets its clients re-sent elsewhere long ago). Returns the fence, if any.
     func fenceCollected(from start: Int, for connection: Connection) -> SessionFence? {
-        guard let epoch = connection.claimEpoch, epoch > 0, start < collected.count else { return nil }
+        // A connection that took a session this node already held made no claim of its own:
+        // the session's epoch is the one this node holds it under.
+        guard let epoch = connection.claimEpoch ?? connection.session?.claimEpoch, epoch > 0, start < collected.count else { return nil }
         let fence = SessionFence(clientID: connection.clientID, epoch: epoch)
         let guarded = Array(collected[start...])
         collected.removeSubrange(start...)
