@@ -187,6 +187,16 @@ import Testing
         #expect(store.status.mode == .direct)
     }
 
+    @Test("G7: a start on an empty spool says no replay of it is pending (an earlier start may have been killed before saying so)")
+    func aStartOnAnEmptySpoolClearsAPendingReplay() async throws {
+        let line = RecordingLine()
+        let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"))
+        try await store.migrate()
+        _ = try await store.load()
+        #expect(line.calls.withLock { $0 } == ["done"])
+        #expect(store.status.mode == .direct)
+    }
+
     @Test func everyOperationSurvivesTheSpoolsByteForm() throws {
         var will = MQTTWill(topic: "w", payload: ByteBuffer(string: "bye"), qos: .exactlyOnce, retain: true,
                             properties: [.willDelayInterval(5), .contentType("text/plain")])

@@ -119,6 +119,12 @@ public actor FallbackStore: PersistentStore {
             case .unreachable(let why): enterSpooling(because: why, atStart: true)
             case .refused(let error): enterSpooling(because: "the replay failed: \(error)", atStart: true)
             }
+        } else if status.mode == .direct {
+            // An earlier start killed after its last replayed batch but before it said the replay
+            // was over left it marked pending: while this start holds the node's lease, claims
+            // of its sessions would wait for a replay that never comes (G7). Best effort.
+            let (line, spoolID) = (self.line, spool.id)
+            _ = await attempt({ try await line.replayPending(spool: spoolID, false) }, timeout: .seconds(5), onTimeout: { line.reset() })
         }
         guard status.mode == .direct else {
             statusBox.withLock { $0.stateDeferred = true }
