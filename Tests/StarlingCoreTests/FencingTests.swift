@@ -87,6 +87,48 @@ struct FencingTests {
         }
     }
 
+    /// A QoS 2 delivery to a stored session, PUBREC'd while this node's writes go to its spool.
+    static func releasedWhileSpooling(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> (BrokerHarness.Client, UInt16) {
+        let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+        try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
+        let publisher = try await onLoop { h.connect("pub").0 }
+        try await h.broker.persistence!.drain().get()
+        try await onLoop { _ = sub.take(); publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1) }
+        try await h.broker.persistence!.drain().get()
+        let packetID = try #require(try await onLoop { sub.publishes().first?.packetID })
+        try await onLoop {
+            h.broker.storeSpooling = true
+            sub.send(.pubrec(MQTTAck(packetID: packetID)))
+        }
+        try await h.broker.persistence!.drain().get()
+        try await onLoop { #expect(!sub.take().contains { $0.type == .pubrel }) }
+        return (sub, packetID)
+    }
+
+    @Test("QoS 2 across a takeover: a PUBREL whose released state went to the spool waits; it goes out once the spool is replayed")
+    func pubrelWaitsForTheSpool() async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let (sub, packetID) = try await Self.releasedWhileSpooling(h, onLoop)
+            try await onLoop { h.broker.storeReplaying = true; h.broker.storeSpooling = false }
+            try await onLoop { #expect(sub.take().isEmpty) }
+            try await onLoop { h.broker.storeReplaying = false }
+            try await onLoop { #expect(sub.take().map(\.type) == [.pubrel]) }
+            try await onLoop { sub.send(.pubcomp(MQTTAck(packetID: packetID))) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(h.broker.session("sub")?.inflightCount == 0) }
+        }
+    }
+
+    @Test("QoS 2 across a takeover: a session taken over while its PUBREL waits never gets it from this node")
+    func pubrelWithheldDiesWithTheSession() async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let (sub, _) = try await Self.releasedWhileSpooling(h, onLoop)
+            try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2", epoch: 9) {} }
+            try await onLoop { h.broker.storeSpooling = false }
+            try await onLoop { #expect(!sub.take().contains { $0.type == .pubrel }) }
+        }
+    }
+
     @Test("while the claim holds, the same PUBLISH is stored and acknowledged; another client's writes in the batch are kept")
     func currentClaimCommits() async throws {
         try await Self.withClusterBroker { h, store, onLoop in

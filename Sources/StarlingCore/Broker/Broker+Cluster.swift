@@ -277,6 +277,7 @@ extension Broker {
         session.queue.removeAll()
         session.inflight.removeAll()
         session.inflightOrder.removeAll()
+        session.withheldReleases.removeAll()
         guard let connection = session.connection else { return }
         session.connection = nil
         connection.session = nil

@@ -329,13 +329,18 @@ extension Broker {
 
     /// Sends again what was in flight when the last connection ended [MQTT-4.4.0-1], then the queue.
     func resume(_ session: Session, on connection: Connection) {
+        session.withheldReleases.removeAll()
         for id in session.inflightOrder {
             guard let entry = session.inflight[id] else { continue }
             switch entry.stage {
             case .published:
                 sendPublish(entry.outbound, packetID: id, dup: true, on: connection)
             case .released:
-                send(.pubrel(MQTTAck(packetID: id)), on: connection)
+                if withholdsReleases(of: session) {
+                    session.withheldReleases.append(id)
+                } else {
+                    send(.pubrel(MQTTAck(packetID: id)), on: connection)
+                }
             }
         }
         pump(session)

@@ -244,7 +244,13 @@ extension Broker {
             collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .released, packetID: ack.packetID))
         }
         // PUBREL once "released" is durable, so a restart never re-sends the PUBLISH [MQTT-4.3.3-4].
-        commitCollected { self.send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection) }
+        commitCollected { [self] in
+            if withholdsReleases(of: session) {
+                session.withheldReleases.append(ack.packetID)
+            } else {
+                send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection)
+            }
+        }
     }
 
     func handlePubRel(_ ack: MQTTAck, on connection: Connection) {

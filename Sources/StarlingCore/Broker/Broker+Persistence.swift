@@ -281,3 +281,31 @@ extension Broker {
         return maxID
     }
 }
+
+// MARK: QoS 2 deliveries while the store is this node's spool
+
+extension Broker {
+    /// In a cluster, a stored session's PUBREL waits while this node's writes go to its spool
+    /// (spooling or replaying): the "released" state is then only here, and a node that takes
+    /// the session over meanwhile reads it as sent and sends the PUBLISH again — which a client
+    /// that already had the PUBREL takes for a new message (QoS 2 twice). Withheld, the client
+    /// holds the message unreleased; the new holder's PUBLISH (the same packet id, DUP) or a
+    /// PUBREL sent here once the spool is replayed completes it, once.
+    func withholdsReleases(of session: Session) -> Bool {
+        cluster != nil && session.isStored && (storeSpooling || storeReplaying)
+    }
+
+    /// The spool is replayed (the "released" states are in the shared store): the withheld
+    /// PUBRELs go out, to sessions still held here and connected.
+    func releaseWithheld() {
+        for session in sessions.values where !session.withheldReleases.isEmpty {
+            let ids = session.withheldReleases
+            session.withheldReleases.removeAll()
+            guard let connection = session.connection, connection.state == .connected else { continue }
+            for id in ids where session.inflight[id]?.stage == .released {
+                send(.pubrel(MQTTAck(packetID: id)), on: connection)
+            }
+        }
+        flush()
+    }
+}

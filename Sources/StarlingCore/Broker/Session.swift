@@ -96,6 +96,9 @@ public final class Session {
     /// The latest deliveries that ended: a peer's copy of one that arrives late (a link that
     /// was slow, a claim that crossed it) is not delivered again.
     var ended = RecentSequences(capacity: 1024)
+    /// Packet ids whose PUBREL is withheld: their "released" state went to this node's spool,
+    /// not the shared store (`Broker.releaseWithheld`).
+    var withheldReleases: [UInt16] = []
 
     var will: MQTTWill?
     /// The user name of the current or last connection, for authorizing deliveries.
