@@ -108,10 +108,7 @@ public final class StarlingServer: Service, Sendable {
             let pool = setup.postgresPool
             await setup.fallback?.setOnModeChange { mode in
                 if mode == .replaying { pool?.renew() }
-                loop.execute {
-                    broker.storeSpooling = mode == .spooling
-                    broker.storeReplaying = mode == .replaying
-                }
+                loop.execute { broker.storeModeChanged(spooling: mode == .spooling, replaying: mode == .replaying) }
             }
             let state: StoredState
             do {

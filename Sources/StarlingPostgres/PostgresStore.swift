@@ -519,12 +519,15 @@ public final class PostgresStore: PersistentStore {
     func loadDeliveries(of clients: PostgresQuery, into state: inout StoredState) async throws {
         var payloads = clients
         payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3)"
-        for try await row in try await client.query(payloads, logger: logger) {
+        // Read whole, then decoded: a consumer slower than the socket leaves postgres-nio 1.33's row
+        // stream waiting for demand, and a connection closed then stops the process (its
+        // RowStreamStateMachine.channelReadComplete precondition). Claims read large queues.
+        for row in try await client.query(payloads, logger: logger).collect() {
             state.messages.append(try Self.payload(row))
         }
         var deliveries = clients
         deliveries.sql = "SELECT * FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3 ORDER BY client_id, seq"
-        for try await row in try await client.query(deliveries, logger: logger) {
+        for row in try await client.query(deliveries, logger: logger).collect() {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)

@@ -97,7 +97,7 @@ struct FencingTests {
         try await h.broker.persistence!.drain().get()
         let packetID = try #require(try await onLoop { sub.publishes().first?.packetID })
         try await onLoop {
-            h.broker.storeSpooling = true
+            h.broker.storeModeChanged(spooling: true, replaying: false)
             sub.send(.pubrec(MQTTAck(packetID: packetID)))
         }
         try await h.broker.persistence!.drain().get()
@@ -109,9 +109,9 @@ struct FencingTests {
     func pubrelWaitsForTheSpool() async throws {
         try await Self.withClusterBroker { h, _, onLoop in
             let (sub, packetID) = try await Self.releasedWhileSpooling(h, onLoop)
-            try await onLoop { h.broker.storeReplaying = true; h.broker.storeSpooling = false }
+            try await onLoop { h.broker.storeModeChanged(spooling: false, replaying: true) }
             try await onLoop { #expect(sub.take().isEmpty) }
-            try await onLoop { h.broker.storeReplaying = false }
+            try await onLoop { h.broker.storeModeChanged(spooling: false, replaying: false) }
             try await onLoop { #expect(sub.take().map(\.type) == [.pubrel]) }
             try await onLoop { sub.send(.pubcomp(MQTTAck(packetID: packetID))) }
             try await h.broker.persistence!.drain().get()
@@ -124,7 +124,7 @@ struct FencingTests {
         try await Self.withClusterBroker { h, _, onLoop in
             let (sub, _) = try await Self.releasedWhileSpooling(h, onLoop)
             try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2", epoch: 9) {} }
-            try await onLoop { h.broker.storeSpooling = false }
+            try await onLoop { h.broker.storeModeChanged(spooling: false, replaying: false) }
             try await onLoop { #expect(!sub.take().contains { $0.type == .pubrel }) }
         }
     }

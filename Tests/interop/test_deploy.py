@@ -34,7 +34,7 @@ def read_connack(sock):
 def test_a_broker_runs_with_the_shipped_configuration(broker_factory, certs, tmp_path):  # noqa: F811
     text = (DEPLOY / "starling.toml").read_text()
     for old, new in (("0.0.0.0:1883", "127.0.0.1:0"), ("0.0.0.0:8883", "127.0.0.1:0"), ("0.0.0.0:8080", "127.0.0.1:0"),
-                     ("/etc/starling/tls/fullchain.pem", str(certs / "server.pem")),
+                     ("0.0.0.0:8083", "127.0.0.1:0"), ("/etc/starling/tls/fullchain.pem", str(certs / "server.pem")),
                      ("/etc/starling/tls/privkey.pem", str(certs / "server.key")), ("/var/lib/starling", str(tmp_path / "data"))):
         assert old in text, old
         text = text.replace(old, new)

@@ -295,6 +295,15 @@ extension Broker {
         cluster != nil && session.isStored && (storeSpooling || storeReplaying)
     }
 
+    /// The store's mode, from `FallbackStore` (both at once: spooling goes to direct only
+    /// through replaying, and the withheld PUBRELs wait for the end of the replay).
+    public func storeModeChanged(spooling: Bool, replaying: Bool) {
+        let wasOnSpool = storeSpooling || storeReplaying
+        storeSpooling = spooling
+        storeReplaying = replaying
+        if wasOnSpool && !spooling && !replaying { releaseWithheld() }
+    }
+
     /// The spool is replayed (the "released" states are in the shared store): the withheld
     /// PUBRELs go out, to sessions still held here and connected.
     func releaseWithheld() {

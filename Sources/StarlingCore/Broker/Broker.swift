@@ -38,18 +38,11 @@ public final class Broker: @unchecked Sendable {
     var accepting = true
     /// The shared store cannot be reached and commits go to this node's spool (set by the app
     /// from `FallbackStore`): sessions that need a claim are refused (`outageRefusal`).
-    public var storeSpooling = false {
-        didSet { if oldValue && !storeSpooling && !storeReplaying { releaseWithheld() } }
-    }
+    public var storeSpooling = false
     /// This node's spool is being replayed into the shared store: claims wait for the end of
     /// the replay (`claimsAfterReplay`), then go on.
     public var storeReplaying = false {
-        didSet {
-            if oldValue && !storeReplaying {
-                replayEnded()
-                if !storeSpooling { releaseWithheld() }
-            }
-        }
+        didSet { if oldValue && !storeReplaying { replayEnded() } }
     }
     var claimsAfterReplay: [() -> Void] = []
     /// Pickups reading the store now (`Broker+Pickup.swift`).
