@@ -619,24 +619,6 @@ def add_user(config, preexec_fn=None):
     assert added.returncode == 0, added.stderr
 
 
-class ProxiedWebSocket(RawWebSocket):
-    """A WebSocket client whose connection starts with a PROXY header, as HAProxy's
-    send-proxy-v2 sends one (mqtt.proxy_protocol covers the WebSocket listeners too)."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.sock.sendall(b"PROXY TCP4 198.51.100.10 10.0.0.11 50126 80\r\n"
-                          b"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                          b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            assert chunk, "closed during the handshake"
-            head += chunk
-        self.response = head.decode()
-
-
 def test_haproxy_websocket_backend_reaches_a_listener_of_the_shipped_configuration(broker_factory, certs, tmp_path):  # noqa: F811
     """deploy/haproxy.cfg's starling_ws backend sends to port 8083 of each node: deploy/starling.toml
     opens a WebSocket listener on that port, and a broker started with it (addresses on free
@@ -655,7 +637,8 @@ def test_haproxy_websocket_backend_reaches_a_listener_of_the_shipped_configurati
     config.write_text(text)
     add_user(config)
     broker = broker_factory(config_text=text, http=True, schemes=("mqtt", "mqtts", "ws"))
-    ws = ProxiedWebSocket(broker.ports["ws"])
+    # HAProxy's send-proxy-v2 header (mqtt.proxy_protocol covers the WebSocket listeners too).
+    ws = RawWebSocket(broker.ports["ws"], proxy_header=b"PROXY TCP4 198.51.100.10 10.0.0.11 50126 80\r\n")
     assert ws.response.startswith("HTTP/1.1 101"), ws.response
     ws.send(0x2, connect_packet("through-ws", "device-1", "pw"))
     assert ws.frame() == (0x2, b"\x20\x02\x00\x00")  # CONNACK, accepted

@@ -132,10 +132,11 @@ def test_websocket_path_is_configurable_and_other_paths_get_404(broker_factory):
 class RawWebSocket:
     """A minimal WebSocket client (RFC 6455) for frames paho never sends."""
 
-    def __init__(self, port, protocol="mqtt"):
+    def __init__(self, port, protocol="mqtt", proxy_header=b""):
+        """`proxy_header`: bytes sent before the handshake (a PROXY protocol header)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        self.sock.sendall(proxy_header + (f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
