@@ -101,7 +101,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The cluster: membership leases, node links, takeover (DESIGN.md section 5).
+        // The cluster: membership leases, node links, takeover (docs/architecture.md, "Cluster").
         .target(
             name: "StarlingCluster",
             dependencies: [

@@ -6,7 +6,7 @@ public import StarlingOps
 import Synchronization
 
 /// The node's state as the operations endpoints see it. `StarlingServer` moves it through its
-/// phases; every answer reads the live broker on its event loop (DESIGN G5: readiness fails
+/// phases; every answer reads the live broker on its event loop (docs/architecture.md, G5: readiness fails
 /// while restoring, when a listener does not accept, when the store cannot be written, and
 /// while draining).
 public final class NodeStatus: OpsSource {

@@ -162,7 +162,8 @@ public final class StarlingServer: Service, Sendable {
         var logged: [String] = []
         do {
             for (address, kind) in listeners {
-                let channel = try await MQTTListener.bind(address, kind: kind, proxyProtocol: configuration.proxyProtocol, broker: broker, eventLoop: loop,
+                let channel = try await MQTTListener.bind(address, kind: kind, proxyProtocol: configuration.proxyProtocol,
+                                                          trustedProxies: configuration.webSocketTrustedProxies, broker: broker, eventLoop: loop,
                                                           maximumPacketSize: configuration.broker.maxPacketSize)
                 channels.append(channel)
                 if let text = ListenAddress(bound: channel.localAddress)?.description {

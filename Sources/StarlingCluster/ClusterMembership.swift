@@ -15,7 +15,7 @@ public struct LeaseView: Sendable {
 /// This node's membership of the cluster: it claims its node id in the shared store, renews
 /// its lease every `LeaseKeeper.renewInterval`, and keeps the latest view of every node for the
 /// operations endpoints. The lease only decides dead-node clean-up and readiness; takeovers of
-/// sessions never wait for it (DESIGN.md section 5).
+/// sessions never wait for it (docs/architecture.md, "Cluster").
 public final class ClusterMembership: Sendable {
     public let registration: NodeRegistration
     let store: any MembershipStore

@@ -2,7 +2,7 @@ public import Logging
 public import NIOCore
 public import StarlingCore
 
-/// Dead-node clean-up (DESIGN.md section 5; the lesson of EMQX #1667: work only the dead node
+/// Dead-node clean-up (docs/architecture.md, "Drain and dead nodes"; the lesson of EMQX #1667: work only the dead node
 /// could do must be done by a survivor, from the rows). Every node runs it every second; each
 /// step changes the rows it handles in one statement, so with several survivors each session is
 /// handled once:

@@ -1,7 +1,7 @@
 import Crypto
 import NIOCore
 
-/// How two nodes prove the cluster secret to each other without sending it (DESIGN.md
+/// How two nodes prove the cluster secret to each other without sending it (docs/architecture.md,
 /// section 7): a challenge–response in MQTT 5.0 enhanced authentication, framed by our codec.
 ///
 ///     dialer   → CONNECT  client id = dialer's node id, Authentication Method = `method`,

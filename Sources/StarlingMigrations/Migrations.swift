@@ -11,7 +11,7 @@ public enum Migrations {
     public static let sqlite: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
 -- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
--- messages (DESIGN.md section 3). Times are milliseconds since 1970 (UTC).
+-- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
 
 CREATE TABLE sessions (
     client_id        TEXT PRIMARY KEY,
@@ -85,7 +85,7 @@ CREATE TABLE retained (
 );
 """#),
         Migration(version: 2, name: "ingest", sql: #"""
--- The ingest bridge (DESIGN.md section 4): one row per published message of an ingested topic.
+-- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic.
 -- received_at is UTC text, 'YYYY-MM-DD HH:MM:SS.SSS', which sorts in time order and works with
 -- SQLite's date functions (strftime, datetime, julianday).
 
@@ -120,7 +120,7 @@ CREATE TABLE ingest_dedup (
 );
 """#),
         Migration(version: 3, name: "users", sql: #"""
--- Users for password authentication (DESIGN.md section 7), managed with `starling ctl users`.
+-- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
 -- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
 -- no password is ever stored.
 
@@ -176,7 +176,7 @@ SELECT 1;
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
 -- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
--- messages (DESIGN.md section 3). Times are milliseconds since 1970 (UTC).
+-- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
 
 CREATE TABLE sessions (
     client_id        text PRIMARY KEY,
@@ -250,7 +250,7 @@ CREATE TABLE retained (
 );
 """#),
         Migration(version: 2, name: "ingest", sql: #"""
--- The ingest bridge (DESIGN.md section 4): one row per published message of an ingested topic,
+-- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic,
 -- partitioned by day on received_at. Partitions are created ahead by the broker
 -- (messages_YYYYMMDD) and dropped by ingest.retention; the default partition catches anything
 -- outside them, so an insert never fails for want of a partition.
@@ -288,7 +288,7 @@ CREATE TABLE ingest_dedup (
 );
 """#),
         Migration(version: 3, name: "users", sql: #"""
--- Users for password authentication (DESIGN.md section 7), managed with `starling ctl users`.
+-- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
 -- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
 -- no password is ever stored. Every node of a cluster reads the same table.
 
@@ -306,7 +306,7 @@ CREATE TABLE users (
 ALTER TABLE users ADD COLUMN scram_sha256 text;
 """#),
         Migration(version: 5, name: "cluster", sql: #"""
--- Cluster membership (DESIGN.md section 5): one row per node, a lease renewed every second or
+-- Cluster membership (docs/architecture.md, "Cluster"): one row per node, a lease renewed every second or
 -- so and compared with the database's own clock (now()), never a node's. A node whose lease has
 -- expired is dead. `incarnation` tells a restarted node from its previous process.
 
@@ -334,7 +334,7 @@ CREATE INDEX sessions_owner_node ON sessions (owner_node);
 CREATE SEQUENCE id_blocks;
 """#),
         Migration(version: 6, name: "claim_epochs", sql: #"""
--- Session claims across nodes carry an epoch (CLUSTER-NOTES.md, "Takeover"): every claim takes
+-- Session claims across nodes carry an epoch (docs/architecture.md, "Sessions across nodes"): every claim takes
 -- the next value of claim_epochs, and a session row is owned by the claim with the highest
 -- epoch. A claim names its node only over a row of a lower epoch; a node's writes of a session
 -- row apply only while the row's epoch is not above the one the node holds. Two CONNECTs of one

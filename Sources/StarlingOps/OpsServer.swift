@@ -9,7 +9,7 @@ import StarlingTransport
 ///
 /// - `GET /healthz`: 200 while the node works, 503 when its event loop stops answering.
 /// - `GET /readyz`: 200 when every readiness check passes, else 503; a JSON body lists the
-///   checks either way (DESIGN G5: never a static "healthy").
+///   checks either way (docs/architecture.md, G5: never a static "healthy").
 /// - `GET /metrics`: the Prometheus text format.
 /// - `/api/v1/...`: the admin API, with a bearer token (`AdminAPI`).
 ///

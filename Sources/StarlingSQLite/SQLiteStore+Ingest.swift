@@ -4,7 +4,7 @@ import NIOCore
 import StarlingCore
 
 extension SQLiteStore {
-    /// Writes the ingest records of a batch by the rule of DESIGN.md section 4. SQLite runs one
+    /// Writes the ingest records of a batch by the rule of docs/architecture.md, "The ingest bridge". SQLite runs one
     /// write transaction at a time, so the look-up and the insert are atomic.
     static func writeIngest(_ records: [IngestRecord], _ db: Database) throws {
         for round in IngestRecord.rounds(records) {

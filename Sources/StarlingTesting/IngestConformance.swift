@@ -3,7 +3,7 @@ import NIOCore
 import StarlingCore
 import Testing
 
-/// The ingest bridge's de-duplication (DESIGN.md section 4, guarantee G2) and retention, checked
+/// The ingest bridge's de-duplication (docs/architecture.md, "The ingest bridge", guarantee G2) and retention, checked
 /// on every store: the rule is the product's promise, and each adapter implements it in its
 /// own SQL.
 enum IngestConformance {

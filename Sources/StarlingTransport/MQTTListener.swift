@@ -87,10 +87,13 @@ public enum ListenerKind: Sendable {
 public enum MQTTListener {
     /// Binds `address` and returns the server channel; connections are handed to `broker`.
     /// With `proxyProtocol`, each connection must start with a PROXY protocol header (v1 or v2).
+    /// A WebSocket upgrade from one of `trustedProxies` names its client in `Forwarded` or
+    /// `X-Forwarded-For`.
     public static func bind(
         _ address: ListenAddress,
         kind: ListenerKind = .tcp,
         proxyProtocol: Bool = false,
+        trustedProxies: TrustedProxies = .none,
         broker: Broker,
         eventLoop: any EventLoop,
         maximumPacketSize: Int
@@ -117,10 +120,12 @@ public enum MQTTListener {
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
                         try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
                     case .webSocket(let path):
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback)
+                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback,
+                                         trustedProxies: trustedProxies)
                     case .secureWebSocket(let context, let path):
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback)
+                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback,
+                                         trustedProxies: trustedProxies)
                     }
                 }
             }
@@ -130,7 +135,8 @@ public enum MQTTListener {
     private static let notFoundHandlerName = "starling.websocket-not-found"
 
     /// HTTP/1.1 until a WebSocket upgrade at `path`; then binary frames carry the MQTT stream.
-    private static func addWebSocket(to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int, loopbackListener: Bool) throws {
+    private static func addWebSocket(to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int, loopbackListener: Bool,
+                                     trustedProxies: TrustedProxies) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             // A frame may carry a whole packet: allow the largest packet plus the frame header.
             maxFrameSize: min(maximumPacketSize + 16, Int(UInt32.max)),
@@ -144,11 +150,16 @@ public enum MQTTListener {
                 if let subprotocol { headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol) }
                 return channel.eventLoop.makeSucceededFuture(headers)
             },
-            upgradePipelineHandler: { channel, _ in
+            upgradePipelineHandler: { channel, head in
                 channel.pipeline.removeHandler(name: notFoundHandlerName).flatMapThrowing {
                     let pipeline = channel.pipeline.syncOperations
+                    // The hop the connection came from: the balancer's announced client (PROXY
+                    // protocol) or the peer; a trusted proxy's headers name the client behind it.
+                    let announced = try? pipeline.handler(type: ProxyProtocolHandler.self).source
+                    let forwarded = ((announced ?? channel.remoteAddress)?.ipAddress).flatMap { trustedProxies.client(peer: $0, headers: head.headers) }
                     try pipeline.addHandler(WebSocketMQTTAdapter())
-                    try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: loopbackListener))
+                    try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: loopbackListener,
+                                                              forwardedClient: forwarded))
                 }
             }
         )

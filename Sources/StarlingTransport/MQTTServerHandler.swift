@@ -32,10 +32,14 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
 
     /// The listener's configured address is a loopback one (`isLoopbackClient`).
     private let loopbackListener: Bool
+    /// The client's address as a trusted HTTP proxy named it (`TrustedProxies`), for a
+    /// WebSocket connection through one.
+    private let forwardedClient: String?
 
-    public init(broker: Broker, maximumPacketSize: Int, loopbackListener: Bool = false) {
+    public init(broker: Broker, maximumPacketSize: Int, loopbackListener: Bool = false, forwardedClient: String? = nil) {
         self.broker = broker
         self.loopbackListener = loopbackListener
+        self.forwardedClient = forwardedClient
         self.decoder = MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize)
     }
 
@@ -156,15 +160,18 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         context.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
     }
 
-    /// The client's address: as a load balancer announced it (PROXY protocol), else the peer's.
+    /// The client's address: as a trusted HTTP proxy named it, else as a load balancer announced
+    /// it (PROXY protocol), else the peer's.
     public var remoteAddress: String {
         let proxied = try? channel?.pipeline.syncOperations.handler(type: ProxyProtocolHandler.self).source
-        return (proxied ?? channel?.remoteAddress)?.description ?? "unknown"
+        let peer = (proxied ?? channel?.remoteAddress)?.description ?? "unknown"
+        return forwardedClient.map { "\($0) (forwarded by \(peer))" } ?? peer
     }
 
     public var isWritable: Bool { context?.channel.isWritable ?? false }
 
     public var isLoopbackClient: Bool {
+        if let forwardedClient { return ListenAddress.isLoopback(forwardedClient) }
         if let proxy = try? channel?.pipeline.syncOperations.handler(type: ProxyProtocolHandler.self) {
             // Behind a balancer, its own (often local) address proves nothing: the client's
             // announced address decides; a header without one (LOCAL) is not local.

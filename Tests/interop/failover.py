@@ -272,7 +272,8 @@ class Consumer:
     """A persistent subscriber (3.1.1, Clean Session 0) through the balancer: counts each
     payload it is handed."""
 
-    def __init__(self, host, port, client_id, topic="readings/#", qos=2):
+    def __init__(self, host, port, client_id, topic="readings/#", qos=2, packet_log=None):
+        """`packet_log`: a file that receives paho's log of every packet (with the wall time)."""
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311, clean_session=False)
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
@@ -283,6 +284,9 @@ class Consumer:
         self.subscribed = False
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.packet_log = open(packet_log, "a", buffering=1) if packet_log else None
+        if self.packet_log:
+            self.client.on_log = lambda client, userdata, level, text: self.packet_log.write(f"{time.time():.3f} {text}\n")
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         self.client.subscribe(topic, qos=qos)
@@ -313,3 +317,5 @@ class Consumer:
     def stop(self):
         self.client.disconnect()
         self.client.loop_stop()
+        if self.packet_log:
+            self.packet_log.close()

@@ -159,8 +159,11 @@ class Nemesis:
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
         self.wait_for_links()
         host, port = self.balancer.host, self.balancer.port
-        self.qos1_subscriber = Consumer(host, port, "nem-sub-q1", topic="readings/#", qos=1)
-        self.qos2_subscriber = Consumer(host, port, "nem-sub-q2", topic="readings/#", qos=2)
+        log = (lambda name: os.path.join(keep_logs, f"{name}.packets.log")) if keep_logs else (lambda name: None)
+        if keep_logs:
+            os.makedirs(keep_logs, exist_ok=True)
+        self.qos1_subscriber = Consumer(host, port, "nem-sub-q1", topic="readings/#", qos=1, packet_log=log("sub-q1"))
+        self.qos2_subscriber = Consumer(host, port, "nem-sub-q2", topic="readings/#", qos=2, packet_log=log("sub-q2"))
         kinds = [(mqtt.MQTTv311, 1), (mqtt.MQTTv5, 1), (mqtt.MQTTv311, 2), (mqtt.MQTTv5, 2)]
         self.devices = []
         for i in range(devices):

@@ -146,7 +146,7 @@ def proof(secret, role, *fields):
 
 
 def handshake(port, secret, dialer_id="intruder"):
-    """Dials a cluster listener as a node would (DESIGN: CONNECT with a nonce, AUTH with the
+    """Dials a cluster listener as a node would (docs/architecture.md, "The link handshake": CONNECT with a nonce, AUTH with the
     listener's nonce and proof, AUTH with ours); returns the CONNACK reason code and what the
     listener sent."""
     nonce = os.urandom(32)

@@ -7,6 +7,7 @@ every shared library a release build loads; every HAProxy configuration is valid
 WebSocket backend reaches a listener of deploy/starling.toml; the broker runs under
 MemoryDenyWriteExecute; every starling_* metric the Grafana dashboard uses is exported by a
 node. Every process is stopped here."""
+import contextlib
 import ctypes
 import json
 import os
@@ -20,7 +21,9 @@ import subprocess
 import threading
 import time
 import tomllib
+import urllib.request
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from cluster import Cluster
@@ -156,6 +159,33 @@ def render_nginx(tmp_path, nodes, listen):
     return path
 
 
+@contextlib.contextmanager
+def running_nginx(tmp_path, config, port):
+    """nginx on `config` (checked with `nginx -t` first) until the block ends, accepting on `port`."""
+    if not os.path.exists(NGINX):
+        pytest.fail("nginx is not installed (scripts/install-test-deps installs it)")
+    checked = subprocess.run([NGINX, "-t", "-c", str(config), "-p", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    log = open(tmp_path / "nginx.out", "w")
+    nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # nginx binds its port shortly after starting: poll until it accepts
+            assert nginx.poll() is None, (tmp_path / "error.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nginx did not listen"
+                time.sleep(0.05)
+        yield nginx
+    finally:
+        if nginx.poll() is None:
+            nginx.terminate()
+            nginx.wait(TIMEOUT)
+        log.close()
+
+
 @pytest.fixture
 def cluster2():
     c = Cluster(size=2)
@@ -164,28 +194,12 @@ def cluster2():
 
 
 def test_nginx_sends_new_clients_to_the_live_node(cluster2, tmp_path):
-    if not os.path.exists(NGINX):
-        pytest.fail("nginx is not installed (scripts/install-test-deps installs it)")
     nodes = {name: {1883: f"127.0.0.1:{node.port}"} for name, node in
              (("node1", cluster2["n1"]), ("node2", cluster2["n2"]))}
     listen = {1883: free_port(), 8883: free_port(), 80: free_port()}
     config = render_nginx(tmp_path, nodes, listen)
-    checked = subprocess.run([NGINX, "-t", "-c", str(config), "-p", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 0, checked.stderr
-    log = open(tmp_path / "nginx.out", "w")
-    nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with running_nginx(tmp_path, config, listen[1883]):
         through = Ports(listen[1883])
-        deadline = time.monotonic() + TIMEOUT
-        while True:  # nginx binds its port shortly after starting: poll until it accepts
-            assert nginx.poll() is None, (tmp_path / "error.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", listen[1883]), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nginx did not listen"
-                time.sleep(0.05)
-
         c = Client(through, client_id="via-nginx")
         c.connect()
         c.subscribe("nginx/#", qos=1)
@@ -214,11 +228,64 @@ def test_nginx_sends_new_clients_to_the_live_node(cluster2, tmp_path):
         clients = json.dumps(cluster2.api("n2", "/api/v1/clients"))
         assert c.client._client_id.decode() in clients, clients
         c.disconnect()
-    finally:
-        if nginx.poll() is None:
-            nginx.terminate()
-            nginx.wait(TIMEOUT)
-        log.close()
+
+
+ADMIN = "test-admin-token-0123456789"
+
+
+def websocket_client(client_id, port, bind_address, headers=None):
+    """A paho 5.0 client over WebSocket at /mqtt from `bind_address` (loopback has all of
+    127/8), connected or refused; returns (client, reason code of the CONNACK)."""
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                    transport="websockets")
+    c.ws_set_options(path="/mqtt", headers=headers)
+    answered = queue.Queue()
+    c.on_connect = lambda client, userdata, flags, reason, props: answered.put(reason.value)
+    c.connect("127.0.0.1", port, bind_address=bind_address)
+    c.loop_start()
+    return c, answered.get(timeout=TIMEOUT)
+
+
+def test_websocket_clients_behind_nginx_are_known_by_the_forwarded_address(broker_factory, tmp_path):
+    """mqtt.ws_trusted_proxies: deploy/nginx.conf's WebSocket location sends X-Forwarded-For
+    ($proxy_add_x_forwarded_for). nginx connects from 127.0.0.2, a trusted proxy; the client
+    behind it is who decides anonymous access (auth.allow_anonymous = "loopback") and who the
+    admin API shows. A header from anyone else is ignored."""
+    broker = broker_factory(config_text=f"""[mqtt]
+ws_listeners = ["127.0.0.1:0"]
+ws_trusted_proxies = ["127.0.0.2", "127.0.0.3/32"]
+[http]
+admin_token = "{ADMIN}"
+""", http=True, schemes=("mqtt", "ws"))
+    listen = {1883: free_port(), 8883: free_port(), 80: free_port()}
+    config = render_nginx(tmp_path, {"node1": {8083: f"127.0.0.1:{broker.ports['ws']}"}}, listen)
+    config.write_text(config.read_text().replace("proxy_pass http://starling_ws;", "proxy_pass http://starling_ws;\n            proxy_bind 127.0.0.2;"))
+
+    def remote_address(client_id):
+        request = urllib.request.Request(f"http://127.0.0.1:{broker.http_port}/api/v1/clients/{client_id}",
+                                         headers={"Authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return json.loads(response.read())["remote_address"]
+
+    with running_nginx(tmp_path, config, listen[1883]):
+        # From 127.0.0.4 (not a proxy) through nginx: the device's own header is not believed,
+        # nginx's hop is: the client is 127.0.0.4, a loopback address, anonymous allowed.
+        c, reason = websocket_client("ws-local", listen[80], "127.0.0.4", {"X-Forwarded-For": "203.0.113.7"})
+        assert reason == 0, reason
+        assert remote_address("ws-local").startswith("127.0.0.4 (forwarded by "), remote_address("ws-local")
+        c.disconnect()
+        c.loop_stop()
+        # From 127.0.0.3, a trusted proxy (a CDN in front of nginx, say) that names its client
+        # 203.0.113.7: a remote client, refused without a user name (0x87).
+        c, reason = websocket_client("ws-remote", listen[80], "127.0.0.3", {"X-Forwarded-For": "203.0.113.7"})
+        assert reason == 0x87, reason
+        c.loop_stop()
+    # Straight to the broker from 127.0.0.1, not a proxy: the header is ignored.
+    c, reason = websocket_client("ws-direct", broker.ports["ws"], "127.0.0.1", {"X-Forwarded-For": "203.0.113.7"})
+    assert reason == 0, reason
+    assert "203.0.113.7" not in remote_address("ws-direct") and "127.0.0.1" in remote_address("ws-direct")
+    c.disconnect()
+    c.loop_stop()
 
 
 def test_docker_compose_file_is_valid(tmp_path):

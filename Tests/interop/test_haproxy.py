@@ -1,6 +1,6 @@
 """Behind a real HAProxy: the PROXY protocol v2 gives the broker the client's own address, and
 HAProxy's health check against /readyz keeps a node in rotation while it serves on its spool,
-its store away (DESIGN G5, section 6; README "SQLite fallback")."""
+its store away (docs/architecture.md, G5; README "SQLite fallback")."""
 import os
 import pathlib
 import shutil

@@ -1,4 +1,4 @@
-"""The ingest bridge (G2, DESIGN.md section 4): every published message becomes one row of
+"""The ingest bridge (G2, docs/architecture.md "The ingest bridge"): every published message becomes one row of
 `messages`; re-sends after a lost PUBACK or a crash never add a second row; legitimate repeats
 do. Runs on SQLite and PostgreSQL against the built binary."""
 import random

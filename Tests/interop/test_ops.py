@@ -1,5 +1,5 @@
 """The operations endpoints (`--http` / http.listen): /healthz, /readyz and /metrics tell the
-truth (DESIGN G5): ready only when restored, accepting, able to write the store and not
+truth (docs/architecture.md, G5): ready only when restored, accepting, able to write the store and not
 draining; counters follow what clients do."""
 import json
 import signal

@@ -1,5 +1,5 @@
 -- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
--- messages (DESIGN.md section 3). Times are milliseconds since 1970 (UTC).
+-- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
 
 CREATE TABLE sessions (
     client_id        text PRIMARY KEY,

@@ -1,4 +1,4 @@
--- The ingest bridge (DESIGN.md section 4): one row per published message of an ingested topic,
+-- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic,
 -- partitioned by day on received_at. Partitions are created ahead by the broker
 -- (messages_YYYYMMDD) and dropped by ingest.retention; the default partition catches anything
 -- outside them, so an insert never fails for want of a partition.

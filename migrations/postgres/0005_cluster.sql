@@ -1,4 +1,4 @@
--- Cluster membership (DESIGN.md section 5): one row per node, a lease renewed every second or
+-- Cluster membership (docs/architecture.md, "Cluster"): one row per node, a lease renewed every second or
 -- so and compared with the database's own clock (now()), never a node's. A node whose lease has
 -- expired is dead. `incarnation` tells a restarted node from its previous process.
 

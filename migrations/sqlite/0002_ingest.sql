@@ -1,4 +1,4 @@
--- The ingest bridge (DESIGN.md section 4): one row per published message of an ingested topic.
+-- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic.
 -- received_at is UTC text, 'YYYY-MM-DD HH:MM:SS.SSS', which sorts in time order and works with
 -- SQLite's date functions (strftime, datetime, julianday).
 

@@ -1,4 +1,4 @@
--- Users for password authentication (DESIGN.md section 7), managed with `starling ctl users`.
+-- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
 -- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
 -- no password is ever stored.
 

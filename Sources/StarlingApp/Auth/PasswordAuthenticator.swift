@@ -14,7 +14,7 @@ public enum AnonymousPolicy: String, Sendable, CaseIterable {
     case never = "false"
 }
 
-/// Password authentication against the store's users (DESIGN section 7). Hashing takes tens of
+/// Password authentication against the store's users (docs/architecture.md, "Authentication"). Hashing takes tens of
 /// milliseconds by design, so it runs on a thread of its own, never on the broker's event loop;
 /// the broker holds the client's later packets meanwhile. A password that verified is
 /// remembered (as a SHA-256 of hash and password, not the password), so reconnecting clients

@@ -2,7 +2,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 
-/// Salted PBKDF2 password hashes (DESIGN section 7), as PHC strings:
+/// Salted PBKDF2 password hashes (docs/architecture.md, "Authentication"), as PHC strings:
 /// `$pbkdf2-sha512$i=210000$SALT$HASH`, salt and hash in unpadded base64. 210,000 rounds of
 /// HMAC-SHA-512 is OWASP's recommendation for PBKDF2-SHA512: right for passwords people choose,
 /// and about 0.14 s of one core per check here. Fleets whose devices hold random secrets may

@@ -97,6 +97,8 @@ extension ConfigurationKey {
         .init("mqtt", "ws_path", \.webSocketPath,
               .string("a path starting with \"/\", without spaces, \"?\" or \"#\"") { $0.hasPrefix("/") && !$0.contains { $0 == " " || $0 == "?" || $0 == "#" } },
               "The HTTP path of the WebSocket listeners."),
+        .init("mqtt", "ws_trusted_proxies", \.webSocketTrustedProxies, .trustedProxies,
+              "Addresses or CIDR ranges of the HTTP proxies (nginx, a cloud balancer) in front of the WebSocket listeners whose Forwarded or X-Forwarded-For header names the client; the client's address then decides anonymous access (auth.allow_anonymous = \"loopback\") and appears in logs and the admin API. Headers from any other address are ignored. [] trusts none."),
         .init("mqtt", "max_keepalive", \.broker.maxKeepAlive, .integer(0...65535),
               "Largest keep alive in seconds (0 = no maximum). A 5.0 client asking for more, or for 0, gets this as Server Keep Alive; a 3.x client is refused with CONNACK 0x02."),
         .init("mqtt", "connect_timeout", \.broker.connectTimeout, .seconds(0.1...3600), "Seconds a new connection has to send CONNECT before it is closed."),

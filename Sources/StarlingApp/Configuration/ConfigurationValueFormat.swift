@@ -97,6 +97,20 @@ extension ValueFormat where T == [ListenAddress] {
                                       literal: { "[\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" })
 }
 
+extension ValueFormat where T == TrustedProxies {
+    static let trustedProxies = Self(kind: .stringList, allowed: "a list of IP addresses or CIDR ranges, e.g. [\"10.0.0.0/8\", \"127.0.0.1\"]",
+                                     parse: { raw in
+                                         guard case .array(let items) = raw else { return nil }
+                                         var specs: [String] = []
+                                         for item in items {
+                                             guard case .string(let s) = item else { return nil }
+                                             specs.append(s)
+                                         }
+                                         return TrustedProxies(specs)
+                                     },
+                                     literal: { $0.description })
+}
+
 extension ValueFormat where T == ListenAddress? {
     /// "HOST:PORT", or "" for none.
     static func optionalListenAddress(_ none: String) -> Self {

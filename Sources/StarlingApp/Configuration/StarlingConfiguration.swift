@@ -19,6 +19,8 @@ public struct StarlingConfiguration: Sendable, Equatable {
     public var proxyProtocol = false
     /// The HTTP path WebSocket clients upgrade at.
     public var webSocketPath = "/mqtt"
+    /// HTTP proxies whose Forwarded / X-Forwarded-For headers name WebSocket clients.
+    public var webSocketTrustedProxies = TrustedProxies.none
     /// PEM files of the TLS listeners: the certificate chain and its key; with `tlsClientCA`,
     /// clients must present a certificate it signed (mutual TLS).
     public var tlsCertificate = ""

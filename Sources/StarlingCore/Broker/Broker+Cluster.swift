@@ -1,7 +1,7 @@
 public import MQTTCodec
 import NIOCore
 
-/// The broker's side of the cluster (DESIGN.md section 5): which filters this node has
+/// The broker's side of the cluster (docs/architecture.md, "Cluster"): which filters this node has
 /// subscribers for (its routes), forwarding what local clients publish to peers with
 /// subscribers, and delivering what peers forward. Sessions and their subscriptions stay with
 /// the node their client is connected to.

@@ -1,7 +1,7 @@
 import MQTTCodec
 import NIOCore
 
-/// The session directory (DESIGN.md section 5, G1 across nodes): every node knows the stored
+/// The session directory (docs/architecture.md, "Sessions across nodes"; G1 across nodes): every node knows the stored
 /// sessions the other nodes hold (or that no node holds), with their subscriptions, so the node
 /// that receives a PUBLISH commits the queue rows of every matching stored session before its
 /// PUBACK, and then hands each copy to the node holding the session.

@@ -21,7 +21,7 @@ extension Broker {
             contentHash: Self.contentHash(topic: topic, payload: publish.payload), nodeID: ingest.nodeID, dedup: dedup)))
     }
 
-    /// SHA-256 of the topic name, a zero byte, and the payload (DESIGN.md section 4).
+    /// SHA-256 of the topic name, a zero byte, and the payload (docs/architecture.md, "The ingest bridge").
     static func contentHash(topic: String, payload: ByteBuffer) -> [UInt8] {
         var hasher = SHA256()
         hasher.update(data: Array(topic.utf8))

@@ -70,12 +70,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public init() {}
 }
 
-/// The ingest bridge's settings (DESIGN.md section 4).
+/// The ingest bridge's settings (docs/architecture.md, "The ingest bridge").
 public struct IngestConfiguration: Sendable, Equatable {
     public var enabled = true
     /// Topic filters whose messages are stored; `$SYS` topics never are.
     public var topics: [MQTTTopicFilter] = [try! MQTTTopicFilter("#")]
-    /// How a re-sent QoS 1 message is recognised (DESIGN.md section 4).
+    /// How a re-sent QoS 1 message is recognised (docs/architecture.md, "The ingest bridge").
     public enum Dedup: String, Sendable, CaseIterable {
         /// A repeat of the last message with its packet id is a re-send only with DUP = 1.
         case dupFlag = "dup_flag"

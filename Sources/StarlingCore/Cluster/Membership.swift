@@ -1,7 +1,7 @@
 public import MQTTCodec
 public import NIOCore
 
-/// What a node announces about itself in the membership table (DESIGN.md section 5).
+/// What a node announces about itself in the membership table (docs/architecture.md, "Cluster").
 public struct NodeRegistration: Sendable, Equatable {
     public var nodeID: String
     /// Random per process start: tells a restarted node from the process it replaces.

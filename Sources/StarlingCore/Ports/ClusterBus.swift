@@ -1,6 +1,6 @@
 public import MQTTCodec
 
-/// The cluster as the broker core sees it (DESIGN.md section 5): a port, like storage. The core
+/// The cluster as the broker core sees it (docs/architecture.md, "Cluster"): a port, like storage. The core
 /// says which filters this node has subscribers for and hands over messages for peers; the
 /// implementation (StarlingCluster) carries them over the node links. Called on the broker's
 /// event loop only.

@@ -4,7 +4,7 @@ import NIOCore
 import Synchronization
 
 /// A store that commits to its primary (PostgreSQL) and, while the primary cannot be reached,
-/// to a local spool instead (README "SQLite fallback"; DESIGN.md G1: acknowledged means
+/// to a local spool instead (README "SQLite fallback"; docs/architecture.md, G1: acknowledged means
 /// durable, on this node's disk while spooling). When the primary answers again, the spool is
 /// replayed into it in order, in batches, while new batches keep going to the spool behind it;
 /// when the spool is empty, commits go to the primary again.

@@ -1,6 +1,6 @@
 public import NIOCore
 
-/// One published message for the `messages` table (DESIGN.md section 4).
+/// One published message for the `messages` table (docs/architecture.md, "The ingest bridge").
 public struct IngestRecord: Sendable, Equatable {
     /// How a re-sent message is recognised.
     public enum Dedup: Sendable, Equatable {

@@ -141,7 +141,7 @@ public enum StoreOperation: Sendable, Equatable {
     /// Set (or, with an empty payload, delete) the retained message of a topic.
     case setRetained(StoredMessage)
     /// Store a published message in `messages`, unless the de-duplication rule says it is a
-    /// re-send (DESIGN.md section 4), decided atomically in the database.
+    /// re-send (docs/architecture.md, "The ingest bridge"), decided atomically in the database.
     case ingest(IngestRecord)
     /// In a cluster, the will of a connection whose session is not stored, kept while the
     /// connection lasts so that a survivor publishes it if this node dies (migration 0007).
