@@ -272,9 +272,11 @@ public final class PostgresStore: PersistentStore {
                 try await connection.query("DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
             }
         }
-        try await writeQueued(batch, on: connection, logger: logger)
+        // Ingest first: in a replayed batch it decides which messages another node took already
+        // (`takenElsewhere`), and those are not queued for subscribers a second time.
         // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
-        try await writeIngest(batch.ingest, on: connection, logger: logger)
+        let taken = try await writeIngest(batch.ingest, on: connection, logger: logger)
+        try await writeQueued(batch, leavingOut: takenElsewhere(batch, duplicates: taken), on: connection, logger: logger)
         try await writeInbound(batch, on: connection, logger: logger)
         try await writeRetained(batch, on: connection, logger: logger)
         if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
@@ -367,11 +369,40 @@ public final class PostgresStore: PersistentStore {
         """
     }
 
-    /// Payloads and deliveries (after sessions, which deliveries reference).
-    private static func writeQueued(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
-        let (upserts, updates, deletes) = deliveryChanges(batch)
-        if !batch.messages.isEmpty || !upserts.isEmpty {
-            try await connection.query(queuedQuery(Array(batch.messages.values), upserts), logger: logger)
+    /// The messages of a replayed batch that a node other than this one has already taken from
+    /// their publisher: a device whose node went silent (cut off, frozen) while its spool held
+    /// the message re-sent it elsewhere, that node queued it for the subscribers, and the
+    /// replay's ingest found it stored (`duplicates`, of the batch's replayed records). Queued
+    /// again, a QoS 2 subscriber would receive it twice (README "What the cluster promises under
+    /// faults"). A message is matched to its record by publisher, topic and payload.
+    static func takenElsewhere(_ batch: StoreBatch, duplicates: [IngestRecord]) -> Set<Int64> {
+        guard !duplicates.isEmpty else { return [] }
+        var wanted: [String: [IngestRecord]] = [:]
+        for record in duplicates { wanted[record.clientID, default: []].append(record) }
+        var taken: Set<Int64> = []
+        for message in batch.messages.values.sorted(by: { $0.id < $1.id }) {
+            guard var records = wanted[message.publisher],
+                  let index = records.firstIndex(where: { $0.topic == message.topic && $0.payload == message.payload }) else { continue }
+            records.remove(at: index)
+            wanted[message.publisher] = records
+            taken.insert(message.id)
+        }
+        return taken
+    }
+
+    /// Payloads and deliveries (after sessions, which deliveries reference), but for the
+    /// messages `leavingOut` names.
+    private static func writeQueued(_ batch: StoreBatch, leavingOut taken: Set<Int64> = [], on connection: PostgresConnection,
+                                    logger: Logger) async throws {
+        var (upserts, updates, deletes) = deliveryChanges(batch)
+        var messages = Array(batch.messages.values)
+        if !taken.isEmpty {
+            messages.removeAll { taken.contains($0.id) }
+            upserts.removeAll { taken.contains($0.messageID) }
+            logger.info("replay: \(taken.count) messages another node took from their publishers meanwhile are not queued again")
+        }
+        if !messages.isEmpty || !upserts.isEmpty {
+            try await connection.query(queuedQuery(messages, upserts), logger: logger)
         }
         if !updates.isEmpty {
             try await connection.query("""
@@ -564,14 +595,24 @@ extension PostgresStore {
     /// QoS 1 rows exist only where the `ingest_dedup` upsert changed the last entry (the
     /// database decides, so a re-send reaching another node at the same moment waits on the row
     /// lock and then sees the first copy); QoS 2 rows only where the `inbound_qos2` entry is new.
-    static func writeIngest(_ records: [IngestRecord], on connection: PostgresConnection, logger: Logger) async throws {
+    /// Returns the replayed QoS 1 and 2 records that made no row (stored already).
+    @discardableResult
+    static func writeIngest(_ records: [IngestRecord], on connection: PostgresConnection, logger: Logger) async throws -> [IngestRecord] {
+        var duplicates: [IngestRecord] = []
         for round in IngestRecord.rounds(records) where !round.isEmpty {
-            try await connection.query(ingestQuery(round), logger: logger)
+            let replayed = round.contains { $0.replayed && $0.dedup != .none }
+            let rows = try await connection.query(ingestQuery(round, returning: replayed), logger: logger)
+            guard replayed else { continue }
+            var stored: Set<String> = []
+            for try await (client, packet) in rows.decode((String, Int32?).self) { stored.insert("\(client)\u{0}\(packet ?? 0)") }
+            duplicates += round.filter { $0.replayed && $0.dedup != .none && !stored.contains("\($0.clientID)\u{0}\($0.packetID ?? 0)") }
         }
+        return duplicates
     }
 
-    /// The statement of one round of ingest records (each de-duplication key once).
-    static func ingestQuery(_ round: [IngestRecord]) -> PostgresQuery {
+    /// The statement of one round of ingest records (each de-duplication key once); `returning`:
+    /// it answers the (client id, packet id) of every row it stored.
+    static func ingestQuery(_ round: [IngestRecord], returning: Bool = false) -> PostgresQuery {
         let kind = round.map { r -> Int16 in
             switch r.dedup { case .none: 0; case .qos1: 1; case .qos2: 2 }
         }
@@ -630,6 +671,7 @@ extension PostgresStore {
            OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
            OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
         ORDER BY i.ord
+        \(unescaped: returning ? "RETURNING client_id, packet_id" : "")
         """
     }
 

@@ -141,3 +141,34 @@ extension ClaimEpochTests {
         }
     }
 }
+
+extension ClaimEpochTests {
+    @Test("a replay does not queue again what another node took from the publisher meanwhile (QoS 2 once at subscribers)")
+    func replayLeavesOutWhatAnotherNodeQueued() async throws {
+        try await TestPostgres.withStore { store, client in
+            let holder = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n2")
+            let silent = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n1")
+            let other = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n3")
+            try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
+            func published(_ id: Int64, _ payload: String, packetID: UInt16, sequence: Int64, at receivedAt: Int64, replayed: Bool) -> [StoreOperation] {
+                var record = IngestRecord(receivedAt: receivedAt, clientID: "dev", username: nil, packetID: packetID, topic: "s/1",
+                                          payload: ByteBuffer(string: payload), qos: 2, retain: false, contentType: nil, userProperties: [],
+                                          contentHash: Array(payload.utf8), nodeID: replayed ? "n1" : "n3", dedup: .qos2)
+                record.replayed = replayed
+                return [.ingest(record),
+                        .saveMessage(StoredMessage(id: id, topic: "s/1", payload: ByteBuffer(string: payload), qos: .exactlyOnce, retain: false,
+                                                   properties: [], expiresAt: nil, publisher: "dev")),
+                        .saveDelivery(StoredDelivery(clientID: "sub", sequence: sequence, messageID: id, qos: .exactlyOnce, retain: false,
+                                                     subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil))]
+            }
+            // n1, cut off, spooled packets 7 and 8 and went silent; the device re-sent 7 through
+            // n3, which stored it and queued it for the subscriber. Then n1 replays its spool.
+            try await other.apply(published(20, "seven", packetID: 7, sequence: 200, at: 1_700_000_000_500, replayed: false))
+            try await silent.apply(published(10, "seven", packetID: 7, sequence: 100, at: 1_700_000_000_000, replayed: true)
+                + published(11, "eight", packetID: 8, sequence: 101, at: 1_700_000_000_010, replayed: true))
+            #expect(try await store.claimSession("sub").deliveries.map(\.sequence).sorted() == [101, 200])
+            #expect(try await Self.rows(client, payload: "seven") == 1)
+            #expect(try await Self.rows(client, payload: "eight") == 1)
+        }
+    }
+}
