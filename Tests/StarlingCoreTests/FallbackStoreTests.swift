@@ -259,7 +259,7 @@ extension FallbackStoreTests {
     func aStuckCommitDoesNotHoldTheReplay() async throws {
         let line = RecordingLine()
         let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
-                                  switchTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
+                                  switchTimeout: .milliseconds(20), lateAnswerTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
         var changes = await modes(of: store).makeAsyncIterator()
         try await store.migrate()
         primary.holdCommits = true  // the live path's commit never answers
@@ -340,5 +340,45 @@ extension FallbackStoreTests {
         #expect(!spooled.isStale(current: 6, claimedAt: 9_800))  // within the margin: kept
         #expect(!spooled.isStale(current: 6, claimedAt: 12_000))  // claimed after: acknowledged, kept
         #expect(!spooled.isStale(current: 6, claimedAt: nil))
+    }
+}
+
+/// A replay line that answers at once and says when it was pinged.
+final class SignallingLine: ReplayLine {
+    let pings: AsyncStream<Void>
+    private let pinged: AsyncStream<Void>.Continuation
+
+    init() { (pings, pinged) = AsyncStream.makeStream() }
+
+    func ping() async throws { pinged.yield() }
+    func endEarlierSessions() async throws {}
+    func apply(_: [StoreOperation]) async throws {}
+    func replayedThrough(spool _: String) async throws -> Int64 { 0 }
+    func reset() {}
+    func replayPending(spool _: String, _: Bool) async throws {}
+}
+
+extension FallbackStoreTests {
+    @Test("G2: a commit past its time limit while the primary answers is awaited, not tried again beside it (a late first attempt would store its rows twice)")
+    func aSlowCommitIsNotTriedAgainBesideItself() async throws {
+        let line = SignallingLine()
+        let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
+                                  switchTimeout: .milliseconds(20), lateAnswerTimeout: .seconds(60))
+        try await store.migrate()
+        var attempts = primary.attempts.makeAsyncIterator()
+        var pings = line.pings.makeAsyncIterator()
+        primary.holdCommits = true  // the first attempt waits (a pool with no free connection, a lock)
+        let committing = Task { try await store.commit([Self.reading(1)]) }
+        _ = await attempts.next()
+        _ = await pings.next()  // past the time limit, the store asked whether the primary answers
+        primary.holdCommits = false
+        primary.releaseCommits()  // the first attempt commits, late
+        #expect(try await committing.value.isEmpty)
+        guard case .ingest(let record) = primary.committed.first, primary.committed.count == 1 else {
+            Issue.record("committed: \(primary.committed)"); return
+        }
+        #expect(!record.replayed)
+        #expect(spool.operations.isEmpty, "\(spool.operations)")
+        #expect(store.status.mode == .direct)
     }
 }

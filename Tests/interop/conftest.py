@@ -23,13 +23,14 @@ class Broker:
     """A running `starling serve` process."""
 
     def __init__(self, config_text=None, extra_args=(), env=None, http=False, schemes=("mqtt",), mqtt_listen="127.0.0.1:0",
-                 workdir=None):
-        """`mqtt_listen` is the `--mqtt` address (e.g. "0.0.0.0:0"); None passes no `--mqtt`, so
+                 workdir=None, binary=None):
+        """`binary`: another starling executable than the one under test (an extracted package's).
+        `mqtt_listen` is the `--mqtt` address (e.g. "0.0.0.0:0"); None passes no `--mqtt`, so
         mqtt.listeners of the configuration decides. Clients reach the broker at 127.0.0.1.
         `workdir`: the working directory (its ./data outlives the process: a node restarted
         there finds its spool); by default a temporary one."""
         self.tmp = tempfile.TemporaryDirectory(prefix="starling-test-")
-        args = [BINARY, "serve"] + (["--mqtt", mqtt_listen] if mqtt_listen is not None else [])
+        args = [binary or BINARY, "serve"] + (["--mqtt", mqtt_listen] if mqtt_listen is not None else [])
         if http:
             args += ["--http", "127.0.0.1:0"]  # the operations endpoints, on a port the kernel picks
         if config_text is not None:

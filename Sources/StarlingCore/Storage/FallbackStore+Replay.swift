@@ -33,7 +33,8 @@ extension FallbackStore {
                 if status.stateDeferred, let onRecovered { onRecovered() }
                 return
             case .refused(let error):
-                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(error)")
+                // The database's own words (postgres-nio hides them from `description`).
+                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(String(String(reflecting: error).prefix(800)))")
                 setMode(.spooling)
             case .unreachable(let why):
                 logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")

@@ -34,6 +34,9 @@ public actor FallbackStore: PersistentStore {
     /// live path's pool.
     public nonisolated let line: any ReplayLine
     public nonisolated let switchTimeout: Duration
+    /// How long a commit past `switchTimeout` is awaited, while the primary answers, before the
+    /// batch goes to the spool in doubt (`commit`).
+    public nonisolated let lateAnswerTimeout: Duration
     public nonisolated let maxBytes: Int
     /// How often the primary is probed while spooling.
     public nonisolated let probeInterval: Duration
@@ -58,8 +61,9 @@ public actor FallbackStore: PersistentStore {
     var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
     public init(primary: any PersistentStore, spool: any StoreSpool, line: (any ReplayLine)? = nil, logger: Logger,
-                switchTimeout: Duration = .milliseconds(750), maxBytes: Int = 1 << 30, probeInterval: Duration = .seconds(1),
-                replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+                switchTimeout: Duration = .milliseconds(750), lateAnswerTimeout: Duration = .seconds(5), maxBytes: Int = 1 << 30,
+                probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+        self.lateAnswerTimeout = lateAnswerTimeout
         self.line = line ?? PrimaryLine(primary: primary)
         self.pauseReplayAfter = pauseReplayAfter
         self.name = primary.name
@@ -154,7 +158,8 @@ public actor FallbackStore: PersistentStore {
         var retries = 0
         while status.mode == .direct {
             let attempt = batch
-            switch await attemptCommit({ try await self.primary.commit(attempt) }, timeout: switchTimeout) {
+            let call = PrimaryCall()
+            switch await attemptCommit({ try await self.primary.commit(attempt) }, timeout: switchTimeout, call: call) {
             case .committed(let stale):
                 return stale
             case .refused(let error):
@@ -164,10 +169,24 @@ public actor FallbackStore: PersistentStore {
                 // goes again is in doubt (`replayed`), whichever way it goes.
                 batch = operations.map { Self.replayed($0, inDoubt: true) }
                 if retries < 2, await primaryAnswers() {
-                    // Only this connection was lost (ended by the database, a node resumed
-                    // after a freeze): the primary takes the batch again, fences checked.
-                    retries += 1
-                    continue
+                    // The primary answers: this attempt was slow, or only its connection was
+                    // lost (ended by the database, a node resumed after a freeze). Not beside
+                    // an attempt that may still commit: one that had not yet reached the
+                    // database would land after the retry, not as a re-send, and store its
+                    // rows twice. So its end is awaited (bounded); then the primary takes the
+                    // batch again, fences checked. Still running: in doubt, to the spool, whose
+                    // replay ends this node's earlier sessions first.
+                    switch await call.outcome(within: lateAnswerTimeout) {
+                    case .ended(.committed(let stale)):
+                        return stale
+                    case .ended(.refused(let error)):
+                        throw error
+                    case .ended(.unreachable):
+                        retries += 1
+                        continue
+                    case .unknown:
+                        break
+                    }
                 }
                 batchesInDoubt += 1
                 if status.mode == .direct { enterSpooling(because: why, atStart: false) }
@@ -246,19 +265,29 @@ public actor FallbackStore: PersistentStore {
         }, timeout: timeout, onTimeout: onTimeout)
     }
 
+    /// `call`: where the outcome goes even after the time limit (`PrimaryCall`).
     func attemptCommit(_ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration,
-                       onTimeout: (@Sendable () -> Void)? = nil) async -> Attempt {
+                       onTimeout: (@Sendable () -> Void)? = nil, call: PrimaryCall? = nil) async -> Attempt {
         let race = Race()
         let primary = self.primary
         return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in
             race.arm(continuation)
             let timer = TimerBox()
             let work = Task {
+                let outcome: Attempt
                 do {
-                    race.finish(.committed(try await body()))
+                    outcome = .committed(try await body())
                 } catch {
-                    race.finish(primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error))
+                    outcome = primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
                 }
+                // A failure after its cancellation at the time limit may be that cancellation:
+                // whether its statements reached the database is not known.
+                if case .committed = outcome {
+                    call?.finish(.ended(outcome))
+                } else {
+                    call?.finish(Task.isCancelled ? .unknown : .ended(outcome))
+                }
+                race.finish(outcome)
                 timer.task.withLock { $0?.cancel() }
             }
             timer.task.withLock { timer in
@@ -305,6 +334,46 @@ public actor FallbackStore: PersistentStore {
 /// The time limit of one call to the primary, cancelled when the call ends first.
 private final class TimerBox: Sendable {
     let task = Mutex<Task<Void, any Error>?>(nil)
+}
+
+/// The outcome of a call to the primary, awaited after its time limit has passed.
+final class PrimaryCall: Sendable {
+    enum Outcome: Sendable {
+        case ended(FallbackStore.Attempt)
+        /// Still running, or ended by its cancellation.
+        case unknown
+    }
+
+    private let state = Mutex<(outcome: Outcome?, waiters: [Int: CheckedContinuation<Outcome, Never>], next: Int)>((nil, [:], 0))
+
+    func finish(_ outcome: Outcome) {
+        let waiters = state.withLock { state in
+            defer { state.waiters.removeAll() }
+            state.outcome = outcome
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: outcome) }
+    }
+
+    /// The call's outcome, or `.unknown` when it has none within `timeout`.
+    func outcome(within timeout: Duration) async -> Outcome {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+            let id = state.withLock { state -> Int? in
+                if state.outcome != nil { return nil }
+                state.next += 1
+                state.waiters[state.next] = continuation
+                return state.next
+            }
+            guard let id else {
+                continuation.resume(returning: state.withLock { $0.outcome } ?? .unknown)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: .unknown)
+            }
+        }
+    }
 }
 
 /// The first of two answers wins (a call, or its time limit).
