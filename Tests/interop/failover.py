@@ -192,6 +192,7 @@ class Device:
         self.ack_times = []  # monotonic time of each acknowledgement
         self.connects = 0
         self.disconnect_times = []
+        self.connect_times = []  # monotonic times of each CONNACK that accepted
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -215,6 +216,7 @@ class Device:
         with self.lock:
             if not rc.is_failure:
                 self.connects += 1
+                self.connect_times.append(time.monotonic())
             self.lock.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, rc, props):

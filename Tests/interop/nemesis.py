@@ -318,10 +318,13 @@ class Nemesis:
             gaps[name] = subscriber.wait_for(list(acked), timeout=DEADLINE)
         with self.qos2_subscriber.lock:
             qos2_twice = sorted(p for p, q in acked.items() if q == 2 and self.qos2_subscriber.counts.get(p, 0) > 1)
-        pauses = {}
+        pauses, anatomy = {}, {}
         for event in self.events:
-            longest = max((self.longest_pause(d, event["start"], event["healed"]) for d in self.devices), default=0.0)
-            pauses[event["kind"]] = round(max(pauses.get(event["kind"], 0.0), longest), 3)
+            for device in self.devices:
+                gap, begin = self.longest_pause(device, event["start"], event["healed"], with_start=True)
+                if gap > pauses.get(event["kind"], -1.0):
+                    pauses[event["kind"]] = round(gap, 3)
+                    anatomy[event["kind"]] = self.pause_anatomy(device, begin, gap, event)
         named = ",".join("'" + p + "'" for p in twice[:10]) or "''"
         details = self.cluster.query(
             "SELECT convert_from(payload, 'UTF8'), id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
@@ -332,6 +335,9 @@ class Nemesis:
             "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
             "unknown_rows": len(unknown), "subscriber_gaps": {k: len(v) for k, v in gaps.items()}, "qos2_delivered_twice": len(qos2_twice),
             "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
+            # For each kind's longest pause: seconds from the last acknowledgement before it to
+            # the fault, to the device's disconnect, to its next CONNACK, and the pause's length.
+            "longest_pause_anatomy": anatomy,
             # paho's own re-sends of released QoS 2 messages, kept back (failover.keep_pubrel_across_reconnects)
             "client_pubrel_replays_kept_back": sum(len(d.pubrel_replays) for d in self.devices),
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
@@ -346,14 +352,26 @@ class Nemesis:
         return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
     @staticmethod
-    def longest_pause(device, start, end):
-        """The longest time the device went without an acknowledgement in [start, end]."""
+    def longest_pause(device, start, end, with_start=False):
+        """The longest time the device went without an acknowledgement in [start, end] (and,
+        `with_start`, when that pause began)."""
         with device.lock:
             times = [t for t in device.ack_times if start - 5 <= t <= end + 5]
         before = [t for t in times if t <= start]
         inside = [t for t in times if start < t <= end + 5]
         points = ([before[-1]] if before else [start]) + inside
-        return max((b - a for a, b in zip(points, points[1:])), default=end - start)
+        gap, begin = max(((b - a, a) for a, b in zip(points, points[1:])), default=(end - start, start))
+        return (gap, begin) if with_start else gap
+
+    @staticmethod
+    def pause_anatomy(device, begin, gap, event):
+        with device.lock:
+            drops = [t for t in device.disconnect_times if begin <= t <= begin + gap]
+            joins = [t for t in device.connect_times if begin <= t <= begin + gap]
+        return {"device": device.client_id, "node": event["node"], "fault_at": round(event["start"] - begin, 3),
+                "disconnected_at": round(drops[0] - begin, 3) if drops else None,
+                "connected_at": round(joins[-1] - begin, 3) if joins else None,
+                "reconnects": len(joins), "pause": round(gap, 3)}
 
     def stop(self):
         for device in self.devices:
