@@ -87,6 +87,35 @@ struct FencingTests {
         }
     }
 
+    @Test("[MQTT-4.3.3] a QoS 2 message spooled under a fence: peers' stored sessions get it from the replayed rows, not live")
+    func spooledQoS2IsNotForwardedToStoredSessions() async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            let subscription = Subscription(MQTTSubscription(filter: try MQTTTopicFilter("s/#"), qos: .exactlyOnce), identifier: nil)
+            try await onLoop {
+                h.broker.directoryChanged([SessionDirectoryEntry(clientID: "sub", owner: "n2", subscriptions: [subscription], epoch: 1)])
+                _ = device.take()
+                h.broker.storeModeChanged(spooling: true, replaying: false)
+                device.publish("s/1", "spooled", qos: .exactlyOnce, id: 3)
+            }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let bus = h.broker.cluster as? RecordingClusterBus
+                #expect(device.take().contains { $0.type == .pubrec })
+                #expect(bus?.forwards.contains { $0.deliveries.contains { $0.clientID == "sub" } } == false)
+                // Direct again: the copy goes with the message, as always.
+                h.broker.storeModeChanged(spooling: false, replaying: false)
+                device.publish("s/1", "direct", qos: .exactlyOnce, id: 4)
+            }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let bus = h.broker.cluster as? RecordingClusterBus
+                #expect(bus?.forwards.contains { $0.peer == "n2" && $0.deliveries.contains { $0.clientID == "sub" } } == true)
+            }
+        }
+    }
+
     /// A QoS 2 delivery to a stored session, PUBREC'd while this node's writes go to its spool.
     static func releasedWhileSpooling(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> (BrokerHarness.Client, UInt16) {
         let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }

@@ -15,6 +15,8 @@ sockets, as the network would make it. The history is each device's sends and ac
 
 Run by test_nemesis.py (a short schedule in CI) and by bench/nemesis (10 minutes, 40 faults and
 more):  python3 Tests/interop/nemesis.py --seed 7 --duration 600 --nodes 3
+The same checker over the SQLite fallback alone (one node on PostgreSQL and its spool, store
+outages and kills):  python3 Tests/interop/nemesis.py --single --duration 120
 """
 import argparse
 import json
@@ -38,15 +40,19 @@ from netproxy import Proxy  # noqa: E402
 LEASE = 5.0  # cluster.lease_timeout (the default)
 KINDS = ("kill", "freeze_short", "freeze_long", "cut_one", "outage", "db_restart", "links_all", "links_one",
          "cluster_restart", "outage_then_kill", "cut_then_freeze")
+# One node on PostgreSQL with its SQLite spool, no cluster (`--single`): the fallback alone.
+SINGLE_KINDS = ("kill", "outage", "db_restart", "outage_then_kill")
 
 
 class NemesisCluster:
     """Nodes n1..nN, each with a working directory that outlives its process (its spool), a
     proxy to PostgreSQL and a proxy in front of its cluster listener."""
 
-    def __init__(self, size, extra_env=None, keep_logs=None):
-        """`keep_logs`: a directory that receives every node incarnation's log."""
+    def __init__(self, size, extra_env=None, keep_logs=None, cluster=True):
+        """`keep_logs`: a directory that receives every node incarnation's log. `cluster`
+        false: one node without `--cluster` (PostgreSQL and its spool only)."""
         self.keep_logs = keep_logs
+        self.clustered = cluster
         self.incarnations = {}
         self.schema = f"nem_{uuid.uuid4().hex[:12]}"
         url = urllib.parse.urlsplit(postgres_url(self.schema))
@@ -71,9 +77,9 @@ class NemesisCluster:
     def start(self, node_id):
         env = {"STARLING_CLUSTER_SECRET": SECRET, "STARLING_HTTP_ADMIN_TOKEN": ADMIN_TOKEN,
                "STARLING_CLUSTER_ADVERTISE": f"127.0.0.1:{self.links[node_id].port}", **self.extra_env}
-        node = Broker(extra_args=("--postgres", self.url(node_id), "--node-id", node_id,
-                                  "--cluster", f"127.0.0.1:{self.cluster_ports[node_id]}"),
-                      env=env, http=True, schemes=("mqtt", "cluster"), workdir=self.workdirs[node_id])
+        cluster_args = ("--node-id", node_id, "--cluster", f"127.0.0.1:{self.cluster_ports[node_id]}") if self.clustered else ()
+        node = Broker(extra_args=("--postgres", self.url(node_id), *cluster_args),
+                      env=env, http=True, schemes=("mqtt", "cluster") if self.clustered else ("mqtt",), workdir=self.workdirs[node_id])
         node.node_id = node_id
         old = self.nodes.get(node_id)
         if old is not None:
@@ -146,9 +152,10 @@ def schedule(seed, count, kinds=KINDS, nodes=3):
 
 
 class Nemesis:
-    def __init__(self, nodes=3, devices=6, interval=0.02, log=print, keep_logs=None):
+    def __init__(self, nodes=3, devices=6, interval=0.02, log=print, keep_logs=None, single=False):
+        """`single`: one node without a cluster (the SQLite fallback alone; `SINGLE_KINDS`)."""
         self.log = log
-        self.cluster = NemesisCluster(nodes, keep_logs=keep_logs, extra_env={
+        self.cluster = NemesisCluster(1 if single else nodes, keep_logs=keep_logs, cluster=not single, extra_env={
             "STARLING_MQTT_PROXY_PROTOCOL": "true",  # deploy/haproxy.cfg sends PROXY v2
             "STARLING_SERVER_DRAIN_WAIT": "0",
             # A subscriber away for a minute at the long runs' rate must not meet its queue limit
@@ -182,6 +189,8 @@ class Nemesis:
 
     def wait_for_links(self):
         live = [n for n in self.cluster.nodes if self.cluster.alive(n)]
+        if not self.cluster.clustered:
+            return
 
         def linked():
             for node_id in live:
@@ -402,11 +411,13 @@ def main():
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between two readings of a device")
     parser.add_argument("--duration", type=float, default=600, help="seconds of faults (the schedule is cut there)")
     parser.add_argument("--faults", type=int, default=500, help="most faults")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="the fault kinds to draw from, comma-separated")
+    parser.add_argument("--kinds", help="the fault kinds to draw from, comma-separated (default: every kind)")
+    parser.add_argument("--single", action="store_true", help="one node without a cluster: the SQLite fallback alone")
     parser.add_argument("--keep-logs", help="a directory for every node incarnation's log")
     args = parser.parse_args()
-    faults = schedule(args.seed, args.faults, kinds=tuple(args.kinds.split(",")), nodes=args.nodes)
-    nemesis = Nemesis(nodes=args.nodes, devices=args.devices, interval=args.interval, keep_logs=args.keep_logs)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else (SINGLE_KINDS if args.single else KINDS)
+    faults = schedule(args.seed, args.faults, kinds=kinds, nodes=1 if args.single else args.nodes)
+    nemesis = Nemesis(nodes=args.nodes, devices=args.devices, interval=args.interval, keep_logs=args.keep_logs, single=args.single)
     try:
         result = nemesis.run(faults, seed=args.seed, duration=args.duration)
     finally:

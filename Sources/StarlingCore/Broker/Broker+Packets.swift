@@ -171,9 +171,17 @@ extension Broker {
                 if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
             }
             let servedGroups = routed.servedGroups
-            commitCollected(fence: fenceCollected(from: firstWrite, for: connection)) { [self] in
+            let fence = fenceCollected(from: firstWrite, for: connection)
+            commitCollected(fence: fence) { [self] in
                 if publish.qos == .exactlyOnce {
-                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: remoteCopies, groupsCommitted: groupsCommitted)
+                    // Gone to the spool under a fence, the commit is decided only by the replay:
+                    // left out if a later claim took the session meanwhile (a node frozen or cut
+                    // off, whose device re-sent the message elsewhere). Peers' stored sessions
+                    // then get their copies from the replayed rows (the pickup), never one from
+                    // here besides the one the other node delivers [MQTT-4.3.3].
+                    let undecided = fence != nil && (storeSpooling || storeReplaying)
+                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: undecided ? [:] : remoteCopies,
+                                   groupsCommitted: groupsCommitted)
                 } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
                     forwardToPeers(message, servedGroups: [], deliveries: remoteCopies, copiesOnly: true)
                 }
