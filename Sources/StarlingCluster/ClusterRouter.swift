@@ -102,15 +102,24 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         broadcastPrepared(ids, packets, what: what, timeout: timeout, then: then)
     }
 
+    /// Peers that let an acknowledgement time out and have not answered since: broadcasts do
+    /// not wait for them (`broadcastPrepared`).
+    var silent: Set<String> = []
+
     /// Peers' answers to claims, by packet id, while they are awaited.
     var answers: [UInt16: (MQTTProperties) -> Void] = [:]
 
     private func broadcastPrepared(_ ids: [UInt16], _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount?,
                                    then: @escaping () -> Void) {
-        let waiting = Set(outbound.keys)
+        // A silent peer (frozen, or its link dead but not yet known so) still gets the packets,
+        // but is not waited for again: a claim already waited for it, and the CONNACK that
+        // follows would wait `routeAckTimeout` more. It learns everything in full when its link
+        // comes up again (`outboundUp`), and is waited for again once it answers anything.
+        let waiting = Set(outbound.keys).subtracting(silent)
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
+        guard !waiting.isEmpty else { return then() }
         awaitAcks(ids, from: waiting, what: what, timeout: timeout, then: then)
     }
 
@@ -124,6 +133,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             for id in ids {
                 guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
                 logger.warning("peers \(pending.peers.sorted()) did not acknowledge \(what) in time")
+                silent.formUnion(pending.peers)
                 pending.then()
             }
         }
@@ -350,6 +360,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// Our outbound link to `peer` is up: it gets our full route set.
     func outboundUp(_ peer: String, link: ClusterLinkHandler) {
         outbound[peer] = link
+        silent.remove(peer)
         link.sendFullRoutes(broker?.localRoutes ?? [])
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
         link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
@@ -375,6 +386,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// A peer acknowledged a route change (or a claim: its answer carries `properties`).
     func acknowledged(_ packetID: UInt16, by peer: String, properties: MQTTProperties = []) {
+        silent.remove(peer)
         if !properties.isEmpty, let collect = answers[packetID] { collect(properties) }
         guard var pending = pendingAcks[packetID] else { return }
         pending.peers.remove(peer)

@@ -86,6 +86,29 @@ struct ClusterRouterForwardTests {
         #expect(released)
     }
 
+    @Test("a peer that let a claim time out is not waited for by the broadcasts after it (the CONNACK would wait 2 s more), until it answers again")
+    func silentPeerIsNotWaitedFor() throws {
+        let (router, channel, _) = try Self.routerWithLink()
+        router.claimAckTimeout = .milliseconds(250)
+        var claimed = false
+        router.broadcast([{ ClusterLinkHandler.claimed("dev", epoch: 7, packetID: $0) }], what: "a claim", timeout: router.claimAckTimeout) {
+            claimed = true
+        }
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(250))
+        #expect(claimed && router.silent == ["n2"])
+        // The session's directory entry after the claim: sent to the silent peer, not waited for.
+        var announced = false
+        router.sessionsChanged([SessionDirectoryEntry(clientID: "dev", owner: "n1", subscriptions: [], epoch: 7)]) { announced = true }
+        #expect(announced)
+        let sent = try Self.written(channel, topic: PeerDirectory.changed)
+        #expect(sent.count == 1)
+        // It answers: waited for again.
+        router.acknowledged(try #require(sent.first?.packetID), by: "n2")
+        var again = false
+        router.sessionsChanged([SessionDirectoryEntry(clientID: "dev", owner: "n1", subscriptions: [], epoch: 8)]) { again = true }
+        #expect(!again && router.silent.isEmpty)
+    }
+
     @Test("a claim's answer carries the session's ended deliveries; other answers carry none")
     func endedInAnswers() {
         #expect(PeerMessages.ended([]).isEmpty)
