@@ -172,6 +172,10 @@ SELECT 1;
 -- Spool replays are PostgreSQL's; SQLite keeps its migration numbers in step.
 SELECT 1;
 """#),
+        Migration(version: 13, name: "recent_claims", sql: #"""
+-- Claims are PostgreSQL's (a cluster); SQLite keeps its migration numbers in step.
+SELECT 1;
+"""#),
     ]
     public static let postgres: [Migration] = [
         Migration(version: 1, name: "sessions", sql: #"""
@@ -409,6 +413,14 @@ UPDATE nodes SET held_since = started_at;
 -- that replay (at most 10 s), so what the holder ended while spooling (deliveries acknowledged
 -- by the client) is in the store before the session is read and nothing is delivered twice.
 ALTER TABLE spool_replays ADD COLUMN pending boolean NOT NULL DEFAULT false;
+"""#),
+        Migration(version: 13, name: "recent_claims", sql: #"""
+-- The latest claims of a session (at most 8), as pairs: epoch, then when it was made
+-- (milliseconds since 1970, by the database's clock). A spool replay leaves out what a
+-- connection sent once any later claim than its own had been made before the node spooled it
+-- (docs/architecture.md "Fencing"): the first claim after the connection's, which `claimed_at`
+-- (the latest) no longer shows when the session moved on again since.
+ALTER TABLE sessions ADD COLUMN recent_claims bigint[];
 """#),
     ]
 }

@@ -122,8 +122,11 @@ extension PostgresStore: SessionOwnershipStore {
         let rows = try await client.query("""
             WITH previous AS (SELECT owner_node FROM sessions WHERE client_id = \(clientID)),
                  e AS (SELECT nextval('claim_epochs') AS epoch),
+                 t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS at),
                  claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e),
-                                    claimed_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                                    claimed_at = (SELECT at FROM t),
+                                    recent_claims = (SELECT a[greatest(cardinality(a) - 15, 1):] FROM
+                                        (SELECT coalesce(recent_claims, '{}'::bigint[]) || ARRAY[(SELECT epoch FROM e), (SELECT at FROM t)] AS a) h)
                              WHERE client_id = \(clientID) AND claim_epoch < (SELECT epoch FROM e))
             SELECT epoch, (SELECT owner_node FROM previous) FROM e
             """, logger: logger)

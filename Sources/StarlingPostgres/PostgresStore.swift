@@ -143,13 +143,18 @@ public final class PostgresStore: PersistentStore {
     /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
     static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<SessionFence> {
         let clients = Array(Set(fences.map(\.clientID))).sorted()
-        var rows: [String: (epoch: Int64, claimedAt: Int64?)] = [:]
+        var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
         let result = try await connection.query("""
-            SELECT client_id, claim_epoch, claimed_at FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
+            SELECT client_id, claim_epoch, claimed_at, recent_claims FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
             """, logger: logger)
-        for try await (clientID, epoch, claimedAt) in result.decode((String, Int64, Int64?).self) { rows[clientID] = (epoch, claimedAt) }
+        for try await (clientID, epoch, claimedAt, recent) in result.decode((String, Int64, Int64?, [Int64]?).self) {
+            rows[clientID] = (epoch, claimedAt, recent ?? [])
+        }
         return fences.filter { fence in
-            rows[fence.clientID].map { fence.isStale(current: $0.epoch, claimedAt: $0.claimedAt) } ?? false
+            guard let row = rows[fence.clientID] else { return false }
+            // The first claim after the fence's own: a session may have moved on since (migration 0013).
+            let first = SessionFence.firstClaim(after: fence.epoch, in: row.recent) ?? row.claimedAt
+            return fence.isStale(current: row.epoch, claimedAt: first)
         }
     }
 

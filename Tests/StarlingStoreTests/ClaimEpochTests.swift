@@ -172,3 +172,35 @@ extension ClaimEpochTests {
         }
     }
 }
+
+extension ClaimEpochTests {
+    @Test("G2: a spooled fence is stale when the first later claim came before the spooling, though the session moved on again since")
+    func firstLaterClaimDecides() async throws {
+        try await TestPostgres.withStore { _, client in
+            let nodes = ["n1", "n2", "n3"].map { PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: $0) }
+            let first = try await nodes[0].markOwned("dev")
+            try await nodes[0].apply([Self.session("dev", epoch: first, username: "u")])
+            let second = try await nodes[1].markOwned("dev")  // the device moved while n1 was frozen
+            let third = try await nodes[2].markOwned("dev")  // and on again, later
+            let recent = try await client.query("SELECT recent_claims FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
+            var pairs: [Int64] = []
+            for try await claims in recent.decode([Int64].self) { pairs = claims }
+            // The claims that took the row (the first made it, with its session).
+            #expect(stride(from: 0, to: pairs.count, by: 2).map { pairs[$0] } == [second, third])
+            // The claims' times, as they were: the second 5 s before n1 spooled, the third 100 ms before.
+            let spooledAt: Int64 = 1_800_000_000_000
+            try await client.query("""
+                UPDATE sessions SET claimed_at = \(spooledAt - 100),
+                    recent_claims = ARRAY[\(first), \(spooledAt - 9_000), \(second), \(spooledAt - 5_000), \(third), \(spooledAt - 100)]::bigint[]
+                WHERE client_id = 'dev'
+                """, logger: TestPostgres.logger)
+            let fence = SessionFence(clientID: "dev", epoch: first, spooledAt: spooledAt)
+            let stale = try await nodes[0].commit([.fenced(fence, [.ingest(Self.record("dev", packetID: 9, payload: "late"))])])
+            #expect(stale == [fence])
+            #expect(try await Self.rows(client, payload: "late") == 0)
+            // A fence of the second claim: the first claim after it (the third) came after the spooling's margin.
+            let kept = SessionFence(clientID: "dev", epoch: second, spooledAt: spooledAt)
+            #expect(try await nodes[1].commit([.fenced(kept, [.ingest(Self.record("dev", packetID: 10, payload: "kept"))])]).isEmpty)
+        }
+    }
+}

@@ -181,7 +181,14 @@ public struct SessionFence: Hashable, Sendable {
     /// fenced operations out.
     public static let spoolClockMargin: Int64 = 250
 
-    /// Whether a session row holding claim `current` (taken at `claimedAt`) overtakes this fence.
+    /// When the first claim later than `epoch` was made, from a session's recent claims (pairs:
+    /// epoch, then milliseconds since 1970); nil when none of them is later.
+    public static func firstClaim(after epoch: Int64, in recent: [Int64]) -> Int64? {
+        stride(from: 0, to: recent.count - 1, by: 2).first { recent[$0] > epoch }.map { recent[$0 + 1] }
+    }
+
+    /// Whether a session row holding claim `current` (its first claim after this fence's taken at
+    /// `claimedAt`) overtakes this fence.
     public func isStale(current: Int64, claimedAt: Int64?) -> Bool {
         guard current > epoch else { return false }
         guard let spooledAt else { return true }
