@@ -41,7 +41,7 @@ public final class ClusterLinks: Sendable {
         let (nodeID, secret, links, router, logger, tls) = (nodeID, secret, links, router, logger, serverTLS)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
@@ -86,7 +86,7 @@ public final class ClusterLinks: Sendable {
         let (nodeID, secret, links, router, logger, tls) = (nodeID, secret, links, router, logger, clientTLS)
         let connecting = ClientBootstrap(group: group)
             .connectTimeout(.seconds(2))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A slow peer: past this many unsent bytes the link is not writable and messages
             // for it are dropped and counted (`ClusterRouter.forward`).
             .channelOption(.writeBufferWaterMark, value: .init(low: linkBuffer / 2, high: linkBuffer))

@@ -101,7 +101,7 @@ public enum MQTTListener {
         let bootstrap = ServerBootstrap(group: eventLoop, childGroup: eventLoop)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             // Start reads small: NIO keeps each channel's last receive buffer for reuse, and an
             // idle client sends a few bytes a minute. A CONNECT usually fits in 64 bytes; the

@@ -215,6 +215,9 @@ class Nemesis:
         except AssertionError as error:
             said = {}
             for node_id, node in self.cluster.nodes.items():
+                if node.process.poll() is not None:  # a node that died: how (a negative status is a signal)
+                    said[node_id] = f"exited with status {node.process.returncode}"
+                    continue
                 try:
                     said[node_id] = node.get("/readyz")
                 except OSError as failure:

@@ -3,10 +3,12 @@ test, inspected with dpkg-deb, extracted with `dpkg -x` into a temporary root, a
 broker run on the packaged configuration (its addresses and data directory moved to the test's):
 a mosquitto_pub reading lands in its SQLite store. lintian runs where it is installed."""
 import os
+import pathlib
 import re
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import tomllib
 
 import pytest
@@ -107,3 +109,59 @@ def test_lintian_finds_nothing_unexplained(deb):
     result = subprocess.run([lintian, "--fail-on", "error,warning", "--suppress-tags", "custom-library-search-path", deb],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory others may enter (pytest's own are the test user's alone)."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="starling-deb-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_packaged_broker_serves_as_an_unprivileged_user(deb, open_dir):
+    """The package's service runs as the `starling` system user (the image as uid 10001, the
+    deploy/ units as a dynamic user): no step of serving a client may need privileges. Setting
+    TCP_NODELAY at the socket level instead of TCP's asked for SO_DEBUG, which only root may set:
+    every connection was closed at accept (found through this package)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root (an unprivileged run of the suite tests this everywhere)")
+    root = open_dir / "root"
+    subprocess.run(["dpkg", "-x", deb, str(root)], check=True, timeout=120)
+    data = open_dir / "data"
+    data.mkdir()
+    for path in (open_dir, root, data, *root.rglob("*")):
+        if path.is_dir():
+            path.chmod(0o755)
+    nobody = 65534
+    os.chown(data, nobody, nobody)
+    config = (root / "etc/starling/starling.toml").read_text().replace('"/var/lib/starling"', f'"{data}"') \
+        .replace('"127.0.0.1:1883"', '"127.0.0.1:0"').replace('"127.0.0.1:8080"', '""')
+    (open_dir / "starling.toml").write_text(config)
+    (open_dir / "starling.toml").chmod(0o644)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(nobody)
+        os.setuid(nobody)
+
+    process = subprocess.Popen([str(root / "usr/bin/starling"), "serve", "--config", str(open_dir / "starling.toml")],
+                               stdout=subprocess.PIPE, stderr=open(open_dir / "broker.log", "w"), text=True, cwd=data, preexec_fn=drop,
+                               env=dict(os.environ, STARLING_SERVER_DRAIN_WAIT="0"))
+    try:
+        port = None
+        for line in process.stdout:  # the broker announces its port; output ends if it exits
+            match = re.match(r"starling: listening mqtt 127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port, "the broker did not listen: " + (open_dir / "broker.log").read_text()[-2000:]
+        sent = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-i", "unprivileged", "-q", "1",
+                               "-t", "readings/nobody", "-m", "7"], capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+    finally:
+        process.terminate()
+        process.wait(60)
+    with sqlite3.connect(data / "starling.db") as db:
+        assert db.execute("SELECT client_id, payload FROM messages").fetchall() == [("unprivileged", b"7")]
