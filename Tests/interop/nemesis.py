@@ -177,6 +177,7 @@ class Nemesis:
             protocol, qos = kinds[i % len(kinds)]
             self.devices.append(Device(host, port, f"nem-dev-{i}", protocol=protocol, qos=qos, interval=interval))
         self.events = []
+        self.crashes = []  # nodes that died on their own (`revive_dead`)
 
     # MARK: waiting for the cluster to heal (events, not time)
 
@@ -208,10 +209,26 @@ class Nemesis:
             return True
         self.wait(linked, "every link up")
 
+    def revive_dead(self):
+        """A node that died on its own (not by a fault: those restart it at once) is counted
+        as a crash, with its exit status and its log's last lines, and started again, as its
+        supervisor would (systemd's Restart=always, Kubernetes)."""
+        for node_id, node in list(self.cluster.nodes.items()):
+            if node.process.poll() is None:
+                continue
+            tail = node.log()[-1500:]
+            self.crashes.append({"node": node_id, "status": node.process.returncode,
+                                 "wall": time.strftime("%H:%M:%S", time.gmtime()), "log_tail": tail})
+            self.log(f"nemesis: {node_id} died on its own (status {node.process.returncode}); restarting it")
+            self.restart(node_id)
+
     def healed(self):
         """Every node alive, ready, UP in HAProxy, linked, and off its spool."""
         try:
-            self.wait(lambda: all(self.cluster.ready(n) for n in self.cluster.nodes), "every node ready")
+            def ready():
+                self.revive_dead()
+                return all(self.cluster.ready(n) for n in self.cluster.nodes)
+            self.wait(ready, "every node ready")
         except AssertionError as error:
             said = {}
             for node_id, node in self.cluster.nodes.items():
@@ -352,6 +369,8 @@ class Nemesis:
             "longest_pause_anatomy": anatomy,
             # paho's own re-sends of released QoS 2 messages, kept back (failover.keep_pubrel_across_reconnects)
             "client_pubrel_replays_kept_back": sum(len(d.pubrel_replays) for d in self.devices),
+            "node_crashes": [{k: v for k, v in c.items() if k != "log_tail"} for c in self.crashes],
+            "crash_log_tails": [c["log_tail"] for c in self.crashes],
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
                          "twice_rows": details,
                          "qos2_repeats": [(self.wall(t), p, dup, mid, self.wall(first[0]) if first else None, first[1] if first else None)
@@ -403,6 +422,8 @@ def problems(result):
     for name, count in result["subscriber_gaps"].items():
         if count:
             found.append(f"subscriber {name} missed {count} acknowledged readings")
+    for crash in result.get("node_crashes", []):
+        found.append(f"{crash['node']} died on its own at {crash['wall']} (exit status {crash['status']})")
     return found
 
 
