@@ -15,6 +15,11 @@ struct ClaimEpochTests {
         return .saveSession(s)
     }
 
+    /// The store as node `owner` sees it.
+    static func node(_ owner: String, _ client: PostgresClient) -> PostgresStore {
+        PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: owner)
+    }
+
     static func row(_ client: PostgresClient) async throws -> (owner: String?, epoch: Int64, username: String?) {
         let rows = try await client.query("SELECT owner_node, claim_epoch, username FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
         for try await (owner, epoch, username) in rows.decode((String?, Int64, String?).self) { return (owner, epoch, username) }
@@ -25,8 +30,8 @@ struct ClaimEpochTests {
     @Test("epochs grow; the later claim owns the row, the earlier one's writes change nothing")
     func laterClaimWins() async throws {
         try await TestPostgres.withStore { _, client in
-            let a = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "a")
-            let b = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "b")
+            let a = Self.node("a", client)
+            let b = Self.node("b", client)
             // Two claims of a client with no row yet: b's epoch is the later one.
             let epochA = try await a.markOwned("dev")
             let epochB = try await b.markOwned("dev")
@@ -64,8 +69,8 @@ extension ClaimEpochTests {
     @Test("G2: a frozen node's late commit of what its superseded connection received is left out, in the same transaction")
     func fencedIngest() async throws {
         try await TestPostgres.withStore { _, client in
-            let a = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "a")
-            let b = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "b")
+            let a = Self.node("a", client)
+            let b = Self.node("b", client)
             let epochA = try await a.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
             // Held by a: its connection's writes commit.
@@ -95,8 +100,8 @@ extension ClaimEpochTests {
     @Test("a claim names the node that held the row before; a node replaying its spool says so")
     func previousOwnerAndReplay() async throws {
         try await TestPostgres.withStore { _, client in
-            let a = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "a")
-            let b = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "b")
+            let a = Self.node("a", client)
+            let b = Self.node("b", client)
             let first = try await a.claimOwnership("dev")
             #expect(first.previousOwner == nil)
             try await a.apply([Self.session("dev", epoch: first.epoch, username: "u")])
@@ -119,8 +124,8 @@ extension ClaimEpochTests {
     @Test("a delivery that ended before its row arrived (another node's spool, or a commit at the same moment) keeps the row out")
     func endedBeforeTheRow() async throws {
         try await TestPostgres.withStore { store, client in
-            let holder = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n2")
-            let publisher = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n1")
+            let holder = Self.node("n2", client)
+            let publisher = Self.node("n1", client)
             try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
             let message = StoredMessage(id: 9, topic: "t", payload: ByteBuffer(string: "m"), qos: .exactlyOnce, retain: false, properties: [],
                                         expiresAt: nil, publisher: "p")
@@ -146,9 +151,9 @@ extension ClaimEpochTests {
     @Test("a replay does not queue again what another node took from the publisher meanwhile (QoS 2 once at subscribers)")
     func replayLeavesOutWhatAnotherNodeQueued() async throws {
         try await TestPostgres.withStore { store, client in
-            let holder = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n2")
-            let silent = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n1")
-            let other = PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: "n3")
+            let holder = Self.node("n2", client)
+            let silent = Self.node("n1", client)
+            let other = Self.node("n3", client)
             try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
             func published(_ id: Int64, _ payload: String, packetID: UInt16, sequence: Int64, at receivedAt: Int64, replayed: Bool) -> [StoreOperation] {
                 var record = IngestRecord(receivedAt: receivedAt, clientID: "dev", username: nil, packetID: packetID, topic: "s/1",
@@ -177,7 +182,7 @@ extension ClaimEpochTests {
     @Test("G2: a spooled fence is stale when the first later claim came before the spooling, though the session moved on again since")
     func firstLaterClaimDecides() async throws {
         try await TestPostgres.withStore { _, client in
-            let nodes = ["n1", "n2", "n3"].map { PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: $0) }
+            let nodes = ["n1", "n2", "n3"].map { Self.node($0, client) }
             let first = try await nodes[0].markOwned("dev")
             try await nodes[0].apply([Self.session("dev", epoch: first, username: "u")])
             let second = try await nodes[1].markOwned("dev")  // the device moved while n1 was frozen
