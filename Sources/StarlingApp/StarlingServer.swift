@@ -371,7 +371,11 @@ extension StarlingServer {
     /// commands that work on the store without serving: `migrate`, `ctl users`).
     static func withStore<T: Sendable>(_ configuration: StarlingConfiguration, logger: Logger,
                                        _ body: @Sendable (any PersistentStore, String) async throws -> T) async throws -> T {
-        let setup = try StoreSetup.open(configuration, logger: logger, spooling: false)
+        // A tool's failures are its thrown errors; the pool's start-up and shut-down notices
+        // (a lease asked for before `run()` began, connections closed at the end) are noise.
+        var quiet = logger
+        quiet.logLevel = .error
+        let setup = try StoreSetup.open(configuration, logger: quiet, spooling: false)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             if let pool = setup.postgresPool { group.addTask { await pool.run() } }
             defer { group.cancelAll() }

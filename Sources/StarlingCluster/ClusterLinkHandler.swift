@@ -36,8 +36,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var flushScheduled = false
     private var state: State
-    private var decoder: MQTTPacketDecoder
-    private var cumulation: ByteBuffer?
+    private var reader: MQTTPacketReader
     private var pinger: RepeatedTask?
 
     init(role: Role, nodeID: String, secret: String, links: PeerLinks, router: ClusterRouter, logger: Logger) {
@@ -48,8 +47,8 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         self.router = router
         self.logger = logger
         // A forwarded message may be as large as any client's packet, plus our properties.
-        self.decoder = MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(), version: .v5,
-                                         maximumPacketSize: 268_435_455)
+        self.reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(),
+                                                                  version: .v5, maximumPacketSize: 268_435_455))
         switch role {
         case .listener: state = .awaitingConnect
         case .dialer: state = .awaitingChallenge(nonce: PeerHandshake.nonce())
@@ -73,20 +72,17 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if var pending = cumulation.take() {
-            pending.writeBuffer(&buffer)
-            buffer = pending
-        }
+        var bytes = unwrapInboundIn(data)
+        guard reader.receive(&bytes) else { return }  // a read further up the stack decodes them
+        defer { reader.finish(allocator: context.channel.allocator) }
         do {
-            while let packet = try decoder.next(from: &buffer) {
+            while let packet = try reader.next() {
                 handle(packet, context: context)
                 if case .closed = state { return }
             }
         } catch {
             return refuse("malformed packet on a node link: \(error)", context: context)
         }
-        if buffer.readableBytes > 0 { cumulation = buffer }
     }
 
     private func handle(_ packet: MQTTPacket, context: ChannelHandlerContext) {

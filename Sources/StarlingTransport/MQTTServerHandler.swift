@@ -14,9 +14,8 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     private let broker: Broker
     private var context: ChannelHandlerContext?
     private var connection: Connection?
-    private var decoder: MQTTPacketDecoder
-    /// Bytes of a packet not yet complete; nil when nothing is pending.
-    private var cumulation: ByteBuffer?
+    /// Bytes read and not yet decoded, cut into packets.
+    private var reader: MQTTPacketReader
     /// Packets written since the last flush, encoded back to back; nil when there are none.
     private var outbound: ByteBuffer?
     private static let initialOutboundCapacity = 256
@@ -40,7 +39,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         self.broker = broker
         self.loopbackListener = loopbackListener
         self.forwardedClient = forwardedClient
-        self.decoder = MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize)
+        self.reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize))
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -69,26 +68,18 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         }
         guard let connection, !failed else { return }
         broker.recordBytes(received: buffer.readableBytes)
-        if var pending = cumulation.take() {
-            pending.writeBuffer(&buffer)
-            buffer = pending
-        }
+        guard reader.receive(&buffer) else { return }  // a read further up the stack decodes them
+        defer { reader.finish(allocator: context.channel.allocator) }
         do {
-            while let packet = try decoder.next(from: &buffer) {
+            while let packet = try reader.next() {
                 broker.received(packet, on: connection)
-                if lingerBudget != nil || context.channel.isActive == false { return }
+                if lingerBudget != nil || failed || context.channel.isActive == false { return }
             }
         } catch {
             // Answer as the specification says and close; nothing after the bad bytes is read.
             failed = true
             broker.decodeFailed(error, on: connection)
             return
-        }
-        if buffer.readableBytes > 0 {
-            // Keep only the incomplete packet, compacted, not the whole read buffer.
-            var rest = context.channel.allocator.buffer(capacity: buffer.readableBytes)
-            rest.writeBuffer(&buffer)
-            cumulation = rest
         }
     }
 
@@ -152,7 +143,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         if outbound != nil { flush() }
         guard lingerBudget == nil, context.channel.isActive else { return context.close(promise: nil) }
         lingerBudget = Self.lingerBytes
-        cumulation = nil
+        reader.discardPending()
         // Unsupported below (a TLS library without half-closure): then only the linger applies.
         context.close(mode: .output, promise: nil)
         setReading(true)

@@ -55,3 +55,35 @@ struct FrameDecoderTests {
         _ = try? channel.finish()
     }
 }
+
+@Suite("Packet reader: a connection's bytes cut into packets")
+struct PacketReaderTests {
+    /// Decodes `stream` read in chunks of `size`, where handling a packet may deliver the next
+    /// chunk at once (a nested read, as NIO does when a write fails while the handler answers).
+    static func decode(_ stream: ByteBuffer, chunk size: Int, nestedAfter nesting: Set<Int>) throws -> [MQTTPacket] {
+        var input = stream
+        var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, version: .v5))
+        var packets: [MQTTPacket] = []
+        func read(_ bytes: ByteBuffer) throws {
+            var bytes = bytes
+            guard reader.receive(&bytes) else { return }
+            defer { reader.finish(allocator: ByteBufferAllocator()) }
+            while let packet = try reader.next() {
+                packets.append(packet)
+                if nesting.contains(packets.count), let next = input.readSlice(length: min(size, input.readableBytes)), next.readableBytes > 0 {
+                    try read(next)
+                }
+            }
+        }
+        while let next = input.readSlice(length: min(size, input.readableBytes)), next.readableBytes > 0 { try read(next) }
+        #expect(reader.pendingBytes == 0)
+        return packets
+    }
+
+    @Test("bytes of a read nested in the handling of a packet come after the packet it interrupted", arguments: [1, 5, 33, 1000])
+    func nestedReads(_ size: Int) throws {
+        let (stream, packets) = FrameDecoderTests.stream()
+        #expect(try Self.decode(stream, chunk: size, nestedAfter: [1, 2, 4]) == packets)
+        #expect(try Self.decode(stream, chunk: size, nestedAfter: Set(1...packets.count)) == packets)
+    }
+}

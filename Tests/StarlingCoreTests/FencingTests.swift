@@ -116,6 +116,26 @@ struct FencingTests {
         }
     }
 
+    @Test("QoS 2 from a clean session committed to the spool: no live copy for peers' stored sessions either (the replay would insert the row after the copy's delivery deleted it)")
+    func spooledQoS2OfACleanPublisherIsNotForwardedToStoredSessions() async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let device = try await onLoop { h.connect("clean-dev").0 }
+            let subscription = Subscription(MQTTSubscription(filter: try MQTTTopicFilter("s/#"), qos: .exactlyOnce), identifier: nil)
+            try await onLoop {
+                h.broker.directoryChanged([SessionDirectoryEntry(clientID: "sub", owner: "n2", subscriptions: [subscription], epoch: 1)])
+                _ = device.take()
+                h.broker.storeModeChanged(spooling: true, replaying: false)
+                device.publish("s/1", "spooled", qos: .exactlyOnce, id: 3)
+            }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let bus = h.broker.cluster as? RecordingClusterBus
+                #expect(device.take().contains { $0.type == .pubrec })
+                #expect(bus?.forwards.contains { $0.deliveries.contains { $0.clientID == "sub" } } == false)
+            }
+        }
+    }
+
     /// A QoS 2 delivery to a stored session, PUBREC'd while this node's writes go to its spool.
     static func releasedWhileSpooling(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> (BrokerHarness.Client, UInt16) {
         let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }

@@ -174,12 +174,14 @@ extension Broker {
             let fence = fenceCollected(from: firstWrite, for: connection)
             commitCollected(fence: fence) { [self] in
                 if publish.qos == .exactlyOnce {
-                    // Gone to the spool under a fence, the commit is decided only by the replay:
-                    // left out if a later claim took the session meanwhile (a node frozen or cut
-                    // off, whose device re-sent the message elsewhere). Peers' stored sessions
-                    // then get their copies from the replayed rows (the pickup), never one from
-                    // here besides the one the other node delivers [MQTT-4.3.3].
-                    let undecided = fence != nil && (storeSpooling || storeReplaying)
+                    // Gone to the spool, the commit reaches the shared store only with the replay,
+                    // and under a fence it is decided only there: left out if a later claim took
+                    // the session meanwhile (a node frozen or cut off, whose device re-sent the
+                    // message elsewhere). Peers' stored sessions get their copies from the
+                    // replayed rows (the pickup), never one from here: a copy delivered now would
+                    // have its row deleted before the replay inserts it, and the row would be
+                    // delivered again [MQTT-4.3.3].
+                    let undecided = storeSpooling || storeReplaying
                     forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: undecided ? [:] : remoteCopies,
                                    groupsCommitted: groupsCommitted)
                 } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
