@@ -79,6 +79,32 @@ struct DurabilityTests {
         }
     }
 
+    @Test("[MQTT-4.3.3] a QoS 2 PUBLISH to a stored session is written once its packet id is committed with the row (a holder that did not know the id could give it to another message)",
+          .timeLimit(.minutes(1)))
+    func qos2PublishAfterItsPacketIDCommits() async throws {
+        try await Self.withBroker { h, store, onLoop in
+            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
+            let publisher = try await onLoop { h.connect("pub").0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { _ = sub.take(); _ = publisher.take() }
+            store.holdCommits = true
+            try await onLoop { publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1) }
+            var attempts = store.attempts.makeAsyncIterator()
+            _ = await attempts.next()  // the message, its row and the publisher's inbound entry
+            store.releaseCommits()
+            _ = await attempts.next()  // the delivery's packet id
+            try await onLoop { #expect(sub.publishes().isEmpty) }
+            store.holdCommits = false
+            store.releaseCommits()
+            try await h.broker.persistence!.drain().get()
+            let sent = try #require(try await onLoop { sub.publishes().first })
+            #expect(store.committed.contains { operation in
+                if case .updateDelivery(clientID: "sub", _, state: .sent, packetID: sent.packetID) = operation { true } else { false }
+            })
+        }
+    }
+
     @Test("CONNACK of a persistent session and SUBACK of its subscription follow their commits")
     func connackAndSubackAfterCommit() async throws {
         try await Self.withBroker { h, store, onLoop in

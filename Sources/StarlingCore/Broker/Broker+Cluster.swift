@@ -278,6 +278,7 @@ extension Broker {
         session.inflight.removeAll()
         session.inflightOrder.removeAll()
         session.withheldReleases.removeAll()
+        session.withheldPublishes.removeAll()
         guard let connection = session.connection else { return }
         session.connection = nil
         connection.session = nil

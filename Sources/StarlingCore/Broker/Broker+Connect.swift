@@ -330,11 +330,18 @@ extension Broker {
     /// Sends again what was in flight when the last connection ended [MQTT-4.4.0-1], then the queue.
     func resume(_ session: Session, on connection: Connection) {
         session.withheldReleases.removeAll()
+        session.withheldPublishes.removeAll()
         for id in session.inflightOrder {
             guard let entry = session.inflight[id] else { continue }
             switch entry.stage {
             case .published:
-                sendPublish(entry.outbound, packetID: id, dup: true, on: connection)
+                // Its packet id is durable by now (the CONNACK followed a later commit), unless
+                // that commit went to the spool (`startInflight`).
+                if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && withholdsReleases(of: session) {
+                    session.withheldPublishes.append(id)
+                } else {
+                    sendPublish(entry.outbound, packetID: id, dup: true, on: connection)
+                }
             case .released:
                 if withholdsReleases(of: session) {
                     session.withheldReleases.append(id)

@@ -304,14 +304,16 @@ extension Broker {
         if wasOnSpool && !spooling && !replaying { releaseWithheld() }
     }
 
-    /// The spool is replayed (the "released" states are in the shared store): the withheld
-    /// PUBRELs go out, to sessions still held here and connected.
+    /// The spool is replayed (the "sent" and "released" states are in the shared store): the
+    /// withheld QoS 2 PUBLISH and PUBREL packets go out, to sessions still held here and connected.
     func releaseWithheld() {
-        for session in sessions.values where !session.withheldReleases.isEmpty {
-            let ids = session.withheldReleases
+        for session in sessions.values where !session.withheldReleases.isEmpty || !session.withheldPublishes.isEmpty {
+            let (publishes, releases) = (session.withheldPublishes, session.withheldReleases)
+            session.withheldPublishes.removeAll()
             session.withheldReleases.removeAll()
             guard let connection = session.connection, connection.state == .connected else { continue }
-            for id in ids where session.inflight[id]?.stage == .released {
+            for id in publishes { publishInflight(id, of: session, on: connection) }
+            for id in releases where session.inflight[id]?.stage == .released {
                 send(.pubrel(MQTTAck(packetID: id)), on: connection)
             }
         }

@@ -185,15 +185,33 @@ extension Broker {
 
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
-        guard sendPublish(outbound, packetID: id, dup: false, on: connection) else {
-            if let sequence = outbound.sequence { forgetDelivery(sequence, of: session) }
+        guard let sequence = outbound.sequence else {
+            guard sendPublish(outbound, packetID: id, dup: false, on: connection) else { return }
+            session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
+            session.inflightOrder.append(id)
             return
         }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
         session.inflightOrder.append(id)
-        if let sequence = outbound.sequence {
-            collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
+        collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
+        guard outbound.qos == .exactlyOnce else { return publishInflight(id, of: session, on: connection) }
+        // [MQTT-4.3.3] A QoS 2 PUBLISH goes out once its packet id is durable with the row. The
+        // client holds the message under that id until the PUBREL; a holder that did not know
+        // the id (this node restarted, or another node took the session over) could give it to
+        // another message, which the client would take for a duplicate of the first.
+        session.withheldPublishes.append(id)
+        commitCollected { [self] in
+            guard session.connection === connection, connection.state == .connected, !withholdsReleases(of: session) else { return }
+            session.withheldPublishes.removeAll { $0 == id }
+            publishInflight(id, of: session, on: connection)
         }
+    }
+
+    /// Sends the PUBLISH of an in-flight delivery whose packet id is recorded; one too large for
+    /// the client is dropped [MQTT-3.1.2-25].
+    func publishInflight(_ id: UInt16, of session: Session, on connection: Connection) {
+        guard let entry = session.inflight[id], entry.stage == .published else { return }
+        if !sendPublish(entry.outbound, packetID: id, dup: false, on: connection) { finishInflight(id, in: session) }
     }
 
     /// Encodes and writes one PUBLISH to a client.

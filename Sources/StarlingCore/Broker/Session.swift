@@ -99,6 +99,9 @@ public final class Session {
     /// Packet ids whose PUBREL is withheld: their "released" state went to this node's spool,
     /// not the shared store (`Broker.releaseWithheld`).
     var withheldReleases: [UInt16] = []
+    /// Packet ids of QoS 2 PUBLISH packets not sent yet: their "sent with this packet id" state
+    /// is not in the shared store (committing, or in this node's spool; `Broker.startInflight`).
+    var withheldPublishes: [UInt16] = []
 
     var will: MQTTWill?
     /// The user name of the current or last connection, for authorizing deliveries.
