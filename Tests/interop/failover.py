@@ -288,13 +288,33 @@ class Consumer:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.packet_log = open(packet_log, "a", buffering=1) if packet_log else None
-        if self.packet_log:
-            self.client.on_log = lambda client, userdata, level, text: self.packet_log.write(f"{time.time():.3f} {text}\n")
+        # QoS 2 packet ids the client holds unreleased (paho keeps them across reconnects), and
+        # each PUBLISH the broker sent under one of them for another message: [MQTT-4.3.3]
+        # lets a client drop it as a duplicate (paho keeps the new one and loses the first).
+        self.held_ids = {}
+        self.reused_ids = []  # (wall time, packet id, topic held, topic sent, DUP flag)
+        self.client.on_log = self._on_log
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         self.client.subscribe(topic, qos=qos)
         with self.lock:
             assert self.lock.wait_for(lambda: self.subscribed, DEADLINE), "no SUBACK"
+
+    PUBLISH_Q2 = re.compile(r"Received PUBLISH \(d(\d), q2, r\d, m(\d+)\), '([^']*)'")
+    PUBREL = re.compile(r"Received PUBREL \(Mid: (\d+)\)")
+
+    def _on_log(self, client, userdata, level, text):
+        now = time.time()
+        if self.packet_log:
+            self.packet_log.write(f"{now:.3f} {text}\n")
+        if match := self.PUBLISH_Q2.match(text):
+            dup, mid, topic = match.groups()
+            held = self.held_ids.get(mid)
+            if held is not None and (dup == "0" or held != topic):
+                self.reused_ids.append((now, int(mid), held, topic, dup == "1"))
+            self.held_ids[mid] = topic
+        elif match := self.PUBREL.match(text):
+            self.held_ids.pop(match.group(1), None)
 
     def _on_subscribe(self, client, userdata, mid, rcs, props):
         with self.lock:

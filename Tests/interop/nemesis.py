@@ -363,6 +363,7 @@ class Nemesis:
             "faults_by_kind": {k: sum(1 for e in self.events if e["kind"] == k) for k in sorted({e["kind"] for e in self.events})},
             "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
             "unknown_rows": len(unknown), "subscriber_gaps": {k: len(v) for k, v in gaps.items()}, "qos2_delivered_twice": len(qos2_twice),
+            "qos2_ids_reused": len(self.qos2_subscriber.reused_ids),
             "spool_batches_at_end": spooled, "longest_pause_seconds": pauses,
             # For each kind's longest pause: seconds from the last acknowledgement before it to
             # the fault, to the device's disconnect, to its next CONNACK, and the pause's length.
@@ -373,6 +374,7 @@ class Nemesis:
             "crash_log_tails": [c["log_tail"] for c in self.crashes],
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
                          "twice_rows": details,
+                         "qos2_ids_reused": [(self.wall(t), mid, held, topic, dup) for t, mid, held, topic, dup in self.qos2_subscriber.reused_ids[:10]],
                          "qos2_repeats": [(self.wall(t), p, dup, mid, self.wall(first[0]) if first else None, first[1] if first else None)
                                           for t, p, dup, mid, first in self.qos2_subscriber.repeats if acked.get(p) == 2][:20], "timeline": [(e["wall"], e["kind"], e["node"], e["seconds"]) for e in self.events]},
         }
@@ -416,7 +418,7 @@ class Nemesis:
 def problems(result):
     """What the run broke of the contract (empty when it held)."""
     found = []
-    for key in ("lost", "duplicate_rows", "unknown_rows", "qos2_delivered_twice"):
+    for key in ("lost", "duplicate_rows", "unknown_rows", "qos2_delivered_twice", "qos2_ids_reused"):
         if result[key]:
             found.append(f"{key}: {result[key]}")
     for name, count in result["subscriber_gaps"].items():
