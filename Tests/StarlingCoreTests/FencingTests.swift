@@ -154,6 +154,34 @@ struct FencingTests {
         }
     }
 
+    @Test("[MQTT-4.3.3] a QoS 2 PUBLISH whose packet id is only in the spool waits for the replay, across a reconnect; it carries DUP only if it went out before [MQTT-3.3.1-1]",
+          arguments: [false, true])
+    func qos2PublishWaitsForTheSpool(sentBefore: Bool) async throws {
+        try await Self.withClusterBroker { h, _, onLoop in
+            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
+            let publisher = try await onLoop { h.connect("pub").0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                _ = sub.take()
+                if !sentBefore { h.broker.storeModeChanged(spooling: true, replaying: false) }
+                publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1)
+            }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                #expect(sub.publishes().count == (sentBefore ? 1 : 0))
+                h.broker.storeModeChanged(spooling: true, replaying: false)
+            }
+            // The client comes back while the node still spools: nothing goes out again yet.
+            let again = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(again.publishes().isEmpty) }
+            try await onLoop { h.broker.storeModeChanged(spooling: false, replaying: false) }
+            let sent = try await onLoop { again.publishes() }
+            #expect(sent.map(\.dup) == [sentBefore])
+        }
+    }
+
     @Test("QoS 2 across a takeover: a session taken over while its PUBREL waits never gets it from this node")
     func pubrelWithheldDiesWithTheSession() async throws {
         try await Self.withClusterBroker { h, _, onLoop in

@@ -340,7 +340,7 @@ extension Broker {
                 if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && withholdsReleases(of: session) {
                     session.withheldPublishes.append(id)
                 } else {
-                    sendPublish(entry.outbound, packetID: id, dup: true, on: connection)
+                    publishInflight(id, of: session, on: connection)
                 }
             case .released:
                 if withholdsReleases(of: session) {

@@ -191,7 +191,7 @@ extension Broker {
             session.inflightOrder.append(id)
             return
         }
-        session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
+        session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
         collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
         guard outbound.qos == .exactlyOnce else { return publishInflight(id, of: session, on: connection) }
@@ -210,8 +210,10 @@ extension Broker {
     /// Sends the PUBLISH of an in-flight delivery whose packet id is recorded; one too large for
     /// the client is dropped [MQTT-3.1.2-25].
     func publishInflight(_ id: UInt16, of session: Session, on connection: Connection) {
-        guard let entry = session.inflight[id], entry.stage == .published else { return }
-        if !sendPublish(entry.outbound, packetID: id, dup: false, on: connection) { finishInflight(id, in: session) }
+        guard var entry = session.inflight[id], entry.stage == .published else { return }
+        guard sendPublish(entry.outbound, packetID: id, dup: entry.sent, on: connection) else { return finishInflight(id, in: session) }
+        entry.sent = true
+        session.inflight[id] = entry
     }
 
     /// Encodes and writes one PUBLISH to a client.

@@ -48,6 +48,9 @@ struct InflightMessage {
     }
     var outbound: OutboundMessage
     var stage: Stage
+    /// The PUBLISH went out at least once (here, or from the store's "sent" state): sent again,
+    /// it carries DUP [MQTT-3.3.1-1].
+    var sent = true
 }
 
 public typealias ShareGroupKey = SubscriptionIndex<String, Subscription>.ShareGroup
