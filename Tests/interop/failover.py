@@ -332,13 +332,20 @@ class Consumer:
                 self.first[key] = (time.time(), message.mid)
             self.lock.notify_all()
 
-    def wait_for(self, payloads, timeout=DEADLINE):
-        """Waits until every payload of `payloads` arrived; returns the ones that did not."""
+    def wait_for(self, payloads, timeout=DEADLINE, limit=15 * 60):
+        """Waits until every payload of `payloads` arrived, for as long as they keep arriving
+        (a backlog after a long run drains at its own pace): it gives up after `timeout`
+        seconds in which none arrived, or after `limit`. Returns the ones that did not."""
+        end = time.monotonic() + limit
         with self.lock:
             # The predicate runs at every message, holding the lock paho's network thread needs:
             # it must not scan the payloads (a scan of 500,000 held deliveries to ~85 a second).
             self.awaited = {p for p in payloads if p not in self.counts}
-            self.lock.wait_for(lambda: not self.awaited, timeout)
+            while self.awaited and time.monotonic() < end:
+                before = len(self.awaited)
+                self.lock.wait_for(lambda: not self.awaited, min(timeout, max(0.0, end - time.monotonic())))
+                if len(self.awaited) == before:
+                    break  # nothing arrived for `timeout` seconds
             self.awaited = set()
             return [p for p in payloads if p not in self.counts]
 
