@@ -260,6 +260,29 @@ struct FencingTests {
         }
     }
 
+    @Test("G7: a pickup reads the store only once the deliveries that ended before it are deleted there (read earlier, their rows would be delivered again)")
+    func pickupReadsAfterEndedDeletes() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await onLoop { sub.subscribe("s/#") }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { _ = sub.take() }
+            let (message, delivery) = Self.row(7, for: "sub")
+            _ = try await Self.pickUp(h, onLoop, [message], [delivery])
+            let packetID = try #require(try await onLoop { sub.publishes().first?.packetID })
+            store.holdCommits = true
+            let read = AsyncStream<Bool>.makeStream()
+            try await onLoop {
+                sub.send(.puback(MQTTAck(packetID: packetID)))
+                h.broker.beginPickup { _ in read.continuation.yield(store.committed.contains(.deleteDelivery(clientID: "sub", sequence: 7))) }
+            }
+            store.holdCommits = false
+            store.releaseCommits()
+            var reads = read.stream.makeAsyncIterator()
+            #expect(await reads.next() == true)
+        }
+    }
+
     /// Runs a pickup whose read finds `messages` and `deliveries` (after `during` ran on the
     /// loop, as if while the store was read); returns the client ids it asked for.
     static func pickUp(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop, _ messages: [StoredMessage], _ deliveries: [StoredDelivery],
