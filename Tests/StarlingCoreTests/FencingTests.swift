@@ -225,10 +225,7 @@ struct FencingTests {
     @Test("G7: rows a peer committed for a session held here whose copies never came are delivered by a pickup, once; a late copy is not delivered again")
     func pickupDeliversLostCopies() async throws {
         try await Self.withClusterBroker { h, _, onLoop in
-            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await onLoop { sub.subscribe("s/#") }
-            try await h.broker.persistence!.drain().get()
-            try await onLoop { _ = sub.take() }
+            let sub = try await Self.storedSubscriber(h, onLoop)
             let (message, delivery) = Self.row(7, for: "sub")
             // Not while this node's writes go to its spool (its deletes are not in the store).
             try await onLoop {
@@ -263,10 +260,7 @@ struct FencingTests {
     @Test("G7: a pickup reads the store only once the deliveries that ended before it are deleted there (read earlier, their rows would be delivered again)")
     func pickupReadsAfterEndedDeletes() async throws {
         try await Self.withClusterBroker { h, store, onLoop in
-            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await onLoop { sub.subscribe("s/#") }
-            try await h.broker.persistence!.drain().get()
-            try await onLoop { _ = sub.take() }
+            let sub = try await Self.storedSubscriber(h, onLoop)
             let (message, delivery) = Self.row(7, for: "sub")
             _ = try await Self.pickUp(h, onLoop, [message], [delivery])
             let packetID = try #require(try await onLoop { sub.publishes().first?.packetID })
@@ -281,6 +275,15 @@ struct FencingTests {
             var reads = read.stream.makeAsyncIterator()
             #expect(await reads.next() == true)
         }
+    }
+
+    /// "sub": a stored session subscribed to s/# (QoS 1), its SUBACK taken.
+    static func storedSubscriber(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> BrokerHarness.Client {
+        let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+        try await onLoop { sub.subscribe("s/#") }
+        try await h.broker.persistence!.drain().get()
+        try await onLoop { _ = sub.take() }
+        return sub
     }
 
     /// Runs a pickup whose read finds `messages` and `deliveries` (after `during` ran on the
