@@ -73,7 +73,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
         do {
             while let packet = try reader.next() {
                 broker.received(packet, on: connection)
-                if lingerBudget != nil || failed || context.channel.isActive == false { return }
+                if lingerBudget != nil || context.channel.isActive == false { return }
             }
         } catch {
             // Answer as the specification says and close; nothing after the bad bytes is read.

@@ -185,25 +185,23 @@ extension Broker {
 
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
-        guard let sequence = outbound.sequence else {
-            guard sendPublish(outbound, packetID: id, dup: false, on: connection) else { return }
-            session.inflight[id] = InflightMessage(outbound: outbound, stage: .published)
-            session.inflightOrder.append(id)
-            return
-        }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
+        guard let sequence = outbound.sequence else { return publishInflight(id, of: session, on: connection) }
         collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
         guard outbound.qos == .exactlyOnce else { return publishInflight(id, of: session, on: connection) }
         // [MQTT-4.3.3] A QoS 2 PUBLISH goes out once its packet id is durable with the row. The
         // client holds the message under that id until the PUBREL; a holder that did not know
         // the id (this node restarted, or another node took the session over) could give it to
-        // another message, which the client would take for a duplicate of the first.
-        session.withheldPublishes.append(id)
+        // another message, which the client would take for a duplicate of the first. Committed
+        // only to the spool, it waits for the replay, as the PUBREL does (`handlePubRec`).
         commitCollected { [self] in
-            guard session.connection === connection, connection.state == .connected, !withholdsReleases(of: session) else { return }
-            session.withheldPublishes.removeAll { $0 == id }
-            publishInflight(id, of: session, on: connection)
+            guard session.connection === connection, connection.state == .connected else { return }
+            if withholdsReleases(of: session) {
+                session.withheldPublishes.append(id)
+            } else {
+                publishInflight(id, of: session, on: connection)
+            }
         }
     }
 
