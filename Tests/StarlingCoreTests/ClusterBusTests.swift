@@ -243,6 +243,29 @@ extension ClusterBusTests {
 }
 
 extension ClusterBusTests {
+    @Test("[MQTT-4.3.3] a peer's copy that comes after the store's rows were read (a claim, or a start-up) is not delivered again: peers hold copies for a link that is down and send them when it comes up",
+          arguments: [false, true])
+    func lateCopyAfterTheRowsWereRead(atStartUp: Bool) {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .exactlyOnce), identifier: nil)
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
+        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
+        state.messages = [StoredMessage(id: 5, topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false,
+                                        properties: [], expiresAt: nil, publisher: "p")]
+        state.deliveries = [StoredDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .exactlyOnce, retain: false,
+                                           subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)]
+        if atStartUp { h.broker.restore(state) } else { bus.claimedState = state }
+        let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m5"])
+        h.broker.receivedFromPeer(Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5,
+                                                                                        qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])])
+        h.broker.flush()
+        #expect(dev.publishes().isEmpty)
+    }
+
     @Test("[MQTT-4.3.3] QoS 2 once across a takeover: deliveries the previous holder ended (its answer to the claim) are not sent again, though their rows are still read")
     func endedDeliveriesAreNotSentAgain() {
         let bus = RecordingClusterBus()

@@ -127,8 +127,8 @@ extension Broker {
                 continue
             }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }
-            // Already delivered from the store (`finishPickup`): the copy came late.
-            if let sequence = delivery.sequence, session.pickedUp[sequence] != nil || session.ended.contains(sequence) { continue }
+            // Already read from the store (a pickup, a claim, a start-up) or ended: the copy came late.
+            if let sequence = delivery.sequence, session.readFromStore[sequence] != nil || session.ended.contains(sequence) { continue }
             guard isReadable(message.topic, by: delivery.clientID) else {
                 if let sequence = delivery.sequence { forgetDelivery(sequence, of: session) }
                 continue

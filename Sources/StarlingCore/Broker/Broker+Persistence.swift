@@ -265,6 +265,7 @@ extension Broker {
                                            subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
                                            sequence: delivery.sequence, committed: true)
             session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
+            session.readFromStore[delivery.sequence] = now
             switch delivery.state {
             case .queued:
                 session.queue.append(outbound)

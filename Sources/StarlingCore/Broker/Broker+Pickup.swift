@@ -35,22 +35,20 @@ extension Broker {
             known.formUnion(session.inflight.values.compactMap(\.outbound.sequence))
             known.formUnion(session.endedDuringPickup)
             for row in rows.sorted(by: { $0.sequence < $1.sequence })
-            where !known.contains(row.sequence) && session.pickedUp[row.sequence] == nil && !session.ended.contains(row.sequence) {
+            where !known.contains(row.sequence) && session.readFromStore[row.sequence] == nil && !session.ended.contains(row.sequence) {
                 guard let payload = payloads[row.messageID] else { continue }
                 var copy = message(payload)
                 copy.storeID = payload.id
                 let outbound = OutboundMessage(message: copy, qos: row.qos, retain: row.retain,
                                                subscriptionIdentifiers: row.subscriptionIdentifiers, shareGroup: row.shareGroup,
                                                sequence: row.sequence, committed: true)
-                session.pickedUp[row.sequence] = now
+                session.readFromStore[row.sequence] = now
                 sendOrQueue(outbound, to: session)
                 delivered += 1
             }
         }
-        for session in sessions.values {
-            if pickupsInFlight == 0 { session.endedDuringPickup.removeAll() }
-            // A peer's late copy comes within its link's wait; a minute is far beyond it.
-            if !session.pickedUp.isEmpty { session.pickedUp = session.pickedUp.filter { now - $0.value < .seconds(60) } }
+        if pickupsInFlight == 0 {
+            for session in sessions.values where !session.endedDuringPickup.isEmpty { session.endedDuringPickup.removeAll() }
         }
         if delivered > 0 {
             stats.pickedUp += UInt64(delivered)
@@ -88,6 +86,16 @@ extension Broker {
         }
         for sequence in found { forgetDelivery(sequence, of: session) }
         for sequence in ended { session.ended.insert(sequence) }
+    }
+
+    /// Forgets, every ten seconds, the rows read from the store more than a minute ago: a peer's
+    /// late copy comes within its link's wait (`ClusterRouter.linkWait`); a minute is far beyond it.
+    func pruneReadFromStore(now: NIODeadline) {
+        guard now - lastReadFromStorePrune >= .seconds(10) else { return }
+        lastReadFromStorePrune = now
+        for session in sessions.values where !session.readFromStore.isEmpty {
+            session.readFromStore = session.readFromStore.filter { now - $0.value < .seconds(60) }
+        }
     }
 
     /// Forgets the stashed ended deliveries older than a minute.

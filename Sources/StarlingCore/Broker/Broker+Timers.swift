@@ -8,6 +8,7 @@ extension Broker {
     public func tick() {
         let now = clock.now()
         pruneEndedOfLetGo(now: now)
+        pruneReadFromStore(now: now)
         for connection in connections {
             switch connection.state {
             case .awaitingConnect, .authenticating:

@@ -49,6 +49,8 @@ public final class Broker: @unchecked Sendable {
     var pickupsInFlight = 0
     /// The ended deliveries of sessions let go lately, for a claim's answer (`endedDeliveries`).
     var endedOfLetGo: [String: (sequences: RecentSequences, at: NIODeadline)] = [:]
+    /// When the rows read from the store were last pruned (`pruneReadFromStore`).
+    var lastReadFromStorePrune = NIODeadline.uptimeNanoseconds(0)
     /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
     /// partition check): it is not ready, even while it spools.
     public var clusterCutOff = false

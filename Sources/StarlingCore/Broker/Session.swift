@@ -90,9 +90,10 @@ public final class Session {
     var nextSequence: Int64 = 1
     /// Stored deliveries up to this sequence are committed and may be sent.
     var durableSequence: Int64 = 0
-    /// Delivery rows taken from the store by a pickup (`Broker.finishPickup`), and when: a
-    /// peer's copy of one of them that arrives later is not delivered again.
-    var pickedUp: [Int64: NIODeadline] = [:]
+    /// Delivery rows read from the store (a pickup, a claim, a start-up), and when: a peer's
+    /// copy of one of them that arrives later is not delivered again. Peers hold copies for a
+    /// link that is down and send them when it comes up, after the rows may have been read.
+    var readFromStore: [Int64: NIODeadline] = [:]
     /// Deliveries that ended while a pickup was reading the store: their rows may still be
     /// there, their deletes not yet committed.
     var endedDuringPickup: Set<Int64> = []
