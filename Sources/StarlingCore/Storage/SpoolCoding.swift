@@ -8,6 +8,27 @@ public import NIOCore
 public enum SpoolCoding {
     static let version: UInt8 = 1
 
+    /// The byte before each operation: which `StoreOperation` follows. Spools outlive upgrades,
+    /// so a tag keeps its number for ever; a new operation takes the next one.
+    enum Tag: UInt8 {
+        case saveSession = 1
+        case deleteSession = 2
+        case saveSubscription = 3
+        case deleteSubscription = 4
+        case saveMessage = 5
+        case saveDelivery = 6
+        case updateDelivery = 7
+        case deleteDelivery = 8
+        case addInboundQoS2 = 9
+        case removeInboundQoS2 = 10
+        case setRetained = 11
+        case ingest = 12
+        case saveConnectionWill = 13
+        case deleteConnectionWill = 14
+        case markReplayed = 15
+        case fenced = 16
+    }
+
     public struct Malformed: Error, CustomStringConvertible {
         public var description: String
     }
@@ -34,7 +55,7 @@ public enum SpoolCoding {
     private static func write(_ operation: StoreOperation, to out: inout ByteBuffer) {
         switch operation {
         case .saveSession(let s):
-            out.writeInteger(UInt8(1))
+            out.writeInteger(Tag.saveSession.rawValue)
             out.writeSpoolString(s.clientID)
             out.writeInteger(s.version.rawValue)
             out.writeInteger(s.expiryInterval)
@@ -46,10 +67,10 @@ public enum SpoolCoding {
             out.writeSpoolOptional(s.willDueAt)
             out.writeInteger(s.epoch)
         case .deleteSession(let clientID):
-            out.writeInteger(UInt8(2))
+            out.writeInteger(Tag.deleteSession.rawValue)
             out.writeSpoolString(clientID)
         case .saveSubscription(let stored):
-            out.writeInteger(UInt8(3))
+            out.writeInteger(Tag.saveSubscription.rawValue)
             out.writeSpoolString(stored.clientID)
             let s = stored.subscription
             out.writeSpoolString(s.filter.raw)
@@ -59,14 +80,14 @@ public enum SpoolCoding {
             out.writeInteger(s.retainHandling.rawValue)
             out.writeSpoolOptional(s.identifier.map(Int64.init))
         case .deleteSubscription(let clientID, let filter):
-            out.writeInteger(UInt8(4))
+            out.writeInteger(Tag.deleteSubscription.rawValue)
             out.writeSpoolString(clientID)
             out.writeSpoolString(filter)
         case .saveMessage(let message):
-            out.writeInteger(UInt8(5))
+            out.writeInteger(Tag.saveMessage.rawValue)
             writeMessage(message, to: &out)
         case .saveDelivery(let d):
-            out.writeInteger(UInt8(6))
+            out.writeInteger(Tag.saveDelivery.rawValue)
             out.writeSpoolString(d.clientID)
             out.writeInteger(d.sequence)
             out.writeInteger(d.messageID)
@@ -78,28 +99,28 @@ public enum SpoolCoding {
             out.writeInteger(UInt8(d.state.rawValue))
             out.writeSpoolOptional(d.packetID.map(Int64.init))
         case .updateDelivery(let clientID, let sequence, let state, let packetID):
-            out.writeInteger(UInt8(7))
+            out.writeInteger(Tag.updateDelivery.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(sequence)
             out.writeInteger(UInt8(state.rawValue))
             out.writeSpoolOptional(packetID.map(Int64.init))
         case .deleteDelivery(let clientID, let sequence):
-            out.writeInteger(UInt8(8))
+            out.writeInteger(Tag.deleteDelivery.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(sequence)
         case .addInboundQoS2(let clientID, let packetID):
-            out.writeInteger(UInt8(9))
+            out.writeInteger(Tag.addInboundQoS2.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(packetID)
         case .removeInboundQoS2(let clientID, let packetID):
-            out.writeInteger(UInt8(10))
+            out.writeInteger(Tag.removeInboundQoS2.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(packetID)
         case .setRetained(let message):
-            out.writeInteger(UInt8(11))
+            out.writeInteger(Tag.setRetained.rawValue)
             writeMessage(message, to: &out)
         case .ingest(let r):
-            out.writeInteger(UInt8(12))
+            out.writeInteger(Tag.ingest.rawValue)
             out.writeInteger(r.receivedAt)
             out.writeSpoolString(r.clientID)
             out.writeSpoolOptionalString(r.username)
@@ -122,19 +143,19 @@ public enum SpoolCoding {
             case .qos2: out.writeInteger(UInt8(2))
             }
         case .saveConnectionWill(let will):
-            out.writeInteger(UInt8(13))
+            out.writeInteger(Tag.saveConnectionWill.rawValue)
             out.writeSpoolString(will.clientID)
             out.writeInteger(will.token)
             writeWill(will.will, to: &out)
         case .deleteConnectionWill(let token):
-            out.writeInteger(UInt8(14))
+            out.writeInteger(Tag.deleteConnectionWill.rawValue)
             out.writeInteger(token)
         case .markReplayed(let spool, let through):
-            out.writeInteger(UInt8(15))
+            out.writeInteger(Tag.markReplayed.rawValue)
             out.writeSpoolString(spool)
             out.writeInteger(through)
         case .fenced(let fence, let guarded):
-            out.writeInteger(UInt8(16))
+            out.writeInteger(Tag.fenced.rawValue)
             out.writeSpoolString(fence.clientID)
             out.writeInteger(fence.epoch)
             out.writeSpoolOptional(fence.spooledAt)
@@ -144,9 +165,10 @@ public enum SpoolCoding {
     }
 
     private static func read(from input: inout ByteBuffer) throws -> StoreOperation {
-        let tag = try input.spoolInteger(as: UInt8.self)
+        let byte = try input.spoolInteger(as: UInt8.self)
+        guard let tag = Tag(rawValue: byte) else { throw Malformed(description: "unknown operation \(byte)") }
         switch tag {
-        case 1:
+        case .saveSession:
             let clientID = try input.spoolString()
             guard let version = MQTTProtocolVersion(rawValue: try input.spoolInteger(as: UInt8.self)) else {
                 throw Malformed(description: "protocol version")
@@ -158,9 +180,9 @@ public enum SpoolCoding {
             session.willDueAt = try input.spoolOptional()
             session.epoch = try input.spoolInteger(as: Int64.self)
             return .saveSession(session)
-        case 2:
+        case .deleteSession:
             return .deleteSession(clientID: try input.spoolString())
-        case 3:
+        case .saveSubscription:
             let clientID = try input.spoolString()
             let filter = try MQTTTopicFilter(try input.spoolString())
             let qos = try qos(try input.spoolInteger(as: UInt8.self))
@@ -173,11 +195,11 @@ public enum SpoolCoding {
             let subscription = Subscription(MQTTSubscription(filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished,
                                                              retainHandling: handling), identifier: identifier.map(Int.init))
             return .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
-        case 4:
+        case .deleteSubscription:
             return .deleteSubscription(clientID: try input.spoolString(), filter: try input.spoolString())
-        case 5:
+        case .saveMessage:
             return .saveMessage(try readMessage(from: &input))
-        case 6:
+        case .saveDelivery:
             let clientID = try input.spoolString()
             let sequence = try input.spoolInteger(as: Int64.self)
             let messageID = try input.spoolInteger(as: Int64.self)
@@ -192,21 +214,21 @@ public enum SpoolCoding {
                                                 subscriptionIdentifiers: identifiers,
                                                 shareGroup: shareName.map { ShareGroupKey(name: $0, filter: shareFilter) },
                                                 state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }))
-        case 7:
+        case .updateDelivery:
             let clientID = try input.spoolString()
             let sequence = try input.spoolInteger(as: Int64.self)
             let state = try state(try input.spoolInteger(as: UInt8.self))
             let packetID: Int64? = try input.spoolOptional()
             return .updateDelivery(clientID: clientID, sequence: sequence, state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) })
-        case 8:
+        case .deleteDelivery:
             return .deleteDelivery(clientID: try input.spoolString(), sequence: try input.spoolInteger(as: Int64.self))
-        case 9:
+        case .addInboundQoS2:
             return .addInboundQoS2(clientID: try input.spoolString(), packetID: try input.spoolInteger(as: UInt16.self))
-        case 10:
+        case .removeInboundQoS2:
             return .removeInboundQoS2(clientID: try input.spoolString(), packetID: try input.spoolInteger(as: UInt16.self))
-        case 11:
+        case .setRetained:
             return .setRetained(try readMessage(from: &input))
-        case 12:
+        case .ingest:
             let receivedAt = try input.spoolInteger(as: Int64.self)
             let clientID = try input.spoolString()
             let username = try input.spoolOptionalString()
@@ -232,15 +254,15 @@ public enum SpoolCoding {
                                         packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }, topic: topic, payload: payload, qos: qos,
                                         retain: retain, contentType: contentType, userProperties: userProperties, contentHash: hash,
                                         nodeID: nodeID, dedup: dedup))
-        case 13:
+        case .saveConnectionWill:
             let clientID = try input.spoolString()
             let token = try input.spoolInteger(as: Int64.self)
             return .saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: try readWill(from: &input)))
-        case 14:
+        case .deleteConnectionWill:
             return .deleteConnectionWill(token: try input.spoolInteger(as: Int64.self))
-        case 15:
+        case .markReplayed:
             return .markReplayed(spool: try input.spoolString(), through: try input.spoolInteger(as: Int64.self))
-        case 16:
+        case .fenced:
             let clientID = try input.spoolString()
             let epoch = try input.spoolInteger(as: Int64.self)
             let spooledAt = try input.spoolOptional()
@@ -248,8 +270,6 @@ public enum SpoolCoding {
             var guarded: [StoreOperation] = []
             for _ in 0..<count { guarded.append(try read(from: &input)) }
             return .fenced(SessionFence(clientID: clientID, epoch: epoch, spooledAt: spooledAt), guarded)
-        default:
-            throw Malformed(description: "unknown operation \(tag)")
         }
     }
 
