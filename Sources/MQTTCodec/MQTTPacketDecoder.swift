@@ -1,29 +1,5 @@
 public import NIOCore
 
-/// Splits a byte stream into frames, refusing oversized packets before buffering them.
-public struct MQTTFrameDecoder: ByteToMessageDecoder, Sendable {
-    public typealias InboundOut = MQTTFrame
-
-    /// The largest whole packet accepted, fixed header included.
-    public var maximumPacketSize: Int
-
-    public init(maximumPacketSize: Int = 1 << 20) {
-        self.maximumPacketSize = maximumPacketSize
-    }
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try MQTTFrame.read(from: &buffer, maximumPacketSize: maximumPacketSize) else {
-            return .needMoreData
-        }
-        context.fireChannelRead(wrapInboundOut(frame))
-        return .continue
-    }
-
-    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF _: Bool) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
-    }
-}
-
 /// Frames and decodes packets in one step. As a server it learns the protocol version from the
 /// CONNECT (which must come first [MQTT-3.1.0-1]); as a client it is told the version.
 public struct MQTTPacketDecoder: ByteToMessageDecoder, Sendable {

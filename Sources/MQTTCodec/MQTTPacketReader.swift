@@ -1,7 +1,9 @@
 public import NIOCore
 
 /// The bytes a connection has read, cut into packets: what a channel handler keeps between its
-/// reads (the client listener's and the node links' alike).
+/// reads (the client listener's, the node links' and the benchmark's clients alike). `next()`
+/// decodes whole packets; `nextFrame()` only cuts frames, for a reader that parses the hot
+/// packets itself (`starling-bench`).
 ///
 /// Reads may nest: handling one packet can make NIO deliver the connection's next bytes before
 /// the handler returns (a write that fails while answering, for example, makes NIO read what
@@ -46,6 +48,13 @@ public struct MQTTPacketReader: Sendable {
         // appended behind it.
         defer { pending = buffer.readableBytes > 0 ? buffer : nil }
         return try decoder.next(from: &buffer)
+    }
+
+    /// The next whole frame (fixed header checked, body not decoded), or nil as `next()`.
+    public mutating func nextFrame() throws(MQTTCodecError) -> MQTTFrame? {
+        guard var buffer = pending.take() else { return nil }
+        defer { pending = buffer.readableBytes > 0 ? buffer : nil }
+        return try MQTTFrame.read(from: &buffer, maximumPacketSize: decoder.maximumPacketSize)
     }
 
     /// Ends a decode: an incomplete packet left over is kept alone, compacted, rather than the

@@ -1,7 +1,7 @@
 import MQTTCodec
 import NIOCore
 
-/// One MQTT client connection: frames the input itself (`MQTTFrame.read`), parses the hot
+/// One MQTT client connection: cuts the input into frames (`MQTTPacketReader`), parses the hot
 /// packets (PUBLISH and the acknowledgements) in place, decodes the rest with the codec, and
 /// batches its output: everything written while handling one read, or one burst of
 /// publishes, leaves in one buffer with one flush.
@@ -19,7 +19,7 @@ final class Client: ChannelInboundHandler {
     private let worker: Worker
     private let config: RunConfig
     private var context: ChannelHandlerContext?
-    private var cumulation: ByteBuffer?
+    private var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .client, maximumPacketSize: Client.maximumPacketSize))
     private var out: ByteBuffer
     private var connected = false
     /// This program closes the connection on purpose (refused CONNACK, end of run).
@@ -127,21 +127,16 @@ final class Client: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = Self.unwrapInboundIn(data)
-        if var pending = cumulation.take() {
-            pending.discardReadBytes()
-            pending.writeBuffer(&buffer)
-            buffer = pending
-        }
+        guard reader.receive(&buffer) else { return }
+        defer { reader.finish(allocator: context.channel.allocator) }
         do {
-            while let frame = try MQTTFrame.read(from: &buffer, maximumPacketSize: Client.maximumPacketSize) {
+            while let frame = try reader.nextFrame() {
                 try handle(frame)
                 if closing || aborted { return }
             }
         } catch {
             abort()
-            return
         }
-        if buffer.readableBytes > 0 { cumulation = buffer }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

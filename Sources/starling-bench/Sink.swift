@@ -29,7 +29,7 @@ final class SinkHandler: ChannelInboundHandler {
 
     private let stats: SinkStats
     private var version: MQTTProtocolVersion?
-    private var cumulation: ByteBuffer?
+    private var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, maximumPacketSize: Client.maximumPacketSize))
     private var out: ByteBuffer
     private var closing = false
     private var context: ChannelHandlerContext?
@@ -65,22 +65,17 @@ final class SinkHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = Self.unwrapInboundIn(data)
-        if var pending = cumulation.take() {
-            pending.discardReadBytes()
-            pending.writeBuffer(&buffer)
-            buffer = pending
-        }
+        guard reader.receive(&buffer) else { return }
+        defer { reader.finish(allocator: context.channel.allocator) }
         do {
-            while let frame = try MQTTFrame.read(from: &buffer, maximumPacketSize: Client.maximumPacketSize) {
+            while let frame = try reader.nextFrame() {
                 try handle(frame, context: context)
                 if closing { return }
             }
         } catch {
             closing = true
             context.close(promise: nil)
-            return
         }
-        if buffer.readableBytes > 0 { cumulation = buffer }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
