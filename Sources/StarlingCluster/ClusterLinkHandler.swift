@@ -1,7 +1,7 @@
 import Logging
 import MQTTCodec
 import NIOCore
-import StarlingTransport
+import StarlingCore
 
 /// One node link, either side: frames packets with our codec, runs the handshake
 /// (`PeerHandshake`), then carries routes and messages (`ClusterRouter`) and keeps the link

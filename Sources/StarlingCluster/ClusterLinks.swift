@@ -3,7 +3,6 @@ public import NIOCore
 import NIOPosix
 public import NIOSSL
 public import StarlingCore
-import StarlingTransport
 import Synchronization
 
 /// The node-to-node links: a listener that admits peers proving the cluster secret, and one

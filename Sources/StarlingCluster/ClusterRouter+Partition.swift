@@ -26,9 +26,9 @@ extension ClusterRouter {
             for link in outbound.values { link.send(.publish(word), evenIfSlow: true) }
             if lease.held {
                 if cutOff || outageLogged { logger.notice("cluster lease held again: serving clients") }
-                if cutOff { publishCutOffWills() }
+                let tokens = broker?.reachesTheStoreAgain() ?? []
+                if cutOff { publishCutOffWills(tokens) }
                 cutOff = false
-                broker?.clusterCutOff = false
                 outageLogged = false
                 return
             }
@@ -38,9 +38,8 @@ extension ClusterRouter {
             if !reaching.isEmpty {
                 guard !cutOff else { return }
                 cutOff = true
-                broker?.clusterCutOff = true
                 logger.critical("this node cannot reach PostgreSQL while \(reaching.joined(separator: ", ")) can: it is the one cut off, and lets its clients go to nodes that can serve them")
-                broker?.letGoOfEverySession()
+                broker?.cutOffFromTheStore()
             } else if !outageLogged && now - lapsed > Self.leaseWordFreshness {
                 // Peers renew every second: none did for this long since this lease ran out.
                 outageLogged = true
@@ -50,10 +49,8 @@ extension ClusterRouter {
     }
 
     /// The wills of the connections let go while cut off that no survivor took: now, once.
-    private func publishCutOffWills() {
-        guard let broker, let ownership, !broker.cutOffWills.isEmpty else { return }
-        let tokens = broker.cutOffWills.map(\.token)
-        broker.cutOffWills.removeAll()
+    private func publishCutOffWills(_ tokens: [Int64]) {
+        guard let broker, let ownership, !tokens.isEmpty else { return }
         let done = NIOLoopBound(broker.publishWillsTaken, eventLoop: loop)
         let (loop, logger) = (loop, logger)
         Task {

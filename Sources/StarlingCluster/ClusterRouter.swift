@@ -19,7 +19,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     let loop: any EventLoop
     let logger: Logger
     /// Set once the broker exists.
-    public var broker: Broker?
+    public weak var broker: (any ClusterInbound)?
     /// Peer routes: the subscriber is the peer's node id.
     let remote = SubscriptionIndex<String, Bool>()
     /// Each peer's filters, to forget them with its link.
@@ -228,6 +228,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 // First the row names this node (the old owner's writes stop counting), then the
                 // old owner lets the session go (and disconnects its client), then it is read.
                 // Once more after a failure: a pool renewed after an outage fails what it held.
+                let started = ContinuousClock.now
                 let (epoch, previousOwner): (Int64, String?)
                 do {
                     (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
@@ -235,6 +236,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                     try await Task.sleep(for: .milliseconds(100))
                     (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
                 }
+                let owned = ContinuousClock.now
                 let ended = try await loop.flatSubmit { [self] in
                     let promise = loop.makePromise(of: Set<Int64>.self)
                     var ended: Set<Int64> = []
@@ -249,19 +251,30 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 // The previous holder still replaying its spool (after an outage) may hold the
                 // session's ended deliveries there: read the session once they are in the store
                 // (at most `replayWait`: a holder that stays away is not waited for longer).
+                let answered = ContinuousClock.now
                 if let previousOwner {
                     let deadline = ContinuousClock.now + replayWait
                     while ContinuousClock.now < deadline, try await ownership.isReplaying(node: previousOwner) {
                         try await Task.sleep(for: .milliseconds(100))
                     }
                 }
+                let waited = ContinuousClock.now
                 let state = try await ownership.claimSession(clientID)
+                let read = ContinuousClock.now
+                if read - started > .milliseconds(500) {
+                    // A device waits for this: say where the time went.
+                    logger.notice("the claim of session \(clientID) took \(Self.ms(read - started)) ms: ownership \(Self.ms(owned - started)), peers \(Self.ms(answered - owned)), \(previousOwner ?? "no previous holder")'s replay \(Self.ms(waited - answered)), read \(Self.ms(read - waited))")
+                }
                 loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
             } catch {
                 logger.error("cannot claim the session of \(clientID) from the store: \(error)")
                 loop.execute { done.value(nil) }
             }
         }
+    }
+
+    static func ms(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// The store's side of session ownership (PostgreSQL), set by the server.
@@ -501,7 +514,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries,
                                     then: acknowledge)
         } else {
-            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries)
+            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries, then: nil)
         }
     }
 }

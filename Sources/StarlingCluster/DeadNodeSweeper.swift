@@ -19,7 +19,7 @@ public import StarlingCore
 ///   in the cluster, and those a crashed earlier start of this node left.
 public final class DeadNodeSweeper: @unchecked Sendable {
     let store: any SessionOwnershipStore
-    let broker: Broker
+    weak var broker: (any ClusterInbound)?
     let loop: any EventLoop
     let logger: Logger
     /// The first id of this node start's block: connection wills of this node below it are
@@ -30,7 +30,7 @@ public final class DeadNodeSweeper: @unchecked Sendable {
     /// just started, or just back from a database outage in which every lease lapsed).
     let mayJudge: @Sendable () -> Bool
 
-    public init(store: any SessionOwnershipStore, broker: Broker, loop: any EventLoop, firstToken: Int64, logger: Logger,
+    public init(store: any SessionOwnershipStore, broker: any ClusterInbound, loop: any EventLoop, firstToken: Int64, logger: Logger,
                 mayJudge: @escaping @Sendable () -> Bool = { true }) {
         self.mayJudge = mayJudge
         self.store = store
@@ -50,7 +50,7 @@ public final class DeadNodeSweeper: @unchecked Sendable {
 
     func sweep() async {
         let now = SystemBrokerClock().wallClockMilliseconds()
-        let broker = self.broker
+        guard let broker else { return }
         do {
             let released = try await store.releaseDeadNodesSessions(now: now)
             if !released.isEmpty {

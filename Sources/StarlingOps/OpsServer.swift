@@ -3,7 +3,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 public import ServiceLifecycle
-import StarlingTransport
+import StarlingCore
 
 /// The operations HTTP endpoints, for load balancers, orchestrators and Prometheus:
 ///

@@ -376,13 +376,17 @@ extension ClusterBusTests {
         let (watcher, _) = h.connect("watcher")
         watcher.subscribe("status/#", qos: .atMostOnce)
         _ = dev.take() + old.take() + watcher.take()
-        h.broker.letGoOfEverySession()
+        h.broker.cutOffFromTheStore()
+        #expect(h.broker.clusterCutOff)
         guard case .disconnect(let disconnect) = dev.take().last else { Issue.record("no DISCONNECT"); return }
         #expect(disconnect.reasonCode == .serverBusy && dev.transport.isClosed)
         #expect(old.take().isEmpty && old.transport.isClosed)  // 3.1.1: closed without a word
         #expect(h.broker.session("dev") == nil && h.broker.session("old") == nil)
         #expect(watcher.transport.isClosed && watcher.publishes().isEmpty)  // wills are the survivors'
         #expect(bus.routeChanges.last?.removed.contains("cmd/#") == true)
+        // Back on the lease: ready again (the will tokens it hands over: ClusterPortTests).
+        _ = h.broker.reachesTheStoreAgain()
+        #expect(!h.broker.clusterCutOff)
     }
 }
 

@@ -5,7 +5,7 @@ import NIOCore
 /// subscribers for (its routes), forwarding what local clients publish to peers with
 /// subscribers, and delivering what peers forward. Sessions and their subscriptions stay with
 /// the node their client is connected to.
-extension Broker {
+extension Broker: ClusterInbound {
     /// A local subscription to `filter` was added: the first one makes a route.
     /// Counted with or without a cluster: sessions restored before the node joins one have
     /// routes too.
@@ -297,7 +297,20 @@ extension Broker {
     /// a node that can serve them). The wills of connections whose sessions are not stored stay
     /// in the store for the survivors; if this node holds its lease again first, it publishes
     /// those still there itself (`cutOffWills`).
-    public func letGoOfEverySession() {
+    public func cutOffFromTheStore() {
+        clusterCutOff = true
+        letGoOfEverySession()
+    }
+
+    /// Back from being cut off: ready again; the wills of the connections let go meanwhile
+    /// are published if the store still has them (no survivor took them).
+    public func reachesTheStoreAgain() -> [Int64] {
+        clusterCutOff = false
+        defer { cutOffWills.removeAll() }
+        return cutOffWills.map(\.token)
+    }
+
+    private func letGoOfEverySession() {
         for session in Array(sessions.values) {
             if let connection = session.connection, let token = connection.willToken, let will = session.will {
                 connection.willToken = nil

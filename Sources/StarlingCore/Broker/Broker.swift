@@ -53,7 +53,7 @@ public final class Broker: @unchecked Sendable {
     var lastReadFromStorePrune = NIODeadline.uptimeNanoseconds(0)
     /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
     /// partition check): it is not ready, even while it spools.
-    public var clusterCutOff = false
+    public internal(set) var clusterCutOff = false
     /// This node started on its spool without loading the store's state: stored sessions
     /// cannot be resumed until `adoptDeferredState` brings them.
     public internal(set) var storeStateDeferred = false
@@ -97,7 +97,7 @@ public final class Broker: @unchecked Sendable {
     var claiming: [String: ClaimInProgress] = [:]
     /// Wills of connections this node let go when it was cut off from the database (their rows
     /// are the survivors' to publish, or this node's once it holds its lease again).
-    public var cutOffWills: [(clientID: String, token: Int64, will: MQTTWill)] = []
+    var cutOffWills: [(clientID: String, token: Int64, will: MQTTWill)] = []
 
     public init(
         configuration: BrokerConfiguration = .init(),

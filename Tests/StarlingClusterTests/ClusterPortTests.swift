@@ -1,0 +1,153 @@
+import Logging
+import MQTTCodec
+import NIOCore
+import NIOPosix
+@testable import StarlingCluster
+import StarlingCore
+import Testing
+
+/// The cluster's decisions through its ports, with in-memory fakes of the broker
+/// (`ClusterInbound`) and of the store's ownership side (`SessionOwnershipStore`): no
+/// sockets, no database (docs/architecture.md, "Cluster").
+@Suite("Cluster port: the sweeper, the partition verdict and claims, against fakes")
+struct ClusterPortTests {
+    static let logger = Logger(label: "test")
+
+    static func withLoop(_ body: (any EventLoop) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await body(group.next())
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    static func will(_ topic: String) -> MQTTWill { MQTTWill(topic: topic, payload: ByteBuffer(string: "gone")) }
+
+    @Test("[MQTT-4.8.2-5] the sweeper lets dead nodes' sessions go, gives their shared QoS 1 messages to other members, then publishes due wills and ends expired sessions — all through the broker's port")
+    func sweeperHandsOver() async throws {
+        try await Self.withLoop { loop in
+            var setup = FakeOwnership.Setup()
+            setup.released = [StoredSession(clientID: "dead-1", version: .v5, expiryInterval: 60, connected: true)]
+            setup.shared = [(StoredMessage(id: 1, topic: "s/1", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, retain: false,
+                                           properties: [], expiresAt: nil, publisher: "p"), ShareGroupKey(name: "g", filter: "s/#"))]
+            setup.dueWills = [("dead-1", Self.will("w/dead-1"))]
+            setup.expired = ["gone"]
+            let store = FakeOwnership(setup)
+            let inbound = RecordingInbound()
+            let sweeper = DeadNodeSweeper(store: store, broker: inbound, loop: loop, firstToken: 100, logger: Self.logger)
+            await sweeper.sweep()
+            try await loop.submit {}.get()
+            #expect(store.recorded == ["release", "takeShared [\"dead-1\"]"])
+            #expect(inbound.recorded == ["redispatch [\"s/1@g\"]", "wills [\"dead-1\"]", "expired [\"gone\"]"])
+            // Nothing left: a second sweep tells the broker nothing.
+            await sweeper.sweep()
+            try await loop.submit {}.get()
+            #expect(inbound.recorded.count == 3)
+        }
+    }
+
+    @Test("the sweeper holds no broker alive: the broker gone, a sweep changes nothing")
+    func sweeperHoldsTheBrokerWeakly() async throws {
+        try await Self.withLoop { loop in
+            var setup = FakeOwnership.Setup()
+            setup.released = [StoredSession(clientID: "dead-1", version: .v5, expiryInterval: 60, connected: false)]
+            let store = FakeOwnership(setup)
+            var inbound: RecordingInbound? = RecordingInbound()
+            let sweeper = DeadNodeSweeper(store: store, broker: inbound!, loop: loop, firstToken: 100, logger: Self.logger)
+            inbound = nil
+            await sweeper.sweep()
+            #expect(store.recorded.isEmpty && sweeper.broker == nil)
+        }
+    }
+
+    /// A lease view whose lease ran out `lapsedAgo` before `now`, whose latest renewal failed
+    /// `failedAgo` before it.
+    static func lapsed(_ now: NIODeadline, lapsedAgo: TimeAmount, failedAgo: TimeAmount) -> LeaseView {
+        LeaseView(held: false, until: now - lapsedAgo, lastRenewal: now - lapsedAgo - .seconds(3), lastFailedAttempt: now - failedAgo)
+    }
+
+    @Test("the partition verdict: cut off only when a peer renewed after this lease ran out and before this node's renewal failed; the clients go once, and back on the lease the wills no survivor took are published here")
+    func partitionVerdict() async throws {
+        try await Self.withLoop { loop in
+            var setup = FakeOwnership.Setup()
+            setup.connectionWills = [41: ("dev", Self.will("w/dev"))]
+            let store = FakeOwnership(setup)
+            let inbound = RecordingInbound()
+            let router = ClusterRouter(loop: loop, logger: Self.logger)
+            router.broker = inbound
+            router.ownership = store
+            try await loop.submit {
+                let now = NIODeadline.now()
+                // Nobody renewed since this lease ran out: an outage for everyone, clients stay.
+                router.peerRenewals = ["n2": (now - .seconds(5), now)]
+                router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(100)))
+            }.get()
+            try await loop.submit {}.get()
+            #expect(inbound.recorded.isEmpty)
+            try await loop.submit {
+                let now = NIODeadline.now()
+                // n2 renewed after the lapse and before this node's failed attempt: cut off.
+                router.peerRenewals = ["n2": (now - .seconds(1), now)]
+                router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(100)))
+                router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(50)))
+            }.get()
+            try await loop.submit {}.get()
+            #expect(inbound.recorded == ["cutOff"])
+            // Back on the lease: serving again, and the will the survivors did not take is published here.
+            inbound.willTokens.withLock { $0 = [41, 42] }
+            try await loop.submit {
+                let now = NIODeadline.now()
+                router.leaseChecked(LeaseView(held: true, until: now + .seconds(5), lastRenewal: now, lastFailedAttempt: nil))
+            }.get()
+            var events = inbound.events.makeAsyncIterator()
+            while let event = await events.next(), !event.hasPrefix("wills") {}
+            #expect(inbound.recorded == ["cutOff", "servingAgain", "wills [\"dev\"]"])
+            #expect(store.recorded == ["takeConnectionWills [41, 42]"])
+        }
+    }
+
+    @Test("G1/G2: a claim names this node the owner first, then asks the peers, then waits for the previous holder's replay (bounded), then reads")
+    func claimOrder() async throws {
+        try await Self.withLoop { loop in
+            var setup = FakeOwnership.Setup()
+            setup.previousOwner = "n2"
+            setup.replayingAnswers = [true, true, false]
+            let store = FakeOwnership(setup)
+            let router = ClusterRouter(loop: loop, logger: Self.logger)
+            router.ownership = store
+            let claim = try await Self.claim("dev", router, loop)
+            #expect(claim?.epoch == 7)
+            #expect(store.recorded == ["claimOwnership dev", "isReplaying n2", "isReplaying n2", "isReplaying n2", "claimSession dev"])
+        }
+    }
+
+    @Test("G7: a previous holder that stays in its replay is waited for at most replayWait; no previous holder, no wait")
+    func claimReplayWaitIsBounded() async throws {
+        try await Self.withLoop { loop in
+            var setup = FakeOwnership.Setup()
+            setup.previousOwner = "n2"  // replaying for ever
+            let store = FakeOwnership(setup)
+            let router = ClusterRouter(loop: loop, logger: Self.logger)
+            router.ownership = store
+            router.replayWait = .milliseconds(300)
+            let claimed = try await Self.claim("dev", router, loop)
+            #expect(claimed != nil)
+            #expect(store.recorded.last == "claimSession dev" && store.recorded.count >= 3)
+
+            let fresh = FakeOwnership()
+            router.ownership = fresh
+            let other = try await Self.claim("other", router, loop)
+            #expect(other != nil)
+            #expect(fresh.recorded == ["claimOwnership other", "claimSession other"])
+        }
+    }
+
+    static func claim(_ clientID: String, _ router: ClusterRouter, _ loop: any EventLoop) async throws -> SessionClaim? {
+        try await withCheckedThrowingContinuation { continuation in
+            loop.execute { router.claimSession(clientID) { continuation.resume(returning: $0) } }
+        }
+    }
+}

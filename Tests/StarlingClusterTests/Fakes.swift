@@ -1,0 +1,111 @@
+import Logging
+import MQTTCodec
+import NIOCore
+import StarlingCore
+import Synchronization
+
+/// The broker as the cluster sees it (`ClusterInbound`), recording each call in order.
+final class RecordingInbound: ClusterInbound {
+    let calls = Mutex<[String]>([])
+    let willTokens = Mutex<[Int64]>([])
+    /// Every call as it happens, to await one.
+    let events: AsyncStream<String>
+    private let continuation: AsyncStream<String>.Continuation
+
+    init() { (events, continuation) = AsyncStream.makeStream() }
+
+    func record(_ call: String) {
+        calls.withLock { $0.append(call) }
+        continuation.yield(call)
+    }
+    var recorded: [String] { calls.withLock { $0 } }
+
+    var localRoutes: [String] { [] }
+    var localDirectory: [SessionDirectoryEntry] { [] }
+    func directoryChanged(_ entries: [SessionDirectoryEntry]) { record("directoryChanged \(entries.map(\.clientID))") }
+    func directoryReplaced(owner: String, entries: [SessionDirectoryEntry]) { record("directoryReplaced \(owner)") }
+    func releasedSessionsExpired(_ clientIDs: [String]) { record("expired \(clientIDs)") }
+    func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery], then: (() -> Void)?) {
+        record("received \(message.topic)")
+        then?()
+    }
+    func retainedFromPeer(_ message: Message) { record("retained \(message.topic)") }
+    func replaceRetained(_ messages: [StoredMessage]) { record("replaceRetained \(messages.count)") }
+    func peerReadComplete() {}
+    func peersCaughtUp() {}
+    func sessionClaimedElsewhere(_ clientID: String, by node: String, epoch: Int64, acknowledge: @escaping () -> Void) {
+        record("claimedElsewhere \(clientID) by \(node) at \(epoch)")
+        acknowledge()
+    }
+    func endedDeliveries(of clientID: String) -> [Int64] { [] }
+    func beginPickup(_ read: @escaping ([String]) -> Void) { read([]) }
+    func finishPickup(messages: [StoredMessage], deliveries: [StoredDelivery]) {}
+    func cutOffFromTheStore() { record("cutOff") }
+    func reachesTheStoreAgain() -> [Int64] {
+        record("servingAgain")
+        return willTokens.withLock { tokens in defer { tokens = [] }; return tokens }
+    }
+    func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) { record("wills \(wills.map(\.clientID))") }
+    func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
+        record("redispatch \(taken.map { "\($0.message.topic)@\($0.group.name)" })")
+    }
+}
+
+/// The store's side of session ownership in memory: what each call returns is set up front;
+/// every call is recorded in order.
+final class FakeOwnership: SessionOwnershipStore {
+    struct Setup {
+        var epoch: Int64 = 7
+        var previousOwner: String?
+        var replayingAnswers: [Bool] = []
+        var state = StoredState()
+        var released: [StoredSession] = []
+        var shared: [(message: StoredMessage, group: ShareGroupKey)] = []
+        var dueWills: [(clientID: String, will: MQTTWill)] = []
+        var connectionWills: [Int64: (clientID: String, will: MQTTWill)] = [:]
+        var expired: [String] = []
+    }
+    let setup: Mutex<Setup>
+    let calls = Mutex<[String]>([])
+
+    init(_ setup: Setup = Setup()) { self.setup = Mutex(setup) }
+
+    var recorded: [String] { calls.withLock { $0 } }
+    private func record(_ call: String) { calls.withLock { $0.append(call) } }
+
+    func markOwned(_ clientID: String) async throws -> Int64 { try await claimOwnership(clientID).epoch }
+    func claimOwnership(_ clientID: String) async throws -> (epoch: Int64, previousOwner: String?) {
+        record("claimOwnership \(clientID)")
+        return setup.withLock { ($0.epoch, $0.previousOwner) }
+    }
+    func isReplaying(node: String) async throws -> Bool {
+        record("isReplaying \(node)")
+        return setup.withLock { $0.replayingAnswers.isEmpty ? true : $0.replayingAnswers.removeFirst() }
+    }
+    func claimSession(_ clientID: String) async throws -> StoredState {
+        record("claimSession \(clientID)")
+        return setup.withLock { $0.state }
+    }
+    func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery]) { ([], []) }
+    func loadDirectory() async throws -> [SessionDirectoryEntry] { [] }
+    func loadRetained() async throws -> [StoredMessage] { [] }
+    func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession] {
+        record("release")
+        return setup.withLock { s in defer { s.released = [] }; return s.released }
+    }
+    func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
+        setup.withLock { s in defer { s.dueWills = [] }; return s.dueWills }
+    }
+    func deleteExpiredSessions(now: Int64) async throws -> [String] {
+        setup.withLock { s in defer { s.expired = [] }; return s.expired }
+    }
+    func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
+        record("takeShared \(clientIDs)")
+        return setup.withLock { s in defer { s.shared = [] }; return s.shared }
+    }
+    func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)] { [] }
+    func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)] {
+        record("takeConnectionWills \(tokens)")
+        return setup.withLock { s in tokens.compactMap { s.connectionWills.removeValue(forKey: $0) } }
+    }
+}
