@@ -8,50 +8,27 @@ extension Broker {
         if connect.version == .v5 {
             connection.requestProblemInformation = properties.requestProblemInformation != 0
         }
-        guard accepting else {
-            refuse(connection, reason: .serverUnavailable, message: "the server is shutting down")
-            return
-        }
-        if connectedClientCount >= configuration.maxConnections {
-            refuse(connection, reason: .quotaExceeded, message: "connection limit of \(configuration.maxConnections) reached")
-            return
-        }
-
-        // Client identifier [MQTT-3.1.3-6][MQTT-3.1.3-7]
-        var clientID = connect.clientID
-        var assignedID: String?
-        if clientID.isEmpty {
-            guard connect.version == .v5 || (configuration.allowEmptyClientID && connect.cleanStart) else {
-                refuse(connection, reason: .clientIdentifierNotValid, message: "an empty client identifier is not allowed")
-                return
-            }
+        let check = ConnectCheck(configuration: configuration)
+        let verdict = check.verdict(connect, accepting: accepting, connectedClients: connectedClientCount, assignID: { [self] in
             nextAssignedID += 1
-            clientID = "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
-            assignedID = clientID
-        }
-        guard clientID.utf8.count <= configuration.maxClientIDLength else {
-            refuse(connection, reason: .clientIdentifierNotValid,
-                   message: "client identifier longer than \(configuration.maxClientIDLength) bytes")
-            return
-        }
-        connection.clientID = clientID
-        connection.username = connect.username
-
-        // Keep alive [MQTT-3.1.2-21][MQTT-3.2.2-21]
-        var keepAlive = connect.keepAlive
-        var serverKeepAlive: UInt16?
-        let maxKeepAlive = configuration.maxKeepAlive
-        if maxKeepAlive > 0 && (keepAlive > maxKeepAlive || keepAlive == 0) {
-            guard connect.version == .v5 else {
-                // 3.x has no Server Keep Alive to tell the client; refuse as Mosquitto does.
-                refuse(connection, reason: .clientIdentifierNotValid,
-                       message: "keep alive \(keepAlive) exceeds the maximum of \(maxKeepAlive) seconds")
-                return
+            return "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
+        }, mayPublishWill: { [self] topic, clientID in
+            authorizer.isAllowed(.publish, topic: topic, clientID: clientID, username: connect.username)
+        })
+        let terms: ConnectCheck.Terms
+        switch verdict {
+        case .refuse(let reason, let message, let clientID):
+            if let clientID {
+                connection.clientID = clientID
+                connection.username = connect.username
             }
-            keepAlive = maxKeepAlive
-            serverKeepAlive = maxKeepAlive
+            return refuse(connection, reason: reason, message: message)
+        case .accept(let accepted):
+            terms = accepted
         }
-        connection.keepAlive = keepAlive
+        connection.clientID = terms.clientID
+        connection.username = connect.username
+        connection.keepAlive = terms.keepAlive
 
         // What the client announces (5.0)
         if connect.version == .v5 {
@@ -60,40 +37,22 @@ extension Broker {
             connection.clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0
         }
 
-        // The will [MQTT-3.1.2-7]
-        if let will = connect.will {
-            if will.qos > configuration.maximumQoS {
-                refuse(connection, reason: .qosNotSupported, message: "Will QoS \(will.qos.rawValue) exceeds the maximum QoS")  // [MQTT-3.2.2-12]
-                return
-            }
-            if will.retain && !configuration.retainAvailable {
-                refuse(connection, reason: .retainNotSupported, message: "retained wills are not supported")  // [MQTT-3.2.2-13]
-                return
-            }
-            if let problem = topicProblem(will.topic) {
-                refuse(connection, reason: .topicNameInvalid, message: "will topic: \(problem)")
-                return
-            }
-            if configuration.validateUTF8Payloads && will.properties.payloadFormatIndicator == 1 && !will.payload.isValidMQTTUTF8 {
-                refuse(connection, reason: .payloadFormatInvalid, message: "the will payload is not UTF-8")
-                return
-            }
-            if !authorizer.isAllowed(.publish, topic: will.topic, clientID: clientID, username: connect.username) {
-                refuse(connection, reason: .notAuthorized, message: "not authorized to publish the will topic")
-                return
-            }
-        }
+        authenticateThenAccept(connect, terms, on: connection)
+    }
 
-        // Authentication: decided at once, or later off the event loop (password hashing); the
-        // client's next packets wait meanwhile, in order.
+    /// Authentication: decided at once, or later off the event loop (password hashing); the
+    /// client's next packets wait meanwhile, in order. Then the session is claimed (in a
+    /// cluster) and the CONNECT accepted.
+    private func authenticateThenAccept(_ connect: MQTTConnect, _ terms: ConnectCheck.Terms, on connection: Connection) {
+        let properties = connect.properties
         let request = authenticationRequest(for: connection, password: connect.password)
         let accept = { [self] (authenticationProperties: MQTTProperties) in
-            if let problem = outageRefusal(connect, clientID: clientID) {
+            if let problem = outageRefusal(connect, clientID: terms.clientID) {
                 return refuse(connection, reason: .serverUnavailable, message: problem)
             }
             // In a cluster the session may be held by the store (or another node): claimed first.
-            claimThenAccept(clientID, on: connection) { [self] in
-                acceptConnect(connect, clientID: clientID, assignedID: assignedID, serverKeepAlive: serverKeepAlive,
+            claimThenAccept(terms.clientID, on: connection) { [self] in
+                acceptConnect(connect, clientID: terms.clientID, assignedID: terms.assignedID, serverKeepAlive: terms.serverKeepAlive,
                               authenticationProperties: authenticationProperties, on: connection)
             }
         }

@@ -35,91 +35,43 @@ extension Broker {
 
     /// Describes what makes a topic name or filter exceed the configured limits, if anything.
     func topicProblem(_ topic: String) -> String? {
-        if topic.utf8.count > configuration.maxTopicLength {
-            return "longer than \(configuration.maxTopicLength) bytes"
-        }
-        var levels = 1
-        for byte in topic.utf8 where byte == UInt8(ascii: "/") { levels += 1 }
-        if levels > configuration.maxTopicLevels {
-            return "more than \(configuration.maxTopicLevels) levels"
-        }
-        return nil
+        configuration.topicProblem(topic)
     }
 
     // MARK: PUBLISH from a client
 
     func handlePublish(_ publish: MQTTPublish, on connection: Connection) {
         guard let session = connection.session else { return }
-        let now = clock.now()
-        let v5 = connection.version == .v5
-
-        // Topic Alias [MQTT-3.3.2-7..9]
-        var topic = publish.topic
-        if v5, let alias = publish.properties.topicAlias {
-            guard alias <= configuration.topicAliasMaximum else {
-                fail(connection, .topicAliasInvalid, "Topic Alias \(alias) exceeds the maximum of \(configuration.topicAliasMaximum)", spec: "MQTT-3.3.2-9")
-                return
-            }
-            if topic.isEmpty {
-                guard let known = connection.inboundAliases[alias] else {
-                    fail(connection, .protocolError, "Topic Alias \(alias) has no topic yet", spec: "MQTT-3.3.2-8")
-                    return
-                }
-                topic = known
-            } else {
-                connection.inboundAliases[alias] = topic
-            }
+        let context = PublishCheck.Context(version: connection.version, aliases: connection.inboundAliases, inboundQoS2: session.inboundQoS2,
+                                           unacknowledgedQoS1: connection.unacknowledgedQoS1)
+        let verdict = PublishCheck(configuration: configuration).verdict(publish, context) { topic in
+            authorizer.isAllowed(.publish, topic: topic, clientID: connection.clientID, username: connection.username)
         }
-
-        // Limits
-        if publish.qos > configuration.maximumQoS {
-            fail(connection, .qosNotSupported, "QoS \(publish.qos.rawValue) exceeds the maximum QoS", spec: "MQTT-3.2.2-11")
-            return
-        }
-        if publish.retain && !configuration.retainAvailable {
-            fail(connection, .retainNotSupported, "retained messages are not supported", spec: "MQTT-3.2.2-14")
-            return
-        }
-        if let problem = topicProblem(topic) {
-            // 5.0 answers a QoS 1/2 message with 0x90; QoS 0 and 3.x can only disconnect.
-            if v5 && publish.qos != .atMostOnce, let id = publish.packetID {
-                durably([]) { self.acknowledge(publish, id: id, reason: .topicNameInvalid, message: "topic \(problem)", on: connection) }
-            } else {
-                fail(connection, .topicNameInvalid, "topic \(problem)")
-            }
-            return
-        }
-
-        // QoS 2 duplicate: PUBREC again, deliver nothing [MQTT-4.3.3-10].
-        if publish.qos == .exactlyOnce, let id = publish.packetID, session.inboundQoS2.contains(id) {
+        switch verdict {
+        case .accept(let topic, let learnsAlias):
+            if let learnsAlias { connection.inboundAliases[learnsAlias] = topic }
+            publishAccepted(publish, topic: topic, session: session, on: connection)
+        case .disconnect(let reason, let message, let spec):
+            fail(connection, reason, message, spec: spec)
+        case .refuse(let reason, let message):
+            guard let id = publish.packetID else { return }
+            durably([]) { self.acknowledge(publish, id: id, reason: reason, message: message, on: connection) }
+        case .duplicateQoS2:
+            guard let id = publish.packetID else { return }
             durably([]) { self.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
-            return
-        }
-        // Receive Maximum [MQTT-3.3.4-9]: unacknowledged QoS 1 and 2 PUBLISH packets. Only 5.0
-        // clients were told the limit; 3.x clients are held back by TCP flow control instead.
-        if v5 && publish.qos != .atMostOnce && session.inboundQoS2.count + connection.unacknowledgedQoS1 >= Int(configuration.receiveMaximum) {
-            fail(connection, .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 1 and 2 messages are unacknowledged", spec: "MQTT-3.3.4-9")
-            return
-        }
-        // Payload Format Indicator 1: the payload must be UTF-8 [MQTT-3.3.2.3.2].
-        if v5 && configuration.validateUTF8Payloads && publish.properties.payloadFormatIndicator == 1 && !publish.payload.isValidMQTTUTF8 {
-            if publish.qos != .atMostOnce, let id = publish.packetID {
-                durably([]) { self.acknowledge(publish, id: id, reason: .payloadFormatInvalid, message: "the payload is not valid UTF-8", on: connection) }
-            } else {
-                fail(connection, .payloadFormatInvalid, "the payload is not valid UTF-8")
-            }
-            return
-        }
-        // Authorization: 5.0 says why; 3.x acknowledges and drops, as it cannot say.
-        guard authorizer.isAllowed(.publish, topic: topic, clientID: connection.clientID, username: connection.username) else {
+        case .denied(let topic):
+            // 5.0 says why; 3.x acknowledges and drops, as it cannot say.
             logger.info("publish denied", metadata: ["mqtt.client_id": "\(connection.clientID)", "topic": "\(topic)"])
-            if let id = publish.packetID {
-                if publish.qos == .exactlyOnce && !v5 { session.inboundQoS2.insert(id) }
-                durably([]) { self.acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection) }
-            }
-            return
+            guard let id = publish.packetID else { return }
+            if publish.qos == .exactlyOnce && connection.version != .v5 { session.inboundQoS2.insert(id) }
+            durably([]) { self.acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection) }
         }
+    }
 
+    /// A PUBLISH that passed the checks: ingested, retained, routed here and to the peers; its
+    /// acknowledgement waits for the commit of everything it caused (G1).
+    private func publishAccepted(_ publish: MQTTPublish, topic: String, session: Session, on connection: Connection) {
+        let now = clock.now()
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
         let firstWrite = collected.count
         ingest(publish, topic: topic, connection: connection)
@@ -135,77 +87,79 @@ extension Broker {
         }
         let placement = placeShared(message)
         let routed = route(message, now: now, sharedGroups: placement.selection)
-        var matched = routed.delivered
-        // Peers serving shared groups commit their members' rows before the acknowledgement.
-        let groupsCommitted = PeerCommits()
+        var routing = AcceptedPublish(message: message, placement: placement, servedGroups: routed.servedGroups, matched: routed.delivered)
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
-        let remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
+        routing.remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
         if let cluster {
             // QoS 0 and 1 go to the peers' clean subscribers now, as to local ones (a QoS 1
             // message may arrive twice if its publisher re-sends it after a crash, as the
             // protocol allows); QoS 2 once committed here, with the PUBREC (it must not arrive
             // twice); copies for stored sessions once their rows are committed.
+            let copies = routing.remoteCopies.values.reduce(0) { $0 + $1.count }
             switch publish.qos {
             case .atMostOnce:
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: remoteCopies, from: connection)
+                routing.matched += forwardToPeers(message, servedGroups: routing.servedGroups, placed: placement, deliveries: routing.remoteCopies,
+                                                  from: connection)
             case .atLeastOnce:
-                matched += forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, from: connection,
-                                          groupsCommitted: groupsCommitted)
-                matched += remoteCopies.values.reduce(0) { $0 + $1.count }
+                routing.matched += forwardToPeers(message, servedGroups: routing.servedGroups, placed: placement, from: connection,
+                                                  groupsCommitted: routing.groupsCommitted) + copies
             case .exactlyOnce:
                 let remote = placement.matching ?? cluster.peers(matching: message.topic)
-                matched += remote.plain.count + remote.groups.count + remoteCopies.values.reduce(0) { $0 + $1.count }
+                routing.matched += remote.plain.count + remote.groups.count + copies
             }
         }
+        guard let id = publish.packetID else { return }
+        if publish.qos == .exactlyOnce {
+            session.inboundQoS2.insert(id)
+            if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
+        }
+        if publish.qos == .atLeastOnce {
+            connection.unacknowledgedQoS1 += 1
+            // A 3.x client has no Receive Maximum: stop reading from it instead, so what
+            // waits for the store stays bounded.
+            if connection.version != .v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
+        }
+        let fence = fenceCollected(from: firstWrite, for: connection)
+        // G1: PUBACK / PUBREC only once everything the message caused is committed.
+        commitCollected(fence: fence) { [self] in committed(publish, id: id, routing, on: connection) }
+    }
 
-        if let id = publish.packetID {
-            if publish.qos == .exactlyOnce {
-                session.inboundQoS2.insert(id)
-                if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
+    /// What a PUBLISH caused is committed: the copies that waited for it go to the peers, and
+    /// the client is acknowledged.
+    private func committed(_ publish: MQTTPublish, id: UInt16, _ routing: AcceptedPublish, on connection: Connection) {
+        let message = routing.message
+        if publish.qos == .exactlyOnce {
+            // Gone to the spool, the commit reaches the shared store only with the replay,
+            // and under a fence it is decided only there: left out if a later claim took
+            // the session meanwhile (a node frozen or cut off, whose device re-sent the
+            // message elsewhere). Peers' stored sessions get their copies from the
+            // replayed rows (the pickup), never one from here: a copy delivered now would
+            // have its row deleted before the replay inserts it, and the row would be
+            // delivered again [MQTT-4.3.3].
+            let undecided = storeSpooling || storeReplaying
+            forwardToPeers(message, servedGroups: routing.servedGroups, placed: routing.placement, deliveries: undecided ? [:] : routing.remoteCopies,
+                           groupsCommitted: routing.groupsCommitted)
+        } else if publish.qos == .atLeastOnce && !routing.remoteCopies.isEmpty {
+            forwardToPeers(message, servedGroups: [], deliveries: routing.remoteCopies, copiesOnly: true)
+        }
+        if publish.qos == .atLeastOnce {
+            connection.unacknowledgedQoS1 -= 1
+            if connection.version != .v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 {
+                connection.resumeReading(.acknowledgements)
             }
-            // G1: PUBACK / PUBREC only once everything the message caused is committed.
-            if publish.qos == .atLeastOnce {
-                connection.unacknowledgedQoS1 += 1
-                // A 3.x client has no Receive Maximum: stop reading from it instead, so what
-                // waits for the store stays bounded.
-                if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
-            }
-            let servedGroups = routed.servedGroups
-            let fence = fenceCollected(from: firstWrite, for: connection)
-            commitCollected(fence: fence) { [self] in
-                if publish.qos == .exactlyOnce {
-                    // Gone to the spool, the commit reaches the shared store only with the replay,
-                    // and under a fence it is decided only there: left out if a later claim took
-                    // the session meanwhile (a node frozen or cut off, whose device re-sent the
-                    // message elsewhere). Peers' stored sessions get their copies from the
-                    // replayed rows (the pickup), never one from here: a copy delivered now would
-                    // have its row deleted before the replay inserts it, and the row would be
-                    // delivered again [MQTT-4.3.3].
-                    let undecided = storeSpooling || storeReplaying
-                    forwardToPeers(message, servedGroups: servedGroups, placed: placement, deliveries: undecided ? [:] : remoteCopies,
-                                   groupsCommitted: groupsCommitted)
-                } else if publish.qos == .atLeastOnce && !remoteCopies.isEmpty {
-                    forwardToPeers(message, servedGroups: [], deliveries: remoteCopies, copiesOnly: true)
-                }
-                if publish.qos == .atLeastOnce {
-                    connection.unacknowledgedQoS1 -= 1
-                    if !v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) - 1 { connection.resumeReading(.acknowledgements) }
-                }
-                let reason: MQTTReasonCode = matched == 0 ? .noMatchingSubscribers : .success
-                // The ack waits (in order) for the peers serving shared groups to commit their
-                // members' rows, and for a retained change to be applied by every linked peer:
-                // no window in which a peer serves an older retained value after the ack.
-                let retainedOnPeers = publish.retain ? cluster : nil
-                if retainedOnPeers != nil || !groupsCommitted.isSettled {
-                    let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
-                    groupsCommitted.then { [self] in
-                        guard let retainedOnPeers else { return release(held, on: connection) }
-                        retainedOnPeers.retainedChanged(message) { [self] in release(held, on: connection) }
-                    }
-                } else {
-                    acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
-                }
-            }
+        }
+        let reason: MQTTReasonCode = routing.matched == 0 ? .noMatchingSubscribers : .success
+        // The ack waits (in order) for the peers serving shared groups to commit their
+        // members' rows, and for a retained change to be applied by every linked peer:
+        // no window in which a peer serves an older retained value after the ack.
+        let retainedOnPeers = publish.retain ? cluster : nil
+        guard retainedOnPeers != nil || !routing.groupsCommitted.isSettled else {
+            return acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
+        }
+        let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
+        routing.groupsCommitted.then { [self] in
+            guard let retainedOnPeers else { return release(held, on: connection) }
+            retainedOnPeers.retainedChanged(message) { [self] in release(held, on: connection) }
         }
     }
 
@@ -332,4 +286,17 @@ extension Broker {
         for entry in ready { entry.send() }
         flush()
     }
+}
+
+/// Where an accepted PUBLISH went, kept until its commit (`Broker.committed`).
+struct AcceptedPublish {
+    var message: Message
+    var placement: SharedPlacement
+    var servedGroups: Set<ShareGroupKey>
+    /// Subscribers it reached here and on peers (0: "no matching subscribers" in 5.0).
+    var matched: Int
+    /// Copies for other nodes' stored sessions, by holding node.
+    var remoteCopies: [String: [RemoteDelivery]] = [:]
+    /// Peers serving shared groups commit their members' rows before the acknowledgement.
+    let groupsCommitted = PeerCommits()
 }
