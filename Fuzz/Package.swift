@@ -7,16 +7,16 @@ let package = Package(
     name: "starling-fuzz",
     dependencies: [
         .package(name: "starling", path: ".."),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2")
     ],
     targets: [
         .executableTarget(
             name: "CodecFuzzer",
             dependencies: [
                 .product(name: "MQTTCodec", package: "starling"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio")
             ]
-        ),
+        )
     ],
     swiftLanguageModes: [.v6]
 )

@@ -28,10 +28,12 @@ enum PostgresCopyBenchmark {
                 }
                 try await client.withTransaction(logger: logger) { connection in
                     if staged {
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             CREATE TEMP TABLE IF NOT EXISTS stage_payloads (LIKE message_payloads) ON COMMIT DELETE ROWS
                             """, logger: logger)
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             CREATE TEMP TABLE IF NOT EXISTS stage_deliveries (LIKE session_messages) ON COMMIT DELETE ROWS
                             """, logger: logger)
                     }
@@ -42,10 +44,12 @@ enum PostgresCopyBenchmark {
                         try await writer.write(deliveries)
                     }
                     if staged {
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             INSERT INTO message_payloads SELECT * FROM stage_payloads ON CONFLICT (id) DO NOTHING
                             """, logger: logger)
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             INSERT INTO session_messages SELECT * FROM stage_deliveries
                             ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
                             """, logger: logger)
@@ -53,7 +57,9 @@ enum PostgresCopyBenchmark {
                 }
             }
             StoreBenchmarks.report(
-                staged ? "postgres COPY to staging + INSERT ON CONFLICT (payload + delivery)" : "postgres plain COPY, no conflict handling (payload + delivery)",
+                staged
+                    ? "postgres COPY to staging + INSERT ON CONFLICT (payload + delivery)"
+                    : "postgres plain COPY, no conflict handling (payload + delivery)",
                 start: start)
         }
     }

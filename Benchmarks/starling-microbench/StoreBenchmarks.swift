@@ -29,10 +29,16 @@ enum StoreBenchmarks {
             for _ in 0..<batch {
                 id += 1
                 sequence += 1
-                operations.append(.saveMessage(StoredMessage(id: id, topic: "bench/1", payload: payload, qos: .atLeastOnce, retain: false,
-                                                             properties: [], expiresAt: nil, publisher: "bench-pub")))
-                operations.append(.saveDelivery(StoredDelivery(clientID: "bench-sub", sequence: sequence, messageID: id, qos: .atLeastOnce,
-                                                               retain: false, subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)))
+                operations.append(
+                    .saveMessage(
+                        StoredMessage(
+                            id: id, topic: "bench/1", payload: payload, qos: .atLeastOnce, retain: false,
+                            properties: [], expiresAt: nil, publisher: "bench-pub")))
+                operations.append(
+                    .saveDelivery(
+                        StoredDelivery(
+                            clientID: "bench-sub", sequence: sequence, messageID: id, qos: .atLeastOnce,
+                            retain: false, subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)))
             }
             try await store.apply(operations)
         }
@@ -48,11 +54,14 @@ enum StoreBenchmarks {
             for _ in 0..<batch {
                 n += 1
                 let body = ByteBuffer(string: jsonPayload(n))
-                operations.append(.ingest(IngestRecord(
-                    receivedAt: wall + Int64(n / 100), clientID: "bench-\(n % 10)", username: nil, packetID: UInt16(truncatingIfNeeded: n / 10 % 65535 + 1),
-                    topic: "bench/\(n % 10)", payload: body, qos: 1, retain: false, contentType: nil, userProperties: [],
-                    contentHash: Array(repeating: UInt8(truncatingIfNeeded: n), count: 32) + [], nodeID: "bench",
-                    dedup: .qos1(dup: false, contentOnly: false))))
+                operations.append(
+                    .ingest(
+                        IngestRecord(
+                            receivedAt: wall + Int64(n / 100), clientID: "bench-\(n % 10)", username: nil,
+                            packetID: UInt16(truncatingIfNeeded: n / 10 % 65535 + 1),
+                            topic: "bench/\(n % 10)", payload: body, qos: 1, retain: false, contentType: nil, userProperties: [],
+                            contentHash: Array(repeating: UInt8(truncatingIfNeeded: n), count: 32) + [], nodeID: "bench",
+                            dedup: .qos1(dup: false, contentOnly: false))))
             }
             try await store.apply(operations)
         }

@@ -18,7 +18,9 @@ func measure(_ name: String, iterations: Int, unit: String = "ops", _ body: () -
     let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) / 1e18
     let rate = Double(iterations) / seconds
     let nanos = seconds / Double(iterations) * 1e9
-    print("\(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(format: "%12.0f", rate)) \(unit)/s  \(String(format: "%8.1f", nanos)) ns/op")
+    print(
+        "\(name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(String(format: "%12.0f", rate)) \(unit)/s  \(String(format: "%8.1f", nanos)) ns/op"
+    )
 }
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
@@ -27,8 +29,10 @@ func codecBenchmarks() {
     print("== codec: 64-byte payload PUBLISH, topic \"sensors/device-0042/temperature\"")
     let payload = ByteBuffer(repeating: 0x7A, count: 64)
     for (version, qos) in [(MQTTProtocolVersion.v3_1_1, MQTTQoS.atMostOnce), (.v3_1_1, .atLeastOnce), (.v5, .atLeastOnce)] {
-        let publish = MQTTPacket.publish(MQTTPublish(topic: "sensors/device-0042/temperature", payload: payload, qos: qos,
-                                                     packetID: qos == .atMostOnce ? nil : 42))
+        let publish = MQTTPacket.publish(
+            MQTTPublish(
+                topic: "sensors/device-0042/temperature", payload: payload, qos: qos,
+                packetID: qos == .atMostOnce ? nil : 42))
         let bytes = publish.encoded(version: version)
         var out = ByteBuffer()
         out.reserveCapacity(1 << 16)
@@ -53,7 +57,7 @@ func indexBenchmarks() {
         let site = i % 100, device = i / 100
         let raw: String
         switch i % 4 {
-        case 0: raw = "site/\(site)/device/\(device)/+"       // wildcard
+        case 0: raw = "site/\(site)/device/\(device)/+"  // wildcard
         default: raw = "site/\(site)/device/\(device)/m\(i % 3)"
         }
         index.insert(try! MQTTTopicFilter(raw), subscriber: i, value: 0)

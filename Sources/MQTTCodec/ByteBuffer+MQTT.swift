@@ -33,7 +33,9 @@ extension ByteBuffer {
 
     /// Reads a Variable Byte Integer of at most four bytes [MQTT-1.5.5-1].
     @inlinable
-    public mutating func readMQTTVariableByteInteger(_ what: @autoclosure () -> String = "variable byte integer") throws(MQTTCodecError) -> Int {
+    public mutating func readMQTTVariableByteInteger(_ what: @autoclosure () -> String = "variable byte integer") throws(MQTTCodecError)
+        -> Int
+    {
         var value = 0
         var shift = 0
         for index in 0..<4 {

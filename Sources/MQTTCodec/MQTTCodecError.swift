@@ -38,8 +38,9 @@ public struct MQTTCodecError: Error, Sendable, Hashable, CustomStringConvertible
 
     /// 0x95: the packet is larger than the receiver's maximum.
     public static func packetTooLarge(size: Int, maximum: Int) -> Self {
-        Self(.packetTooLarge, "packet of \(size) bytes exceeds the maximum of \(maximum) bytes",
-             spec: "MQTT-3.2.2-15")
+        Self(
+            .packetTooLarge, "packet of \(size) bytes exceeds the maximum of \(maximum) bytes",
+            spec: "MQTT-3.2.2-15")
     }
 
     public var description: String {

@@ -19,8 +19,9 @@ extension MQTTPacket {
         // on a retry; 3.1.1 and 5.0 fix the flags at 0010.
         let dupTolerated = version == .v3_1 && type.requiredFlags == 0b0010 && flags == 0b1010
         if let required = type.requiredFlags, flags != required, !dupTolerated {
-            throw .malformed("\(type) has fixed header flags 0x\(String(flags, radix: 16)); they must be 0x\(String(required, radix: 16))",
-                             spec: "MQTT-2.1.3-1")
+            throw .malformed(
+                "\(type) has fixed header flags 0x\(String(flags, radix: 16)); they must be 0x\(String(required, radix: 16))",
+                spec: "MQTT-2.1.3-1")
         }
         guard type.isReceivable(by: role) else {
             throw .protocolError("\(type) may not be sent by a \(role == .server ? "client" : "server")")

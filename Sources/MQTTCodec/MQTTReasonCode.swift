@@ -114,52 +114,53 @@ public struct MQTTReasonCode: RawRepresentable, Sendable, Hashable, Comparable, 
     public static let wildcardSubscriptionsNotSupported = Self(0xA2)
 
     public var description: String {
-        let name: String = switch rawValue {
-        case 0x00: "Success"
-        case 0x01: "Granted QoS 1"
-        case 0x02: "Granted QoS 2"
-        case 0x04: "Disconnect with Will Message"
-        case 0x10: "No matching subscribers"
-        case 0x11: "No subscription existed"
-        case 0x18: "Continue authentication"
-        case 0x19: "Re-authenticate"
-        case 0x80: "Unspecified error"
-        case 0x81: "Malformed Packet"
-        case 0x82: "Protocol Error"
-        case 0x83: "Implementation specific error"
-        case 0x84: "Unsupported Protocol Version"
-        case 0x85: "Client Identifier not valid"
-        case 0x86: "Bad User Name or Password"
-        case 0x87: "Not authorized"
-        case 0x88: "Server unavailable"
-        case 0x89: "Server busy"
-        case 0x8A: "Banned"
-        case 0x8B: "Server shutting down"
-        case 0x8C: "Bad authentication method"
-        case 0x8D: "Keep Alive timeout"
-        case 0x8E: "Session taken over"
-        case 0x8F: "Topic Filter invalid"
-        case 0x90: "Topic Name invalid"
-        case 0x91: "Packet Identifier in use"
-        case 0x92: "Packet Identifier not found"
-        case 0x93: "Receive Maximum exceeded"
-        case 0x94: "Topic Alias invalid"
-        case 0x95: "Packet too large"
-        case 0x96: "Message rate too high"
-        case 0x97: "Quota exceeded"
-        case 0x98: "Administrative action"
-        case 0x99: "Payload format invalid"
-        case 0x9A: "Retain not supported"
-        case 0x9B: "QoS not supported"
-        case 0x9C: "Use another server"
-        case 0x9D: "Server moved"
-        case 0x9E: "Shared Subscriptions not supported"
-        case 0x9F: "Connection rate exceeded"
-        case 0xA0: "Maximum connect time"
-        case 0xA1: "Subscription Identifiers not supported"
-        case 0xA2: "Wildcard Subscriptions not supported"
-        default: "Unknown"
-        }
+        let name: String =
+            switch rawValue {
+            case 0x00: "Success"
+            case 0x01: "Granted QoS 1"
+            case 0x02: "Granted QoS 2"
+            case 0x04: "Disconnect with Will Message"
+            case 0x10: "No matching subscribers"
+            case 0x11: "No subscription existed"
+            case 0x18: "Continue authentication"
+            case 0x19: "Re-authenticate"
+            case 0x80: "Unspecified error"
+            case 0x81: "Malformed Packet"
+            case 0x82: "Protocol Error"
+            case 0x83: "Implementation specific error"
+            case 0x84: "Unsupported Protocol Version"
+            case 0x85: "Client Identifier not valid"
+            case 0x86: "Bad User Name or Password"
+            case 0x87: "Not authorized"
+            case 0x88: "Server unavailable"
+            case 0x89: "Server busy"
+            case 0x8A: "Banned"
+            case 0x8B: "Server shutting down"
+            case 0x8C: "Bad authentication method"
+            case 0x8D: "Keep Alive timeout"
+            case 0x8E: "Session taken over"
+            case 0x8F: "Topic Filter invalid"
+            case 0x90: "Topic Name invalid"
+            case 0x91: "Packet Identifier in use"
+            case 0x92: "Packet Identifier not found"
+            case 0x93: "Receive Maximum exceeded"
+            case 0x94: "Topic Alias invalid"
+            case 0x95: "Packet too large"
+            case 0x96: "Message rate too high"
+            case 0x97: "Quota exceeded"
+            case 0x98: "Administrative action"
+            case 0x99: "Payload format invalid"
+            case 0x9A: "Retain not supported"
+            case 0x9B: "QoS not supported"
+            case 0x9C: "Use another server"
+            case 0x9D: "Server moved"
+            case 0x9E: "Shared Subscriptions not supported"
+            case 0x9F: "Connection rate exceeded"
+            case 0xA0: "Maximum connect time"
+            case 0xA1: "Subscription Identifiers not supported"
+            case 0xA2: "Wildcard Subscriptions not supported"
+            default: "Unknown"
+            }
         return "0x\(String(rawValue, radix: 16, uppercase: true).leftPadded(2)) \(name)"
     }
 }
@@ -172,8 +173,10 @@ extension MQTTReasonCode {
     public static func allowed(in type: MQTTPacketType) -> Set<UInt8> {
         switch type {
         case .connack:
-            [0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
-             0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F]
+            [
+                0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
+                0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F
+            ]
         case .puback, .pubrec:
             [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]
         case .pubrel, .pubcomp:
@@ -183,8 +186,10 @@ extension MQTTReasonCode {
         case .unsuback:
             [0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91]
         case .disconnect:
-            [0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
-             0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2]
+            [
+                0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+                0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2
+            ]
         case .auth:
             [0x00, 0x18, 0x19]
         default:

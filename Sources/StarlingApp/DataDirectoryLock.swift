@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A cluster node's hold on its data directory (`storage.data_dir`): an exclusive `flock` on
@@ -23,7 +23,8 @@ struct DataDirectoryLock {
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)
-            throw StartupError(message: "another starling process uses the data directory \(directory) (storage.data_dir); each node needs its own")
+            throw StartupError(
+                message: "another starling process uses the data directory \(directory) (storage.data_dir); each node needs its own")
         }
         let incarnationPath = (directory as NSString).appendingPathComponent("node.incarnation")
         var predecessor: Int64?

@@ -99,23 +99,30 @@ public final class NodeStatus: OpsSource {
         let snapshot = await snapshot()
         var checks: [HealthCheck] = []
 
-        checks.append(phase >= .serving
-            ? HealthCheck(name: "restored", passing: true, detail: "sessions and retained messages restored")
-            : HealthCheck(name: "restored", passing: false, detail: phase == .starting ? "starting" : "restoring state from the store"))
+        checks.append(
+            phase >= .serving
+                ? HealthCheck(name: "restored", passing: true, detail: "sessions and retained messages restored")
+                : HealthCheck(name: "restored", passing: false, detail: phase == .starting ? "starting" : "restoring state from the store"))
 
         let addresses = listeners.compactMap { ListenAddress(bound: $0.localAddress)?.description }
         let accepting = phase >= .serving && !listeners.isEmpty && listeners.allSatisfy(\.isActive)
-        checks.append(HealthCheck(name: "listeners", passing: accepting && phase == .serving,
-                                  detail: accepting ? "accepting MQTT on \(addresses.joined(separator: ", "))" : "not accepting MQTT connections"))
+        checks.append(
+            HealthCheck(
+                name: "listeners", passing: accepting && phase == .serving,
+                detail: accepting ? "accepting MQTT on \(addresses.joined(separator: ", "))" : "not accepting MQTT connections"))
 
-        checks.append(HealthCheck(name: "event_loop", passing: snapshot != nil,
-                                  detail: snapshot != nil ? "answers" : "the broker's event loop did not answer within \(Self.answerTimeout)"))
+        checks.append(
+            HealthCheck(
+                name: "event_loop", passing: snapshot != nil,
+                detail: snapshot != nil ? "answers" : "the broker's event loop did not answer within \(Self.answerTimeout)"))
 
         if let store {
             let word = spool.map { $0.mode == .direct ? "postgres" : $0.mode.rawValue } ?? "sqlite"
             if let failure = snapshot?.storeFailure {
-                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait",
-                                          state: word))
+                checks.append(
+                    HealthCheck(
+                        name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait",
+                        state: word))
             } else if let spool, spool.mode != .direct {
                 // A database outage: the node serves, committing to its spool (README "SQLite fallback").
                 checks.append(HealthCheck(name: "store", passing: true, detail: "\(store): \(Self.describe(spool))", state: word))
@@ -143,25 +150,33 @@ public final class NodeStatus: OpsSource {
             let now = ContinuousClock.now
             let renewedAgo = membership.lease.lastRenewal.map { NIODeadline.now() - $0 }
             let spoolingFor = spool?.outageStarted.map { now - $0 }
-            let renewedWhileSpooling = spool?.mode == .spooling && renewedAgo.map { renewed in
-                spoolingFor.map { Duration.nanoseconds(renewed.nanoseconds) < $0 } ?? false
-            } ?? false
+            let renewedWhileSpooling =
+                spool?.mode == .spooling
+                && renewedAgo.map { renewed in
+                    spoolingFor.map { Duration.nanoseconds(renewed.nanoseconds) < $0 } ?? false
+                } ?? false
             let refusing = held && (renewedWhileSpooling || spool?.stateDeferred == true)
             let since = state.withLock { s -> ContinuousClock.Instant? in
                 s.refusingClaimsSince = refusing ? s.refusingClaimsSince ?? now : nil
                 return s.refusingClaimsSince
             }
             let stuck = since.map { now - $0 > Self.claimRefusalGrace } ?? false
-            let prefix = outage ? "database outage, serving on the spool: "
-                : snapshot?.cutOff == true ? "cut off from the store while peers reach it: "
-                : stuck ? "the lease is held but stored sessions are refused (the spool is not replayed yet): " : ""
-            checks.append(HealthCheck(name: "cluster", passing: (held && !stuck) || outage,
-                                      detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
+            let prefix =
+                outage
+                ? "database outage, serving on the spool: "
+                : snapshot?.cutOff == true
+                    ? "cut off from the store while peers reach it: "
+                    : stuck ? "the lease is held but stored sessions are refused (the spool is not replayed yet): " : ""
+            checks.append(
+                HealthCheck(
+                    name: "cluster", passing: (held && !stuck) || outage,
+                    detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
         }
 
-        checks.append(phase < .draining
-            ? HealthCheck(name: "draining", passing: true, detail: "not draining")
-            : HealthCheck(name: "draining", passing: false, detail: "shutting down: clients are being disconnected"))
+        checks.append(
+            phase < .draining
+                ? HealthCheck(name: "draining", passing: true, detail: "not draining")
+                : HealthCheck(name: "draining", passing: false, detail: "shutting down: clients are being disconnected"))
         return checks
     }
 
@@ -172,13 +187,25 @@ public final class NodeStatus: OpsSource {
         if let membership {
             let nodes = membership.nodes
             values += [
-                MetricValue("starling_cluster_nodes", .gauge, Double(nodes.count { $0.isLive }), help: "Live nodes of the cluster (unexpired leases), this one included."),
-                MetricValue("starling_cluster_nodes_dead", .gauge, Double(nodes.count { $0.status == "dead" }), help: "Nodes whose lease expired."),
-                MetricValue("starling_cluster_lease_held", .gauge, membership.leaseStatus().held ? 1 : 0, help: "1 while this node's membership lease is renewed."),
-                MetricValue("starling_cluster_lease_renewals_total", .counter, Double(membership.renewals), help: "Lease renewals that succeeded."),
-                MetricValue("starling_cluster_lease_failures_total", .counter, Double(membership.renewalFailures), help: "Lease renewals that failed."),
-                MetricValue("starling_cluster_links_up", .gauge, Double((links?.all ?? []).count { $0.up }), help: "Node links that are up (both directions)."),
-                MetricValue("starling_cluster_links_refused_total", .counter, Double(links?.refusals ?? 0), help: "Connections to the cluster listener refused for not proving the cluster secret."),
+                MetricValue(
+                    "starling_cluster_nodes", .gauge, Double(nodes.count { $0.isLive }),
+                    help: "Live nodes of the cluster (unexpired leases), this one included."),
+                MetricValue(
+                    "starling_cluster_nodes_dead", .gauge, Double(nodes.count { $0.status == "dead" }), help: "Nodes whose lease expired."),
+                MetricValue(
+                    "starling_cluster_lease_held", .gauge, membership.leaseStatus().held ? 1 : 0,
+                    help: "1 while this node's membership lease is renewed."),
+                MetricValue(
+                    "starling_cluster_lease_renewals_total", .counter, Double(membership.renewals), help: "Lease renewals that succeeded."),
+                MetricValue(
+                    "starling_cluster_lease_failures_total", .counter, Double(membership.renewalFailures),
+                    help: "Lease renewals that failed."),
+                MetricValue(
+                    "starling_cluster_links_up", .gauge, Double((links?.all ?? []).count { $0.up }),
+                    help: "Node links that are up (both directions)."),
+                MetricValue(
+                    "starling_cluster_links_refused_total", .counter, Double(links?.refusals ?? 0),
+                    help: "Connections to the cluster listener refused for not proving the cluster secret.")
             ]
         }
         guard let s = await snapshot() else { return values }
@@ -189,48 +216,84 @@ public final class NodeStatus: OpsSource {
             MetricValue("starling_sessions", .gauge, Double(s.sessions), help: "Sessions, connected or not."),
             MetricValue("starling_subscriptions", .gauge, Double(s.subscriptions), help: "Subscriptions of all sessions."),
             MetricValue("starling_retained_messages", .gauge, Double(s.retained), help: "Retained messages."),
-            MetricValue("starling_connections_accepted_total", .counter, Double(s.stats.connectionsAccepted), help: "Network connections accepted."),
+            MetricValue(
+                "starling_connections_accepted_total", .counter, Double(s.stats.connectionsAccepted), help: "Network connections accepted."),
             MetricValue("starling_connections_refused_total", .counter, Double(s.stats.connectionsRefused), help: "CONNECTs refused."),
-            MetricValue("starling_protocol_errors_total", .counter, Double(s.stats.protocolErrors), help: "Connections closed for a malformed packet or a protocol error."),
+            MetricValue(
+                "starling_protocol_errors_total", .counter, Double(s.stats.protocolErrors),
+                help: "Connections closed for a malformed packet or a protocol error."),
             MetricValue("starling_packets_received_total", .counter, Double(s.stats.messagesReceived), help: "MQTT packets received."),
             MetricValue("starling_packets_sent_total", .counter, Double(s.stats.messagesSent), help: "MQTT packets sent."),
             MetricValue("starling_messages_received_total", .counter, Double(s.stats.publishReceived), help: "PUBLISH packets received."),
             MetricValue("starling_messages_sent_total", .counter, Double(s.stats.publishSent), help: "PUBLISH packets sent."),
-            MetricValue("starling_messages_dropped_total", .counter, Double(s.stats.messagesDropped), help: "Messages a session could not take (queue full, too large, expired)."),
+            MetricValue(
+                "starling_messages_dropped_total", .counter, Double(s.stats.messagesDropped),
+                help: "Messages a session could not take (queue full, too large, expired)."),
             MetricValue("starling_bytes_received_total", .counter, Double(s.stats.bytesReceived), help: "Bytes received from clients."),
-            MetricValue("starling_bytes_sent_total", .counter, Double(s.stats.bytesSent), help: "Bytes sent to clients."),
+            MetricValue("starling_bytes_sent_total", .counter, Double(s.stats.bytesSent), help: "Bytes sent to clients.")
         ]
         if let cluster = s.cluster {
             values += [
-                MetricValue("starling_cluster_forwarded_total", .counter, Double(cluster.forwarded), help: "Messages sent to peers for their subscribers."),
-                MetricValue("starling_cluster_received_total", .counter, Double(s.stats.forwardedIn), help: "Messages peers sent to this node's subscribers."),
-                MetricValue("starling_cluster_forward_drops_total", .counter, Double(cluster.forwardDrops),
-                            help: "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."),
+                MetricValue(
+                    "starling_cluster_forwarded_total", .counter, Double(cluster.forwarded),
+                    help: "Messages sent to peers for their subscribers."),
+                MetricValue(
+                    "starling_cluster_received_total", .counter, Double(s.stats.forwardedIn),
+                    help: "Messages peers sent to this node's subscribers."),
+                MetricValue(
+                    "starling_cluster_forward_drops_total", .counter, Double(cluster.forwardDrops),
+                    help:
+                        "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."
+                )
             ]
         }
         if let spool = state.withLock({ $0.fallback })?.status {
             values += [
-                MetricValue("starling_store_spooling", .gauge, spool.mode == .direct ? 0 : 1,
-                            help: "1 while PostgreSQL cannot be reached or the spool is being replayed into it (commits go to the local spool)."),
-                MetricValue("starling_spool_batches", .gauge, Double(spool.spooledBatches), help: "Batches in the local spool, waiting for the replay."),
-                MetricValue("starling_spool_bytes", .gauge, Double(spool.spooledBytes), help: "Bytes in the local spool (limit: storage.spool_max_bytes)."),
-                MetricValue("starling_spool_operations_total", .counter, Double(spool.spooledOperations), help: "Store operations committed to the spool."),
-                MetricValue("starling_spool_replayed_operations_total", .counter, Double(spool.replayedOperations),
-                            help: "Spooled operations replayed into PostgreSQL (spooled minus replayed: the replay's backlog)."),
-                MetricValue("starling_store_outages_total", .counter, Double(spool.outages), help: "Times PostgreSQL could not be reached and the node switched to its spool."),
-                MetricValue("starling_store_outage_seconds_total", .counter, spool.outageSecondsTotal, help: "Seconds spent spooling, the current outage included."),
+                MetricValue(
+                    "starling_store_spooling", .gauge, spool.mode == .direct ? 0 : 1,
+                    help: "1 while PostgreSQL cannot be reached or the spool is being replayed into it (commits go to the local spool)."),
+                MetricValue(
+                    "starling_spool_batches", .gauge, Double(spool.spooledBatches),
+                    help: "Batches in the local spool, waiting for the replay."),
+                MetricValue(
+                    "starling_spool_bytes", .gauge, Double(spool.spooledBytes),
+                    help: "Bytes in the local spool (limit: storage.spool_max_bytes)."),
+                MetricValue(
+                    "starling_spool_operations_total", .counter, Double(spool.spooledOperations),
+                    help: "Store operations committed to the spool."),
+                MetricValue(
+                    "starling_spool_replayed_operations_total", .counter, Double(spool.replayedOperations),
+                    help: "Spooled operations replayed into PostgreSQL (spooled minus replayed: the replay's backlog)."),
+                MetricValue(
+                    "starling_store_outages_total", .counter, Double(spool.outages),
+                    help: "Times PostgreSQL could not be reached and the node switched to its spool."),
+                MetricValue(
+                    "starling_store_outage_seconds_total", .counter, spool.outageSecondsTotal,
+                    help: "Seconds spent spooling, the current outage included.")
             ]
         }
         if let store = s.store {
             values += [
-                MetricValue("starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
-                MetricValue("starling_store_operations_total", .counter, Double(store.operations), help: "Store operations committed (operations / commits = mean batch)."),
-                MetricValue("starling_store_failures_total", .counter, Double(store.failures), help: "Commits that failed or stalled (each retried)."),
-                MetricValue("starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs), help: "Times publishers were paused because the store fell behind."),
-                MetricValue("starling_fenced_commits_total", .counter, Double(s.stats.fencedCommits),
-                            help: "Commits left out because a later claim held the sending connection's session (a frozen or cut-off node's stale packets)."),
-                MetricValue("starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
-                MetricValue("starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait)."),
+                MetricValue(
+                    "starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
+                MetricValue(
+                    "starling_store_operations_total", .counter, Double(store.operations),
+                    help: "Store operations committed (operations / commits = mean batch)."),
+                MetricValue(
+                    "starling_store_failures_total", .counter, Double(store.failures),
+                    help: "Commits that failed or stalled (each retried)."),
+                MetricValue(
+                    "starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs),
+                    help: "Times publishers were paused because the store fell behind."),
+                MetricValue(
+                    "starling_fenced_commits_total", .counter, Double(s.stats.fencedCommits),
+                    help:
+                        "Commits left out because a later claim held the sending connection's session (a frozen or cut-off node's stale packets)."
+                ),
+                MetricValue(
+                    "starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
+                MetricValue(
+                    "starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait).")
             ]
         }
         return values
@@ -287,7 +350,11 @@ public final class NodeStatus: OpsSource {
                     connections: broker.connectionCount, connected: broker.connectedClientCount,
                     sessions: broker.sessionCount, subscriptions: broker.subscriptionCount, retained: broker.retainedCount,
                     stats: broker.stats,
-                    store: writer.map { Snapshot.Store(commits: $0.commits, operations: $0.committedOperations, failures: $0.failures, outstanding: $0.outstandingWrites) },
+                    store: writer.map {
+                        Snapshot.Store(
+                            commits: $0.commits, operations: $0.committedOperations, failures: $0.failures,
+                            outstanding: $0.outstandingWrites)
+                    },
                     storeFailure: writer.flatMap { $0.isFailing ? ($0.lastFailure ?? "failing") : nil },
                     cluster: broker.cluster?.statistics, cutOff: broker.clusterCutOff)
             }.get()
@@ -328,7 +395,11 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendabl
     let once = Mutex(false)
     return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
         let finish: @Sendable (T?) -> Void = { value in
-            if once.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: value) }
+            if once.withLock({ done in
+                defer { done = true }; return !done
+            }) {
+                continuation.resume(returning: value)
+            }
         }
         let timer = Task {
             do { try await Task.sleep(for: limit) } catch { return }

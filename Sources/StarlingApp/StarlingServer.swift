@@ -20,8 +20,10 @@ public final class StarlingServer: Service, Sendable {
     /// What `/healthz`, `/readyz` and `/metrics` report (see `OpsServer`).
     public let status: NodeStatus
 
-    public init(configuration: StarlingConfiguration, logger: Logger, status: NodeStatus = NodeStatus(),
-                onListening: @escaping @Sendable ([(scheme: String, address: String)]) -> Void = { _ in }) {
+    public init(
+        configuration: StarlingConfiguration, logger: Logger, status: NodeStatus = NodeStatus(),
+        onListening: @escaping @Sendable ([(scheme: String, address: String)]) -> Void = { _ in }
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.status = status
@@ -32,8 +34,10 @@ public final class StarlingServer: Service, Sendable {
     /// interval), one run at a time, until cancelled; nil without a store. A task of its own, not
     /// the broker's loop: a run still waiting for an unreachable store when the node stops
     /// finishes without scheduling anything on the stopped loop.
-    static func repeatedly(with store: (any PersistentStore)?, every interval: TimeAmount, initialDelay: TimeAmount? = nil,
-                           _ body: @escaping @Sendable (any PersistentStore) async -> Void) -> Task<Void, Never>? {
+    static func repeatedly(
+        with store: (any PersistentStore)?, every interval: TimeAmount, initialDelay: TimeAmount? = nil,
+        _ body: @escaping @Sendable (any PersistentStore) async -> Void
+    ) -> Task<Void, Never>? {
         guard let store else { return nil }
         return Task {
             var delay = initialDelay ?? interval
@@ -162,9 +166,10 @@ public final class StarlingServer: Service, Sendable {
         var logged: [String] = []
         do {
             for (address, kind) in listeners {
-                let channel = try await MQTTListener.bind(address, kind: kind, proxyProtocol: configuration.proxyProtocol,
-                                                          trustedProxies: configuration.webSocketTrustedProxies, broker: broker, eventLoop: loop,
-                                                          maximumPacketSize: configuration.broker.maxPacketSize)
+                let channel = try await MQTTListener.bind(
+                    address, kind: kind, proxyProtocol: configuration.proxyProtocol,
+                    trustedProxies: configuration.webSocketTrustedProxies, broker: broker, eventLoop: loop,
+                    maximumPacketSize: configuration.broker.maxPacketSize)
                 channels.append(channel)
                 if let text = ListenAddress(bound: channel.localAddress)?.description {
                     bound.append((kind.scheme, text))
@@ -183,9 +188,10 @@ public final class StarlingServer: Service, Sendable {
         var cluster: (membership: ClusterMembership, links: ClusterLinks, listener: any Channel, renewal: Task<Void, Never>)?
         if let listen = configuration.clusterListen, let postgres = setup?.postgres {
             do {
-                cluster = try await joinCluster(listen: listen, ownership: postgres, lease: setup?.leaseStore ?? PostgresMembership(store: postgres),
-                                                group: group, broker: broker, loop: loop,
-                                                mqttAddress: bound.first?.address ?? "?")
+                cluster = try await joinCluster(
+                    listen: listen, ownership: postgres, lease: setup?.leaseStore ?? PostgresMembership(store: postgres),
+                    group: group, broker: broker, loop: loop,
+                    mqttAddress: bound.first?.address ?? "?")
             } catch {
                 for channel in channels { try? await channel.close() }
                 try? await group.shutdownGracefully()
@@ -231,7 +237,9 @@ public final class StarlingServer: Service, Sendable {
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
         status.enter(.draining)
-        logger.notice("shutting down: /readyz answers 503; clients are disconnected in \(configuration.drainWait) s, \(configuration.drainRate) per second")
+        logger.notice(
+            "shutting down: /readyz answers 503; clients are disconnected in \(configuration.drainWait) s, \(configuration.drainRate) per second"
+        )
         if let cluster { await cluster.membership.announce(.draining) }
         // Balancers notice the 503 and send new clients elsewhere; clients here keep working.
         if configuration.drainWait > 0 { try? await Task.sleep(for: .milliseconds(Int64(configuration.drainWait * 1000))) }
@@ -244,7 +252,9 @@ public final class StarlingServer: Service, Sendable {
         let reason: MQTTReasonCode = configuration.serverReference == nil ? .serverShuttingDown : .useAnotherServer
         let reference = configuration.serverReference
         let batch = max(1, configuration.drainRate / 10)
-        while let remaining = try? await loop.submit({ broker.drain(upTo: batch, reason: reason, serverReference: reference) }).get(), remaining > 0 {
+        while let remaining = try? await loop.submit({ broker.drain(upTo: batch, reason: reason, serverReference: reference) }).get(),
+            remaining > 0
+        {
             try? await Task.sleep(for: .milliseconds(100))
         }
         try? await loop.submit { broker.shutdown(reason: reason, serverReference: reference) }.get()
@@ -269,17 +279,20 @@ public final class StarlingServer: Service, Sendable {
 extension StarlingServer {
     /// Binds the node-to-node listener, claims the node id (a live node with the same id is a
     /// configuration error: exit 2), and starts renewing the lease and dialing peers.
-    func joinCluster(listen: ListenAddress, ownership: any SessionOwnershipStore, lease leaseStore: any MembershipStore, group: any EventLoopGroup,
-                     broker: Broker, loop: any EventLoop,
-                     mqttAddress: String) async throws -> (ClusterMembership, ClusterLinks, any Channel, Task<Void, Never>) {
+    func joinCluster(
+        listen: ListenAddress, ownership: any SessionOwnershipStore, lease leaseStore: any MembershipStore, group: any EventLoopGroup,
+        broker: Broker, loop: any EventLoop,
+        mqttAddress: String
+    ) async throws -> (ClusterMembership, ClusterLinks, any Channel, Task<Void, Never>) {
         var clusterLogger = logger
         clusterLogger[metadataKey: "starling.component"] = "cluster"
         let nodeID = configuration.broker.ingest.nodeID
         clusterLogger[metadataKey: "starling.node"] = "\(nodeID)"
         let router = ClusterRouter(loop: loop, logger: clusterLogger)
-        let links = ClusterLinks(nodeID: nodeID, secret: configuration.clusterSecret, group: group, router: router, logger: clusterLogger,
-                                 serverTLS: configuration.clusterTLS ? try configuration.makeTLSContext() : nil,
-                                 clientTLS: try configuration.makeClusterClientTLSContext(), linkBuffer: configuration.clusterLinkBuffer)
+        let links = ClusterLinks(
+            nodeID: nodeID, secret: configuration.clusterSecret, group: group, router: router, logger: clusterLogger,
+            serverTLS: configuration.clusterTLS ? try configuration.makeTLSContext() : nil,
+            clientTLS: try configuration.makeClusterClientTLSContext(), linkBuffer: configuration.clusterLinkBuffer)
         let listener: any Channel
         do {
             listener = try await links.bind(host: listen.host, port: listen.port)
@@ -300,9 +313,10 @@ extension StarlingServer {
             throw error
         }
         let incarnation = Int64.random(in: 1...Int64.max)
-        let registration = NodeRegistration(nodeID: nodeID, incarnation: incarnation, mqttAddress: mqttAddress,
-                                            clusterAddress: advertise, httpAddress: configuration.httpListen?.description,
-                                            predecessor: directoryLock.predecessor)
+        let registration = NodeRegistration(
+            nodeID: nodeID, incarnation: incarnation, mqttAddress: mqttAddress,
+            clusterAddress: advertise, httpAddress: configuration.httpListen?.description,
+            predecessor: directoryLock.predecessor)
         let membership = ClusterMembership(
             registration: registration, store: leaseStore, lease: .milliseconds(Int64(configuration.clusterLeaseTimeout * 1000)),
             logger: clusterLogger,
@@ -316,8 +330,9 @@ extension StarlingServer {
             try await membership.join()
         } catch let inUse as ClusterMembership.NodeIDInUse {
             try? await listener.close()
-            throw ConfigurationError(key: "server.node_id", value: "\"\(nodeID)\"", allowed: "an id no live node uses: \(inUse)",
-                                     source: "--node-id or the configuration")
+            throw ConfigurationError(
+                key: "server.node_id", value: "\"\(nodeID)\"", allowed: "an id no live node uses: \(inUse)",
+                source: "--node-id or the configuration")
         } catch {
             try? await listener.close()
             throw StartupError(message: "cannot join the cluster through the store: \(error)")
@@ -347,8 +362,9 @@ extension StarlingServer {
                         if seconds % ClusterRouter.pickupInterval == 0 { loop.execute { router.pickUpLostCopies() } }
                     }
                 }
-                let sweeper = DeadNodeSweeper(store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
-                                              logger: clusterLogger, mayJudge: { membership.heldThroughALease })
+                let sweeper = DeadNodeSweeper(
+                    store: ownership, broker: broker, loop: loop, firstToken: Broker.firstID(inBlock: block),
+                    logger: clusterLogger, mayJudge: { membership.heldThroughALease })
                 group.addTask { await sweeper.run() }
             }
         }
@@ -369,8 +385,10 @@ extension StarlingServer {
 
     /// Opens and migrates the configured store, runs `body` with it, and closes it (the
     /// commands that work on the store without serving: `migrate`, `ctl users`).
-    static func withStore<T: Sendable>(_ configuration: StarlingConfiguration, logger: Logger,
-                                       _ body: @Sendable (any PersistentStore, String) async throws -> T) async throws -> T {
+    static func withStore<T: Sendable>(
+        _ configuration: StarlingConfiguration, logger: Logger,
+        _ body: @Sendable (any PersistentStore, String) async throws -> T
+    ) async throws -> T {
         // A tool's failures are its thrown errors; the pool's start-up and shut-down notices
         // (a lease asked for before `run()` began, connections closed at the end) are noise.
         var quiet = logger

@@ -36,7 +36,8 @@ struct StoreSetup {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {
-                throw StartupError(message: "cannot create the data directory \(directory) (storage.data_dir): \(error.localizedDescription)")
+                throw StartupError(
+                    message: "cannot create the data directory \(directory) (storage.data_dir): \(error.localizedDescription)")
             }
         }
         if let url = configuration.postgresURL {
@@ -70,19 +71,22 @@ struct StoreSetup {
                 PostgresReplayLine(configuration: $0, tag: tag, owner: owner, logger: logger)
             }
             let pause = ProcessInfo.processInfo.environment["STARLING_TEST_REPLAY_PAUSE"].flatMap { Int($0) }
-            let fallback = FallbackStore(primary: store, spool: spool, line: line, logger: logger, maxBytes: configuration.spoolMaxBytes,
-                                         pauseReplayAfter: pause)
+            let fallback = FallbackStore(
+                primary: store, spool: spool, line: line, logger: logger, maxBytes: configuration.spoolMaxBytes,
+                pauseReplayAfter: pause)
             // The lease's statements answer within a renewal interval or count as failed.
             let leaseStore = PostgresStore.connectionConfiguration(url: url).map {
                 PostgresMembership(line: PostgresLine(configuration: $0, name: tag + "/lease", timeout: .seconds(1), logger: logger))
             }
-            return StoreSetup(store: fallback, postgresPool: pool, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
-                              leaseStore: leaseStore, replayLine: line)
+            return StoreSetup(
+                store: fallback, postgresPool: pool, description: "PostgreSQL \(masked) (spool \(spoolPath))", postgres: store,
+                leaseStore: leaseStore, replayLine: line)
         }
         let path = (directory as NSString).appendingPathComponent("starling.db")
         do {
             let synchronous = configuration.sqliteSynchronous
-            return StoreSetup(store: try SQLiteStore(path: path, synchronous: synchronous), postgresPool: nil, description: "SQLite \(path)")
+            return StoreSetup(
+                store: try SQLiteStore(path: path, synchronous: synchronous), postgresPool: nil, description: "SQLite \(path)")
         } catch {
             throw StartupError(message: "cannot open the SQLite store \(path): \(error)")
         }

@@ -9,16 +9,22 @@ extension StarlingConfiguration {
         do {
             chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate)
         } catch {
-            throw ConfigurationError(key: "tls.certificate", value: tlsCertificate, allowed: "a readable PEM certificate chain (\(error))", source: "the configuration")
+            throw ConfigurationError(
+                key: "tls.certificate", value: tlsCertificate, allowed: "a readable PEM certificate chain (\(error))",
+                source: "the configuration")
         }
         guard !chain.isEmpty else {
-            throw ConfigurationError(key: "tls.certificate", value: tlsCertificate, allowed: "a PEM file with at least one certificate", source: "the configuration")
+            throw ConfigurationError(
+                key: "tls.certificate", value: tlsCertificate, allowed: "a PEM file with at least one certificate",
+                source: "the configuration")
         }
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: tlsPrivateKey, format: .pem)
         } catch {
-            throw ConfigurationError(key: "tls.private_key", value: tlsPrivateKey, allowed: "a readable, unencrypted PEM private key (\(error))", source: "the configuration")
+            throw ConfigurationError(
+                key: "tls.private_key", value: tlsPrivateKey, allowed: "a readable, unencrypted PEM private key (\(error))",
+                source: "the configuration")
         }
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
@@ -26,7 +32,9 @@ extension StarlingConfiguration {
             do {
                 guard try !NIOSSLCertificate.fromPEMFile(tlsClientCA).isEmpty else { throw NIOSSLError.failedToLoadCertificate }
             } catch {
-                throw ConfigurationError(key: "tls.client_ca", value: tlsClientCA, allowed: "a readable PEM file of CA certificates (\(error))", source: "the configuration")
+                throw ConfigurationError(
+                    key: "tls.client_ca", value: tlsClientCA, allowed: "a readable PEM file of CA certificates (\(error))",
+                    source: "the configuration")
             }
             tls.trustRoots = .file(tlsClientCA)
             // Mutual TLS: a certificate signed by these CAs is required; clients have no host name to check.
@@ -35,7 +43,9 @@ extension StarlingConfiguration {
         do {
             return try NIOSSLContext(configuration: tls)
         } catch {
-            throw ConfigurationError(key: "tls.private_key", value: tlsPrivateKey, allowed: "the private key of tls.certificate (\(error))", source: "the configuration")
+            throw ConfigurationError(
+                key: "tls.private_key", value: tlsPrivateKey, allowed: "the private key of tls.certificate (\(error))",
+                source: "the configuration")
         }
     }
 }
@@ -57,7 +67,9 @@ extension StarlingConfiguration {
         do {
             return try NIOSSLContext(configuration: tls)
         } catch {
-            throw ConfigurationError(key: "cluster.tls", value: "true", allowed: "a TLS client context from tls.client_ca (\(error))", source: "the configuration")
+            throw ConfigurationError(
+                key: "cluster.tls", value: "true", allowed: "a TLS client context from tls.client_ca (\(error))",
+                source: "the configuration")
         }
     }
 }

@@ -47,8 +47,10 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         self.router = router
         self.logger = logger
         // A forwarded message may be as large as any client's packet, plus our properties.
-        self.reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: { if case .listener = role { .server } else { .client } }(),
-                                                                  version: .v5, maximumPacketSize: 268_435_455))
+        self.reader = MQTTPacketReader(
+            decoder: MQTTPacketDecoder(
+                role: { if case .listener = role { .server } else { .client } }(),
+                version: .v5, maximumPacketSize: 268_435_455))
         switch role {
         case .listener: state = .awaitingConnect
         case .dialer: state = .awaitingChallenge(nonce: PeerHandshake.nonce())
@@ -64,9 +66,13 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         peerAddress = ListenAddress(bound: context.channel.remoteAddress)?.description ?? "unknown"
         if case .awaitingChallenge(let nonce) = state {
-            send(.connect(MQTTConnect(version: .v5, clientID: nodeID, cleanStart: true, keepAlive: 0, properties: [
-                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: nonce)),
-            ])), context: context)
+            send(
+                .connect(
+                    MQTTConnect(
+                        version: .v5, clientID: nodeID, cleanStart: true, keepAlive: 0,
+                        properties: [
+                            .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: nonce))
+                        ])), context: context)
         }
         context.fireChannelActive()
     }
@@ -89,24 +95,33 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         switch (state, packet) {
         case (.awaitingConnect, .connect(let connect)):
             guard connect.version == .v5, connect.properties.authenticationMethod == PeerHandshake.method,
-                  let nonce = connect.properties.authenticationData?.bytes, nonce.count == PeerHandshake.nonceLength,
-                  !connect.clientID.isEmpty else {
+                let nonce = connect.properties.authenticationData?.bytes, nonce.count == PeerHandshake.nonceLength,
+                !connect.clientID.isEmpty
+            else {
                 return refuse("not a node of this cluster (no cluster handshake in its CONNECT)", context: context)
             }
             let listenerNonce = PeerHandshake.nonce()
-            let proof = PeerHandshake.listenerProof(secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
-                                                    listenerID: nodeID, dialerID: connect.clientID)
+            let proof = PeerHandshake.listenerProof(
+                secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
+                listenerID: nodeID, dialerID: connect.clientID)
             state = .awaitingProof(peer: connect.clientID, dialerNonce: nonce, listenerNonce: listenerNonce)
-            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [
-                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: listenerNonce + proof)),
-            ])), context: context)
+            send(
+                .auth(
+                    MQTTAuth(
+                        reasonCode: .continueAuthentication,
+                        properties: [
+                            .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: listenerNonce + proof))
+                        ])), context: context)
         case (.awaitingProof(let peer, let dialerNonce, let listenerNonce), .auth(let auth)):
-            let expected = PeerHandshake.dialerProof(secret: secret, listenerNonce: listenerNonce, dialerNonce: dialerNonce,
-                                                     dialerID: peer, listenerID: nodeID)
+            let expected = PeerHandshake.dialerProof(
+                secret: secret, listenerNonce: listenerNonce, dialerNonce: dialerNonce,
+                dialerID: peer, listenerID: nodeID)
             guard let proof = auth.properties.authenticationData?.bytes, PeerHandshake.matches(proof, expected) else {
                 return refuse("node \(peer) did not prove the cluster secret", context: context)
             }
-            send(.connack(MQTTConnAck(sessionPresent: false, reasonCode: .success, properties: [.userProperty("node", nodeID)])), context: context)
+            send(
+                .connack(MQTTConnAck(sessionPresent: false, reasonCode: .success, properties: [.userProperty("node", nodeID)])),
+                context: context)
             linkUp(peer: peer, context: context)
         case (.awaitingChallenge(let nonce), .auth(let auth)):
             let data = auth.properties.authenticationData?.bytes ?? []
@@ -114,16 +129,22 @@ final class ClusterLinkHandler: ChannelInboundHandler {
                 return refuse("the peer's answer carries no challenge", context: context)
             }
             let listenerNonce = Array(data.prefix(PeerHandshake.nonceLength))
-            let expected = PeerHandshake.listenerProof(secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
-                                                       listenerID: peer, dialerID: nodeID)
+            let expected = PeerHandshake.listenerProof(
+                secret: secret, dialerNonce: nonce, listenerNonce: listenerNonce,
+                listenerID: peer, dialerID: nodeID)
             guard PeerHandshake.matches(Array(data.dropFirst(PeerHandshake.nonceLength)), expected) else {
                 return refuse("\(peer) at \(peerAddress) did not prove the cluster secret", context: context)
             }
             state = .awaitingConnAck(peer: peer)
-            let proof = PeerHandshake.dialerProof(secret: secret, listenerNonce: listenerNonce, dialerNonce: nonce, dialerID: nodeID, listenerID: peer)
-            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [
-                .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: proof)),
-            ])), context: context)
+            let proof = PeerHandshake.dialerProof(
+                secret: secret, listenerNonce: listenerNonce, dialerNonce: nonce, dialerID: nodeID, listenerID: peer)
+            send(
+                .auth(
+                    MQTTAuth(
+                        reasonCode: .continueAuthentication,
+                        properties: [
+                            .authenticationMethod(PeerHandshake.method), .authenticationData(ByteBuffer(bytes: proof))
+                        ])), context: context)
         case (.awaitingConnAck(let peer), .connack(let ack)):
             guard ack.reasonCode == .success else { return refuse("\(peer) refused this node: \(ack.reasonCode)", context: context) }
             linkUp(peer: peer, context: context)
@@ -143,10 +164,14 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             }
         case (.up(let peer), .subscribe(let subscribe)):
             router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
-            send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })), context: context)
+            send(
+                .suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })),
+                context: context)
         case (.up(let peer), .unsubscribe(let unsubscribe)):
             router.removeRoutes(unsubscribe.filters, of: peer)
-            send(.unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: unsubscribe.filters.map { _ in .success })), context: context)
+            send(
+                .unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: unsubscribe.filters.map { _ in .success })),
+                context: context)
         case (.up(let peer), .suback(let ack)):
             router.acknowledged(ack.packetID, by: peer)
         case (.up(let peer), .unsuback(let ack)):
@@ -265,15 +290,19 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     static func claimed(_ clientID: String, epoch: Int64, packetID: UInt16) -> MQTTPacket {
-        .publish(MQTTPublish(topic: PeerMessages.sessionClaimed, payload: PeerMessages.claim(clientID, epoch: epoch), qos: .atLeastOnce,
-                             packetID: packetID))
+        .publish(
+            MQTTPublish(
+                topic: PeerMessages.sessionClaimed, payload: PeerMessages.claim(clientID, epoch: epoch), qos: .atLeastOnce,
+                packetID: packetID))
     }
 
     /// The whole route set: a reset, then the filters in packets of at most 1,000.
     func sendFullRoutes(_ filters: [String]) {
         send(.publish(MQTTPublish(topic: PeerMessages.resetRoutes, payload: ByteBuffer(), qos: .atMostOnce)), evenIfSlow: true)
         for start in stride(from: 0, to: filters.count, by: 1000) {
-            send(Self.routes(added: Array(filters[start..<min(start + 1000, filters.count)]), packetID: router.allocateID()), evenIfSlow: true)
+            send(
+                Self.routes(added: Array(filters[start..<min(start + 1000, filters.count)]), packetID: router.allocateID()),
+                evenIfSlow: true)
         }
     }
 

@@ -23,8 +23,10 @@ public final class ClusterLinks: Sendable {
     /// Unsent bytes a link may hold for a slow peer.
     let linkBuffer: Int
 
-    public init(nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger,
-                serverTLS: NIOSSLContext? = nil, clientTLS: NIOSSLContext? = nil, linkBuffer: Int = 4 << 20) {
+    public init(
+        nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger,
+        serverTLS: NIOSSLContext? = nil, clientTLS: NIOSSLContext? = nil, linkBuffer: Int = 4 << 20
+    ) {
         self.serverTLS = serverTLS
         self.clientTLS = clientTLS
         self.linkBuffer = linkBuffer
@@ -68,7 +70,10 @@ public final class ClusterLinks: Sendable {
             var dial: [NodeRecord] = []
             for peer in peers {
                 if let entry = table[peer.nodeID], entry.address == peer.clusterAddress,
-                   entry.channel == nil || entry.channel?.isActive == true { continue }
+                    entry.channel == nil || entry.channel?.isActive == true
+                {
+                    continue
+                }
                 table[peer.nodeID] = (peer.clusterAddress, nil)
                 dial.append(peer)
             }
@@ -79,7 +84,8 @@ public final class ClusterLinks: Sendable {
 
     private func dial(_ peer: NodeRecord) {
         guard let address = ListenAddress(peer.clusterAddress), address.port > 0 else {
-            links.update(.init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "not a HOST:PORT address"))
+            links.update(
+                .init(peer: peer.nodeID, direction: .outbound, address: peer.clusterAddress, up: false, detail: "not a HOST:PORT address"))
             return
         }
         let (nodeID, secret, links, router, logger, tls) = (nodeID, secret, links, router, logger, clientTLS)
@@ -91,9 +97,12 @@ public final class ClusterLinks: Sendable {
             .channelOption(.writeBufferWaterMark, value: .init(low: linkBuffer / 2, high: linkBuffer))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
-                        ClusterLinkHandler(role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
+                        ClusterLinkHandler(
+                            role: .dialer(peer: peer.nodeID), nodeID: nodeID, secret: secret, links: links, router: router, logger: logger))
                 }
             }
             .connect(host: address.host, port: address.port)
@@ -102,7 +111,11 @@ public final class ClusterLinks: Sendable {
             switch result {
             case .success(let channel):
                 self.outbound.withLock { table in
-                    if table[peer.nodeID]?.address == peer.clusterAddress { table[peer.nodeID]?.channel = channel } else { channel.close(promise: nil) }
+                    if table[peer.nodeID]?.address == peer.clusterAddress {
+                        table[peer.nodeID]?.channel = channel
+                    } else {
+                        channel.close(promise: nil)
+                    }
                 }
             case .failure(let error):
                 // Dialed again with the next view of the nodes (every second).

@@ -33,8 +33,10 @@ public final class ClusterMembership: Sendable {
 
     private let state: Mutex<State>
 
-    public init(registration: NodeRegistration, store: any MembershipStore, lease: TimeAmount, logger: Logger,
-                clientCount: @escaping @Sendable () async -> Int) {
+    public init(
+        registration: NodeRegistration, store: any MembershipStore, lease: TimeAmount, logger: Logger,
+        clientCount: @escaping @Sendable () async -> Int
+    ) {
         self.registration = registration
         self.store = store
         self.logger = logger
@@ -67,7 +69,9 @@ public final class ClusterMembership: Sendable {
             case .held(let holder):
                 if let previous, Self.isRenewing(previous: previous, current: holder) { throw NodeIDInUse(holder: holder) }
                 if previous == nil {
-                    logger.notice("node id \(registration.nodeID) is held by \(holder.clusterAddress) for another \(holder.leaseRemainingMilliseconds) ms; waiting to see whether it is alive")
+                    logger.notice(
+                        "node id \(registration.nodeID) is held by \(holder.clusterAddress) for another \(holder.leaseRemainingMilliseconds) ms; waiting to see whether it is alive"
+                    )
                 }
                 previous = holder
                 try await Task.sleep(for: .milliseconds(max(100, min(holder.leaseRemainingMilliseconds, 250))))
@@ -97,14 +101,18 @@ public final class ClusterMembership: Sendable {
         let (nodeState, lease) = state.withLock { ($0.nodeState, $0.keeper.lease) }
         let clients = await clientCount()
         do {
-            if try await store.renewNode(registration.nodeID, incarnation: registration.incarnation, lease: lease, state: nodeState, clients: clients) {
+            if try await store.renewNode(
+                registration.nodeID, incarnation: registration.incarnation, lease: lease, state: nodeState, clients: clients)
+            {
                 let recovered = state.withLock { s in
                     defer { s.keeper.renewed(startedAt: start); s.renewals += 1 }
                     return s.keeper.lastFailure
                 }
                 if let recovered { logger.notice("cluster lease renewed again (after: \(recovered))") }
             } else {
-                state.withLock { $0.keeper.lost("another process took node id \(registration.nodeID) over"); $0.renewalFailures += 1 }
+                state.withLock {
+                    $0.keeper.lost("another process took node id \(registration.nodeID) over"); $0.renewalFailures += 1
+                }
                 logger.critical("another process took node id \(registration.nodeID) over: this node is no longer a member of the cluster")
             }
         } catch {
@@ -124,8 +132,9 @@ public final class ClusterMembership: Sendable {
 
     public var lease: LeaseView {
         state.withLock {
-            LeaseView(held: $0.keeper.isHeld(at: .now()), until: $0.keeper.heldUntil, lastRenewal: $0.keeper.lastRenewal,
-                      lastFailedAttempt: $0.keeper.lastFailedAttempt)
+            LeaseView(
+                held: $0.keeper.isHeld(at: .now()), until: $0.keeper.heldUntil, lastRenewal: $0.keeper.lastRenewal,
+                lastFailedAttempt: $0.keeper.lastFailedAttempt)
         }
     }
 

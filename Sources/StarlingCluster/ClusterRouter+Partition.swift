@@ -33,17 +33,21 @@ extension ClusterRouter {
                 return
             }
             guard let lapsed = lease.until else { return }  // never held: not serving yet
-            let reaching = LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: lease.lastFailedAttempt, peers: peerRenewals,
-                                                             now: now, freshness: Self.leaseWordFreshness)
+            let reaching = LeaseKeeper.peersReachingTheStore(
+                lapsed: lapsed, lastFailedAttempt: lease.lastFailedAttempt, peers: peerRenewals,
+                now: now, freshness: Self.leaseWordFreshness)
             if !reaching.isEmpty {
                 guard !cutOff else { return }
                 cutOff = true
-                logger.critical("this node cannot reach PostgreSQL while \(reaching.joined(separator: ", ")) can: it is the one cut off, and lets its clients go to nodes that can serve them")
+                logger.critical(
+                    "this node cannot reach PostgreSQL while \(reaching.joined(separator: ", ")) can: it is the one cut off, and lets its clients go to nodes that can serve them"
+                )
                 broker?.cutOffFromTheStore()
             } else if !outageLogged && now - lapsed > Self.leaseWordFreshness {
                 // Peers renew every second: none did for this long since this lease ran out.
                 outageLogged = true
-                logger.error("no peer has renewed its lease since this node's ran out: a database outage, not a partition; clients stay here")
+                logger.error(
+                    "no peer has renewed its lease since this node's ran out: a database outage, not a partition; clients stay here")
             }
         }
     }

@@ -87,8 +87,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// Sends packets that peers acknowledge (by packet id) on every outbound link; `then` runs
     /// once every peer has acknowledged every packet, lost its link, or `routeAckTimeout` passed.
-    func broadcast(_ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil,
-                   answers collect: ((MQTTProperties) -> Void)? = nil, then: @escaping () -> Void) {
+    func broadcast(
+        _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil,
+        answers collect: ((MQTTProperties) -> Void)? = nil, then: @escaping () -> Void
+    ) {
         guard !outbound.isEmpty, !packets.isEmpty else { return then() }
         let ids = packets.map { _ in allocateID() }
         if let collect {
@@ -109,8 +111,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// Peers' answers to claims, by packet id, while they are awaited.
     var answers: [UInt16: (MQTTProperties) -> Void] = [:]
 
-    private func broadcastPrepared(_ ids: [UInt16], _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount?,
-                                   then: @escaping () -> Void) {
+    private func broadcastPrepared(
+        _ ids: [UInt16], _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount?,
+        then: @escaping () -> Void
+    ) {
         // A silent peer (frozen, or its link dead but not yet known so) still gets the packets,
         // but is not waited for again: a claim already waited for it, and the CONNACK that
         // follows would wait `routeAckTimeout` more. It learns everything in full when its link
@@ -127,7 +131,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// link (`outboundDown`), or `timeout` (`routeAckTimeout`) passed.
     func awaitAcks(_ ids: [UInt16], from peers: Set<String>, what: String, timeout: TimeAmount? = nil, then: @escaping () -> Void) {
         var remaining = ids.count
-        let finish = { remaining -= 1; if remaining == 0 { then() } }
+        let finish = {
+            remaining -= 1; if remaining == 0 { then() }
+        }
         for id in ids { pendingAcks[id] = (peers, finish) }
         loop.scheduleTask(in: timeout ?? routeAckTimeout) { [self] in
             for id in ids {
@@ -148,8 +154,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     }
 
     @discardableResult
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
-                        committed: (() -> Void)?) -> Bool {
+    public func forward(
+        _ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+        committed: (() -> Void)?
+    ) -> Bool {
         guard let link = outbound[peer] else {
             // No link from here yet (a cluster starting, a link re-dialled): held, in order.
             // Copies for stored sessions are not: their rows are committed, and the holder's
@@ -174,7 +182,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             committed?()  // nothing to wait for: the peer will not have it
             return true
         }
-        let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+        let publish = PeerMessages.publish(
+            message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
         send(publish, committed: committed, to: peer, on: link)
         if full && !stallTimerRunning {
             // Publishers wait at most `stallLimit` for this peer: then they read again, and
@@ -205,17 +214,21 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     public func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void) {
         let payload = PeerDirectory.encode(entries)
-        broadcast([{ .publish(MQTTPublish(topic: PeerDirectory.changed, payload: payload, qos: .atLeastOnce, packetID: $0)) }],
-                  what: "a session directory change", then: then)
+        broadcast(
+            [{ .publish(MQTTPublish(topic: PeerDirectory.changed, payload: payload, qos: .atLeastOnce, packetID: $0)) }],
+            what: "a session directory change", then: then)
     }
 
     public func retainedChanged(_ message: Message, then: @escaping () -> Void) {
         var publish = PeerMessages.publish(message, groups: [], retainedChange: true, now: .now())
-        broadcast([{ id in
-            publish.qos = .atLeastOnce
-            publish.packetID = id
-            return .publish(publish)
-        }], what: "a retained message", then: then)
+        broadcast(
+            [
+                { id in
+                    publish.qos = .atLeastOnce
+                    publish.packetID = id
+                    return .publish(publish)
+                }
+            ], what: "a retained message", then: then)
     }
 
     public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
@@ -240,8 +253,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 let ended = try await loop.flatSubmit { [self] in
                     let promise = loop.makePromise(of: Set<Int64>.self)
                     var ended: Set<Int64> = []
-                    broadcast([{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)",
-                              timeout: claimAckTimeout, answers: { ended.formUnion(PeerMessages.ended(from: $0)) }) {
+                    broadcast(
+                        [{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)",
+                        timeout: claimAckTimeout, answers: { ended.formUnion(PeerMessages.ended(from: $0)) }
+                    ) {
                         // A holder that did not answer may commit rows for the session later.
                         self.schedulePickup(in: self.routeAckTimeout)
                         promise.succeed(ended)
@@ -263,7 +278,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 let read = ContinuousClock.now
                 if read - started > .milliseconds(500) {
                     // A device waits for this: say where the time went.
-                    logger.notice("the claim of session \(clientID) took \(Self.ms(read - started)) ms: ownership \(Self.ms(owned - started)), peers \(Self.ms(answered - owned)), \(previousOwner ?? "no previous holder")'s replay \(Self.ms(waited - answered)), read \(Self.ms(read - waited))")
+                    logger.notice(
+                        "the claim of session \(clientID) took \(Self.ms(read - started)) ms: ownership \(Self.ms(owned - started)), peers \(Self.ms(answered - owned)), \(previousOwner ?? "no previous holder")'s replay \(Self.ms(waited - answered)), read \(Self.ms(read - waited))"
+                    )
                 }
                 loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
             } catch {
@@ -325,7 +342,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             loop.scheduleTask(in: linkWait) { [self] in
                 guard let expired = heldForLink.removeValue(forKey: peer) else { return }
                 forwardDrops += UInt64(expired.count)
-                logger.warning("no link to \(peer) within \(linkWait.nanoseconds / 1_000_000) ms: \(expired.count) message(s) for its subscribers dropped")
+                logger.warning(
+                    "no link to \(peer) within \(linkWait.nanoseconds / 1_000_000) ms: \(expired.count) message(s) for its subscribers dropped"
+                )
                 for message in expired { message.committed?() }
             }
         }
@@ -376,7 +395,9 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         silent.remove(peer)
         link.sendFullRoutes(broker?.localRoutes ?? [])
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
-        link.send(.publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())), evenIfSlow: true)
+        link.send(
+            .publish(MQTTPublish(topic: PeerDirectory.full, payload: directory, qos: .atLeastOnce, packetID: allocateID())),
+            evenIfSlow: true)
         sendHeld(to: peer, on: link)
         schedulePickup(in: pickupDelay)
     }
@@ -462,8 +483,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
     /// (for a claim, once what this node accepted for the session is committed).
-    func received(_ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void,
-                  answer: @escaping (MQTTProperties) -> Void = { _ in }) {
+    func received(
+        _ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void,
+        answer: @escaping (MQTTProperties) -> Void = { _ in }
+    ) {
         guard let broker else { return acknowledge() }
         if publish.topic == PeerMessages.lease {
             var payload = publish.payload
@@ -511,10 +534,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         } else if publish.packetID != nil {
             // The sender waits for what this causes to be committed here (its shared groups).
             acknowledged = true
-            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries,
-                                    then: acknowledge)
+            broker.receivedFromPeer(
+                received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries,
+                then: acknowledge)
         } else {
-            broker.receivedFromPeer(received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries, then: nil)
+            broker.receivedFromPeer(
+                received.message, plain: received.plain, groups: received.groups, deliveries: received.deliveries, then: nil)
         }
     }
 }

@@ -30,8 +30,10 @@ public final class DeadNodeSweeper: @unchecked Sendable {
     /// just started, or just back from a database outage in which every lease lapsed).
     let mayJudge: @Sendable () -> Bool
 
-    public init(store: any SessionOwnershipStore, broker: any ClusterInbound, loop: any EventLoop, firstToken: Int64, logger: Logger,
-                mayJudge: @escaping @Sendable () -> Bool = { true }) {
+    public init(
+        store: any SessionOwnershipStore, broker: any ClusterInbound, loop: any EventLoop, firstToken: Int64, logger: Logger,
+        mayJudge: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.mayJudge = mayJudge
         self.store = store
         self.broker = broker
@@ -54,7 +56,8 @@ public final class DeadNodeSweeper: @unchecked Sendable {
         do {
             let released = try await store.releaseDeadNodesSessions(now: now)
             if !released.isEmpty {
-                logger.notice("released \(released.count) sessions of dead nodes; \(released.count { $0.connected && $0.will != nil }) wills due")
+                logger.notice(
+                    "released \(released.count) sessions of dead nodes; \(released.count { $0.connected && $0.will != nil }) wills due")
                 let shared = try await store.takeSharedDeliveries(of: released.map(\.clientID))
                 if !shared.isEmpty {
                     logger.notice("giving \(shared.count) QoS 1 messages of shared subscriptions of dead nodes' sessions to other members")
@@ -64,7 +67,9 @@ public final class DeadNodeSweeper: @unchecked Sendable {
             let wills = try await store.takeDueWills(now: now) + store.takeConnectionWills(firstToken: firstToken)
             let expired = try await store.deleteExpiredSessions(now: now)
             guard !wills.isEmpty || !expired.isEmpty else { return }
-            for (clientID, _) in wills { logger.info("publishing the will of \(clientID), whose node died", metadata: ["mqtt.client_id": "\(clientID)"]) }
+            for (clientID, _) in wills {
+                logger.info("publishing the will of \(clientID), whose node died", metadata: ["mqtt.client_id": "\(clientID)"])
+            }
             loop.execute {
                 broker.publishWillsTaken(wills)
                 broker.releasedSessionsExpired(expired)

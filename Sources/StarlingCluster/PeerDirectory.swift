@@ -54,9 +54,10 @@ enum PeerDirectory {
                 let filter = try MQTTTopicFilter(try buffer.readMQTTString("filter"))
                 let options = try buffer.readMQTTByte("options")
                 guard let identifier = buffer.readInteger(as: UInt32.self) else { throw MQTTCodecError.malformed("short directory entry") }
-                let request = MQTTSubscription(filter: filter, qos: MQTTQoS(rawValue: options & 0x03) ?? .atMostOnce,
-                                               noLocal: options & 0x04 != 0, retainAsPublished: options & 0x08 != 0,
-                                               retainHandling: .init(rawValue: (options >> 4) & 0x03) ?? .sendOnSubscribe)
+                let request = MQTTSubscription(
+                    filter: filter, qos: MQTTQoS(rawValue: options & 0x03) ?? .atMostOnce,
+                    noLocal: options & 0x04 != 0, retainAsPublished: options & 0x08 != 0,
+                    retainHandling: .init(rawValue: (options >> 4) & 0x03) ?? .sendOnSubscribe)
                 subscriptions.append(Subscription(request, identifier: identifier == 0 ? nil : Int(identifier)))
             }
             entries.append(SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: subscriptions, epoch: epoch))
@@ -68,17 +69,20 @@ enum PeerDirectory {
     /// then `|sequence|message id|qos|retain|identifiers` (empty fields for none).
     static func encode(_ d: RemoteDelivery) -> String {
         let ids = d.subscriptionIdentifiers.map(String.init).joined(separator: ",")
-        return "\(d.clientID.utf8.count):\(d.clientID)|\(d.sequence.map(String.init) ?? "")|\(d.messageID.map(String.init) ?? "")|\(d.qos.rawValue)|\(d.retain ? 1 : 0)|\(ids)"
+        return
+            "\(d.clientID.utf8.count):\(d.clientID)|\(d.sequence.map(String.init) ?? "")|\(d.messageID.map(String.init) ?? "")|\(d.qos.rawValue)|\(d.retain ? 1 : 0)|\(ids)"
     }
 
     static func decodeDelivery(_ text: String) -> RemoteDelivery? {
         let bytes = Array(text.utf8)
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), let length = Int(String(decoding: bytes[..<colon], as: UTF8.self)),
-              colon + 1 + length <= bytes.count else { return nil }
+            colon + 1 + length <= bytes.count
+        else { return nil }
         let clientID = String(decoding: bytes[(colon + 1)..<(colon + 1 + length)], as: UTF8.self)
         let fields = String(decoding: bytes[(colon + 1 + length)...], as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
         guard fields.count == 6, let qosRaw = UInt8(fields[3]), let qos = MQTTQoS(rawValue: qosRaw) else { return nil }
-        return RemoteDelivery(clientID: clientID, sequence: Int64(fields[1]), messageID: Int64(fields[2]), qos: qos,
-                              retain: fields[4] == "1", subscriptionIdentifiers: fields[5].split(separator: ",").compactMap { Int($0) })
+        return RemoteDelivery(
+            clientID: clientID, sequence: Int64(fields[1]), messageID: Int64(fields[2]), qos: qos,
+            retain: fields[4] == "1", subscriptionIdentifiers: fields[5].split(separator: ",").compactMap { Int($0) })
     }
 }

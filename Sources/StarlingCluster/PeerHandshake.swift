@@ -22,12 +22,16 @@ public enum PeerHandshake {
     }
 
     /// The listener's proof, sent with its nonce.
-    public static func listenerProof(secret: String, dialerNonce: [UInt8], listenerNonce: [UInt8], listenerID: String, dialerID: String) -> [UInt8] {
+    public static func listenerProof(secret: String, dialerNonce: [UInt8], listenerNonce: [UInt8], listenerID: String, dialerID: String)
+        -> [UInt8]
+    {
         proof(secret: secret, role: "L", dialerNonce, listenerNonce, Array(listenerID.utf8), Array(dialerID.utf8))
     }
 
     /// The dialer's proof, over the listener's nonce.
-    public static func dialerProof(secret: String, listenerNonce: [UInt8], dialerNonce: [UInt8], dialerID: String, listenerID: String) -> [UInt8] {
+    public static func dialerProof(secret: String, listenerNonce: [UInt8], dialerNonce: [UInt8], dialerID: String, listenerID: String)
+        -> [UInt8]
+    {
         proof(secret: secret, role: "D", listenerNonce, dialerNonce, Array(dialerID.utf8), Array(listenerID.utf8))
     }
 

@@ -39,8 +39,10 @@ enum PeerMessages {
     private static let plainFlag: Character = "p"
     private static let retainedFlag: Character = "r"
 
-    static func publish(_ message: Message, plain isPlain: Bool = true, groups: [ShareGroupKey], deliveries: [RemoteDelivery] = [],
-                        retainedChange: Bool, now: NIODeadline) -> MQTTPublish {
+    static func publish(
+        _ message: Message, plain isPlain: Bool = true, groups: [ShareGroupKey], deliveries: [RemoteDelivery] = [],
+        retainedChange: Bool, now: NIODeadline
+    ) -> MQTTPublish {
         var properties = message.properties
         if let remaining = message.remainingExpiry(at: now) { properties.append(.messageExpiryInterval(remaining)) }
         // "<qos><flags>:<publisher>", e.g. "1p:sensor-17".
@@ -64,8 +66,10 @@ enum PeerMessages {
 
     /// The message and what the sending node asks of this one.
     static func message(from publish: MQTTPublish, now: NIODeadline) -> Received {
-        var received = Received(message: Message(topic: publish.topic, payload: publish.payload, qos: .atMostOnce, retain: publish.retain,
-                                                 publisher: ""))
+        var received = Received(
+            message: Message(
+                topic: publish.topic, payload: publish.payload, qos: .atMostOnce, retain: publish.retain,
+                publisher: ""))
         var kept = MQTTProperties()
         var ownProperties = false
         for property in publish.properties {
@@ -84,7 +88,8 @@ enum PeerMessages {
                 received.retainedChange = flags.contains(retainedFlag)
             case group:
                 if let slash = value.firstIndex(of: "/") {
-                    received.groups.append(ShareGroupKey(name: String(value[..<slash]), filter: String(value[value.index(after: slash)...])))
+                    received.groups.append(
+                        ShareGroupKey(name: String(value[..<slash]), filter: String(value[value.index(after: slash)...])))
                 }
             case PeerDirectory.delivery:
                 if let delivery = PeerDirectory.decodeDelivery(value) { received.deliveries.append(delivery) }
@@ -94,8 +99,9 @@ enum PeerMessages {
         }
         // The message's own properties stay, in order; ours go; expiry becomes a deadline.
         let message = received.message
-        received.message = Message(topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
-                                   wireProperties: ownProperties ? kept : publish.properties, publisher: message.publisher, now: now)
+        received.message = Message(
+            topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
+            wireProperties: ownProperties ? kept : publish.properties, publisher: message.publisher, now: now)
         return received
     }
 

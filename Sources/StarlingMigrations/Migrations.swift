@@ -9,418 +9,470 @@ public struct Migration: Sendable, Equatable {
 
 public enum Migrations {
     public static let sqlite: [Migration] = [
-        Migration(version: 1, name: "sessions", sql: #"""
--- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
--- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
+        Migration(
+            version: 1, name: "sessions",
+            sql: #"""
+                -- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
+                -- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
 
-CREATE TABLE sessions (
-    client_id        TEXT PRIMARY KEY,
-    protocol_version INTEGER NOT NULL,
-    expiry_interval  INTEGER NOT NULL,          -- seconds; 4294967295 = never expires
-    expires_at       INTEGER,                   -- while disconnected
-    connected        INTEGER NOT NULL DEFAULT 0,
-    username         TEXT,
-    will_topic       TEXT,
-    will_payload     BLOB,
-    will_qos         INTEGER,
-    will_retain      INTEGER,
-    will_properties  BLOB,
-    will_due_at      INTEGER,
-    updated_at       INTEGER NOT NULL
-);
+                CREATE TABLE sessions (
+                    client_id        TEXT PRIMARY KEY,
+                    protocol_version INTEGER NOT NULL,
+                    expiry_interval  INTEGER NOT NULL,          -- seconds; 4294967295 = never expires
+                    expires_at       INTEGER,                   -- while disconnected
+                    connected        INTEGER NOT NULL DEFAULT 0,
+                    username         TEXT,
+                    will_topic       TEXT,
+                    will_payload     BLOB,
+                    will_qos         INTEGER,
+                    will_retain      INTEGER,
+                    will_properties  BLOB,
+                    will_due_at      INTEGER,
+                    updated_at       INTEGER NOT NULL
+                );
 
-CREATE TABLE subscriptions (
-    client_id           TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
-    filter              TEXT NOT NULL,             -- as subscribed, $share/... included
-    qos                 INTEGER NOT NULL,
-    no_local            INTEGER NOT NULL,
-    retain_as_published INTEGER NOT NULL,
-    retain_handling     INTEGER NOT NULL,
-    subscription_id     INTEGER,
-    PRIMARY KEY (client_id, filter)
-);
+                CREATE TABLE subscriptions (
+                    client_id           TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
+                    filter              TEXT NOT NULL,             -- as subscribed, $share/... included
+                    qos                 INTEGER NOT NULL,
+                    no_local            INTEGER NOT NULL,
+                    retain_as_published INTEGER NOT NULL,
+                    retain_handling     INTEGER NOT NULL,
+                    subscription_id     INTEGER,
+                    PRIMARY KEY (client_id, filter)
+                );
 
-CREATE TABLE message_payloads (
-    id          INTEGER PRIMARY KEY,
-    topic       TEXT NOT NULL,
-    payload     BLOB NOT NULL,
-    qos         INTEGER NOT NULL,
-    retain      INTEGER NOT NULL,
-    properties  BLOB,
-    expires_at  INTEGER,
-    publisher   TEXT NOT NULL
-);
+                CREATE TABLE message_payloads (
+                    id          INTEGER PRIMARY KEY,
+                    topic       TEXT NOT NULL,
+                    payload     BLOB NOT NULL,
+                    qos         INTEGER NOT NULL,
+                    retain      INTEGER NOT NULL,
+                    properties  BLOB,
+                    expires_at  INTEGER,
+                    publisher   TEXT NOT NULL
+                );
 
-CREATE TABLE session_messages (
-    client_id        TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
-    seq              INTEGER NOT NULL,
-    message_id       INTEGER NOT NULL,
-    qos              INTEGER NOT NULL,
-    retain           INTEGER NOT NULL,
-    subscription_ids TEXT,
-    share_name       TEXT,
-    share_filter     TEXT,
-    state            INTEGER NOT NULL DEFAULT 0,   -- 0 queued, 1 sent, 2 released (PUBREL sent)
-    packet_id        INTEGER,
-    PRIMARY KEY (client_id, seq)
-);
-CREATE INDEX session_messages_message_id ON session_messages (message_id);
+                CREATE TABLE session_messages (
+                    client_id        TEXT NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
+                    seq              INTEGER NOT NULL,
+                    message_id       INTEGER NOT NULL,
+                    qos              INTEGER NOT NULL,
+                    retain           INTEGER NOT NULL,
+                    subscription_ids TEXT,
+                    share_name       TEXT,
+                    share_filter     TEXT,
+                    state            INTEGER NOT NULL DEFAULT 0,   -- 0 queued, 1 sent, 2 released (PUBREL sent)
+                    packet_id        INTEGER,
+                    PRIMARY KEY (client_id, seq)
+                );
+                CREATE INDEX session_messages_message_id ON session_messages (message_id);
 
--- QoS 2 packet ids whose PUBREC was sent and whose PUBREL is awaited. No foreign key: the
--- ingest bridge also keeps entries for clients whose sessions are not persistent.
-CREATE TABLE inbound_qos2 (
-    client_id   TEXT NOT NULL,
-    packet_id   INTEGER NOT NULL,
-    PRIMARY KEY (client_id, packet_id)
-);
+                -- QoS 2 packet ids whose PUBREC was sent and whose PUBREL is awaited. No foreign key: the
+                -- ingest bridge also keeps entries for clients whose sessions are not persistent.
+                CREATE TABLE inbound_qos2 (
+                    client_id   TEXT NOT NULL,
+                    packet_id   INTEGER NOT NULL,
+                    PRIMARY KEY (client_id, packet_id)
+                );
 
-CREATE TABLE retained (
-    topic       TEXT PRIMARY KEY,
-    payload     BLOB NOT NULL,
-    qos         INTEGER NOT NULL,
-    properties  BLOB,
-    expires_at  INTEGER,
-    publisher   TEXT NOT NULL,
-    message_id  INTEGER NOT NULL
-);
-"""#),
-        Migration(version: 2, name: "ingest", sql: #"""
--- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic.
--- received_at is UTC text, 'YYYY-MM-DD HH:MM:SS.SSS', which sorts in time order and works with
--- SQLite's date functions (strftime, datetime, julianday).
+                CREATE TABLE retained (
+                    topic       TEXT PRIMARY KEY,
+                    payload     BLOB NOT NULL,
+                    qos         INTEGER NOT NULL,
+                    properties  BLOB,
+                    expires_at  INTEGER,
+                    publisher   TEXT NOT NULL,
+                    message_id  INTEGER NOT NULL
+                );
+                """#),
+        Migration(
+            version: 2, name: "ingest",
+            sql: #"""
+                -- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic.
+                -- received_at is UTC text, 'YYYY-MM-DD HH:MM:SS.SSS', which sorts in time order and works with
+                -- SQLite's date functions (strftime, datetime, julianday).
 
-CREATE TABLE messages (
-    id              INTEGER PRIMARY KEY,
-    received_at     TEXT NOT NULL,
-    client_id       TEXT NOT NULL,
-    username        TEXT,
-    packet_id       INTEGER,                  -- NULL for QoS 0
-    topic           TEXT NOT NULL,
-    payload         BLOB NOT NULL,
-    payload_json    TEXT,                     -- the payload when it is valid JSON
-    qos             INTEGER NOT NULL,
-    retain          INTEGER NOT NULL,
-    content_type    TEXT,
-    user_properties TEXT,                     -- JSON array of [name, value] pairs
-    content_hash    BLOB NOT NULL,            -- SHA-256 of topic, 0x00, payload
-    node_id         TEXT NOT NULL
-);
-CREATE INDEX messages_topic_received_at ON messages (topic, received_at);
-CREATE INDEX messages_received_at ON messages (received_at);
-CREATE INDEX messages_client_received_at ON messages (client_id, received_at);
+                CREATE TABLE messages (
+                    id              INTEGER PRIMARY KEY,
+                    received_at     TEXT NOT NULL,
+                    client_id       TEXT NOT NULL,
+                    username        TEXT,
+                    packet_id       INTEGER,                  -- NULL for QoS 0
+                    topic           TEXT NOT NULL,
+                    payload         BLOB NOT NULL,
+                    payload_json    TEXT,                     -- the payload when it is valid JSON
+                    qos             INTEGER NOT NULL,
+                    retain          INTEGER NOT NULL,
+                    content_type    TEXT,
+                    user_properties TEXT,                     -- JSON array of [name, value] pairs
+                    content_hash    BLOB NOT NULL,            -- SHA-256 of topic, 0x00, payload
+                    node_id         TEXT NOT NULL
+                );
+                CREATE INDEX messages_topic_received_at ON messages (topic, received_at);
+                CREATE INDEX messages_received_at ON messages (received_at);
+                CREATE INDEX messages_client_received_at ON messages (client_id, received_at);
 
--- The last entry per (client id, packet id) for QoS 1 de-duplication.
-CREATE TABLE ingest_dedup (
-    client_id    TEXT NOT NULL,
-    packet_id    INTEGER NOT NULL,
-    content_hash BLOB NOT NULL,
-    last_dup     INTEGER NOT NULL,
-    received_at  INTEGER NOT NULL,
-    PRIMARY KEY (client_id, packet_id)
-);
-"""#),
-        Migration(version: 3, name: "users", sql: #"""
--- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
--- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
--- no password is ever stored.
+                -- The last entry per (client id, packet id) for QoS 1 de-duplication.
+                CREATE TABLE ingest_dedup (
+                    client_id    TEXT NOT NULL,
+                    packet_id    INTEGER NOT NULL,
+                    content_hash BLOB NOT NULL,
+                    last_dup     INTEGER NOT NULL,
+                    received_at  INTEGER NOT NULL,
+                    PRIMARY KEY (client_id, packet_id)
+                );
+                """#),
+        Migration(
+            version: 3, name: "users",
+            sql: #"""
+                -- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
+                -- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
+                -- no password is ever stored.
 
-CREATE TABLE users (
-    username      TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    updated_at    TEXT NOT NULL            -- UTC, 'YYYY-MM-DD HH:MM:SS'
-);
-"""#),
-        Migration(version: 4, name: "users_scram", sql: #"""
--- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
--- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
--- this column existed: they sign in with their password until it is set again.
+                CREATE TABLE users (
+                    username      TEXT PRIMARY KEY,
+                    password_hash TEXT NOT NULL,
+                    updated_at    TEXT NOT NULL            -- UTC, 'YYYY-MM-DD HH:MM:SS'
+                );
+                """#),
+        Migration(
+            version: 4, name: "users_scram",
+            sql: #"""
+                -- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
+                -- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
+                -- this column existed: they sign in with their password until it is set again.
 
-ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
-"""#),
-        Migration(version: 5, name: "cluster", sql: #"""
--- Cluster membership lives in PostgreSQL only (a cluster needs a shared store); SQLite keeps the
--- migration number so both stores count their schema versions alike.
+                ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
+                """#),
+        Migration(
+            version: 5, name: "cluster",
+            sql: #"""
+                -- Cluster membership lives in PostgreSQL only (a cluster needs a shared store); SQLite keeps the
+                -- migration number so both stores count their schema versions alike.
 
-SELECT 1;
-"""#),
-        Migration(version: 6, name: "claim_epochs", sql: #"""
--- Claim epochs are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 7, name: "connection_wills", sql: #"""
--- Connection wills are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 8, name: "spool_replays", sql: #"""
--- Spool replay marks are PostgreSQL's (the spool is PostgreSQL's fallback); SQLite keeps its
--- migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 9, name: "claimed_at", sql: #"""
--- Claim times are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 10, name: "delivery_tombstones", sql: #"""
--- Delivery tombstones are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 11, name: "nodes_held_since", sql: #"""
--- Node leases are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 12, name: "spool_replays_pending", sql: #"""
--- Spool replays are PostgreSQL's; SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
-        Migration(version: 13, name: "recent_claims", sql: #"""
--- Claims are PostgreSQL's (a cluster); SQLite keeps its migration numbers in step.
-SELECT 1;
-"""#),
+                SELECT 1;
+                """#),
+        Migration(
+            version: 6, name: "claim_epochs",
+            sql: #"""
+                -- Claim epochs are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 7, name: "connection_wills",
+            sql: #"""
+                -- Connection wills are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 8, name: "spool_replays",
+            sql: #"""
+                -- Spool replay marks are PostgreSQL's (the spool is PostgreSQL's fallback); SQLite keeps its
+                -- migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 9, name: "claimed_at",
+            sql: #"""
+                -- Claim times are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 10, name: "delivery_tombstones",
+            sql: #"""
+                -- Delivery tombstones are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 11, name: "nodes_held_since",
+            sql: #"""
+                -- Node leases are a cluster's (PostgreSQL only); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 12, name: "spool_replays_pending",
+            sql: #"""
+                -- Spool replays are PostgreSQL's; SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#),
+        Migration(
+            version: 13, name: "recent_claims",
+            sql: #"""
+                -- Claims are PostgreSQL's (a cluster); SQLite keeps its migration numbers in step.
+                SELECT 1;
+                """#)
     ]
     public static let postgres: [Migration] = [
-        Migration(version: 1, name: "sessions", sql: #"""
--- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
--- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
+        Migration(
+            version: 1, name: "sessions",
+            sql: #"""
+                -- Sessions, subscriptions, queued and in-flight messages, inbound QoS 2 state and retained
+                -- messages (docs/architecture.md, "Durability: the group commit"). Times are milliseconds since 1970 (UTC).
 
-CREATE TABLE sessions (
-    client_id        text PRIMARY KEY,
-    protocol_version smallint NOT NULL,
-    expiry_interval  bigint NOT NULL,           -- seconds; 4294967295 = never expires
-    expires_at       bigint,                    -- while disconnected
-    connected        boolean NOT NULL DEFAULT false,
-    username         text,
-    will_topic       text,
-    will_payload     bytea,
-    will_qos         smallint,
-    will_retain      boolean,
-    will_properties  bytea,
-    will_due_at      bigint,
-    updated_at       bigint NOT NULL
-);
+                CREATE TABLE sessions (
+                    client_id        text PRIMARY KEY,
+                    protocol_version smallint NOT NULL,
+                    expiry_interval  bigint NOT NULL,           -- seconds; 4294967295 = never expires
+                    expires_at       bigint,                    -- while disconnected
+                    connected        boolean NOT NULL DEFAULT false,
+                    username         text,
+                    will_topic       text,
+                    will_payload     bytea,
+                    will_qos         smallint,
+                    will_retain      boolean,
+                    will_properties  bytea,
+                    will_due_at      bigint,
+                    updated_at       bigint NOT NULL
+                );
 
-CREATE TABLE subscriptions (
-    client_id           text NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
-    filter              text NOT NULL,
-    qos                 smallint NOT NULL,
-    no_local            boolean NOT NULL,
-    retain_as_published boolean NOT NULL,
-    retain_handling     smallint NOT NULL,
-    subscription_id     integer,
-    PRIMARY KEY (client_id, filter)
-);
+                CREATE TABLE subscriptions (
+                    client_id           text NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
+                    filter              text NOT NULL,
+                    qos                 smallint NOT NULL,
+                    no_local            boolean NOT NULL,
+                    retain_as_published boolean NOT NULL,
+                    retain_handling     smallint NOT NULL,
+                    subscription_id     integer,
+                    PRIMARY KEY (client_id, filter)
+                );
 
-CREATE TABLE message_payloads (
-    id          bigint PRIMARY KEY,
-    topic       text NOT NULL,
-    payload     bytea NOT NULL,
-    qos         smallint NOT NULL,
-    retain      boolean NOT NULL,
-    properties  bytea,
-    expires_at  bigint,
-    publisher   text NOT NULL
-);
+                CREATE TABLE message_payloads (
+                    id          bigint PRIMARY KEY,
+                    topic       text NOT NULL,
+                    payload     bytea NOT NULL,
+                    qos         smallint NOT NULL,
+                    retain      boolean NOT NULL,
+                    properties  bytea,
+                    expires_at  bigint,
+                    publisher   text NOT NULL
+                );
 
-CREATE TABLE session_messages (
-    client_id        text NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
-    seq              bigint NOT NULL,
-    message_id       bigint NOT NULL,
-    qos              smallint NOT NULL,
-    retain           boolean NOT NULL,
-    subscription_ids text,
-    share_name       text,
-    share_filter     text,
-    state            smallint NOT NULL DEFAULT 0,  -- 0 queued, 1 sent, 2 released (PUBREL sent)
-    packet_id        integer,
-    PRIMARY KEY (client_id, seq)
-);
-CREATE INDEX session_messages_message_id ON session_messages (message_id);
+                CREATE TABLE session_messages (
+                    client_id        text NOT NULL REFERENCES sessions (client_id) ON DELETE CASCADE,
+                    seq              bigint NOT NULL,
+                    message_id       bigint NOT NULL,
+                    qos              smallint NOT NULL,
+                    retain           boolean NOT NULL,
+                    subscription_ids text,
+                    share_name       text,
+                    share_filter     text,
+                    state            smallint NOT NULL DEFAULT 0,  -- 0 queued, 1 sent, 2 released (PUBREL sent)
+                    packet_id        integer,
+                    PRIMARY KEY (client_id, seq)
+                );
+                CREATE INDEX session_messages_message_id ON session_messages (message_id);
 
--- QoS 2 packet ids whose PUBREC was sent and whose PUBREL is awaited. No foreign key: the
--- ingest bridge also keeps entries for clients whose sessions are not persistent.
-CREATE TABLE inbound_qos2 (
-    client_id   text NOT NULL,
-    packet_id   integer NOT NULL,
-    PRIMARY KEY (client_id, packet_id)
-);
+                -- QoS 2 packet ids whose PUBREC was sent and whose PUBREL is awaited. No foreign key: the
+                -- ingest bridge also keeps entries for clients whose sessions are not persistent.
+                CREATE TABLE inbound_qos2 (
+                    client_id   text NOT NULL,
+                    packet_id   integer NOT NULL,
+                    PRIMARY KEY (client_id, packet_id)
+                );
 
-CREATE TABLE retained (
-    topic       text PRIMARY KEY,
-    payload     bytea NOT NULL,
-    qos         smallint NOT NULL,
-    properties  bytea,
-    expires_at  bigint,
-    publisher   text NOT NULL,
-    message_id  bigint NOT NULL
-);
-"""#),
-        Migration(version: 2, name: "ingest", sql: #"""
--- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic,
--- partitioned by day on received_at. Partitions are created ahead by the broker
--- (messages_YYYYMMDD) and dropped by ingest.retention; the default partition catches anything
--- outside them, so an insert never fails for want of a partition.
+                CREATE TABLE retained (
+                    topic       text PRIMARY KEY,
+                    payload     bytea NOT NULL,
+                    qos         smallint NOT NULL,
+                    properties  bytea,
+                    expires_at  bigint,
+                    publisher   text NOT NULL,
+                    message_id  bigint NOT NULL
+                );
+                """#),
+        Migration(
+            version: 2, name: "ingest",
+            sql: #"""
+                -- The ingest bridge (docs/architecture.md, "The ingest bridge"): one row per published message of an ingested topic,
+                -- partitioned by day on received_at. Partitions are created ahead by the broker
+                -- (messages_YYYYMMDD) and dropped by ingest.retention; the default partition catches anything
+                -- outside them, so an insert never fails for want of a partition.
 
-CREATE TABLE messages (
-    id              bigint GENERATED BY DEFAULT AS IDENTITY,
-    received_at     timestamptz NOT NULL,
-    client_id       text NOT NULL,
-    username        text,
-    packet_id       integer,                  -- NULL for QoS 0
-    topic           text NOT NULL,
-    payload         bytea NOT NULL,
-    payload_json    jsonb,                    -- the payload when it is valid JSON
-    qos             smallint NOT NULL,
-    retain          boolean NOT NULL,
-    content_type    text,
-    user_properties jsonb,                    -- array of [name, value] pairs
-    content_hash    bytea NOT NULL,           -- SHA-256 of topic, 0x00, payload
-    node_id         text NOT NULL,
-    PRIMARY KEY (id, received_at)
-) PARTITION BY RANGE (received_at);
-CREATE TABLE messages_default PARTITION OF messages DEFAULT;
-CREATE INDEX messages_topic_received_at ON messages (topic, received_at);
-CREATE INDEX messages_received_at ON messages (received_at);
-CREATE INDEX messages_client_received_at ON messages (client_id, received_at);
+                CREATE TABLE messages (
+                    id              bigint GENERATED BY DEFAULT AS IDENTITY,
+                    received_at     timestamptz NOT NULL,
+                    client_id       text NOT NULL,
+                    username        text,
+                    packet_id       integer,                  -- NULL for QoS 0
+                    topic           text NOT NULL,
+                    payload         bytea NOT NULL,
+                    payload_json    jsonb,                    -- the payload when it is valid JSON
+                    qos             smallint NOT NULL,
+                    retain          boolean NOT NULL,
+                    content_type    text,
+                    user_properties jsonb,                    -- array of [name, value] pairs
+                    content_hash    bytea NOT NULL,           -- SHA-256 of topic, 0x00, payload
+                    node_id         text NOT NULL,
+                    PRIMARY KEY (id, received_at)
+                ) PARTITION BY RANGE (received_at);
+                CREATE TABLE messages_default PARTITION OF messages DEFAULT;
+                CREATE INDEX messages_topic_received_at ON messages (topic, received_at);
+                CREATE INDEX messages_received_at ON messages (received_at);
+                CREATE INDEX messages_client_received_at ON messages (client_id, received_at);
 
--- The last entry per (client id, packet id) for QoS 1 de-duplication.
-CREATE TABLE ingest_dedup (
-    client_id    text NOT NULL,
-    packet_id    integer NOT NULL,
-    content_hash bytea NOT NULL,
-    last_dup     boolean NOT NULL,
-    received_at  bigint NOT NULL,
-    PRIMARY KEY (client_id, packet_id)
-);
-"""#),
-        Migration(version: 3, name: "users", sql: #"""
--- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
--- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
--- no password is ever stored. Every node of a cluster reads the same table.
+                -- The last entry per (client id, packet id) for QoS 1 de-duplication.
+                CREATE TABLE ingest_dedup (
+                    client_id    text NOT NULL,
+                    packet_id    integer NOT NULL,
+                    content_hash bytea NOT NULL,
+                    last_dup     boolean NOT NULL,
+                    received_at  bigint NOT NULL,
+                    PRIMARY KEY (client_id, packet_id)
+                );
+                """#),
+        Migration(
+            version: 3, name: "users",
+            sql: #"""
+                -- Users for password authentication (docs/architecture.md, "Authentication"), managed with `starling ctl users`.
+                -- password_hash is a PHC string: $pbkdf2-sha512$i=ROUNDS$SALT$HASH (salt and hash in base64);
+                -- no password is ever stored. Every node of a cluster reads the same table.
 
-CREATE TABLE users (
-    username      text PRIMARY KEY,
-    password_hash text NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-"""#),
-        Migration(version: 4, name: "users_scram", sql: #"""
--- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
--- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
--- this column existed: they sign in with their password until it is set again.
+                CREATE TABLE users (
+                    username      text PRIMARY KEY,
+                    password_hash text NOT NULL,
+                    updated_at    timestamptz NOT NULL DEFAULT now()
+                );
+                """#),
+        Migration(
+            version: 4, name: "users_scram",
+            sql: #"""
+                -- SCRAM-SHA-256 credentials for MQTT 5.0 enhanced authentication (RFC 7677):
+                -- $scram-sha256$i=ITERATIONS$SALT$STOREDKEY$SERVERKEY (base64). NULL for users created before
+                -- this column existed: they sign in with their password until it is set again.
 
-ALTER TABLE users ADD COLUMN scram_sha256 text;
-"""#),
-        Migration(version: 5, name: "cluster", sql: #"""
--- Cluster membership (docs/architecture.md, "Cluster"): one row per node, a lease renewed every second or
--- so and compared with the database's own clock (now()), never a node's. A node whose lease has
--- expired is dead. `incarnation` tells a restarted node from its previous process.
+                ALTER TABLE users ADD COLUMN scram_sha256 text;
+                """#),
+        Migration(
+            version: 5, name: "cluster",
+            sql: #"""
+                -- Cluster membership (docs/architecture.md, "Cluster"): one row per node, a lease renewed every second or
+                -- so and compared with the database's own clock (now()), never a node's. A node whose lease has
+                -- expired is dead. `incarnation` tells a restarted node from its previous process.
 
-CREATE TABLE nodes (
-    node_id         text PRIMARY KEY,
-    incarnation     bigint NOT NULL,
-    mqtt_address    text NOT NULL,
-    cluster_address text NOT NULL,
-    http_address    text,
-    state           text NOT NULL DEFAULT 'alive',   -- alive | draining | left
-    clients         integer NOT NULL DEFAULT 0,
-    started_at      timestamptz NOT NULL DEFAULT now(),
-    renewed_at      timestamptz NOT NULL DEFAULT now(),
-    lease_until     timestamptz NOT NULL
-);
+                CREATE TABLE nodes (
+                    node_id         text PRIMARY KEY,
+                    incarnation     bigint NOT NULL,
+                    mqtt_address    text NOT NULL,
+                    cluster_address text NOT NULL,
+                    http_address    text,
+                    state           text NOT NULL DEFAULT 'alive',   -- alive | draining | left
+                    clients         integer NOT NULL DEFAULT 0,
+                    started_at      timestamptz NOT NULL DEFAULT now(),
+                    renewed_at      timestamptz NOT NULL DEFAULT now(),
+                    lease_until     timestamptz NOT NULL
+                );
 
--- Each session row belongs to the node its client is connected to (or was, last); a node
--- restores only its own. NULL: written by a node that runs alone.
-ALTER TABLE sessions ADD COLUMN owner_node text;
-CREATE INDEX sessions_owner_node ON sessions (owner_node);
+                -- Each session row belongs to the node its client is connected to (or was, last); a node
+                -- restores only its own. NULL: written by a node that runs alone.
+                ALTER TABLE sessions ADD COLUMN owner_node text;
+                CREATE INDEX sessions_owner_node ON sessions (owner_node);
 
--- Every node start takes the next value: ids a node generates (message ids, sequences) are
--- 2^62 + (value << 40) + a counter, so no two nodes, nor two starts of one node, ever collide
--- (nor with the wall-clock ids of a node that ran alone, all below 2^62).
-CREATE SEQUENCE id_blocks;
-"""#),
-        Migration(version: 6, name: "claim_epochs", sql: #"""
--- Session claims across nodes carry an epoch (docs/architecture.md, "Sessions across nodes"): every claim takes
--- the next value of claim_epochs, and a session row is owned by the claim with the highest
--- epoch. A claim names its node only over a row of a lower epoch; a node's writes of a session
--- row apply only while the row's epoch is not above the one the node holds. Two CONNECTs of one
--- client id on two nodes at once: the higher epoch wins on the row and between the nodes.
-CREATE SEQUENCE claim_epochs;
-ALTER TABLE sessions ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0;
-"""#),
-        Migration(version: 7, name: "connection_wills", sql: #"""
--- The wills of connections whose sessions are not stored (Session Expiry Interval 0, or a
--- 3.1.1 Clean Session 1), kept by their node for as long as each connection lasts, so that a
--- survivor publishes them when the node dies (EMQX lost them with the node: #1667). `token`
--- tells connections of one client id apart (it comes from the node's id block, so it also tells
--- a node's earlier starts from the current one).
-CREATE TABLE connection_wills (
-    node_id     text NOT NULL,
-    client_id   text NOT NULL,
-    token       bigint NOT NULL,
-    topic       text NOT NULL,
-    payload     bytea NOT NULL,
-    qos         smallint NOT NULL,
-    retain      boolean NOT NULL,
-    properties  bytea NOT NULL,
-    PRIMARY KEY (node_id, token)
-);
-"""#),
-        Migration(version: 8, name: "spool_replays", sql: #"""
--- While PostgreSQL cannot be reached, a node commits its batches to a local SQLite spool and
--- replays them here when it is back (README "SQLite fallback"). Each replayed transaction
--- records the last spool batch it applied, so a replay cut short (the node killed) resumes
--- after it instead of applying a batch twice.
-CREATE TABLE spool_replays (
-    spool_id    text PRIMARY KEY,
-    through     bigint NOT NULL,
-    node_id     text,
-    replayed_at timestamptz NOT NULL DEFAULT now()
-);
+                -- Every node start takes the next value: ids a node generates (message ids, sequences) are
+                -- 2^62 + (value << 40) + a counter, so no two nodes, nor two starts of one node, ever collide
+                -- (nor with the wall-clock ids of a node that ran alone, all below 2^62).
+                CREATE SEQUENCE id_blocks;
+                """#),
+        Migration(
+            version: 6, name: "claim_epochs",
+            sql: #"""
+                -- Session claims across nodes carry an epoch (docs/architecture.md, "Sessions across nodes"): every claim takes
+                -- the next value of claim_epochs, and a session row is owned by the claim with the highest
+                -- epoch. A claim names its node only over a row of a lower epoch; a node's writes of a session
+                -- row apply only while the row's epoch is not above the one the node holds. Two CONNECTs of one
+                -- client id on two nodes at once: the higher epoch wins on the row and between the nodes.
+                CREATE SEQUENCE claim_epochs;
+                ALTER TABLE sessions ADD COLUMN claim_epoch bigint NOT NULL DEFAULT 0;
+                """#),
+        Migration(
+            version: 7, name: "connection_wills",
+            sql: #"""
+                -- The wills of connections whose sessions are not stored (Session Expiry Interval 0, or a
+                -- 3.1.1 Clean Session 1), kept by their node for as long as each connection lasts, so that a
+                -- survivor publishes them when the node dies (EMQX lost them with the node: #1667). `token`
+                -- tells connections of one client id apart (it comes from the node's id block, so it also tells
+                -- a node's earlier starts from the current one).
+                CREATE TABLE connection_wills (
+                    node_id     text NOT NULL,
+                    client_id   text NOT NULL,
+                    token       bigint NOT NULL,
+                    topic       text NOT NULL,
+                    payload     bytea NOT NULL,
+                    qos         smallint NOT NULL,
+                    retain      boolean NOT NULL,
+                    properties  bytea NOT NULL,
+                    PRIMARY KEY (node_id, token)
+                );
+                """#),
+        Migration(
+            version: 8, name: "spool_replays",
+            sql: #"""
+                -- While PostgreSQL cannot be reached, a node commits its batches to a local SQLite spool and
+                -- replays them here when it is back (README "SQLite fallback"). Each replayed transaction
+                -- records the last spool batch it applied, so a replay cut short (the node killed) resumes
+                -- after it instead of applying a batch twice.
+                CREATE TABLE spool_replays (
+                    spool_id    text PRIMARY KEY,
+                    through     bigint NOT NULL,
+                    node_id     text,
+                    replayed_at timestamptz NOT NULL DEFAULT now()
+                );
 
--- A replayed QoS 1 record is also a duplicate when it was received no later than the last
--- entry of its (client id, packet id) with the same content (IngestRecord.isDuplicate).
-ALTER TABLE ingest_dedup ADD COLUMN replayed boolean NOT NULL DEFAULT false;
-"""#),
-        Migration(version: 9, name: "claimed_at", sql: #"""
--- When the latest claim of a session took it (milliseconds since 1970, by the database's
--- clock). A spool replay leaves out what a connection sent when a later claim of its session
--- was made before the node spooled it (docs/architecture.md "Fencing"): the node was frozen
--- or cut off, and its acknowledgement never reached the device, which re-sent elsewhere.
-ALTER TABLE sessions ADD COLUMN claimed_at bigint;
-"""#),
-        Migration(version: 10, name: "delivery_tombstones", sql: #"""
--- A delivery that ended (acknowledged, dropped, expired) before its row arrived: the node that
--- published the message committed the row to its spool during an outage, and the replay brings
--- it after the node holding the session deleted it (or the two commit at once). The delete then
--- leaves the row in place as ended (state 3, `ended_at` set), which keeps the late row out: the
--- primary key makes the two writes meet whatever their order, so the message is never delivered
--- to that session twice (QoS 2: exactly once). Ended rows are read by nobody and collected after
--- a day (garbage collection).
-ALTER TABLE session_messages ADD COLUMN ended_at timestamptz;
-CREATE INDEX session_messages_ended ON session_messages (ended_at) WHERE state = 3;
-"""#),
-        Migration(version: 11, name: "nodes_held_since", sql: #"""
--- Since when a node has held its lease without a gap (set when it claims its row or renews a
--- lease that had lapsed). A node is judged dead only by a node that has held its own lease
--- since before the dead node's ran out: after a database outage every lease has lapsed, and a
--- sweep that was waiting for a connection must not take the others for dead (the database
--- decides, not a node's memory of when it last renewed).
-ALTER TABLE nodes ADD COLUMN held_since timestamptz;
-UPDATE nodes SET held_since = started_at;
-"""#),
-        Migration(version: 12, name: "spool_replays_pending", sql: #"""
--- A node replaying its spool says so (`pending`, set when the replay starts and cleared when
--- the spool is empty): a claim of a session whose previous holder is still replaying waits for
--- that replay (at most 10 s), so what the holder ended while spooling (deliveries acknowledged
--- by the client) is in the store before the session is read and nothing is delivered twice.
-ALTER TABLE spool_replays ADD COLUMN pending boolean NOT NULL DEFAULT false;
-"""#),
-        Migration(version: 13, name: "recent_claims", sql: #"""
--- The latest claims of a session (at most 8), as pairs: epoch, then when it was made
--- (milliseconds since 1970, by the database's clock). A spool replay leaves out what a
--- connection sent once any later claim than its own had been made before the node spooled it
--- (docs/architecture.md "Fencing"): the first claim after the connection's, which `claimed_at`
--- (the latest) no longer shows when the session moved on again since.
-ALTER TABLE sessions ADD COLUMN recent_claims bigint[];
-"""#),
+                -- A replayed QoS 1 record is also a duplicate when it was received no later than the last
+                -- entry of its (client id, packet id) with the same content (IngestRecord.isDuplicate).
+                ALTER TABLE ingest_dedup ADD COLUMN replayed boolean NOT NULL DEFAULT false;
+                """#),
+        Migration(
+            version: 9, name: "claimed_at",
+            sql: #"""
+                -- When the latest claim of a session took it (milliseconds since 1970, by the database's
+                -- clock). A spool replay leaves out what a connection sent when a later claim of its session
+                -- was made before the node spooled it (docs/architecture.md "Fencing"): the node was frozen
+                -- or cut off, and its acknowledgement never reached the device, which re-sent elsewhere.
+                ALTER TABLE sessions ADD COLUMN claimed_at bigint;
+                """#),
+        Migration(
+            version: 10, name: "delivery_tombstones",
+            sql: #"""
+                -- A delivery that ended (acknowledged, dropped, expired) before its row arrived: the node that
+                -- published the message committed the row to its spool during an outage, and the replay brings
+                -- it after the node holding the session deleted it (or the two commit at once). The delete then
+                -- leaves the row in place as ended (state 3, `ended_at` set), which keeps the late row out: the
+                -- primary key makes the two writes meet whatever their order, so the message is never delivered
+                -- to that session twice (QoS 2: exactly once). Ended rows are read by nobody and collected after
+                -- a day (garbage collection).
+                ALTER TABLE session_messages ADD COLUMN ended_at timestamptz;
+                CREATE INDEX session_messages_ended ON session_messages (ended_at) WHERE state = 3;
+                """#),
+        Migration(
+            version: 11, name: "nodes_held_since",
+            sql: #"""
+                -- Since when a node has held its lease without a gap (set when it claims its row or renews a
+                -- lease that had lapsed). A node is judged dead only by a node that has held its own lease
+                -- since before the dead node's ran out: after a database outage every lease has lapsed, and a
+                -- sweep that was waiting for a connection must not take the others for dead (the database
+                -- decides, not a node's memory of when it last renewed).
+                ALTER TABLE nodes ADD COLUMN held_since timestamptz;
+                UPDATE nodes SET held_since = started_at;
+                """#),
+        Migration(
+            version: 12, name: "spool_replays_pending",
+            sql: #"""
+                -- A node replaying its spool says so (`pending`, set when the replay starts and cleared when
+                -- the spool is empty): a claim of a session whose previous holder is still replaying waits for
+                -- that replay (at most 10 s), so what the holder ended while spooling (deliveries acknowledged
+                -- by the client) is in the store before the session is read and nothing is delivered twice.
+                ALTER TABLE spool_replays ADD COLUMN pending boolean NOT NULL DEFAULT false;
+                """#),
+        Migration(
+            version: 13, name: "recent_claims",
+            sql: #"""
+                -- The latest claims of a session (at most 8), as pairs: epoch, then when it was made
+                -- (milliseconds since 1970, by the database's clock). A spool replay leaves out what a
+                -- connection sent once any later claim than its own had been made before the node spooled it
+                -- (docs/architecture.md "Fencing"): the first claim after the connection's, which `claimed_at`
+                -- (the latest) no longer shows when the session moved on again since.
+                ALTER TABLE sessions ADD COLUMN recent_claims bigint[];
+                """#)
     ]
 }

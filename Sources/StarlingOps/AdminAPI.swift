@@ -72,7 +72,8 @@ struct BearerTokenMiddleware: RouterMiddleware {
         let given = Array((request.headers[.authorization] ?? "").utf8)
         let prefix = Array("Bearer ".utf8)
         guard given.count == prefix.count + token.count, given.starts(with: prefix),
-              zip(given.dropFirst(prefix.count), token).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+            zip(given.dropFirst(prefix.count), token).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0
+        else {
             var response = AdminAPI.error(.unauthorized, "a valid Authorization: Bearer token (http.admin_token) is required")
             response.headers[.wwwAuthenticate] = "Bearer"
             return response

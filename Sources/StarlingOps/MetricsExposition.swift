@@ -19,11 +19,13 @@ final class MetricsExposition: Sendable {
             for value in values {
                 switch value.kind {
                 case .counter:
-                    let counter = state.counters[value.name] ?? {
-                        let made = registry.makeCounter(descriptor: Self.descriptor(value))
-                        state.counters[value.name] = made
-                        return made
-                    }()
+                    let counter =
+                        state.counters[value.name]
+                        ?? {
+                            let made = registry.makeCounter(descriptor: Self.descriptor(value))
+                            state.counters[value.name] = made
+                            return made
+                        }()
                     // A counter of the node's own: the registry's copy takes its current total.
                     counter.reset()
                     if let whole = Int64(exactly: value.value) {
@@ -32,11 +34,13 @@ final class MetricsExposition: Sendable {
                         counter.increment(by: value.value)
                     }
                 case .gauge:
-                    let gauge = state.gauges[value.name] ?? {
-                        let made = registry.makeGauge(descriptor: Self.descriptor(value))
-                        state.gauges[value.name] = made
-                        return made
-                    }()
+                    let gauge =
+                        state.gauges[value.name]
+                        ?? {
+                            let made = registry.makeGauge(descriptor: Self.descriptor(value))
+                            state.gauges[value.name] = made
+                            return made
+                        }()
                     gauge.set(value.value)
                 }
             }

@@ -24,8 +24,10 @@ public struct OpsServer: Service {
     /// The admin API (`/api/v1`, see `AdminAPI`), served when a token is set.
     let admin: (source: any AdminSource, token: String)?
 
-    public init(host: String, port: Int, source: any OpsSource, admin: (source: any AdminSource, token: String)? = nil, logger: Logger,
-                onListening: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        host: String, port: Int, source: any OpsSource, admin: (source: any AdminSource, token: String)? = nil, logger: Logger,
+        onListening: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.host = host
         self.port = port
         self.source = source

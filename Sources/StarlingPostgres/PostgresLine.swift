@@ -45,7 +45,9 @@ public final class PostgresLine: Sendable {
 
     /// Runs `body` on the line's connection within `timeout` (or `limit`); a failure or the
     /// time-out drops the connection, which ends a statement still waiting on it.
-    public func run<T: Sendable>(limit: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    public func run<T: Sendable>(limit: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
+        -> T
+    {
         let limit = limit ?? timeout
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
@@ -71,7 +73,9 @@ public final class PostgresLine: Sendable {
     }
 
     /// Runs one statement and reads its rows with `read`, on the line.
-    public func query<T: Sendable>(_ query: PostgresQuery, _ read: @escaping @Sendable (PostgresRowSequence) async throws -> T) async throws -> T {
+    public func query<T: Sendable>(_ query: PostgresQuery, _ read: @escaping @Sendable (PostgresRowSequence) async throws -> T) async throws
+        -> T
+    {
         let logger = self.logger
         return try await run { connection in try await read(try await connection.query(query, logger: logger)) }
     }

@@ -29,65 +29,69 @@ extension PostgresStore {
     /// it answers the (client id, packet id) of every row it stored.
     static func ingestQuery(_ round: [IngestRecord], returning: Bool = false) -> PostgresQuery {
         let kind = round.map { r -> Int16 in
-            switch r.dedup { case .none: 0; case .qos1: 1; case .qos2: 2 }
+            switch r.dedup {
+            case .none: 0;
+            case .qos1: 1;
+            case .qos2: 2
+            }
         }
         let dupish = round.map { r -> Bool in
             if case .qos1(let dup, let contentOnly) = r.dedup { return dup || contentOnly }
             return false
         }
         return """
-        WITH input AS (
-            SELECT * FROM unnest(\(Array(0..<Int64(round.count)))::int8[], \(round.map(\.receivedAt))::int8[],
-                \(round.map(\.clientID))::text[], \(round.map { $0.username ?? "" })::text[], \(round.map { $0.username != nil })::bool[],
-                \(round.map { Int32($0.packetID ?? 0) })::int4[], \(round.map(\.topic))::text[], \(round.map(\.payload))::bytea[],
-                \(round.map { IngestText.json($0.payload) ?? "" })::text[], \(round.map { Int16($0.qos) })::int2[],
-                \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
-                \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
-                \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
-                \(kind)::int2[], \(dupish)::bool[], \(round.map(\.replayed))::bool[], \(round.map(\.mayBeStored))::bool[])
-            AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
-                 content_type, user_properties, content_hash, node_id, kind, dupish, replayed, may_be_stored)
-        ),
-        q1 AS (
-            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
-            SELECT client_id, packet_id, content_hash, dupish, received_ms, replayed FROM input WHERE kind = 1
-            ON CONFLICT (client_id, packet_id) DO UPDATE
-                SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at,
-                    replayed = excluded.replayed
-                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
-                           AND (excluded.last_dup OR (excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)))
-            RETURNING client_id, packet_id
-        ),
-        d2 AS (
-            INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
-            SELECT client_id, packet_id, content_hash, false, received_ms, replayed FROM input WHERE kind = 2
-            ON CONFLICT (client_id, packet_id) DO UPDATE
-                SET content_hash = excluded.content_hash, last_dup = false, received_at = excluded.received_at, replayed = excluded.replayed
-                WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
-                           AND excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)
-            RETURNING client_id, packet_id
-        ),
-        q2 AS (
-            INSERT INTO inbound_qos2 (client_id, packet_id)
-            SELECT client_id, packet_id FROM input i
-            WHERE kind = 2 AND (NOT i.replayed OR EXISTS (SELECT 1 FROM d2 WHERE d2.client_id = i.client_id AND d2.packet_id = i.packet_id))
-            ON CONFLICT DO NOTHING
-            RETURNING client_id, packet_id
-        )
-        INSERT INTO messages (received_at, client_id, username, packet_id, topic, payload, payload_json, qos, retain,
-                              content_type, user_properties, content_hash, node_id)
-        SELECT to_timestamp(received_ms / 1000.0), client_id, CASE WHEN has_username THEN username END, NULLIF(packet_id, 0),
-               topic, payload, NULLIF(payload_json, '')::jsonb, qos, retain, NULLIF(content_type, ''),
-               NULLIF(user_properties, '')::jsonb, content_hash, node_id
-        FROM input i
-        WHERE (i.kind = 0 AND NOT (i.may_be_stored AND EXISTS (
-                   SELECT 1 FROM messages m WHERE m.client_id = i.client_id AND m.received_at = to_timestamp(i.received_ms / 1000.0)
-                       AND m.topic = i.topic AND m.content_hash = i.content_hash)))
-           OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
-           OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
-        ORDER BY i.ord
-        \(unescaped: returning ? "RETURNING client_id, packet_id" : "")
-        """
+            WITH input AS (
+                SELECT * FROM unnest(\(Array(0..<Int64(round.count)))::int8[], \(round.map(\.receivedAt))::int8[],
+                    \(round.map(\.clientID))::text[], \(round.map { $0.username ?? "" })::text[], \(round.map { $0.username != nil })::bool[],
+                    \(round.map { Int32($0.packetID ?? 0) })::int4[], \(round.map(\.topic))::text[], \(round.map(\.payload))::bytea[],
+                    \(round.map { IngestText.json($0.payload) ?? "" })::text[], \(round.map { Int16($0.qos) })::int2[],
+                    \(round.map(\.retain))::bool[], \(round.map { $0.contentType ?? "" })::text[],
+                    \(round.map { IngestText.userProperties($0.userProperties) ?? "" })::text[],
+                    \(round.map { ByteBuffer(bytes: $0.contentHash) })::bytea[], \(round.map(\.nodeID))::text[],
+                    \(kind)::int2[], \(dupish)::bool[], \(round.map(\.replayed))::bool[], \(round.map(\.mayBeStored))::bool[])
+                AS t(ord, received_ms, client_id, username, has_username, packet_id, topic, payload, payload_json, qos, retain,
+                     content_type, user_properties, content_hash, node_id, kind, dupish, replayed, may_be_stored)
+            ),
+            q1 AS (
+                INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
+                SELECT client_id, packet_id, content_hash, dupish, received_ms, replayed FROM input WHERE kind = 1
+                ON CONFLICT (client_id, packet_id) DO UPDATE
+                    SET content_hash = excluded.content_hash, last_dup = excluded.last_dup, received_at = excluded.received_at,
+                        replayed = excluded.replayed
+                    WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
+                               AND (excluded.last_dup OR (excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)))
+                RETURNING client_id, packet_id
+            ),
+            d2 AS (
+                INSERT INTO ingest_dedup (client_id, packet_id, content_hash, last_dup, received_at, replayed)
+                SELECT client_id, packet_id, content_hash, false, received_ms, replayed FROM input WHERE kind = 2
+                ON CONFLICT (client_id, packet_id) DO UPDATE
+                    SET content_hash = excluded.content_hash, last_dup = false, received_at = excluded.received_at, replayed = excluded.replayed
+                    WHERE NOT (ingest_dedup.content_hash = excluded.content_hash
+                               AND excluded.replayed AND excluded.received_at <= ingest_dedup.received_at)
+                RETURNING client_id, packet_id
+            ),
+            q2 AS (
+                INSERT INTO inbound_qos2 (client_id, packet_id)
+                SELECT client_id, packet_id FROM input i
+                WHERE kind = 2 AND (NOT i.replayed OR EXISTS (SELECT 1 FROM d2 WHERE d2.client_id = i.client_id AND d2.packet_id = i.packet_id))
+                ON CONFLICT DO NOTHING
+                RETURNING client_id, packet_id
+            )
+            INSERT INTO messages (received_at, client_id, username, packet_id, topic, payload, payload_json, qos, retain,
+                                  content_type, user_properties, content_hash, node_id)
+            SELECT to_timestamp(received_ms / 1000.0), client_id, CASE WHEN has_username THEN username END, NULLIF(packet_id, 0),
+                   topic, payload, NULLIF(payload_json, '')::jsonb, qos, retain, NULLIF(content_type, ''),
+                   NULLIF(user_properties, '')::jsonb, content_hash, node_id
+            FROM input i
+            WHERE (i.kind = 0 AND NOT (i.may_be_stored AND EXISTS (
+                       SELECT 1 FROM messages m WHERE m.client_id = i.client_id AND m.received_at = to_timestamp(i.received_ms / 1000.0)
+                           AND m.topic = i.topic AND m.content_hash = i.content_hash)))
+               OR (i.kind = 1 AND EXISTS (SELECT 1 FROM q1 WHERE q1.client_id = i.client_id AND q1.packet_id = i.packet_id))
+               OR (i.kind = 2 AND EXISTS (SELECT 1 FROM q2 WHERE q2.client_id = i.client_id AND q2.packet_id = i.packet_id))
+            ORDER BY i.ord
+            \(unescaped: returning ? "RETURNING client_id, packet_id" : "")
+            """
     }
 
     /// Keeps daily partitions of `messages` from yesterday to three days ahead, and drops the
@@ -101,9 +105,11 @@ extension PostgresStore {
             let from = IngestText.sqliteTimestamp(start)
             let to = IngestText.sqliteTimestamp(start + day)
             do {
-                try await client.query(PostgresQuery(unsafeSQL: """
-                    CREATE TABLE IF NOT EXISTS \(name) PARTITION OF messages FOR VALUES FROM ('\(from)+00') TO ('\(to)+00')
-                    """), logger: logger)
+                try await client.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            CREATE TABLE IF NOT EXISTS \(name) PARTITION OF messages FOR VALUES FROM ('\(from)+00') TO ('\(to)+00')
+                            """), logger: logger)
             } catch {
                 // Rows of that day already sit in the default partition (e.g. the first start
                 // after a long stop): they stay there; the next days get their partitions.
@@ -112,7 +118,8 @@ extension PostgresStore {
         }
         guard let cutoff else { return 0 }
         var dropped = 0
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
             WHERE p.relname = 'messages' AND c.relname ~ '^messages_[0-9]{8}$'
                 AND c.relnamespace = p.relnamespace

@@ -17,10 +17,11 @@ extension PostgresStore {
         var will: MQTTWill?
         if let topic = try r["will_topic"].decode(String?.self) {
             let properties = try r["will_properties"].decode(ByteBuffer?.self) ?? ByteBuffer()
-            will = MQTTWill(topic: topic, payload: try r["will_payload"].decode(ByteBuffer?.self) ?? ByteBuffer(),
-                            qos: MQTTQoS(rawValue: UInt8(try r["will_qos"].decode(Int16?.self) ?? 0)) ?? .atMostOnce,
-                            retain: try r["will_retain"].decode(Bool?.self) ?? false,
-                            properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
+            will = MQTTWill(
+                topic: topic, payload: try r["will_payload"].decode(ByteBuffer?.self) ?? ByteBuffer(),
+                qos: MQTTQoS(rawValue: UInt8(try r["will_qos"].decode(Int16?.self) ?? 0)) ?? .atMostOnce,
+                retain: try r["will_retain"].decode(Bool?.self) ?? false,
+                properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
         }
         var session = StoredSession(
             clientID: try r["client_id"].decode(String.self),
@@ -39,7 +40,8 @@ extension PostgresStore {
             id: try r["id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
             payload: try r["payload"].decode(ByteBuffer.self),
             qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: try r["retain"].decode(Bool.self),
-            properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
+            properties: try StoreCoding.decodeProperties(
+                Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
             expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self))
     }
 
@@ -47,13 +49,14 @@ extension PostgresStore {
     func load(only clientID: String?) async throws -> StoredState {
         var state = StoredState()
         // One client's session; in a cluster a node's own sessions; else every session.
-        let clients: PostgresQuery = if let clientID {
-            "SELECT \(clientID)::text"
-        } else if let ownerNode {
-            "SELECT client_id FROM sessions WHERE owner_node = \(ownerNode)"
-        } else {
-            "SELECT client_id FROM sessions"
-        }
+        let clients: PostgresQuery =
+            if let clientID {
+                "SELECT \(clientID)::text"
+            } else if let ownerNode {
+                "SELECT client_id FROM sessions WHERE owner_node = \(ownerNode)"
+            } else {
+                "SELECT client_id FROM sessions"
+            }
         func scoped(_ select: String, order: String = "") -> PostgresQuery {
             var query = clients
             query.sql = "\(select) WHERE client_id IN (\(clients.sql)) \(order)"
@@ -70,12 +73,15 @@ extension PostgresStore {
                 noLocal: try r["no_local"].decode(Bool.self), retainAsPublished: try r["retain_as_published"].decode(Bool.self),
                 retainHandling: .init(rawValue: UInt8(try r["retain_handling"].decode(Int16.self))) ?? .sendOnSubscribe)
             let identifier = try r["subscription_id"].decode(Int32?.self).map(Int.init)
-            state.subscriptions.append(StoredSubscription(clientID: try r["client_id"].decode(String.self),
-                                                          subscription: Subscription(request, identifier: identifier)))
+            state.subscriptions.append(
+                StoredSubscription(
+                    clientID: try r["client_id"].decode(String.self),
+                    subscription: Subscription(request, identifier: identifier)))
         }
         try await loadDeliveries(of: clients, into: &state)
         // The ingest bridge's entries of clients without a stored session too.
-        let inbound: PostgresQuery = clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
+        let inbound: PostgresQuery =
+            clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
             ?? "SELECT client_id, packet_id FROM inbound_qos2"
         for try await (clientID, packetID) in try await client.query(inbound, logger: logger).decode((String, Int32).self) {
             state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
@@ -88,7 +94,8 @@ extension PostgresStore {
     /// The queued and in-flight deliveries of the clients `clients` selects, with their payloads.
     func loadDeliveries(of clients: PostgresQuery, into state: inout StoredState) async throws {
         var payloads = clients
-        payloads.sql = "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3)"
+        payloads.sql =
+            "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3)"
         // Read whole, then decoded: a consumer slower than the socket leaves postgres-nio 1.33's row
         // stream waiting for demand, and a connection closed then stops the process (its
         // RowStreamStateMachine.channelReadComplete precondition). Claims read large queues.
@@ -101,14 +108,16 @@ extension PostgresStore {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)
-            state.deliveries.append(StoredDelivery(
-                clientID: try r["client_id"].decode(String.self), sequence: try r["seq"].decode(Int64.self),
-                messageID: try r["message_id"].decode(Int64.self),
-                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atLeastOnce, retain: try r["retain"].decode(Bool.self),
-                subscriptionIdentifiers: StoreCoding.decodeIdentifiers(try r["subscription_ids"].decode(String?.self)),
-                shareGroup: shareName.flatMap { name in shareFilter.map { ShareGroupKey(name: name, filter: $0) } },
-                state: StoredDeliveryState(rawValue: Int(try r["state"].decode(Int16.self))) ?? .queued,
-                packetID: try r["packet_id"].decode(Int32?.self).map { UInt16(clamping: $0) }))
+            state.deliveries.append(
+                StoredDelivery(
+                    clientID: try r["client_id"].decode(String.self), sequence: try r["seq"].decode(Int64.self),
+                    messageID: try r["message_id"].decode(Int64.self),
+                    qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atLeastOnce,
+                    retain: try r["retain"].decode(Bool.self),
+                    subscriptionIdentifiers: StoreCoding.decodeIdentifiers(try r["subscription_ids"].decode(String?.self)),
+                    shareGroup: shareName.flatMap { name in shareFilter.map { ShareGroupKey(name: name, filter: $0) } },
+                    state: StoredDeliveryState(rawValue: Int(try r["state"].decode(Int16.self))) ?? .queued,
+                    packetID: try r["packet_id"].decode(Int32?.self).map { UInt16(clamping: $0) }))
         }
     }
 }
@@ -118,12 +127,14 @@ extension PostgresStore {
         var retained: [StoredMessage] = []
         for try await row in try await client.query("SELECT * FROM retained", logger: logger) {
             let r = row.makeRandomAccess()
-            retained.append(StoredMessage(
-                id: try r["message_id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
-                payload: try r["payload"].decode(ByteBuffer.self),
-                qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: true,
-                properties: try StoreCoding.decodeProperties(Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
-                expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
+            retained.append(
+                StoredMessage(
+                    id: try r["message_id"].decode(Int64.self), topic: try r["topic"].decode(String.self),
+                    payload: try r["payload"].decode(ByteBuffer.self),
+                    qos: MQTTQoS(rawValue: UInt8(try r["qos"].decode(Int16.self))) ?? .atMostOnce, retain: true,
+                    properties: try StoreCoding.decodeProperties(
+                        Array((try r["properties"].decode(ByteBuffer?.self) ?? ByteBuffer()).readableBytesView), context: .publish),
+                    expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self)))
         }
         return retained
     }

@@ -18,7 +18,9 @@ public final class PostgresMembership: MembershipStore {
 
     public init(store: PostgresStore) {
         self.line = nil
-        self.runner = MembershipStatements { [store] query, read in try await read(try await store.client.query(query, logger: store.logger)) }
+        self.runner = MembershipStatements { [store] query, read in
+            try await read(try await store.client.query(query, logger: store.logger))
+        }
     }
 
     /// Closes the line for good (at shutdown).
@@ -40,7 +42,8 @@ public final class PostgresMembership: MembershipStore {
 /// The membership statements, over whatever runs them (the pool or a line).
 struct MembershipStatements: Sendable {
     /// Runs a statement and reads its rows.
-    let run: @Sendable (PostgresQuery, @escaping @Sendable (PostgresRowSequence) async throws -> [PostgresRow]) async throws -> [PostgresRow]
+    let run:
+        @Sendable (PostgresQuery, @escaping @Sendable (PostgresRowSequence) async throws -> [PostgresRow]) async throws -> [PostgresRow]
 
     private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
         try await run(query) { sequence in
@@ -52,7 +55,8 @@ struct MembershipStatements: Sendable {
 
     func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
         let milliseconds = lease.nanoseconds / 1_000_000
-        let claimed = try await rows("""
+        let claimed = try await rows(
+            """
             INSERT INTO nodes AS n (node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
                                     started_at, renewed_at, lease_until, held_since)
             VALUES (\(node.nodeID), \(node.incarnation), \(node.mqttAddress), \(node.clusterAddress), \(node.httpAddress),
@@ -73,13 +77,15 @@ struct MembershipStatements: Sendable {
 
     func renewNode(_ nodeID: String, incarnation: Int64, lease: TimeAmount, state: NodeState, clients: Int) async throws -> Bool {
         let milliseconds = lease.nanoseconds / 1_000_000
-        return try await !rows("""
+        return try await !rows(
+            """
             UPDATE nodes SET renewed_at = now(), lease_until = now() + \(milliseconds)::bigint * interval '1 millisecond',
                 held_since = CASE WHEN lease_until > now() THEN coalesce(held_since, now()) ELSE now() END,
                 state = \(state.rawValue), clients = \(clients)
             WHERE node_id = \(nodeID) AND incarnation = \(incarnation)
             RETURNING 1
-            """).isEmpty
+            """
+        ).isEmpty
     }
 
     func allocateIDBlock() async throws -> Int64 {
@@ -88,12 +94,14 @@ struct MembershipStatements: Sendable {
     }
 
     func nodes() async throws -> [NodeRecord] {
-        try await rows("""
+        try await rows(
+            """
             SELECT node_id, incarnation, mqtt_address, cluster_address, http_address, state, clients,
                    (extract(epoch FROM now() - renewed_at) * 1000)::bigint AS age,
                    (extract(epoch FROM lease_until - now()) * 1000)::bigint AS remaining
             FROM nodes ORDER BY node_id
-            """).map { row in
+            """
+        ).map { row in
             let r = row.makeRandomAccess()
             return NodeRecord(
                 nodeID: try r["node_id"].decode(String.self), incarnation: try r["incarnation"].decode(Int64.self),
@@ -130,7 +138,9 @@ extension PostgresStore: SessionOwnershipStore {
                 try await Task.sleep(for: Self.claimLockWait)
                 let ended = try await Self.endBlockers(of: blockedPID, client: client, logger: logger)
                 if ended > 0 {
-                    logger.warning("the claim of session \(clientID) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them")
+                    logger.warning(
+                        "the claim of session \(clientID) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them"
+                    )
                 }
             }
             defer { watchdog.cancel() }
@@ -145,7 +155,8 @@ extension PostgresStore: SessionOwnershipStore {
     /// Ends this cluster's transactions that block `pid` (not an operator's: only connections
     /// named `starling/…`); returns how many.
     static func endBlockers(of pid: Int32, client: PostgresClient, logger: Logger) async throws -> Int64 {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int8 FROM pg_stat_activity a
             WHERE a.pid = ANY(pg_blocking_pids(\(pid))) AND a.application_name LIKE 'starling/%'
             """, logger: logger)
@@ -153,11 +164,14 @@ extension PostgresStore: SessionOwnershipStore {
         return 0
     }
 
-    static func claimRow(_ clientID: String, for ownerNode: String, on connection: PostgresConnection,
-                         logger: Logger) async throws -> (epoch: Int64, previousOwner: String?) {
+    static func claimRow(
+        _ clientID: String, for ownerNode: String, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> (epoch: Int64, previousOwner: String?) {
         // The row goes to the claim with the highest epoch, whatever order the claims' updates
         // run in (migration 0006). `previous` reads the row as it was before.
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             WITH previous AS (SELECT owner_node FROM sessions WHERE client_id = \(clientID)),
                  e AS (SELECT nextval('claim_epochs') AS epoch),
                  t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS at),
@@ -176,7 +190,8 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func isReplaying(node: String) async throws -> Bool {
         // Only while that node holds its lease: one cut off or dead replays nothing soon.
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT 1 FROM spool_replays r JOIN nodes n ON n.node_id = r.node_id
             WHERE r.node_id = \(node) AND r.pending AND n.lease_until > now() LIMIT 1
             """, logger: logger)
@@ -205,7 +220,8 @@ extension PostgresStore: SessionOwnershipStore {
         try await client.withTransaction(logger: logger) { connection in
             var released: [StoredSession] = []
             // SKIP LOCKED: survivors running this together take disjoint rows.
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT s.* FROM sessions s JOIN nodes n ON n.node_id = s.owner_node
                 WHERE n.lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
                     -- Judged by a node that has held its lease since before that one's ran out (0011).
@@ -223,7 +239,8 @@ extension PostgresStore: SessionOwnershipStore {
                         session.willDueAt = now + delay * 1000
                     }
                 }
-                try await connection.query("""
+                try await connection.query(
+                    """
                     UPDATE sessions SET owner_node = NULL, connected = false, expires_at = \(session.expiresAt), will_due_at = \(session.willDueAt)
                     WHERE client_id = \(session.clientID)
                     """, logger: logger)
@@ -234,7 +251,8 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         var wills: [(String, MQTTWill)] = []
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             WITH due AS (
                 SELECT client_id FROM sessions WHERE owner_node IS NULL AND will_due_at <= \(now) AND will_topic IS NOT NULL
                 FOR UPDATE SKIP LOCKED
@@ -257,7 +275,8 @@ extension PostgresStore: SessionOwnershipStore {
     public func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
         guard !clientIDs.isEmpty else { return [] }
         var taken: [(StoredMessage, ShareGroupKey)] = []
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             WITH taken AS (
                 DELETE FROM session_messages WHERE client_id = ANY(\(clientIDs)) AND share_name IS NOT NULL AND qos = 1
                 RETURNING message_id, share_name, share_filter, client_id, seq
@@ -266,7 +285,11 @@ extension PostgresStore: SessionOwnershipStore {
             """, logger: logger)
         for try await row in rows {
             let r = row.makeRandomAccess()
-            taken.append((try Self.payload(row), ShareGroupKey(name: try r["share_name"].decode(String.self), filter: try r["share_filter"].decode(String.self))))
+            taken.append(
+                (
+                    try Self.payload(row),
+                    ShareGroupKey(name: try r["share_name"].decode(String.self), filter: try r["share_filter"].decode(String.self))
+                ))
         }
         return taken
     }
@@ -274,7 +297,8 @@ extension PostgresStore: SessionOwnershipStore {
     public func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         guard let ownerNode else { return [] }
         // A row is deleted by one statement only: survivors sweeping together each get others.
-        return try await takeConnectionWills("""
+        return try await takeConnectionWills(
+            """
             DELETE FROM connection_wills
             WHERE node_id IN (SELECT node_id FROM nodes
                               WHERE lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
@@ -288,7 +312,8 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)] {
         guard let ownerNode, !tokens.isEmpty else { return [] }
-        return try await takeConnectionWills("""
+        return try await takeConnectionWills(
+            """
             DELETE FROM connection_wills WHERE node_id = \(ownerNode) AND token = ANY(\(tokens))
             RETURNING client_id, topic, payload, qos, retain, properties
             """)
@@ -297,9 +322,12 @@ extension PostgresStore: SessionOwnershipStore {
     private func takeConnectionWills(_ query: PostgresQuery) async throws -> [(clientID: String, will: MQTTWill)] {
         var wills: [(String, MQTTWill)] = []
         let rows = try await client.query(query, logger: logger)
-        for try await (clientID, topic, payload, qos, retain, properties) in rows.decode((String, String, ByteBuffer, Int16, Bool, ByteBuffer).self) {
-            let will = MQTTWill(topic: topic, payload: payload, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, retain: retain,
-                                properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
+        for try await (clientID, topic, payload, qos, retain, properties) in rows.decode(
+            (String, String, ByteBuffer, Int16, Bool, ByteBuffer).self)
+        {
+            let will = MQTTWill(
+                topic: topic, payload: payload, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, retain: retain,
+                properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
             wills.append((clientID, will))
         }
         return wills
@@ -307,7 +335,8 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func deleteExpiredSessions(now: Int64) async throws -> [String] {
         var gone: [String] = []
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             DELETE FROM sessions WHERE owner_node IS NULL AND expires_at < \(now) AND will_topic IS NULL RETURNING client_id
             """, logger: logger)
         for try await clientID in rows.decode(String.self) { gone.append(clientID) }
@@ -318,17 +347,22 @@ extension PostgresStore: SessionOwnershipStore {
         var entries: [String: SessionDirectoryEntry] = [:]
         let me = ownerNode ?? ""
         for try await (clientID, owner) in try await client.query(
-            "SELECT client_id, owner_node FROM sessions WHERE owner_node IS DISTINCT FROM \(me)", logger: logger).decode((String, String?).self) {
+            "SELECT client_id, owner_node FROM sessions WHERE owner_node IS DISTINCT FROM \(me)", logger: logger
+        ).decode((String, String?).self) {
             entries[clientID] = SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: [])
         }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT s.client_id, s.filter, s.qos, s.no_local, s.retain_as_published, s.retain_handling, s.subscription_id
             FROM subscriptions s JOIN sessions USING (client_id) WHERE sessions.owner_node IS DISTINCT FROM \(me)
             """, logger: logger)
-        for try await (clientID, filter, qos, noLocal, rap, handling, identifier) in rows.decode((String, String, Int16, Bool, Bool, Int16, Int32?).self) {
+        for try await (clientID, filter, qos, noLocal, rap, handling, identifier) in rows.decode(
+            (String, String, Int16, Bool, Bool, Int16, Int32?).self)
+        {
             guard let parsed = try? MQTTTopicFilter(filter) else { continue }
-            let request = MQTTSubscription(filter: parsed, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, noLocal: noLocal,
-                                           retainAsPublished: rap, retainHandling: .init(rawValue: UInt8(handling)) ?? .sendOnSubscribe)
+            let request = MQTTSubscription(
+                filter: parsed, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, noLocal: noLocal,
+                retainAsPublished: rap, retainHandling: .init(rawValue: UInt8(handling)) ?? .sendOnSubscribe)
             entries[clientID]?.subscriptions?.append(Subscription(request, identifier: identifier.map(Int.init)))
         }
         return Array(entries.values)

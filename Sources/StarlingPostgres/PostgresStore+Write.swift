@@ -11,12 +11,14 @@ extension PostgresStore {
         if !batch.resetSessions.isEmpty {
             // In a cluster only the owner's deletes count: a session another node claimed meanwhile
             // is its own now.
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM sessions WHERE client_id = ANY(\(batch.resetSessions))
                     AND (owner_node IS NULL OR \(owner)::text IS NULL OR owner_node = \(owner)::text)
                 """, logger: logger)
             // Nor do its QoS 2 entries go while another node holds the session.
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM inbound_qos2 q WHERE client_id = ANY(\(batch.resetSessions))
                     AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = q.client_id)
                 """, logger: logger)
@@ -24,7 +26,8 @@ extension PostgresStore {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for s in batch.sessions.values {
             let will = s.will
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
                     will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at, owner_node, claim_epoch)
                 VALUES (\(s.clientID), \(Int16(s.version.rawValue)), \(Int64(s.expiryInterval)), \(s.expiresAt), \(s.connected), \(s.username),
@@ -45,7 +48,8 @@ extension PostgresStore {
             switch change {
             case .upsert(let stored):
                 let sub = stored.subscription
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
                     VALUES (\(stored.clientID), \(sub.filter.raw), \(Int16(sub.qos.rawValue)), \(sub.noLocal), \(sub.retainAsPublished),
                             \(Int16(sub.retainHandling.rawValue)), \(sub.identifier.map { Int32(clamping: $0) }))
@@ -54,7 +58,8 @@ extension PostgresStore {
                         subscription_id = excluded.subscription_id
                     """, logger: logger)
             case .delete:
-                try await connection.query("DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
+                try await connection.query(
+                    "DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
             }
         }
         // Ingest first: in a replayed batch it decides which messages another node took already
@@ -66,7 +71,8 @@ extension PostgresStore {
         try await writeRetained(batch, on: connection, logger: logger)
         if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
         for (spool, through) in batch.replayMarks {
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO spool_replays (spool_id, through, node_id) VALUES (\(spool), \(through), \(owner))
                 ON CONFLICT (spool_id) DO UPDATE SET through = greatest(spool_replays.through, excluded.through), replayed_at = now()
                 """, logger: logger)
@@ -74,12 +80,15 @@ extension PostgresStore {
     }
 
     /// Connection wills (migration 0007), rows of this node.
-    private static func writeConnectionWills(_ batch: StoreBatch, owner: String, on connection: PostgresConnection, logger: Logger) async throws {
+    private static func writeConnectionWills(_ batch: StoreBatch, owner: String, on connection: PostgresConnection, logger: Logger)
+        async throws
+    {
         var deleted: [Int64] = []
         for (token, change) in batch.connectionWills {
             switch change {
             case .upsert(let w):
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO connection_wills (node_id, client_id, token, topic, payload, qos, retain, properties)
                     VALUES (\(owner), \(w.clientID), \(token), \(w.will.topic), \(w.will.payload), \(Int16(w.will.qos.rawValue)),
                             \(w.will.retain), \(ByteBuffer(bytes: StoreCoding.encode(w.will.properties))))
@@ -99,7 +108,8 @@ extension PostgresStore {
     /// and nothing else, or ingest records of a single round and nothing else.
     static func singleStatement(_ batch: StoreBatch) -> PostgresQuery? {
         if batch.resetSessions.isEmpty && batch.sessions.isEmpty && batch.subscriptions.isEmpty && batch.inboundQoS2.isEmpty
-            && batch.retained.isEmpty && batch.connectionWills.isEmpty && batch.replayMarks.isEmpty {
+            && batch.retained.isEmpty && batch.connectionWills.isEmpty && batch.replayMarks.isEmpty
+        {
             if batch.ingest.isEmpty, case let (upserts, updates, deletes) = deliveryChanges(batch), updates.isEmpty, deletes.isEmpty {
                 return queuedQuery(Array(batch.messages.values), upserts)
             }
@@ -112,7 +122,8 @@ extension PostgresStore {
     }
 
     private static func deliveryChanges(_ batch: StoreBatch)
-        -> (upserts: [StoredDelivery], updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)], deletes: [StoreBatch.DeliveryKey]) {
+        -> (upserts: [StoredDelivery], updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)], deletes: [StoreBatch.DeliveryKey])
+    {
         var upserts: [StoredDelivery] = []
         var updates: [(StoreBatch.DeliveryKey, StoredDeliveryState, UInt16?)] = []
         var deletes: [StoreBatch.DeliveryKey] = []
@@ -167,7 +178,8 @@ extension PostgresStore {
         var taken: Set<Int64> = []
         for message in batch.messages.values.sorted(by: { $0.id < $1.id }) {
             guard var records = wanted[message.publisher],
-                  let index = records.firstIndex(where: { $0.topic == message.topic && $0.payload == message.payload }) else { continue }
+                let index = records.firstIndex(where: { $0.topic == message.topic && $0.payload == message.payload })
+            else { continue }
             records.remove(at: index)
             wanted[message.publisher] = records
             taken.insert(message.id)
@@ -177,8 +189,10 @@ extension PostgresStore {
 
     /// Payloads and deliveries (after sessions, which deliveries reference), but for the
     /// messages `leavingOut` names.
-    private static func writeQueued(_ batch: StoreBatch, leavingOut taken: Set<Int64> = [], on connection: PostgresConnection,
-                                    logger: Logger) async throws {
+    private static func writeQueued(
+        _ batch: StoreBatch, leavingOut taken: Set<Int64> = [], on connection: PostgresConnection,
+        logger: Logger
+    ) async throws {
         var (upserts, updates, deletes) = deliveryChanges(batch)
         var messages = Array(batch.messages.values)
         if !taken.isEmpty {
@@ -190,7 +204,8 @@ extension PostgresStore {
             try await connection.query(queuedQuery(messages, upserts), logger: logger)
         }
         if !updates.isEmpty {
-            try await connection.query("""
+            try await connection.query(
+                """
                 UPDATE session_messages m SET state = t.state, packet_id = NULLIF(t.packet_id, 0)
                 FROM unnest(\(updates.map(\.0.clientID))::text[], \(updates.map(\.0.sequence))::int8[],
                             \(updates.map { Int16($0.1.rawValue) })::int2[], \(updates.map { Int32($0.2 ?? 0) })::int4[])
@@ -202,7 +217,8 @@ extension PostgresStore {
             // A delivery whose row is not there (yet: another node's spool holds it, or its
             // commit runs now) leaves the row as ended (state 3), which the row, when it comes,
             // does not overwrite: the primary key orders the two writes (migration 0010).
-            try await connection.query("""
+            try await connection.query(
+                """
                 WITH t AS (SELECT * FROM unnest(\(deletes.map(\.clientID))::text[], \(deletes.map(\.sequence))::int8[]) AS t(client_id, seq)),
                 gone AS (DELETE FROM session_messages m USING t WHERE m.client_id = t.client_id AND m.seq = t.seq AND m.state <> 3
                          RETURNING m.client_id, m.seq)
@@ -219,13 +235,15 @@ extension PostgresStore {
         let adds = batch.inboundQoS2.filter { $0.value }.map(\.key)
         let removes = batch.inboundQoS2.filter { !$0.value }.map(\.key)
         if !adds.isEmpty {
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO inbound_qos2 (client_id, packet_id) SELECT * FROM unnest(\(adds.map(\.clientID))::text[], \(adds.map { Int32($0.packetID) })::int4[])
                 ON CONFLICT DO NOTHING
                 """, logger: logger)
         }
         if !removes.isEmpty {
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM inbound_qos2 q USING unnest(\(removes.map(\.clientID))::text[], \(removes.map { Int32($0.packetID) })::int4[]) AS t(client_id, packet_id)
                 WHERE q.client_id = t.client_id AND q.packet_id = t.packet_id
                 """, logger: logger)
@@ -240,7 +258,8 @@ extension PostgresStore {
         }
         if !sets.isEmpty {
             let m = Array(sets)
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO retained (topic, payload, qos, properties, expires_at, publisher, message_id)
                 SELECT topic, payload, qos, properties, NULLIF(expires_at, -1), publisher, message_id
                 FROM unnest(\(m.map(\.topic))::text[], \(m.map(\.payload))::bytea[], \(m.map { Int16($0.qos.rawValue) })::int2[],

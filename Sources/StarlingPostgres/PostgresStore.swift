@@ -43,8 +43,9 @@ public final class PostgresStore: PersistentStore {
     /// The same URL as a configuration of one connection (the spool replay's line).
     public static func connectionConfiguration(url: String) -> PostgresConnection.Configuration? {
         guard let pool = configuration(url: url), let host = pool.host else { return nil }
-        var configuration = PostgresConnection.Configuration(host: host, port: pool.port ?? 5432, username: pool.username,
-                                                             password: pool.password, database: pool.database, tls: .disable)
+        var configuration = PostgresConnection.Configuration(
+            host: host, port: pool.port ?? 5432, username: pool.username,
+            password: pool.password, database: pool.database, tls: .disable)
         configuration.options.additionalStartupParameters = pool.options.additionalStartupParameters
         return configuration
     }
@@ -52,7 +53,8 @@ public final class PostgresStore: PersistentStore {
     /// Parses `postgres://user:password@host:port/database` into a client configuration.
     public static func configuration(url: String) -> PostgresClient.Configuration? {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-              let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty else { return nil }
+            let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
+        else { return nil }
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         var configuration = PostgresClient.Configuration(
             host: host, port: components.port ?? 5432, username: user, password: components.password,
@@ -83,7 +85,8 @@ public final class PostgresStore: PersistentStore {
         try await client.withTransaction(logger: logger) { connection in
             // One node migrates at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)
                 """, logger: logger)
             var applied: Set<Int> = []
@@ -100,7 +103,8 @@ public final class PostgresStore: PersistentStore {
                     try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
                 }
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(migration.version), \(migration.name), \(now))
                     """, logger: logger)
             }
@@ -141,10 +145,13 @@ public final class PostgresStore: PersistentStore {
     }
 
     /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
-    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<SessionFence> {
+    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<
+        SessionFence
+    > {
         let clients = Array(Set(fences.map(\.clientID))).sorted()
         var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
-        let result = try await connection.query("""
+        let result = try await connection.query(
+            """
             SELECT client_id, claim_epoch, claimed_at, recent_claims FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
             """, logger: logger)
         for try await (clientID, epoch, claimedAt, recent) in result.decode((String, Int64, Int64?, [Int64]?).self) {
@@ -168,7 +175,8 @@ public final class PostgresStore: PersistentStore {
     }
 
     public func saveUser(_ user: StoredUser) async throws {
-        try await client.query("""
+        try await client.query(
+            """
             INSERT INTO users (username, password_hash, scram_sha256) VALUES (\(user.username), \(user.passwordHash), \(user.scram))
             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, scram_sha256 = excluded.scram_sha256, updated_at = now()
             """, logger: logger)
@@ -201,7 +209,7 @@ public final class PostgresStore: PersistentStore {
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
-             .sslUnsupported, .failedToAddSSLHandler:
+            .sslUnsupported, .failedToAddSSLHandler:
             return true
         case .server:
             let state = error.serverInfo?[.sqlState] ?? ""
@@ -218,7 +226,8 @@ public final class PostgresStore: PersistentStore {
 
     public func collectGarbage() async throws -> Int {
         var count = 0
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             WITH gone AS (DELETE FROM message_payloads p WHERE NOT EXISTS (SELECT 1 FROM session_messages s WHERE s.message_id = p.id) RETURNING 1)
             SELECT count(*)::int8 FROM gone
             """, logger: logger)

@@ -24,11 +24,12 @@ public final class SQLiteSpool: StoreSpool {
         configuration.qos = .background
         pool = try DatabasePool(path: path, configuration: configuration)
         id = try pool.write { db in
-            try db.execute(sql: """
-                CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER NOT NULL, batch BLOB NOT NULL,
-                                                  in_doubt INTEGER NOT NULL DEFAULT 0);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, bytes INTEGER NOT NULL, batch BLOB NOT NULL,
+                                                      in_doubt INTEGER NOT NULL DEFAULT 0);
+                    """)
             if let id = try String.fetchOne(db, sql: "SELECT value FROM spool_meta WHERE key = 'id'") { return id }
             let id = UUID().uuidString.lowercased()
             try db.execute(sql: "INSERT INTO spool_meta (key, value) VALUES ('id', ?)", arguments: [id])

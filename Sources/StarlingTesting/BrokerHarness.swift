@@ -10,8 +10,10 @@ public final class BrokerHarness: @unchecked Sendable {
     public let clock = ManualClock()
     public let broker: Broker
 
-    public init(configure: (inout BrokerConfiguration) -> Void = { _ in }, authenticator: any Authenticator = AllowAllAuthenticator(),
-                authorizer: any Authorizer = RuleAuthorizer(), store: (any PersistentStore)? = nil, eventLoop: (any EventLoop)? = nil) {
+    public init(
+        configure: (inout BrokerConfiguration) -> Void = { _ in }, authenticator: any Authenticator = AllowAllAuthenticator(),
+        authorizer: any Authorizer = RuleAuthorizer(), store: (any PersistentStore)? = nil, eventLoop: (any EventLoop)? = nil
+    ) {
         var configuration = BrokerConfiguration()
         configuration.sysInterval = 0
         configure(&configuration)
@@ -48,17 +50,29 @@ public final class BrokerHarness: @unchecked Sendable {
             return backlog + transport.take()
         }
 
-        public func publish(_ topic: String, _ payload: String, qos: MQTTQoS = .atMostOnce, id: UInt16? = nil, retain: Bool = false,
-                     dup: Bool = false, properties: MQTTProperties = []) {
-            send(.publish(MQTTPublish(topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, dup: dup,
-                                      packetID: id, properties: properties)))
+        public func publish(
+            _ topic: String, _ payload: String, qos: MQTTQoS = .atMostOnce, id: UInt16? = nil, retain: Bool = false,
+            dup: Bool = false, properties: MQTTProperties = []
+        ) {
+            send(
+                .publish(
+                    MQTTPublish(
+                        topic: topic, payload: ByteBuffer(string: payload), qos: qos, retain: retain, dup: dup,
+                        packetID: id, properties: properties)))
         }
 
-        public func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce, id: UInt16 = 1, properties: MQTTProperties = [],
-                       noLocal: Bool = false, retainHandling: MQTTSubscription.RetainHandling = .sendOnSubscribe) {
-            send(.subscribe(MQTTSubscribe(packetID: id, subscriptions: [
-                MQTTSubscription(filter: try! MQTTTopicFilter(filter), qos: qos, noLocal: noLocal, retainHandling: retainHandling),
-            ], properties: properties)))
+        public func subscribe(
+            _ filter: String, qos: MQTTQoS = .atLeastOnce, id: UInt16 = 1, properties: MQTTProperties = [],
+            noLocal: Bool = false, retainHandling: MQTTSubscription.RetainHandling = .sendOnSubscribe
+        ) {
+            send(
+                .subscribe(
+                    MQTTSubscribe(
+                        packetID: id,
+                        subscriptions: [
+                            MQTTSubscription(
+                                filter: try! MQTTTopicFilter(filter), qos: qos, noLocal: noLocal, retainHandling: retainHandling)
+                        ], properties: properties)))
         }
 
         /// The PUBLISH packets among what was flushed.
@@ -68,13 +82,18 @@ public final class BrokerHarness: @unchecked Sendable {
     }
 
     /// Opens a connection and sends CONNECT; returns the client and the broker's answer.
-    public func connect(_ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
-                 properties: MQTTProperties = [], will: MQTTWill? = nil) -> (Client, MQTTConnAck?) {
+    public func connect(
+        _ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
+        properties: MQTTProperties = [], will: MQTTWill? = nil
+    ) -> (Client, MQTTConnAck?) {
         let transport = RecordingTransport(remoteAddress: clientID)
         let connection = broker.accept(transport)
         let client = Client(transport: transport, connection: connection, broker: broker, version: version)
-        client.send(.connect(MQTTConnect(version: version, clientID: clientID, cleanStart: cleanStart, keepAlive: keepAlive,
-                                         will: will, properties: properties)))
+        client.send(
+            .connect(
+                MQTTConnect(
+                    version: version, clientID: clientID, cleanStart: cleanStart, keepAlive: keepAlive,
+                    will: will, properties: properties)))
         var packets = client.take()
         guard case .connack(let ack) = packets.first else {
             client.backlog = packets

@@ -15,24 +15,31 @@ enum IngestConformance {
         ("ingest: QoS 2 row and inbound entry commit together; re-sends are duplicates until PUBREL", qos2),
         ("ingest: copies of one message in two concurrent batches make one row", concurrentCopies),
         ("ingest: copies of one message within one batch make one row", copiesInOneBatch),
-        ("ingest: a replayed record applied twice, or an original replayed after its DUP copy, makes one row (QoS 0: from the batch in doubt)", replayed),
+        (
+            "ingest: a replayed record applied twice, or an original replayed after its DUP copy, makes one row (QoS 0: from the batch in doubt)",
+            replayed
+        ),
         ("ingest: a replayed QoS 2 original after its re-send was stored and released elsewhere makes no row and no entry", replayedQoS2),
-        ("ingest: retention removes rows older than the limit and nothing else", retention),
+        ("ingest: retention removes rows older than the limit and nothing else", retention)
     ]
 
     /// A day in the past, at 12:00 UTC (retention works on whole days in PostgreSQL).
     static let noon: Int64 = 1_764_763_200_000
 
-    static func record(_ payload: String, id: UInt16?, qos: UInt8, dup: Bool = false, contentOnly: Bool = false,
-                       client: String = "dev", at time: Int64 = noon) -> IngestRecord {
-        let dedup: IngestRecord.Dedup = switch qos {
-        case 0: .none
-        case 1: .qos1(dup: dup, contentOnly: contentOnly)
-        default: .qos2
-        }
-        return IngestRecord(receivedAt: time, clientID: client, username: nil, packetID: qos == 0 ? nil : id, topic: "t/\(client)",
-                            payload: ByteBuffer(string: payload), qos: qos, retain: false, contentType: nil, userProperties: [],
-                            contentHash: Array("t/\(client)\u{0}\(payload)".utf8), nodeID: "n1", dedup: dedup)
+    static func record(
+        _ payload: String, id: UInt16?, qos: UInt8, dup: Bool = false, contentOnly: Bool = false,
+        client: String = "dev", at time: Int64 = noon
+    ) -> IngestRecord {
+        let dedup: IngestRecord.Dedup =
+            switch qos {
+            case 0: .none
+            case 1: .qos1(dup: dup, contentOnly: contentOnly)
+            default: .qos2
+            }
+        return IngestRecord(
+            receivedAt: time, clientID: client, username: nil, packetID: qos == 0 ? nil : id, topic: "t/\(client)",
+            payload: ByteBuffer(string: payload), qos: qos, retain: false, contentType: nil, userProperties: [],
+            contentHash: Array("t/\(client)\u{0}\(payload)".utf8), nodeID: "n1", dedup: dedup)
     }
 
     static func rows(_ subject: StoreUnderTest) async throws -> [String] {
@@ -73,8 +80,10 @@ enum IngestConformance {
         // original, received earlier, is replayed after it.
         try await ingest(subject, record("2", id: 2, qos: 1, dup: true, at: noon + 500), replay(record("2", id: 2, qos: 1, at: noon)))
         // Both copies replayed in one batch, in either order.
-        try await subject.store.apply([.ingest(replay(record("3", id: 3, qos: 1, dup: true, at: noon + 500))),
-                                       .ingest(replay(record("3", id: 3, qos: 1, at: noon)))])
+        try await subject.store.apply([
+            .ingest(replay(record("3", id: 3, qos: 1, dup: true, at: noon + 500))),
+            .ingest(replay(record("3", id: 3, qos: 1, at: noon)))
+        ])
         #expect(try await rows(subject) == ["dev/1/1", "dev/2/2", "dev/3/3"])
         // A later identical reading with the packet id is a new row, replayed or not.
         try await ingest(subject, replay(record("1", id: 1, qos: 1, at: noon + 1_000)), record("1", id: 1, qos: 1, at: noon + 2_000))
@@ -120,8 +129,9 @@ enum IngestConformance {
     }
 
     static func contentDedup(_ subject: StoreUnderTest) async throws {
-        try await ingest(subject, record("a", id: 3, qos: 1, contentOnly: true), record("a", id: 3, qos: 1, contentOnly: true),
-                         record("b", id: 3, qos: 1, contentOnly: true), record("a", id: 3, qos: 1, contentOnly: true))
+        try await ingest(
+            subject, record("a", id: 3, qos: 1, contentOnly: true), record("a", id: 3, qos: 1, contentOnly: true),
+            record("b", id: 3, qos: 1, contentOnly: true), record("a", id: 3, qos: 1, contentOnly: true))
         #expect(try await rows(subject) == ["dev/3/a", "dev/3/b", "dev/3/a"])
     }
 
@@ -138,8 +148,10 @@ enum IngestConformance {
         #expect(try await rows(subject) == ["dev/5/x", "dev/5/x"])
         // The row and the entry are one commit: a batch that fails leaves neither.
         await #expect(throws: (any Error).self) {
-            try await store.apply([.ingest(record("y", id: 6, qos: 2)),
-                                   .saveDelivery(StoreConformance.delivery("missing", 1, message: 1))])
+            try await store.apply([
+                .ingest(record("y", id: 6, qos: 2)),
+                .saveDelivery(StoreConformance.delivery("missing", 1, message: 1))
+            ])
         }
         #expect(try await rows(subject) == ["dev/5/x", "dev/5/x"])
         #expect(try await store.load().inboundQoS2.map { "\($0.clientID)/\($0.packetID)" } == ["dev/5"])
@@ -154,10 +166,13 @@ enum IngestConformance {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for copy in 0..<2 {
                 group.addTask {
-                    try await store.apply(keys.flatMap { id in
-                        [IngestConformance.record("q1-\(id)", id: UInt16(id), qos: 1, dup: true, client: "c"),
-                         IngestConformance.record("q2-\(id)", id: UInt16(id), qos: 2, dup: copy == 1, client: "d")]
-                    }.map { .ingest($0) })
+                    try await store.apply(
+                        keys.flatMap { id in
+                            [
+                                IngestConformance.record("q1-\(id)", id: UInt16(id), qos: 1, dup: true, client: "c"),
+                                IngestConformance.record("q2-\(id)", id: UInt16(id), qos: 2, dup: copy == 1, client: "d")
+                            ]
+                        }.map { .ingest($0) })
                 }
             }
             try await group.waitForAll()
@@ -171,7 +186,7 @@ enum IngestConformance {
         try await subject.store.apply([
             .ingest(record("a", id: 9, qos: 1)), .ingest(record("a", id: 9, qos: 1, dup: true)),
             .ingest(record("a", id: 9, qos: 1)),  // reused id, same reading: stored
-            .ingest(record("z", id: 10, qos: 2)), .ingest(record("z", id: 10, qos: 2, dup: true)),
+            .ingest(record("z", id: 10, qos: 2)), .ingest(record("z", id: 10, qos: 2, dup: true))
         ])
         // (A reused key's second row is written in a later round of the batch, so ids within one
         // batch need not follow arrival order; received_at does.)
@@ -186,8 +201,9 @@ enum IngestConformance {
         let day: Int64 = 86_400_000
         let now = noon + day
         _ = try await store.enforceRetention(before: nil, now: now)  // creates the partitions ahead (PostgreSQL)
-        try await ingest(subject, record("old", id: nil, qos: 0, at: noon - 3 * day), record("yesterday", id: 1, qos: 1, at: noon),
-                         record("today", id: 2, qos: 1, at: now), record("later", id: nil, qos: 0, at: now + day))
+        try await ingest(
+            subject, record("old", id: nil, qos: 0, at: noon - 3 * day), record("yesterday", id: 1, qos: 1, at: noon),
+            record("today", id: 2, qos: 1, at: now), record("later", id: nil, qos: 0, at: now + day))
         _ = try await store.enforceRetention(before: now - 2 * 3_600_000, now: now)
         #expect(try await rows(subject) == ["dev/2/today", "dev/-/later"])
         // The de-duplication entries of removed rows went with them: a re-send of the removed

@@ -52,8 +52,10 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) { peerRoutes(topic) }
 
-    public func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
-                        committed: (() -> Void)?) -> Bool {
+    public func forward(
+        _ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+        committed: (() -> Void)?
+    ) -> Bool {
         forwards.append(Forward(message: message, peer: peer, plain: plain, groups: groups, deliveries: deliveries))
         if let committed { peerCommits.append(committed) }
         return !congested
@@ -81,7 +83,11 @@ public final class RecordingClusterBus: ClusterBus {
 
     public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
         claims.append(clientID)
-        if claimsAnswerAtOnce { completion(SessionClaim(state: claimedState, epoch: claimEpoch, ended: claimedEnded)) } else { pendingClaims.append(completion) }
+        if claimsAnswerAtOnce {
+            completion(SessionClaim(state: claimedState, epoch: claimEpoch, ended: claimedEnded))
+        } else {
+            pendingClaims.append(completion)
+        }
     }
 
     /// The epoch the store gives claims.

@@ -71,17 +71,23 @@ public enum MQTTListener {
                     if proxyProtocol { try pipeline.addHandler(ProxyProtocolHandler()) }
                     switch kind {
                     case .tcp:
-                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
+                        try pipeline.addHandler(
+                            MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
                     case .tls(let context):
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
-                        try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
+                        try pipeline.addHandler(
+                            MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback))
                     case .webSocket(let path):
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback,
-                                         trustedProxies: trustedProxies)
+                        try addWebSocket(
+                            to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize,
+                            loopbackListener: address.isLoopback,
+                            trustedProxies: trustedProxies)
                     case .secureWebSocket(let context, let path):
                         try pipeline.addHandler(NIOSSLServerHandler(context: context))
-                        try addWebSocket(to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: address.isLoopback,
-                                         trustedProxies: trustedProxies)
+                        try addWebSocket(
+                            to: channel, path: path, broker: broker, maximumPacketSize: maximumPacketSize,
+                            loopbackListener: address.isLoopback,
+                            trustedProxies: trustedProxies)
                     }
                 }
             }
@@ -91,8 +97,10 @@ public enum MQTTListener {
     private static let notFoundHandlerName = "starling.websocket-not-found"
 
     /// HTTP/1.1 until a WebSocket upgrade at `path`; then binary frames carry the MQTT stream.
-    private static func addWebSocket(to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int, loopbackListener: Bool,
-                                     trustedProxies: TrustedProxies) throws {
+    private static func addWebSocket(
+        to channel: any Channel, path: String, broker: Broker, maximumPacketSize: Int, loopbackListener: Bool,
+        trustedProxies: TrustedProxies
+    ) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             // A frame may carry a whole packet: allow the largest packet plus the frame header.
             maxFrameSize: min(maximumPacketSize + 16, Int(UInt32.max)),
@@ -112,10 +120,14 @@ public enum MQTTListener {
                     // The hop the connection came from: the balancer's announced client (PROXY
                     // protocol) or the peer; a trusted proxy's headers name the client behind it.
                     let announced = try? pipeline.handler(type: ProxyProtocolHandler.self).source
-                    let forwarded = ((announced ?? channel.remoteAddress)?.ipAddress).flatMap { trustedProxies.client(peer: $0, headers: head.headers) }
+                    let forwarded = ((announced ?? channel.remoteAddress)?.ipAddress).flatMap {
+                        trustedProxies.client(peer: $0, headers: head.headers)
+                    }
                     try pipeline.addHandler(WebSocketMQTTAdapter())
-                    try pipeline.addHandler(MQTTServerHandler(broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: loopbackListener,
-                                                              forwardedClient: forwarded))
+                    try pipeline.addHandler(
+                        MQTTServerHandler(
+                            broker: broker, maximumPacketSize: maximumPacketSize, loopbackListener: loopbackListener,
+                            forwardedClient: forwarded))
                 }
             }
         )

@@ -103,7 +103,9 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let connection, let refusal = error as? ProxyProtocolHandler.Failure { broker.transportRefused(connection, reason: "\(refusal)") }
+        if let connection, let refusal = error as? ProxyProtocolHandler.Failure {
+            broker.transportRefused(connection, reason: "\(refusal)")
+        }
         if let connection { broker.closed(connection) }
         context.close(promise: nil)
         broker.flush()

@@ -89,12 +89,15 @@ final class ProxyProtocolHandler: ChannelInboundHandler {
         }
         switch familyTransport {
         case 0x11:  // TCP over IPv4: source, destination, source port, destination port
-            guard let source = block.readBytes(length: 4), block.readBytes(length: 4) != nil, let port = block.readInteger(as: UInt16.self) else {
+            guard let source = block.readBytes(length: 4), block.readBytes(length: 4) != nil, let port = block.readInteger(as: UInt16.self)
+            else {
                 throw Failure.malformed("IPv4 address block of \(length) bytes")
             }
             return .some(try SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
         case 0x21:  // TCP over IPv6
-            guard let source = block.readBytes(length: 16), block.readBytes(length: 16) != nil, let port = block.readInteger(as: UInt16.self) else {
+            guard let source = block.readBytes(length: 16), block.readBytes(length: 16) != nil,
+                let port = block.readInteger(as: UInt16.self)
+            else {
                 throw Failure.malformed("IPv6 address block of \(length) bytes")
             }
             return .some(try SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
@@ -110,7 +113,9 @@ final class ProxyProtocolHandler: ChannelInboundHandler {
             return nil
         }
         let length = lineFeed - view.startIndex + 1
-        guard length <= v1MaximumLength, length >= 2, view[lineFeed - 1] == 0x0D else { throw Failure.malformed("a version 1 line not ended by CRLF") }
+        guard length <= v1MaximumLength, length >= 2, view[lineFeed - 1] == 0x0D else {
+            throw Failure.malformed("a version 1 line not ended by CRLF")
+        }
         let line = buffer.readString(length: length - 2)!  // not dropLast(2): "\r\n" is one Character
         buffer.moveReaderIndex(forwardBy: 2)
         let fields = line.split(separator: " ")

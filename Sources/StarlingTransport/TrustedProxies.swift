@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 public import NIOHTTP1
 
@@ -66,7 +66,8 @@ public struct TrustedProxies: Sendable, Equatable, CustomStringConvertible {
     public func contains(_ address: String) -> Bool {
         guard let bytes = Self.bytes(of: address) else { return false }
         // An IPv4 client of an IPv6 socket arrives as ::ffff:a.b.c.d.
-        let v4 = bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
+        let v4 =
+            bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
             ? Array(bytes[12...]) : nil
         return ranges.contains { $0.contains(bytes) || (v4.map($0.contains) ?? false) }
     }

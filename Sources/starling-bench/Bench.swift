@@ -32,8 +32,9 @@ final class Bench {
     }
 
     func latency() -> Histogram<UInt64> {
-        var total = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Worker.maxLatencyNanos,
-                                      numberOfSignificantValueDigits: .three)
+        var total = Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: Worker.maxLatencyNanos,
+            numberOfSignificantValueDigits: .three)
         for worker in workers {
             if let histogram = try? worker.eventLoop.submit({ worker.value.latency }).wait() {
                 total.add(histogram)
@@ -92,7 +93,8 @@ final class Bench {
             lastDone = done
             lastSubscribed = subscribed
             if dispatched == specs.count && done >= specs.count
-                && (subscribers == 0 || subscribed + lost >= min(subscribers, result.ok)) {
+                && (subscribers == 0 || subscribed + lost >= min(subscribers, result.ok))
+            {
                 result.complete = true
                 break
             }
@@ -136,7 +138,9 @@ final class Bench {
             if now - lastPrint >= 1_000_000_000 {
                 let elapsed = Double(now - start) / 1e9
                 if connectionsOnly {
-                    printError("[\(padLeft(fixed(elapsed, 1), 6))s] conns \(grouped(s.connected - s.dropped)) failed \(grouped(s.connectFailed)) dropped \(grouped(s.dropped))")
+                    printError(
+                        "[\(padLeft(fixed(elapsed, 1), 6))s] conns \(grouped(s.connected - s.dropped)) failed \(grouped(s.connectFailed)) dropped \(grouped(s.dropped))"
+                    )
                 } else {
                     progress(s, previous: previous, seconds: Double(now - lastPrint) / 1e9, elapsed: elapsed)
                 }
@@ -236,7 +240,9 @@ struct Summary {
 
     func print(asJSON: Bool) {
         let width = lines.map(\.0.count).max() ?? 0
-        let human = ["starling-bench \(mode): summary"] + lines.map { "  " + $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 }
+        let human =
+            ["starling-bench \(mode): summary"]
+            + lines.map { "  " + $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 }
         if asJSON {
             for line in human { printError(line) }
             printOut(json.text)

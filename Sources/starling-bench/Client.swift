@@ -68,11 +68,13 @@ final class Client: ChannelInboundHandler {
             } else {
                 payload.writeRepeatingByte(UInt8(ascii: "x"), count: config.payloadSize)
             }
-            let publish = MQTTPublish(topic: spec.topic, payload: payload, qos: config.qos,
-                                      packetID: config.qos == .atMostOnce ? nil : 0)
+            let publish = MQTTPublish(
+                topic: spec.topic, payload: payload, qos: config.qos,
+                packetID: config.qos == .atMostOnce ? nil : 0)
             template = MQTTPacket.publish(publish).encoded(version: config.version)
             // Fixed header, topic, then the packet identifier (QoS 1/2).
-            packetIDOffset = 1 + MQTTSize.variableByteInteger(publish.bodySize(version: config.version))
+            packetIDOffset =
+                1 + MQTTSize.variableByteInteger(publish.bodySize(version: config.version))
                 + MQTTSize.string(spec.topic)
             payloadOffset = template.readableBytes - config.payloadSize
             batchLimit = max(1, Client.batchBytes / template.readableBytes)
@@ -264,13 +266,15 @@ final class Client: ChannelInboundHandler {
         worker.counters.lastReceive = now
         let payloadLength = end - index
         guard payloadLength >= PayloadHeader.timestampSize,
-              let sent = body.getInteger(at: index, as: UInt64.self), sent <= now else { return }
+            let sent = body.getInteger(at: index, as: UInt64.self), sent <= now
+        else { return }
         let latency = now - sent
         if latency < Worker.maxLatencyNanos { worker.latency.record(latency) }
         guard payloadLength >= PayloadHeader.size,
-              let publisher = body.getInteger(at: index + 8, as: UInt32.self),
-              let seq = body.getInteger(at: index + 12, as: UInt32.self),
-              publisher < PayloadHeader.maxPublisherIndex else { return }
+            let publisher = body.getInteger(at: index + 8, as: UInt32.self),
+            let seq = body.getInteger(at: index + 12, as: UInt32.self),
+            publisher < PayloadHeader.maxPublisherIndex
+        else { return }
         let p = Int(publisher)
         if p >= seen.count { seen.append(contentsOf: repeatElement(SequenceSet(), count: p + 1 - seen.count)) }
         if !seen[p].insert(seq) { worker.counters.duplicates += 1 }

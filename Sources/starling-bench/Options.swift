@@ -2,11 +2,11 @@ import ArgumentParser
 import MQTTCodec
 import NIOCore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `--mqtt-version 3.1.1|5`.
@@ -50,7 +50,10 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Keep alive in seconds; idle clients send PINGREQ well within it. 0 turns it off.")
     var keepAlive = 60
 
-    @Option(help: "Seconds to run (the publishing or receiving window; for conn, the hold after connecting). 0 = until interrupted or --count-limit.")
+    @Option(
+        help:
+            "Seconds to run (the publishing or receiving window; for conn, the hold after connecting). 0 = until interrupted or --count-limit."
+    )
     var duration = 10.0
 
     @Option(help: "Stop after this many messages (pub/pubsub: published in all, split among publishers; sub: received). 0 = no limit.")
@@ -109,9 +112,10 @@ func validateInflight(_ n: Int) throws {
 
 func validateSize(_ size: Int, minimum: Int) throws {
     guard size >= minimum, size <= 64 << 20 else {
-        throw ValidationError(minimum > 0
-            ? "--size must be \(minimum) to \(64 << 20) bytes (the payload carries a \(minimum)-byte send time and sequence header)"
-            : "--size must be 0 to \(64 << 20) bytes")
+        throw ValidationError(
+            minimum > 0
+                ? "--size must be \(minimum) to \(64 << 20) bytes (the payload carries a \(minimum)-byte send time and sequence header)"
+                : "--size must be 0 to \(64 << 20) bytes")
     }
 }
 

@@ -145,8 +145,9 @@ final class SinkHandler: ChannelInboundHandler {
                     index = properties.readerIndex + length
                 }
                 guard index <= body.writerIndex,
-                      let topic = body.getSlice(at: body.readerIndex, length: 2 + Int(topicLength)),
-                      let payload = body.getSlice(at: index, length: body.writerIndex - index) else {
+                    let topic = body.getSlice(at: body.readerIndex, length: 2 + Int(topicLength)),
+                    let payload = body.getSlice(at: index, length: body.writerIndex - index)
+                else {
                     throw MQTTCodecError.malformed("PUBLISH is shorter than its header")
                 }
                 for subscriber in stats.subscribers { subscriber.forward(topic: topic, payload: payload) }
@@ -174,9 +175,12 @@ final class SinkHandler: ChannelInboundHandler {
                     stats.subscribers.append(self)
                 }
             case .unsubscribe(let unsubscribe):
-                MQTTPacket.unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID,
-                                                 reasonCodes: unsubscribe.filters.map { _ in .success }))
-                    .encode(into: &out, version: version)
+                MQTTPacket.unsuback(
+                    MQTTUnsubAck(
+                        packetID: unsubscribe.packetID,
+                        reasonCodes: unsubscribe.filters.map { _ in .success })
+                )
+                .encode(into: &out, version: version)
             default:
                 break
             }

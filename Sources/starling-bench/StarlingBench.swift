@@ -9,11 +9,11 @@ struct StarlingBench: ParsableCommand {
         commandName: "starling-bench",
         abstract: "An MQTT load generator (in the spirit of emqtt-bench) and a trivial sink server.",
         discussion: """
-        Progress lines go to standard error once a second; the final summary goes to standard \
-        output (one JSON object with --json). Payloads of 16 bytes or more begin with the send \
-        time (monotonic ns), the publisher index and a sequence number, so any subscriber on the \
-        same machine measures end-to-end latency and duplicates.
-        """,
+            Progress lines go to standard error once a second; the final summary goes to standard \
+            output (one JSON object with --json). Payloads of 16 bytes or more begin with the send \
+            time (monotonic ns), the publisher index and a sequence number, so any subscriber on the \
+            same machine measures end-to-end latency and duplicates.
+            """,
         subcommands: [Conn.self, Pub.self, Sub.self, PubSub.self, Sink.self]
     )
 }
@@ -48,10 +48,14 @@ struct Conn: ParsableCommand {
         let prefix = common.prefix
         let specs = (0..<count).map { ClientSpec(role: .idle, index: $0, clientID: "\(prefix)-c\($0 + 1)") }
         let rssBefore = brokerPid.flatMap { residentMemory(pid: $0) }
-        printError("starling-bench conn: \(count) connections to \(common.host):\(common.port) at \(rate > 0 ? fixed(rate, 0) + "/s" : "once"), MQTT \(common.mqttVersion.version)")
+        printError(
+            "starling-bench conn: \(count) connections to \(common.host):\(common.port) at \(rate > 0 ? fixed(rate, 0) + "/s" : "once"), MQTT \(common.mqttVersion.version)"
+        )
         let phase = bench.connect(specs, rate: rate, label: "conn")
         let connectSeconds = phase.seconds
-        printError("conn: \(grouped(phase.ok)) connected, \(grouped(phase.failed)) failed in \(fixed(connectSeconds, 2)) s; holding \(common.duration > 0 ? fixed(common.duration, 0) + " s" : "until interrupted")")
+        printError(
+            "conn: \(grouped(phase.ok)) connected, \(grouped(phase.failed)) failed in \(fixed(connectSeconds, 2)) s; holding \(common.duration > 0 ? fixed(common.duration, 0) + " s" : "until interrupted")"
+        )
         let start = monotonicNanos()
         if phase.ok > 0 { _ = bench.run(from: start, duration: common.duration, connectionsOnly: true) { _ in false } }
         let rssAfter = brokerPid.flatMap { residentMemory(pid: $0) }
@@ -67,14 +71,19 @@ struct Conn: ParsableCommand {
         summary.json.set("connect_seconds", connectSeconds)
         let connectRate = perSecond(phase.ok, connectSeconds)
         summary.json.set("connect_rate_per_s", connectRate, decimals: 1)
-        summary.line("connections", "ok \(grouped(phase.ok)) of \(grouped(count))  failed \(grouped(final.connectFailed))  dropped \(grouped(final.dropped))")
+        summary.line(
+            "connections",
+            "ok \(grouped(phase.ok)) of \(grouped(count))  failed \(grouped(final.connectFailed))  dropped \(grouped(final.dropped))")
         summary.line("connect rate", "\(fixed(connectRate, 1)) conn/s (\(fixed(connectSeconds, 2)) s)")
         if let rssBefore, let rssAfter {
             let perConnection = phase.ok > 0 ? Double(rssAfter - rssBefore) / Double(phase.ok) : 0
             summary.json.set("broker_rss_before_bytes", rssBefore)
             summary.json.set("broker_rss_after_bytes", rssAfter)
             summary.json.set("broker_bytes_per_connection", perConnection, decimals: 0)
-            summary.line("broker memory", "VmRSS \(fixed(Double(rssBefore) / 1048576, 1)) MiB → \(fixed(Double(rssAfter) / 1048576, 1)) MiB, \(fixed(perConnection / 1024, 2)) KiB per connection")
+            summary.line(
+                "broker memory",
+                "VmRSS \(fixed(Double(rssBefore) / 1048576, 1)) MiB → \(fixed(Double(rssAfter) / 1048576, 1)) MiB, \(fixed(perConnection / 1024, 2)) KiB per connection"
+            )
         } else if brokerPid != nil {
             summary.line("broker memory", "unreadable (did the broker exit?)")
         }
@@ -151,10 +160,13 @@ struct Pub: ParsableCommand {
         let bench = try Bench(common: common, config: config)
         let prefix = common.prefix
         let specs = (0..<clients).map {
-            ClientSpec(role: .publisher, index: $0, clientID: "\(prefix)-p\($0 + 1)", topic: expand(publish.topic, $0),
-                       messageLimit: share(of: common.countLimit, index: $0, count: clients))
+            ClientSpec(
+                role: .publisher, index: $0, clientID: "\(prefix)-p\($0 + 1)", topic: expand(publish.topic, $0),
+                messageLimit: share(of: common.countLimit, index: $0, count: clients))
         }
-        printError("starling-bench pub: \(clients) publishers → \(common.host):\(common.port), QoS \(publish.qos), \(publish.size) B, \(publish.rate > 0 ? fixed(publish.rate, 0) + " msg/s each" : "unthrottled"), MQTT \(config.version), \(common.threads) thread(s)")
+        printError(
+            "starling-bench pub: \(clients) publishers → \(common.host):\(common.port), QoS \(publish.qos), \(publish.size) B, \(publish.rate > 0 ? fixed(publish.rate, 0) + " msg/s each" : "unthrottled"), MQTT \(config.version), \(common.threads) thread(s)"
+        )
         let phase = bench.connect(specs, rate: publish.connectRate, label: "pub")
         var s = bench.snapshot()
         var start = monotonicNanos()
@@ -211,7 +223,8 @@ struct Sub: ParsableCommand {
         let specs = (0..<clients).map {
             ClientSpec(role: .subscriber, index: $0, clientID: "\(prefix)-s\($0 + 1)", filters: [expand(topic, $0)])
         }
-        printError("starling-bench sub: \(clients) subscribers on \(topic) at \(common.host):\(common.port), QoS \(qos), MQTT \(config.version)")
+        printError(
+            "starling-bench sub: \(clients) subscribers on \(topic) at \(common.host):\(common.port), QoS \(qos), MQTT \(config.version)")
         let phase = bench.connect(specs, rate: connectRate, label: "sub")
         let base = bench.snapshot()
         let start = monotonicNanos()
@@ -243,11 +256,11 @@ struct PubSub: ParsableCommand {
         commandName: "pubsub",
         abstract: "Publishers and subscribers in one process: throughput, end-to-end latency, loss and duplicates.",
         discussion: """
-        Loss counts expected minus distinct received deliveries, where expected = sent × \
-        subscribers: every subscriber's filter must match every publisher's topic. Filler \
-        subscriptions (--extra-subscriptions) never match the default topics; they load the \
-        broker's subscription index to show its matching cost.
-        """)
+            Loss counts expected minus distinct received deliveries, where expected = sent × \
+            subscribers: every subscriber's filter must match every publisher's topic. Filler \
+            subscriptions (--extra-subscriptions) never match the default topics; they load the \
+            broker's subscription index to show its matching cost.
+            """)
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var publish: PublishOptions
@@ -319,17 +332,21 @@ struct PubSub: ParsableCommand {
 
     func run() throws {
         let subscribeQoS = subQos ?? publish.qos
-        let config = try common.runConfig(qos: publish.qos, subscribeQoS: subscribeQoS, size: publish.size,
-                                          rate: publish.rate, inflight: publish.inflight)
+        let config = try common.runConfig(
+            qos: publish.qos, subscribeQoS: subscribeQoS, size: publish.size,
+            rate: publish.rate, inflight: publish.inflight)
         let bench = try Bench(common: common, config: config)
         let prefix = common.prefix
-        printError("starling-bench pubsub: \(publishers) publishers (\(publish.topic)) → \(subscribers) subscribers (\(filter)) at \(common.host):\(common.port), QoS \(publish.qos)/\(subscribeQoS), \(publish.size) B, \(publish.rate > 0 ? fixed(publish.rate, 0) + " msg/s each" : "unthrottled"), MQTT \(config.version), \(common.threads) thread(s)")
+        printError(
+            "starling-bench pubsub: \(publishers) publishers (\(publish.topic)) → \(subscribers) subscribers (\(filter)) at \(common.host):\(common.port), QoS \(publish.qos)/\(subscribeQoS), \(publish.size) B, \(publish.rate > 0 ? fixed(publish.rate, 0) + " msg/s each" : "unthrottled"), MQTT \(config.version), \(common.threads) thread(s)"
+        )
 
         var connectionsOK = 0
         let filler = Self.fillerFilters(total: extraSubscriptions, clients: extraClients, wildcardPercent: wildcardPercent)
         if !filler.isEmpty {
             let specs = filler.enumerated().map {
-                ClientSpec(role: .subscriber, index: $0.offset, clientID: "\(prefix)-x\($0.offset + 1)", filters: $0.element, measured: false)
+                ClientSpec(
+                    role: .subscriber, index: $0.offset, clientID: "\(prefix)-x\($0.offset + 1)", filters: $0.element, measured: false)
             }
             let phase = bench.connect(specs, rate: publish.connectRate, label: "filler")
             connectionsOK += phase.ok
@@ -341,8 +358,9 @@ struct PubSub: ParsableCommand {
         let subscriberPhase = bench.connect(subscriberSpecs, rate: publish.connectRate, label: "subscribers")
         connectionsOK += subscriberPhase.ok
         let publisherSpecs = (0..<publishers).map {
-            ClientSpec(role: .publisher, index: $0, clientID: "\(prefix)-p\($0 + 1)", topic: expand(publish.topic, $0),
-                       messageLimit: share(of: common.countLimit, index: $0, count: publishers))
+            ClientSpec(
+                role: .publisher, index: $0, clientID: "\(prefix)-p\($0 + 1)", topic: expand(publish.topic, $0),
+                messageLimit: share(of: common.countLimit, index: $0, count: publishers))
         }
         let publisherPhase = bench.connect(publisherSpecs, rate: publish.connectRate, label: "publishers")
         connectionsOK += publisherPhase.ok
@@ -382,8 +400,10 @@ struct PubSub: ParsableCommand {
         summary.json.set("loss", loss)
         summary.json.set("loss_pct", lossPercent, decimals: 4)
         summary.json.set("duplicates", s.duplicates)
-        summary.line("received", "\(grouped(s.received)) msgs  \(rateText(s.received, receiveSeconds)) (over \(fixed(receiveSeconds, 2)) s)")
-        summary.line("loss", "\(grouped(loss)) of \(grouped(expected)) expected (\(fixed(lossPercent, 3))%)  duplicates \(grouped(s.duplicates))")
+        summary.line(
+            "received", "\(grouped(s.received)) msgs  \(rateText(s.received, receiveSeconds)) (over \(fixed(receiveSeconds, 2)) s)")
+        summary.line(
+            "loss", "\(grouped(loss)) of \(grouped(expected)) expected (\(fixed(lossPercent, 3))%)  duplicates \(grouped(s.duplicates))")
         summary.addLatency(histogram)
         summary.print(asJSON: common.json)
         if publisherPhase.ok == 0 || measuredSubscribers == 0 { throw ExitCode.failure }
@@ -422,7 +442,9 @@ func addPublishing(_ summary: inout Summary, _ s: Counters, seconds: Double, qos
     summary.json.set("unacked", qos > 0 ? s.inflight : 0)
     summary.line("sent", "\(grouped(s.sent)) msgs  \(rateText(s.sent, seconds))")
     if qos > 0 {
-        summary.line("acked", "\(grouped(s.acked)) msgs  \(rateText(s.acked, seconds))  rejected \(grouped(s.rejected))  unacked \(grouped(s.inflight))")
+        summary.line(
+            "acked",
+            "\(grouped(s.acked)) msgs  \(rateText(s.acked, seconds))  rejected \(grouped(s.rejected))  unacked \(grouped(s.inflight))")
     }
 }
 
@@ -432,10 +454,10 @@ struct Sink: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A trivial MQTT server that acknowledges everything and discards messages (the generator's own ceiling).",
         discussion: """
-        It accepts every CONNECT, grants every SUBSCRIBE, acknowledges PUBLISH at QoS 1 and 2 \
-        and answers PINGREQ. With --forward it also sends a QoS 0 copy of every PUBLISH to every \
-        connection that has subscribed, whatever its filter: the ceiling of pubsub's receiving side.
-        """)
+            It accepts every CONNECT, grants every SUBSCRIBE, acknowledges PUBLISH at QoS 1 and 2 \
+            and answers PINGREQ. With --forward it also sends a QoS 0 copy of every PUBLISH to every \
+            connection that has subscribed, whatever its filter: the ceiling of pubsub's receiving side.
+            """)
 
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
@@ -522,7 +544,10 @@ struct Sink: ParsableCommand {
         summary.json.set("forwarded", s.forwarded)
         summary.json.set("discarded", s.discarded)
         summary.line("connections", grouped(s.connected))
-        summary.line("received", "\(grouped(s.received)) msgs, \(rateText(s.received, active)) over \(fixed(active, 1)) active s (peak \(grouped(Int(peak.rounded()))) msgs/s)")
+        summary.line(
+            "received",
+            "\(grouped(s.received)) msgs, \(rateText(s.received, active)) over \(fixed(active, 1)) active s (peak \(grouped(Int(peak.rounded()))) msgs/s)"
+        )
         if forward {
             summary.line("forwarded", "\(grouped(s.forwarded)) msgs, \(grouped(s.discarded)) discarded at unwritable subscribers")
         }

@@ -13,8 +13,9 @@ final class Worker {
     let config: RunConfig
     var counters = Counters()
     /// End-to-end latencies in nanoseconds.
-    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Worker.maxLatencyNanos,
-                                    numberOfSignificantValueDigits: .three)
+    var latency = Histogram<UInt64>(
+        lowestDiscernibleValue: 1, highestTrackableValue: Worker.maxLatencyNanos,
+        numberOfSignificantValueDigits: .three)
     /// A zero-capacity buffer that clients copy to reset their output buffer without allocating.
     let emptyBuffer: ByteBuffer
 
@@ -84,8 +85,10 @@ final class Worker {
         let config = self.config
         ClientBootstrap(group: loop)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark,
-                           value: .init(low: config.writeLowWater, high: config.writeHighWater))
+            .channelOption(
+                ChannelOptions.writeBufferWaterMark,
+                value: .init(low: config.writeLowWater, high: config.writeHighWater)
+            )
             .connectTimeout(config.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import Logging
 import ServiceLifecycle
@@ -62,7 +62,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .long, help: "Join a cluster: the node-to-node listener HOST:PORT (port 0 picks a free port). Needs --postgres. Overrides cluster.listen.")
+    @Option(
+        name: .long,
+        help: "Join a cluster: the node-to-node listener HOST:PORT (port 0 picks a free port). Needs --postgres. Overrides cluster.listen.")
     var cluster: String?
 
     @Option(name: .long, help: "This node's id, unique among live nodes (default: the host name). Overrides server.node_id.")
@@ -93,15 +95,20 @@ struct Serve: AsyncParsableCommand {
                 print("starling: listening http \(address)")
                 fflush(nil)
             }
-            services.append(.init(service: ops, successTerminationBehavior: .gracefullyShutdownGroup,
-                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+            services.append(
+                .init(
+                    service: ops, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup))
         }
-        services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
-                              failureTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(configuration: .init(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        services.append(
+            .init(
+                service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
 }
@@ -112,14 +119,24 @@ struct ConfigurationSource: ParsableArguments {
     @Option(name: .long, help: "TOML configuration file (see `starling generate-config`).")
     var config: String?
 
-    @Option(name: .long, help: "Directory of the embedded SQLite store, or with --postgres of the spool used while PostgreSQL is unreachable (default ./data). Overrides storage.data_dir.")
+    @Option(
+        name: .long,
+        help:
+            "Directory of the embedded SQLite store, or with --postgres of the spool used while PostgreSQL is unreachable (default ./data). Overrides storage.data_dir."
+    )
     var dataDir: String?
 
-    @Option(name: .long, help: "postgres://user:password@host:port/database: keep everything in PostgreSQL (spooled to --data-dir while it is unreachable). Overrides storage.postgres_url.")
+    @Option(
+        name: .long,
+        help:
+            "postgres://user:password@host:port/database: keep everything in PostgreSQL (spooled to --data-dir while it is unreachable). Overrides storage.postgres_url."
+    )
     var postgres: String?
 
-    func load(listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil, clusterListen: String? = nil,
-              nodeID: String? = nil) throws -> StarlingConfiguration {
+    func load(
+        listeners: [String] = [], logLevel: String? = nil, httpListen: String? = nil, clusterListen: String? = nil,
+        nodeID: String? = nil
+    ) throws -> StarlingConfiguration {
         var text: String?
         if let config {
             guard let data = FileManager.default.contents(atPath: config), let string = String(data: data, encoding: .utf8) else {
@@ -130,15 +147,17 @@ struct ConfigurationSource: ParsableArguments {
         return try StarlingConfiguration.load(
             toml: text, fileName: config ?? "configuration file",
             environment: ProcessInfo.processInfo.environment,
-            overrides: .init(listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen,
-                             clusterListen: clusterListen, nodeID: nodeID))
+            overrides: .init(
+                listeners: listeners, logLevel: logLevel, dataDirectory: dataDir, postgresURL: postgres, httpListen: httpListen,
+                clusterListen: clusterListen, nodeID: nodeID))
     }
 }
 
 /// `starling ctl`: administration of what the store holds.
 struct Ctl: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Administer the broker: users (in the store), clients (through the admin API).",
-                                                    subcommands: [Users.self, Clients.self, Cluster.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Administer the broker: users (in the store), clients (through the admin API).",
+        subcommands: [Users.self, Clients.self, Cluster.self])
 
     /// `starling ctl cluster`: the membership of a running node's cluster, through its admin API.
     struct Cluster: AsyncParsableCommand {
@@ -146,18 +165,25 @@ struct Ctl: AsyncParsableCommand {
 
         struct Nodes: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "One line per node: id, state (alive, draining, dead, left), MQTT and cluster addresses, clients, lease age; then this node's links.")
+                abstract:
+                    "One line per node: id, state (alive, draining, dead, left), MQTT and cluster addresses, clients, lease age; then this node's links."
+            )
             @OptionGroup var api: Clients.API
 
             func run() async throws {
                 let summary = try JSONDecoder().decode(ClusterSummary.self, from: try await api.call("GET", "/api/v1/nodes"))
                 for node in summary.nodes {
-                    print([node.nodeID + (node.nodeID == summary.node ? "*" : ""), node.status, "mqtt=\(node.mqttAddress)",
-                           "cluster=\(node.clusterAddress)", "clients=\(node.clients)",
-                           "lease_age=\(String(format: "%.1f", Double(node.leaseAgeMilliseconds) / 1000))s"].joined(separator: "\t"))
+                    print(
+                        [
+                            node.nodeID + (node.nodeID == summary.node ? "*" : ""), node.status, "mqtt=\(node.mqttAddress)",
+                            "cluster=\(node.clusterAddress)", "clients=\(node.clients)",
+                            "lease_age=\(String(format: "%.1f", Double(node.leaseAgeMilliseconds) / 1000))s"
+                        ].joined(separator: "\t"))
                 }
                 for link in summary.links {
-                    print(["link", link.direction.rawValue, link.peer, link.address, link.up ? "up" : "down: \(link.detail ?? "")"].joined(separator: "\t"))
+                    print(
+                        ["link", link.direction.rawValue, link.peer, link.address, link.up ? "up" : "down: \(link.detail ?? "")"].joined(
+                            separator: "\t"))
                 }
             }
         }
@@ -165,8 +191,9 @@ struct Ctl: AsyncParsableCommand {
 
     /// `starling ctl clients`: the admin API of a running broker (`http.listen`, `http.admin_token`).
     struct Clients: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Clients of a running broker, through its admin API.",
-                                                        subcommands: [List.self, Show.self, Disconnect.self])
+        static let configuration = CommandConfiguration(
+            abstract: "Clients of a running broker, through its admin API.",
+            subcommands: [List.self, Show.self, Disconnect.self])
 
         struct API: ParsableArguments {
             @Option(help: "The broker's operations address (http.listen).") var url = "http://127.0.0.1:8080"
@@ -182,7 +209,8 @@ struct Ctl: AsyncParsableCommand {
                 let (data, response) = try await URLSession.shared.data(for: request)
                 let status = (response as? HTTPURLResponse)?.statusCode ?? 0
                 guard (200..<300).contains(status) else {
-                    let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] ?? String(decoding: data, as: UTF8.self)
+                    let message =
+                        (try? JSONDecoder().decode([String: String].self, from: data))?["error"] ?? String(decoding: data, as: UTF8.self)
                     throw ValidationError("\(method) \(url): \(status) \(message)")
                 }
                 return data
@@ -194,14 +222,18 @@ struct Ctl: AsyncParsableCommand {
         }
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "One line per session: id, state, protocol, address, subscriptions, in flight, queued.")
+            static let configuration = CommandConfiguration(
+                abstract: "One line per session: id, state, protocol, address, subscriptions, in flight, queued.")
             @OptionGroup var api: API
 
             func run() async throws {
                 struct Body: Decodable { var clients: [ClientSummary] }
                 for c in try JSONDecoder().decode(Body.self, from: try await api.call("GET", "/api/v1/clients")).clients {
-                    print([c.clientID, c.connected ? "connected" : "offline", c.protocolVersion, c.remoteAddress ?? "-",
-                           "subscriptions=\(c.subscriptions.count)", "inflight=\(c.inflight)", "queued=\(c.queued)"].joined(separator: "\t"))
+                    print(
+                        [
+                            c.clientID, c.connected ? "connected" : "offline", c.protocolVersion, c.remoteAddress ?? "-",
+                            "subscriptions=\(c.subscriptions.count)", "inflight=\(c.inflight)", "queued=\(c.queued)"
+                        ].joined(separator: "\t"))
                 }
             }
         }
@@ -241,15 +273,19 @@ struct Ctl: AsyncParsableCommand {
             @Argument(help: "The user name.") var username: String
             @Option(help: "The password (visible to other users of this machine in the process list; prefer standard input).")
             var password: String?
-            @Option(help: "PBKDF2 rounds (default 210,000, OWASP's for passwords people choose: about 0.14 s per check; devices with random secrets of 128 bits or more can use as few as 1,000).")
+            @Option(
+                help:
+                    "PBKDF2 rounds (default 210,000, OWASP's for passwords people choose: about 0.14 s per check; devices with random secrets of 128 bits or more can use as few as 1,000)."
+            )
             var rounds: Int = 210_000
 
             func run() async throws {
                 guard let secret = password ?? readLine(strippingNewline: true) else {
                     throw ValidationError("no password: give --password or a line on standard input")
                 }
-                let store = try await UserAdministration.add(username, password: secret, rounds: rounds, configuration: try source.load(),
-                                                             logger: Logger(label: "starling.ctl"))
+                let store = try await UserAdministration.add(
+                    username, password: secret, rounds: rounds, configuration: try source.load(),
+                    logger: Logger(label: "starling.ctl"))
                 print("starling: user \(username) saved in \(store)")
             }
         }
@@ -260,7 +296,8 @@ struct Ctl: AsyncParsableCommand {
             @Argument(help: "The user name.") var username: String
 
             func run() async throws {
-                guard try await UserAdministration.delete(username, configuration: try source.load(), logger: Logger(label: "starling.ctl")) else {
+                guard try await UserAdministration.delete(username, configuration: try source.load(), logger: Logger(label: "starling.ctl"))
+                else {
                     throw ValidationError("there is no user \(username)")
                 }
                 print("starling: user \(username) deleted")
@@ -272,7 +309,9 @@ struct Ctl: AsyncParsableCommand {
             @OptionGroup var source: ConfigurationSource
 
             func run() async throws {
-                for name in try await UserAdministration.list(configuration: try source.load(), logger: Logger(label: "starling.ctl")) { print(name) }
+                for name in try await UserAdministration.list(configuration: try source.load(), logger: Logger(label: "starling.ctl")) {
+                    print(name)
+                }
             }
         }
     }
@@ -290,7 +329,8 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct GenerateConfig: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "generate-config", abstract: "Print the full default configuration, every key documented.")
+    static let configuration = CommandConfiguration(
+        commandName: "generate-config", abstract: "Print the full default configuration, every key documented.")
 
     func run() {
         print(StarlingConfiguration.defaultDocument())

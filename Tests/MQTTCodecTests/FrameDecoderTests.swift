@@ -14,9 +14,10 @@ struct FrameDecoderTests {
             .publish(MQTTPublish(topic: "a/b", payload: ByteBuffer(string: "hello"), qos: .atLeastOnce, packetID: 1)),
             .publish(MQTTPublish(topic: "big", payload: ByteBuffer(repeating: 0x42, count: 20_000), qos: .atMostOnce)),
             .pingreq,
-            .subscribe(MQTTSubscribe(packetID: 2, subscriptions: [MQTTSubscription(filter: try! MQTTTopicFilter("a/#"), qos: .exactlyOnce)])),
+            .subscribe(
+                MQTTSubscribe(packetID: 2, subscriptions: [MQTTSubscription(filter: try! MQTTTopicFilter("a/#"), qos: .exactlyOnce)])),
             .pubrel(MQTTAck(packetID: 1)),
-            .disconnect(MQTTDisconnect(reasonCode: .disconnectWithWillMessage)),
+            .disconnect(MQTTDisconnect(reasonCode: .disconnectWithWillMessage))
         ]
         var buffer = ByteBuffer()
         for packet in packets { packet.encode(into: &buffer, version: .v5) }
@@ -57,7 +58,9 @@ struct PacketReaderTests {
             defer { reader.finish(allocator: ByteBufferAllocator()) }
             while let packet = try reader.next() {
                 packets.append(packet)
-                if nesting.contains(packets.count), let next = input.readSlice(length: min(size, input.readableBytes)), next.readableBytes > 0 {
+                if nesting.contains(packets.count), let next = input.readSlice(length: min(size, input.readableBytes)),
+                    next.readableBytes > 0
+                {
                     try read(next)
                 }
             }
@@ -67,7 +70,9 @@ struct PacketReaderTests {
         return packets
     }
 
-    @Test("frames cut from reads of any size are the packets' own frames (the benchmark's clients parse them)", arguments: [1, 7, 1000, 30_000])
+    @Test(
+        "frames cut from reads of any size are the packets' own frames (the benchmark's clients parse them)",
+        arguments: [1, 7, 1000, 30_000])
     func framesInChunks(_ size: Int) throws {
         let (stream, packets) = FrameDecoderTests.stream()
         let expected = packets.map { packet -> MQTTFrame in

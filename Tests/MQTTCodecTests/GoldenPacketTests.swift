@@ -188,7 +188,8 @@ struct RandomizedRoundTripTests {
 // MARK: - Helpers
 
 /// Feeds `wire` to an `MQTTPacketDecoder` one byte at a time.
-private func decodeOneByteAtATime(_ wire: ByteBuffer, role: MQTTRole, version: MQTTProtocolVersion?) throws(MQTTCodecError) -> [MQTTPacket] {
+private func decodeOneByteAtATime(_ wire: ByteBuffer, role: MQTTRole, version: MQTTProtocolVersion?) throws(MQTTCodecError) -> [MQTTPacket]
+{
     var decoder = MQTTPacketDecoder(role: role, version: version)
     var buffer = ByteBuffer()
     var packets: [MQTTPacket] = []
@@ -298,11 +299,13 @@ private struct RandomPacketGenerator {
         var will: MQTTWill?
         if bool() {
             let properties = properties(.will)
-            will = MQTTWill(topic: topicName(), payload: payload(utf8: properties.payloadFormatIndicator == 1),
-                            qos: qos(), retain: bool(), properties: properties)
+            will = MQTTWill(
+                topic: topicName(), payload: payload(utf8: properties.payloadFormatIndicator == 1),
+                qos: qos(), retain: bool(), properties: properties)
         }
-        return MQTTConnect(version: version, clientID: clientID, cleanStart: cleanStart, keepAlive: uint16(),
-                           username: username, password: password, will: will, properties: properties(.connect))
+        return MQTTConnect(
+            version: version, clientID: clientID, cleanStart: cleanStart, keepAlive: uint16(),
+            username: username, password: password, will: will, properties: properties(.connect))
     }
 
     mutating func connack() -> MQTTConnAck {
@@ -331,7 +334,7 @@ private struct RandomPacketGenerator {
             payload: payload(utf8: properties.payloadFormatIndicator == 1),
             qos: qos,
             retain: bool(),
-            dup: qos != .atMostOnce && bool(0.3),   // DUP is 0 at QoS 0 [MQTT-3.3.1-2]
+            dup: qos != .atMostOnce && bool(0.3),  // DUP is 0 at QoS 0 [MQTT-3.3.1-2]
             packetID: qos == .atMostOnce ? nil : packetID(),
             properties: properties)
     }
@@ -344,8 +347,9 @@ private struct RandomPacketGenerator {
             codes.removeAll { $0 == 0x10 }
         }
         let code = bool(0.4) ? MQTTReasonCode.success : MQTTReasonCode(pick(codes))
-        return MQTTAck(packetID: packetID(), reasonCode: code,
-                       properties: bool(0.5) ? properties(MQTTProperty.Context(type)) : [])
+        return MQTTAck(
+            packetID: packetID(), reasonCode: code,
+            properties: bool(0.5) ? properties(MQTTProperty.Context(type)) : [])
     }
 
     mutating func subscribe() -> MQTTSubscribe {
@@ -354,11 +358,12 @@ private struct RandomPacketGenerator {
             let shared = version == .v5 && bool(0.15)
             let filter = shared ? sharedFilter() : topicFilter()
             if version == .v5 {
-                subscriptions.append(MQTTSubscription(
-                    filter: filter, qos: qos(),
-                    noLocal: !shared && bool(),   // No Local is not allowed on a shared subscription [MQTT-3.8.3-4]
-                    retainAsPublished: bool(),
-                    retainHandling: pick([.sendOnSubscribe, .sendIfNew, .doNotSend])))
+                subscriptions.append(
+                    MQTTSubscription(
+                        filter: filter, qos: qos(),
+                        noLocal: !shared && bool(),  // No Local is not allowed on a shared subscription [MQTT-3.8.3-4]
+                        retainAsPublished: bool(),
+                        retainHandling: pick([.sendOnSubscribe, .sendIfNew, .doNotSend])))
             } else {
                 subscriptions.append(MQTTSubscription(filter: filter, qos: qos()))
             }
@@ -368,11 +373,12 @@ private struct RandomPacketGenerator {
     }
 
     mutating func suback() -> MQTTSubAck {
-        let codes: [UInt8] = switch version {
-        case .v3_1: [0x00, 0x01, 0x02]              // granted QoS only
-        case .v3_1_1: [0x00, 0x01, 0x02, 0x80]      // [MQTT-3.9.3-2]
-        case .v5: MQTTReasonCode.allowed(in: .suback).sorted()
-        }
+        let codes: [UInt8] =
+            switch version {
+            case .v3_1: [0x00, 0x01, 0x02]  // granted QoS only
+            case .v3_1_1: [0x00, 0x01, 0x02, 0x80]  // [MQTT-3.9.3-2]
+            case .v5: MQTTReasonCode.allowed(in: .suback).sorted()
+            }
         var reasonCodes: [MQTTReasonCode] = []
         for _ in 0..<int(1...5) { reasonCodes.append(MQTTReasonCode(pick(codes))) }
         return MQTTSubAck(packetID: packetID(), reasonCodes: reasonCodes, properties: properties(.suback))
@@ -397,7 +403,7 @@ private struct RandomPacketGenerator {
 
     /// DISCONNECT reason codes only a Server sends (MQTT 5.0 Table 3-10).
     static let serverOnlyDisconnectCodes: Set<UInt8> = [
-        0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+        0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2
     ]
 
     mutating func disconnect(decodedBy role: MQTTRole) -> MQTTDisconnect {
@@ -486,8 +492,10 @@ private struct RandomPacketGenerator {
 
     /// Characters of topic levels, client ids and strings: ASCII, two-, three- and four-byte
     /// UTF-8, and no wildcard, separator or U+0000.
-    static let characters: [String] = ["a", "b", "c", "x", "y", "z", "0", "7", "-", "_", ".", " ", "$",
-                                       "é", "ß", "Ж", "中", "文", "€", "🙂", "𝄞"]
+    static let characters: [String] = [
+        "a", "b", "c", "x", "y", "z", "0", "7", "-", "_", ".", " ", "$",
+        "é", "ß", "Ж", "中", "文", "€", "🙂", "𝄞"
+    ]
     static let asciiCharacters: [String] = ["a", "b", "c", "m", "x", "Z", "0", "1", "9"]
 
     /// A valid Topic Name: at least one character, no wildcards; empty levels are allowed.

@@ -8,13 +8,16 @@ import Testing
 @Suite("Password authentication")
 struct PasswordAuthenticatorTests {
     static func request(_ username: String?, _ password: String? = nil, loopback: Bool = true) -> AuthenticationRequest {
-        AuthenticationRequest(clientID: "c", username: username, password: password.map { ByteBuffer(string: $0) },
-                              remoteAddress: "test", version: .v5, isLoopbackClient: loopback)
+        AuthenticationRequest(
+            clientID: "c", username: username, password: password.map { ByteBuffer(string: $0) },
+            remoteAddress: "test", version: .v5, isLoopbackClient: loopback)
     }
 
     /// Runs `body` with an authenticator on a real event loop and hashing thread.
-    static func withAuthenticator(_ policy: AnonymousPolicy, users: [(String, String)] = [],
-                                  _ body: (PasswordAuthenticator) async throws -> Void) async throws {
+    static func withAuthenticator(
+        _ policy: AnonymousPolicy, users: [(String, String)] = [],
+        _ body: (PasswordAuthenticator) async throws -> Void
+    ) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
@@ -26,7 +29,9 @@ struct PasswordAuthenticatorTests {
     }
 
     /// The decision, waiting for it when it is pending; and whether it was pending.
-    static func decide(_ authenticator: PasswordAuthenticator, _ request: AuthenticationRequest) async throws -> (MQTTReasonCode, pending: Bool) {
+    static func decide(_ authenticator: PasswordAuthenticator, _ request: AuthenticationRequest) async throws -> (
+        MQTTReasonCode, pending: Bool
+    ) {
         switch authenticator.authenticate(request) {
         case .decided(let reason): (reason, false)
         case .pending(let future): (try await future.get(), true)
@@ -34,17 +39,21 @@ struct PasswordAuthenticatorTests {
     }
 
     /// Expects `reason` (and, when given, that it was or was not decided off the loop).
-    static func check(_ authenticator: PasswordAuthenticator, _ request: AuthenticationRequest, _ reason: MQTTReasonCode,
-                      pending: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    static func check(
+        _ authenticator: PasswordAuthenticator, _ request: AuthenticationRequest, _ reason: MQTTReasonCode,
+        pending: Bool? = nil, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
         let (decided, wasPending) = try await decide(authenticator, request)
         #expect(decided == reason, sourceLocation: sourceLocation)
         if let pending { #expect(wasPending == pending, sourceLocation: sourceLocation) }
     }
 
-    @Test("anonymous clients: loopback listeners only by default; always; never", arguments: [
-        (AnonymousPolicy.loopback, true, MQTTReasonCode.success), (.loopback, false, .notAuthorized),
-        (.always, false, .success), (.never, true, .notAuthorized),
-    ])
+    @Test(
+        "anonymous clients: loopback listeners only by default; always; never",
+        arguments: [
+            (AnonymousPolicy.loopback, true, MQTTReasonCode.success), (.loopback, false, .notAuthorized),
+            (.always, false, .success), (.never, true, .notAuthorized)
+        ])
     func anonymous(policy: AnonymousPolicy, loopback: Bool, expected: MQTTReasonCode) async throws {
         try await Self.withAuthenticator(policy) { authenticator in
             try await Self.check(authenticator, Self.request(nil, loopback: loopback), expected)
@@ -93,8 +102,10 @@ struct PasswordAuthenticatorTests {
     func replaced() async throws {
         try await Self.withAuthenticator(.never, users: [("alice", "old")]) { authenticator in
             try await Self.check(authenticator, Self.request("alice", "old"), .success)
-            authenticator.replaceUsers([StoredUser(username: "alice", passwordHash: try PasswordHash.make("new")),
-                                        StoredUser(username: "bob", passwordHash: try PasswordHash.make("b"))])
+            authenticator.replaceUsers([
+                StoredUser(username: "alice", passwordHash: try PasswordHash.make("new")),
+                StoredUser(username: "bob", passwordHash: try PasswordHash.make("b"))
+            ])
             try await Self.check(authenticator, Self.request("alice", "old"), .badUserNameOrPassword, pending: true)
             try await Self.check(authenticator, Self.request("alice", "new"), .success)
             authenticator.replaceUsers([StoredUser(username: "bob", passwordHash: try PasswordHash.make("b"))])

@@ -44,9 +44,9 @@ struct ScramTests {
         for exchange in [try Self.exchange(password: "pen"), try Self.exchange(known: false)] {
             _ = exchange.step(ByteBuffer(string: "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"))
             guard case .failure(let reason) = exchange.step(ByteBuffer(string: Self.clientFinal)) else {
-            Issue.record("accepted")
-            return
-        }
+                Issue.record("accepted")
+                return
+            }
             #expect(reason == .badUserNameOrPassword)
         }
         guard case .failure(let reason) = try Self.exchange().step(ByteBuffer(string: "p=tls-unique,,n=user,r=x")) else {

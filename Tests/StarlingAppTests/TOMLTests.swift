@@ -18,7 +18,7 @@ import Testing
         #expect(root.keys == ["mqtt", "authorization"])
         #expect(root["mqtt"] == .table(["max_keepalive": .integer(60)]))
         let rule: TOMLTable = [
-            "permission": .string("deny"), "action": .string("subscribe"), "filter": .string("test/nosubscribe"),
+            "permission": .string("deny"), "action": .string("subscribe"), "filter": .string("test/nosubscribe")
         ]
         #expect(root["authorization"] == .table(["rules": .array([.table(rule)])]))
         let rules = try #require(root["authorization"]?.tableValue?["rules"]?.arrayValue)
@@ -36,7 +36,8 @@ import Testing
     }
 
     @Test func keys() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             bare_key-1 = 1
             1234 = 2
             "quoted key" = 3
@@ -48,7 +49,8 @@ import Testing
     }
 
     @Test func dottedKeys() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             name.first = "Ada"
             name . last = "Lovelace"
             site."google.com" = true
@@ -60,7 +62,8 @@ import Testing
     }
 
     @Test func tablesAndNestedTables() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             top = 0
             [server]
             port = 1883
@@ -81,13 +84,16 @@ import Testing
         #expect(root["server"] == .table(["port": .integer(1883), "tls": .table(["enabled": .boolean(false)])]))
         #expect(root["quoted"] == .table(["other": .table(["x": .integer(1)])]))
         #expect(root["a"] == .table(["b": .table(["c": .table(["d": .integer(1)])]), "e": .integer(2)]))
-        #expect(root["fruit"] == .table([
-            "apple": .table(["color": .string("red"), "texture": .table(["smooth": .boolean(true)])]),
-        ]))
+        #expect(
+            root["fruit"]
+                == .table([
+                    "apple": .table(["color": .string("red"), "texture": .table(["smooth": .boolean(true)])])
+                ]))
     }
 
     @Test func arraysOfTables() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             [[listeners]]
             port = 1883
             [listeners.tls]
@@ -103,17 +109,20 @@ import Testing
             [[empty]]
             [[empty]]
             """)
-        #expect(root["listeners"] == .array([
-            .table(["port": .integer(1883), "tls": .table(["enabled": .boolean(false)])]),
-            .table(["port": .integer(8883), "extra": .array([.table(["n": .integer(1)]), .table(["n": .integer(2)])])]),
-        ]))
+        #expect(
+            root["listeners"]
+                == .array([
+                    .table(["port": .integer(1883), "tls": .table(["enabled": .boolean(false)])]),
+                    .table(["port": .integer(8883), "extra": .array([.table(["n": .integer(1)]), .table(["n": .integer(2)])])])
+                ]))
         #expect(root["empty"] == .array([.table([:]), .table([:])]))
     }
 
     // MARK: Strings
 
     @Test func basicStrings() throws {
-        let root = try TOML.parse(#"""
+        let root = try TOML.parse(
+            #"""
             a = "quote \" backslash \\ newline \n tab \t cr \r bs \b ff \f"
             b = "\u00E9 \U0001F600 tab:	."
             c = ""
@@ -126,7 +135,8 @@ import Testing
     }
 
     @Test func literalStrings() throws {
-        let root = try TOML.parse(#"""
+        let root = try TOML.parse(
+            #"""
             path = 'C:\Users\nodejs\templates'
             regex = '<\i\c*\s*>'
             quoted = 'Tom "Dubs" Preston-Werner'
@@ -137,7 +147,8 @@ import Testing
     }
 
     @Test func multiLineBasicStrings() throws {
-        let root = try TOML.parse(#"""
+        let root = try TOML.parse(
+            #"""
             a = """
             Roses are red
             Violets are blue"""
@@ -167,7 +178,8 @@ import Testing
     }
 
     @Test func multiLineLiteralStrings() throws {
-        let root = try TOML.parse(#"""
+        let root = try TOML.parse(
+            #"""
             regex2 = '''I [dw]on't need \d{2} apples'''
             lines = '''
             The first newline is
@@ -189,7 +201,8 @@ import Testing
     // MARK: Numbers, booleans, date-times
 
     @Test func integers() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             a = +99
             b = 42
             c = 0
@@ -207,13 +220,14 @@ import Testing
             """)
         let expected: [(String, Int64)] = [
             ("a", 99), ("b", 42), ("c", 0), ("d", -17), ("e", 1000), ("f", 5_349_221), ("g", 0xDEADBEEF),
-            ("h", 0xDEADBEEF), ("i", 0o755), ("j", 0b1101_0110), ("k", 0), ("l", .max), ("m", .min), ("n", 255),
+            ("h", 0xDEADBEEF), ("i", 0o755), ("j", 0b1101_0110), ("k", 0), ("l", .max), ("m", .min), ("n", 255)
         ]
         for (key, value) in expected { #expect(root[key] == .integer(value), "\(key)") }
     }
 
     @Test func floats() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             a = +1.0
             b = 3.1415
             c = -0.01
@@ -232,7 +246,7 @@ import Testing
             """)
         let expected: [(String, Double)] = [
             ("a", 1), ("b", 3.1415), ("c", -0.01), ("d", 5e22), ("e", 1e6), ("f", -0.02), ("g", 6.626e-34),
-            ("h", 224_617.445_991_228), ("i", .infinity), ("j", .infinity), ("k", -.infinity), ("n", 0), ("o", 0),
+            ("h", 224_617.445_991_228), ("i", .infinity), ("j", .infinity), ("k", -.infinity), ("n", 0), ("o", 0)
         ]
         for (key, value) in expected { #expect(root[key] == .float(value), "\(key)") }
         #expect(root["l"]?.floatValue?.isNaN == true)
@@ -244,7 +258,8 @@ import Testing
     }
 
     @Test func dateTimesAreKeptAsText() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             odt1 = 1979-05-27T07:32:00Z
             odt2 = 1979-05-27T00:32:00-07:00
             odt3 = 1979-05-27T00:32:00.999999+07:00
@@ -265,7 +280,8 @@ import Testing
     // MARK: Arrays and inline tables
 
     @Test func arrays() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             empty = []
             ints = [ 1, 2, 3 ]
             nested = [ [ 1, 2 ], ["a", 'b'] ]
@@ -288,7 +304,8 @@ import Testing
     }
 
     @Test func inlineTables() throws {
-        let root = try TOML.parse("""
+        let root = try TOML.parse(
+            """
             name = { first = "Tom", last = "Preston-Werner" }
             point = {x=1,y=2}
             animal = { type.name = "pug", type.legs = 4 }
@@ -362,7 +379,8 @@ import Testing
         Invalid(name: "duplicate table", document: "[x]\na = 1\n[y]\n[x]", line: 4, mentions: "\"x\""),
         Invalid(name: "super-table defined twice", document: "[a]\n[a.b]\n[a]", line: 3, mentions: "\"a\""),
         Invalid(name: "table redefines key", document: "a = 1\n[a]", line: 2, mentions: "\"a\""),
-        Invalid(name: "table redefines dotted table", document: "[fruit]\napple.color = 'red'\n[fruit.apple]", line: 3, mentions: "fruit.apple"),
+        Invalid(
+            name: "table redefines dotted table", document: "[fruit]\napple.color = 'red'\n[fruit.apple]", line: 3, mentions: "fruit.apple"),
         Invalid(name: "dotted key extends header table", document: "[a.b.c]\nz = 9\n[a]\nb.c.t = 1", line: 4, mentions: "a.b"),
         Invalid(name: "dotted key over value", document: "a = 1\na.b = 2", line: 2, mentions: "\"a\""),
         Invalid(name: "extend inline table with header", document: "a = { b = 1 }\n[a]", line: 2, mentions: "\"a\""),
@@ -413,7 +431,7 @@ import Testing
         Invalid(name: "unclosed array of tables header", document: "[[a]\nb = 1", line: 1),
         Invalid(name: "empty table header", document: "[]", line: 1),
         Invalid(name: "multi-line string key", document: "\"\"\"k\"\"\" = 1", line: 1),
-        Invalid(name: "invalid bare key", document: "\na/b = 1", line: 2),
+        Invalid(name: "invalid bare key", document: "\na/b = 1", line: 2)
     ]
 
     @Test(arguments: invalidDocuments)

@@ -26,13 +26,20 @@ struct ClusterPortTests {
 
     static func will(_ topic: String) -> MQTTWill { MQTTWill(topic: topic, payload: ByteBuffer(string: "gone")) }
 
-    @Test("[MQTT-4.8.2-5] the sweeper lets dead nodes' sessions go, gives their shared QoS 1 messages to other members, then publishes due wills and ends expired sessions — all through the broker's port")
+    @Test(
+        "[MQTT-4.8.2-5] the sweeper lets dead nodes' sessions go, gives their shared QoS 1 messages to other members, then publishes due wills and ends expired sessions — all through the broker's port"
+    )
     func sweeperHandsOver() async throws {
         try await Self.withLoop { loop in
             var setup = FakeOwnership.Setup()
             setup.released = [StoredSession(clientID: "dead-1", version: .v5, expiryInterval: 60, connected: true)]
-            setup.shared = [(StoredMessage(id: 1, topic: "s/1", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, retain: false,
-                                           properties: [], expiresAt: nil, publisher: "p"), ShareGroupKey(name: "g", filter: "s/#"))]
+            setup.shared = [
+                (
+                    StoredMessage(
+                        id: 1, topic: "s/1", payload: ByteBuffer(string: "x"), qos: .atLeastOnce, retain: false,
+                        properties: [], expiresAt: nil, publisher: "p"), ShareGroupKey(name: "g", filter: "s/#")
+                )
+            ]
             setup.dueWills = [("dead-1", Self.will("w/dead-1"))]
             setup.expired = ["gone"]
             let store = FakeOwnership(setup)
@@ -69,7 +76,9 @@ struct ClusterPortTests {
         LeaseView(held: false, until: now - lapsedAgo, lastRenewal: now - lapsedAgo - .seconds(3), lastFailedAttempt: now - failedAgo)
     }
 
-    @Test("the partition verdict: cut off only when a peer renewed after this lease ran out and before this node's renewal failed; the clients go once, and back on the lease the wills no survivor took are published here")
+    @Test(
+        "the partition verdict: cut off only when a peer renewed after this lease ran out and before this node's renewal failed; the clients go once, and back on the lease the wills no survivor took are published here"
+    )
     func partitionVerdict() async throws {
         try await Self.withLoop { loop in
             var setup = FakeOwnership.Setup()
@@ -109,7 +118,9 @@ struct ClusterPortTests {
         }
     }
 
-    @Test("G1/G2: a claim names this node the owner first, then asks the peers, then waits for the previous holder's replay (bounded), then reads")
+    @Test(
+        "G1/G2: a claim names this node the owner first, then asks the peers, then waits for the previous holder's replay (bounded), then reads"
+    )
     func claimOrder() async throws {
         try await Self.withLoop { loop in
             var setup = FakeOwnership.Setup()

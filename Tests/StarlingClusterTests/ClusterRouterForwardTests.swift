@@ -20,8 +20,9 @@ struct ClusterRouterForwardTests {
         let channel = EmbeddedChannel()
         let logger = Logger(label: "test")
         let router = ClusterRouter(loop: channel.embeddedEventLoop, logger: logger)
-        let link = ClusterLinkHandler(role: .dialer(peer: "n2"), nodeID: "n1", secret: "test-cluster-secret-0123456789", links: PeerLinks(),
-                                      router: router, logger: logger)
+        let link = ClusterLinkHandler(
+            role: .dialer(peer: "n2"), nodeID: "n1", secret: "test-cluster-secret-0123456789", links: PeerLinks(),
+            router: router, logger: logger)
         try channel.pipeline.syncOperations.addHandler(link)
         if up { router.outboundUp("n2", link: link) }
         return (router, channel, { router.outboundUp("n2", link: link) })
@@ -33,13 +34,17 @@ struct ClusterRouterForwardTests {
         var publishes: [MQTTPublish] = []
         while var written = try channel.readOutbound(as: ByteBuffer.self) {
             while let frame = try MQTTFrame.read(from: &written, maximumPacketSize: 1 << 20) {
-                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), p.topic == topic { publishes.append(p) }
+                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), p.topic == topic {
+                    publishes.append(p)
+                }
             }
         }
         return publishes
     }
 
-    @Test("G7: a message for a peer whose link from here is not up yet is held and sent, in order, when it comes up; never acknowledged-and-dropped")
+    @Test(
+        "G7: a message for a peer whose link from here is not up yet is held and sent, in order, when it comes up; never acknowledged-and-dropped"
+    )
     func heldUntilTheLinkIsUp() throws {
         let (router, channel, bringUp) = try Self.routerWithLink(up: false)
         var released = false
@@ -86,12 +91,15 @@ struct ClusterRouterForwardTests {
         #expect(released)
     }
 
-    @Test("a peer that let a claim time out is not waited for by the broadcasts after it (the CONNACK would wait 2 s more), until it answers again")
+    @Test(
+        "a peer that let a claim time out is not waited for by the broadcasts after it (the CONNACK would wait 2 s more), until it answers again"
+    )
     func silentPeerIsNotWaitedFor() throws {
         let (router, channel, _) = try Self.routerWithLink()
         router.claimAckTimeout = .milliseconds(250)
         var claimed = false
-        router.broadcast([{ ClusterLinkHandler.claimed("dev", epoch: 7, packetID: $0) }], what: "a claim", timeout: router.claimAckTimeout) {
+        router.broadcast([{ ClusterLinkHandler.claimed("dev", epoch: 7, packetID: $0) }], what: "a claim", timeout: router.claimAckTimeout)
+        {
             claimed = true
         }
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(250))

@@ -43,7 +43,9 @@ final class RecordingInbound: ClusterInbound {
     func cutOffFromTheStore() { record("cutOff") }
     func reachesTheStoreAgain() -> [Int64] {
         record("servingAgain")
-        return willTokens.withLock { tokens in defer { tokens = [] }; return tokens }
+        return willTokens.withLock { tokens in
+            defer { tokens = [] }; return tokens
+        }
     }
     func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) { record("wills \(wills.map(\.clientID))") }
     func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
@@ -91,17 +93,25 @@ final class FakeOwnership: SessionOwnershipStore {
     func loadRetained() async throws -> [StoredMessage] { [] }
     func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession] {
         record("release")
-        return setup.withLock { s in defer { s.released = [] }; return s.released }
+        return setup.withLock { s in
+            defer { s.released = [] }; return s.released
+        }
     }
     func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
-        setup.withLock { s in defer { s.dueWills = [] }; return s.dueWills }
+        setup.withLock { s in
+            defer { s.dueWills = [] }; return s.dueWills
+        }
     }
     func deleteExpiredSessions(now: Int64) async throws -> [String] {
-        setup.withLock { s in defer { s.expired = [] }; return s.expired }
+        setup.withLock { s in
+            defer { s.expired = [] }; return s.expired
+        }
     }
     func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
         record("takeShared \(clientIDs)")
-        return setup.withLock { s in defer { s.shared = [] }; return s.shared }
+        return setup.withLock { s in
+            defer { s.shared = [] }; return s.shared
+        }
     }
     func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)] { [] }
     func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)] {

@@ -55,7 +55,9 @@ struct BrokerStateTests {
         #expect(transport.isClosed)
     }
 
-    @Test("[MQTT-3.3.4-2][MQTT-3.8.4-8] QoS is the minimum of published and subscribed; overlapping subscriptions give one copy at the highest QoS with every identifier")
+    @Test(
+        "[MQTT-3.3.4-2][MQTT-3.8.4-8] QoS is the minimum of published and subscribed; overlapping subscriptions give one copy at the highest QoS with every identifier"
+    )
     func overlapping() {
         let h = BrokerHarness()
         let (sub, _) = h.connect("sub")
@@ -146,8 +148,9 @@ struct BrokerStateTests {
         h.advance(seconds: 20)
         #expect(watcher.publishes().isEmpty)
 
-        let (b, _) = h.connect("b", cleanStart: false, properties: [.sessionExpiryInterval(300)],
-                               will: MQTTWill(topic: "will/b", payload: ByteBuffer(string: "gone"), properties: [.willDelayInterval(30)]))
+        let (b, _) = h.connect(
+            "b", cleanStart: false, properties: [.sessionExpiryInterval(300)],
+            will: MQTTWill(topic: "will/b", payload: ByteBuffer(string: "gone"), properties: [.willDelayInterval(30)]))
         h.drop(b)
         h.advance(seconds: 29)
         #expect(watcher.publishes().isEmpty)
@@ -161,8 +164,9 @@ struct BrokerStateTests {
         let (watcher, _) = h.connect("watcher")
         watcher.subscribe("will/#", qos: .atMostOnce)
         _ = watcher.take()
-        let (a, _) = h.connect("a", cleanStart: false, properties: [.sessionExpiryInterval(10)],
-                               will: MQTTWill(topic: "will/a", payload: ByteBuffer(string: "x"), properties: [.willDelayInterval(60)]))
+        let (a, _) = h.connect(
+            "a", cleanStart: false, properties: [.sessionExpiryInterval(10)],
+            will: MQTTWill(topic: "will/a", payload: ByteBuffer(string: "x"), properties: [.willDelayInterval(60)]))
         a.subscribe("t")
         h.drop(a)
         #expect(h.broker.session("a") != nil)
@@ -174,7 +178,9 @@ struct BrokerStateTests {
 
     @Test("a full queue drops the oldest QoS 0 first, then refuses new messages, counting every drop")
     func queueLimit() {
-        let h = BrokerHarness { $0.maxInflight = 1; $0.maxQueuedMessages = 2 }
+        let h = BrokerHarness {
+            $0.maxInflight = 1; $0.maxQueuedMessages = 2
+        }
         let (sub, _) = h.connect("sub")
         sub.subscribe("t", qos: .atLeastOnce)
         _ = sub.take()

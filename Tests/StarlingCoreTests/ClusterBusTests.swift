@@ -56,8 +56,9 @@ struct ClusterBusTests {
         // A peer's message reaches local subscribers and is not forwarded again.
         let (s, _) = h.connect("s")
         s.subscribe("s/#", qos: .atMostOnce)
-        h.broker.receivedFromPeer(Message(topic: "s/9", payload: ByteBuffer(string: "from n2"), qos: .atMostOnce, retain: false, publisher: "x"),
-                                  plain: true, groups: [], deliveries: [])
+        h.broker.receivedFromPeer(
+            Message(topic: "s/9", payload: ByteBuffer(string: "from n2"), qos: .atMostOnce, retain: false, publisher: "x"),
+            plain: true, groups: [], deliveries: [])
         h.broker.peerReadComplete()
         #expect(s.publishes().map { String(buffer: $0.payload) } == ["from n2"])
         #expect(bus.forwards.count == 4)
@@ -79,11 +80,13 @@ struct ClusterBusTests {
         #expect(bus.forwards.count == 1)  // served by the local member
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["b"])
         // A peer assigns the group here: one local member gets it; unassigned groups do not.
-        h.broker.receivedFromPeer(Message(topic: "j/2", payload: ByteBuffer(string: "c"), qos: .atMostOnce, retain: false, publisher: "x"),
-                                  plain: false, groups: [group], deliveries: [])
+        h.broker.receivedFromPeer(
+            Message(topic: "j/2", payload: ByteBuffer(string: "c"), qos: .atMostOnce, retain: false, publisher: "x"),
+            plain: false, groups: [group], deliveries: [])
         h.broker.peerReadComplete()
-        h.broker.receivedFromPeer(Message(topic: "j/3", payload: ByteBuffer(string: "d"), qos: .atMostOnce, retain: false, publisher: "x"),
-                                  plain: true, groups: [], deliveries: [])
+        h.broker.receivedFromPeer(
+            Message(topic: "j/3", payload: ByteBuffer(string: "d"), qos: .atMostOnce, retain: false, publisher: "x"),
+            plain: true, groups: [], deliveries: [])
         h.broker.peerReadComplete()
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["c"])
     }
@@ -102,13 +105,18 @@ struct ClusterBusTests {
         #expect(p.take().isEmpty)  // acknowledgements stay in order
         bus.completePeerCommits()
         h.broker.flush()
-        #expect(p.take().compactMap { packet -> UInt16? in if case .puback(let ack) = packet { return ack.packetID } else { return nil } } == [1, 2])
+        #expect(
+            p.take().compactMap { packet -> UInt16? in if case .puback(let ack) = packet { return ack.packetID } else { return nil } } == [
+                1, 2
+            ])
         // QoS 0 waits for nothing; a peer's side acknowledges once what it caused is committed.
         p.publish("j/3", "c")
         #expect(bus.peerCommits.isEmpty)
         var committed = false
-        h.broker.receivedFromPeer(Message(topic: "j/4", payload: ByteBuffer(string: "d"), qos: .atLeastOnce, retain: false, publisher: "x"),
-                                  plain: false, groups: [group], deliveries: []) { committed = true }
+        h.broker.receivedFromPeer(
+            Message(topic: "j/4", payload: ByteBuffer(string: "d"), qos: .atLeastOnce, retain: false, publisher: "x"),
+            plain: false, groups: [group], deliveries: []
+        ) { committed = true }
         #expect(committed)
     }
 
@@ -119,7 +127,8 @@ struct ClusterBusTests {
         let (p, _) = h.connect("p")
         p.publish("r/1", "on", retain: true)
         #expect(bus.retainedChanges.map(\.topic) == ["r/1"])
-        h.broker.retainedFromPeer(Message(topic: "r/2", payload: ByteBuffer(string: "peer"), qos: .atMostOnce, retain: true, publisher: "x"))
+        h.broker.retainedFromPeer(
+            Message(topic: "r/2", payload: ByteBuffer(string: "peer"), qos: .atMostOnce, retain: true, publisher: "x"))
         let (s, _) = h.connect("s")
         s.subscribe("r/#", qos: .atMostOnce)
         #expect(Set(s.publishes().map(\.topic)) == ["r/1", "r/2"])
@@ -176,7 +185,9 @@ struct ClusterBusTests {
         #expect(h.broker.session("dev") == nil)
     }
 
-    @Test("G7: while this node's spool is replayed a claim waits for the replay instead of being refused; if the store goes away again it is refused (0x88)")
+    @Test(
+        "G7: while this node's spool is replayed a claim waits for the replay instead of being refused; if the store goes away again it is refused (0x88)"
+    )
     func claimWaitsForTheReplay() {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
@@ -223,18 +234,29 @@ extension ClusterBusTests {
         var state = StoredState()
         state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
         state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
-        state.messages = [StoredMessage(id: 5, topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false,
-                                        properties: [], expiresAt: nil, publisher: "p")]
-        state.deliveries = [StoredDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce, retain: false,
-                                           subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)]
+        state.messages = [
+            StoredMessage(
+                id: 5, topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false,
+                properties: [], expiresAt: nil, publisher: "p")
+        ]
+        state.deliveries = [
+            StoredDelivery(
+                clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce, retain: false,
+                subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+        ]
         bus.claimedState = state
         let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
         #expect(bus.claims == ["pub", "dev"] && dev.take().isEmpty)
         // While the claim is read: a message published here, and the peer's copy of the stored one.
         publisher.publish("t/local", "b", qos: .atLeastOnce, id: 1)
-        h.broker.receivedFromPeer(Message(topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false, publisher: "p"),
-                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce,
-                                                                                        retain: false, subscriptionIdentifiers: [])])
+        h.broker.receivedFromPeer(
+            Message(topic: "t/stored", payload: ByteBuffer(string: "a"), qos: .atLeastOnce, retain: false, publisher: "p"),
+            plain: false, groups: [],
+            deliveries: [
+                RemoteDelivery(
+                    clientID: "dev", sequence: 77, messageID: 5, qos: .atLeastOnce,
+                    retain: false, subscriptionIdentifiers: [])
+            ])
         #expect(!bus.forwards.contains { $0.peer == "n1" })  // nothing goes to the old holder
         bus.completeClaims()
         h.broker.flush()
@@ -243,8 +265,9 @@ extension ClusterBusTests {
 }
 
 extension ClusterBusTests {
-    @Test("[MQTT-4.3.3] a peer's copy that comes after the store's rows were read (a claim, or a start-up) is not delivered again: peers hold copies for a link that is down and send them when it comes up",
-          arguments: [false, true])
+    @Test(
+        "[MQTT-4.3.3] a peer's copy that comes after the store's rows were read (a claim, or a start-up) is not delivered again: peers hold copies for a link that is down and send them when it comes up",
+        arguments: [false, true])
     func lateCopyAfterTheRowsWereRead(atStartUp: Bool) {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
@@ -252,21 +275,34 @@ extension ClusterBusTests {
         var state = StoredState()
         state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
         state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
-        state.messages = [StoredMessage(id: 5, topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false,
-                                        properties: [], expiresAt: nil, publisher: "p")]
-        state.deliveries = [StoredDelivery(clientID: "dev", sequence: 77, messageID: 5, qos: .exactlyOnce, retain: false,
-                                           subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)]
+        state.messages = [
+            StoredMessage(
+                id: 5, topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false,
+                properties: [], expiresAt: nil, publisher: "p")
+        ]
+        state.deliveries = [
+            StoredDelivery(
+                clientID: "dev", sequence: 77, messageID: 5, qos: .exactlyOnce, retain: false,
+                subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+        ]
         if atStartUp { h.broker.restore(state) } else { bus.claimedState = state }
         let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
         #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m5"])
-        h.broker.receivedFromPeer(Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
-                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5,
-                                                                                        qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])])
+        h.broker.receivedFromPeer(
+            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+            plain: false, groups: [],
+            deliveries: [
+                RemoteDelivery(
+                    clientID: "dev", sequence: 77, messageID: 5,
+                    qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
+            ])
         h.broker.flush()
         #expect(dev.publishes().isEmpty)
     }
 
-    @Test("[MQTT-4.3.3] QoS 2 once across a takeover: deliveries the previous holder ended (its answer to the claim) are not sent again, though their rows are still read")
+    @Test(
+        "[MQTT-4.3.3] QoS 2 once across a takeover: deliveries the previous holder ended (its answer to the claim) are not sent again, though their rows are still read"
+    )
     func endedDeliveriesAreNotSentAgain() {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
@@ -274,20 +310,29 @@ extension ClusterBusTests {
         var state = StoredState()
         state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
         state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
-        state.messages = [5, 6].map { StoredMessage(id: $0, topic: "t/\($0)", payload: ByteBuffer(string: "m\($0)"), qos: .exactlyOnce,
-                                                     retain: false, properties: [], expiresAt: nil, publisher: "p") }
+        state.messages = [5, 6].map {
+            StoredMessage(
+                id: $0, topic: "t/\($0)", payload: ByteBuffer(string: "m\($0)"), qos: .exactlyOnce,
+                retain: false, properties: [], expiresAt: nil, publisher: "p")
+        }
         state.deliveries = [(77, 5, StoredDeliveryState.sent), (78, 6, .queued)].map { sequence, message, stage in
-            StoredDelivery(clientID: "dev", sequence: sequence, messageID: message, qos: .exactlyOnce, retain: false,
-                           subscriptionIdentifiers: [], shareGroup: nil, state: stage, packetID: stage == .sent ? 3 : nil)
+            StoredDelivery(
+                clientID: "dev", sequence: sequence, messageID: message, qos: .exactlyOnce, retain: false,
+                subscriptionIdentifiers: [], shareGroup: nil, state: stage, packetID: stage == .sent ? 3 : nil)
         }
         bus.claimedState = state
         bus.claimedEnded = [77]  // completed on the old holder, its delete still in that node's spool
         let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
         #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m6"])
         // A late copy of the ended one is not delivered either; the holder here answers with it.
-        h.broker.receivedFromPeer(Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
-                                  plain: false, groups: [], deliveries: [RemoteDelivery(clientID: "dev", sequence: 77, messageID: 5,
-                                                                                        qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])])
+        h.broker.receivedFromPeer(
+            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+            plain: false, groups: [],
+            deliveries: [
+                RemoteDelivery(
+                    clientID: "dev", sequence: 77, messageID: 5,
+                    qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
+            ])
         h.broker.flush()
         #expect(dev.publishes().isEmpty)
         #expect(h.broker.endedDeliveries(of: "dev") == [77])
@@ -320,13 +365,17 @@ extension ClusterBusTests {
 }
 
 extension ClusterBusTests {
-    @Test("[MQTT-4.8.2] the strategy chooses among the nodes with members, this one included: round_robin takes turns, hash_clientid keeps a publisher on one node")
+    @Test(
+        "[MQTT-4.8.2] the strategy chooses among the nodes with members, this one included: round_robin takes turns, hash_clientid keeps a publisher on one node"
+    )
     func sharedStrategiesAcrossNodes() {
         let group = ShareGroupKey(name: "g", filter: "j/#")
         for strategy in [BrokerConfiguration.SharedStrategy.roundRobin, .hashClientID] {
             let bus = RecordingClusterBus()
             bus.peerRoutes = { _ in ([], [group: ["n2"]]) }
-            let h = Self.harness(bus) { $0.sharedStrategy = strategy; $0.ingest.nodeID = "n1" }
+            let h = Self.harness(bus) {
+                $0.sharedStrategy = strategy; $0.ingest.nodeID = "n1"
+            }
             let (member, _) = h.connect("m")
             member.subscribe("$share/g/j/#", qos: .atMostOnce)
             _ = member.take()
@@ -407,14 +456,17 @@ struct LeaseKeeperTests {
         #expect(LeaseKeeper(lease: .milliseconds(1500)).renewInterval == .milliseconds(500))
     }
 
-    @Test("the partition verdict: a peer's renewal after this node's lapse proves it cut off only once a renewal of its own, started later, failed")
+    @Test(
+        "the partition verdict: a peer's renewal after this node's lapse proves it cut off only once a renewal of its own, started later, failed"
+    )
     func partitionVerdict() {
         let t0 = NIODeadline.uptimeNanoseconds(100_000_000_000)
         let lapsed = t0
         let peer = (renewed: t0 + .milliseconds(500), heard: t0 + .milliseconds(600))
         let now = t0 + .milliseconds(700)
         func verdict(_ failed: NIODeadline?) -> [String] {
-            LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: failed, peers: ["n2": peer], now: now, freshness: .seconds(3))
+            LeaseKeeper.peersReachingTheStore(
+                lapsed: lapsed, lastFailedAttempt: failed, peers: ["n2": peer], now: now, freshness: .seconds(3))
         }
         // The database came back and n2 got through first; this node's last try was before that
         // (its pool still backing off, say): not cut off — it renews on its next try.
@@ -424,9 +476,15 @@ struct LeaseKeeperTests {
         #expect(verdict(t0 + .milliseconds(550)) == ["n2"])
         // A renewal before the lapse proves nothing; stale word neither.
         let before = (renewed: t0 - .milliseconds(10), heard: now)
-        #expect(LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: now, peers: ["n3": before], now: now, freshness: .seconds(3)).isEmpty)
-        #expect(LeaseKeeper.peersReachingTheStore(lapsed: lapsed, lastFailedAttempt: now, peers: ["n2": peer], now: now + .seconds(4),
-                                                  freshness: .seconds(3)).isEmpty)
+        #expect(
+            LeaseKeeper.peersReachingTheStore(
+                lapsed: lapsed, lastFailedAttempt: now, peers: ["n3": before], now: now, freshness: .seconds(3)
+            ).isEmpty)
+        #expect(
+            LeaseKeeper.peersReachingTheStore(
+                lapsed: lapsed, lastFailedAttempt: now, peers: ["n2": peer], now: now + .seconds(4),
+                freshness: .seconds(3)
+            ).isEmpty)
         var keeper = LeaseKeeper(lease: .seconds(5))
         keeper.failed("refused", startedAt: t0 + .seconds(2))
         keeper.failed("refused", startedAt: t0 + .seconds(1))  // a slower, earlier try ending late
@@ -435,8 +493,9 @@ struct LeaseKeeperTests {
 
     @Test("a node record is dead once its lease expired, whatever it last said")
     func status() {
-        var record = NodeRecord(nodeID: "n1", incarnation: 1, mqttAddress: "a:1", clusterAddress: "a:2", httpAddress: nil,
-                                state: .draining, clients: 3, leaseAgeMilliseconds: 100, leaseRemainingMilliseconds: 900)
+        var record = NodeRecord(
+            nodeID: "n1", incarnation: 1, mqttAddress: "a:1", clusterAddress: "a:2", httpAddress: nil,
+            state: .draining, clients: 3, leaseAgeMilliseconds: 100, leaseRemainingMilliseconds: 900)
         #expect(record.isLive && record.status == "draining")
         record.leaseRemainingMilliseconds = 0
         #expect(!record.isLive && record.status == "dead")

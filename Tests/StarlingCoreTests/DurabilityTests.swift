@@ -41,8 +41,10 @@ struct DurabilityTests {
 
     /// Publishes with commits held: nothing is written until the commit is released, then the
     /// acknowledgement of `type`; returns what the store committed.
-    static func expectAcknowledgementAfterCommit(_ h: BrokerHarness, _ store: InMemoryStore, _ onLoop: Loop, _ publisher: BrokerHarness.Client,
-                                                 _ type: MQTTPacketType, publish: @escaping @Sendable () -> Void) async throws -> [StoreOperation] {
+    static func expectAcknowledgementAfterCommit(
+        _ h: BrokerHarness, _ store: InMemoryStore, _ onLoop: Loop, _ publisher: BrokerHarness.Client,
+        _ type: MQTTPacketType, publish: @escaping @Sendable () -> Void
+    ) async throws -> [StoreOperation] {
         store.holdCommits = true
         try await onLoop { publish() }
         var attempts = store.attempts.makeAsyncIterator()
@@ -79,15 +81,18 @@ struct DurabilityTests {
         }
     }
 
-    @Test("[MQTT-4.3.3] a QoS 2 PUBLISH to a stored session is written once its packet id is committed with the row (a holder that did not know the id could give it to another message)",
-          .timeLimit(.minutes(1)))
+    @Test(
+        "[MQTT-4.3.3] a QoS 2 PUBLISH to a stored session is written once its packet id is committed with the row (a holder that did not know the id could give it to another message)",
+        .timeLimit(.minutes(1)))
     func qos2PublishAfterItsPacketIDCommits() async throws {
         try await Self.withBroker { h, store, onLoop in
             let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
             try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
             let publisher = try await onLoop { h.connect("pub").0 }
             try await h.broker.persistence!.drain().get()
-            try await onLoop { _ = sub.take(); _ = publisher.take() }
+            try await onLoop {
+                _ = sub.take(); _ = publisher.take()
+            }
             store.holdCommits = true
             try await onLoop { publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1) }
             var attempts = store.attempts.makeAsyncIterator()
@@ -99,9 +104,10 @@ struct DurabilityTests {
             store.releaseCommits()
             try await h.broker.persistence!.drain().get()
             let sent = try #require(try await onLoop { sub.publishes().first })
-            #expect(store.committed.contains { operation in
-                if case .updateDelivery(clientID: "sub", _, state: .sent, packetID: sent.packetID) = operation { true } else { false }
-            })
+            #expect(
+                store.committed.contains { operation in
+                    if case .updateDelivery(clientID: "sub", _, state: .sent, packetID: sent.packetID) = operation { true } else { false }
+                })
         }
     }
 
@@ -174,7 +180,9 @@ struct DurabilityTests {
         }
     }
 
-    @Test("in a cluster, the will of a connection whose session is not stored is committed before its CONNACK and deleted with the connection")
+    @Test(
+        "in a cluster, the will of a connection whose session is not stored is committed before its CONNACK and deleted with the connection"
+    )
     func connectionWillRow() async throws {
         try await Self.withBroker { h, store, onLoop in
             try await onLoop { h.broker.cluster = RecordingClusterBus() }

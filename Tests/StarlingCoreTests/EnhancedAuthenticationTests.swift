@@ -34,8 +34,11 @@ struct EnhancedAuthenticationTests {
     static func start(_ h: BrokerHarness, method: String = "CHALLENGE", data: String = "hello") -> BrokerHarness.Client {
         let transport = RecordingTransport(remoteAddress: "enhanced")
         let client = BrokerHarness.Client(transport: transport, connection: h.broker.accept(transport), broker: h.broker, version: .v5)
-        client.send(.connect(MQTTConnect(version: .v5, clientID: "enhanced",
-                                         properties: [.authenticationMethod(method), .authenticationData(ByteBuffer(string: data))])))
+        client.send(
+            .connect(
+                MQTTConnect(
+                    version: .v5, clientID: "enhanced",
+                    properties: [.authenticationMethod(method), .authenticationData(ByteBuffer(string: data))])))
         return client
     }
 
@@ -70,7 +73,11 @@ struct EnhancedAuthenticationTests {
         #expect(wrong.transport.isClosed)
 
         let unknown = Self.start(h, method: "OTHER")
-        if case .connack(let ack) = unknown.take().first { #expect(ack.reasonCode == .badAuthenticationMethod) } else { Issue.record("no CONNACK") }
+        if case .connack(let ack) = unknown.take().first {
+            #expect(ack.reasonCode == .badAuthenticationMethod)
+        } else {
+            Issue.record("no CONNACK")
+        }
         #expect(h.broker.sessionCount == 0)
     }
 

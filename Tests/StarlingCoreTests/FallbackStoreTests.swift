@@ -13,8 +13,9 @@ import Testing
     let spool = InMemorySpool()
 
     func makeStore(maxBytes: Int = 1 << 30) -> FallbackStore {
-        FallbackStore(primary: primary, spool: spool, logger: Logger(label: "test"), switchTimeout: .seconds(5), maxBytes: maxBytes,
-                      probeInterval: .milliseconds(5))
+        FallbackStore(
+            primary: primary, spool: spool, logger: Logger(label: "test"), switchTimeout: .seconds(5), maxBytes: maxBytes,
+            probeInterval: .milliseconds(5))
     }
 
     /// The modes a store goes through, as they change.
@@ -25,8 +26,10 @@ import Testing
     }
 
     static func row(_ id: Int64) -> StoreOperation {
-        .saveMessage(StoredMessage(id: id, topic: "t", payload: ByteBuffer(string: "\(id)"), qos: .atLeastOnce, retain: false,
-                                   properties: [], expiresAt: nil, publisher: "c"))
+        .saveMessage(
+            StoredMessage(
+                id: id, topic: "t", payload: ByteBuffer(string: "\(id)"), qos: .atLeastOnce, retain: false,
+                properties: [], expiresAt: nil, publisher: "c"))
     }
 
     /// A store that went to its spool with `row(1)` (the primary unreachable), and its next
@@ -119,9 +122,11 @@ import Testing
 
     @Test func aQoS2PacketIDUsedAgainAfterItsPUBRELStartsTheNextReplayTransaction() throws {
         func qos2(_ payload: String) -> StoreOperation {
-            .ingest(IngestRecord(receivedAt: 1, clientID: "c", username: nil, packetID: 1, topic: "t", payload: ByteBuffer(string: payload),
-                                 qos: 2, retain: false, contentType: nil, userProperties: [], contentHash: Array(payload.utf8), nodeID: "n",
-                                 dedup: .qos2))
+            .ingest(
+                IngestRecord(
+                    receivedAt: 1, clientID: "c", username: nil, packetID: 1, topic: "t", payload: ByteBuffer(string: payload),
+                    qos: 2, retain: false, contentType: nil, userProperties: [], contentHash: Array(payload.utf8), nodeID: "n",
+                    dedup: .qos2))
         }
         let head = [[qos2("a")], [.removeInboundQoS2(clientID: "c", packetID: 1)], [qos2("b")], [Self.row(9)]].enumerated().map {
             SpooledBatch(sequence: Int64($0.offset + 1), data: SpoolCoding.encode($0.element), inDoubt: $0.offset == 0)
@@ -146,8 +151,10 @@ import Testing
         let store = makeStore(maxBytes: 1_100)
         try await store.migrate()
         primary.unreachable = true
-        let big = StoreOperation.saveMessage(StoredMessage(id: 1, topic: "t", payload: ByteBuffer(repeating: 7, count: 1_000), qos: .atLeastOnce,
-                                                           retain: false, properties: [], expiresAt: nil, publisher: "c"))
+        let big = StoreOperation.saveMessage(
+            StoredMessage(
+                id: 1, topic: "t", payload: ByteBuffer(repeating: 7, count: 1_000), qos: .atLeastOnce,
+                retain: false, properties: [], expiresAt: nil, publisher: "c"))
         try await store.apply([big])
         await #expect(throws: StoreFull.self) { try await store.apply([big]) }
         #expect(spool.operations.count == 1)
@@ -198,35 +205,47 @@ import Testing
     }
 
     @Test func everyOperationSurvivesTheSpoolsByteForm() throws {
-        var will = MQTTWill(topic: "w", payload: ByteBuffer(string: "bye"), qos: .exactlyOnce, retain: true,
-                            properties: [.willDelayInterval(5), .contentType("text/plain")])
+        var will = MQTTWill(
+            topic: "w", payload: ByteBuffer(string: "bye"), qos: .exactlyOnce, retain: true,
+            properties: [.willDelayInterval(5), .contentType("text/plain")])
         will.properties.append(.userProperty("k", "v"))
-        var session = StoredSession(clientID: "c", version: .v5, expiryInterval: 60, expiresAt: 123, connected: true, username: "u",
-                                    will: will, willDueAt: 456)
+        var session = StoredSession(
+            clientID: "c", version: .v5, expiryInterval: 60, expiresAt: 123, connected: true, username: "u",
+            will: will, willDueAt: 456)
         session.epoch = 42
-        let subscription = Subscription(MQTTSubscription(filter: try MQTTTopicFilter("$share/g/a/+"), qos: .atLeastOnce, noLocal: true,
-                                                         retainAsPublished: true, retainHandling: .doNotSend), identifier: 9)
-        let message = StoredMessage(id: 7, topic: "a/b", payload: ByteBuffer(bytes: [0, 1, 2]), qos: .exactlyOnce, retain: true,
-                                    properties: [.messageExpiryInterval(30)], expiresAt: 999, publisher: "p")
+        let subscription = Subscription(
+            MQTTSubscription(
+                filter: try MQTTTopicFilter("$share/g/a/+"), qos: .atLeastOnce, noLocal: true,
+                retainAsPublished: true, retainHandling: .doNotSend), identifier: 9)
+        let message = StoredMessage(
+            id: 7, topic: "a/b", payload: ByteBuffer(bytes: [0, 1, 2]), qos: .exactlyOnce, retain: true,
+            properties: [.messageExpiryInterval(30)], expiresAt: 999, publisher: "p")
         let operations: [StoreOperation] = [
             .saveSession(session), .deleteSession(clientID: "c"),
             .saveSubscription(StoredSubscription(clientID: "c", subscription: subscription)),
             .deleteSubscription(clientID: "c", filter: "x/#"), .saveMessage(message),
-            .saveDelivery(StoredDelivery(clientID: "c", sequence: 3, messageID: 7, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [1, 9],
-                                         shareGroup: ShareGroupKey(name: "g", filter: "a/+"), state: .sent, packetID: 65_535)),
+            .saveDelivery(
+                StoredDelivery(
+                    clientID: "c", sequence: 3, messageID: 7, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [1, 9],
+                    shareGroup: ShareGroupKey(name: "g", filter: "a/+"), state: .sent, packetID: 65_535)),
             .updateDelivery(clientID: "c", sequence: 3, state: .released, packetID: 2), .deleteDelivery(clientID: "c", sequence: 3),
             .addInboundQoS2(clientID: "c", packetID: 4), .removeInboundQoS2(clientID: "c", packetID: 4), .setRetained(message),
-            .ingest(IngestRecord(receivedAt: 1_700_000_000_123, clientID: "c", username: nil, packetID: 8, topic: "a/b",
-                                 payload: ByteBuffer(string: "{\"t\":1}"), qos: 1, retain: false, contentType: "application/json",
-                                 userProperties: [("a", "1"), ("b", "2")], contentHash: Array(repeating: 3, count: 32), nodeID: "n1",
-                                 dedup: .qos1(dup: true, contentOnly: false))),
-            .ingest(IngestRecord(receivedAt: 1, clientID: "d", username: "u", packetID: nil, topic: "q", payload: ByteBuffer(), qos: 0, retain: true,
-                                 contentType: nil, userProperties: [], contentHash: [1], nodeID: "n2", dedup: .none)),
+            .ingest(
+                IngestRecord(
+                    receivedAt: 1_700_000_000_123, clientID: "c", username: nil, packetID: 8, topic: "a/b",
+                    payload: ByteBuffer(string: "{\"t\":1}"), qos: 1, retain: false, contentType: "application/json",
+                    userProperties: [("a", "1"), ("b", "2")], contentHash: Array(repeating: 3, count: 32), nodeID: "n1",
+                    dedup: .qos1(dup: true, contentOnly: false))),
+            .ingest(
+                IngestRecord(
+                    receivedAt: 1, clientID: "d", username: "u", packetID: nil, topic: "q", payload: ByteBuffer(), qos: 0, retain: true,
+                    contentType: nil, userProperties: [], contentHash: [1], nodeID: "n2", dedup: .none)),
             .saveConnectionWill(StoredConnectionWill(clientID: "c", token: 77, will: will)), .deleteConnectionWill(token: 77),
             .markReplayed(spool: "s", through: 12),
-            .fenced(SessionFence(clientID: "c", epoch: 9, spooledAt: 1_700_000_000_456),
-                    [.addInboundQoS2(clientID: "c", packetID: 5), .deleteDelivery(clientID: "c", sequence: 4)]),
-            .fenced(SessionFence(clientID: "e", epoch: 1), []),
+            .fenced(
+                SessionFence(clientID: "c", epoch: 9, spooledAt: 1_700_000_000_456),
+                [.addInboundQoS2(clientID: "c", packetID: 5), .deleteDelivery(clientID: "c", sequence: 4)]),
+            .fenced(SessionFence(clientID: "e", epoch: 1), [])
         ]
         #expect(try SpoolCoding.decode(SpoolCoding.encode(operations)) == operations)
         var truncated = SpoolCoding.encode(operations)
@@ -255,11 +274,14 @@ final class RecordingLine: ReplayLine {
 }
 
 extension FallbackStoreTests {
-    @Test("G7: a commit that never ends (a pool still backing off, a connection whose loss is never reported) does not keep the node on its spool: the replay goes through its own line, after ending the node's earlier sessions")
+    @Test(
+        "G7: a commit that never ends (a pool still backing off, a connection whose loss is never reported) does not keep the node on its spool: the replay goes through its own line, after ending the node's earlier sessions"
+    )
     func aStuckCommitDoesNotHoldTheReplay() async throws {
         let line = RecordingLine()
-        let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
-                                  switchTimeout: .milliseconds(20), lateAnswerTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
+        let store = FallbackStore(
+            primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
+            switchTimeout: .milliseconds(20), lateAnswerTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
         var changes = await modes(of: store).makeAsyncIterator()
         try await store.migrate()
         primary.holdCommits = true  // the live path's commit never answers
@@ -308,12 +330,16 @@ final class LosingConnections: PersistentStore {
 
 extension FallbackStoreTests {
     static func reading(_ packetID: UInt16) -> StoreOperation {
-        .ingest(IngestRecord(receivedAt: 1, clientID: "dev", username: nil, packetID: packetID, topic: "t", payload: ByteBuffer(string: "r"),
-                             qos: 1, retain: false, contentType: nil, userProperties: [], contentHash: [1], nodeID: "n1",
-                             dedup: .qos1(dup: false, contentOnly: false)))
+        .ingest(
+            IngestRecord(
+                receivedAt: 1, clientID: "dev", username: nil, packetID: packetID, topic: "t", payload: ByteBuffer(string: "r"),
+                qos: 1, retain: false, contentType: nil, userProperties: [], contentHash: [1], nodeID: "n1",
+                dedup: .qos1(dup: false, contentOnly: false)))
     }
 
-    @Test("a commit whose connection was lost while the primary still answers goes to the primary again, in doubt, fences kept; not to the spool")
+    @Test(
+        "a commit whose connection was lost while the primary still answers goes to the primary again, in doubt, fences kept; not to the spool"
+    )
     func aLostConnectionIsRetriedOnThePrimary() async throws {
         let primary = LosingConnections(failing: 1)
         let store = FallbackStore(primary: primary, spool: spool, logger: Logger(label: "test"), switchTimeout: .seconds(5))
@@ -330,7 +356,8 @@ extension FallbackStoreTests {
         #expect(record.packetID == 2 && record.replayed && record.mayBeStored)
     }
 
-    @Test("a fence overtaken by a claim: on the live path always; in a replay only when the claim came before the spooling (a 250 ms margin)")
+    @Test(
+        "a fence overtaken by a claim: on the live path always; in a replay only when the claim came before the spooling (a 250 ms margin)")
     func staleFences() {
         let live = SessionFence(clientID: "c", epoch: 5)
         #expect(!live.isStale(current: 5, claimedAt: nil) && live.isStale(current: 6, claimedAt: nil))
@@ -359,11 +386,14 @@ final class SignallingLine: ReplayLine {
 }
 
 extension FallbackStoreTests {
-    @Test("G2: a commit past its time limit while the primary answers is awaited, not tried again beside it (a late first attempt would store its rows twice)")
+    @Test(
+        "G2: a commit past its time limit while the primary answers is awaited, not tried again beside it (a late first attempt would store its rows twice)"
+    )
     func aSlowCommitIsNotTriedAgainBesideItself() async throws {
         let line = SignallingLine()
-        let store = FallbackStore(primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
-                                  switchTimeout: .milliseconds(20), lateAnswerTimeout: .seconds(60))
+        let store = FallbackStore(
+            primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
+            switchTimeout: .milliseconds(20), lateAnswerTimeout: .seconds(60))
         try await store.migrate()
         var attempts = primary.attempts.makeAsyncIterator()
         var pings = line.pings.makeAsyncIterator()

@@ -87,8 +87,9 @@ struct FencingTests {
         }
     }
 
-    @Test("[MQTT-4.3.3] a QoS 2 message committed to the spool (under a fence, or from a clean session): peers' stored sessions get it from the replayed rows, not live (the replay would insert the row a live copy's delivery had deleted)",
-          arguments: [true, false])
+    @Test(
+        "[MQTT-4.3.3] a QoS 2 message committed to the spool (under a fence, or from a clean session): peers' stored sessions get it from the replayed rows, not live (the replay would insert the row a live copy's delivery had deleted)",
+        arguments: [true, false])
     func spooledQoS2IsNotForwardedToStoredSessions(fenced: Bool) async throws {
         try await Self.withClusterBroker { h, _, onLoop in
             let device = try await onLoop {
@@ -128,7 +129,9 @@ struct FencingTests {
         try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
         let publisher = try await onLoop { h.connect("pub").0 }
         try await h.broker.persistence!.drain().get()
-        try await onLoop { _ = sub.take(); publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1) }
+        try await onLoop {
+            _ = sub.take(); publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1)
+        }
         try await h.broker.persistence!.drain().get()
         let packetID = try #require(try await onLoop { sub.publishes().first?.packetID })
         try await onLoop {
@@ -154,8 +157,9 @@ struct FencingTests {
         }
     }
 
-    @Test("[MQTT-4.3.3] a QoS 2 PUBLISH whose packet id is only in the spool waits for the replay, across a reconnect; it carries DUP only if it went out before [MQTT-3.3.1-1]",
-          arguments: [false, true])
+    @Test(
+        "[MQTT-4.3.3] a QoS 2 PUBLISH whose packet id is only in the spool waits for the replay, across a reconnect; it carries DUP only if it went out before [MQTT-3.3.1-1]",
+        arguments: [false, true])
     func qos2PublishWaitsForTheSpool(sentBefore: Bool) async throws {
         try await Self.withClusterBroker { h, _, onLoop in
             let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
@@ -198,7 +202,9 @@ struct FencingTests {
             let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
             let other = try await onLoop { h.connect("other", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
             try await h.broker.persistence!.drain().get()
-            try await onLoop { _ = device.take(); _ = other.take() }
+            try await onLoop {
+                _ = device.take(); _ = other.take()
+            }
             store.setClaimEpoch(5, of: "dev")
             store.setClaimEpoch(8, of: "other")  // "other" was taken over; "dev" was not
             try await onLoop {
@@ -215,14 +221,18 @@ struct FencingTests {
     }
 
     static func row(_ sequence: Int64, for clientID: String) -> (StoredMessage, StoredDelivery) {
-        let message = StoredMessage(id: 500 + sequence, topic: "s/1", payload: ByteBuffer(string: "r\(sequence)"), qos: .atLeastOnce,
-                                    retain: false, properties: [], expiresAt: nil, publisher: "pub")
-        let delivery = StoredDelivery(clientID: clientID, sequence: sequence, messageID: message.id, qos: .atLeastOnce, retain: false,
-                                      subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+        let message = StoredMessage(
+            id: 500 + sequence, topic: "s/1", payload: ByteBuffer(string: "r\(sequence)"), qos: .atLeastOnce,
+            retain: false, properties: [], expiresAt: nil, publisher: "pub")
+        let delivery = StoredDelivery(
+            clientID: clientID, sequence: sequence, messageID: message.id, qos: .atLeastOnce, retain: false,
+            subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
         return (message, delivery)
     }
 
-    @Test("G7: rows a peer committed for a session held here whose copies never came are delivered by a pickup, once; a late copy is not delivered again")
+    @Test(
+        "G7: rows a peer committed for a session held here whose copies never came are delivered by a pickup, once; a late copy is not delivered again"
+    )
     func pickupDeliversLostCopies() async throws {
         try await Self.withClusterBroker { h, _, onLoop in
             let sub = try await Self.storedSubscriber(h, onLoop)
@@ -242,10 +252,13 @@ struct FencingTests {
             // The same row read again, and the peer's copy arriving late: not delivered twice.
             _ = try await Self.pickUp(h, onLoop, [message], [delivery])
             try await onLoop {
-                let remote = RemoteDelivery(clientID: "sub", sequence: 7, messageID: message.id, qos: .atLeastOnce, retain: false,
-                                            subscriptionIdentifiers: [])
-                h.broker.receivedFromPeer(Message(topic: "s/1", payload: ByteBuffer(string: "r7"), qos: .atLeastOnce, retain: false,
-                                                  publisher: "pub"), plain: false, groups: [], deliveries: [remote])
+                let remote = RemoteDelivery(
+                    clientID: "sub", sequence: 7, messageID: message.id, qos: .atLeastOnce, retain: false,
+                    subscriptionIdentifiers: [])
+                h.broker.receivedFromPeer(
+                    Message(
+                        topic: "s/1", payload: ByteBuffer(string: "r7"), qos: .atLeastOnce, retain: false,
+                        publisher: "pub"), plain: false, groups: [], deliveries: [remote])
                 h.broker.flush()
             }
             try await h.broker.persistence!.drain().get()
@@ -257,7 +270,9 @@ struct FencingTests {
         }
     }
 
-    @Test("G7: a pickup reads the store only once the deliveries that ended before it are deleted there (read earlier, their rows would be delivered again)")
+    @Test(
+        "G7: a pickup reads the store only once the deliveries that ended before it are deleted there (read earlier, their rows would be delivered again)"
+    )
     func pickupReadsAfterEndedDeletes() async throws {
         try await Self.withClusterBroker { h, store, onLoop in
             let sub = try await Self.storedSubscriber(h, onLoop)
@@ -268,7 +283,8 @@ struct FencingTests {
             let read = AsyncStream<Bool>.makeStream()
             try await onLoop {
                 sub.send(.puback(MQTTAck(packetID: packetID)))
-                h.broker.beginPickup { _ in read.continuation.yield(store.committed.contains(.deleteDelivery(clientID: "sub", sequence: 7))) }
+                h.broker.beginPickup { _ in read.continuation.yield(store.committed.contains(.deleteDelivery(clientID: "sub", sequence: 7)))
+                }
             }
             store.holdCommits = false
             store.releaseCommits()
@@ -288,8 +304,10 @@ struct FencingTests {
 
     /// Runs a pickup whose read finds `messages` and `deliveries` (after `during` ran on the
     /// loop, as if while the store was read); returns the client ids it asked for.
-    static func pickUp(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop, _ messages: [StoredMessage], _ deliveries: [StoredDelivery],
-                       during: @escaping @Sendable () -> Void = {}) async throws -> [String] {
+    static func pickUp(
+        _ h: BrokerHarness, _ onLoop: DurabilityTests.Loop, _ messages: [StoredMessage], _ deliveries: [StoredDelivery],
+        during: @escaping @Sendable () -> Void = {}
+    ) async throws -> [String] {
         let asked = AsyncStream<[String]>.makeStream()
         try await onLoop { h.broker.beginPickup { asked.continuation.yield($0) } }
         var iterator = asked.stream.makeAsyncIterator()

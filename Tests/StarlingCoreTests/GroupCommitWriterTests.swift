@@ -40,7 +40,9 @@ final class GatedStore: ApplyOnlyStore {
 
     func apply(_ operations: [StoreOperation]) async throws {
         guard !operations.isEmpty else { return }
-        let number = started.withLock { $0 += 1; return $0 }
+        let number = started.withLock {
+            $0 += 1; return $0
+        }
         await withCheckedContinuation { continuation in
             gates.withLock { $0[number] = continuation }
             startsContinuation.yield(operations.count)
@@ -58,7 +60,9 @@ final class FlakySingleWriterStore: ApplyOnlyStore {
     let singleWriter = true
     let attempts = Mutex<[Int]>([])
     func apply(_ operations: [StoreOperation]) async throws {
-        let first = attempts.withLock { $0.append(operations.count); return $0.count == 1 }
+        let first = attempts.withLock {
+            $0.append(operations.count); return $0.count == 1
+        }
         if first { throw CancellationError() }
     }
 }
@@ -110,8 +114,12 @@ struct GroupCommitWriterTests {
     }
 
     static func newRows(_ range: Range<Int>) -> [StoreOperation] {
-        range.map { .saveMessage(StoredMessage(id: Int64($0), topic: "t", payload: ByteBuffer(), qos: .atLeastOnce, retain: false,
-                                               properties: [], expiresAt: nil, publisher: "p")) }
+        range.map {
+            .saveMessage(
+                StoredMessage(
+                    id: Int64($0), topic: "t", payload: ByteBuffer(), qos: .atLeastOnce, retain: false,
+                    properties: [], expiresAt: nil, publisher: "p"))
+        }
     }
 
     @Test("with a store that takes concurrent commits, a batch of new rows commits beside another; callbacks keep submission order")
@@ -182,15 +190,21 @@ struct GroupCommitWriterTests {
         }
     }
 
-    @Test("a single-writer store gets the next batch, whatever it holds, queued behind the committing one; a failed batch is retried before it")
+    @Test(
+        "a single-writer store gets the next batch, whatever it holds, queued behind the committing one; a failed batch is retried before it"
+    )
     func singleWriterInOrder() async throws {
         try await Self.withWriter(over: FlakySingleWriterStore(), maxBatch: 100) { writer, store, loop in
             let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
             let committing = try await loop.submit {
-                writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
-                               .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)]) { doneContinuation.yield("first") }
-                writer.submit([.deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
-                               .deleteDelivery(clientID: "c", sequence: 3)]) { doneContinuation.yield("second") }
+                writer.submit([
+                    .updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
+                    .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)
+                ]) { doneContinuation.yield("first") }
+                writer.submit([
+                    .deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
+                    .deleteDelivery(clientID: "c", sequence: 3)
+                ]) { doneContinuation.yield("second") }
                 return writer.committingBatches
             }.get()
             #expect(committing == 2)  // changes to existing rows, queued all the same

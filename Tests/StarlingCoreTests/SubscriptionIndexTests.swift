@@ -60,11 +60,12 @@ struct SubscriptionIndexTests {
         let matches = index.matches("sensors/t1")
         #expect(matches.subscriptions.map(\.subscriber) == ["e"])
         let groups = Dictionary(uniqueKeysWithValues: matches.groups.map { ($0.group, Set($0.members.map(\.subscriber))) })
-        #expect(groups == [
-            .init(name: "g1", filter: "sensors/+"): ["a", "b"],
-            .init(name: "g2", filter: "sensors/+"): ["c"],
-            .init(name: "g1", filter: "sensors/#"): ["d"],
-        ])
+        #expect(
+            groups == [
+                .init(name: "g1", filter: "sensors/+"): ["a", "b"],
+                .init(name: "g2", filter: "sensors/+"): ["c"],
+                .init(name: "g1", filter: "sensors/#"): ["d"]
+            ])
         #expect(index.remove(filter("$share/g1/sensors/+"), subscriber: "a") != nil)
         #expect(index.remove(filter("sensors/+"), subscriber: "a") == nil)
         #expect(index.count == 4)

@@ -21,7 +21,8 @@ struct ClaimEpochTests {
     }
 
     static func row(_ client: PostgresClient) async throws -> (owner: String?, epoch: Int64, username: String?) {
-        let rows = try await client.query("SELECT owner_node, claim_epoch, username FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
+        let rows = try await client.query(
+            "SELECT owner_node, claim_epoch, username FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
         for try await (owner, epoch, username) in rows.decode((String?, Int64, String?).self) { return (owner, epoch, username) }
         Issue.record("no session row")
         return (nil, 0, nil)
@@ -54,14 +55,16 @@ struct ClaimEpochTests {
 
 extension ClaimEpochTests {
     static func record(_ clientID: String, packetID: UInt16, payload: String, dup: Bool = false) -> IngestRecord {
-        IngestRecord(receivedAt: 1_700_000_000_000, clientID: clientID, username: nil, packetID: packetID, topic: "s/1",
-                     payload: ByteBuffer(string: payload), qos: 1, retain: false, contentType: nil, userProperties: [],
-                     contentHash: Array(payload.utf8), nodeID: "a", dedup: .qos1(dup: dup, contentOnly: false))
+        IngestRecord(
+            receivedAt: 1_700_000_000_000, clientID: clientID, username: nil, packetID: packetID, topic: "s/1",
+            payload: ByteBuffer(string: payload), qos: 1, retain: false, contentType: nil, userProperties: [],
+            contentHash: Array(payload.utf8), nodeID: "a", dedup: .qos1(dup: dup, contentOnly: false))
     }
 
     static func rows(_ client: PostgresClient, payload: String) async throws -> Int {
-        let rows = try await client.query("SELECT count(*)::int8 FROM messages WHERE payload = \(ByteBuffer(string: payload))",
-                                          logger: TestPostgres.logger)
+        let rows = try await client.query(
+            "SELECT count(*)::int8 FROM messages WHERE payload = \(ByteBuffer(string: payload))",
+            logger: TestPostgres.logger)
         for try await count in rows.decode(Int64.self) { return Int(count) }
         return 0
     }
@@ -84,13 +87,14 @@ extension ClaimEpochTests {
             // another client's row in the same batch is written.
             let stale = try await a.commit([
                 .fenced(fenceA, [.ingest(Self.record("dev", packetID: 2, payload: "two")), .addInboundQoS2(clientID: "dev", packetID: 5)]),
-                .ingest(Self.record("other", packetID: 1, payload: "three")),
+                .ingest(Self.record("other", packetID: 1, payload: "three"))
             ])
             #expect(stale == [fenceA])
             #expect(try await Self.rows(client, payload: "one") == 1)
             #expect(try await Self.rows(client, payload: "two") == 1)
             #expect(try await Self.rows(client, payload: "three") == 1)
-            let inbound = try await client.query("SELECT count(*)::int8 FROM inbound_qos2 WHERE client_id = 'dev'", logger: TestPostgres.logger)
+            let inbound = try await client.query(
+                "SELECT count(*)::int8 FROM inbound_qos2 WHERE client_id = 'dev'", logger: TestPostgres.logger)
             for try await count in inbound.decode(Int64.self) { #expect(count == 0) }
         }
     }
@@ -108,8 +112,9 @@ extension ClaimEpochTests {
             #expect(try await a.claimOwnership("dev").previousOwner == nil)  // its own row
             #expect(try await b.claimOwnership("dev").previousOwner == "a")
             #expect(try await !b.isReplaying(node: "a"))
-            try await client.query("INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES ('s-a', 0, 'a', true)",
-                                   logger: TestPostgres.logger)
+            try await client.query(
+                "INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES ('s-a', 0, 'a', true)",
+                logger: TestPostgres.logger)
             // Waited for only while that node holds its lease (one cut off or dead replays nothing soon).
             #expect(try await !b.isReplaying(node: "a"))
             try await client.query(
@@ -127,19 +132,27 @@ extension ClaimEpochTests {
             let holder = Self.node("n2", client)
             let publisher = Self.node("n1", client)
             try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
-            let message = StoredMessage(id: 9, topic: "t", payload: ByteBuffer(string: "m"), qos: .exactlyOnce, retain: false, properties: [],
-                                        expiresAt: nil, publisher: "p")
-            let row = StoredDelivery(clientID: "sub", sequence: 77, messageID: 9, qos: .exactlyOnce, retain: false,
-                                     subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
+            let message = StoredMessage(
+                id: 9, topic: "t", payload: ByteBuffer(string: "m"), qos: .exactlyOnce, retain: false, properties: [],
+                expiresAt: nil, publisher: "p")
+            let row = StoredDelivery(
+                clientID: "sub", sequence: 77, messageID: 9, qos: .exactlyOnce, retain: false,
+                subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
             // The holder's delete first (its replay), the publisher's row after (its replay).
-            try await holder.apply([.updateDelivery(clientID: "sub", sequence: 77, state: .released, packetID: 4),
-                                    .deleteDelivery(clientID: "sub", sequence: 77)])
+            try await holder.apply([
+                .updateDelivery(clientID: "sub", sequence: 77, state: .released, packetID: 4),
+                .deleteDelivery(clientID: "sub", sequence: 77)
+            ])
             try await publisher.apply([.saveMessage(message), .saveDelivery(row)])
             #expect(try await store.claimSession("sub").deliveries.isEmpty)
             // In the usual order the row goes.
-            try await publisher.apply([.saveDelivery(StoredDelivery(clientID: "sub", sequence: 78, messageID: 9, qos: .exactlyOnce,
-                                                                    retain: false, subscriptionIdentifiers: [], shareGroup: nil,
-                                                                    state: .queued, packetID: nil))])
+            try await publisher.apply([
+                .saveDelivery(
+                    StoredDelivery(
+                        clientID: "sub", sequence: 78, messageID: 9, qos: .exactlyOnce,
+                        retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                        state: .queued, packetID: nil))
+            ])
             #expect(try await store.claimSession("sub").deliveries.map(\.sequence) == [78])
             try await holder.apply([.deleteDelivery(clientID: "sub", sequence: 78)])
             #expect(try await store.claimSession("sub").deliveries.isEmpty)
@@ -155,22 +168,32 @@ extension ClaimEpochTests {
             let silent = Self.node("n1", client)
             let other = Self.node("n3", client)
             try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
-            func published(_ id: Int64, _ payload: String, packetID: UInt16, sequence: Int64, at receivedAt: Int64, replayed: Bool) -> [StoreOperation] {
-                var record = IngestRecord(receivedAt: receivedAt, clientID: "dev", username: nil, packetID: packetID, topic: "s/1",
-                                          payload: ByteBuffer(string: payload), qos: 2, retain: false, contentType: nil, userProperties: [],
-                                          contentHash: Array(payload.utf8), nodeID: replayed ? "n1" : "n3", dedup: .qos2)
+            func published(_ id: Int64, _ payload: String, packetID: UInt16, sequence: Int64, at receivedAt: Int64, replayed: Bool)
+                -> [StoreOperation]
+            {
+                var record = IngestRecord(
+                    receivedAt: receivedAt, clientID: "dev", username: nil, packetID: packetID, topic: "s/1",
+                    payload: ByteBuffer(string: payload), qos: 2, retain: false, contentType: nil, userProperties: [],
+                    contentHash: Array(payload.utf8), nodeID: replayed ? "n1" : "n3", dedup: .qos2)
                 record.replayed = replayed
-                return [.ingest(record),
-                        .saveMessage(StoredMessage(id: id, topic: "s/1", payload: ByteBuffer(string: payload), qos: .exactlyOnce, retain: false,
-                                                   properties: [], expiresAt: nil, publisher: "dev")),
-                        .saveDelivery(StoredDelivery(clientID: "sub", sequence: sequence, messageID: id, qos: .exactlyOnce, retain: false,
-                                                     subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil))]
+                return [
+                    .ingest(record),
+                    .saveMessage(
+                        StoredMessage(
+                            id: id, topic: "s/1", payload: ByteBuffer(string: payload), qos: .exactlyOnce, retain: false,
+                            properties: [], expiresAt: nil, publisher: "dev")),
+                    .saveDelivery(
+                        StoredDelivery(
+                            clientID: "sub", sequence: sequence, messageID: id, qos: .exactlyOnce, retain: false,
+                            subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil))
+                ]
             }
             // n1, cut off, spooled packets 7 and 8 and went silent; the device re-sent 7 through
             // n3, which stored it and queued it for the subscriber. Then n1 replays its spool.
             try await other.apply(published(20, "seven", packetID: 7, sequence: 200, at: 1_700_000_000_500, replayed: false))
-            try await silent.apply(published(10, "seven", packetID: 7, sequence: 100, at: 1_700_000_000_000, replayed: true)
-                + published(11, "eight", packetID: 8, sequence: 101, at: 1_700_000_000_010, replayed: true))
+            try await silent.apply(
+                published(10, "seven", packetID: 7, sequence: 100, at: 1_700_000_000_000, replayed: true)
+                    + published(11, "eight", packetID: 8, sequence: 101, at: 1_700_000_000_010, replayed: true))
             #expect(try await store.claimSession("sub").deliveries.map(\.sequence).sorted() == [101, 200])
             #expect(try await Self.rows(client, payload: "seven") == 1)
             #expect(try await Self.rows(client, payload: "eight") == 1)
@@ -194,7 +217,8 @@ extension ClaimEpochTests {
             #expect(stride(from: 0, to: pairs.count, by: 2).map { pairs[$0] } == [second, third])
             // The claims' times, as they were: the second 5 s before n1 spooled, the third 100 ms before.
             let spooledAt: Int64 = 1_800_000_000_000
-            try await client.query("""
+            try await client.query(
+                """
                 UPDATE sessions SET claimed_at = \(spooledAt - 100),
                     recent_claims = ARRAY[\(first), \(spooledAt - 9_000), \(second), \(spooledAt - 5_000), \(third), \(spooledAt - 100)]::bigint[]
                 WHERE client_id = 'dev'
@@ -211,7 +235,9 @@ extension ClaimEpochTests {
 }
 
 extension ClaimEpochTests {
-    @Test("G2/G7: a claim does not wait for a node frozen in the middle of a commit that holds the session's row: that transaction is ended (it aborts)")
+    @Test(
+        "G2/G7: a claim does not wait for a node frozen in the middle of a commit that holds the session's row: that transaction is ended (it aborts)"
+    )
     func claimEndsAFrozenCommit() async throws {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
@@ -222,7 +248,9 @@ extension ClaimEpochTests {
                 // Node a's commit, read FOR SHARE as its fenced writes do, then a frozen process.
                 try await frozen.query("SET application_name = 'starling/frozen-node'", logger: TestPostgres.logger)
                 try await frozen.query("BEGIN", logger: TestPostgres.logger)
-                for try await _ in try await frozen.query("SELECT 1 FROM sessions WHERE client_id = 'dev' FOR SHARE", logger: TestPostgres.logger) {}
+                for try await _ in try await frozen.query(
+                    "SELECT 1 FROM sessions WHERE client_id = 'dev' FOR SHARE", logger: TestPostgres.logger)
+                {}
                 let (epochB, previous) = try await b.claimOwnership("dev")
                 #expect(epochB > epochA && previous == "a")
                 // The claim's UPDATE got the row, so the frozen transaction has aborted: the

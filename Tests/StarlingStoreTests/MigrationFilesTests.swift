@@ -16,8 +16,9 @@ struct MigrationFilesTests {
         }
     }
 
-    @Test("the embedded migrations are the SQL files (run scripts/generate-migrations after editing them)",
-          arguments: ["sqlite", "postgres"])
+    @Test(
+        "the embedded migrations are the SQL files (run scripts/generate-migrations after editing them)",
+        arguments: ["sqlite", "postgres"])
     func embeddedMatchFiles(_ kind: String) throws {
         let embedded = kind == "sqlite" ? Migrations.sqlite : Migrations.postgres
         let files = try Self.files(kind)

@@ -25,29 +25,32 @@ struct StoreConformanceTests {
         let path = directory.appendingPathComponent("starling.db").path
         let store = try SQLiteStore(path: path)
         try await store.migrate()
-        try await Self.check(named: name)(StoreUnderTest(store: store) {
-            // A reader of its own: WAL lets it read beside the store's writer.
-            let reader = try DatabaseQueue(path: path)
-            return try await reader.read { db in
-                try Row.fetchAll(db, sql: "SELECT client_id, packet_id, CAST(payload AS TEXT) AS p FROM messages ORDER BY id").map {
-                    IngestedRow(clientID: $0["client_id"], packetID: $0["packet_id"], payload: $0["p"])
+        try await Self.check(named: name)(
+            StoreUnderTest(store: store) {
+                // A reader of its own: WAL lets it read beside the store's writer.
+                let reader = try DatabaseQueue(path: path)
+                return try await reader.read { db in
+                    try Row.fetchAll(db, sql: "SELECT client_id, packet_id, CAST(payload AS TEXT) AS p FROM messages ORDER BY id").map {
+                        IngestedRow(clientID: $0["client_id"], packetID: $0["packet_id"], payload: $0["p"])
+                    }
                 }
-            }
-        })
+            })
     }
 
     @Test("PostgreSQL", .enabled(if: TestPostgres.isConfigured), arguments: names)
     func postgres(_ name: String) async throws {
         try await TestPostgres.withStore { store, client in
-            try await Self.check(named: name)(StoreUnderTest(store: store) {
-                var rows: [IngestedRow] = []
-                let query: PostgresQuery = "SELECT client_id, packet_id, convert_from(payload, 'UTF8') FROM messages ORDER BY id"
-                for try await (clientID, packetID, payload) in try await client.query(query, logger: TestPostgres.logger)
-                    .decode((String, Int32?, String).self) {
-                    rows.append(IngestedRow(clientID: clientID, packetID: packetID.map(Int.init), payload: payload))
-                }
-                return rows
-            })
+            try await Self.check(named: name)(
+                StoreUnderTest(store: store) {
+                    var rows: [IngestedRow] = []
+                    let query: PostgresQuery = "SELECT client_id, packet_id, convert_from(payload, 'UTF8') FROM messages ORDER BY id"
+                    for try await (clientID, packetID, payload) in try await client.query(query, logger: TestPostgres.logger)
+                        .decode((String, Int32?, String).self)
+                    {
+                        rows.append(IngestedRow(clientID: clientID, packetID: packetID.map(Int.init), payload: payload))
+                    }
+                    return rows
+                })
         }
     }
 

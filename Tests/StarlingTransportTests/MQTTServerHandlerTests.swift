@@ -11,8 +11,10 @@ struct MQTTServerHandlerTests {
     static func clientBytes() -> ByteBuffer {
         var bytes = ByteBuffer()
         MQTTPacket.connect(MQTTConnect(version: .v3_1_1, clientID: "split", keepAlive: 30)).encode(into: &bytes, version: .v3_1_1)
-        MQTTPacket.subscribe(MQTTSubscribe(packetID: 1, subscriptions: [MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .atLeastOnce)]))
-            .encode(into: &bytes, version: .v3_1_1)
+        MQTTPacket.subscribe(
+            MQTTSubscribe(packetID: 1, subscriptions: [MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .atLeastOnce)])
+        )
+        .encode(into: &bytes, version: .v3_1_1)
         MQTTPacket.publish(MQTTPublish(topic: "t/1", payload: ByteBuffer(repeating: 0x61, count: 300), qos: .atLeastOnce, packetID: 2))
             .encode(into: &bytes, version: .v3_1_1)
         MQTTPacket.pingreq.encode(into: &bytes, version: .v3_1_1)
@@ -77,15 +79,19 @@ struct MQTTServerHandlerNestedReadTests {
         // byte into a PINGREQ; the rest (its second byte, another PINGREQ) arrives in that write.
         var input = ByteBuffer()
         MQTTPacket.connect(MQTTConnect(version: .v3_1_1, clientID: "nested", keepAlive: 30)).encode(into: &input, version: .v3_1_1)
-        MQTTPacket.subscribe(MQTTSubscribe(packetID: 1, subscriptions: [MQTTSubscription(filter: try MQTTTopicFilter("t/#"), qos: .atMostOnce)]))
-            .encode(into: &input, version: .v3_1_1)
+        MQTTPacket.subscribe(
+            MQTTSubscribe(packetID: 1, subscriptions: [MQTTSubscription(filter: try MQTTTopicFilter("t/#"), qos: .atMostOnce)])
+        )
+        .encode(into: &input, version: .v3_1_1)
         MQTTPacket.publish(MQTTPublish(topic: "t/1", payload: ByteBuffer(repeating: 0x61, count: 70_000), qos: .atMostOnce))
             .encode(into: &input, version: .v3_1_1)
         MQTTPacket.pingreq.encode(into: &input, version: .v3_1_1)
         MQTTPacket.pingreq.encode(into: &input, version: .v3_1_1)
         let first = input.readSlice(length: input.readableBytes - 3)!
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([NestedReadInjector(rest: input), MQTTServerHandler(broker: Broker(), maximumPacketSize: 1 << 20)])
+        try channel.pipeline.syncOperations.addHandlers([
+            NestedReadInjector(rest: input), MQTTServerHandler(broker: Broker(), maximumPacketSize: 1 << 20)
+        ])
         try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1883)).wait()
         try channel.writeInbound(first)
         channel.pipeline.fireChannelReadComplete()

@@ -64,13 +64,13 @@ struct ProxyProtocolHandlerTests {
 
     static let notHeaders: [[UInt8]] = {
         var cases: [[UInt8]] = []
-        cases.append([0x10, 0x0C, 0x00, 0x04, 0x4D, 0x51, 0x54, 0x54])             // an MQTT CONNECT: no header at all
-        cases.append(Array("PROXY TCP4 not-an-ip 10.0.0.1 1 2\r\n".utf8))          // v1 with a bad address
-        cases.append(Array("PROXY TCP4 203.0.113.9 10.0.0.1 40000\r\n".utf8))      // v1 missing a field
-        cases.append(Array("PROXY TCP4 203.0.113.9 10.0.0.1 40000 1883\n".utf8))   // v1 without CR
+        cases.append([0x10, 0x0C, 0x00, 0x04, 0x4D, 0x51, 0x54, 0x54])  // an MQTT CONNECT: no header at all
+        cases.append(Array("PROXY TCP4 not-an-ip 10.0.0.1 1 2\r\n".utf8))  // v1 with a bad address
+        cases.append(Array("PROXY TCP4 203.0.113.9 10.0.0.1 40000\r\n".utf8))  // v1 missing a field
+        cases.append(Array("PROXY TCP4 203.0.113.9 10.0.0.1 40000 1883\n".utf8))  // v1 without CR
         cases.append(Array(("PROXY " + String(repeating: "x", count: 120)).utf8))  // v1 too long
         cases.append(signature + [0x11, 0x11, 0x00, 0x0C] + [UInt8](repeating: 0, count: 12))  // version 1 in a v2 header
-        cases.append(signature + [0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4])            // IPv4 block too short
+        cases.append(signature + [0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4])  // IPv4 block too short
         return cases
     }()
 

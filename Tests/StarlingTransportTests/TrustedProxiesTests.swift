@@ -50,9 +50,10 @@ struct TrustedProxiesTests {
 
     @Test("Forwarded (RFC 7239) wins, quoted IPv6 with a port, several headers in order")
     func forwarded() {
-        let headers = Self.headers(("X-Forwarded-For", "198.51.100.99"),
-                                   ("Forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43"),
-                                   ("Forwarded", "For=\"[2001:db8:cafe::17]:4711\", for=10.1.1.1"))
+        let headers = Self.headers(
+            ("X-Forwarded-For", "198.51.100.99"),
+            ("Forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43"),
+            ("Forwarded", "For=\"[2001:db8:cafe::17]:4711\", for=10.1.1.1"))
         #expect(Self.proxies.client(peer: "10.0.0.9", headers: headers) == "2001:db8:cafe::17")
     }
 

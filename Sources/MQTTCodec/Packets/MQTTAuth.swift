@@ -12,7 +12,9 @@ public struct MQTTAuth: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         var auth = MQTTAuth()
         // Length 0 means Success without properties [MQTT-3.15.2.1].
         if body.readableBytes > 0 {

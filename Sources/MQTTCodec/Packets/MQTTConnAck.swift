@@ -15,7 +15,9 @@ public struct MQTTConnAck: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let ackFlags = try body.readMQTTByte("connect acknowledge flags")
         // 3.1 has no flags byte semantics: the byte is reserved and unused.
         if version > .v3_1 && ackFlags & 0xFE != 0 {

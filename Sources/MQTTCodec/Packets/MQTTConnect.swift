@@ -47,7 +47,9 @@ public struct MQTTConnect: MQTTPacketCoding {
     }
 
     /// CONNECT carries its own version, so `version` is ignored when decoding.
-    public static func decode(flags: UInt8, body: inout ByteBuffer, version _: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags: UInt8, body: inout ByteBuffer, version _: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let name = try body.readMQTTString("protocol name")
         let level = try body.readMQTTByte("protocol level")
         guard name == "MQTT" || name == "MQIsdp" else {
@@ -56,9 +58,10 @@ public struct MQTTConnect: MQTTPacketCoding {
         }
         guard let version = MQTTProtocolVersion(rawValue: level), version.protocolName == name else {
             // [MQTT-3.1.2-2]: CONNACK 0x84 (5.0) / return code 0x01 (3.1.1), then close.
-            throw MQTTCodecError(.unsupportedProtocolVersion,
-                                 "protocol \"\(name)\" level \(level) is not supported (3.1 = MQIsdp/3, 3.1.1 = MQTT/4, 5.0 = MQTT/5)",
-                                 spec: "MQTT-3.1.2-2", connectReturnCode: .unacceptableProtocolVersion)
+            throw MQTTCodecError(
+                .unsupportedProtocolVersion,
+                "protocol \"\(name)\" level \(level) is not supported (3.1 = MQIsdp/3, 3.1.1 = MQTT/4, 5.0 = MQTT/5)",
+                spec: "MQTT-3.1.2-2", connectReturnCode: .unacceptableProtocolVersion)
         }
         do {
             return try decodeBody(version: version, body: &body)
@@ -99,12 +102,14 @@ public struct MQTTConnect: MQTTPacketCoding {
         let clientID = try body.readMQTTString("client identifier")
         if clientID.isEmpty && version == .v3_1 {
             // 3.1: the Client Identifier is 1 to 23 characters; anything else is return code 2.
-            throw MQTTCodecError(.clientIdentifierNotValid, "MQTT 3.1 requires a client identifier",
-                                 connectReturnCode: .identifierRejected)
+            throw MQTTCodecError(
+                .clientIdentifierNotValid, "MQTT 3.1 requires a client identifier",
+                connectReturnCode: .identifierRejected)
         }
         if clientID.isEmpty && version == .v3_1_1 && flags & Flag.cleanStart == 0 {
-            throw MQTTCodecError(.clientIdentifierNotValid, "an empty client identifier needs Clean Session 1",
-                                 spec: "MQTT-3.1.3-8", connectReturnCode: .identifierRejected)
+            throw MQTTCodecError(
+                .clientIdentifierNotValid, "an empty client identifier needs Clean Session 1",
+                spec: "MQTT-3.1.3-8", connectReturnCode: .identifierRejected)
         }
         var will: MQTTWill?
         if hasWill {
@@ -117,9 +122,10 @@ public struct MQTTConnect: MQTTPacketCoding {
         let username = hasUsername ? try body.readMQTTString("user name") : nil
         let password = hasPassword ? try body.readMQTTBinary("password") : nil
         try body.expectMQTTEnd(of: .connect)
-        return MQTTConnect(version: version, clientID: clientID, cleanStart: flags & Flag.cleanStart != 0,
-                           keepAlive: keepAlive, username: username, password: password, will: will,
-                           properties: properties)
+        return MQTTConnect(
+            version: version, clientID: clientID, cleanStart: flags & Flag.cleanStart != 0,
+            keepAlive: keepAlive, username: username, password: password, will: will,
+            properties: properties)
     }
 
     public func bodySize(version _: MQTTProtocolVersion) -> Int {

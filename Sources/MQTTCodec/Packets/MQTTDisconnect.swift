@@ -13,7 +13,9 @@ public struct MQTTDisconnect: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         var disconnect = MQTTDisconnect()
         if version.hasProperties {
             // Length 0 means Normal disconnection without properties [MQTT-3.14.2.1].
@@ -28,8 +30,9 @@ public struct MQTTDisconnect: MQTTPacketCoding {
             let fromServerOnly: Set<UInt8> = [0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2]
             let code = disconnect.reasonCode.rawValue
             if (role == .server && fromServerOnly.contains(code)) || (role == .client && code == 0x04) {
-                throw .protocolError("DISCONNECT reason \(disconnect.reasonCode) may not be sent by a \(role == .server ? "client" : "server")",
-                                     spec: "MQTT-3.14.2-1")
+                throw .protocolError(
+                    "DISCONNECT reason \(disconnect.reasonCode) may not be sent by a \(role == .server ? "client" : "server")",
+                    spec: "MQTT-3.14.2-1")
             }
             if role == .client && disconnect.properties.sessionExpiryInterval != nil {
                 throw .protocolError("the server's DISCONNECT carries a Session Expiry Interval", spec: "MQTT-3.14.2-2")

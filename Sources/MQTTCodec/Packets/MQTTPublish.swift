@@ -32,7 +32,9 @@ public struct MQTTPublish: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let dup = flags & 0x08 != 0
         let retain = flags & 0x01 != 0
         guard let qos = MQTTQoS(rawValue: (flags >> 1) & 0x03) else {
@@ -56,8 +58,9 @@ public struct MQTTPublish: MQTTPacketCoding {
             throw .protocolError("a client's PUBLISH carries a Subscription Identifier", spec: "MQTT-3.3.4-6")
         }
         let payload = body.readSlice(length: body.readableBytes)!
-        return MQTTPublish(topic: topic, payload: payload, qos: qos, retain: retain, dup: dup,
-                           packetID: packetID, properties: properties)
+        return MQTTPublish(
+            topic: topic, payload: payload, qos: qos, retain: retain, dup: dup,
+            packetID: packetID, properties: properties)
     }
 
     public func flags(version _: MQTTProtocolVersion) -> UInt8 {

@@ -14,7 +14,9 @@ public struct MQTTSubAck: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let packetID = try body.readMQTTPacketID(in: .suback)
         let properties = version.hasProperties ? try MQTTProperties.read(from: &body, context: .suback) : []
         var codes: [MQTTReasonCode] = []

@@ -17,7 +17,9 @@ public struct MQTTSubscribe: MQTTPacketCoding {
     /// The Subscription Identifier of this SUBSCRIBE (5.0), if any.
     public var subscriptionIdentifier: Int? { properties.subscriptionIdentifiers.first }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let packetID = try body.readMQTTPacketID(in: .subscribe)
         let properties = version.hasProperties ? try MQTTProperties.read(from: &body, context: .subscribe) : []
         var subscriptions: [MQTTSubscription] = []
@@ -70,8 +72,10 @@ public struct MQTTSubscription: Sendable, Hashable {
     public var retainAsPublished: Bool
     public var retainHandling: RetainHandling
 
-    public init(filter: MQTTTopicFilter, qos: MQTTQoS, noLocal: Bool = false, retainAsPublished: Bool = false,
-                retainHandling: RetainHandling = .sendOnSubscribe) {
+    public init(
+        filter: MQTTTopicFilter, qos: MQTTQoS, noLocal: Bool = false, retainAsPublished: Bool = false,
+        retainHandling: RetainHandling = .sendOnSubscribe
+    ) {
         self.filter = filter
         self.qos = qos
         self.noLocal = noLocal
@@ -96,8 +100,9 @@ public struct MQTTSubscription: Sendable, Hashable {
             if noLocal && filter.isShared {
                 throw .protocolError("No Local is set on shared subscription \"\(filter)\"", spec: "MQTT-3.8.3-4")
             }
-            self.init(filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: options & 0x08 != 0,
-                      retainHandling: handling)
+            self.init(
+                filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: options & 0x08 != 0,
+                retainHandling: handling)
         } else {
             guard options & 0xFC == 0 else {
                 throw .malformed("reserved bits of the requested QoS byte are set", spec: "MQTT-3.8.3-4")

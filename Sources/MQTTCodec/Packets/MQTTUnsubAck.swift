@@ -15,7 +15,9 @@ public struct MQTTUnsubAck: MQTTPacketCoding {
         self.properties = properties
     }
 
-    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError) -> Self {
+    public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)
+        -> Self
+    {
         let packetID = try body.readMQTTPacketID(in: .unsuback)
         var ack = MQTTUnsubAck(packetID: packetID)
         if version.hasProperties {

@@ -93,8 +93,8 @@ extension MQTTProperties {
             size += 1
             switch property {
             case .payloadFormatIndicator, .requestProblemInformation, .requestResponseInformation,
-                 .maximumQoS, .retainAvailable, .wildcardSubscriptionAvailable,
-                 .subscriptionIdentifierAvailable, .sharedSubscriptionAvailable:
+                .maximumQoS, .retainAvailable, .wildcardSubscriptionAvailable,
+                .subscriptionIdentifierAvailable, .sharedSubscriptionAvailable:
                 size += 1
             case .serverKeepAlive, .receiveMaximum, .topicAliasMaximum, .topicAlias:
                 size += 2
@@ -103,8 +103,8 @@ extension MQTTProperties {
             case .subscriptionIdentifier(let v):
                 size += MQTTSize.variableByteInteger(v)
             case .contentType(let s), .responseTopic(let s), .assignedClientIdentifier(let s),
-                 .authenticationMethod(let s), .responseInformation(let s), .serverReference(let s),
-                 .reasonString(let s):
+                .authenticationMethod(let s), .responseInformation(let s), .serverReference(let s),
+                .reasonString(let s):
                 size += MQTTSize.string(s)
             case .correlationData(let b), .authenticationData(let b):
                 size += MQTTSize.binary(b)
@@ -128,20 +128,20 @@ extension MQTTProperties {
             buffer.writeInteger(property.identifier.rawValue)
             switch property {
             case .payloadFormatIndicator(let v), .requestProblemInformation(let v),
-                 .requestResponseInformation(let v), .maximumQoS(let v), .retainAvailable(let v),
-                 .wildcardSubscriptionAvailable(let v), .subscriptionIdentifierAvailable(let v),
-                 .sharedSubscriptionAvailable(let v):
+                .requestResponseInformation(let v), .maximumQoS(let v), .retainAvailable(let v),
+                .wildcardSubscriptionAvailable(let v), .subscriptionIdentifierAvailable(let v),
+                .sharedSubscriptionAvailable(let v):
                 buffer.writeInteger(v)
             case .serverKeepAlive(let v), .receiveMaximum(let v), .topicAliasMaximum(let v), .topicAlias(let v):
                 buffer.writeInteger(v, endianness: .big)
             case .messageExpiryInterval(let v), .sessionExpiryInterval(let v), .willDelayInterval(let v),
-                 .maximumPacketSize(let v):
+                .maximumPacketSize(let v):
                 buffer.writeInteger(v, endianness: .big)
             case .subscriptionIdentifier(let v):
                 buffer.writeMQTTVariableByteInteger(v)
             case .contentType(let s), .responseTopic(let s), .assignedClientIdentifier(let s),
-                 .authenticationMethod(let s), .responseInformation(let s), .serverReference(let s),
-                 .reasonString(let s):
+                .authenticationMethod(let s), .responseInformation(let s), .serverReference(let s),
+                .reasonString(let s):
                 buffer.writeMQTTString(s)
             case .correlationData(let b), .authenticationData(let b):
                 buffer.writeMQTTBinary(b)

@@ -49,7 +49,9 @@ public struct MQTTProperties: Sendable, Hashable, ExpressibleByArrayLiteral, Ran
     public var topicAlias: UInt16? { first { if case .topicAlias(let v) = $0 { v } else { nil } } }
     public var maximumQoS: UInt8? { first { if case .maximumQoS(let v) = $0 { v } else { nil } } }
     public var retainAvailable: UInt8? { first { if case .retainAvailable(let v) = $0 { v } else { nil } } }
-    public var userProperties: [(String, String)] { storage.compactMap { if case .userProperty(let k, let v) = $0 { (k, v) } else { nil } } }
+    public var userProperties: [(String, String)] {
+        storage.compactMap { if case .userProperty(let k, let v) = $0 { (k, v) } else { nil } }
+    }
     public var maximumPacketSize: UInt32? { first { if case .maximumPacketSize(let v) = $0 { v } else { nil } } }
     public var wildcardSubscriptionAvailable: UInt8? { first { if case .wildcardSubscriptionAvailable(let v) = $0 { v } else { nil } } }
     public var subscriptionIdentifierAvailable: UInt8? { first { if case .subscriptionIdentifierAvailable(let v) = $0 { v } else { nil } } }

@@ -3,33 +3,33 @@ public import NIOCore
 /// One MQTT 5.0 property [MQTT-2.2.2.2]. The identifier, wire type, the packets that may carry
 /// it and whether it may repeat are in `MQTTProperty.Identifier.spec`.
 public enum MQTTProperty: Sendable, Hashable {
-    case payloadFormatIndicator(UInt8)          // 0x01
-    case messageExpiryInterval(UInt32)          // 0x02
-    case contentType(String)                    // 0x03
-    case responseTopic(String)                  // 0x08
-    case correlationData(ByteBuffer)            // 0x09
-    case subscriptionIdentifier(Int)            // 0x0B
-    case sessionExpiryInterval(UInt32)          // 0x11
-    case assignedClientIdentifier(String)       // 0x12
-    case serverKeepAlive(UInt16)                // 0x13
-    case authenticationMethod(String)           // 0x15
-    case authenticationData(ByteBuffer)         // 0x16
-    case requestProblemInformation(UInt8)       // 0x17
-    case willDelayInterval(UInt32)              // 0x18
-    case requestResponseInformation(UInt8)      // 0x19
-    case responseInformation(String)            // 0x1A
-    case serverReference(String)                // 0x1C
-    case reasonString(String)                   // 0x1F
-    case receiveMaximum(UInt16)                 // 0x21
-    case topicAliasMaximum(UInt16)              // 0x22
-    case topicAlias(UInt16)                     // 0x23
-    case maximumQoS(UInt8)                      // 0x24
-    case retainAvailable(UInt8)                 // 0x25
-    case userProperty(String, String)           // 0x26
-    case maximumPacketSize(UInt32)              // 0x27
-    case wildcardSubscriptionAvailable(UInt8)   // 0x28
-    case subscriptionIdentifierAvailable(UInt8) // 0x29
-    case sharedSubscriptionAvailable(UInt8)     // 0x2A
+    case payloadFormatIndicator(UInt8)  // 0x01
+    case messageExpiryInterval(UInt32)  // 0x02
+    case contentType(String)  // 0x03
+    case responseTopic(String)  // 0x08
+    case correlationData(ByteBuffer)  // 0x09
+    case subscriptionIdentifier(Int)  // 0x0B
+    case sessionExpiryInterval(UInt32)  // 0x11
+    case assignedClientIdentifier(String)  // 0x12
+    case serverKeepAlive(UInt16)  // 0x13
+    case authenticationMethod(String)  // 0x15
+    case authenticationData(ByteBuffer)  // 0x16
+    case requestProblemInformation(UInt8)  // 0x17
+    case willDelayInterval(UInt32)  // 0x18
+    case requestResponseInformation(UInt8)  // 0x19
+    case responseInformation(String)  // 0x1A
+    case serverReference(String)  // 0x1C
+    case reasonString(String)  // 0x1F
+    case receiveMaximum(UInt16)  // 0x21
+    case topicAliasMaximum(UInt16)  // 0x22
+    case topicAlias(UInt16)  // 0x23
+    case maximumQoS(UInt8)  // 0x24
+    case retainAvailable(UInt8)  // 0x25
+    case userProperty(String, String)  // 0x26
+    case maximumPacketSize(UInt32)  // 0x27
+    case wildcardSubscriptionAvailable(UInt8)  // 0x28
+    case subscriptionIdentifierAvailable(UInt8)  // 0x29
+    case sharedSubscriptionAvailable(UInt8)  // 0x2A
 
     public var identifier: Identifier {
         switch self {
@@ -121,9 +121,11 @@ extension MQTTProperty {
         public static let disconnect = Self(rawValue: 1 << 12)
         public static let auth = Self(rawValue: 1 << 13)
 
-        public static let all: Self = [.connect, .connack, .publish, .will, .puback, .pubrec, .pubrel,
-                                       .pubcomp, .subscribe, .suback, .unsubscribe, .unsuback,
-                                       .disconnect, .auth]
+        public static let all: Self = [
+            .connect, .connack, .publish, .will, .puback, .pubrec, .pubrel,
+            .pubcomp, .subscribe, .suback, .unsubscribe, .unsuback,
+            .disconnect, .auth
+        ]
 
         /// The context of a packet type's own property list.
         public init(_ type: MQTTPacketType) {
@@ -150,7 +152,7 @@ extension MQTTProperty {
                 (.connect, "CONNECT"), (.connack, "CONNACK"), (.publish, "PUBLISH"), (.will, "Will Properties"),
                 (.puback, "PUBACK"), (.pubrec, "PUBREC"), (.pubrel, "PUBREL"), (.pubcomp, "PUBCOMP"),
                 (.subscribe, "SUBSCRIBE"), (.suback, "SUBACK"), (.unsubscribe, "UNSUBSCRIBE"),
-                (.unsuback, "UNSUBACK"), (.disconnect, "DISCONNECT"), (.auth, "AUTH"),
+                (.unsuback, "UNSUBACK"), (.disconnect, "DISCONNECT"), (.auth, "AUTH")
             ]
             return names.filter { contains($0.0) }.map(\.1).joined(separator: ", ")
         }
@@ -184,9 +186,12 @@ extension MQTTProperty.Identifier {
         case .correlationData:
             return S(name: "Correlation Data", wireType: .binary, allowedIn: [.publish, .will], repeatableIn: [])
         case .subscriptionIdentifier:
-            return S(name: "Subscription Identifier", wireType: .variableByteInteger, allowedIn: [.publish, .subscribe], repeatableIn: [.publish])
+            return S(
+                name: "Subscription Identifier", wireType: .variableByteInteger, allowedIn: [.publish, .subscribe], repeatableIn: [.publish]
+            )
         case .sessionExpiryInterval:
-            return S(name: "Session Expiry Interval", wireType: .fourByteInteger, allowedIn: [.connect, .connack, .disconnect], repeatableIn: [])
+            return S(
+                name: "Session Expiry Interval", wireType: .fourByteInteger, allowedIn: [.connect, .connack, .disconnect], repeatableIn: [])
         case .assignedClientIdentifier:
             return S(name: "Assigned Client Identifier", wireType: .string, allowedIn: [.connack], repeatableIn: [])
         case .serverKeepAlive:
@@ -206,8 +211,9 @@ extension MQTTProperty.Identifier {
         case .serverReference:
             return S(name: "Server Reference", wireType: .string, allowedIn: [.connack, .disconnect], repeatableIn: [])
         case .reasonString:
-            return S(name: "Reason String", wireType: .string,
-                     allowedIn: pubrelEtc.union([.connack, .suback, .unsuback, .disconnect, .auth]), repeatableIn: [])
+            return S(
+                name: "Reason String", wireType: .string,
+                allowedIn: pubrelEtc.union([.connack, .suback, .unsuback, .disconnect, .auth]), repeatableIn: [])
         case .receiveMaximum:
             return S(name: "Receive Maximum", wireType: .twoByteInteger, allowedIn: [.connect, .connack], repeatableIn: [])
         case .topicAliasMaximum:

@@ -27,7 +27,8 @@ public enum MQTTTopic {
             switch byte {
             case UInt8(ascii: "#"):
                 guard startsLevel, index == bytes.count - 1 else {
-                    throw .protocolError("in topic filter \"\(filter)\", '#' must be the last character and stand alone in its level", spec: "MQTT-4.7.1-1")
+                    throw .protocolError(
+                        "in topic filter \"\(filter)\", '#' must be the last character and stand alone in its level", spec: "MQTT-4.7.1-1")
                 }
             case UInt8(ascii: "+"):
                 guard startsLevel, endsLevel else {
@@ -51,7 +52,7 @@ public enum MQTTTopic {
         while true {
             let fEnd = f.firstIndex(of: slash) ?? f.endIndex
             let fLevel = f[f.startIndex..<fEnd]
-            if fLevel.elementsEqual("#".utf8) { return true }   // matches the parent and all below [MQTT-4.7.1.2]
+            if fLevel.elementsEqual("#".utf8) { return true }  // matches the parent and all below [MQTT-4.7.1.2]
             let tEnd = t.firstIndex(of: slash)
             let tLevel = t[t.startIndex..<(tEnd ?? t.endIndex)]
             if !(fLevel.elementsEqual("+".utf8) || fLevel.elementsEqual(tLevel)) { return false }

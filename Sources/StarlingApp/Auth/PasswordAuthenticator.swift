@@ -56,8 +56,9 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
             state.verified = state.verified.filter { list[$0.key] != nil && list[$0.key] == state.users[$0.key] }
             state.users = list
             state.usersUnknown = false
-            state.scram = Dictionary(users.compactMap { user in user.scram.flatMap(ScramSHA256.parse).map { (user.username, $0) } },
-                                     uniquingKeysWith: { _, last in last })
+            state.scram = Dictionary(
+                users.compactMap { user in user.scram.flatMap(ScramSHA256.parse).map { (user.username, $0) } },
+                uniquingKeysWith: { _, last in last })
         }
     }
 
@@ -74,12 +75,15 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         enum Plan {
             case decided(MQTTReasonCode)
             case join(EventLoopFuture<MQTTReasonCode>)
-            case check(EventLoopPromise<MQTTReasonCode>, username: String, hash: String, known: Bool, fingerprint: SHA256.Digest, key: String)
+            case check(
+                EventLoopPromise<MQTTReasonCode>, username: String, hash: String, known: Bool, fingerprint: SHA256.Digest, key: String)
         }
         let plan: Plan = state.withLock { state in
             if state.usersUnknown && request.username != nil { return .decided(.serverUnavailable) }
             // Without users, credentials cannot be checked: the client counts as anonymous.
-            guard let username = request.username, !state.users.isEmpty else { return .decided(anonymousAllowed ? .success : .notAuthorized) }
+            guard let username = request.username, !state.users.isEmpty else {
+                return .decided(anonymousAllowed ? .success : .notAuthorized)
+            }
             let known = state.users[username]
             let hash = known ?? decoy
             let fingerprint = Self.fingerprint(hash, password)
@@ -97,14 +101,15 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
         case .join(let running):
             return .pending(running)
         case .check(let promise, let username, let hash, let known, let fingerprint, let key):
-            promise.completeWith(hashing.runIfActive(eventLoop: loop) { [self] () -> MQTTReasonCode in
-                guard PasswordHash.verify(password, against: hash), known else { return .badUserNameOrPassword }
-                state.withLock { state in
-                    // Remembered only if the user still has this hash (not replaced meanwhile).
-                    if state.users[username] == hash { state.verified[username] = fingerprint }
-                }
-                return .success
-            })
+            promise.completeWith(
+                hashing.runIfActive(eventLoop: loop) { [self] () -> MQTTReasonCode in
+                    guard PasswordHash.verify(password, against: hash), known else { return .badUserNameOrPassword }
+                    state.withLock { state in
+                        // Remembered only if the user still has this hash (not replaced meanwhile).
+                        if state.users[username] == hash { state.verified[username] = fingerprint }
+                    }
+                    return .success
+                })
             promise.futureResult.whenComplete { [self] _ in state.withLock { $0.inFlight[key] = nil } }
             return .pending(promise.futureResult)
         }

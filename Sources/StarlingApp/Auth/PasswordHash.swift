@@ -27,16 +27,17 @@ enum PasswordHash {
     static func verify(_ password: [UInt8], against phc: String) -> Bool {
         let fields = phc.split(separator: "$", omittingEmptySubsequences: false)
         guard fields.count == 5, fields[0].isEmpty, fields[1] == scheme, fields[2].hasPrefix("i="),
-              let rounds = Int(fields[2].dropFirst(2)), rounds >= 1,
-              let salt = unbase64(fields[3]), let expected = unbase64(fields[4]), !expected.isEmpty,
-              let actual = try? derive(password, salt: salt, rounds: rounds, length: expected.count)
+            let rounds = Int(fields[2].dropFirst(2)), rounds >= 1,
+            let salt = unbase64(fields[3]), let expected = unbase64(fields[4]), !expected.isEmpty,
+            let actual = try? derive(password, salt: salt, rounds: rounds, length: expected.count)
         else { return false }
         return zip(actual, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     private static func derive(_ password: [UInt8], salt: [UInt8], rounds: Int, length: Int = hashBytes) throws -> [UInt8] {
-        let key = try KDF.Insecure.PBKDF2.deriveKey(from: password, salt: salt, using: .sha512, outputByteCount: length,
-                                                    unsafeUncheckedRounds: rounds)
+        let key = try KDF.Insecure.PBKDF2.deriveKey(
+            from: password, salt: salt, using: .sha512, outputByteCount: length,
+            unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
     }
 

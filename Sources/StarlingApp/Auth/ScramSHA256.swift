@@ -29,8 +29,9 @@ enum ScramSHA256 {
     }
 
     static func credentials(_ password: String, salt: [UInt8], iterations: Int) throws -> Credentials {
-        let salted = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32,
-                                                       unsafeUncheckedRounds: iterations)
+        let salted = try KDF.Insecure.PBKDF2.deriveKey(
+            from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32,
+            unsafeUncheckedRounds: iterations)
         let clientKey = Array(HMAC<SHA256>.authenticationCode(for: Array("Client Key".utf8), using: salted))
         let serverKey = Array(HMAC<SHA256>.authenticationCode(for: Array("Server Key".utf8), using: salted))
         return Credentials(salt: salt, iterations: iterations, storedKey: Array(SHA256.hash(data: clientKey)), serverKey: serverKey)
@@ -39,7 +40,8 @@ enum ScramSHA256 {
     static func parse(_ stored: String) -> Credentials? {
         let f = stored.split(separator: "$", omittingEmptySubsequences: false)
         guard f.count == 6, f[0].isEmpty, f[1] == "scram-sha256", f[2].hasPrefix("i="), let i = Int(f[2].dropFirst(2)), i > 0,
-              let salt = unb64(f[3]), let storedKey = unb64(f[4]), let serverKey = unb64(f[5]) else { return nil }
+            let salt = unb64(f[3]), let storedKey = unb64(f[4]), let serverKey = unb64(f[5])
+        else { return nil }
         return Credentials(salt: salt, iterations: i, storedKey: storedKey, serverKey: serverKey)
     }
 
@@ -59,7 +61,9 @@ enum ScramSHA256 {
         }
 
         func step(_ data: ByteBuffer?) -> EnhancedAuthenticationStep {
-            guard let text = data.map({ String(decoding: $0.readableBytesView, as: UTF8.self) }) else { return .failure(.badUserNameOrPassword) }
+            guard let text = data.map({ String(decoding: $0.readableBytesView, as: UTF8.self) }) else {
+                return .failure(.badUserNameOrPassword)
+            }
             if let expected {
                 self.expected = nil
                 return final(text, expected)
@@ -73,7 +77,9 @@ enum ScramSHA256 {
             guard message.hasPrefix("n,,") else { return .failure(.badAuthenticationMethod) }  // channel binding is not offered
             let bare = String(message.dropFirst(3))
             let attributes = Self.attributes(bare)
-            guard let name = attributes["n"], let clientNonce = attributes["r"], !clientNonce.isEmpty else { return .failure(.badUserNameOrPassword) }
+            guard let name = attributes["n"], let clientNonce = attributes["r"], !clientNonce.isEmpty else {
+                return .failure(.badUserNameOrPassword)
+            }
             let username = name.replacingOccurrences(of: "=2C", with: ",").replacingOccurrences(of: "=3D", with: "=")
             let credentials = lookup(username)
             let salt = credentials?.salt ?? (0..<16).map { _ in UInt8.random(in: .min ... .max) }
@@ -84,19 +90,25 @@ enum ScramSHA256 {
         }
 
         /// "c=biws,r=NONCE,p=PROOF" → "v=SERVERSIGNATURE".
-        private func final(_ message: String, _ expected: (username: String, credentials: Credentials?, nonce: String, authMessagePrefix: String))
-            -> EnhancedAuthenticationStep {
+        private func final(
+            _ message: String, _ expected: (username: String, credentials: Credentials?, nonce: String, authMessagePrefix: String)
+        )
+            -> EnhancedAuthenticationStep
+        {
             guard let proofRange = message.range(of: ",p=") else { return .failure(.badUserNameOrPassword) }
             let withoutProof = String(message[..<proofRange.lowerBound])
             let attributes = Self.attributes(withoutProof)
             guard attributes["c"] == "biws", attributes["r"] == expected.nonce,
-                  let proof = unb64(message[proofRange.upperBound...]), let credentials = expected.credentials,
-                  proof.count == credentials.storedKey.count else { return .failure(.badUserNameOrPassword) }
+                let proof = unb64(message[proofRange.upperBound...]), let credentials = expected.credentials,
+                proof.count == credentials.storedKey.count
+            else { return .failure(.badUserNameOrPassword) }
             let authMessage = Array((expected.authMessagePrefix + "," + withoutProof).utf8)
             let clientSignature = Array(HMAC<SHA256>.authenticationCode(for: authMessage, using: SymmetricKey(data: credentials.storedKey)))
             let clientKey = zip(proof, clientSignature).map { $0 ^ $1 }
             let computed = Array(SHA256.hash(data: clientKey))
-            guard zip(computed, credentials.storedKey).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else { return .failure(.badUserNameOrPassword) }
+            guard zip(computed, credentials.storedKey).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+                return .failure(.badUserNameOrPassword)
+            }
             let serverSignature = Array(HMAC<SHA256>.authenticationCode(for: authMessage, using: SymmetricKey(data: credentials.serverKey)))
             return .success(ByteBuffer(string: "v=" + b64(serverSignature)))
         }

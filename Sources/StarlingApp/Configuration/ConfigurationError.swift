@@ -22,7 +22,8 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     /// `postgres://user:secret@host` → `postgres://user:***@host`, so errors never print passwords.
     static func maskingPassword(_ text: String) -> String {
         guard let scheme = text.range(of: "://"), let at = text.range(of: "@", range: scheme.upperBound..<text.endIndex),
-              let colon = text.range(of: ":", range: scheme.upperBound..<at.lowerBound) else { return text }
+            let colon = text.range(of: ":", range: scheme.upperBound..<at.lowerBound)
+        else { return text }
         return text.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
     }
 }

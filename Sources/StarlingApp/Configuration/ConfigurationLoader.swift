@@ -13,8 +13,10 @@ extension StarlingConfiguration {
         public var httpListen: String?
         public var clusterListen: String?
         public var nodeID: String?
-        public init(listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil,
-                    httpListen: String? = nil, clusterListen: String? = nil, nodeID: String? = nil) {
+        public init(
+            listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil,
+            httpListen: String? = nil, clusterListen: String? = nil, nodeID: String? = nil
+        ) {
             self.clusterListen = clusterListen
             self.nodeID = nodeID
             self.listeners = listeners
@@ -50,12 +52,17 @@ extension StarlingConfiguration {
                     continue
                 }
                 guard sections.contains(sectionName), case .table(let table) = sectionValue else {
-                    throw ConfigurationError(key: sectionName, value: describe(sectionValue), allowed: "the sections \((sections.sorted() + ["authorization"]).map { "[\($0)]" }.joined(separator: ", "))", source: fileName)
+                    throw ConfigurationError(
+                        key: sectionName, value: describe(sectionValue),
+                        allowed: "the sections \((sections.sorted() + ["authorization"]).map { "[\($0)]" }.joined(separator: ", "))",
+                        source: fileName)
                 }
                 for (name, value) in table {
                     guard let key = keys["\(sectionName).\(name)"] else {
                         let known = ConfigurationKey.all.filter { $0.section == sectionName }.map(\.name).joined(separator: ", ")
-                        throw ConfigurationError(key: "\(sectionName).\(name)", value: describe(value), allowed: "a known key of [\(sectionName)]: \(known)", source: fileName)
+                        throw ConfigurationError(
+                            key: "\(sectionName).\(name)", value: describe(value), allowed: "a known key of [\(sectionName)]: \(known)",
+                            source: fileName)
                     }
                     try apply(key, value, to: &config, source: fileName)
                 }
@@ -77,8 +84,10 @@ extension StarlingConfiguration {
             sectionPrefixes.contains { name.hasPrefix($0) } && !ConfigurationKey.all.map(\.environmentName).contains(name)
         }
         if let unknown = unknownEnvironment.sorted().first {
-            throw ConfigurationError(key: unknown, value: environment[unknown] ?? "", allowed: "STARLING_<SECTION>_<KEY> of a known key, e.g. STARLING_MQTT_MAX_KEEPALIVE",
-                                     source: "environment variable \(unknown)")
+            throw ConfigurationError(
+                key: unknown, value: environment[unknown] ?? "",
+                allowed: "STARLING_<SECTION>_<KEY> of a known key, e.g. STARLING_MQTT_MAX_KEEPALIVE",
+                source: "environment variable \(unknown)")
         }
 
         if !overrides.listeners.isEmpty {
@@ -111,31 +120,40 @@ extension StarlingConfiguration {
     func checkCluster() throws {
         guard let listen = clusterListen else { return }
         if postgresURL == nil {
-            throw ConfigurationError(key: "cluster.listen", value: "\"\(listen)\"",
-                                     allowed: "a cluster needs PostgreSQL shared by its nodes: set storage.postgres_url (--postgres) too, or leave cluster.listen empty",
-                                     source: "the configuration")
+            throw ConfigurationError(
+                key: "cluster.listen", value: "\"\(listen)\"",
+                allowed:
+                    "a cluster needs PostgreSQL shared by its nodes: set storage.postgres_url (--postgres) too, or leave cluster.listen empty",
+                source: "the configuration")
         }
         if clusterTLS && (tlsCertificate.isEmpty || tlsPrivateKey.isEmpty) {
-            throw ConfigurationError(key: "cluster.tls", value: "true", allowed: "false, or true with tls.certificate and tls.private_key set",
-                                     source: "the configuration")
+            throw ConfigurationError(
+                key: "cluster.tls", value: "true", allowed: "false, or true with tls.certificate and tls.private_key set",
+                source: "the configuration")
         }
         if !listen.isLoopback && clusterSecret.isEmpty {
-            throw ConfigurationError(key: "cluster.secret", value: "\"\"",
-                                     allowed: "a secret of at least 16 bytes (STARLING_CLUSTER_SECRET) when cluster.listen (\(listen)) is not a loopback address",
-                                     source: "the configuration")
+            throw ConfigurationError(
+                key: "cluster.secret", value: "\"\"",
+                allowed:
+                    "a secret of at least 16 bytes (STARLING_CLUSTER_SECRET) when cluster.listen (\(listen)) is not a loopback address",
+                source: "the configuration")
         }
     }
 
     /// What no single key can check: some listener exists, and TLS listeners have their files.
     func checkListeners() throws {
         if listeners.isEmpty && tlsListeners.isEmpty && webSocketListeners.isEmpty && secureWebSocketListeners.isEmpty {
-            throw ConfigurationError(key: "mqtt.listeners", value: "[]", allowed: "at least one listener in mqtt.listeners, tls_listeners, ws_listeners or wss_listeners",
-                                     source: "the configuration")
+            throw ConfigurationError(
+                key: "mqtt.listeners", value: "[]",
+                allowed: "at least one listener in mqtt.listeners, tls_listeners, ws_listeners or wss_listeners",
+                source: "the configuration")
         }
         guard !tlsListeners.isEmpty || !secureWebSocketListeners.isEmpty else { return }
         for (key, value) in [("tls.certificate", tlsCertificate), ("tls.private_key", tlsPrivateKey)] where value.isEmpty {
-            throw ConfigurationError(key: key, value: "\"\"", allowed: "the path of a PEM file: mqtt.tls_listeners and mqtt.wss_listeners need tls.certificate and tls.private_key",
-                                     source: "the configuration")
+            throw ConfigurationError(
+                key: key, value: "\"\"",
+                allowed: "the path of a PEM file: mqtt.tls_listeners and mqtt.wss_listeners need tls.certificate and tls.private_key",
+                source: "the configuration")
         }
     }
 
@@ -164,11 +182,13 @@ extension StarlingConfiguration {
 
     private static func applyAuthorization(_ value: TOMLValue, to config: inout StarlingConfiguration, source: String) throws {
         guard case .table(let table) = value else {
-            throw ConfigurationError(key: "authorization", value: describe(value), allowed: "a table with [[authorization.rules]]", source: source)
+            throw ConfigurationError(
+                key: "authorization", value: describe(value), allowed: "a table with [[authorization.rules]]", source: source)
         }
         for (name, rulesValue) in table {
             guard name == "rules", case .array(let rules) = rulesValue else {
-                throw ConfigurationError(key: "authorization.\(name)", value: describe(rulesValue), allowed: "[[authorization.rules]] entries", source: source)
+                throw ConfigurationError(
+                    key: "authorization.\(name)", value: describe(rulesValue), allowed: "[[authorization.rules]] entries", source: source)
             }
             for (position, ruleValue) in rules.enumerated() {
                 let key = "authorization.rules[\(position)]"
@@ -177,7 +197,9 @@ extension StarlingConfiguration {
                 }
                 func string(_ field: String, required: Bool) throws -> String? {
                     guard let value = rule[field] else {
-                        if required { throw ConfigurationError(key: "\(key).\(field)", value: "(missing)", allowed: "a string", source: source) }
+                        if required {
+                            throw ConfigurationError(key: "\(key).\(field)", value: "(missing)", allowed: "a string", source: source)
+                        }
                         return nil
                     }
                     guard case .string(let s) = value else {
@@ -186,26 +208,32 @@ extension StarlingConfiguration {
                     return s
                 }
                 for field in rule.keys where !["permission", "action", "filter", "username", "client_id"].contains(field) {
-                    throw ConfigurationError(key: "\(key).\(field)", value: describe(rule[field]!),
-                                             allowed: "the fields permission, action, filter, username, client_id", source: source)
+                    throw ConfigurationError(
+                        key: "\(key).\(field)", value: describe(rule[field]!),
+                        allowed: "the fields permission, action, filter, username, client_id", source: source)
                 }
                 let permissionText = try string("permission", required: true)!
                 guard let permission = RuleAuthorizer.Rule.Permission(rawValue: permissionText) else {
-                    throw ConfigurationError(key: "\(key).permission", value: "\"\(permissionText)\"", allowed: "\"allow\" or \"deny\"", source: source)
+                    throw ConfigurationError(
+                        key: "\(key).permission", value: "\"\(permissionText)\"", allowed: "\"allow\" or \"deny\"", source: source)
                 }
                 let actionText = try string("action", required: true)!
                 guard let action = RuleAuthorizer.Rule.Action(rawValue: actionText) else {
-                    throw ConfigurationError(key: "\(key).action", value: "\"\(actionText)\"", allowed: "\"publish\", \"subscribe\" or \"all\"", source: source)
+                    throw ConfigurationError(
+                        key: "\(key).action", value: "\"\(actionText)\"", allowed: "\"publish\", \"subscribe\" or \"all\"", source: source)
                 }
                 let filter = try string("filter", required: true)!
                 do {
                     _ = try MQTTTopicFilter(filter)
                 } catch {
-                    throw ConfigurationError(key: "\(key).filter", value: "\"\(filter)\"", allowed: "a valid MQTT topic filter (\(error.message))", source: source)
+                    throw ConfigurationError(
+                        key: "\(key).filter", value: "\"\(filter)\"", allowed: "a valid MQTT topic filter (\(error.message))",
+                        source: source)
                 }
-                config.authorizationRules.append(RuleAuthorizer.Rule(
-                    permission: permission, action: action, filter: filter,
-                    username: try string("username", required: false), clientID: try string("client_id", required: false)))
+                config.authorizationRules.append(
+                    RuleAuthorizer.Rule(
+                        permission: permission, action: action, filter: filter,
+                        username: try string("username", required: false), clientID: try string("client_id", required: false)))
             }
         }
     }
@@ -224,8 +252,10 @@ extension StarlingConfiguration {
 
     /// The full default configuration, every key documented: what `starling generate-config` prints.
     public static func defaultDocument() -> String {
-        var lines = ["# Starling configuration. Every key is shown with its default value.",
-                     "# Environment variables STARLING_<SECTION>_<KEY> override this file; flags override both.", ""]
+        var lines = [
+            "# Starling configuration. Every key is shown with its default value.",
+            "# Environment variables STARLING_<SECTION>_<KEY> override this file; flags override both.", ""
+        ]
         var section = ""
         for key in ConfigurationKey.all {
             if key.section != section {
@@ -251,7 +281,7 @@ extension StarlingConfiguration {
             "# permission = \"deny\"",
             "# action = \"subscribe\"",
             "# filter = \"test/nosubscribe\"",
-            "",
+            ""
         ]
         return lines.joined(separator: "\n")
     }

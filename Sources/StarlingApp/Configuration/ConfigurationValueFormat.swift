@@ -17,34 +17,38 @@ struct ValueFormat<T>: Sendable {
 
 extension ValueFormat where T: FixedWidthInteger & Sendable {
     static func integer(_ range: ClosedRange<Int64>) -> Self {
-        Self(kind: .integer, allowed: "a whole number from \(range.lowerBound) to \(range.upperBound)",
-             parse: { raw in
-                 guard case .integer(let v) = raw, range.contains(v) else { return nil }
-                 return T(exactly: v)
-             },
-             literal: { "\($0)" })
+        Self(
+            kind: .integer, allowed: "a whole number from \(range.lowerBound) to \(range.upperBound)",
+            parse: { raw in
+                guard case .integer(let v) = raw, range.contains(v) else { return nil }
+                return T(exactly: v)
+            },
+            literal: { "\($0)" })
     }
 }
 
 extension ValueFormat where T == Double {
     static func seconds(_ range: ClosedRange<Double>) -> Self {
-        Self(kind: .float, allowed: "a number of seconds from \(range.lowerBound) to \(range.upperBound)",
-             parse: { raw in
-                 let number: Double? = switch raw {
-                 case .integer(let v): Double(v)
-                 case .float(let v): v
-                 default: nil
-                 }
-                 return number.flatMap { range.contains($0) ? $0 : nil }
-             },
-             literal: { "\($0)" })
+        Self(
+            kind: .float, allowed: "a number of seconds from \(range.lowerBound) to \(range.upperBound)",
+            parse: { raw in
+                let number: Double? =
+                    switch raw {
+                    case .integer(let v): Double(v)
+                    case .float(let v): v
+                    default: nil
+                    }
+                return number.flatMap { range.contains($0) ? $0 : nil }
+            },
+            literal: { "\($0)" })
     }
 }
 
 extension ValueFormat where T == Bool {
-    static let boolean = Self(kind: .boolean, allowed: "true or false",
-                              parse: { raw in if case .boolean(let b) = raw { b } else { nil } },
-                              literal: { "\($0)" })
+    static let boolean = Self(
+        kind: .boolean, allowed: "true or false",
+        parse: { raw in if case .boolean(let b) = raw { b } else { nil } },
+        literal: { "\($0)" })
 }
 
 extension ValueFormat where T: RawRepresentable & CaseIterable & Sendable, T.RawValue == String {
@@ -52,122 +56,135 @@ extension ValueFormat where T: RawRepresentable & CaseIterable & Sendable, T.Raw
     static var choice: Self {
         let names = T.allCases.map { "\"\($0.rawValue)\"" }
         let list = names.count == 2 ? names.joined(separator: " or ") : "one of " + names.joined(separator: ", ")
-        return Self(kind: .string, allowed: list,
-                    parse: { raw in
-                        guard case .string(let s) = raw else { return nil }
-                        return T.allCases.first { $0.rawValue.lowercased() == s.lowercased() }
-                    },
-                    literal: { "\"\($0.rawValue)\"" },
-                    docSuffix: " Allowed: \(list).")
+        return Self(
+            kind: .string, allowed: list,
+            parse: { raw in
+                guard case .string(let s) = raw else { return nil }
+                return T.allCases.first { $0.rawValue.lowercased() == s.lowercased() }
+            },
+            literal: { "\"\($0.rawValue)\"" },
+            docSuffix: " Allowed: \(list).")
     }
 }
 
 extension ValueFormat where T == String {
     /// Any string `valid` accepts.
     static func string(_ allowed: String, _ valid: @escaping @Sendable (String) -> Bool = { _ in true }) -> Self {
-        Self(kind: .string, allowed: allowed,
-             parse: { raw in if case .string(let s) = raw, valid(s) { s } else { nil } },
-             literal: { "\"\($0)\"" })
+        Self(
+            kind: .string, allowed: allowed,
+            parse: { raw in if case .string(let s) = raw, valid(s) { s } else { nil } },
+            literal: { "\"\($0)\"" })
     }
 }
 
 extension ValueFormat where T == String? {
     /// A string, "" standing for none (nil).
     static func optionalString(_ allowed: String, _ valid: @escaping @Sendable (String) -> Bool = { _ in true }) -> Self {
-        Self(kind: .string, allowed: allowed,
-             parse: { raw in
-                 guard case .string(let s) = raw, s.isEmpty || valid(s) else { return nil }
-                 return .some(s.isEmpty ? nil : s)
-             },
-             literal: { "\"\($0 ?? "")\"" })
+        Self(
+            kind: .string, allowed: allowed,
+            parse: { raw in
+                guard case .string(let s) = raw, s.isEmpty || valid(s) else { return nil }
+                return .some(s.isEmpty ? nil : s)
+            },
+            literal: { "\"\($0 ?? "")\"" })
     }
 }
 
 extension ValueFormat where T == [ListenAddress] {
-    static let listenAddresses = Self(kind: .stringList, allowed: "a list of \"HOST:PORT\" strings with ports 0-65535",
-                                      parse: { raw in
-                                          guard case .array(let items) = raw else { return nil }
-                                          var addresses: [ListenAddress] = []
-                                          for item in items {
-                                              guard case .string(let s) = item, let address = ListenAddress(s) else { return nil }
-                                              addresses.append(address)
-                                          }
-                                          return addresses
-                                      },
-                                      literal: { "[\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" })
+    static let listenAddresses = Self(
+        kind: .stringList, allowed: "a list of \"HOST:PORT\" strings with ports 0-65535",
+        parse: { raw in
+            guard case .array(let items) = raw else { return nil }
+            var addresses: [ListenAddress] = []
+            for item in items {
+                guard case .string(let s) = item, let address = ListenAddress(s) else { return nil }
+                addresses.append(address)
+            }
+            return addresses
+        },
+        literal: { "[\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" })
 }
 
 extension ValueFormat where T == TrustedProxies {
-    static let trustedProxies = Self(kind: .stringList, allowed: "a list of IP addresses or CIDR ranges, e.g. [\"10.0.0.0/8\", \"127.0.0.1\"]",
-                                     parse: { raw in
-                                         guard case .array(let items) = raw else { return nil }
-                                         var specs: [String] = []
-                                         for item in items {
-                                             guard case .string(let s) = item else { return nil }
-                                             specs.append(s)
-                                         }
-                                         return TrustedProxies(specs)
-                                     },
-                                     literal: { $0.description })
+    static let trustedProxies = Self(
+        kind: .stringList, allowed: "a list of IP addresses or CIDR ranges, e.g. [\"10.0.0.0/8\", \"127.0.0.1\"]",
+        parse: { raw in
+            guard case .array(let items) = raw else { return nil }
+            var specs: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { return nil }
+                specs.append(s)
+            }
+            return TrustedProxies(specs)
+        },
+        literal: { $0.description })
 }
 
 extension ValueFormat where T == ListenAddress? {
     /// "HOST:PORT", or "" for none.
     static func optionalListenAddress(_ none: String) -> Self {
-        Self(kind: .string, allowed: "\"HOST:PORT\" with a port 0-65535, or \"\" for \(none)",
-             parse: { raw in
-                 guard case .string(let s) = raw else { return nil }
-                 if s.isEmpty { return .some(nil) }
-                 return ListenAddress(s).map { .some($0) }
-             },
-             literal: { "\"\($0?.description ?? "")\"" })
+        Self(
+            kind: .string, allowed: "\"HOST:PORT\" with a port 0-65535, or \"\" for \(none)",
+            parse: { raw in
+                guard case .string(let s) = raw else { return nil }
+                if s.isEmpty { return .some(nil) }
+                return ListenAddress(s).map { .some($0) }
+            },
+            literal: { "\"\($0?.description ?? "")\"" })
     }
 }
 
 extension ValueFormat where T == [MQTTTopicFilter] {
-    static let topicFilters = Self(kind: .stringList, allowed: "a list of valid MQTT topic filters (not $share/...)",
-                                   parse: { raw in
-                                       guard case .array(let items) = raw else { return nil }
-                                       var filters: [MQTTTopicFilter] = []
-                                       for item in items {
-                                           guard case .string(let s) = item, let filter = try? MQTTTopicFilter(s), !filter.isShared else { return nil }
-                                           filters.append(filter)
-                                       }
-                                       return filters
-                                   },
-                                   literal: { "[\($0.map { "\"\($0.raw)\"" }.joined(separator: ", "))]" })
+    static let topicFilters = Self(
+        kind: .stringList, allowed: "a list of valid MQTT topic filters (not $share/...)",
+        parse: { raw in
+            guard case .array(let items) = raw else { return nil }
+            var filters: [MQTTTopicFilter] = []
+            for item in items {
+                guard case .string(let s) = item, let filter = try? MQTTTopicFilter(s), !filter.isShared else { return nil }
+                filters.append(filter)
+            }
+            return filters
+        },
+        literal: { "[\($0.map { "\"\($0.raw)\"" }.joined(separator: ", "))]" })
 }
 
 extension ValueFormat where T == Int64? {
     /// A duration such as "30d", "12h", "90m", "45s"; "" = none.
-    static let duration = Self(kind: .string, allowed: "\"\" or a whole number followed by s, m, h or d, e.g. \"30d\"",
-                               parse: { raw in
-                                   guard case .string(let s) = raw else { return nil }
-                                   if s.isEmpty { return .some(nil) }
-                                   let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-                                   guard let unit = s.last, let factor = units[unit], let count = Int64(s.dropLast()), count > 0 else { return nil }
-                                   return count * factor
-                               },
-                               literal: { $0.map { "\"\($0)s\"" } ?? "\"\"" })
+    static let duration = Self(
+        kind: .string, allowed: "\"\" or a whole number followed by s, m, h or d, e.g. \"30d\"",
+        parse: { raw in
+            guard case .string(let s) = raw else { return nil }
+            if s.isEmpty { return .some(nil) }
+            let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+            guard let unit = s.last, let factor = units[unit], let count = Int64(s.dropLast()), count > 0 else { return nil }
+            return count * factor
+        },
+        literal: { $0.map { "\"\($0)s\"" } ?? "\"\"" })
 }
 
 extension ValueFormat where T == MQTTQoS {
-    static let qos = Self(kind: .integer, allowed: "0, 1 or 2",
-                          parse: { raw in
-                              guard case .integer(let v) = raw, (0...2).contains(v) else { return nil }
-                              return MQTTQoS(rawValue: UInt8(v))
-                          },
-                          literal: { "\($0.rawValue)" })
+    static let qos = Self(
+        kind: .integer, allowed: "0, 1 or 2",
+        parse: { raw in
+            guard case .integer(let v) = raw, (0...2).contains(v) else { return nil }
+            return MQTTQoS(rawValue: UInt8(v))
+        },
+        literal: { "\($0.rawValue)" })
 }
 
 extension ConfigurationKey {
     /// A key whose value lives at `keyPath` of the configuration, read and written by `format`;
     /// its default is whatever `StarlingConfiguration()` holds there.
-    init<T>(_ section: String, _ name: String, _ keyPath: WritableKeyPath<StarlingConfiguration, T>, _ format: ValueFormat<T>,
-            _ doc: String) {
+    init<T>(
+        _ section: String, _ name: String, _ keyPath: WritableKeyPath<StarlingConfiguration, T>, _ format: ValueFormat<T>,
+        _ doc: String
+    ) {
         nonisolated(unsafe) let keyPath = keyPath  // key-path literals are immutable
-        self.init(section: section, name: name, kind: format.kind, doc: doc + format.docSuffix,
-                  defaultLiteral: format.literal(StarlingConfiguration()[keyPath: keyPath])) { config, raw in
+        self.init(
+            section: section, name: name, kind: format.kind, doc: doc + format.docSuffix,
+            defaultLiteral: format.literal(StarlingConfiguration()[keyPath: keyPath])
+        ) { config, raw in
             guard let value = format.parse(raw) else { return format.allowed }
             config[keyPath: keyPath] = value
             return nil

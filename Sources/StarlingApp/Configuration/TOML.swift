@@ -127,8 +127,8 @@ public enum TOML {
 private final class TableNode {
     enum Origin {
         case implicit  // created as the parent of a `[a.b]` header; may be defined later by `[a]`
-        case header    // defined by a `[header]` / `[[header]]`
-        case dotted    // created by a dotted key (`a.b = 1`) or as an inline table
+        case header  // defined by a `[header]` / `[[header]]`
+        case dotted  // created by a dotted key (`a.b = 1`) or as an inline table
     }
     enum Entry {
         case value(TOMLValue)  // plain values, static arrays and inline tables: closed
@@ -303,12 +303,14 @@ private struct TOMLParser {
     }
 
     /// A new table named `name` below `parent` (not yet stored), within the depth limit.
-    private func newTable(in parent: TableNode, named name: String, origin: TableNode.Origin, at start: Int) throws(TOMLError) -> TableNode {
+    private func newTable(in parent: TableNode, named name: String, origin: TableNode.Origin, at start: Int) throws(TOMLError) -> TableNode
+    {
         try checkDepth(parent.depth + 1, at: start)
         return TableNode(path: parent.path + [name], depth: parent.depth + 1, origin: origin)
     }
 
-    private func makeTable(in parent: TableNode, named name: String, origin: TableNode.Origin, at start: Int) throws(TOMLError) -> TableNode {
+    private func makeTable(in parent: TableNode, named name: String, origin: TableNode.Origin, at start: Int) throws(TOMLError) -> TableNode
+    {
         let child = try newTable(in: parent, named: name, origin: origin, at: start)
         parent.set(name, .table(child))
         return child
@@ -423,7 +425,7 @@ private struct TOMLParser {
         guard let c = peek() else { throw error("incomplete escape sequence", at: start) }
         pos += 1
         let simple: [Unicode.Scalar: Unicode.Scalar] = [
-            "\"": "\"", "\\": "\\", "b": "\u{08}", "t": "\t", "n": "\n", "f": "\u{0C}", "r": "\r",
+            "\"": "\"", "\\": "\\", "b": "\u{08}", "t": "\t", "n": "\n", "f": "\u{0C}", "r": "\r"
         ]
         if let scalar = simple[c] { return scalar }
         switch c {
@@ -438,7 +440,8 @@ private struct TOMLParser {
                 pos += 1
             }
             guard let scalar = Unicode.Scalar(value) else {
-                throw error("invalid unicode escape: U+\(String(value, radix: 16, uppercase: true)) is not a Unicode scalar value", at: start)
+                throw error(
+                    "invalid unicode escape: U+\(String(value, radix: 16, uppercase: true)) is not a Unicode scalar value", at: start)
             }
             return scalar
         default:
@@ -642,7 +645,8 @@ private struct DateTimeScanner {
 
     mutating func date() -> Bool {
         guard let year = number(4, 0...9999), literal("-"), let month = number(2, 1...12), literal("-"),
-              let day = number(2, 1...31) else { return false }
+            let day = number(2, 1...31)
+        else { return false }
         let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
         let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
         return day <= days[month - 1]
@@ -650,7 +654,8 @@ private struct DateTimeScanner {
 
     mutating func time() -> Bool {
         guard number(2, 0...23) != nil, literal(":"), number(2, 0...59) != nil, literal(":"),
-              number(2, 0...60) != nil else { return false }
+            number(2, 0...60) != nil
+        else { return false }
         if literal(".") {
             let start = i
             while i < bytes.count && (48...57).contains(bytes[i]) { i += 1 }

@@ -38,7 +38,9 @@ extension Broker: ClusterInbound {
         routeRemovals.removeAll()
         // Both announcements are acknowledged; `then` once both are.
         var waiting = 2
-        let done = { waiting -= 1; if waiting == 0 { then() } }
+        let done = {
+            waiting -= 1; if waiting == 0 { then() }
+        }
         if added.isEmpty && removed.isEmpty { done() } else { cluster.routesChanged(added: added, removed: removed, then: done) }
         if entries.isEmpty { done() } else { cluster.sessionsChanged(entries, then: done) }
     }
@@ -74,7 +76,8 @@ extension Broker: ClusterInbound {
                 nodes.append(nodeName)
             }
             guard let chosen = pick(from: nodes.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: message),
-                  chosen != nodeName else { continue }
+                chosen != nodeName
+            else { continue }
             placement.peers[chosen, default: []].append(group)
             placement.elsewhere.insert(group)
         }
@@ -91,9 +94,11 @@ extension Broker: ClusterInbound {
     /// acknowledged by that peer once committed there (its stored members' rows), and
     /// `groupsCommitted` counts it (G1 for shared groups across nodes).
     @discardableResult
-    func forwardToPeers(_ message: Message, servedGroups: Set<ShareGroupKey>, placed: SharedPlacement = SharedPlacement(),
-                        deliveries: [String: [RemoteDelivery]] = [:], copiesOnly: Bool = false, from publisher: Connection? = nil,
-                        groupsCommitted: PeerCommits? = nil) -> Int {
+    func forwardToPeers(
+        _ message: Message, servedGroups: Set<ShareGroupKey>, placed: SharedPlacement = SharedPlacement(),
+        deliveries: [String: [RemoteDelivery]] = [:], copiesOnly: Bool = false, from publisher: Connection? = nil,
+        groupsCommitted: PeerCommits? = nil
+    ) -> Int {
         guard let cluster else { return 0 }
         let (plain, groups) = copiesOnly ? ([], [:]) : placed.matching ?? cluster.peers(matching: message.topic)
         var assignments = copiesOnly ? [:] : placed.peers
@@ -112,8 +117,10 @@ extension Broker: ClusterInbound {
                 groupsCommitted.expect()
                 committed = { groupsCommitted.done() }
             }
-            if !cluster.forward(message, to: peer, plain: plain.contains(peer), groups: groups, deliveries: deliveries[peer] ?? [],
-                                committed: committed) {
+            if !cluster.forward(
+                message, to: peer, plain: plain.contains(peer), groups: groups, deliveries: deliveries[peer] ?? [],
+                committed: committed)
+            {
                 congested = true
             }
         }
@@ -129,8 +136,10 @@ extension Broker: ClusterInbound {
     /// groups the peer assigned to this node; never forwarded again, never ingested (the
     /// publisher's node did that).
     /// `then` runs once what the message caused here is committed (the sender waits for it).
-    public func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
-                                 then: (() -> Void)? = nil) {
+    public func receivedFromPeer(
+        _ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+        then: (() -> Void)? = nil
+    ) {
         stats.forwardedIn += 1
         let now = clock.now()
         if plain || !groups.isEmpty {
@@ -201,37 +210,41 @@ extension Broker: ClusterInbound {
         // what this node routed to it before is committed before the session is read, as
         // every peer's is (they acknowledge the claim after their commits).
         claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
-        commitCollected { [self] in cluster.claimSession(clientID) { [self] claim in
-            let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
-            guard connection.state == .authenticating else { return }  // closed meanwhile
-            // Of two claims of one session at once (two CONNECTs on two nodes), the later
-            // epoch owns it: the other node's client is refused, so one node serves it.
-            guard let claim, progress.latestRival < claim.epoch else {
-                return refuseClaim(connection, claim == nil
-                                   ? "the session store cannot be reached to take the session over"
-                                   : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
+        commitCollected { [self] in
+            cluster.claimSession(clientID) { [self] claim in
+                let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
+                guard connection.state == .authenticating else { return }  // closed meanwhile
+                // Of two claims of one session at once (two CONNECTs on two nodes), the later
+                // epoch owns it: the other node's client is refused, so one node serves it.
+                guard let claim, progress.latestRival < claim.epoch else {
+                    return refuseClaim(
+                        connection,
+                        claim == nil
+                            ? "the session store cannot be reached to take the session over"
+                            : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
+                }
+                if sessions[clientID] == nil {
+                    forgetRemote(clientID)
+                    restoreSessions(claim.state, now: clock.now())
+                    dropEnded(claim.ended, of: clientID)
+                    if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
+                    applyClaimBuffer(progress.copies, to: clientID)
+                }
+                connection.claimEpoch = claim.epoch
+                // Peers learn the session's routes before its CONNACK.
+                announceRoutes { [self] in
+                    guard connection.state == .authenticating else { return }
+                    connection.resumeReading(.authentication)
+                    let held = connection.authentication?.held ?? []
+                    connection.authentication = nil
+                    connection.state = .awaitingConnect
+                    accept()
+                    for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                    commitCollected()
+                    flush()
+                }
             }
-            if sessions[clientID] == nil {
-                forgetRemote(clientID)
-                restoreSessions(claim.state, now: clock.now())
-                dropEnded(claim.ended, of: clientID)
-                if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
-                applyClaimBuffer(progress.copies, to: clientID)
-            }
-            connection.claimEpoch = claim.epoch
-            // Peers learn the session's routes before its CONNACK.
-            announceRoutes { [self] in
-                guard connection.state == .authenticating else { return }
-                connection.resumeReading(.authentication)
-                let held = connection.authentication?.held ?? []
-                connection.authentication = nil
-                connection.state = .awaitingConnect
-                accept()
-                for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
-                commitCollected()
-                flush()
-            }
-        } }
+        }
     }
 
     /// Another node claimed `clientID`'s session: its connection here (if any) gets DISCONNECT
@@ -343,8 +356,9 @@ extension Broker: ClusterInbound {
         for (stored, group) in taken {
             var copy = message(stored)
             copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
-            redeliverShared(OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
-                            group: group, excluding: "", now: now)
+            redeliverShared(
+                OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
+                group: group, excluding: "", now: now)
         }
         commitCollected()
         flush()

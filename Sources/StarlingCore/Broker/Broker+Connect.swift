@@ -9,12 +9,15 @@ extension Broker {
             connection.requestProblemInformation = properties.requestProblemInformation != 0
         }
         let check = ConnectCheck(configuration: configuration)
-        let verdict = check.verdict(connect, accepting: accepting, connectedClients: connectedClientCount, assignID: { [self] in
-            nextAssignedID += 1
-            return "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
-        }, mayPublishWill: { [self] topic, clientID in
-            authorizer.isAllowed(.publish, topic: topic, clientID: clientID, username: connect.username)
-        })
+        let verdict = check.verdict(
+            connect, accepting: accepting, connectedClients: connectedClientCount,
+            assignID: { [self] in
+                nextAssignedID += 1
+                return "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
+            },
+            mayPublishWill: { [self] topic, clientID in
+                authorizer.isAllowed(.publish, topic: topic, clientID: clientID, username: connect.username)
+            })
         let terms: ConnectCheck.Terms
         switch verdict {
         case .refuse(let reason, let message, let clientID):
@@ -52,14 +55,16 @@ extension Broker {
             }
             // In a cluster the session may be held by the store (or another node): claimed first.
             claimThenAccept(terms.clientID, on: connection) { [self] in
-                acceptConnect(connect, clientID: terms.clientID, assignedID: terms.assignedID, serverKeepAlive: terms.serverKeepAlive,
-                              authenticationProperties: authenticationProperties, on: connection)
+                acceptConnect(
+                    connect, clientID: terms.clientID, assignedID: terms.assignedID, serverKeepAlive: terms.serverKeepAlive,
+                    authenticationProperties: authenticationProperties, on: connection)
             }
         }
         if connect.version == .v5, let method = properties.authenticationMethod {
             // Enhanced authentication [MQTT-4.12]: an exchange of AUTH packets before the CONNACK.
             guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
-                return refuse(connection, reason: .badAuthenticationMethod, message: "authentication method \(method) is not supported")  // [MQTT-4.12.0-1]
+                // [MQTT-4.12.0-1]
+                return refuse(connection, reason: .badAuthenticationMethod, message: "authentication method \(method) is not supported")
             }
             let state = ConnectionAuthentication(method: method)
             state.exchange = exchange
@@ -126,9 +131,10 @@ extension Broker {
 
     /// What the authenticator is asked about `connection` (its CONNECT already applied).
     private func authenticationRequest(for connection: Connection, password: ByteBuffer?) -> AuthenticationRequest {
-        AuthenticationRequest(clientID: connection.clientID, username: connection.username, password: password,
-                              remoteAddress: connection.transport.remoteAddress, version: connection.version,
-                              isLoopbackClient: connection.transport.isLoopbackClient)
+        AuthenticationRequest(
+            clientID: connection.clientID, username: connection.username, password: password,
+            remoteAddress: connection.transport.remoteAddress, version: connection.version,
+            isLoopbackClient: connection.transport.isLoopbackClient)
     }
 
     /// A protocol error in an authentication exchange: CONNACK 0x82 before the CONNACK, else
@@ -149,8 +155,10 @@ extension Broker {
         let connecting = connection.state == .authenticating
         switch step {
         case .continue(let data):
-            send(.auth(MQTTAuth(reasonCode: .continueAuthentication, properties: [.authenticationMethod(method), .authenticationData(data)])),
-                 on: connection)
+            send(
+                .auth(
+                    MQTTAuth(reasonCode: .continueAuthentication, properties: [.authenticationMethod(method), .authenticationData(data)])),
+                on: connection)
         case .success(let data):
             state.exchange = nil
             var properties: MQTTProperties = [.authenticationMethod(method)]
@@ -175,7 +183,8 @@ extension Broker {
     }
 
     private func refuseAuthentication(_ connection: Connection, reason: MQTTReasonCode) {
-        let message = reason == .notAuthorized && connection.username == nil
+        let message =
+            reason == .notAuthorized && connection.username == nil
             ? "anonymous access is not allowed here (auth.allow_anonymous)"
             : "bad user name or password"
         refuse(connection, reason: reason, message: message)
@@ -192,17 +201,21 @@ extension Broker {
         }
         let expiry = connect.version == .v5 ? connect.properties.sessionExpiryInterval ?? 0 : connect.cleanStart ? 0 : 1
         if storeSpooling && cluster != nil && !(connect.cleanStart && expiry == 0) {
-            return "the session store cannot be reached: a session that may be stored or held by another node can be taken over once it is back"
+            return
+                "the session store cannot be reached: a session that may be stored or held by another node can be taken over once it is back"
         }
         return nil
     }
 
     /// The rest of CONNECT, once the client is authenticated: session, takeover, CONNACK.
-    private func acceptConnect(_ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
-                               authenticationProperties: MQTTProperties, on connection: Connection) {
+    private func acceptConnect(
+        _ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
+        authenticationProperties: MQTTProperties, on connection: Connection
+    ) {
         let properties = connect.properties
         // Session expiry [MQTT-3.1.2-23]: 3.x Clean Session 0 sessions never expire.
-        var expiry: UInt32 = connect.version == .v5
+        var expiry: UInt32 =
+            connect.version == .v5
             ? (properties.sessionExpiryInterval ?? 0)
             : (connect.cleanStart ? 0 : .max)
         expiry = min(expiry, configuration.maxSessionExpiry)
@@ -279,8 +292,12 @@ extension Broker {
         commitCollected { [self] in
             guard connection.state == .connecting, connection.session === session else { return }
             connection.state = .connected
-            logger.debug("client connected", metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)",
-                                                        "mqtt.version": "\(connection.version)", "session_present": "\(sessionPresent)"])
+            logger.debug(
+                "client connected",
+                metadata: [
+                    "mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)",
+                    "mqtt.version": "\(connection.version)", "session_present": "\(sessionPresent)"
+                ])
             send(.connack(ack), on: connection)
             if sessionPresent { resume(session, on: connection) } else { pump(session) }
         }
@@ -341,7 +358,9 @@ extension Broker {
         // QoS 0 messages are not kept for a disconnected client.
         let before = session.queue.count
         session.queue.removeAll { $0.qos == .atMostOnce }
-        if session.queue.count != before { countDrops(before - session.queue.count, reason: "QoS 0 messages queued for a client that disconnected") }
+        if session.queue.count != before {
+            countDrops(before - session.queue.count, reason: "QoS 0 messages queued for a client that disconnected")
+        }
 
         if connection.publishWillOnClose, let will = session.will {
             let delay = connection.version == .v5 ? will.properties.willDelayInterval ?? 0 : 0
@@ -388,7 +407,9 @@ extension Broker {
 
         var redispatch: [OutboundMessage] = []
         for id in session.inflightOrder {
-            if let entry = session.inflight[id], entry.stage == .published, entry.outbound.qos == .atLeastOnce, entry.outbound.shareGroup != nil {
+            if let entry = session.inflight[id], entry.stage == .published, entry.outbound.qos == .atLeastOnce,
+                entry.outbound.shareGroup != nil
+            {
                 redispatch.append(entry.outbound)
             }
         }
@@ -412,8 +433,9 @@ extension Broker {
     }
 
     func publishWill(_ will: MQTTWill, of clientID: String, now: NIODeadline) {
-        let message = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
-                              wireProperties: will.properties, publisher: clientID, now: now)
+        let message = Message(
+            topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
+            wireProperties: will.properties, publisher: clientID, now: now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
         if message.retain && configuration.retainAvailable {
             retain(message)

@@ -17,7 +17,9 @@ extension Broker {
             if let held = sessions[entry.clientID] {
                 // Held by a claim (a session started without one, during a database outage, is
                 // not weighed against older entries).
-                if entry.subscriptions != nil, let owner = entry.owner, owner != nodeName, held.claimEpoch > 0, entry.epoch > held.claimEpoch {
+                if entry.subscriptions != nil, let owner = entry.owner, owner != nodeName, held.claimEpoch > 0,
+                    entry.epoch > held.claimEpoch
+                {
                     sessionClaimedElsewhere(entry.clientID, by: owner, epoch: entry.epoch) {}
                 } else if held.isStored {
                     continue
@@ -71,15 +73,17 @@ extension Broker {
         defer { directoryChanges.removeAll() }
         return directoryChanges.map { clientID in
             let session = sessions[clientID].flatMap { $0.isStored ? $0 : nil }
-            return SessionDirectoryEntry(clientID: clientID, owner: nodeName,
-                                         subscriptions: session.map { Array($0.subscriptions.values) }, epoch: session?.claimEpoch ?? 0)
+            return SessionDirectoryEntry(
+                clientID: clientID, owner: nodeName,
+                subscriptions: session.map { Array($0.subscriptions.values) }, epoch: session?.claimEpoch ?? 0)
         }
     }
 
     /// Every stored session of this node (sent in full when a link to a peer comes up).
     public var localDirectory: [SessionDirectoryEntry] {
         sessions.values.filter(\.isStored).map {
-            SessionDirectoryEntry(clientID: $0.clientID, owner: nodeName, subscriptions: Array($0.subscriptions.values), epoch: $0.claimEpoch)
+            SessionDirectoryEntry(
+                clientID: $0.clientID, owner: nodeName, subscriptions: Array($0.subscriptions.values), epoch: $0.claimEpoch)
         }
     }
 
@@ -100,13 +104,16 @@ extension Broker {
         var stored = message  // its payload is saved with the first row
         for (clientID, subscriptions) in grouped {
             guard let entry = remoteSessions[clientID],
-                  let (qos, retain, identifiers) = Self.copy(of: message, for: clientID, through: subscriptions) else { continue }
-            var delivery = RemoteDelivery(clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
-                                          subscriptionIdentifiers: identifiers)
+                let (qos, retain, identifiers) = Self.copy(of: message, for: clientID, through: subscriptions)
+            else { continue }
+            var delivery = RemoteDelivery(
+                clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
+                subscriptionIdentifiers: identifiers)
             if qos != .atMostOnce {
                 let sequence = nextID()
-                saveQueueRow(for: clientID, sequence: sequence, message: &stored, qos: qos, retain: retain,
-                             subscriptionIdentifiers: identifiers, shareGroup: nil)
+                saveQueueRow(
+                    for: clientID, sequence: sequence, message: &stored, qos: qos, retain: retain,
+                    subscriptionIdentifiers: identifiers, shareGroup: nil)
                 delivery.sequence = sequence
                 delivery.messageID = stored.storeID
             } else if entry.owner == nil && claiming[clientID] == nil {
@@ -135,9 +142,10 @@ extension Broker {
             }
             var copy = message
             copy.storeID = delivery.messageID
-            let outbound = OutboundMessage(message: copy, qos: delivery.qos, retain: delivery.retain,
-                                           subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
-                                           sequence: delivery.sequence, committed: true)
+            let outbound = OutboundMessage(
+                message: copy, qos: delivery.qos, retain: delivery.retain,
+                subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
+                sequence: delivery.sequence, committed: true)
             sendOrQueue(outbound, to: session)
         }
     }

@@ -42,8 +42,9 @@ extension Broker {
 
     func handlePublish(_ publish: MQTTPublish, on connection: Connection) {
         guard let session = connection.session else { return }
-        let context = PublishCheck.Context(version: connection.version, aliases: connection.inboundAliases, inboundQoS2: session.inboundQoS2,
-                                           unacknowledgedQoS1: connection.unacknowledgedQoS1)
+        let context = PublishCheck.Context(
+            version: connection.version, aliases: connection.inboundAliases, inboundQoS2: session.inboundQoS2,
+            unacknowledgedQoS1: connection.unacknowledgedQoS1)
         let verdict = PublishCheck(configuration: configuration).verdict(publish, context) { topic in
             authorizer.isAllowed(.publish, topic: topic, clientID: connection.clientID, username: connection.username)
         }
@@ -64,7 +65,9 @@ extension Broker {
             logger.info("publish denied", metadata: ["mqtt.client_id": "\(connection.clientID)", "topic": "\(topic)"])
             guard let id = publish.packetID else { return }
             if publish.qos == .exactlyOnce && connection.version != .v5 { session.inboundQoS2.insert(id) }
-            durably([]) { self.acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection) }
+            durably([]) {
+                self.acknowledge(publish, id: id, reason: .notAuthorized, message: "not authorized to publish to \(topic)", on: connection)
+            }
         }
     }
 
@@ -98,11 +101,14 @@ extension Broker {
             let copies = routing.remoteCopies.values.reduce(0) { $0 + $1.count }
             switch publish.qos {
             case .atMostOnce:
-                routing.matched += forwardToPeers(message, servedGroups: routing.servedGroups, placed: placement, deliveries: routing.remoteCopies,
-                                                  from: connection)
+                routing.matched += forwardToPeers(
+                    message, servedGroups: routing.servedGroups, placed: placement, deliveries: routing.remoteCopies,
+                    from: connection)
             case .atLeastOnce:
-                routing.matched += forwardToPeers(message, servedGroups: routing.servedGroups, placed: placement, from: connection,
-                                                  groupsCommitted: routing.groupsCommitted) + copies
+                routing.matched +=
+                    forwardToPeers(
+                        message, servedGroups: routing.servedGroups, placed: placement, from: connection,
+                        groupsCommitted: routing.groupsCommitted) + copies
             case .exactlyOnce:
                 let remote = placement.matching ?? cluster.peers(matching: message.topic)
                 routing.matched += remote.plain.count + remote.groups.count + copies
@@ -117,7 +123,9 @@ extension Broker {
             connection.unacknowledgedQoS1 += 1
             // A 3.x client has no Receive Maximum: stop reading from it instead, so what
             // waits for the store stays bounded.
-            if connection.version != .v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) { connection.pauseReading(.acknowledgements) }
+            if connection.version != .v5 && connection.unacknowledgedQoS1 == Int(configuration.receiveMaximum) {
+                connection.pauseReading(.acknowledgements)
+            }
         }
         let fence = fenceCollected(from: firstWrite, for: connection)
         // G1: PUBACK / PUBREC only once everything the message caused is committed.
@@ -137,8 +145,9 @@ extension Broker {
             // have its row deleted before the replay inserts it, and the row would be
             // delivered again [MQTT-4.3.3].
             let undecided = storeSpooling || storeReplaying
-            forwardToPeers(message, servedGroups: routing.servedGroups, placed: routing.placement, deliveries: undecided ? [:] : routing.remoteCopies,
-                           groupsCommitted: routing.groupsCommitted)
+            forwardToPeers(
+                message, servedGroups: routing.servedGroups, placed: routing.placement, deliveries: undecided ? [:] : routing.remoteCopies,
+                groupsCommitted: routing.groupsCommitted)
         } else if publish.qos == .atLeastOnce && !routing.remoteCopies.isEmpty {
             forwardToPeers(message, servedGroups: [], deliveries: routing.remoteCopies, copiesOnly: true)
         }
@@ -156,7 +165,9 @@ extension Broker {
         guard retainedOnPeers != nil || !routing.groupsCommitted.isSettled else {
             return acknowledge(publish, id: id, reason: reason, message: nil, on: connection)
         }
-        let held = holdAcknowledgement(on: connection) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection) }
+        let held = holdAcknowledgement(on: connection) { [self] in
+            writeAcknowledgement(publish, id: id, reason: reason, message: nil, on: connection)
+        }
         routing.groupsCommitted.then { [self] in
             guard let retainedOnPeers else { return release(held, on: connection) }
             retainedOnPeers.retainedChanged(message) { [self] in release(held, on: connection) }
@@ -168,13 +179,18 @@ extension Broker {
     func acknowledge(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
         if let chain = connection.heldAcknowledgements {
             // An earlier ack waits for the peers: this one goes after it.
-            chain.entries.append(HeldAcknowledgement(ready: true) { [self] in writeAcknowledgement(publish, id: id, reason: reason, message: message, on: connection) })
+            chain.entries.append(
+                HeldAcknowledgement(ready: true) { [self] in
+                    writeAcknowledgement(publish, id: id, reason: reason, message: message, on: connection)
+                })
             return
         }
         writeAcknowledgement(publish, id: id, reason: reason, message: message, on: connection)
     }
 
-    private func writeAcknowledgement(_ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection) {
+    private func writeAcknowledgement(
+        _ publish: MQTTPublish, id: UInt16, reason: MQTTReasonCode, message: String?, on connection: Connection
+    ) {
         var properties: MQTTProperties = []
         if let message, connection.requestProblemInformation { properties.append(.reasonString(message)) }
         let ack = MQTTAck(packetID: id, reasonCode: reason, properties: properties)
@@ -185,7 +201,8 @@ extension Broker {
 
     func handlePubAck(_ ack: MQTTAck, on connection: Connection) {
         guard let session = connection.session, let entry = session.inflight[ack.packetID],
-              entry.outbound.qos == .atLeastOnce else { return }
+            entry.outbound.qos == .atLeastOnce
+        else { return }
         finishInflight(ack.packetID, in: session)
     }
 
@@ -230,7 +247,8 @@ extension Broker {
 
     func handlePubComp(_ ack: MQTTAck, on connection: Connection) {
         guard let session = connection.session, let entry = session.inflight[ack.packetID],
-              entry.stage == .released else { return }
+            entry.stage == .released
+        else { return }
         finishInflight(ack.packetID, in: session)
     }
 

@@ -30,8 +30,9 @@ extension Broker {
     func connectionFenced(_ fence: SessionFence) {
         stats.fencedCommits += 1
         guard let session = sessions[fence.clientID], session.claimEpoch <= fence.epoch else { return }
-        logger.warning("a later claim holds the session: what its connection here sent is not committed, and the session is let go",
-                       metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
+        logger.warning(
+            "a later claim holds the session: what its connection here sent is not committed, and the session is let go",
+            metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
         letGo(session, to: nil, reason: .sessionTakenOver)
         announceRoutes {}
         flush()
@@ -100,8 +101,9 @@ extension Broker {
             session.nextSequence += 1
         }
         outbound.sequence = sequence
-        saveQueueRow(for: session.clientID, sequence: sequence, message: &outbound.message, qos: outbound.qos, retain: outbound.retain,
-                     subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup)
+        saveQueueRow(
+            for: session.clientID, sequence: sequence, message: &outbound.message, qos: outbound.qos, retain: outbound.retain,
+            subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup)
         sessionsAwaitingCommit.append((session, sequence))
     }
 
@@ -114,8 +116,10 @@ extension Broker {
     /// Collects the queue row of one copy of `message` for `clientID`, saving its payload first
     /// when it has none yet (`storeID`): the payload is stored once per message, the row per
     /// session.
-    func saveQueueRow(for clientID: String, sequence: Int64, message: inout Message, qos: MQTTQoS, retain: Bool,
-                      subscriptionIdentifiers: [Int], shareGroup: ShareGroupKey?) {
+    func saveQueueRow(
+        for clientID: String, sequence: Int64, message: inout Message, qos: MQTTQoS, retain: Bool,
+        subscriptionIdentifiers: [Int], shareGroup: ShareGroupKey?
+    ) {
         let messageID: Int64
         if let stored = message.storeID {
             messageID = stored
@@ -124,9 +128,11 @@ extension Broker {
             message.storeID = messageID
             collected.append(.saveMessage(storedMessage(message, id: messageID)))
         }
-        collected.append(.saveDelivery(StoredDelivery(
-            clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
-            subscriptionIdentifiers: subscriptionIdentifiers, shareGroup: shareGroup, state: .queued, packetID: nil)))
+        collected.append(
+            .saveDelivery(
+                StoredDelivery(
+                    clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
+                    subscriptionIdentifiers: subscriptionIdentifiers, shareGroup: shareGroup, state: .queued, packetID: nil)))
     }
 
     /// Sets (or with an empty payload deletes) a retained message, durably unless it is a
@@ -139,15 +145,17 @@ extension Broker {
     }
 
     func storedMessage(_ message: Message, id: Int64) -> StoredMessage {
-        StoredMessage(id: id, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
-                      properties: message.properties, expiresAt: message.expiresAt.map { clock.wallClock(of: $0) },
-                      publisher: message.publisher)
+        StoredMessage(
+            id: id, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
+            properties: message.properties, expiresAt: message.expiresAt.map { clock.wallClock(of: $0) },
+            publisher: message.publisher)
     }
 
     func message(_ stored: StoredMessage) -> Message {
-        var message = Message(topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
-                              properties: stored.properties, expiresAt: stored.expiresAt.map { clock.deadline(ofWallClock: $0) },
-                              publisher: stored.publisher)
+        var message = Message(
+            topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
+            properties: stored.properties, expiresAt: stored.expiresAt.map { clock.deadline(ofWallClock: $0) },
+            publisher: stored.publisher)
         message.storeID = stored.id
         return message
     }
@@ -194,7 +202,9 @@ extension Broker {
         // Message ids grow from the wall clock, so they never repeat across restarts even after
         // garbage collection emptied the table.
         nextMessageID = max(nextMessageID, maxID, wallNow * 1000)
-        logger.notice("restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages")
+        logger.notice(
+            "restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages"
+        )
         // Wills now due and sessions that expired while the broker was down.
         let crashed = state.sessions.filter(\.connected).map(\.clientID)
         for clientID in crashed {
@@ -261,9 +271,10 @@ extension Broker {
         for delivery in state.deliveries {
             maxID = max(maxID, delivery.messageID)
             guard let session = sessions[delivery.clientID], let stored = messages[delivery.messageID] else { continue }
-            let outbound = OutboundMessage(message: message(stored), qos: delivery.qos, retain: delivery.retain,
-                                           subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
-                                           sequence: delivery.sequence, committed: true)
+            let outbound = OutboundMessage(
+                message: message(stored), qos: delivery.qos, retain: delivery.retain,
+                subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
+                sequence: delivery.sequence, committed: true)
             session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
             session.readFromStore[delivery.sequence] = now
             switch delivery.state {

@@ -39,9 +39,10 @@ extension Broker {
                 guard let payload = payloads[row.messageID] else { continue }
                 var copy = message(payload)
                 copy.storeID = payload.id
-                let outbound = OutboundMessage(message: copy, qos: row.qos, retain: row.retain,
-                                               subscriptionIdentifiers: row.subscriptionIdentifiers, shareGroup: row.shareGroup,
-                                               sequence: row.sequence, committed: true)
+                let outbound = OutboundMessage(
+                    message: copy, qos: row.qos, retain: row.retain,
+                    subscriptionIdentifiers: row.subscriptionIdentifiers, shareGroup: row.shareGroup,
+                    sequence: row.sequence, committed: true)
                 session.readFromStore[row.sequence] = now
                 sendOrQueue(outbound, to: session)
                 delivered += 1

@@ -9,8 +9,10 @@ extension Broker {
     ///   those a peer assigned to this node (a forwarded message).
     /// - Returns: how many sessions it was given to, and the shared groups that got it here.
     @discardableResult
-    func route(_ message: Message, now: NIODeadline, sharedGroups: SharedGroupSelection = .all,
-               skipStored: Bool = false) -> (delivered: Int, servedGroups: Set<ShareGroupKey>) {
+    func route(
+        _ message: Message, now: NIODeadline, sharedGroups: SharedGroupSelection = .all,
+        skipStored: Bool = false
+    ) -> (delivered: Int, servedGroups: Set<ShareGroupKey>) {
         let matches = index.matches(message.topic)
         if matches.isEmpty { return (0, []) }
         var delivered = 0
@@ -21,7 +23,8 @@ extension Broker {
             if skipStored && sessions[clientID]?.isStored == true {
                 // A peer's message: this node's stored sessions got their copies as deliveries.
             } else if let outbound = outbound(message, for: clientID, subscriptions: CollectionOfOne(subscription)),
-               let session = sessions[clientID] {
+                let session = sessions[clientID]
+            {
                 enqueue(outbound, to: session, now: now)
                 delivered += 1
             }
@@ -30,7 +33,9 @@ extension Broker {
             for (clientID, subscription) in subscriptions { grouped[clientID, default: []].append(subscription) }
             for (clientID, list) in grouped {
                 if skipStored && sessions[clientID]?.isStored == true { continue }
-                guard let session = sessions[clientID], let outbound = outbound(message, for: clientID, subscriptions: list) else { continue }
+                guard let session = sessions[clientID], let outbound = outbound(message, for: clientID, subscriptions: list) else {
+                    continue
+                }
                 enqueue(outbound, to: session, now: now)
                 delivered += 1
             }
@@ -40,12 +45,14 @@ extension Broker {
             if case .except(let excluded) = sharedGroups, excluded.contains(group) { continue }
             let candidates = members.filter { isReadable(message.topic, by: $0.subscriber) }
             guard let chosen = chooseMember(of: group, from: candidates.map(\.subscriber), message: message),
-                  let subscription = candidates.first(where: { $0.subscriber == chosen })?.value,
-                  let session = sessions[chosen] else { continue }
-            var outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos),
-                                           retain: subscription.retainAsPublished && message.retain,
-                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [],
-                                           shareGroup: group)
+                let subscription = candidates.first(where: { $0.subscriber == chosen })?.value,
+                let session = sessions[chosen]
+            else { continue }
+            var outbound = OutboundMessage(
+                message: message, qos: min(message.qos, subscription.qos),
+                retain: subscription.retainAsPublished && message.retain,
+                subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [],
+                shareGroup: group)
             if outbound.qos == .atMostOnce { outbound.shareGroup = nil }
             enqueue(outbound, to: session, now: now)
             delivered += 1
@@ -65,22 +72,26 @@ extension Broker {
     /// The copy one session receives through its (possibly overlapping) plain subscriptions,
     /// or nil when No Local or authorization leaves none.
     private func outbound(_ message: Message, for clientID: String, subscriptions: some Collection<Subscription>) -> OutboundMessage? {
-        guard let copy = Self.copy(of: message, for: clientID, through: subscriptions), isReadable(message.topic, by: clientID) else { return nil }
-        return OutboundMessage(message: message, qos: copy.qos, retain: copy.retain, subscriptionIdentifiers: copy.identifiers, shareGroup: nil)
+        guard let copy = Self.copy(of: message, for: clientID, through: subscriptions), isReadable(message.topic, by: clientID) else {
+            return nil
+        }
+        return OutboundMessage(
+            message: message, qos: copy.qos, retain: copy.retain, subscriptionIdentifiers: copy.identifiers, shareGroup: nil)
     }
 
     /// What one session's copy carries through its (possibly overlapping) subscriptions: the
     /// highest granted QoS, RETAIN as published where asked, every Subscription Identifier; nil
     /// when No Local leaves none.
     static func copy(of message: Message, for clientID: String, through subscriptions: some Collection<Subscription>)
-        -> (qos: MQTTQoS, retain: Bool, identifiers: [Int])? {
+        -> (qos: MQTTQoS, retain: Bool, identifiers: [Int])?
+    {
         var qos: MQTTQoS?
         var retain = false
         var identifiers: [Int] = []
         for subscription in subscriptions {
             if subscription.noLocal && clientID == message.publisher { continue }  // [MQTT-3.8.3-3]
-            qos = max(qos ?? .atMostOnce, min(message.qos, subscription.qos))     // [MQTT-3.8.4-8]
-            if subscription.retainAsPublished && message.retain { retain = true }   // [MQTT-3.3.1-12/13]
+            qos = max(qos ?? .atMostOnce, min(message.qos, subscription.qos))  // [MQTT-3.8.4-8]
+            if subscription.retainAsPublished && message.retain { retain = true }  // [MQTT-3.3.1-12/13]
             if let id = subscription.identifier { identifiers.append(id) }
         }
         return qos.map { ($0, retain, identifiers) }
@@ -235,10 +246,13 @@ extension Broker {
                 properties.append(.topicAlias(alias))
             }
         }
-        let publish = MQTTPublish(topic: topic, payload: message.payload, qos: outbound.qos, retain: outbound.retain,
-                                  dup: dup, packetID: packetID, properties: connection.version == .v5 ? properties : [])
+        let publish = MQTTPublish(
+            topic: topic, payload: message.payload, qos: outbound.qos, retain: outbound.retain,
+            dup: dup, packetID: packetID, properties: connection.version == .v5 ? properties : [])
         let packet = MQTTPacket.publish(publish)
-        if connection.clientMaximumPacketSize != Int.max && packet.encodedSize(version: connection.version) > connection.clientMaximumPacketSize {
+        if connection.clientMaximumPacketSize != Int.max
+            && packet.encodedSize(version: connection.version) > connection.clientMaximumPacketSize
+        {
             if topic.isEmpty == false, connection.outboundAliases[message.topic] != nil, properties.topicAlias != nil {
                 // The alias was assigned for a packet that is not sent: forget it.
                 connection.outboundAliases[message.topic] = nil
@@ -257,7 +271,8 @@ extension Broker {
     func chooseMember(of group: ShareGroupKey, from members: [String], message: Message) -> String? {
         guard !members.isEmpty else { return nil }
         let online = members.filter { sessions[$0]?.isConnected == true }
-        return pick(from: (online.isEmpty ? members : online).sorted(), state: &sharedState[group, default: SharedGroupState()], message: message)
+        return pick(
+            from: (online.isEmpty ? members : online).sorted(), state: &sharedState[group, default: SharedGroupState()], message: message)
     }
 
     /// One of `pool` (sorted, not empty) by the configured strategy [MQTT-4.8.2]: a member of a
@@ -283,13 +298,15 @@ extension Broker {
     /// Gives a QoS 1 message of a shared group to another member after its session ended
     /// [MQTT-4.8.2-5]: one on this node, else (in a cluster) a node with members.
     func redeliverShared(_ outbound: OutboundMessage, group: ShareGroupKey, excluding clientID: String, now: NIODeadline) {
-        let members = index.matches(outbound.message.topic).groups
+        let members =
+            index.matches(outbound.message.topic).groups
             .first { $0.group == group }?.members.map(\.subscriber).filter { $0 != clientID } ?? []
         if let chosen = chooseMember(of: group, from: members, message: outbound.message), let session = sessions[chosen] {
             return enqueue(outbound, to: session, now: now)
         }
         if let cluster, let peers = cluster.peers(matching: outbound.message.topic).groups[group], !peers.isEmpty,
-           let peer = pick(from: peers.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: outbound.message) {
+            let peer = pick(from: peers.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: outbound.message)
+        {
             _ = cluster.forward(outbound.message, to: peer, plain: false, groups: [group], deliveries: [])
             return
         }

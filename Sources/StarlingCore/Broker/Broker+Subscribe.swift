@@ -19,7 +19,8 @@ extension Broker {
                 codes.append(v5 ? .topicFilterInvalid : .failure)
                 continue
             }
-            guard authorizer.isAllowed(.subscribe, topic: filter.filter, clientID: connection.clientID, username: connection.username) else {
+            guard authorizer.isAllowed(.subscribe, topic: filter.filter, clientID: connection.clientID, username: connection.username)
+            else {
                 // 0x80 in every version, as the conformance suites expect.
                 codes.append(.failure)
                 continue
@@ -37,11 +38,12 @@ extension Broker {
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
             // Retained messages, per Retain Handling; never for shared subscriptions [MQTT-3.8.4-?, 4.8.2].
-            let sendRetained = switch subscription.retainHandling {
-            case .sendOnSubscribe: true
-            case .sendIfNew: isNew
-            case .doNotSend: false
-            }
+            let sendRetained =
+                switch subscription.retainHandling {
+                case .sendOnSubscribe: true
+                case .sendIfNew: isNew
+                case .doNotSend: false
+                }
             if sendRetained && !filter.isShared {
                 for message in retained.matching(filter.filter, now: now)
                 where authorizer.isAllowed(.subscribe, topic: message.topic, clientID: connection.clientID, username: connection.username) {
@@ -58,14 +60,17 @@ extension Broker {
         }
     }
 
-    private func subscribed(_ subscribe: MQTTSubscribe, codes: [MQTTReasonCode], retainedToSend: [(Message, Subscription)],
-                            session: Session, connection: Connection, now: NIODeadline) {
+    private func subscribed(
+        _ subscribe: MQTTSubscribe, codes: [MQTTReasonCode], retainedToSend: [(Message, Subscription)],
+        session: Session, connection: Connection, now: NIODeadline
+    ) {
         send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
         guard session.connection === connection else { return }
         for (message, subscription) in retainedToSend {
             // Sent with RETAIN 1 [MQTT-3.3.1-9].
-            let outbound = OutboundMessage(message: message, qos: min(message.qos, subscription.qos), retain: true,
-                                           subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
+            let outbound = OutboundMessage(
+                message: message, qos: min(message.qos, subscription.qos), retain: true,
+                subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
             enqueue(outbound, to: session, now: now)
         }
         commitCollected()

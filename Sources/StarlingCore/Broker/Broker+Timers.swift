@@ -13,14 +13,17 @@ extension Broker {
             switch connection.state {
             case .awaitingConnect, .authenticating:
                 if now - connection.openedAt >= .nanoseconds(Int64(configuration.connectTimeout * 1e9)) {
-                    logger.info("no CONNECT within \(configuration.connectTimeout)s", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+                    logger.info(
+                        "no CONNECT within \(configuration.connectTimeout)s", metadata: ["remote": "\(connection.transport.remoteAddress)"])
                     connection.state = .closed
                     close(connection)
                 }
             case .connected:
                 // One and a half times the keep alive without a packet [MQTT-3.1.2-22].
                 if connection.keepAlive > 0 && now - connection.lastReceived >= .milliseconds(Int64(connection.keepAlive) * 1500) {
-                    fail(connection, .keepAliveTimeout, "no packet within 1.5 × keep alive (\(connection.keepAlive)s)", spec: "MQTT-3.1.2-22")
+                    fail(
+                        connection, .keepAliveTimeout, "no packet within 1.5 × keep alive (\(connection.keepAlive)s)", spec: "MQTT-3.1.2-22"
+                    )
                 }
             case .connecting, .closed:
                 break
@@ -60,7 +63,7 @@ extension Broker {
             ("load/bytes/received", "\(stats.bytesReceived)"),
             ("load/bytes/sent", "\(stats.bytesSent)"),
             ("subscriptions/count", "\(index.count)"),
-            ("retained messages/count", "\(retained.count)"),
+            ("retained messages/count", "\(retained.count)")
         ]
         if let persistence {
             // Starling's own: the group commit's work (operations / commits = mean batch size).
@@ -69,7 +72,7 @@ extension Broker {
                 ("store/operations", "\(persistence.committedOperations)"),
                 ("store/failures", "\(persistence.failures)"),
                 ("store/backlogs", "\(stats.storeBacklogs)"),
-                ("store/fenced", "\(stats.fencedCommits)"),
+                ("store/fenced", "\(stats.fencedCommits)")
             ]
             if let fallback = persistence.store as? FallbackStore {
                 // The SQLite fallback (README): where commits go, what waits for the replay.
@@ -80,7 +83,7 @@ extension Broker {
                     ("store/spool/bytes", "\(spool.spooledBytes)"),
                     ("store/spool/operations", "\(spool.spooledOperations)"),
                     ("store/spool/replayed", "\(spool.replayedOperations)"),
-                    ("store/outage/seconds", "\(Int(spool.outageSecondsTotal))"),
+                    ("store/outage/seconds", "\(Int(spool.outageSecondsTotal))")
                 ]
             }
         }
@@ -91,12 +94,13 @@ extension Broker {
                 ("cluster/links", "\(figures.linksUp)"),
                 ("cluster/messages/forwarded", "\(figures.forwarded)"),
                 ("cluster/messages/received", "\(stats.forwardedIn)"),
-                ("cluster/messages/dropped", "\(figures.forwardDrops)"),
+                ("cluster/messages/dropped", "\(figures.forwardDrops)")
             ]
         }
         for (name, value) in values {
-            let message = Message(topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
-                                  retain: true, publisher: "$SYS")
+            let message = Message(
+                topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
+                retain: true, publisher: "$SYS")
             retained.set(message)
             route(message, now: now)
         }

@@ -310,8 +310,9 @@ public final class Broker: @unchecked Sendable {
     func fail(_ connection: Connection, _ reason: MQTTReasonCode, _ message: String, spec: String? = nil) {
         guard connection.state != .closed else { return }
         stats.protocolErrors += 1
-        logger.info("disconnecting client: \(reason): \(message)\(spec.map { " [\($0)]" } ?? "")",
-                    metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
+        logger.info(
+            "disconnecting client: \(reason): \(message)\(spec.map { " [\($0)]" } ?? "")",
+            metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
         if connection.state == .awaitingConnect {
             refuse(connection, reason: reason, message: message)
             return
@@ -328,8 +329,9 @@ public final class Broker: @unchecked Sendable {
     /// [MQTT-3.2.2-7].
     func refuse(_ connection: Connection, reason: MQTTReasonCode, message: String) {
         stats.connectionsRefused += 1
-        logger.info("refusing connection: \(reason): \(message)",
-                    metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
+        logger.info(
+            "refusing connection: \(reason): \(message)",
+            metadata: ["mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)"])
         var properties: MQTTProperties = []
         if connection.version == .v5 && connection.requestProblemInformation { properties.append(.reasonString(message)) }
         send(.connack(MQTTConnAck(sessionPresent: false, reasonCode: reason, properties: properties)), on: connection)

@@ -25,8 +25,10 @@ struct ConnectCheck {
 
     /// `assignID` makes an identifier for an empty one; `mayPublishWill(topic, clientID)` asks
     /// the authorizer.
-    func verdict(_ connect: MQTTConnect, accepting: Bool, connectedClients: Int, assignID: () -> String,
-                 mayPublishWill: (String, String) -> Bool) -> Verdict {
+    func verdict(
+        _ connect: MQTTConnect, accepting: Bool, connectedClients: Int, assignID: () -> String,
+        mayPublishWill: (String, String) -> Bool
+    ) -> Verdict {
         guard accepting else { return .refuse(.serverUnavailable, "the server is shutting down", clientID: nil) }
         if connectedClients >= configuration.maxConnections {
             return .refuse(.quotaExceeded, "connection limit of \(configuration.maxConnections) reached", clientID: nil)
@@ -42,7 +44,8 @@ struct ConnectCheck {
             assignedID = clientID
         }
         guard clientID.utf8.count <= configuration.maxClientIDLength else {
-            return .refuse(.clientIdentifierNotValid, "client identifier longer than \(configuration.maxClientIDLength) bytes", clientID: nil)
+            return .refuse(
+                .clientIdentifierNotValid, "client identifier longer than \(configuration.maxClientIDLength) bytes", clientID: nil)
         }
         // Keep alive [MQTT-3.1.2-21][MQTT-3.2.2-21]
         var terms = Terms(clientID: clientID, assignedID: assignedID, keepAlive: connect.keepAlive, serverKeepAlive: nil)
@@ -50,8 +53,9 @@ struct ConnectCheck {
         if maxKeepAlive > 0 && (connect.keepAlive > maxKeepAlive || connect.keepAlive == 0) {
             guard connect.version == .v5 else {
                 // 3.x has no Server Keep Alive to tell the client; refuse as Mosquitto does.
-                return .refuse(.clientIdentifierNotValid, "keep alive \(connect.keepAlive) exceeds the maximum of \(maxKeepAlive) seconds",
-                               clientID: clientID)
+                return .refuse(
+                    .clientIdentifierNotValid, "keep alive \(connect.keepAlive) exceeds the maximum of \(maxKeepAlive) seconds",
+                    clientID: clientID)
             }
             terms.keepAlive = maxKeepAlive
             terms.serverKeepAlive = maxKeepAlive

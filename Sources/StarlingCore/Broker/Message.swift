@@ -19,8 +19,10 @@ public struct Message: Sendable {
     /// The id of its stored payload, once a stored session has queued it.
     public var storeID: Int64?
 
-    public init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties = [],
-                expiresAt: NIODeadline? = nil, publisher: String) {
+    public init(
+        topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties = [],
+        expiresAt: NIODeadline? = nil, publisher: String
+    ) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -44,20 +46,24 @@ public struct Message: Sendable {
 
     /// Builds the message of an incoming PUBLISH whose topic has been resolved.
     public init(publish: MQTTPublish, topic: String, publisher: String, now: NIODeadline) {
-        self.init(topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
-                  wireProperties: publish.properties, publisher: publisher, now: now)
+        self.init(
+            topic: topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
+            wireProperties: publish.properties, publisher: publisher, now: now)
     }
 
     /// Builds a message from properties as they arrived (in a PUBLISH or a will): the Message
     /// Expiry Interval becomes `expiresAt`, and what is per hop or will-only is dropped.
-    public init(topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, wireProperties: MQTTProperties,
-         publisher: String, now: NIODeadline) {
+    public init(
+        topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, wireProperties: MQTTProperties,
+        publisher: String, now: NIODeadline
+    ) {
         var properties = wireProperties
         let expiresAt = properties.messageExpiryInterval.map { now + .seconds(Int64($0)) }
         for identifier in [MQTTProperty.Identifier.messageExpiryInterval, .topicAlias, .subscriptionIdentifier, .willDelayInterval] {
             properties.removeAll(identifier)
         }
-        self.init(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
-                  expiresAt: expiresAt, publisher: publisher)
+        self.init(
+            topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
+            expiresAt: expiresAt, publisher: publisher)
     }
 }

@@ -37,8 +37,9 @@ struct PublishCheck {
         var learnsAlias: UInt16?
         if v5, let alias = publish.properties.topicAlias {
             guard alias <= configuration.topicAliasMaximum else {
-                return .disconnect(.topicAliasInvalid, "Topic Alias \(alias) exceeds the maximum of \(configuration.topicAliasMaximum)",
-                                   spec: "MQTT-3.3.2-9")
+                return .disconnect(
+                    .topicAliasInvalid, "Topic Alias \(alias) exceeds the maximum of \(configuration.topicAliasMaximum)",
+                    spec: "MQTT-3.3.2-9")
             }
             if topic.isEmpty {
                 guard let known = context.aliases[alias] else {
@@ -58,7 +59,8 @@ struct PublishCheck {
         if let problem = configuration.topicProblem(topic) {
             // 5.0 answers a QoS 1/2 message with 0x90; QoS 0 and 3.x can only disconnect.
             let acknowledged = v5 && publish.qos != .atMostOnce && publish.packetID != nil
-            return acknowledged ? .refuse(.topicNameInvalid, "topic \(problem)") : .disconnect(.topicNameInvalid, "topic \(problem)", spec: nil)
+            return acknowledged
+                ? .refuse(.topicNameInvalid, "topic \(problem)") : .disconnect(.topicNameInvalid, "topic \(problem)", spec: nil)
         }
         if publish.qos == .exactlyOnce, let id = publish.packetID, context.inboundQoS2.contains(id) {
             return .duplicateQoS2
@@ -66,13 +68,15 @@ struct PublishCheck {
         // Receive Maximum [MQTT-3.3.4-9]: unacknowledged QoS 1 and 2 PUBLISH packets. Only 5.0
         // clients were told the limit; 3.x clients are held back by TCP flow control instead.
         if v5 && publish.qos != .atMostOnce && context.inboundQoS2.count + context.unacknowledgedQoS1 >= Int(configuration.receiveMaximum) {
-            return .disconnect(.receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 1 and 2 messages are unacknowledged",
-                               spec: "MQTT-3.3.4-9")
+            return .disconnect(
+                .receiveMaximumExceeded, "more than \(configuration.receiveMaximum) QoS 1 and 2 messages are unacknowledged",
+                spec: "MQTT-3.3.4-9")
         }
         // Payload Format Indicator 1: the payload must be UTF-8 [MQTT-3.3.2.3.2].
         if v5 && configuration.validateUTF8Payloads && publish.properties.payloadFormatIndicator == 1 && !publish.payload.isValidMQTTUTF8 {
             let acknowledged = publish.qos != .atMostOnce && publish.packetID != nil
-            return acknowledged ? .refuse(.payloadFormatInvalid, "the payload is not valid UTF-8")
+            return acknowledged
+                ? .refuse(.payloadFormatInvalid, "the payload is not valid UTF-8")
                 : .disconnect(.payloadFormatInvalid, "the payload is not valid UTF-8", spec: nil)
         }
         guard isAllowed(topic) else { return .denied(topic: topic) }

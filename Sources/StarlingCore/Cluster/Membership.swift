@@ -15,8 +15,10 @@ public struct NodeRegistration: Sendable, Equatable {
     /// at once instead of waiting for its lease to run out.
     public var predecessor: Int64?
 
-    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
-                predecessor: Int64? = nil) {
+    public init(
+        nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
+        predecessor: Int64? = nil
+    ) {
         self.nodeID = nodeID
         self.predecessor = predecessor
         self.incarnation = incarnation
@@ -51,8 +53,10 @@ public struct NodeRecord: Sendable, Equatable, Codable {
     /// Milliseconds until the lease expires; zero or less: expired.
     public var leaseRemainingMilliseconds: Int64
 
-    public init(nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
-                state: NodeState, clients: Int, leaseAgeMilliseconds: Int64, leaseRemainingMilliseconds: Int64) {
+    public init(
+        nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
+        state: NodeState, clients: Int, leaseAgeMilliseconds: Int64, leaseRemainingMilliseconds: Int64
+    ) {
         self.nodeID = nodeID
         self.incarnation = incarnation
         self.mqttAddress = mqttAddress
@@ -147,9 +151,11 @@ public struct LeaseKeeper: Sendable {
     /// started and failed: the database answered the peer and then refused this node. A peer
     /// that merely got through first, while this node has not tried since (a connection still
     /// being made, a renewal still on its way), proves nothing yet.
-    public static func peersReachingTheStore(lapsed: NIODeadline, lastFailedAttempt: NIODeadline?,
-                                             peers: [String: (renewed: NIODeadline, heard: NIODeadline)],
-                                             now: NIODeadline, freshness: TimeAmount) -> [String] {
+    public static func peersReachingTheStore(
+        lapsed: NIODeadline, lastFailedAttempt: NIODeadline?,
+        peers: [String: (renewed: NIODeadline, heard: NIODeadline)],
+        now: NIODeadline, freshness: TimeAmount
+    ) -> [String] {
         guard let lastFailedAttempt else { return [] }
         return peers.filter { _, word in
             word.renewed > lapsed && word.renewed < lastFailedAttempt && now - word.heard < freshness

@@ -11,8 +11,10 @@ public struct AuthenticationRequest: Sendable {
     /// The client counts as local (`ClientTransport.isLoopbackClient`).
     public var isLoopbackClient: Bool
 
-    public init(clientID: String, username: String?, password: ByteBuffer?, remoteAddress: String, version: MQTTProtocolVersion,
-                isLoopbackClient: Bool = true) {
+    public init(
+        clientID: String, username: String?, password: ByteBuffer?, remoteAddress: String, version: MQTTProtocolVersion,
+        isLoopbackClient: Bool = true
+    ) {
         self.clientID = clientID
         self.username = username
         self.password = password

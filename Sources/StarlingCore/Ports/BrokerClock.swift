@@ -1,8 +1,8 @@
 public import NIOCore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where the broker core reads the time, so tests can drive it with a manual clock.

@@ -25,8 +25,10 @@ public protocol ClusterBus: AnyObject {
     ///   the publisher until `Broker.peersCaughtUp()`, so a slower peer slows publishers down
     ///   for a moment instead of losing their messages.
     @discardableResult
-    func forward(_ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
-                 committed: (() -> Void)?) -> Bool
+    func forward(
+        _ message: Message, to peer: String, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+        committed: (() -> Void)?
+    ) -> Bool
     /// Stored sessions of this node whose subscriptions changed, began or ended, for every
     /// peer's session directory; `then` runs once every peer with a live link has them.
     func sessionsChanged(_ entries: [SessionDirectoryEntry], then: @escaping () -> Void)

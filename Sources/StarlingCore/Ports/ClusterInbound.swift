@@ -24,8 +24,9 @@ public protocol ClusterInbound: AnyObject, Sendable {
 
     /// A message a peer forwarded (`ClusterBus.forward`); `then` runs once what it caused here
     /// is committed.
-    func receivedFromPeer(_ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
-                          then: (() -> Void)?)
+    func receivedFromPeer(
+        _ message: Message, plain: Bool, groups: [ShareGroupKey], deliveries: [RemoteDelivery],
+        then: (() -> Void)?)
     /// A retained message a peer set or cleared.
     func retainedFromPeer(_ message: Message)
     /// Every retained message, as the store has them (after a link came up).

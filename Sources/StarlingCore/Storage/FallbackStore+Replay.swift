@@ -12,13 +12,18 @@ extension FallbackStore {
             let line = self.line
             // Not on any acknowledgement's path: a connection may take its time to be made (a
             // loaded machine), and a probe cut short would start the next one from scratch.
-            if case .committed = await attempt({ try await line.ping() }, timeout: .seconds(5), onTimeout: { line.reset() }) {} else { continue }
+            if case .committed = await attempt({ try await line.ping() }, timeout: .seconds(5), onTimeout: { line.reset() }) {
+            } else {
+                continue
+            }
             if !migrated {
                 guard case .committed = await attempt({ try await self.primary.migrate() }, timeout: .seconds(30)) else { continue }
                 migrated = true
             }
             let spooled = status.spooledBatches
-            logger.notice("\(primary.name) answers again: replaying \(spooled) spooled batches (\(status.spooledBytes) bytes) while new commits queue behind them")
+            logger.notice(
+                "\(primary.name) answers again: replaying \(spooled) spooled batches (\(status.spooledBytes) bytes) while new commits queue behind them"
+            )
             setMode(.replaying)
             switch await replay() {
             case .committed:
@@ -29,12 +34,16 @@ extension FallbackStore {
                     status.lastError = nil
                     return (seconds, status.replayedOperations)
                 }
-                logger.notice("spool replayed: back on \(primary.name) after \(Int(seconds.rounded())) s (\(replayed) operations replayed since start)")
+                logger.notice(
+                    "spool replayed: back on \(primary.name) after \(Int(seconds.rounded())) s (\(replayed) operations replayed since start)"
+                )
                 if status.stateDeferred, let onRecovered { onRecovered() }
                 return
             case .refused(let error):
                 // The database's own words (postgres-nio hides them from `description`).
-                logger.error("\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(String(String(reflecting: error).prefix(800)))")
+                logger.error(
+                    "\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(String(String(reflecting: error).prefix(800)))"
+                )
                 setMode(.spooling)
             case .unreachable(let why):
                 logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")
@@ -63,15 +72,20 @@ extension FallbackStore {
         do {
             let recorded = Recorded()
             let spoolID = spool.id
-            switch await attempt({ let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through } },
-                                 timeout: .seconds(15), onTimeout: { line.reset() }) {
+            switch await attempt(
+                {
+                    let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through }
+                },
+                timeout: .seconds(15), onTimeout: { line.reset() })
+            {
             case .committed: break
             case let failed: return failed
             }
             let done = recorded.value.withLock { $0 }
             var pendingCleared = false
             // Claims of sessions this node held wait for the end of this replay.
-            switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() }) {
+            switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() })
+            {
             case .committed: break
             case let failed: return failed
             }
@@ -88,8 +102,9 @@ extension FallbackStore {
                         // Best effort: left set, it only makes a claim wait (at most 10 s). New
                         // commits wait meanwhile; the spool is looked at again after this await.
                         handingOver = true
-                        _ = await attempt({ try await line.replayPending(spool: spoolID, false) }, timeout: .seconds(5),
-                                          onTimeout: { line.reset() })
+                        _ = await attempt(
+                            { try await line.replayPending(spool: spoolID, false) }, timeout: .seconds(5),
+                            onTimeout: { line.reset() })
                         pendingCleared = true
                         continue
                     }

@@ -60,9 +60,11 @@ public actor FallbackStore: PersistentStore {
     var onRecovered: (@Sendable () -> Void)?
     var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
 
-    public init(primary: any PersistentStore, spool: any StoreSpool, line: (any ReplayLine)? = nil, logger: Logger,
-                switchTimeout: Duration = .milliseconds(750), lateAnswerTimeout: Duration = .seconds(5), maxBytes: Int = 1 << 30,
-                probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil) {
+    public init(
+        primary: any PersistentStore, spool: any StoreSpool, line: (any ReplayLine)? = nil, logger: Logger,
+        switchTimeout: Duration = .milliseconds(750), lateAnswerTimeout: Duration = .seconds(5), maxBytes: Int = 1 << 30,
+        probeInterval: Duration = .seconds(1), replayBatch: Int = 4096, pauseReplayAfter: Int? = nil
+    ) {
         self.lateAnswerTimeout = lateAnswerTimeout
         self.line = line ?? PrimaryLine(primary: primary)
         self.pauseReplayAfter = pauseReplayAfter
@@ -233,12 +235,14 @@ public actor FallbackStore: PersistentStore {
             $0.lastError = why
         }
         if atStart {
-            logger.critical("""
+            logger.critical(
+                """
                 \(primary.name) cannot be reached at start (\(why)): STARTING ON THE SPOOL. Acknowledged messages are committed \
                 to the local spool and replayed when \(primary.name) is back; persistent sessions are restored then
                 """)
         } else {
-            logger.error("\(primary.name) cannot be reached (\(why)): commits go to the local spool until it is back, then the spool is replayed")
+            logger.error(
+                "\(primary.name) cannot be reached (\(why)): commits go to the local spool until it is back, then the spool is replayed")
         }
         if replayer == nil {
             replayer = Task { await self.probeAndReplay() }
@@ -257,17 +261,22 @@ public actor FallbackStore: PersistentStore {
     /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable:
     /// the call is cancelled (a request waiting for a pooled connection never runs) and
     /// `onTimeout` runs (the replay line drops its connection).
-    func attempt(_ body: @escaping @Sendable () async throws -> Void, timeout: Duration,
-                 onTimeout: (@Sendable () -> Void)? = nil) async -> Attempt {
-        await attemptCommit({ () async throws -> Set<SessionFence> in
-            try await body()
-            return []
-        }, timeout: timeout, onTimeout: onTimeout)
+    func attempt(
+        _ body: @escaping @Sendable () async throws -> Void, timeout: Duration,
+        onTimeout: (@Sendable () -> Void)? = nil
+    ) async -> Attempt {
+        await attemptCommit(
+            { () async throws -> Set<SessionFence> in
+                try await body()
+                return []
+            }, timeout: timeout, onTimeout: onTimeout)
     }
 
     /// `call`: where the outcome goes even after the time limit (`PrimaryCall`).
-    func attemptCommit(_ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration,
-                       onTimeout: (@Sendable () -> Void)? = nil, call: PrimaryCall? = nil) async -> Attempt {
+    func attemptCommit(
+        _ body: @escaping @Sendable () async throws -> Set<SessionFence>, timeout: Duration,
+        onTimeout: (@Sendable () -> Void)? = nil, call: PrimaryCall? = nil
+    ) async -> Attempt {
         let race = Race()
         let primary = self.primary
         return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in

@@ -127,7 +127,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
         guard backlogged != isBacklogged else { return }
         isBacklogged = backlogged
         if backlogged {
-            logger.warning("store \(store.name) is \(outstanding) writes behind: reading from publishing clients pauses until it catches up")
+            logger.warning(
+                "store \(store.name) is \(outstanding) writes behind: reading from publishing clients pauses until it catches up")
         } else {
             logger.notice("store \(store.name) caught up: reading from publishing clients resumes")
         }
@@ -223,8 +224,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// Applies a batch, retrying it with backoff (50 ms doubling to 5 s) until it succeeds; its
     /// callbacks keep waiting meanwhile. Results are reported on the writer's loop.
-    private static func apply(_ commit: Commit, to store: any PersistentStore, reportingOn loop: any EventLoop,
-                              to owner: WeakWriter) async {
+    private static func apply(
+        _ commit: Commit, to store: any PersistentStore, reportingOn loop: any EventLoop,
+        to owner: WeakWriter
+    ) async {
         var delay = Duration.milliseconds(50)
         while true {
             do {

@@ -42,9 +42,11 @@ public struct IngestRecord: Sendable, Equatable {
     /// receive time, topic, content) exists. Not part of the spool's byte form.
     public var mayBeStored = false
 
-    public init(receivedAt: Int64, clientID: String, username: String?, packetID: UInt16?, topic: String, payload: ByteBuffer,
-                qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],
-                nodeID: String, dedup: Dedup) {
+    public init(
+        receivedAt: Int64, clientID: String, username: String?, packetID: UInt16?, topic: String, payload: ByteBuffer,
+        qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],
+        nodeID: String, dedup: Dedup
+    ) {
         self.receivedAt = receivedAt
         self.clientID = clientID
         self.username = username

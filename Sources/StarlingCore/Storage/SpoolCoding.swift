@@ -173,9 +173,10 @@ public enum SpoolCoding {
             guard let version = MQTTProtocolVersion(rawValue: try input.spoolInteger(as: UInt8.self)) else {
                 throw Malformed(description: "protocol version")
             }
-            var session = StoredSession(clientID: clientID, version: version, expiryInterval: try input.spoolInteger(as: UInt32.self),
-                                        expiresAt: try input.spoolOptional(), connected: try input.spoolBool(),
-                                        username: try input.spoolOptionalString())
+            var session = StoredSession(
+                clientID: clientID, version: version, expiryInterval: try input.spoolInteger(as: UInt32.self),
+                expiresAt: try input.spoolOptional(), connected: try input.spoolBool(),
+                username: try input.spoolOptionalString())
             session.will = try input.spoolBool() ? try readWill(from: &input) : nil
             session.willDueAt = try input.spoolOptional()
             session.epoch = try input.spoolInteger(as: Int64.self)
@@ -192,8 +193,10 @@ public enum SpoolCoding {
                 throw Malformed(description: "retain handling")
             }
             let identifier: Int64? = try input.spoolOptional()
-            let subscription = Subscription(MQTTSubscription(filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished,
-                                                             retainHandling: handling), identifier: identifier.map(Int.init))
+            let subscription = Subscription(
+                MQTTSubscription(
+                    filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished,
+                    retainHandling: handling), identifier: identifier.map(Int.init))
             return .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
         case .deleteSubscription:
             return .deleteSubscription(clientID: try input.spoolString(), filter: try input.spoolString())
@@ -210,16 +213,19 @@ public enum SpoolCoding {
             let shareFilter = try input.spoolString()
             let state = try state(try input.spoolInteger(as: UInt8.self))
             let packetID: Int64? = try input.spoolOptional()
-            return .saveDelivery(StoredDelivery(clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
-                                                subscriptionIdentifiers: identifiers,
-                                                shareGroup: shareName.map { ShareGroupKey(name: $0, filter: shareFilter) },
-                                                state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }))
+            return .saveDelivery(
+                StoredDelivery(
+                    clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
+                    subscriptionIdentifiers: identifiers,
+                    shareGroup: shareName.map { ShareGroupKey(name: $0, filter: shareFilter) },
+                    state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }))
         case .updateDelivery:
             let clientID = try input.spoolString()
             let sequence = try input.spoolInteger(as: Int64.self)
             let state = try state(try input.spoolInteger(as: UInt8.self))
             let packetID: Int64? = try input.spoolOptional()
-            return .updateDelivery(clientID: clientID, sequence: sequence, state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) })
+            return .updateDelivery(
+                clientID: clientID, sequence: sequence, state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) })
         case .deleteDelivery:
             return .deleteDelivery(clientID: try input.spoolString(), sequence: try input.spoolInteger(as: Int64.self))
         case .addInboundQoS2:
@@ -245,15 +251,18 @@ public enum SpoolCoding {
             let hash = Array(try input.spoolBytes().readableBytesView)
             let nodeID = try input.spoolString()
             let flags = try input.spoolInteger(as: UInt8.self)
-            let dedup: IngestRecord.Dedup = switch flags & 3 {
-            case 1: .qos1(dup: flags & 4 != 0, contentOnly: flags & 8 != 0)
-            case 2: .qos2
-            default: .none
-            }
-            return .ingest(IngestRecord(receivedAt: receivedAt, clientID: clientID, username: username,
-                                        packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }, topic: topic, payload: payload, qos: qos,
-                                        retain: retain, contentType: contentType, userProperties: userProperties, contentHash: hash,
-                                        nodeID: nodeID, dedup: dedup))
+            let dedup: IngestRecord.Dedup =
+                switch flags & 3 {
+                case 1: .qos1(dup: flags & 4 != 0, contentOnly: flags & 8 != 0)
+                case 2: .qos2
+                default: .none
+                }
+            return .ingest(
+                IngestRecord(
+                    receivedAt: receivedAt, clientID: clientID, username: username,
+                    packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }, topic: topic, payload: payload, qos: qos,
+                    retain: retain, contentType: contentType, userProperties: userProperties, contentHash: hash,
+                    nodeID: nodeID, dedup: dedup))
         case .saveConnectionWill:
             let clientID = try input.spoolString()
             let token = try input.spoolInteger(as: Int64.self)
@@ -308,8 +317,9 @@ public enum SpoolCoding {
         let qos = try qos(try input.spoolInteger(as: UInt8.self))
         let retain = try input.spoolBool()
         let properties = try StoreCoding.decodeProperties(Array(try input.spoolBytes().readableBytesView), context: .publish)
-        return StoredMessage(id: id, topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
-                             expiresAt: try input.spoolOptional(), publisher: try input.spoolString())
+        return StoredMessage(
+            id: id, topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
+            expiresAt: try input.spoolOptional(), publisher: try input.spoolString())
     }
 
     private static func qos(_ raw: UInt8) throws -> MQTTQoS {

@@ -23,8 +23,10 @@ public struct StoredSession: Sendable, Equatable {
     /// (migration 0006): the store applies a write only if no later claim took the row. 0 alone.
     public var epoch: Int64 = 0
 
-    public init(clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32, expiresAt: StoreTime? = nil,
-                connected: Bool, username: String? = nil, will: MQTTWill? = nil, willDueAt: StoreTime? = nil) {
+    public init(
+        clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32, expiresAt: StoreTime? = nil,
+        connected: Bool, username: String? = nil, will: MQTTWill? = nil, willDueAt: StoreTime? = nil
+    ) {
         self.clientID = clientID
         self.version = version
         self.expiryInterval = expiryInterval
@@ -59,8 +61,10 @@ public struct StoredMessage: Sendable, Equatable {
     public var expiresAt: StoreTime?
     public var publisher: String
 
-    public init(id: Int64, topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties,
-                expiresAt: StoreTime?, publisher: String) {
+    public init(
+        id: Int64, topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties,
+        expiresAt: StoreTime?, publisher: String
+    ) {
         self.id = id
         self.topic = topic
         self.payload = payload
@@ -95,8 +99,10 @@ public struct StoredDelivery: Sendable, Equatable {
     public var state: StoredDeliveryState
     public var packetID: UInt16?
 
-    public init(clientID: String, sequence: Int64, messageID: Int64, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int],
-                shareGroup: ShareGroupKey?, state: StoredDeliveryState, packetID: UInt16?) {
+    public init(
+        clientID: String, sequence: Int64, messageID: Int64, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int],
+        shareGroup: ShareGroupKey?, state: StoredDeliveryState, packetID: UInt16?
+    ) {
         self.clientID = clientID
         self.sequence = sequence
         self.messageID = messageID

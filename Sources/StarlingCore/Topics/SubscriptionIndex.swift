@@ -99,11 +99,12 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
             var path: [(parent: Node, level: Substring)] = []
             var node = root
             for level in levels {
-                let next: Node? = switch level {
-                case "+": node.plus
-                case "#": node.hash
-                default: node.children[LevelKey(level)]
-                }
+                let next: Node? =
+                    switch level {
+                    case "+": node.plus
+                    case "#": node.hash
+                    default: node.children[LevelKey(level)]
+                    }
                 guard let next else { return nil }
                 path.append((node, level))
                 node = next
