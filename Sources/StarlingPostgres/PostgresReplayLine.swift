@@ -34,11 +34,22 @@ public final class PostgresReplayLine: ReplayLine {
 
     public func endEarlierSessions() async throws {
         // Waits (up to 5 s each) until each backend has exited: its transaction is decided.
-        let ended = try await line.query("""
+        // Only backends that could still commit: in a transaction, or running anything but a
+        // plain read (a SELECT that locks no rows and holds no transaction id: the store's
+        // transactions begin with writes or a SELECT … FOR SHARE). An idle backend, or
+        // one streaming a read (a pickup, a claimed session, a restore), commits nothing, and
+        // ending it would close a connection whose rows postgres-nio may still be reading (a
+        // close there can trip postgres-nio's row-stream precondition: README "Known limits").
+        let ended = try await line.query(
+            """
             SELECT count(*)::int8 FROM (
                 SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-                WHERE application_name = \(tag) AND pid <> pg_backend_pid()) AS ended
-            """) { rows in
+                WHERE application_name = \(tag) AND pid <> pg_backend_pid()
+                  AND (state LIKE 'idle in transaction%'
+                       OR (state <> 'idle' AND NOT (backend_xid IS NULL AND query ~* '^\\s*select' AND query !~* '\\mfor\\s+(share|update|no key update|key share)\\M')))
+                ) AS ended
+            """
+        ) { rows in
             var count: Int64 = 0
             for try await n in rows.decode(Int64.self) { count = n }
             return count
@@ -65,7 +76,9 @@ public final class PostgresReplayLine: ReplayLine {
             }
         }
         if left > 0 {
-            logger.notice("the replay left out what \(left) connection(s) sent after their sessions were claimed elsewhere (never acknowledged to the devices)")
+            logger.notice(
+                "the replay left out what \(left) connection(s) sent after their sessions were claimed elsewhere (never acknowledged to the devices)"
+            )
         }
     }
 
@@ -78,10 +91,12 @@ public final class PostgresReplayLine: ReplayLine {
 
     public func replayPending(spool: String, _ pending: Bool) async throws {
         let owner = self.owner
-        try await line.query("""
+        try await line.query(
+            """
             INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES (\(spool), 0, \(owner), \(pending))
             ON CONFLICT (spool_id) DO UPDATE SET pending = excluded.pending, node_id = excluded.node_id
-            """) { rows in for try await _ in rows {} }
+            """
+        ) { rows in for try await _ in rows {} }
     }
 
     public func reset() { line.reset() }
