@@ -231,7 +231,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             ], what: "a retained message", then: then)
     }
 
-    public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
+    public func claimSession(_ clientID: String, subscribed: Bool, completion: @escaping (SessionClaim?) -> Void) {
         guard let ownership else { return completion(SessionClaim(state: StoredState(), epoch: 0)) }
         let loop = self.loop
         let logger = self.logger
@@ -265,9 +265,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 }.get()
                 // The previous holder still replaying its spool (after an outage) may hold the
                 // session's ended deliveries there: read the session once they are in the store
-                // (at most `replayWait`: a holder that stays away is not waited for longer).
+                // (at most `replayWait`: a holder that stays away is not waited for longer). A
+                // session without subscriptions has no deliveries to end: a device that only
+                // publishes is served at once (what its spool holds of the device's QoS 2 flow
+                // is caught by the replay's de-duplication).
                 let answered = ContinuousClock.now
-                if let previousOwner {
+                if let previousOwner, subscribed {
                     let deadline = ContinuousClock.now + replayWait
                     while ContinuousClock.now < deadline, try await ownership.isReplaying(node: previousOwner) {
                         try await Task.sleep(for: .milliseconds(100))

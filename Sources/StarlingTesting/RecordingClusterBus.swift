@@ -81,14 +81,18 @@ public final class RecordingClusterBus: ClusterBus {
 
     public var statistics = ClusterStatistics()
 
-    public func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void) {
+    public func claimSession(_ clientID: String, subscribed: Bool, completion: @escaping (SessionClaim?) -> Void) {
         claims.append(clientID)
+        if !subscribed { unsubscribedClaims.append(clientID) }
         if claimsAnswerAtOnce {
             completion(SessionClaim(state: claimedState, epoch: claimEpoch, ended: claimedEnded))
         } else {
             pendingClaims.append(completion)
         }
     }
+
+    /// The claims made for sessions the directory lists without subscriptions.
+    public var unsubscribedClaims: [String] = []
 
     /// The epoch the store gives claims.
     public var claimEpoch: Int64 = 1

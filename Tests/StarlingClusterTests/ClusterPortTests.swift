@@ -135,7 +135,9 @@ struct ClusterPortTests {
         }
     }
 
-    @Test("G7: a previous holder that stays in its replay is waited for at most replayWait; no previous holder, no wait")
+    @Test(
+        "G7: a previous holder that stays in its replay is waited for at most replayWait; a session without subscriptions, or without a previous holder, waits for none"
+    )
     func claimReplayWaitIsBounded() async throws {
         try await Self.withLoop { loop in
             var setup = FakeOwnership.Setup()
@@ -148,6 +150,13 @@ struct ClusterPortTests {
             #expect(claimed != nil)
             #expect(store.recorded.last == "claimSession dev" && store.recorded.count >= 3)
 
+            // A session without subscriptions (a device that only publishes): nothing to wait for.
+            let publisher = FakeOwnership(setup)
+            router.ownership = publisher
+            let device = try await Self.claim("device", router, loop, subscribed: false)
+            #expect(device != nil)
+            #expect(publisher.recorded == ["claimOwnership device", "claimSession device"])
+
             let fresh = FakeOwnership()
             router.ownership = fresh
             let other = try await Self.claim("other", router, loop)
@@ -156,9 +165,11 @@ struct ClusterPortTests {
         }
     }
 
-    static func claim(_ clientID: String, _ router: ClusterRouter, _ loop: any EventLoop) async throws -> SessionClaim? {
+    static func claim(_ clientID: String, _ router: ClusterRouter, _ loop: any EventLoop, subscribed: Bool = true) async throws
+        -> SessionClaim?
+    {
         try await withCheckedThrowingContinuation { continuation in
-            loop.execute { router.claimSession(clientID) { continuation.resume(returning: $0) } }
+            loop.execute { router.claimSession(clientID, subscribed: subscribed) { continuation.resume(returning: $0) } }
         }
     }
 }

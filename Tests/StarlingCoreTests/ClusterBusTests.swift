@@ -222,6 +222,23 @@ struct ClusterBusTests {
 }
 
 extension ClusterBusTests {
+    @Test(
+        "a claim says whether the session has subscriptions by the directory: one that only publishes need not wait for its previous holder's replay"
+    )
+    func claimSaysWhetherSubscribed() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .atLeastOnce), identifier: nil)
+        h.broker.directoryChanged([
+            SessionDirectoryEntry(clientID: "device", owner: "n2", subscriptions: []),
+            SessionDirectoryEntry(clientID: "reader", owner: "n2", subscriptions: [subscription])
+        ])
+        for clientID in ["device", "reader", "unknown"] {
+            _ = h.connect(clientID, cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        }
+        #expect(bus.claims == ["device", "reader", "unknown"] && bus.unsubscribedClaims == ["device"])
+    }
+
     @Test("copies for a session being taken over wait for it, and those the store already holds are not delivered twice")
     func copiesDuringTakeover() {
         let bus = RecordingClusterBus()

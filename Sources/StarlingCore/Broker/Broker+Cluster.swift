@@ -211,7 +211,9 @@ extension Broker: ClusterInbound {
         // every peer's is (they acknowledge the claim after their commits).
         claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
         commitCollected { [self] in
-            cluster.claimSession(clientID) { [self] claim in
+            // Unknown to the directory: it may have deliveries.
+            let subscribed = remoteSessions[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
+            cluster.claimSession(clientID, subscribed: subscribed) { [self] claim in
                 let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
                 guard connection.state == .authenticating else { return }  // closed meanwhile
                 // Of two claims of one session at once (two CONNECTs on two nodes), the later

@@ -40,9 +40,11 @@ public protocol ClusterBus: AnyObject {
     /// Takes `clientID`'s session over in the shared store (it may be held by another node, or
     /// by none) and returns what the store holds of it: the session row, subscriptions, queued
     /// and in-flight messages, inbound QoS 2 entries. The node that held it is told to let it go
-    /// (its connection gets DISCONNECT 0x8E). `completion` runs on the broker's loop; nil when
-    /// the store cannot be reached.
-    func claimSession(_ clientID: String, completion: @escaping (SessionClaim?) -> Void)
+    /// (its connection gets DISCONNECT 0x8E). `subscribed` is false when the session directory
+    /// lists the session without subscriptions (a device that only publishes): no delivery of it
+    /// can have ended in the previous holder's spool, so that holder's replay is not waited for.
+    /// `completion` runs on the broker's loop; nil when the store cannot be reached.
+    func claimSession(_ clientID: String, subscribed: Bool, completion: @escaping (SessionClaim?) -> Void)
 }
 
 extension ClusterBus {
