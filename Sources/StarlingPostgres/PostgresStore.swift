@@ -213,7 +213,10 @@ public final class PostgresStore: PersistentStore {
             return true
         case .server:
             let state = error.serverInfo?[.sqlState] ?? ""
-            return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53")
+            // 25P03: the database ended the connection, idle in a transaction for longer than
+            // `idle_in_transaction_session_timeout` (a process that was stopped, or starved of
+            // CPU): the transaction is gone with it, as with a lost connection.
+            return state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53") || state == "25P03"
         default:
             return false
         }

@@ -244,8 +244,19 @@ class Nemesis:
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
         self.wait_for_links()
 
-    def restart(self, node_id):
-        self.cluster.start(node_id)
+    def restart(self, node_id, attempts=5):
+        """Starts the node again; a start that fails is tried again, as its supervisor would
+        (each failure is counted with the crashes)."""
+        for attempt in range(attempts):
+            try:
+                self.cluster.start(node_id)
+                break
+            except RuntimeError as failure:
+                if attempt == attempts - 1:
+                    raise
+                self.crashes.append({"node": node_id, "status": "did not start", "wall": time.strftime("%H:%M:%S", time.gmtime()),
+                                     "log_tail": str(failure)[-1500:]})
+                self.log(f"nemesis: {node_id} did not start; starting it again")
         self.balancer.repoint(node_id)
 
     # MARK: the faults
