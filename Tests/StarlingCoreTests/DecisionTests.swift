@@ -24,7 +24,7 @@ struct DecisionTests {
         var configuration = BrokerConfiguration()
         change(&configuration)
         let context = PublishCheck.Context(version: version, aliases: aliases, inboundQoS2: inbound, unacknowledgedQoS1: unacknowledged)
-        return PublishCheck(configuration: configuration).verdict(publish, context) { _ in allowed }
+        return PublishCheck.verdict(publish, context, configuration: configuration) { _ in allowed }
     }
 
     @Test("PUBLISH: accepted, refused with an acknowledgement, or the connection closed — each check in its order")

@@ -45,7 +45,7 @@ extension Broker {
         let context = PublishCheck.Context(
             version: connection.version, aliases: connection.inboundAliases, inboundQoS2: session.inboundQoS2,
             unacknowledgedQoS1: connection.unacknowledgedQoS1)
-        let verdict = PublishCheck(configuration: configuration).verdict(publish, context) { topic in
+        let verdict = PublishCheck.verdict(publish, context, configuration: configuration) { topic in
             authorizer.isAllowed(.publish, topic: topic, clientID: connection.clientID, username: connection.username)
         }
         switch verdict {

@@ -3,7 +3,7 @@ import MQTTCodec
 /// The protocol checks of a PUBLISH from a client, as a decision (docs/architecture.md, "The
 /// broker core"): no state is changed here, so each refusal is a one-line test. The order of
 /// the checks is the order a client sees them in.
-struct PublishCheck {
+enum PublishCheck {
     /// What becomes of the packet.
     enum Verdict: Equatable {
         /// Routed under `topic` (a Topic Alias resolved); `learnsAlias`: the alias this packet
@@ -20,8 +20,6 @@ struct PublishCheck {
         case denied(topic: String)
     }
 
-    let configuration: BrokerConfiguration
-
     /// The connection's state the checks read.
     struct Context {
         var version: MQTTProtocolVersion
@@ -30,7 +28,11 @@ struct PublishCheck {
         var unacknowledgedQoS1: Int
     }
 
-    func verdict(_ publish: MQTTPublish, _ context: Context, isAllowed: (String) -> Bool) -> Verdict {
+    /// The configuration is borrowed, not copied: this runs for every PUBLISH.
+    static func verdict(
+        _ publish: MQTTPublish, _ context: Context, configuration: borrowing BrokerConfiguration,
+        isAllowed: (String) -> Bool
+    ) -> Verdict {
         let v5 = context.version == .v5
         // Topic Alias [MQTT-3.3.2-7..9]
         var topic = publish.topic
