@@ -288,32 +288,11 @@ extension ClusterBusTests {
     func lateCopyAfterTheRowsWereRead(atStartUp: Bool) {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
-        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .exactlyOnce), identifier: nil)
-        var state = StoredState()
-        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
-        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
-        state.messages = [
-            StoredMessage(
-                id: 5, topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false,
-                properties: [], expiresAt: nil, publisher: "p")
-        ]
-        state.deliveries = [
-            StoredDelivery(
-                clientID: "dev", sequence: 77, messageID: 5, qos: .exactlyOnce, retain: false,
-                subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil)
-        ]
+        let state = Self.storedDev([(77, 5, .queued)])
         if atStartUp { h.broker.restore(state) } else { bus.claimedState = state }
         let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
         #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m5"])
-        h.broker.receivedFromPeer(
-            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
-            plain: false, groups: [],
-            deliveries: [
-                RemoteDelivery(
-                    clientID: "dev", sequence: 77, messageID: 5,
-                    qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
-            ])
-        h.broker.flush()
+        Self.lateCopyOfM5(h)
         #expect(dev.publishes().isEmpty)
     }
 
@@ -323,34 +302,13 @@ extension ClusterBusTests {
     func endedDeliveriesAreNotSentAgain() {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
-        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .exactlyOnce), identifier: nil)
-        var state = StoredState()
-        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
-        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
-        state.messages = [5, 6].map {
-            StoredMessage(
-                id: $0, topic: "t/\($0)", payload: ByteBuffer(string: "m\($0)"), qos: .exactlyOnce,
-                retain: false, properties: [], expiresAt: nil, publisher: "p")
-        }
-        state.deliveries = [(77, 5, StoredDeliveryState.sent), (78, 6, .queued)].map { sequence, message, stage in
-            StoredDelivery(
-                clientID: "dev", sequence: sequence, messageID: message, qos: .exactlyOnce, retain: false,
-                subscriptionIdentifiers: [], shareGroup: nil, state: stage, packetID: stage == .sent ? 3 : nil)
-        }
+        let state = Self.storedDev([(77, 5, .sent), (78, 6, .queued)])
         bus.claimedState = state
         bus.claimedEnded = [77]  // completed on the old holder, its delete still in that node's spool
         let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
         #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m6"])
         // A late copy of the ended one is not delivered either; the holder here answers with it.
-        h.broker.receivedFromPeer(
-            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
-            plain: false, groups: [],
-            deliveries: [
-                RemoteDelivery(
-                    clientID: "dev", sequence: 77, messageID: 5,
-                    qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
-            ])
-        h.broker.flush()
+        Self.lateCopyOfM5(h)
         #expect(dev.publishes().isEmpty)
         #expect(h.broker.endedDeliveries(of: "dev") == [77])
         h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: 9) {}
@@ -518,5 +476,40 @@ struct LeaseKeeperTests {
         #expect(!record.isLive && record.status == "dead")
         record.state = .left
         #expect(record.status == "left")
+    }
+}
+
+extension ClusterBusTests {
+    /// "dev"'s stored session, subscribed to t/# at QoS 2, with a delivery of the QoS 2 message
+    /// "m<id>" on t/<id> for each `(sequence, message id, state)` (packet id 3 once sent).
+    static func storedDev(_ deliveries: [(Int64, Int64, StoredDeliveryState)]) -> StoredState {
+        let subscription = Subscription(MQTTSubscription(filter: try! MQTTTopicFilter("t/#"), qos: .exactlyOnce), identifier: nil)
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "dev", version: .v5, expiryInterval: 600, connected: false)]
+        state.subscriptions = [StoredSubscription(clientID: "dev", subscription: subscription)]
+        state.messages = deliveries.map { _, id, _ in
+            StoredMessage(
+                id: id, topic: "t/\(id)", payload: ByteBuffer(string: "m\(id)"), qos: .exactlyOnce,
+                retain: false, properties: [], expiresAt: nil, publisher: "p")
+        }
+        state.deliveries = deliveries.map { sequence, message, stage in
+            StoredDelivery(
+                clientID: "dev", sequence: sequence, messageID: message, qos: .exactlyOnce, retain: false,
+                subscriptionIdentifiers: [], shareGroup: nil, state: stage, packetID: stage == .sent ? 3 : nil)
+        }
+        return state
+    }
+
+    /// A peer's copy of m5 (row 77) for "dev", arriving late; flushed.
+    static func lateCopyOfM5(_ h: BrokerHarness) {
+        h.broker.receivedFromPeer(
+            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+            plain: false, groups: [],
+            deliveries: [
+                RemoteDelivery(
+                    clientID: "dev", sequence: 77, messageID: 5,
+                    qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
+            ])
+        h.broker.flush()
     }
 }
