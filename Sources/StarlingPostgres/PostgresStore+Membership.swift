@@ -1,5 +1,6 @@
 public import NIOCore
 public import MQTTCodec
+import Foundation
 import PostgresNIO
 public import StarlingCore
 
@@ -126,52 +127,50 @@ extension PostgresStore: SessionOwnershipStore {
     public func claimOwnership(_ clientID: String) async throws -> (epoch: Int64, previousOwner: String?) {
         guard let ownerNode else { return (0, nil) }
         let (client, logger) = (client, logger)
-        return try await client.withConnection { connection in
-            // A node frozen (or cut off) in the middle of a commit holds the session's row
-            // (read FOR SHARE by its fenced writes) until it resumes: the database decides
-            // ownership, so its transaction is ended rather than waited for. Ended, it aborts;
-            // that node spools the batch and its replay leaves out what the claim superseded.
-            var backend: Int32 = 0
-            for try await pid in try await connection.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self) { backend = pid }
-            let blockedPID = backend
-            let watchdog = Task {
-                try await Task.sleep(for: Self.claimLockWait)
-                let ended = try await Self.endBlockers(of: blockedPID, client: client, logger: logger)
-                if ended > 0 {
-                    logger.warning(
-                        "the claim of session \(clientID) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them"
-                    )
-                }
+        // A node frozen (or cut off) in the middle of a commit holds the session's row (read
+        // FOR SHARE by its fenced writes) until it resumes: the database decides ownership, so
+        // its transaction is ended rather than waited for. Ended, it aborts; that node spools
+        // the batch and its replay leaves out what the claim superseded. The claim's statement
+        // carries a mark, by which the watchdog finds it (no extra round trip per claim).
+        let mark = UUID().uuidString
+        let watchdog = Task {
+            try await Task.sleep(for: Self.claimLockWait)
+            let ended = try await Self.endBlockers(ofStatementMarked: mark, client: client, logger: logger)
+            if ended > 0 {
+                logger.warning(
+                    "the claim of session \(clientID) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them"
+                )
             }
-            defer { watchdog.cancel() }
-            return try await Self.claimRow(clientID, for: ownerNode, on: connection, logger: logger)
         }
+        defer { watchdog.cancel() }
+        return try await Self.claimRow(clientID, for: ownerNode, mark: mark, client: client, logger: logger)
     }
 
     /// How long a claim waits for another transaction's lock on the session's row before it
     /// ends that transaction: a commit holds it for milliseconds.
     static let claimLockWait = Duration.milliseconds(400)
 
-    /// Ends this cluster's transactions that block `pid` (not an operator's: only connections
-    /// named `starling/…`); returns how many.
-    static func endBlockers(of pid: Int32, client: PostgresClient, logger: Logger) async throws -> Int64 {
+    /// Ends this cluster's transactions that block the statement carrying `mark` (not an
+    /// operator's: only connections named `starling/…`); returns how many.
+    static func endBlockers(ofStatementMarked mark: String, client: PostgresClient, logger: Logger) async throws -> Int64 {
         let rows = try await client.query(
             """
-            SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int8 FROM pg_stat_activity a
-            WHERE a.pid = ANY(pg_blocking_pids(\(pid))) AND a.application_name LIKE 'starling/%'
+            SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))::int8
+            FROM pg_stat_activity w, pg_stat_activity a
+            WHERE w.query LIKE \("/* claim \(mark) */%") AND a.pid = ANY(pg_blocking_pids(w.pid)) AND a.application_name LIKE 'starling/%'
             """, logger: logger)
         for try await count in rows.decode(Int64.self) { return count }
         return 0
     }
 
     static func claimRow(
-        _ clientID: String, for ownerNode: String, on connection: PostgresConnection,
-        logger: Logger
+        _ clientID: String, for ownerNode: String, mark: String, client: PostgresClient, logger: Logger
     ) async throws -> (epoch: Int64, previousOwner: String?) {
         // The row goes to the claim with the highest epoch, whatever order the claims' updates
         // run in (migration 0006). `previous` reads the row as it was before.
-        let rows = try await connection.query(
+        let rows = try await client.query(
             """
+            /* claim \(unescaped: mark) */
             WITH previous AS (SELECT owner_node FROM sessions WHERE client_id = \(clientID)),
                  e AS (SELECT nextval('claim_epochs') AS epoch),
                  t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS at),
