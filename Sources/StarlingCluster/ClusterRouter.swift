@@ -282,7 +282,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 if read - started > .milliseconds(500) {
                     // A device waits for this: say where the time went.
                     logger.notice(
-                        "the claim of session \(clientID) took \(Self.ms(read - started)) ms: ownership \(Self.ms(owned - started)), peers \(Self.ms(answered - owned)), \(previousOwner ?? "no previous holder")'s replay \(Self.ms(waited - answered)), read \(Self.ms(read - waited))"
+                        "the claim of session \(clientID) took \((read - started).milliseconds) ms: ownership \((owned - started).milliseconds), peers \((answered - owned).milliseconds), \(previousOwner ?? "no previous holder")'s replay \((waited - answered).milliseconds), read \((read - waited).milliseconds)"
                     )
                 }
                 loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
@@ -291,10 +291,6 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                 loop.execute { done.value(nil) }
             }
         }
-    }
-
-    static func ms(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// The store's side of session ownership (PostgreSQL), set by the server.

@@ -38,8 +38,13 @@ public struct FallbackStatus: Sendable, Equatable {
 }
 
 extension Duration {
-    var seconds: Double {
+    public var seconds: Double {
         let (s, attoseconds) = components
         return Double(s) + Double(attoseconds) / 1e18
+    }
+
+    /// Whole milliseconds, for logs.
+    public var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }
