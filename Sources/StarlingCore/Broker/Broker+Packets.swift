@@ -33,11 +33,6 @@ extension Broker {
         }
     }
 
-    /// Describes what makes a topic name or filter exceed the configured limits, if anything.
-    func topicProblem(_ topic: String) -> String? {
-        configuration.topicProblem(topic)
-    }
-
     // MARK: PUBLISH from a client
 
     func handlePublish(_ publish: MQTTPublish, on connection: Connection) {

@@ -15,7 +15,7 @@ extension Broker {
                 codes.append(v5 ? .quotaExceeded : .failure)
                 continue
             }
-            if topicProblem(filter.raw) != nil {
+            if configuration.topicProblem(filter.raw) != nil {
                 codes.append(v5 ? .topicFilterInvalid : .failure)
                 continue
             }

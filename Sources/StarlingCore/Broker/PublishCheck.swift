@@ -85,18 +85,3 @@ enum PublishCheck {
         return .accept(topic: topic, learnsAlias: learnsAlias)
     }
 }
-
-extension BrokerConfiguration {
-    /// Describes what makes a topic name or filter exceed the configured limits, if anything.
-    func topicProblem(_ topic: String) -> String? {
-        if topic.utf8.count > maxTopicLength {
-            return "longer than \(maxTopicLength) bytes"
-        }
-        var levels = 1
-        for byte in topic.utf8 where byte == UInt8(ascii: "/") { levels += 1 }
-        if levels > maxTopicLevels {
-            return "more than \(maxTopicLevels) levels"
-        }
-        return nil
-    }
-}
