@@ -85,29 +85,8 @@ public final class PostgresStore: PersistentStore {
         try await client.withTransaction(logger: logger) { connection in
             // One node migrates at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)
-            try await connection.query(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)
-                """, logger: logger)
-            var applied: Set<Int> = []
-            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
-                applied.insert(version)
-            }
-            for migration in Migrations.postgres where !applied.contains(migration.version) {
-                // The extended protocol takes one statement at a time; migration files end each
-                // statement with ";" at the end of a line.
-                for statement in migration.sql.components(separatedBy: ";\n") {
-                    let sql = statement.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
-                        .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
-                    if sql.isEmpty { continue }
-                    try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-                }
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
-                try await connection.query(
-                    """
-                    INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(migration.version), \(migration.name), \(now))
-                    """, logger: logger)
-            }
+            try await MigrationRunner.run(
+                Migrations.postgres, on: PostgresMigrationTarget(connection: connection, logger: logger))
         }
     }
 

@@ -42,24 +42,8 @@ public final class SQLiteStore: PersistentStore {
     }
 
     public func migrate() async throws {
-        try await pool.write { db in
-            try Self.applyMigrations(to: db)
-        }
-    }
-
-    /// Runs the numbered files of `migrations/sqlite` not yet recorded in `schema_migrations`.
-    static func applyMigrations(to db: Database) throws {
-        try db.execute(
-            sql: """
-                CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)
-                """)
-        let applied = Set(try Int.fetchAll(db, sql: "SELECT version FROM schema_migrations"))
-        for migration in Migrations.sqlite where !applied.contains(migration.version) {
-            try db.execute(sql: migration.sql)
-            try db.execute(
-                sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                arguments: [migration.version, migration.name, Int64(Date().timeIntervalSince1970 * 1000)])
-        }
+        try await MigrationRunner.run(
+            Migrations.sqlite, on: SQLiteMigrationTarget(pool: pool))
     }
 
     public func apply(_ operations: [StoreOperation]) async throws {
