@@ -5,7 +5,7 @@ import StarlingTransport
 public import StarlingOps
 import Synchronization
 
-/// The node's state as the operations endpoints see it. `StarlingServer` moves it through its
+/// The node's state as the operations endpoints see it. `StarlingNode` moves it through its
 /// phases; every answer reads the live broker on its event loop (docs/architecture.md, G5: readiness fails
 /// while restoring, when a listener does not accept, when the store cannot be written, and
 /// while draining).

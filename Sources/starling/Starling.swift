@@ -4,7 +4,6 @@ import Foundation
     import FoundationNetworking
 #endif
 import Logging
-import ServiceLifecycle
 import StarlingApp
 import StarlingCore
 import StarlingOps
@@ -15,7 +14,7 @@ struct Starling: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "starling",
         abstract: "A clustered MQTT broker (3.1, 3.1.1, 5.0).",
-        version: StarlingServer.version,
+        version: StarlingNode.version,
         subcommands: [Serve.self, Migrate.self, Ctl.self, GenerateConfig.self],
         defaultSubcommand: Serve.self
     )
@@ -79,37 +78,12 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "starling")
-        let status = NodeStatus()
-        let server = StarlingServer(configuration: configuration, logger: logger, status: status) { listeners in
-            // Lines on standard output that scripts and tests wait for (with the real ports).
+        // Lines on standard output that scripts and tests wait for (with the real ports).
+        let node = StarlingNode(configuration: configuration, logger: Logger(label: "starling")) { listeners in
             for (scheme, address) in listeners { print("starling: listening \(scheme) \(address)") }
             fflush(nil)
         }
-        // The group stops its services in reverse order: the broker drains first while the
-        // operations endpoints still answer (readiness 503), which stop last.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let http = configuration.httpListen {
-            let admin = configuration.adminToken.isEmpty ? nil : (source: status as any AdminSource, token: configuration.adminToken)
-            let ops = OpsServer(host: http.host, port: http.port, source: status, admin: admin, logger: logger) { address in
-                print("starling: listening http \(address)")
-                fflush(nil)
-            }
-            services.append(
-                .init(
-                    service: ops, successTerminationBehavior: .gracefullyShutdownGroup,
-                    failureTerminationBehavior: .gracefullyShutdownGroup))
-        }
-        services.append(
-            .init(
-                service: server, successTerminationBehavior: .gracefullyShutdownGroup,
-                failureTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        try await node.run()
     }
 }
 
@@ -323,7 +297,7 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var source: ConfigurationSource
 
     func run() async throws {
-        let description = try await StarlingServer.migrate(try source.load(), logger: Logger(label: "starling.migrate"))
+        let description = try await StarlingNode.migrate(try source.load(), logger: Logger(label: "starling.migrate"))
         print("starling: migrations applied to \(description)")
     }
 }

@@ -23,7 +23,7 @@ public enum UserAdministration {
         }
         let hash = try PasswordHash.make(password, rounds: rounds)
         let scram = try ScramSHA256.make(password)
-        return try await StarlingServer.withStore(configuration, logger: logger) { store, description in
+        return try await StarlingNode.withStore(configuration, logger: logger) { store, description in
             try await store.saveUser(StoredUser(username: username, passwordHash: hash, scram: scram))
             return description
         }
@@ -31,11 +31,11 @@ public enum UserAdministration {
 
     /// Deletes `username`; false when there was no such user.
     public static func delete(_ username: String, configuration: StarlingConfiguration, logger: Logger) async throws -> Bool {
-        try await StarlingServer.withStore(configuration, logger: logger) { store, _ in try await store.deleteUser(username) }
+        try await StarlingNode.withStore(configuration, logger: logger) { store, _ in try await store.deleteUser(username) }
     }
 
     /// The user names, sorted.
     public static func list(configuration: StarlingConfiguration, logger: Logger) async throws -> [String] {
-        try await StarlingServer.withStore(configuration, logger: logger) { store, _ in try await store.loadUsers().map(\.username) }
+        try await StarlingNode.withStore(configuration, logger: logger) { store, _ in try await store.loadUsers().map(\.username) }
     }
 }

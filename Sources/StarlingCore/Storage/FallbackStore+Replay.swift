@@ -45,6 +45,10 @@ extension FallbackStore {
                     "\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(String(String(reflecting: error).prefix(800)))"
                 )
                 setMode(.spooling)
+            case .unreachable(let why) where why == Self.stopping:
+                logger.notice("replay stopped: the node is stopping; \(status.spooledBatches) batches stay in the spool for its next start")
+                setMode(.spooling)
+                return
             case .unreachable(let why):
                 logger.warning("\(primary.name) went away again during the replay (\(why)): spooling")
                 statusBox.withLock { $0.lastError = why }
@@ -52,6 +56,8 @@ extension FallbackStore {
             }
         }
     }
+
+    static let stopping = "the node is stopping"
 
     /// Applies the spool to the primary from its head until it is empty, then goes direct
     /// (between two awaits: no batch can reach the spool after the last look at it).
@@ -92,6 +98,8 @@ extension FallbackStore {
             if done > 0 { try await spool.remove(through: done) }
             try await refreshTotals()
             while true {
+                // The node is stopping (`stopReplaying`): what is left stays for its next start.
+                if Task.isCancelled && !handingOver { return .unreachable(Self.stopping) }
                 let head = try await spool.head(limit: 64)
                 if head.isEmpty {
                     if spoolAppendsInFlight > 0 {

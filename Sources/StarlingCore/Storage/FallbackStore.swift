@@ -56,6 +56,8 @@ public actor FallbackStore: PersistentStore {
     var handingOver = false
     var handoverWaiters: [CheckedContinuation<Void, Never>] = []
     var replayer: Task<Void, Never>?
+    /// `stopReplaying` was called: no replay starts again.
+    var stopped = false
     var migrated = false
     var onRecovered: (@Sendable () -> Void)?
     var onModeChange: (@Sendable (FallbackStatus.Mode) -> Void)?
@@ -115,7 +117,7 @@ public actor FallbackStore: PersistentStore {
 
     /// Replays what an earlier start left in the spool, then loads from the primary. Started on
     /// the spool, it loads nothing: `FallbackStatus.stateDeferred` is set, and the state is
-    /// loaded when the primary is back (`StarlingServer` adopts it then).
+    /// loaded when the primary is back (`StarlingNode` adopts it then).
     public func load() async throws -> StoredState {
         if status.mode == .direct && status.spooledBatches > 0 {
             logger.notice("the spool holds \(status.spooledBatches) batches from an earlier run: replaying them before loading")
@@ -244,9 +246,18 @@ public actor FallbackStore: PersistentStore {
             logger.error(
                 "\(primary.name) cannot be reached (\(why)): commits go to the local spool until it is back, then the spool is replayed")
         }
-        if replayer == nil {
+        if replayer == nil && !stopped {
             replayer = Task { await self.probeAndReplay() }
         }
+    }
+
+    /// Ends a replay in progress, or the probes of a spooling store, and waits for it (the node
+    /// stops: its spool stays for the next start). Commits after this still go to the spool.
+    public func stopReplaying() async {
+        stopped = true
+        let running = replayer
+        running?.cancel()
+        await running?.value
     }
 
     // MARK: The primary, with a time limit
