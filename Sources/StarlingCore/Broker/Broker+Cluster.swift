@@ -7,35 +7,17 @@ import NIOCore
 /// the node their client is connected to.
 extension Broker: ClusterInbound {
     /// A local subscription to `filter` was added: the first one makes a route.
-    /// Counted with or without a cluster: sessions restored before the node joins one have
-    /// routes too.
-    func routeAdded(_ filter: MQTTTopicFilter) {
-        routeCounts[filter.raw, default: 0] += 1
-        if routeCounts[filter.raw] == 1 && cluster != nil {
-            if routeRemovals.remove(filter.raw) == nil { routeAdditions.insert(filter.raw) }
-        }
-    }
+    func routeAdded(_ filter: MQTTTopicFilter) { routes.add(filter.raw, announcing: cluster != nil) }
 
     /// A local subscription to `filter` went: the last one removes the route.
-    func routeRemoved(_ filter: MQTTTopicFilter) {
-        guard let count = routeCounts[filter.raw] else { return }
-        if count > 1 {
-            routeCounts[filter.raw] = count - 1
-            return
-        }
-        routeCounts[filter.raw] = nil
-        guard cluster != nil else { return }
-        if routeAdditions.remove(filter.raw) == nil { routeRemovals.insert(filter.raw) }
-    }
+    func routeRemoved(_ filter: MQTTTopicFilter) { routes.remove(filter.raw, announcing: cluster != nil) }
 
     /// Announces the route changes of this event to the peers; `then` runs once they have them
     /// (at once without a cluster or without changes).
     func announceRoutes(then: @escaping () -> Void) {
         guard let cluster else { return then() }
         let entries = takeDirectoryChanges()
-        let (added, removed) = (Array(routeAdditions), Array(routeRemovals))
-        routeAdditions.removeAll()
-        routeRemovals.removeAll()
+        let (added, removed) = routes.takeChanges()
         // Both announcements are acknowledged; `then` once both are.
         var waiting = 2
         let done = {
@@ -57,7 +39,7 @@ extension Broker: ClusterInbound {
     }
 
     /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
-    public var localRoutes: [String] { Array(routeCounts.keys) }
+    public var localRoutes: [String] { routes.all }
 
     /// Where the shared groups matching `message` that have members on peers get it, one node
     /// per group in the whole cluster [MQTT-4.8.2]: chosen by `mqtt.shared_subscription_strategy`
@@ -75,8 +57,7 @@ extension Broker: ClusterInbound {
                 if configuration.sharedStrategy == .local { continue }
                 nodes.append(nodeName)
             }
-            guard let chosen = pick(from: nodes.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: message),
-                chosen != nodeName
+            guard let chosen = shared.node(for: group, from: nodes.sorted(), message: message), chosen != nodeName
             else { continue }
             placement.peers[chosen, default: []].append(group)
             placement.elsewhere.insert(group)
@@ -212,7 +193,7 @@ extension Broker: ClusterInbound {
         claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
         commitCollected { [self] in
             // Unknown to the directory: it may have deliveries.
-            let subscribed = remoteSessions[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
+            let subscribed = directory[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
             cluster.claimSession(clientID, subscribed: subscribed) { [self] claim in
                 let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
                 guard connection.state == .authenticating else { return }  // closed meanwhile
@@ -226,7 +207,7 @@ extension Broker: ClusterInbound {
                             : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
                 }
                 if sessions[clientID] == nil {
-                    forgetRemote(clientID)
+                    directory.forget(clientID)
                     restoreSessions(claim.state, now: clock.now())
                     dropEnded(claim.ended, of: clientID)
                     if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
@@ -264,9 +245,9 @@ extension Broker: ClusterInbound {
             claiming[clientID] = progress
         }
         if let held = sessions[clientID], held.claimEpoch > epoch { return }
-        if var entry = remoteSessions[clientID] {
+        if var entry = directory[clientID] {
             entry.owner = node
-            setRemote(entry)
+            directory.set(entry)
         }
         guard let session = sessions[clientID] else { return }
         if session.connection != nil {
@@ -283,9 +264,10 @@ extension Broker: ClusterInbound {
     func letGo(_ session: Session, to owner: String?, reason: MQTTReasonCode) {
         sessions[session.clientID] = nil
         if !session.ended.isEmpty { endedOfLetGo[session.clientID] = (session.ended, clock.now()) }
-        directoryChanges.remove(session.clientID)
+        directory.changedHere.remove(session.clientID)
         if session.isStored {
-            setRemote(SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
+            directory.set(
+                SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
         }
         session.isStored = false
         removeSubscriptions(of: session)

@@ -212,49 +212,14 @@ extension Broker {
         _ connect: MQTTConnect, clientID: String, assignedID: String?, serverKeepAlive: UInt16?,
         authenticationProperties: MQTTProperties, on connection: Connection
     ) {
-        let properties = connect.properties
         // Session expiry [MQTT-3.1.2-23]: 3.x Clean Session 0 sessions never expire.
         var expiry: UInt32 =
             connect.version == .v5
-            ? (properties.sessionExpiryInterval ?? 0)
+            ? (connect.properties.sessionExpiryInterval ?? 0)
             : (connect.cleanStart ? 0 : .max)
         expiry = min(expiry, configuration.maxSessionExpiry)
-
-        // Takeover [MQTT-3.1.4-3]: the existing connection of this client id is closed.
-        let now = clock.now()
-        if let existing = sessions[clientID], let old = existing.connection {
-            if old.version == .v5 {
-                send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: old)
-            }
-            logger.info("session taken over", metadata: ["mqtt.client_id": "\(clientID)"])
-            close(old)
-        }
-
-        // Clean start discards any existing session [MQTT-3.1.2-4]; otherwise it resumes
-        // [MQTT-3.1.2-5].
-        var sessionPresent = false
-        let session: Session
-        if let existing = sessions[clientID], !connect.cleanStart {
-            session = existing
-            sessionPresent = true
-            // A new connection before the Will Delay Interval has passed: no will [MQTT-3.1.3-9].
-            session.willDueAt = nil
-        } else {
-            if let existing = sessions[clientID], existing.isStored {
-                endSession(existing, now: now)
-            } else {
-                if let existing = sessions[clientID] { endSession(existing, now: now) }
-                // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
-                // this client end with it too; a new session may reuse their packet ids.
-                // So does a session the store may hold that this node could not load (started
-                // on its spool): the deletion replays before the store's sessions are loaded.
-                if clientsWithStoredQoS2.remove(clientID) != nil || storeStateDeferred && persistence != nil {
-                    collected.append(.deleteSession(clientID: clientID))
-                }
-            }
-            session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
-            sessions[clientID] = session
-        }
+        closeEarlierConnection(of: clientID)
+        let (session, sessionPresent) = sessionFor(connect, clientID: clientID, expiry: expiry)
         if let epoch = connection.claimEpoch { session.claimEpoch = epoch }
         session.version = connect.version
         session.expiryInterval = expiry
@@ -273,20 +238,11 @@ extension Broker {
             connection.willToken = token
             collected.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
         }
-
         var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
         if connect.version == .v5 {
-            var p: MQTTProperties = []
-            if let assignedID { p.append(.assignedClientIdentifier(assignedID)) }  // [MQTT-3.2.2-16]
-            if let serverKeepAlive { p.append(.serverKeepAlive(serverKeepAlive)) }
-            if let requested = properties.sessionExpiryInterval, requested != expiry { p.append(.sessionExpiryInterval(expiry)) }
-            p.append(.receiveMaximum(configuration.receiveMaximum))
-            if configuration.topicAliasMaximum > 0 { p.append(.topicAliasMaximum(configuration.topicAliasMaximum)) }
-            if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
-            if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
-            p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
-            for property in authenticationProperties { p.append(property) }
-            ack.properties = p
+            ack.properties = connackProperties(
+                requestedExpiry: connect.properties.sessionExpiryInterval, expiry: expiry, assignedID: assignedID,
+                serverKeepAlive: serverKeepAlive, authentication: authenticationProperties)
         }
         // CONNACK once the session is durable; nothing is written before it [MQTT-3.2.0-1].
         commitCollected { [self] in
@@ -301,6 +257,59 @@ extension Broker {
             send(.connack(ack), on: connection)
             if sessionPresent { resume(session, on: connection) } else { pump(session) }
         }
+    }
+
+    /// Takeover [MQTT-3.1.4-3]: the existing connection of this client id is closed.
+    private func closeEarlierConnection(of clientID: String) {
+        guard let existing = sessions[clientID], let old = existing.connection else { return }
+        if old.version == .v5 {
+            send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: old)
+        }
+        logger.info("session taken over", metadata: ["mqtt.client_id": "\(clientID)"])
+        close(old)
+    }
+
+    /// The session a CONNECT gets, and whether it was present: clean start discards any
+    /// existing session [MQTT-3.1.2-4]; otherwise it resumes [MQTT-3.1.2-5].
+    private func sessionFor(_ connect: MQTTConnect, clientID: String, expiry: UInt32) -> (Session, present: Bool) {
+        if let existing = sessions[clientID], !connect.cleanStart {
+            // A new connection before the Will Delay Interval has passed: no will [MQTT-3.1.3-9].
+            existing.willDueAt = nil
+            return (existing, true)
+        }
+        let now = clock.now()
+        if let existing = sessions[clientID], existing.isStored {
+            endSession(existing, now: now)
+        } else {
+            if let existing = sessions[clientID] { endSession(existing, now: now) }
+            // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
+            // this client end with it too; a new session may reuse their packet ids.
+            // So does a session the store may hold that this node could not load (started
+            // on its spool): the deletion replays before the store's sessions are loaded.
+            if clientsWithStoredQoS2.remove(clientID) != nil || storeStateDeferred && persistence != nil {
+                collected.append(.deleteSession(clientID: clientID))
+            }
+        }
+        let session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
+        sessions[clientID] = session
+        return (session, false)
+    }
+
+    /// A 5.0 CONNACK's properties: what the server decided, its limits, and the authentication's.
+    private func connackProperties(
+        requestedExpiry: UInt32?, expiry: UInt32, assignedID: String?, serverKeepAlive: UInt16?, authentication: MQTTProperties
+    ) -> MQTTProperties {
+        var p: MQTTProperties = []
+        if let assignedID { p.append(.assignedClientIdentifier(assignedID)) }  // [MQTT-3.2.2-16]
+        if let serverKeepAlive { p.append(.serverKeepAlive(serverKeepAlive)) }
+        if let requestedExpiry, requestedExpiry != expiry { p.append(.sessionExpiryInterval(expiry)) }
+        p.append(.receiveMaximum(configuration.receiveMaximum))
+        if configuration.topicAliasMaximum > 0 { p.append(.topicAliasMaximum(configuration.topicAliasMaximum)) }
+        if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
+        if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
+        p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
+        for property in authentication { p.append(property) }
+        return p
     }
 
     /// Sends again what was in flight when the last connection ended [MQTT-4.4.0-1], then the queue.

@@ -25,7 +25,7 @@ extension Broker {
                     continue
                 }
             }
-            setRemote(entry)
+            directory.set(entry)
         }
     }
 
@@ -33,30 +33,10 @@ extension Broker {
     /// lists are no longer its.
     public func directoryReplaced(owner: String, entries: [SessionDirectoryEntry]) {
         let listed = Set(entries.map(\.clientID))
-        for (clientID, entry) in remoteSessions where entry.owner == owner && !listed.contains(clientID) {
-            setRemote(SessionDirectoryEntry(clientID: clientID, owner: nil, subscriptions: entry.subscriptions))
+        for entry in directory.entries(ownedBy: owner) where !listed.contains(entry.clientID) {
+            directory.set(SessionDirectoryEntry(clientID: entry.clientID, owner: nil, subscriptions: entry.subscriptions))
         }
         directoryChanged(entries)
-    }
-
-    func setRemote(_ entry: SessionDirectoryEntry) {
-        if let old = remoteSessions[entry.clientID] {
-            for subscription in old.subscriptions ?? [] { remoteIndex.remove(subscription.filter, subscriber: entry.clientID) }
-        }
-        guard let subscriptions = entry.subscriptions else {
-            remoteSessions[entry.clientID] = nil
-            return
-        }
-        remoteSessions[entry.clientID] = entry
-        // Shared subscriptions travel as routes (one member per group in the cluster).
-        for subscription in subscriptions where !subscription.filter.isShared {
-            remoteIndex.insert(subscription.filter, subscriber: entry.clientID, value: subscription)
-        }
-    }
-
-    /// This node now holds `clientID`'s session: the local index takes over from the directory.
-    func forgetRemote(_ clientID: String) {
-        setRemote(SessionDirectoryEntry(clientID: clientID, owner: nil, subscriptions: nil))
     }
 
     // MARK: What this node says
@@ -65,13 +45,13 @@ extension Broker {
     /// event's routes.
     func markDirectoryChange(_ session: Session) {
         guard cluster != nil else { return }
-        directoryChanges.insert(session.clientID)
+        directory.changedHere.insert(session.clientID)
     }
 
     /// The entries of this event's changes (announced with the routes).
     func takeDirectoryChanges() -> [SessionDirectoryEntry] {
-        defer { directoryChanges.removeAll() }
-        return directoryChanges.map { clientID in
+        defer { directory.changedHere.removeAll() }
+        return directory.changedHere.map { clientID in
             let session = sessions[clientID].flatMap { $0.isStored ? $0 : nil }
             return SessionDirectoryEntry(
                 clientID: clientID, owner: nodeName,
@@ -95,15 +75,12 @@ extension Broker {
     /// sessions no node holds): QoS 1/2 copies get their rows in `collected` (committed before
     /// the publisher's acknowledgement), with sequences from this node's id block.
     func routeToDirectory(_ message: Message) -> [String: [RemoteDelivery]] {
-        guard !remoteSessions.isEmpty else { return [:] }
-        let matches = remoteIndex.matches(message.topic)
-        guard !matches.subscriptions.isEmpty else { return [:] }
-        var grouped: [String: [Subscription]] = [:]
-        for (clientID, subscription) in matches.subscriptions { grouped[clientID, default: []].append(subscription) }
+        let grouped = directory.matches(message.topic)
+        guard !grouped.isEmpty else { return [:] }
         var copies: [String: [RemoteDelivery]] = [:]
         var stored = message  // its payload is saved with the first row
         for (clientID, subscriptions) in grouped {
-            guard let entry = remoteSessions[clientID],
+            guard let entry = directory[clientID],
                 let (qos, retain, identifiers) = Self.copy(of: message, for: clientID, through: subscriptions)
             else { continue }
             var delivery = RemoteDelivery(

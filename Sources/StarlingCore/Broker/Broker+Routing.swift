@@ -269,30 +269,8 @@ extension Broker {
 
     /// Picks the member of a shared group that receives a message, preferring connected ones.
     func chooseMember(of group: ShareGroupKey, from members: [String], message: Message) -> String? {
-        guard !members.isEmpty else { return nil }
         let online = members.filter { sessions[$0]?.isConnected == true }
-        return pick(
-            from: (online.isEmpty ? members : online).sorted(), state: &sharedState[group, default: SharedGroupState()], message: message)
-    }
-
-    /// One of `pool` (sorted, not empty) by the configured strategy [MQTT-4.8.2]: a member of a
-    /// group on this node, or (in a cluster) the node that serves a group's message.
-    func pick(from pool: [String], state: inout SharedGroupState, message: Message) -> String? {
-        switch configuration.sharedStrategy {
-        case .random, .local:
-            return pool.randomElement(using: &randomNumbers)
-        case .roundRobin:
-            state.counter &+= 1
-            return pool[state.counter % pool.count]
-        case .sticky:
-            if let sticky = state.sticky, pool.contains(sticky) { return sticky }
-            state.sticky = pool.randomElement(using: &randomNumbers)
-            return state.sticky
-        case .hashClientID:
-            return pool[Int(stableHash(message.publisher) % UInt64(pool.count))]
-        case .hashTopic:
-            return pool[Int(stableHash(message.topic) % UInt64(pool.count))]
-        }
+        return shared.member(of: group, from: (online.isEmpty ? members : online).sorted(), message: message)
     }
 
     /// Gives a QoS 1 message of a shared group to another member after its session ended
@@ -305,7 +283,7 @@ extension Broker {
             return enqueue(outbound, to: session, now: now)
         }
         if let cluster, let peers = cluster.peers(matching: outbound.message.topic).groups[group], !peers.isEmpty,
-            let peer = pick(from: peers.sorted(), state: &sharedNodeState[group, default: SharedGroupState()], message: outbound.message)
+            let peer = shared.node(for: group, from: peers.sorted(), message: outbound.message)
         {
             _ = cluster.forward(outbound.message, to: peer, plain: false, groups: [group], deliveries: [])
             return
@@ -319,21 +297,7 @@ extension Broker {
     func countDrops(_ count: Int, reason: String) {
         guard count > 0 else { return }
         stats.messagesDropped += UInt64(count)
-        dropsSinceWarning += count
-        let now = clock.now()
-        if let last = lastDropWarning, now - last < .seconds(10) { return }
-        logger.warning("dropped \(dropsSinceWarning) message(s); latest: \(reason)")
-        lastDropWarning = now
-        dropsSinceWarning = 0
+        guard let dropped = drops.add(count, now: clock.now()) else { return }
+        logger.warning("dropped \(dropped) message(s); latest: \(reason)")
     }
-}
-
-/// FNV-1a: a hash that is the same in every process, so `hash_*` strategies are stable.
-func stableHash(_ string: String) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in string.utf8 {
-        hash ^= UInt64(byte)
-        hash &*= 0x0000_0100_0000_01B3
-    }
-    return hash
 }

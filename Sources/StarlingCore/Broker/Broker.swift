@@ -25,15 +25,13 @@ public final class Broker: @unchecked Sendable {
     public internal(set) var stats = BrokerStats()
     /// Connections written to since the last `flush()`.
     var pendingFlush: [Connection] = []
-    /// Round-robin counters and sticky choices of shared groups.
-    var sharedState: [ShareGroupKey: SharedGroupState] = [:]
-    /// In a cluster, the same for choosing the node that serves a group's message.
-    var sharedNodeState: [ShareGroupKey: SharedGroupState] = [:]
+    /// Which member (or node) gets a shared group's message.
+    var shared: SharedGroupChooser
     var randomNumbers = SystemRandomNumberGenerator()
     let startedAt: NIODeadline
     var lastSysPublish: NIODeadline
-    var lastDropWarning: NIODeadline?
-    var dropsSinceWarning = 0
+    /// Dropped messages, warned of at most every ten seconds.
+    var drops = ThrottledCount(interval: .seconds(10))
     var nextAssignedID: UInt64 = 0
     var accepting = true
     /// The shared store cannot be reached and commits go to this node's spool (set by the app
@@ -80,19 +78,13 @@ public final class Broker: @unchecked Sendable {
 
     /// The cluster, when this node is part of one.
     public var cluster: (any ClusterBus)?
-    /// Local subscriptions per filter: a filter with any is one of this node's routes.
-    var routeCounts: [String: Int] = [:]
-    /// Route changes of the current event, announced before its SUBACK/UNSUBACK.
-    var routeAdditions: Set<String> = []
-    var routeRemovals: Set<String> = []
+    /// This node's routes and the changes of the current event.
+    var routes = RouteTable()
     /// The other nodes' stored sessions (the session directory) and an index of their
     /// subscriptions: messages published here are queued for them here.
-    var remoteSessions: [String: SessionDirectoryEntry] = [:]
-    let remoteIndex = SubscriptionIndex<String, Subscription>()
+    let directory = SessionDirectory()
     /// Publishers paused because a node link was full; resumed by `peersCaughtUp`.
     var pausedForPeers: [Connection] = []
-    /// Local stored sessions changed by the current event, announced with its routes.
-    var directoryChanges: Set<String> = []
     /// Sessions this node is claiming from the cluster (`claimThenAccept`).
     var claiming: [String: ClaimInProgress] = [:]
     /// Wills of connections this node let go when it was cut off from the database (their rows
@@ -115,6 +107,7 @@ public final class Broker: @unchecked Sendable {
         self.version = version
         self.startedAt = clock.now()
         self.lastSysPublish = startedAt
+        self.shared = SharedGroupChooser(strategy: configuration.sharedStrategy)
     }
 
     // MARK: Read-only views
@@ -339,9 +332,4 @@ public final class Broker: @unchecked Sendable {
         connection.state = .closed
         close(connection)
     }
-}
-
-struct SharedGroupState {
-    var counter = 0
-    var sticky: String?
 }

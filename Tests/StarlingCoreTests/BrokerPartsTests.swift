@@ -1,0 +1,94 @@
+import MQTTCodec
+import NIOCore
+import Testing
+
+@testable import StarlingCore
+
+/// The broker's parts that keep state of their own (docs/architecture.md "Map"), each alone.
+@Suite("Broker parts")
+struct BrokerPartsTests {
+    static func message(topic: String = "t", publisher: String = "p") -> Message {
+        Message(topic: topic, payload: ByteBuffer(), qos: .atLeastOnce, retain: false, publisher: publisher)
+    }
+
+    static func subscription(_ filter: String) -> Subscription {
+        Subscription(MQTTSubscription(filter: try! MQTTTopicFilter(filter), qos: .atLeastOnce), identifier: nil)
+    }
+
+    @Test("routes: the first subscription to a filter adds a route, the last removes it; changes announced once")
+    func routeTable() {
+        var routes = RouteTable()
+        routes.add("a/#", announcing: true)
+        routes.add("a/#", announcing: true)
+        routes.add("b", announcing: true)
+        var changes = routes.takeChanges()
+        #expect(Set(changes.added) == ["a/#", "b"] && changes.removed.isEmpty)
+        routes.remove("a/#", announcing: true)
+        #expect(routes.takeChanges().removed.isEmpty)  // one subscriber is left
+        routes.remove("a/#", announcing: true)
+        routes.add("c", announcing: true)
+        routes.remove("c", announcing: true)  // added and removed within one event: neither
+        changes = routes.takeChanges()
+        #expect(changes.removed == ["a/#"] && changes.added.isEmpty)
+        #expect(routes.all == ["b"])
+    }
+
+    @Test("routes are counted before a cluster exists, and not announced")
+    func routesWithoutCluster() {
+        var routes = RouteTable()
+        routes.add("x", announcing: false)
+        #expect(routes.takeChanges().added.isEmpty)
+        #expect(routes.all == ["x"])
+    }
+
+    @Test("shared groups: round robin takes turns, sticky keeps its member while it is there, hashes are stable")
+    func sharedGroupChooser() {
+        let group = ShareGroupKey(name: "g", filter: "t")
+        var roundRobin = SharedGroupChooser(strategy: .roundRobin)
+        let turns = (0..<4).map { _ in roundRobin.member(of: group, from: ["a", "b"], message: Self.message()) }
+        #expect(turns == ["b", "a", "b", "a"])
+        #expect(roundRobin.node(for: group, from: ["n1", "n2"], message: Self.message()) == "n2")  // its own counter
+
+        var sticky = SharedGroupChooser(strategy: .sticky)
+        let first = sticky.member(of: group, from: ["a", "b", "c"], message: Self.message())!
+        #expect(sticky.member(of: group, from: ["a", "b", "c"], message: Self.message()) == first)
+        let others = ["a", "b", "c"].filter { $0 != first }
+        #expect(others.contains(sticky.member(of: group, from: others, message: Self.message())!))
+
+        var byClient = SharedGroupChooser(strategy: .hashClientID)
+        let chosen = byClient.member(of: group, from: ["a", "b", "c"], message: Self.message(publisher: "device-7"))
+        #expect(byClient.member(of: group, from: ["a", "b", "c"], message: Self.message(publisher: "device-7")) == chosen)
+        #expect(byClient.member(of: group, from: [], message: Self.message()) == nil)
+    }
+
+    @Test("the directory: subscriptions indexed by filter, shared ones left to routes, an ended session forgotten")
+    func sessionDirectory() {
+        let directory = SessionDirectory()
+        directory.set(
+            SessionDirectoryEntry(
+                clientID: "s1", owner: "n2", subscriptions: [Self.subscription("a/+"), Self.subscription("$share/g/a/b")]))
+        directory.set(SessionDirectoryEntry(clientID: "s2", owner: nil, subscriptions: [Self.subscription("a/#")]))
+        #expect(Set(directory.matches("a/b").keys) == ["s1", "s2"])
+        #expect(directory.matches("a/b")["s1"]?.map(\.filter.raw) == ["a/+"])
+        #expect(directory.entries(ownedBy: "n2").map(\.clientID) == ["s1"])
+        // New subscriptions replace the old ones.
+        directory.set(SessionDirectoryEntry(clientID: "s1", owner: "n3", subscriptions: [Self.subscription("z")]))
+        #expect(Set(directory.matches("a/b").keys) == ["s2"])
+        directory.forget("s2")
+        #expect(directory.matches("a/b").isEmpty)
+        #expect(directory["s2"] == nil && directory["s1"]?.owner == "n3")
+        directory.set(SessionDirectoryEntry(clientID: "s1", owner: nil, subscriptions: nil))  // ended
+        #expect(directory.isEmpty)
+    }
+
+    @Test("a throttled count reports at most once per interval, with everything counted since")
+    func throttledCount() {
+        var drops = ThrottledCount(interval: .seconds(10))
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        #expect(drops.add(2, now: start) == 2)
+        #expect(drops.add(3, now: start + .seconds(5)) == nil)
+        #expect(drops.add(1, now: start + .seconds(9)) == nil)
+        #expect(drops.add(1, now: start + .seconds(10)) == 5)
+        #expect(drops.add(1, now: start + .seconds(11)) == nil)
+    }
+}
