@@ -142,185 +142,17 @@ extension Broker: ClusterInbound {
         flush()
     }
 
-    // MARK: Sessions across nodes
+    // MARK: Sessions across nodes (`Takeover`)
 
-    /// Runs `accept` once this node holds `clientID`'s session: at once when it already does or
-    /// runs alone; otherwise after claiming it from the store (and from the node that held it).
-    /// The client's packets wait meanwhile, in order, as during a password check.
-    func claimThenAccept(_ clientID: String, on connection: Connection, _ accept: @escaping () -> Void) {
-        // While the store is unreachable only sessions that need no claim get here
-        // (`outageRefusal`): they start without one.
-        guard let cluster, sessions[clientID] == nil, !storeSpooling else { return accept() }
-        connection.state = .authenticating
-        if connection.authentication == nil { connection.authentication = ConnectionAuthentication() }
-        connection.pauseReading(.authentication)
-        if storeReplaying {
-            // This node's spool is being replayed: what it holds of the session may not be in the
-            // store yet. The claim waits for the replay (at most the CONNECT timeout) rather than
-            // being refused (G7: a node that reaches the store serves claims).
-            claimsAfterReplay.append { [self] in
-                guard connection.state == .authenticating else { return }
-                if storeSpooling { return refuseClaim(connection, "the session store cannot be reached to take the session over") }
-                claim(clientID, on: connection, through: cluster, accept)
-            }
-            return
-        }
-        claim(clientID, on: connection, through: cluster, accept)
-    }
-
-    /// The replay of this node's spool ended (the store is direct again, or away again): the
-    /// claims that waited for it go on.
-    func replayEnded() {
-        let waiting = claimsAfterReplay
-        claimsAfterReplay.removeAll()
-        for claim in waiting { claim() }
-        flush()
-    }
-
-    /// A claim that cannot be made: the client is refused (0x88, 3.1.1 rc 3).
-    private func refuseClaim(_ connection: Connection, _ message: String) {
-        connection.resumeReading(.authentication)
-        connection.authentication = nil
-        connection.state = .awaitingConnect
-        refuse(connection, reason: .serverUnavailable, message: message)
-        flush()
-    }
-
-    private func claim(_ clientID: String, on connection: Connection, through cluster: any ClusterBus, _ accept: @escaping () -> Void) {
-        // From here on, copies for the session wait here instead of going to the old holder;
-        // what this node routed to it before is committed before the session is read, as
-        // every peer's is (they acknowledge the claim after their commits).
-        claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
-        commitCollected { [self] in
-            // Unknown to the directory: it may have deliveries.
-            let subscribed = directory[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
-            cluster.claimSession(clientID, subscribed: subscribed) { [self] claim in
-                let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
-                guard connection.state == .authenticating else { return }  // closed meanwhile
-                // Of two claims of one session at once (two CONNECTs on two nodes), the later
-                // epoch owns it: the other node's client is refused, so one node serves it.
-                guard let claim, progress.latestRival < claim.epoch else {
-                    return refuseClaim(
-                        connection,
-                        claim == nil
-                            ? "the session store cannot be reached to take the session over"
-                            : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
-                }
-                if sessions[clientID] == nil {
-                    directory.forget(clientID)
-                    restoreSessions(claim.state, now: clock.now())
-                    dropEnded(claim.ended, of: clientID)
-                    if let session = sessions[clientID], session.isStored { markDirectoryChange(session) }
-                    applyClaimBuffer(progress.copies, to: clientID)
-                }
-                connection.claimEpoch = claim.epoch
-                // Peers learn the session's routes before its CONNACK.
-                announceRoutes { [self] in
-                    guard connection.state == .authenticating else { return }
-                    connection.resumeReading(.authentication)
-                    let held = connection.authentication?.held ?? []
-                    connection.authentication = nil
-                    connection.state = .awaitingConnect
-                    accept()
-                    for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
-                    commitCollected()
-                    flush()
-                }
-            }
-        }
-    }
-
-    /// Another node claimed `clientID`'s session: its connection here (if any) gets DISCONNECT
-    /// 0x8E [MQTT-3.1.4-3] and the session is let go without a write (it is the other node's
-    /// now; the store refuses this node's writes to its row).
-    /// `acknowledge` runs once every write this node accepted for the session is committed:
-    /// the claiming node reads the session after that, so a message acknowledged here just
-    /// before the claim is in the queue it reads (G1 across a takeover).
-    /// A claim with an epoch below that of this node's own claim of the session lost to it
-    /// (they crossed): it changes nothing here.
     public func sessionClaimedElsewhere(_ clientID: String, by node: String, epoch: Int64, acknowledge: @escaping () -> Void) {
-        defer { commitCollected(then: acknowledge) }
-        if var progress = claiming[clientID] {
-            progress.latestRival = max(progress.latestRival, epoch)
-            claiming[clientID] = progress
-        }
-        if let held = sessions[clientID], held.claimEpoch > epoch { return }
-        if var entry = directory[clientID] {
-            entry.owner = node
-            directory.set(entry)
-        }
-        guard let session = sessions[clientID] else { return }
-        if session.connection != nil {
-            logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
-        }
-        letGo(session, to: node, reason: .sessionTakenOver)
-        announceRoutes {}
-        flush()
+        takeover.claimedElsewhere(clientID, by: node, epoch: epoch, acknowledge: acknowledge)
     }
 
-    /// Lets a session go without a write (it is `owner`'s now, or a survivor's to let go): its
-    /// subscriptions stay in this node's directory; its connection, if any, is closed with
-    /// DISCONNECT `reason` (5.0) and without its will.
-    func letGo(_ session: Session, to owner: String?, reason: MQTTReasonCode) {
-        sessions[session.clientID] = nil
-        if !session.ended.isEmpty { endedOfLetGo[session.clientID] = (session.ended, clock.now()) }
-        directory.changedHere.remove(session.clientID)
-        if session.isStored {
-            directory.set(
-                SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
-        }
-        session.isStored = false
-        removeSubscriptions(of: session)
-        session.queue.removeAll()
-        session.inflight.removeAll()
-        session.inflightOrder.removeAll()
-        session.withheldReleases.removeAll()
-        session.withheldPublishes.removeAll()
-        guard let connection = session.connection else { return }
-        session.connection = nil
-        connection.session = nil
-        connection.publishWillOnClose = false
-        // Not before its CONNACK [MQTT-3.2.0-1]: a connection whose CONNACK still waits for
-        // its commit is closed without a word.
-        if connection.version == .v5 && connection.state == .connected {
-            send(.disconnect(MQTTDisconnect(reasonCode: reason)), on: connection)
-        }
-        close(connection)
-    }
+    public func cutOffFromTheStore() { takeover.cutOffFromTheStore() }
 
-    /// This node lost the database while its peers did not (a partition): the survivors will
-    /// let its sessions go and publish its clients' wills from the store, so it lets every
-    /// session go now, without a write (DISCONNECT 0x89 Server busy: the clients reconnect, to
-    /// a node that can serve them). The wills of connections whose sessions are not stored stay
-    /// in the store for the survivors; if this node holds its lease again first, it publishes
-    /// those still there itself (`cutOffWills`).
-    public func cutOffFromTheStore() {
-        clusterCutOff = true
-        letGoOfEverySession()
-    }
+    public func reachesTheStoreAgain() -> [Int64] { takeover.reachesTheStoreAgain() }
 
-    /// Back from being cut off: ready again; the wills of the connections let go meanwhile
-    /// are published if the store still has them (no survivor took them).
-    public func reachesTheStoreAgain() -> [Int64] {
-        clusterCutOff = false
-        defer { cutOffWills.removeAll() }
-        return cutOffWills.map(\.token)
-    }
-
-    private func letGoOfEverySession() {
-        for session in Array(sessions.values) {
-            if let connection = session.connection, let token = connection.willToken, let will = session.will {
-                connection.willToken = nil
-                cutOffWills.append((session.clientID, token, will))
-            }
-            letGo(session, to: nil, reason: .serverBusy)
-        }
-        for connection in connections where connection.session == nil && connection.state != .closed {
-            close(connection)  // still connecting
-        }
-        announceRoutes {}
-        flush()
-    }
+    public func endedDeliveries(of clientID: String) -> [Int64] { takeover.endedDeliveries(of: clientID) }
 
     /// Publishes wills taken from the store once in the cluster: those of sessions and
     /// connections whose node died (`DeadNodeSweeper`), or of connections this node let go when
@@ -367,14 +199,6 @@ extension Broker: ClusterInbound {
         retained = RetainedStore()
         for stored in messages { retained.set(message(stored)) }
     }
-}
-
-/// A claim this node has under way: the copies for the session that arrived (or were routed
-/// here) before it was read, applied once it is; the latest epoch of a rival claim of the same
-/// session by another node meanwhile.
-struct ClaimInProgress {
-    var copies: [(message: Message, delivery: RemoteDelivery)] = []
-    var latestRival: Int64 = 0
 }
 
 /// The peers' commits a publisher's acknowledgement waits for (`Broker.forwardToPeers`): `then`

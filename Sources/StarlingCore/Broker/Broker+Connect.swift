@@ -54,7 +54,7 @@ extension Broker {
                 return refuse(connection, reason: .serverUnavailable, message: problem)
             }
             // In a cluster the session may be held by the store (or another node): claimed first.
-            claimThenAccept(terms.clientID, on: connection) { [self] in
+            takeover.claimThenAccept(terms.clientID, on: connection) { [self] in
                 acceptConnect(
                     connect, clientID: terms.clientID, assignedID: terms.assignedID, serverKeepAlive: terms.serverKeepAlive,
                     authenticationProperties: authenticationProperties, on: connection)

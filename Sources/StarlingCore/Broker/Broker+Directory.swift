@@ -93,11 +93,11 @@ extension Broker {
                     subscriptionIdentifiers: identifiers, shareGroup: nil)
                 delivery.sequence = sequence
                 delivery.messageID = stored.storeID
-            } else if entry.owner == nil && claiming[clientID] == nil {
+            } else if entry.owner == nil && takeover.claiming[clientID] == nil {
                 continue  // QoS 0 is not kept for a session whose client is away
             }
             // A session this node is taking over gets its copy here, once its row is committed.
-            copies[claiming[clientID] != nil ? nodeName : entry.owner ?? "", default: []].append(delivery)
+            copies[takeover.claiming[clientID] != nil ? nodeName : entry.owner ?? "", default: []].append(delivery)
         }
         return copies
     }
@@ -106,8 +106,8 @@ extension Broker {
     /// or sent as if routed here. A session that moved on meanwhile gets its rows from the store.
     func deliverFromPeer(_ message: Message, _ deliveries: [RemoteDelivery]) {
         for delivery in deliveries {
-            if claiming[delivery.clientID] != nil {
-                claiming[delivery.clientID]?.copies.append((message, delivery))
+            if takeover.claiming[delivery.clientID] != nil {
+                takeover.claiming[delivery.clientID]?.copies.append((message, delivery))
                 continue
             }
             guard let session = sessions[delivery.clientID], session.isStored else { continue }

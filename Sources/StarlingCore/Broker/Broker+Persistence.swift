@@ -33,7 +33,7 @@ extension Broker {
         logger.warning(
             "a later claim holds the session: what its connection here sent is not committed, and the session is let go",
             metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
-        letGo(session, to: nil, reason: .sessionTakenOver)
+        takeover.letGo(session, to: nil, reason: .sessionTakenOver)
         announceRoutes {}
         flush()
     }

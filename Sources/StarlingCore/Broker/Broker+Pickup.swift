@@ -65,30 +65,6 @@ extension Broker {
         if pickupsInFlight > 0 { session.endedDuringPickup.insert(sequence) }
     }
 
-    /// The deliveries of `clientID`'s session that ended here lately (held now, or let go within
-    /// the last minute): a claim's answer to the node that takes the session over.
-    public func endedDeliveries(of clientID: String) -> [Int64] {
-        if let session = sessions[clientID] { return session.ended.all }
-        guard let stashed = endedOfLetGo[clientID], clock.now() - stashed.at < .seconds(60) else { return [] }
-        return stashed.sequences.all
-    }
-
-    /// After a claim: deliveries the previous holder ended are not sent again; their rows go.
-    func dropEnded(_ ended: Set<Int64>, of clientID: String) {
-        guard !ended.isEmpty, let session = sessions[clientID] else { return }
-        let queued = session.queue.compactMap(\.sequence).filter(ended.contains)
-        if !queued.isEmpty { session.queue.removeAll { $0.sequence.map(ended.contains) ?? false } }
-        var found = queued
-        for (id, entry) in session.inflight {
-            guard let sequence = entry.outbound.sequence, ended.contains(sequence) else { continue }
-            session.inflight[id] = nil
-            session.inflightOrder.removeAll { $0 == id }
-            found.append(sequence)
-        }
-        for sequence in found { forgetDelivery(sequence, of: session) }
-        for sequence in ended { session.ended.insert(sequence) }
-    }
-
     /// Forgets, every ten seconds, the rows read from the store more than a minute ago: a peer's
     /// late copy comes within its link's wait (`ClusterRouter.linkWait`); a minute is far beyond it.
     func pruneReadFromStore(now: NIODeadline) {
@@ -97,11 +73,5 @@ extension Broker {
         for session in sessions.values where !session.readFromStore.isEmpty {
             session.readFromStore = session.readFromStore.filter { now - $0.value < .seconds(60) }
         }
-    }
-
-    /// Forgets the stashed ended deliveries older than a minute.
-    func pruneEndedOfLetGo(now: NIODeadline) {
-        guard !endedOfLetGo.isEmpty else { return }
-        endedOfLetGo = endedOfLetGo.filter { now - $0.value.at < .seconds(60) }
     }
 }

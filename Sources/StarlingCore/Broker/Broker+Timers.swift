@@ -7,7 +7,7 @@ extension Broker {
     /// manual clock.
     public func tick() {
         let now = clock.now()
-        pruneEndedOfLetGo(now: now)
+        takeover.pruneEndedOfLetGo(now: now)
         pruneReadFromStore(now: now)
         for connection in connections {
             switch connection.state {

@@ -38,20 +38,17 @@ public final class Broker: @unchecked Sendable {
     /// from `FallbackStore`): sessions that need a claim are refused (`outageRefusal`).
     public var storeSpooling = false
     /// This node's spool is being replayed into the shared store: claims wait for the end of
-    /// the replay (`claimsAfterReplay`), then go on.
+    /// the replay (`Takeover.replayEnded`), then go on.
     public var storeReplaying = false {
-        didSet { if oldValue && !storeReplaying { replayEnded() } }
+        didSet { if oldValue && !storeReplaying { takeover.replayEnded() } }
     }
-    var claimsAfterReplay: [() -> Void] = []
     /// Pickups reading the store now (`Broker+Pickup.swift`).
     var pickupsInFlight = 0
-    /// The ended deliveries of sessions let go lately, for a claim's answer (`endedDeliveries`).
-    var endedOfLetGo: [String: (sequences: RecentSequences, at: NIODeadline)] = [:]
     /// When the rows read from the store were last pruned (`pruneReadFromStore`).
     var lastReadFromStorePrune = NIODeadline.uptimeNanoseconds(0)
-    /// In a cluster: this node cannot reach the store while a peer can (set by the cluster's
+    /// In a cluster: this node cannot reach the store while a peer can (the cluster's
     /// partition check): it is not ready, even while it spools.
-    public internal(set) var clusterCutOff = false
+    public var clusterCutOff: Bool { takeover.cutOff }
     /// This node started on its spool without loading the store's state: stored sessions
     /// cannot be resumed until `adoptDeferredState` brings them.
     public internal(set) var storeStateDeferred = false
@@ -85,11 +82,8 @@ public final class Broker: @unchecked Sendable {
     let directory = SessionDirectory()
     /// Publishers paused because a node link was full; resumed by `peersCaughtUp`.
     var pausedForPeers: [Connection] = []
-    /// Sessions this node is claiming from the cluster (`claimThenAccept`).
-    var claiming: [String: ClaimInProgress] = [:]
-    /// Wills of connections this node let go when it was cut off from the database (their rows
-    /// are the survivors' to publish, or this node's once it holds its lease again).
-    var cutOffWills: [(clientID: String, token: Int64, will: MQTTWill)] = []
+    /// Sessions changing hands between nodes: claims, and sessions let go.
+    lazy var takeover = Takeover(broker: self)
 
     public init(
         configuration: BrokerConfiguration = .init(),
