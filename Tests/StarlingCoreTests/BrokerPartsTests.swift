@@ -1,5 +1,6 @@
 import MQTTCodec
 import NIOCore
+import StarlingTesting
 import Testing
 
 @testable import StarlingCore
@@ -90,5 +91,58 @@ struct BrokerPartsTests {
         #expect(drops.add(1, now: start + .seconds(9)) == nil)
         #expect(drops.add(1, now: start + .seconds(10)) == 5)
         #expect(drops.add(1, now: start + .seconds(11)) == nil)
+    }
+}
+
+@Suite("Sessions restored from rows")
+struct RestoredSessionsTests {
+    @Test("a session the rows say connected lost its connection now: expiry and will run from the restore")
+    func connectedSessionEndsNow() {
+        let clock = ManualClock()
+        var state = StoredState()
+        let will = MQTTWill(topic: "w", payload: ByteBuffer(string: "gone"), properties: [.willDelayInterval(30)])
+        state.sessions = [
+            StoredSession(clientID: "a", version: .v5, expiryInterval: 60, connected: true, will: will),
+            StoredSession(clientID: "b", version: .v3_1_1, expiryInterval: .max, connected: false, will: will)
+        ]
+        let restored = RestoredSessions(state, now: clock.now(), clock: clock)
+        let a = restored.sessions.first { $0.clientID == "a" }!
+        #expect(a.isStored && a.expiresAt == clock.now() + .seconds(60) && a.willDueAt == clock.now() + .seconds(30))
+        // Disconnected without a will due: the will is not kept.
+        let b = restored.sessions.first { $0.clientID == "b" }!
+        #expect(b.expiresAt == nil && b.will == nil)
+    }
+
+    @Test("queued and in-flight deliveries in their states, read from the store; QoS 2 entries of other clients apart")
+    func deliveries() {
+        let clock = ManualClock()
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "a", version: .v5, expiryInterval: 60, connected: false)]
+        state.subscriptions = [StoredSubscription(clientID: "a", subscription: BrokerPartsTests.subscription("t/#"))]
+        state.messages = [
+            StoredMessage(
+                id: 7, topic: "t/1", payload: ByteBuffer(string: "x"), qos: .exactlyOnce, retain: false, properties: [], expiresAt: nil,
+                publisher: "p")
+        ]
+        state.deliveries = [
+            StoredDelivery(
+                clientID: "a", sequence: 3, messageID: 7, qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                state: .released, packetID: 12),
+            StoredDelivery(
+                clientID: "a", sequence: 4, messageID: 7, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                state: .queued, packetID: nil),
+            StoredDelivery(
+                clientID: "a", sequence: 5, messageID: 99, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                state: .queued, packetID: nil)  // its message is gone: skipped
+        ]
+        state.inboundQoS2 = [("a", 1), ("z", 2)]
+        let restored = RestoredSessions(state, now: clock.now(), clock: clock)
+        let a = restored.sessions[0]
+        #expect(a.subscriptions.keys.sorted() == ["t/#"])
+        #expect(a.inflightOrder == [12] && a.inflight[12]?.stage == .released && a.nextPacketID == 13)
+        #expect(a.queue.map(\.sequence) == [4] && a.queue.first?.message.storeID == 7)
+        #expect(a.nextSequence == 5 && a.readFromStore.keys.sorted() == [3, 4])
+        #expect(a.inboundQoS2 == [1] && restored.otherQoS2.map(\.clientID) == ["z"])
+        #expect(restored.maxMessageID == 99)
     }
 }

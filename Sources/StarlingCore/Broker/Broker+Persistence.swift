@@ -151,14 +151,7 @@ extension Broker {
             publisher: message.publisher)
     }
 
-    func message(_ stored: StoredMessage) -> Message {
-        var message = Message(
-            topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
-            properties: stored.properties, expiresAt: stored.expiresAt.map { clock.deadline(ofWallClock: $0) },
-            publisher: stored.publisher)
-        message.storeID = stored.id
-        return message
-    }
+    func message(_ stored: StoredMessage) -> Message { Message(stored, clock: clock) }
 
     /// Commits what routing collected, then marks the new deliveries sendable and runs `then`.
     func commitCollected(fence: SessionFence? = nil, then: (() -> Void)? = nil) {
@@ -235,62 +228,23 @@ extension Broker {
         restore(state)
     }
 
-    /// Rebuilds the sessions of `state` (with their subscriptions, queues, in-flight messages and
-    /// inbound QoS 2 entries): all of them at start-up, or one claimed from the store in a
-    /// cluster. Returns the largest message id seen.
+    /// Rebuilds the sessions of `state` (`RestoredSessions`): all of them at start-up, or one
+    /// claimed from the store in a cluster (never one this node holds). Returns the largest
+    /// message id seen.
     @discardableResult
     func restoreSessions(_ state: StoredState, now: NIODeadline) -> Int64 {
-        var maxID: Int64 = 0
-        for stored in state.sessions {
-            let session = Session(clientID: stored.clientID, version: stored.version, expiryInterval: stored.expiryInterval)
-            session.isStored = true
-            session.claimEpoch = stored.epoch
-            session.username = stored.username
-            session.will = stored.will
-            if stored.connected {
-                // The connection ended with the broker: as an abnormal close at start-up.
-                if stored.expiryInterval != .max { session.expiresAt = now + .seconds(Int64(stored.expiryInterval)) }
-                if let will = stored.will {
-                    let delay = stored.version == .v5 ? will.properties.willDelayInterval ?? 0 : 0
-                    session.willDueAt = now + .seconds(Int64(delay))
-                }
-            } else {
-                session.expiresAt = stored.expiresAt.map { clock.deadline(ofWallClock: $0) }
-                session.willDueAt = stored.willDueAt.map { clock.deadline(ofWallClock: $0) }
-                if session.willDueAt == nil && stored.will != nil { session.will = nil }
-            }
-            sessions[stored.clientID] = session
-        }
-        for stored in state.subscriptions {
-            guard let session = sessions[stored.clientID] else { continue }
-            session.subscriptions[stored.subscription.filter.raw] = stored.subscription
-            index.insert(stored.subscription.filter, subscriber: stored.clientID, value: stored.subscription)
-            routeAdded(stored.subscription.filter)
-        }
-        let messages = Dictionary(state.messages.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for delivery in state.deliveries {
-            maxID = max(maxID, delivery.messageID)
-            guard let session = sessions[delivery.clientID], let stored = messages[delivery.messageID] else { continue }
-            let outbound = OutboundMessage(
-                message: message(stored), qos: delivery.qos, retain: delivery.retain,
-                subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
-                sequence: delivery.sequence, committed: true)
-            session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
-            session.readFromStore[delivery.sequence] = now
-            switch delivery.state {
-            case .queued:
-                session.queue.append(outbound)
-            case .sent, .released:
-                guard let id = delivery.packetID else { session.queue.append(outbound); continue }
-                session.inflight[id] = InflightMessage(outbound: outbound, stage: delivery.state == .sent ? .published : .released)
-                session.inflightOrder.append(id)
-                session.nextPacketID = id == .max ? 1 : id + 1
+        let restored = RestoredSessions(state, now: now, clock: clock)
+        for session in restored.sessions {
+            sessions[session.clientID] = session
+            for subscription in session.subscriptions.values {
+                index.insert(subscription.filter, subscriber: session.clientID, value: subscription)
+                routeAdded(subscription.filter)
             }
         }
-        for (clientID, packetID) in state.inboundQoS2 {
+        for (clientID, packetID) in restored.otherQoS2 {
             if let session = sessions[clientID] { session.inboundQoS2.insert(packetID) } else { clientsWithStoredQoS2.insert(clientID) }
         }
-        return maxID
+        return restored.maxMessageID
     }
 }
 
