@@ -297,7 +297,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     public var ownership: (any SessionOwnershipStore)?
 
     /// Reads the rows peers committed for this node's connected stored sessions and delivers
-    /// those whose copies never came (`Broker+Pickup.swift`): when a link comes up (after
+    /// those whose copies never came (`PeerRouting.beginPickup`): when a link comes up (after
     /// `pickupDelay`, so copies on their way arrive first) and every `pickupInterval`.
     public func pickUpLostCopies() {
         guard let broker, let ownership else { return }

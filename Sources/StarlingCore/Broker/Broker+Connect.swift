@@ -409,10 +409,10 @@ extension Broker {
         if sessions[session.clientID] === session { sessions[session.clientID] = nil }
         if session.isStored {
             session.isStored = false
-            markDirectoryChange(session)
+            peers.markDirectoryChange(session)
             collected.append(.deleteSession(clientID: session.clientID))
         }
-        announceRoutes {}
+        peers.announceRoutes {}
 
         var redispatch: [OutboundMessage] = []
         for id in session.inflightOrder {
@@ -436,7 +436,7 @@ extension Broker {
     func removeSubscriptions(of session: Session) {
         for subscription in session.subscriptions.values {
             index.remove(subscription.filter, subscriber: session.clientID)
-            routeRemoved(subscription.filter)
+            peers.routeRemoved(subscription.filter)
         }
         session.subscriptions.removeAll()
     }
@@ -450,12 +450,14 @@ extension Broker {
             retain(message)
             cluster?.retainedChanged(message) {}
         }
-        let placement = placeShared(message)
+        let placement = peers.placeShared(message)
         let routed = route(message, now: now, sharedGroups: placement.selection)
         if cluster != nil {
             // Peers' subscribers too, once the will's rows are committed.
-            let copies = routeToDirectory(message)
-            commitCollected { [self] in forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: copies) }
+            let copies = peers.routeToDirectory(message)
+            commitCollected { [self] in
+                peers.forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: copies)
+            }
         }
     }
 

@@ -83,11 +83,11 @@ extension Broker {
             // Peers serve it too: QoS 0 at once; QoS 1/2 before the ack, below.
             if publish.qos == .atMostOnce { cluster?.retainedChanged(message) {} }
         }
-        let placement = placeShared(message)
+        let placement = peers.placeShared(message)
         let routed = route(message, now: now, sharedGroups: placement.selection)
         var routing = AcceptedPublish(message: message, placement: placement, servedGroups: routed.servedGroups, matched: routed.delivered)
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
-        routing.remoteCopies = cluster == nil ? [:] : routeToDirectory(message)
+        routing.remoteCopies = cluster == nil ? [:] : peers.routeToDirectory(message)
         if let cluster {
             // QoS 0 and 1 go to the peers' clean subscribers now, as to local ones (a QoS 1
             // message may arrive twice if its publisher re-sends it after a crash, as the
@@ -96,12 +96,12 @@ extension Broker {
             let copies = routing.remoteCopies.values.reduce(0) { $0 + $1.count }
             switch publish.qos {
             case .atMostOnce:
-                routing.matched += forwardToPeers(
+                routing.matched += peers.forwardToPeers(
                     message, servedGroups: routing.servedGroups, placed: placement, deliveries: routing.remoteCopies,
                     from: connection)
             case .atLeastOnce:
                 routing.matched +=
-                    forwardToPeers(
+                    peers.forwardToPeers(
                         message, servedGroups: routing.servedGroups, placed: placement, from: connection,
                         groupsCommitted: routing.groupsCommitted) + copies
             case .exactlyOnce:
@@ -140,11 +140,11 @@ extension Broker {
             // have its row deleted before the replay inserts it, and the row would be
             // delivered again [MQTT-4.3.3].
             let undecided = storeSpooling || storeReplaying
-            forwardToPeers(
+            peers.forwardToPeers(
                 message, servedGroups: routing.servedGroups, placed: routing.placement, deliveries: undecided ? [:] : routing.remoteCopies,
                 groupsCommitted: routing.groupsCommitted)
         } else if publish.qos == .atLeastOnce && !routing.remoteCopies.isEmpty {
-            forwardToPeers(message, servedGroups: [], deliveries: routing.remoteCopies, copiesOnly: true)
+            peers.forwardToPeers(message, servedGroups: [], deliveries: routing.remoteCopies, copiesOnly: true)
         }
         if publish.qos == .atLeastOnce {
             connection.unacknowledgedQoS1 -= 1

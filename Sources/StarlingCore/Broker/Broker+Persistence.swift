@@ -34,7 +34,7 @@ extension Broker {
             "a later claim holds the session: what its connection here sent is not committed, and the session is let go",
             metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
         takeover.letGo(session, to: nil, reason: .sessionTakenOver)
-        announceRoutes {}
+        peers.announceRoutes {}
         flush()
     }
 
@@ -76,13 +76,13 @@ extension Broker {
     func sessionRowOperations(_ session: Session) -> [StoreOperation] {
         guard persistence != nil else { return [] }
         if session.isPersistent {
-            if !session.isStored { markDirectoryChange(session) }
+            if !session.isStored { peers.markDirectoryChange(session) }
             session.isStored = true
             return [.saveSession(storedSession(session))]
         }
         if session.isStored {
             session.isStored = false
-            markDirectoryChange(session)
+            peers.markDirectoryChange(session)
             return [.deleteSession(clientID: session.clientID)]
         }
         return []
@@ -238,7 +238,7 @@ extension Broker {
             sessions[session.clientID] = session
             for subscription in session.subscriptions.values {
                 index.insert(subscription.filter, subscriber: session.clientID, value: subscription)
-                routeAdded(subscription.filter)
+                peers.routeAdded(subscription.filter)
             }
         }
         for (clientID, packetID) in restored.otherQoS2 {

@@ -30,10 +30,10 @@ extension Broker {
             // Replaces an existing subscription with the same filter [MQTT-3.8.4-3].
             session.subscriptions[filter.raw] = subscription
             index.insert(filter, subscriber: session.clientID, value: subscription)
-            if isNew { routeAdded(filter) }
+            if isNew { peers.routeAdded(filter) }
             if session.isStored {
                 collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
-                markDirectoryChange(session)
+                peers.markDirectoryChange(session)
             }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
@@ -53,7 +53,7 @@ extension Broker {
         }
         // SUBACK once the subscriptions are durable and every peer routes them; retained
         // messages follow it.
-        announceRoutes { [self] in
+        peers.announceRoutes { [self] in
             commitCollected { [self] in
                 subscribed(subscribe, codes: codes, retainedToSend: retainedToSend, session: session, connection: connection, now: now)
             }
@@ -82,10 +82,10 @@ extension Broker {
         for filter in unsubscribe.filters {
             if session.subscriptions.removeValue(forKey: filter.raw) != nil {
                 index.remove(filter, subscriber: session.clientID)
-                routeRemoved(filter)
+                peers.routeRemoved(filter)
                 if session.isStored {
                     collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
-                    markDirectoryChange(session)
+                    peers.markDirectoryChange(session)
                 }
                 codes.append(.success)
             } else {
@@ -94,6 +94,6 @@ extension Broker {
         }
         // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed; 3.x carries no codes.
         let ack = MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])
-        announceRoutes { [self] in commitCollected { self.send(.unsuback(ack), on: connection) } }
+        peers.announceRoutes { [self] in commitCollected { self.send(.unsuback(ack), on: connection) } }
     }
 }

@@ -8,7 +8,7 @@ extension Broker {
     public func tick() {
         let now = clock.now()
         takeover.pruneEndedOfLetGo(now: now)
-        pruneReadFromStore(now: now)
+        peers.pruneReadFromStore(now: now)
         for connection in connections {
             switch connection.state {
             case .awaitingConnect, .authenticating:

@@ -42,10 +42,6 @@ public final class Broker: @unchecked Sendable {
     public var storeReplaying = false {
         didSet { if oldValue && !storeReplaying { takeover.replayEnded() } }
     }
-    /// Pickups reading the store now (`Broker+Pickup.swift`).
-    var pickupsInFlight = 0
-    /// When the rows read from the store were last pruned (`pruneReadFromStore`).
-    var lastReadFromStorePrune = NIODeadline.uptimeNanoseconds(0)
     /// In a cluster: this node cannot reach the store while a peer can (the cluster's
     /// partition check): it is not ready, even while it spools.
     public var clusterCutOff: Bool { takeover.cutOff }
@@ -75,15 +71,10 @@ public final class Broker: @unchecked Sendable {
 
     /// The cluster, when this node is part of one.
     public var cluster: (any ClusterBus)?
-    /// This node's routes and the changes of the current event.
-    var routes = RouteTable()
-    /// The other nodes' stored sessions (the session directory) and an index of their
-    /// subscriptions: messages published here are queued for them here.
-    let directory = SessionDirectory()
-    /// Publishers paused because a node link was full; resumed by `peersCaughtUp`.
-    var pausedForPeers: [Connection] = []
     /// Sessions changing hands between nodes: claims, and sessions let go.
     lazy var takeover = Takeover(broker: self)
+    /// Routing across nodes: routes, the session directory, forwarding, pickups.
+    lazy var peers = PeerRouting(broker: self)
 
     public init(
         configuration: BrokerConfiguration = .init(),

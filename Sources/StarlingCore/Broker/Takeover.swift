@@ -77,7 +77,7 @@ final class Takeover {
         claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
         broker.commitCollected { [self] in
             // Unknown to the directory: it may have deliveries.
-            let subscribed = broker.directory[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
+            let subscribed = broker.peers.directory[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
             cluster.claimSession(clientID, subscribed: subscribed) { [self] claim in
                 let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
                 guard connection.state == .authenticating else { return }  // closed meanwhile
@@ -91,15 +91,15 @@ final class Takeover {
                             : "another node took the session over at the same time (claim \(claim!.epoch) < \(progress.latestRival))")
                 }
                 if broker.sessions[clientID] == nil {
-                    broker.directory.forget(clientID)
+                    broker.peers.directory.forget(clientID)
                     broker.restoreSessions(claim.state, now: broker.clock.now())
                     dropEnded(claim.ended, of: clientID)
-                    if let session = broker.sessions[clientID], session.isStored { broker.markDirectoryChange(session) }
-                    broker.applyClaimBuffer(progress.copies, to: clientID)
+                    if let session = broker.sessions[clientID], session.isStored { broker.peers.markDirectoryChange(session) }
+                    broker.peers.applyClaimBuffer(progress.copies, to: clientID)
                 }
                 connection.claimEpoch = claim.epoch
                 // Peers learn the session's routes before its CONNACK.
-                broker.announceRoutes { [self] in
+                broker.peers.announceRoutes { [self] in
                     guard connection.state == .authenticating else { return }
                     connection.resumeReading(.authentication)
                     let held = connection.authentication?.held ?? []
@@ -147,16 +147,16 @@ final class Takeover {
             claiming[clientID] = progress
         }
         if let held = broker.sessions[clientID], held.claimEpoch > epoch { return }
-        if var entry = broker.directory[clientID] {
+        if var entry = broker.peers.directory[clientID] {
             entry.owner = node
-            broker.directory.set(entry)
+            broker.peers.directory.set(entry)
         }
         guard let session = broker.sessions[clientID] else { return }
         if session.connection != nil {
             broker.logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
         }
         letGo(session, to: node, reason: .sessionTakenOver)
-        broker.announceRoutes {}
+        broker.peers.announceRoutes {}
         broker.flush()
     }
 
@@ -166,9 +166,9 @@ final class Takeover {
     func letGo(_ session: Session, to owner: String?, reason: MQTTReasonCode) {
         broker.sessions[session.clientID] = nil
         if !session.ended.isEmpty { endedOfLetGo[session.clientID] = (session.ended, broker.clock.now()) }
-        broker.directory.changedHere.remove(session.clientID)
+        broker.peers.directory.changedHere.remove(session.clientID)
         if session.isStored {
-            broker.directory.set(
+            broker.peers.directory.set(
                 SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
         }
         session.isStored = false
@@ -224,7 +224,7 @@ final class Takeover {
         for connection in broker.connections where connection.session == nil && connection.state != .closed {
             broker.close(connection)  // still connecting
         }
-        broker.announceRoutes {}
+        broker.peers.announceRoutes {}
         broker.flush()
     }
 
