@@ -115,64 +115,10 @@ public final class NodeStatus: OpsSource {
             HealthCheck(
                 name: "event_loop", passing: snapshot != nil,
                 detail: snapshot != nil ? "answers" : "the broker's event loop did not answer within \(Self.answerTimeout)"))
-
-        if let store {
-            let word = spool.map { $0.mode == .direct ? "postgres" : $0.mode.rawValue } ?? "sqlite"
-            if let failure = snapshot?.storeFailure {
-                checks.append(
-                    HealthCheck(
-                        name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait",
-                        state: word))
-            } else if let spool, spool.mode != .direct {
-                // A database outage: the node serves, committing to its spool (README "SQLite fallback").
-                checks.append(HealthCheck(name: "store", passing: true, detail: "\(store): \(Self.describe(spool))", state: word))
-            } else if let ping, !ping.passing {
-                checks.append(HealthCheck(name: "store", passing: false, detail: "\(store): \(ping.detail)", state: word))
-            } else {
-                checks.append(HealthCheck(name: "store", passing: true, detail: store, state: word))
-            }
-        } else {
-            checks.append(HealthCheck(name: "store", passing: true, detail: "none (storage.in_memory = true)"))
-        }
-
+        checks.append(Self.storeCheck(store: store, spool: spool, ping: ping, failure: snapshot?.storeFailure))
         if let membership {
-            // This node's own lease decides; a lost peer never makes a survivor unready (its
-            // clients must be served here). The links are reported for the operator.
-            let (held, detail) = membership.leaseStatus()
-            let linkText = (links?.all ?? []).map { "\($0.direction.rawValue) \($0.peer) \($0.up ? "up" : "down")" }
-            // Without its lease, a node that spools and that no peer outlived is in a database
-            // outage with the others: it serves. The one cut off (a peer still renews) is not ready.
-            let outage = !held && spool.map { $0.mode != .direct } == true && snapshot.map { !$0.cutOff } == true
-            // G5, G7: a node whose lease was renewed since it went to its spool reaches the
-            // database and must serve claims; one that would still refuse them (its spool not yet
-            // replayed) is not ready. The lease held by the node's own clock proves nothing here:
-            // it outlives the first seconds of an outage.
-            let now = ContinuousClock.now
-            let renewedAgo = membership.lease.lastRenewal.map { NIODeadline.now() - $0 }
-            let spoolingFor = spool?.outageStarted.map { now - $0 }
-            let renewedWhileSpooling =
-                spool?.mode == .spooling
-                && renewedAgo.map { renewed in
-                    spoolingFor.map { Duration.nanoseconds(renewed.nanoseconds) < $0 } ?? false
-                } ?? false
-            let refusing = held && (renewedWhileSpooling || spool?.stateDeferred == true)
-            let since = state.withLock { s -> ContinuousClock.Instant? in
-                s.refusingClaimsSince = refusing ? s.refusingClaimsSince ?? now : nil
-                return s.refusingClaimsSince
-            }
-            let stuck = since.map { now - $0 > Self.claimRefusalGrace } ?? false
-            let prefix =
-                outage
-                ? "database outage, serving on the spool: "
-                : snapshot?.cutOff == true
-                    ? "cut off from the store while peers reach it: "
-                    : stuck ? "the lease is held but stored sessions are refused (the spool is not replayed yet): " : ""
-            checks.append(
-                HealthCheck(
-                    name: "cluster", passing: (held && !stuck) || outage,
-                    detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", "))))
+            checks.append(clusterCheck(membership: membership, links: links, spool: spool, cutOff: snapshot.map(\.cutOff)))
         }
-
         checks.append(
             phase < .draining
                 ? HealthCheck(name: "draining", passing: true, detail: "not draining")
@@ -180,36 +126,103 @@ public final class NodeStatus: OpsSource {
         return checks
     }
 
+    /// The store: failing commits fail it; a database outage does not (the node serves on its
+    /// spool, README "SQLite fallback"); a failed ping of an idle store does.
+    private static func storeCheck(store: String?, spool: FallbackStatus?, ping: (passing: Bool, detail: String)?, failure: String?)
+        -> HealthCheck
+    {
+        guard let store else { return HealthCheck(name: "store", passing: true, detail: "none (storage.in_memory = true)") }
+        let word = spool.map { $0.mode == .direct ? "postgres" : $0.mode.rawValue } ?? "sqlite"
+        if let failure {
+            return HealthCheck(
+                name: "store", passing: false, detail: "\(store): commits are failing (\(failure)); acknowledgements wait", state: word)
+        }
+        if let spool, spool.mode != .direct {
+            return HealthCheck(name: "store", passing: true, detail: "\(store): \(Self.describe(spool))", state: word)
+        }
+        if let ping, !ping.passing {
+            return HealthCheck(name: "store", passing: false, detail: "\(store): \(ping.detail)", state: word)
+        }
+        return HealthCheck(name: "store", passing: true, detail: store, state: word)
+    }
+
+    /// The cluster: this node's own lease decides; a lost peer never makes a survivor unready
+    /// (its clients must be served here). The links are reported for the operator.
+    private func clusterCheck(membership: ClusterMembership, links: PeerLinks?, spool: FallbackStatus?, cutOff: Bool?) -> HealthCheck {
+        let (held, detail) = membership.leaseStatus()
+        let linkText = (links?.all ?? []).map { "\($0.direction.rawValue) \($0.peer) \($0.up ? "up" : "down")" }
+        // Without its lease, a node that spools and that no peer outlived is in a database
+        // outage with the others: it serves. The one cut off (a peer still renews) is not ready.
+        let outage = !held && spool.map { $0.mode != .direct } == true && cutOff == false
+        // G5, G7: a node whose lease was renewed since it went to its spool reaches the
+        // database and must serve claims; one that would still refuse them (its spool not yet
+        // replayed) is not ready. The lease held by the node's own clock proves nothing here:
+        // it outlives the first seconds of an outage.
+        let now = ContinuousClock.now
+        let renewedAgo = membership.lease.lastRenewal.map { NIODeadline.now() - $0 }
+        let spoolingFor = spool?.outageStarted.map { now - $0 }
+        let renewedWhileSpooling =
+            spool?.mode == .spooling
+            && renewedAgo.map { renewed in
+                spoolingFor.map { Duration.nanoseconds(renewed.nanoseconds) < $0 } ?? false
+            } ?? false
+        let refusing = held && (renewedWhileSpooling || spool?.stateDeferred == true)
+        let since = state.withLock { s -> ContinuousClock.Instant? in
+            s.refusingClaimsSince = refusing ? s.refusingClaimsSince ?? now : nil
+            return s.refusingClaimsSince
+        }
+        let stuck = since.map { now - $0 > Self.claimRefusalGrace } ?? false
+        let prefix =
+            outage
+            ? "database outage, serving on the spool: "
+            : cutOff == true
+                ? "cut off from the store while peers reach it: "
+                : stuck ? "the lease is held but stored sessions are refused (the spool is not replayed yet): " : ""
+        return HealthCheck(
+            name: "cluster", passing: (held && !stuck) || outage,
+            detail: prefix + detail + (linkText.isEmpty ? "" : "; links: " + linkText.joined(separator: ", ")))
+    }
+
     public func metrics() async -> [MetricValue] {
         let ready = await readiness().allSatisfy(\.passing)
         var values = [MetricValue("starling_ready", .gauge, ready ? 1 : 0, help: "1 when /readyz answers 200, else 0.")]
-        let (membership, links) = state.withLock { ($0.membership, $0.links) }
-        if let membership {
-            let nodes = membership.nodes
-            values += [
-                MetricValue(
-                    "starling_cluster_nodes", .gauge, Double(nodes.count { $0.isLive }),
-                    help: "Live nodes of the cluster (unexpired leases), this one included."),
-                MetricValue(
-                    "starling_cluster_nodes_dead", .gauge, Double(nodes.count { $0.status == "dead" }), help: "Nodes whose lease expired."),
-                MetricValue(
-                    "starling_cluster_lease_held", .gauge, membership.leaseStatus().held ? 1 : 0,
-                    help: "1 while this node's membership lease is renewed."),
-                MetricValue(
-                    "starling_cluster_lease_renewals_total", .counter, Double(membership.renewals), help: "Lease renewals that succeeded."),
-                MetricValue(
-                    "starling_cluster_lease_failures_total", .counter, Double(membership.renewalFailures),
-                    help: "Lease renewals that failed."),
-                MetricValue(
-                    "starling_cluster_links_up", .gauge, Double((links?.all ?? []).count { $0.up }),
-                    help: "Node links that are up (both directions)."),
-                MetricValue(
-                    "starling_cluster_links_refused_total", .counter, Double(links?.refusals ?? 0),
-                    help: "Connections to the cluster listener refused for not proving the cluster secret.")
-            ]
-        }
+        let (membership, links, fallback) = state.withLock { ($0.membership, $0.links, $0.fallback) }
+        if let membership { values += Self.clusterMetrics(membership, links: links) }
         guard let s = await snapshot() else { return values }
-        values += [
+        values += Self.brokerMetrics(s)
+        if let cluster = s.cluster { values += Self.forwardingMetrics(cluster, received: s.stats.forwardedIn) }
+        if let spool = fallback?.status { values += Self.spoolMetrics(spool) }
+        if let store = s.store { values += Self.storeMetrics(store, s) }
+        return values
+    }
+
+    private static func clusterMetrics(_ membership: ClusterMembership, links: PeerLinks?) -> [MetricValue] {
+        let nodes = membership.nodes
+        return [
+            MetricValue(
+                "starling_cluster_nodes", .gauge, Double(nodes.count { $0.isLive }),
+                help: "Live nodes of the cluster (unexpired leases), this one included."),
+            MetricValue(
+                "starling_cluster_nodes_dead", .gauge, Double(nodes.count { $0.status == "dead" }), help: "Nodes whose lease expired."),
+            MetricValue(
+                "starling_cluster_lease_held", .gauge, membership.leaseStatus().held ? 1 : 0,
+                help: "1 while this node's membership lease is renewed."),
+            MetricValue(
+                "starling_cluster_lease_renewals_total", .counter, Double(membership.renewals), help: "Lease renewals that succeeded."),
+            MetricValue(
+                "starling_cluster_lease_failures_total", .counter, Double(membership.renewalFailures),
+                help: "Lease renewals that failed."),
+            MetricValue(
+                "starling_cluster_links_up", .gauge, Double((links?.all ?? []).count { $0.up }),
+                help: "Node links that are up (both directions)."),
+            MetricValue(
+                "starling_cluster_links_refused_total", .counter, Double(links?.refusals ?? 0),
+                help: "Connections to the cluster listener refused for not proving the cluster secret.")
+        ]
+    }
+
+    private static func brokerMetrics(_ s: Snapshot) -> [MetricValue] {
+        [
             MetricValue("starling_uptime_seconds", .gauge, s.uptimeSeconds, help: "Seconds since the broker started."),
             MetricValue("starling_connections", .gauge, Double(s.connections), help: "Open network connections."),
             MetricValue("starling_clients_connected", .gauge, Double(s.connected), help: "Connections with an accepted CONNECT."),
@@ -232,71 +245,73 @@ public final class NodeStatus: OpsSource {
             MetricValue("starling_bytes_received_total", .counter, Double(s.stats.bytesReceived), help: "Bytes received from clients."),
             MetricValue("starling_bytes_sent_total", .counter, Double(s.stats.bytesSent), help: "Bytes sent to clients.")
         ]
-        if let cluster = s.cluster {
-            values += [
-                MetricValue(
-                    "starling_cluster_forwarded_total", .counter, Double(cluster.forwarded),
-                    help: "Messages sent to peers for their subscribers."),
-                MetricValue(
-                    "starling_cluster_received_total", .counter, Double(s.stats.forwardedIn),
-                    help: "Messages peers sent to this node's subscribers."),
-                MetricValue(
-                    "starling_cluster_forward_drops_total", .counter, Double(cluster.forwardDrops),
-                    help:
-                        "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."
-                )
-            ]
-        }
-        if let spool = state.withLock({ $0.fallback })?.status {
-            values += [
-                MetricValue(
-                    "starling_store_spooling", .gauge, spool.mode == .direct ? 0 : 1,
-                    help: "1 while PostgreSQL cannot be reached or the spool is being replayed into it (commits go to the local spool)."),
-                MetricValue(
-                    "starling_spool_batches", .gauge, Double(spool.spooledBatches),
-                    help: "Batches in the local spool, waiting for the replay."),
-                MetricValue(
-                    "starling_spool_bytes", .gauge, Double(spool.spooledBytes),
-                    help: "Bytes in the local spool (limit: storage.spool_max_bytes)."),
-                MetricValue(
-                    "starling_spool_operations_total", .counter, Double(spool.spooledOperations),
-                    help: "Store operations committed to the spool."),
-                MetricValue(
-                    "starling_spool_replayed_operations_total", .counter, Double(spool.replayedOperations),
-                    help: "Spooled operations replayed into PostgreSQL (spooled minus replayed: the replay's backlog)."),
-                MetricValue(
-                    "starling_store_outages_total", .counter, Double(spool.outages),
-                    help: "Times PostgreSQL could not be reached and the node switched to its spool."),
-                MetricValue(
-                    "starling_store_outage_seconds_total", .counter, spool.outageSecondsTotal,
-                    help: "Seconds spent spooling, the current outage included.")
-            ]
-        }
-        if let store = s.store {
-            values += [
-                MetricValue(
-                    "starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
-                MetricValue(
-                    "starling_store_operations_total", .counter, Double(store.operations),
-                    help: "Store operations committed (operations / commits = mean batch)."),
-                MetricValue(
-                    "starling_store_failures_total", .counter, Double(store.failures),
-                    help: "Commits that failed or stalled (each retried)."),
-                MetricValue(
-                    "starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs),
-                    help: "Times publishers were paused because the store fell behind."),
-                MetricValue(
-                    "starling_fenced_commits_total", .counter, Double(s.stats.fencedCommits),
-                    help:
-                        "Commits left out because a later claim held the sending connection's session (a frozen or cut-off node's stale packets)."
-                ),
-                MetricValue(
-                    "starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
-                MetricValue(
-                    "starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait).")
-            ]
-        }
-        return values
+    }
+
+    private static func forwardingMetrics(_ cluster: ClusterStatistics, received: UInt64) -> [MetricValue] {
+        [
+            MetricValue(
+                "starling_cluster_forwarded_total", .counter, Double(cluster.forwarded),
+                help: "Messages sent to peers for their subscribers."),
+            MetricValue(
+                "starling_cluster_received_total", .counter, Double(received),
+                help: "Messages peers sent to this node's subscribers."),
+            MetricValue(
+                "starling_cluster_forward_drops_total", .counter, Double(cluster.forwardDrops),
+                help:
+                    "Messages for a peer's subscribers that could not be sent (no link, or a slow one): QoS 0 and clean sessions' copies; stored sessions' copies are in the store."
+            )
+        ]
+    }
+
+    private static func spoolMetrics(_ spool: FallbackStatus) -> [MetricValue] {
+        [
+            MetricValue(
+                "starling_store_spooling", .gauge, spool.mode == .direct ? 0 : 1,
+                help: "1 while PostgreSQL cannot be reached or the spool is being replayed into it (commits go to the local spool)."),
+            MetricValue(
+                "starling_spool_batches", .gauge, Double(spool.spooledBatches),
+                help: "Batches in the local spool, waiting for the replay."),
+            MetricValue(
+                "starling_spool_bytes", .gauge, Double(spool.spooledBytes),
+                help: "Bytes in the local spool (limit: storage.spool_max_bytes)."),
+            MetricValue(
+                "starling_spool_operations_total", .counter, Double(spool.spooledOperations),
+                help: "Store operations committed to the spool."),
+            MetricValue(
+                "starling_spool_replayed_operations_total", .counter, Double(spool.replayedOperations),
+                help: "Spooled operations replayed into PostgreSQL (spooled minus replayed: the replay's backlog)."),
+            MetricValue(
+                "starling_store_outages_total", .counter, Double(spool.outages),
+                help: "Times PostgreSQL could not be reached and the node switched to its spool."),
+            MetricValue(
+                "starling_store_outage_seconds_total", .counter, spool.outageSecondsTotal,
+                help: "Seconds spent spooling, the current outage included.")
+        ]
+    }
+
+    private static func storeMetrics(_ store: Snapshot.Store, _ s: Snapshot) -> [MetricValue] {
+        [
+            MetricValue(
+                "starling_store_commits_total", .counter, Double(store.commits), help: "Transactions committed by the group commit."),
+            MetricValue(
+                "starling_store_operations_total", .counter, Double(store.operations),
+                help: "Store operations committed (operations / commits = mean batch)."),
+            MetricValue(
+                "starling_store_failures_total", .counter, Double(store.failures),
+                help: "Commits that failed or stalled (each retried)."),
+            MetricValue(
+                "starling_store_backlogs_total", .counter, Double(s.stats.storeBacklogs),
+                help: "Times publishers were paused because the store fell behind."),
+            MetricValue(
+                "starling_fenced_commits_total", .counter, Double(s.stats.fencedCommits),
+                help:
+                    "Commits left out because a later claim held the sending connection's session (a frozen or cut-off node's stale packets)."
+            ),
+            MetricValue(
+                "starling_store_pending_writes", .gauge, Double(store.outstanding), help: "Writes submitted and not yet committed."),
+            MetricValue(
+                "starling_store_failing", .gauge, s.storeFailure == nil ? 0 : 1, help: "1 while commits fail (acknowledgements wait).")
+        ]
     }
 
     static func describe(_ spool: FallbackStatus) -> String {

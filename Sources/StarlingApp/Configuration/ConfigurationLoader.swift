@@ -36,39 +36,50 @@ extension StarlingConfiguration {
         overrides: Overrides = .init()
     ) throws -> StarlingConfiguration {
         var config = StarlingConfiguration()
-        let keys = Dictionary(uniqueKeysWithValues: ConfigurationKey.all.map { ($0.path, $0) })
-        let sections = Set(ConfigurationKey.all.map(\.section))
+        if let toml { try applyTOML(toml, fileName: fileName, to: &config) }
+        try applyEnvironment(environment, to: &config)
+        try applyOverrides(overrides, to: &config)
+        try config.checkListeners()
+        try config.checkCluster()
+        return config
+    }
 
-        if let toml {
-            let document: TOMLTable
-            do {
-                document = try TOML.parse(toml)
-            } catch {
-                throw ConfigurationError(key: "(syntax)", value: "\(fileName) \(error)", allowed: "a valid TOML document", source: fileName)
+    private static let keysByPath = Dictionary(uniqueKeysWithValues: ConfigurationKey.all.map { ($0.path, $0) })
+    private static let sections = Set(ConfigurationKey.all.map(\.section))
+
+    /// The file: every section and key must be known.
+    private static func applyTOML(_ toml: String, fileName: String, to config: inout StarlingConfiguration) throws {
+        let document: TOMLTable
+        do {
+            document = try TOML.parse(toml)
+        } catch {
+            throw ConfigurationError(key: "(syntax)", value: "\(fileName) \(error)", allowed: "a valid TOML document", source: fileName)
+        }
+        for (sectionName, sectionValue) in document {
+            if sectionName == "authorization" {
+                try applyAuthorization(sectionValue, to: &config, source: fileName)
+                continue
             }
-            for (sectionName, sectionValue) in document {
-                if sectionName == "authorization" {
-                    try applyAuthorization(sectionValue, to: &config, source: fileName)
-                    continue
-                }
-                guard sections.contains(sectionName), case .table(let table) = sectionValue else {
+            guard sections.contains(sectionName), case .table(let table) = sectionValue else {
+                throw ConfigurationError(
+                    key: sectionName, value: describe(sectionValue),
+                    allowed: "the sections \((sections.sorted() + ["authorization"]).map { "[\($0)]" }.joined(separator: ", "))",
+                    source: fileName)
+            }
+            for (name, value) in table {
+                guard let key = keysByPath["\(sectionName).\(name)"] else {
+                    let known = ConfigurationKey.all.filter { $0.section == sectionName }.map(\.name).joined(separator: ", ")
                     throw ConfigurationError(
-                        key: sectionName, value: describe(sectionValue),
-                        allowed: "the sections \((sections.sorted() + ["authorization"]).map { "[\($0)]" }.joined(separator: ", "))",
+                        key: "\(sectionName).\(name)", value: describe(value), allowed: "a known key of [\(sectionName)]: \(known)",
                         source: fileName)
                 }
-                for (name, value) in table {
-                    guard let key = keys["\(sectionName).\(name)"] else {
-                        let known = ConfigurationKey.all.filter { $0.section == sectionName }.map(\.name).joined(separator: ", ")
-                        throw ConfigurationError(
-                            key: "\(sectionName).\(name)", value: describe(value), allowed: "a known key of [\(sectionName)]: \(known)",
-                            source: fileName)
-                    }
-                    try apply(key, value, to: &config, source: fileName)
-                }
+                try apply(key, value, to: &config, source: fileName)
             }
         }
+    }
 
+    /// `STARLING_<SECTION>_<KEY>` variables.
+    private static func applyEnvironment(_ environment: [String: String], to config: inout StarlingConfiguration) throws {
         for key in ConfigurationKey.all {
             guard let text = environment[key.environmentName] else { continue }
             let source = "environment variable \(key.environmentName)"
@@ -89,31 +100,23 @@ extension StarlingConfiguration {
                 allowed: "STARLING_<SECTION>_<KEY> of a known key, e.g. STARLING_MQTT_MAX_KEEPALIVE",
                 source: "environment variable \(unknown)")
         }
+    }
 
-        if !overrides.listeners.isEmpty {
-            try apply(keys["mqtt.listeners"]!, .array(overrides.listeners.map { .string($0) }), to: &config, source: "--mqtt")
+    /// The command line's flags, last.
+    private static func applyOverrides(_ overrides: Overrides, to config: inout StarlingConfiguration) throws {
+        let flags: [(key: String, value: TOMLValue?, flag: String)] = [
+            ("mqtt.listeners", overrides.listeners.isEmpty ? nil : .array(overrides.listeners.map { .string($0) }), "--mqtt"),
+            ("http.listen", overrides.httpListen.map { .string($0) }, "--http"),
+            ("server.log_level", overrides.logLevel.map { .string($0) }, "--log-level"),
+            ("storage.data_dir", overrides.dataDirectory.map { .string($0) }, "--data-dir"),
+            ("storage.postgres_url", overrides.postgresURL.map { .string($0) }, "--postgres"),
+            ("cluster.listen", overrides.clusterListen.map { .string($0) }, "--cluster"),
+            ("server.node_id", overrides.nodeID.map { .string($0) }, "--node-id")
+        ]
+        for (path, value, flag) in flags {
+            guard let value, let key = keysByPath[path] else { continue }
+            try apply(key, value, to: &config, source: flag)
         }
-        if let http = overrides.httpListen {
-            try apply(keys["http.listen"]!, .string(http), to: &config, source: "--http")
-        }
-        if let level = overrides.logLevel {
-            try apply(keys["server.log_level"]!, .string(level), to: &config, source: "--log-level")
-        }
-        if let directory = overrides.dataDirectory {
-            try apply(keys["storage.data_dir"]!, .string(directory), to: &config, source: "--data-dir")
-        }
-        if let url = overrides.postgresURL {
-            try apply(keys["storage.postgres_url"]!, .string(url), to: &config, source: "--postgres")
-        }
-        if let cluster = overrides.clusterListen {
-            try apply(keys["cluster.listen"]!, .string(cluster), to: &config, source: "--cluster")
-        }
-        if let nodeID = overrides.nodeID {
-            try apply(keys["server.node_id"]!, .string(nodeID), to: &config, source: "--node-id")
-        }
-        try config.checkListeners()
-        try config.checkCluster()
-        return config
     }
 
     /// A cluster shares PostgreSQL, and a listener others can reach needs the secret.
