@@ -40,7 +40,9 @@ enum PostgresCopyBenchmark {
                     try await connection.copyFrom(table: staged ? "stage_payloads" : "message_payloads", logger: logger) { writer in
                         try await writer.write(payloads)
                     }
-                    try await connection.copyFrom(table: staged ? "stage_deliveries" : "session_messages", logger: logger) { writer in
+                    try await connection.copyFrom(
+                        table: staged ? "stage_deliveries" : "session_messages", columns: deliveryColumns, logger: logger
+                    ) { writer in
                         try await writer.write(deliveries)
                     }
                     if staged {
@@ -63,6 +65,26 @@ enum PostgresCopyBenchmark {
                 start: start)
         }
     }
+
+    /// The ingest figure's rows (`StoreBenchmarks.ingestBatch`) by a plain COPY into `messages`,
+    /// without their `ingest_dedup` entries: the ceiling of the format for the ingest bridge.
+    static func ingestCeiling(client: PostgresClient, logger: Logger) async throws {
+        let start = ContinuousClock.now
+        for round in 0..<(StoreBenchmarks.total / StoreBenchmarks.batch) {
+            let rows = IngestCopyRows.copyRows(StoreBenchmarks.ingestBatch(round))
+            try await client.withConnection { connection in
+                try await connection.copyFrom(table: "messages", columns: IngestCopyRows.copyColumns, logger: logger) { writer in
+                    try await writer.write(rows)
+                }
+            }
+        }
+        StoreBenchmarks.report("postgres plain COPY of the ingest rows, no de-duplication", start: start)
+    }
+
+    /// The delivery columns the rows fill (later migrations added others, which keep their defaults).
+    static let deliveryColumns = [
+        "client_id", "seq", "message_id", "qos", "retain", "subscription_ids", "share_name", "share_filter", "state", "packet_id",
+    ]
 
     /// The payload of `StoreBenchmarks`' queue rows, in hex.
     static let payloadHex = StoreBenchmarks.jsonPayload(0).utf8.map { String(format: "%02x", $0) }.joined()

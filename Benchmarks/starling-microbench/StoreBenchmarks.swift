@@ -46,26 +46,24 @@ enum StoreBenchmarks {
 
         // 2. Ingest rows with QoS 1 de-duplication (each packet id of 10 clients reused in turn).
         start = ContinuousClock.now
-        var n = 0
-        let wall = Int64(Date().timeIntervalSince1970 * 1000)
-        for _ in 0..<(total / batch) {
-            var operations: [StoreOperation] = []
-            operations.reserveCapacity(batch)
-            for _ in 0..<batch {
-                n += 1
-                let body = ByteBuffer(string: jsonPayload(n))
-                operations.append(
-                    .ingest(
-                        IngestRecord(
-                            receivedAt: wall + Int64(n / 100), clientID: "bench-\(n % 10)", username: nil,
-                            packetID: UInt16(truncatingIfNeeded: n / 10 % 65535 + 1),
-                            topic: "bench/\(n % 10)", payload: body, qos: 1, retain: false, contentType: nil, userProperties: [],
-                            contentHash: Array(repeating: UInt8(truncatingIfNeeded: n), count: 32) + [], nodeID: "bench",
-                            dedup: .qos1(dup: false, contentOnly: false))))
-            }
-            try await store.apply(operations)
+        for round in 0..<(total / batch) {
+            try await store.apply(ingestBatch(round).map { .ingest($0) })
         }
         report("\(store.name) raw ingest rows with de-duplication, batches of \(batch)", start: start)
+    }
+
+    /// Batch `round` of the ingest figure: QoS 1 first sends of 10 clients, distinct 64-byte JSON
+    /// payloads, packet ids reused in turn.
+    static func ingestBatch(_ round: Int) -> [IngestRecord] {
+        let wall = Int64(Date().timeIntervalSince1970 * 1000)
+        return (round * batch + 1...(round + 1) * batch).map { n in
+            IngestRecord(
+                receivedAt: wall + Int64(n / 100), clientID: "bench-\(n % 10)", username: nil,
+                packetID: UInt16(truncatingIfNeeded: n / 10 % 65535 + 1),
+                topic: "bench/\(n % 10)", payload: ByteBuffer(string: jsonPayload(n)), qos: 1, retain: false, contentType: nil,
+                userProperties: [], contentHash: Array(repeating: UInt8(truncatingIfNeeded: n), count: 32) + [], nodeID: "bench",
+                dedup: .qos1(dup: false, contentOnly: false))
+        }
     }
 
     /// A distinct 64-byte JSON object, the shape of `starling-bench pub --json-payload --size 64`.
@@ -96,6 +94,7 @@ enum StoreBenchmarks {
             group.addTask { await client.run() }
             try await run(PostgresStore(client: client, logger: logger, schema: PostgresStore.schema(url: url)))
             try await PostgresCopyBenchmark.run(client: client, logger: logger)
+            try await PostgresCopyBenchmark.ingestCeiling(client: client, logger: logger)
             group.cancelAll()
         }
     }
