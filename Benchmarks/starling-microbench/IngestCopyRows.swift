@@ -9,7 +9,7 @@ enum IngestCopyRows {
     /// The columns COPY fills, in the order of `copyRows`.
     static let copyColumns = [
         "received_at", "client_id", "username", "packet_id", "topic", "payload", "payload_json", "qos", "retain", "content_type",
-        "user_properties", "content_hash", "node_id",
+        "user_properties", "content_hash", "node_id"
     ]
 
     /// The rows of `records`.

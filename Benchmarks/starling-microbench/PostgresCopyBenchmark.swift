@@ -83,7 +83,7 @@ enum PostgresCopyBenchmark {
 
     /// The delivery columns the rows fill (later migrations added others, which keep their defaults).
     static let deliveryColumns = [
-        "client_id", "seq", "message_id", "qos", "retain", "subscription_ids", "share_name", "share_filter", "state", "packet_id",
+        "client_id", "seq", "message_id", "qos", "retain", "subscription_ids", "share_name", "share_filter", "state", "packet_id"
     ]
 
     /// The payload of `StoreBenchmarks`' queue rows, in hex.
