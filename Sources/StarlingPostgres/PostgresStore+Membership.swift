@@ -342,28 +342,39 @@ extension PostgresStore: SessionOwnershipStore {
         return gone
     }
 
+    /// The other nodes' stored sessions with their subscriptions (a node's starting session
+    /// directory): one row per session, its subscriptions as arrays (a fleet's million
+    /// subscriptions decode as a hundred thousand rows), each subscription's options packed in
+    /// one integer (`Subscription` options: QoS, No Local << 2, Retain As Published << 3, Retain
+    /// Handling << 4; parenthesised: PostgreSQL gives these operators one precedence, left to
+    /// right) and 0 for no Subscription Identifier (identifiers start at 1).
     public func loadDirectory() async throws -> [SessionDirectoryEntry] {
-        var entries: [String: SessionDirectoryEntry] = [:]
         let me = ownerNode ?? ""
-        for try await (clientID, owner) in try await client.query(
-            "SELECT client_id, owner_node FROM sessions WHERE owner_node IS DISTINCT FROM \(me)", logger: logger
-        ).decode((String, String?).self) {
-            entries[clientID] = SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: [])
-        }
         let rows = try await client.query(
             """
-            SELECT s.client_id, s.filter, s.qos, s.no_local, s.retain_as_published, s.retain_handling, s.subscription_id
-            FROM subscriptions s JOIN sessions USING (client_id) WHERE sessions.owner_node IS DISTINCT FROM \(me)
+            SELECT s.client_id, s.owner_node,
+                   coalesce(array_agg(b.filter) FILTER (WHERE b.filter IS NOT NULL), '{}'::text[]),
+                   coalesce(array_agg((b.qos | (b.no_local::int << 2) | (b.retain_as_published::int << 3) | (b.retain_handling << 4))::int4)
+                            FILTER (WHERE b.filter IS NOT NULL), '{}'::int4[]),
+                   coalesce(array_agg(coalesce(b.subscription_id, 0)) FILTER (WHERE b.filter IS NOT NULL), '{}'::int4[])
+            FROM sessions s LEFT JOIN subscriptions b USING (client_id)
+            WHERE s.owner_node IS DISTINCT FROM \(me)
+            GROUP BY s.client_id, s.owner_node
             """, logger: logger)
-        for try await (clientID, filter, qos, noLocal, rap, handling, identifier) in rows.decode(
-            (String, String, Int16, Bool, Bool, Int16, Int32?).self)
-        {
-            guard let parsed = try? MQTTTopicFilter(filter) else { continue }
-            let request = MQTTSubscription(
-                filter: parsed, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, noLocal: noLocal,
-                retainAsPublished: rap, retainHandling: .init(rawValue: UInt8(handling)) ?? .sendOnSubscribe)
-            entries[clientID]?.subscriptions?.append(Subscription(request, identifier: identifier.map(Int.init)))
+        var entries: [SessionDirectoryEntry] = []
+        for try await (clientID, owner, filters, options, identifiers) in rows.decode((String, String?, [String], [Int32], [Int32]).self) {
+            var subscriptions: [Subscription] = []
+            subscriptions.reserveCapacity(filters.count)
+            for (index, filter) in filters.enumerated() where index < options.count && index < identifiers.count {
+                guard let parsed = try? MQTTTopicFilter(filter) else { continue }
+                let packed = options[index]
+                let request = MQTTSubscription(
+                    filter: parsed, qos: MQTTQoS(rawValue: UInt8(packed & 3)) ?? .atMostOnce, noLocal: packed & 4 != 0,
+                    retainAsPublished: packed & 8 != 0, retainHandling: .init(rawValue: UInt8(packed >> 4 & 3)) ?? .sendOnSubscribe)
+                subscriptions.append(Subscription(request, identifier: identifiers[index] == 0 ? nil : Int(identifiers[index])))
+            }
+            entries.append(SessionDirectoryEntry(clientID: clientID, owner: owner, subscriptions: subscriptions))
         }
-        return Array(entries.values)
+        return entries
     }
 }
