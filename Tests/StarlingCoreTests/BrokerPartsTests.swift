@@ -82,6 +82,33 @@ struct BrokerPartsTests {
         #expect(directory.isEmpty)
     }
 
+    @Test("an event's writes: what a connection sent since a mark goes under its fence; taking them empties them; ids grow")
+    func pendingWrites() {
+        var writes = PendingWrites()
+        writes.append(.deleteSession(clientID: "before"))
+        let mark = writes.count
+        let nothing = writes.fence(from: mark, with: SessionFence(clientID: "a", epoch: 3))
+        #expect(!nothing)  // nothing since the mark
+        writes.append(contentsOf: [.deleteSession(clientID: "x"), .deleteSession(clientID: "y")])
+        let fenced = writes.fence(from: mark, with: SessionFence(clientID: "a", epoch: 3))
+        #expect(fenced)
+        #expect(writes.count == 2)
+        guard case .fenced(let fence, let guarded) = writes.operations[1] else {
+            Issue.record("not fenced: \(writes.operations)")
+            return
+        }
+        #expect(fence == SessionFence(clientID: "a", epoch: 3) && guarded.count == 2)
+        let session = Session(clientID: "s", version: .v5, expiryInterval: 0)
+        writes.awaitCommit(of: session, sequence: 9)
+        let taken = writes.take()
+        #expect(taken.operations.count == 2 && taken.awaiting.map(\.sequence) == [9] && taken.awaiting[0].session === session)
+        let again = writes.take()
+        #expect(writes.count == 0 && again.operations.isEmpty && again.awaiting.isEmpty)
+        writes.lastID = 41
+        let ids = [writes.nextID(), writes.nextID()]
+        #expect(ids == [42, 43])
+    }
+
     @Test("a throttled count reports at most once per interval, with everything counted since")
     func throttledCount() {
         var drops = ThrottledCount(interval: .seconds(10))

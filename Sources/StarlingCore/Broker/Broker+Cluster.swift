@@ -14,7 +14,7 @@ extension Broker: ClusterInbound {
     /// next 21 bits, then a 40-bit counter — so no two node starts ever generate the same id.
     public func generateIDs(inBlock block: Int64) {
         precondition(block > 0 && block < 1 << 21, "id block \(block) out of range")
-        nextMessageID = Self.firstID(inBlock: block)
+        writes.lastID = Self.firstID(inBlock: block)
     }
 
     /// The filters this node has subscribers for (sent in full when a link to a peer comes up).
@@ -48,7 +48,7 @@ extension Broker: ClusterInbound {
 
     /// A delivery of `session` ended (acknowledged, dropped, expired): its row is deleted.
     func forgetDelivery(_ sequence: Int64, of session: Session) {
-        collected.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
+        writes.append(.deleteDelivery(clientID: session.clientID, sequence: sequence))
         session.ended.insert(sequence)
         if peers.pickupsInFlight > 0 { session.endedDuringPickup.insert(sequence) }
     }

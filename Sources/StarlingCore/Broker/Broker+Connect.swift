@@ -230,13 +230,13 @@ extension Broker {
         session.connection = connection
         connection.session = session
         connection.state = .connecting
-        collected += sessionRowOperations(session)
+        writes.append(contentsOf: sessionRowOperations(session))
         if cluster != nil, persistence != nil, !session.isStored, let will = connect.will {
             // Its session ends with the connection, which may end with this node: a survivor
             // publishes the will from this row if it does (issue 13; EMQX lost them, #1667).
             let token = nextID()
             connection.willToken = token
-            collected.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
+            writes.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
         }
         var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
         if connect.version == .v5 {
@@ -287,7 +287,7 @@ extension Broker {
             // So does a session the store may hold that this node could not load (started
             // on its spool): the deletion replays before the store's sessions are loaded.
             if clientsWithStoredQoS2.remove(clientID) != nil || storeStateDeferred && persistence != nil {
-                collected.append(.deleteSession(clientID: clientID))
+                writes.append(.deleteSession(clientID: clientID))
             }
         }
         let session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
@@ -388,7 +388,7 @@ extension Broker {
             if session.expiryInterval != .max {
                 session.expiresAt = now + .seconds(Int64(session.expiryInterval))
             }
-            collected += sessionRowOperations(session)
+            writes.append(contentsOf: sessionRowOperations(session))
         }
     }
 
@@ -410,7 +410,7 @@ extension Broker {
         if session.isStored {
             session.isStored = false
             peers.markDirectoryChange(session)
-            collected.append(.deleteSession(clientID: session.clientID))
+            writes.append(.deleteSession(clientID: session.clientID))
         }
         peers.announceRoutes {}
 
@@ -466,6 +466,6 @@ extension Broker {
     func forgetWillRow(of connection: Connection) {
         guard let token = connection.willToken else { return }
         connection.willToken = nil
-        collected.append(.deleteConnectionWill(token: token))
+        writes.append(.deleteConnectionWill(token: token))
     }
 }

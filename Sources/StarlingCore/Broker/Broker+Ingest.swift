@@ -15,7 +15,7 @@ extension Broker {
             case .exactlyOnce: .qos2
             }
         if publish.qos == .exactlyOnce, connection.session?.isStored != true { clientsWithStoredQoS2.insert(connection.clientID) }
-        collected.append(
+        writes.append(
             .ingest(
                 IngestRecord(
                     receivedAt: clock.wallClockMilliseconds(), clientID: connection.clientID, username: connection.username,

@@ -71,7 +71,7 @@ extension Broker {
     private func publishAccepted(_ publish: MQTTPublish, topic: String, session: Session, on connection: Connection) {
         let now = clock.now()
         let message = Message(publish: publish, topic: topic, publisher: connection.clientID, now: now)
-        let firstWrite = collected.count
+        let firstWrite = writes.count
         ingest(publish, topic: topic, connection: connection)
         if persistence?.isBacklogged == true && !connection.readPauses.contains(.store) {
             // This message is taken; the client's next ones wait in TCP until the store catches up.
@@ -112,7 +112,7 @@ extension Broker {
         guard let id = publish.packetID else { return }
         if publish.qos == .exactlyOnce {
             session.inboundQoS2.insert(id)
-            if session.isStored { collected.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
+            if session.isStored { writes.append(.addInboundQoS2(clientID: session.clientID, packetID: id)) }
         }
         if publish.qos == .atLeastOnce {
             connection.unacknowledgedQoS1 += 1
@@ -217,7 +217,7 @@ extension Broker {
         entry.stage = .released
         session.inflight[ack.packetID] = entry
         if let sequence = entry.outbound.sequence {
-            collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .released, packetID: ack.packetID))
+            writes.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .released, packetID: ack.packetID))
         }
         // PUBREL once "released" is durable, so a restart never re-sends the PUBLISH [MQTT-4.3.3-4].
         commitCollected { [self] in
@@ -234,7 +234,7 @@ extension Broker {
         let known = session.inboundQoS2.remove(ack.packetID) != nil
         // The store may hold the entry even for a session it does not keep (the ingest bridge
         // writes it with the row), so it is removed whenever there is a store.
-        if known && persistence != nil { collected.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID)) }
+        if known && persistence != nil { writes.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID)) }
         let reason: MQTTReasonCode = known || connection.version != .v5 ? .success : .packetIdentifierNotFound
         // PUBCOMP once the id is durably free: a client may reuse it right after [MQTT-4.3.3-11].
         commitCollected { self.send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection) }

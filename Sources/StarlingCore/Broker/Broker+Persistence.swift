@@ -16,12 +16,9 @@ extension Broker {
     func fenceCollected(from start: Int, for connection: Connection) -> SessionFence? {
         // A connection that took a session this node already held made no claim of its own:
         // the session's epoch is the one this node holds it under.
-        guard let epoch = connection.claimEpoch ?? connection.session?.claimEpoch, epoch > 0, start < collected.count else { return nil }
+        guard let epoch = connection.claimEpoch ?? connection.session?.claimEpoch, epoch > 0 else { return nil }
         let fence = SessionFence(clientID: connection.clientID, epoch: epoch)
-        let guarded = Array(collected[start...])
-        collected.removeSubrange(start...)
-        collected.append(.fenced(fence, guarded))
-        return fence
+        return writes.fence(from: start, with: fence) ? fence : nil
     }
 
     /// The store left out a fenced commit: a later claim holds the session of the connection
@@ -54,12 +51,6 @@ extension Broker {
         }
         for connection in pausedForStore { connection.resumeReading(.store) }
         pausedForStore.removeAll()
-    }
-
-    /// Writes collected while routing, committed with the next `durably`/`persist`.
-    func takeCollected() -> [StoreOperation] {
-        defer { collected.removeAll(keepingCapacity: true) }
-        return collected
     }
 
     /// The row of a session.
@@ -104,14 +95,11 @@ extension Broker {
         saveQueueRow(
             for: session.clientID, sequence: sequence, message: &outbound.message, qos: outbound.qos, retain: outbound.retain,
             subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup)
-        sessionsAwaitingCommit.append((session, sequence))
+        writes.awaitCommit(of: session, sequence: sequence)
     }
 
     /// The next id of this node's (message ids; sequences in a cluster).
-    func nextID() -> Int64 {
-        nextMessageID += 1
-        return nextMessageID
-    }
+    func nextID() -> Int64 { writes.nextID() }
 
     /// Collects the queue row of one copy of `message` for `clientID`, saving its payload first
     /// when it has none yet (`storeID`): the payload is stored once per message, the row per
@@ -126,9 +114,9 @@ extension Broker {
         } else {
             messageID = nextID()
             message.storeID = messageID
-            collected.append(.saveMessage(storedMessage(message, id: messageID)))
+            writes.append(.saveMessage(storedMessage(message, id: messageID)))
         }
-        collected.append(
+        writes.append(
             .saveDelivery(
                 StoredDelivery(
                     clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
@@ -140,8 +128,7 @@ extension Broker {
     func retain(_ message: Message) {
         retained.set(message)
         guard persistence != nil, !message.topic.hasPrefix("$SYS/") else { return }
-        nextMessageID += 1
-        collected.append(.setRetained(storedMessage(message, id: nextMessageID)))
+        writes.append(.setRetained(storedMessage(message, id: writes.nextID())))
     }
 
     func storedMessage(_ message: Message, id: Int64) -> StoredMessage {
@@ -155,9 +142,7 @@ extension Broker {
 
     /// Commits what routing collected, then marks the new deliveries sendable and runs `then`.
     func commitCollected(fence: SessionFence? = nil, then: (() -> Void)? = nil) {
-        let operations = takeCollected()
-        let awaiting = sessionsAwaitingCommit
-        sessionsAwaitingCommit.removeAll(keepingCapacity: true)
+        let (operations, awaiting) = writes.take()
         if operations.isEmpty && awaiting.isEmpty {
             if let then { durably([], then: then) }
             return
@@ -194,7 +179,7 @@ extension Broker {
         }
         // Message ids grow from the wall clock, so they never repeat across restarts even after
         // garbage collection emptied the table.
-        nextMessageID = max(nextMessageID, maxID, wallNow * 1000)
+        writes.lastID = max(writes.lastID, maxID, wallNow * 1000)
         logger.notice(
             "restored \(state.sessions.count) sessions, \(state.subscriptions.count) subscriptions, \(state.deliveries.count) queued or in-flight messages, \(state.retained.count) retained messages"
         )

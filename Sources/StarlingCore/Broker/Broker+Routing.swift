@@ -199,7 +199,7 @@ extension Broker {
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
         guard let sequence = outbound.sequence else { return publishInflight(id, of: session, on: connection) }
-        collected.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
+        writes.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
         guard outbound.qos == .exactlyOnce else { return publishInflight(id, of: session, on: connection) }
         // [MQTT-4.3.3] A QoS 2 PUBLISH goes out once its packet id is durable with the row. The
         // client holds the message under that id until the PUBREL; a holder that did not know

@@ -32,7 +32,7 @@ extension Broker {
             index.insert(filter, subscriber: session.clientID, value: subscription)
             if isNew { peers.routeAdded(filter) }
             if session.isStored {
-                collected.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
+                writes.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
                 peers.markDirectoryChange(session)
             }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
@@ -84,7 +84,7 @@ extension Broker {
                 index.remove(filter, subscriber: session.clientID)
                 peers.routeRemoved(filter)
                 if session.isStored {
-                    collected.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
+                    writes.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
                     peers.markDirectoryChange(session)
                 }
                 codes.append(.success)

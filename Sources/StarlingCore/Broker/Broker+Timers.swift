@@ -34,7 +34,7 @@ extension Broker {
                 session.will = nil
                 session.willDueAt = nil
                 publishWill(will, of: session.clientID, now: now)
-                if sessions[session.clientID] === session { collected += sessionRowOperations(session) }
+                if sessions[session.clientID] === session { writes.append(contentsOf: sessionRowOperations(session)) }
             }
             if let expiresAt = session.expiresAt, expiresAt <= now {
                 logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])

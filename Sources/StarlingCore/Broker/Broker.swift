@@ -59,11 +59,8 @@ public final class Broker: @unchecked Sendable {
     /// While the store is backlogged, each client that publishes stops being read; these are
     /// resumed when it catches up.
     var pausedForStore: [Connection] = []
-    /// Store writes produced while handling an event, committed at its end or with its ack.
-    var collected: [StoreOperation] = []
-    /// Sessions given stored deliveries in `collected`, with the last sequence each got.
-    var sessionsAwaitingCommit: [(Session, Int64)] = []
-    var nextMessageID: Int64 = 0
+    /// The store writes of the event being handled, and the ids this node generates.
+    var writes = PendingWrites()
     /// Client ids whose sessions are not stored but may have `inbound_qos2` entries in the
     /// store (written by the ingest bridge with QoS 2 rows): their next clean start removes
     /// them. Every other clean start writes nothing.

@@ -206,8 +206,9 @@ final class PeerRouting {
     // MARK: Routing to other nodes' stored sessions
 
     /// The copies of `message` for stored sessions held elsewhere, by holding node ("" for
-    /// sessions no node holds): QoS 1/2 copies get their rows in `collected` (committed before
-    /// the publisher's acknowledgement), with sequences from this node's id block.
+    /// sessions no node holds): QoS 1/2 copies get their rows in the event's writes
+    /// (`Broker.writes`, committed before the publisher's acknowledgement), with sequences from
+    /// this node's id block.
     func routeToDirectory(_ message: Message) -> [String: [RemoteDelivery]] {
         let grouped = directory.matches(message.topic)
         guard !grouped.isEmpty else { return [:] }
