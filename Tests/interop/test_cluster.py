@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import select
+import socket
 import subprocess
 
 import paho.mqtt.client as mqtt
@@ -823,6 +824,11 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         assert rc.value == 0x89
         old.client.loop_stop()
         assert c["n3"].wait_for_log(["it is the one cut off"])
+        # Its MQTT listeners are closed: a balancer's next attempt is refused at once and goes
+        # to another node, rather than being refused 0x88 here until its health check notices.
+        assert c["n3"].wait_for_log(["MQTT listeners closed"])
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", c["n3"].port), timeout=5).close()
         new = Client(c["n1"], client_id="cut-off", protocol=V5, clean=False)
         flags, _, _ = new.connect(properties=expiry)
         assert flags.session_present
@@ -835,6 +841,9 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         # survivor's sweep or, if n3 holds its lease again first, by n3.
         proxy.restore()
         assert c["n3"].wait_for_log(["cluster lease held again"])
+        assert c["n3"].wait_for_log(["MQTT listeners open again"])
+        back = client(c, "n3", "cut-back")  # served on the same port again
+        back.disconnect()
         message = watcher.message(timeout=30)
         assert (message.topic, message.payload) == ("cut-wills/device", b"gone")
         watcher.no_message()

@@ -43,28 +43,35 @@ struct BrokerService: Service {
         } else {
             logger.notice("store: none (storage.in_memory = true): nothing survives a restart")
         }
-        var (channels, bound) = try await bindListeners()
+        let listeners = try await bindListeners()
+        var bound = listeners.bound.map { (scheme: $0.kind.scheme, address: $0.address.description) }
         var cluster: JoinedCluster?
         if let joined {
             listening.give(bound.first?.address ?? "?")
             let waiting = await cancelWhenGracefulShutdown { await joined.value() }
             guard let waiting else {
                 // The join failed (the cluster's service says why) or the node stops first.
-                for channel in channels { try? await channel.close() }
+                await listeners.close()
                 return
             }
             cluster = waiting
             bound.append(("cluster", waiting.membership.registration.clusterAddress))
         }
-        status.listening(on: channels)
+        status.listening(on: await listeners.channels)
         status.enter(.serving)
         onListening(bound)
         serving.give(())
 
         let broker = self.broker
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
+        // A node cut off from the store closes its listeners until it reaches the store again.
+        let (verdicts, verdict) = AsyncStream.makeStream(of: Bool.self)
+        try await loop.submit { broker.observeCutOff { verdict.yield($0) } }.get()
+        let gate = Task { for await cutOff in verdicts { await listeners.set(open: !cutOff) } }
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()
+        verdict.finish()
+        await gate.value
         status.enter(.draining)
         logger.notice(
             "shutting down: /readyz answers 503; clients are disconnected in \(configuration.drainWait) s, \(configuration.drainRate) per second"
@@ -72,8 +79,7 @@ struct BrokerService: Service {
         if let cluster { await cluster.membership.announce(.draining) }
         // Balancers notice the 503 and send new clients elsewhere; clients here keep working.
         if configuration.drainWait > 0 { try? await Task.sleep(for: .milliseconds(Int64(configuration.drainWait * 1000))) }
-        for channel in channels { try? await channel.close() }
-        channels.removeAll()
+        await listeners.close()
         ticker.cancel()
         await drain()
     }
@@ -142,8 +148,8 @@ struct BrokerService: Service {
         }.get()
     }
 
-    /// Binds every configured MQTT listener (TCP, TLS, WebSocket, secure WebSocket).
-    private func bindListeners() async throws -> ([any Channel], [(scheme: String, address: String)]) {
+    /// Every configured MQTT listener (TCP, TLS, WebSocket, secure WebSocket).
+    private func configuredListeners() -> [(ListenAddress, ListenerKind)] {
         var listeners: [(ListenAddress, ListenerKind)] = configuration.listeners.map { ($0, .tcp) }
         let path = configuration.webSocketPath
         listeners += configuration.webSocketListeners.map { ($0, .webSocket(path: path)) }
@@ -151,27 +157,31 @@ struct BrokerService: Service {
             listeners += configuration.tlsListeners.map { ($0, .tls(tls)) }
             listeners += configuration.secureWebSocketListeners.map { ($0, .secureWebSocket(tls, path: path)) }
         }
-        var channels: [any Channel] = []
-        var bound: [(scheme: String, address: String)] = []
-        var logged: [String] = []
+        return listeners
+    }
+
+    /// Binds every configured MQTT listener.
+    private func bindListeners() async throws -> MQTTListeners {
+        let (configuration, broker, loop) = (self.configuration, self.broker, self.loop)
+        let bind: MQTTListeners.Bind = { address, kind in
+            try await MQTTListener.bind(
+                address, kind: kind, proxyProtocol: configuration.proxyProtocol,
+                trustedProxies: configuration.webSocketTrustedProxies, broker: broker, eventLoop: loop,
+                maximumPacketSize: configuration.broker.maxPacketSize)
+        }
+        let listeners = configuredListeners()
+        var channels: [(ListenAddress, ListenerKind, any Channel)] = []
         do {
             for (address, kind) in listeners {
-                let channel = try await MQTTListener.bind(
-                    address, kind: kind, proxyProtocol: configuration.proxyProtocol,
-                    trustedProxies: configuration.webSocketTrustedProxies, broker: broker, eventLoop: loop,
-                    maximumPacketSize: configuration.broker.maxPacketSize)
-                channels.append(channel)
-                if let text = ListenAddress(bound: channel.localAddress)?.description {
-                    bound.append((kind.scheme, text))
-                    logged.append("listening for \(kind.name) on \(text)")
-                }
+                let channel = try await bind(address, kind)
+                channels.append((ListenAddress(bound: channel.localAddress) ?? address, kind, channel))
             }
         } catch {
-            for channel in channels { try? await channel.close() }
+            for (_, _, channel) in channels { try? await channel.close() }
             let all = listeners.map { "\($1.scheme)://\($0)" }.joined(separator: ", ")
             throw StartupError(message: "cannot listen on \(all): \(error)")
         }
-        for line in logged { logger.notice("\(line)") }
-        return (channels, bound)
+        for (address, kind, _) in channels { logger.notice("listening for \(kind.name) on \(address)") }
+        return MQTTListeners(channels: channels, bind: bind, status: status, logger: logger)
     }
 }

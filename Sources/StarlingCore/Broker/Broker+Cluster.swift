@@ -64,9 +64,23 @@ extension Broker: ClusterInbound {
         takeover.claimedElsewhere(clientID, by: node, epoch: epoch, acknowledge: acknowledge)
     }
 
-    public func cutOffFromTheStore() { takeover.cutOffFromTheStore() }
+    public func cutOffFromTheStore() {
+        takeover.cutOffFromTheStore()
+        cutOffObserver?(true)
+    }
 
-    public func reachesTheStoreAgain() -> [Int64] { takeover.reachesTheStoreAgain() }
+    public func reachesTheStoreAgain() -> [Int64] {
+        defer { cutOffObserver?(false) }
+        return takeover.reachesTheStoreAgain()
+    }
+
+    /// Runs `body` on the broker's loop with each partition verdict: true when this node is cut
+    /// off from the store while its peers are not (it serves nobody then), false once it reaches
+    /// the store again. The server closes its MQTT listeners meanwhile, so a balancer's next
+    /// connection attempt is refused at once and goes to another node (README "Deployment").
+    public func observeCutOff(_ body: @escaping (Bool) -> Void) {
+        cutOffObserver = body
+    }
 
     public func endedDeliveries(of clientID: String) -> [Int64] { takeover.endedDeliveries(of: clientID) }
 

@@ -68,6 +68,8 @@ public final class Broker: @unchecked Sendable {
 
     /// The cluster, when this node is part of one.
     public var cluster: (any ClusterBus)?
+    /// Told each partition verdict (`observeCutOff`).
+    var cutOffObserver: ((Bool) -> Void)?
     /// Sessions changing hands between nodes: claims, and sessions let go.
     lazy var takeover = Takeover(broker: self)
     /// Routing across nodes: routes, the session directory, forwarding, pickups.
