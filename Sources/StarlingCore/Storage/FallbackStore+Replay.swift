@@ -69,34 +69,12 @@ extension FallbackStore {
             statusBox.withLock { $0.commitsWaitingForReplay = 0 }
             for waiter in waiters { waiter.resume() }
         }
+        let begun = await beginReplay()
+        guard case .committed = begun else { return begun }
         let line = self.line
-        // Every commit tried before is decided before anything is replayed (`ReplayLine`).
-        switch await attempt({ try await line.endEarlierSessions() }, timeout: .seconds(15), onTimeout: { line.reset() }) {
-        case .committed: break
-        case let failed: return failed
-        }
+        let spoolID = spool.id
         do {
-            let recorded = Recorded()
-            let spoolID = spool.id
-            switch await attempt(
-                {
-                    let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through }
-                },
-                timeout: .seconds(15), onTimeout: { line.reset() })
-            {
-            case .committed: break
-            case let failed: return failed
-            }
-            let done = recorded.value.withLock { $0 }
             var pendingCleared = false
-            // Claims of sessions this node held wait for the end of this replay.
-            switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() })
-            {
-            case .committed: break
-            case let failed: return failed
-            }
-            if done > 0 { try await spool.remove(through: done) }
-            try await refreshTotals()
             while true {
                 // The node is stopping (`stopReplaying`): what is left stays for its next start.
                 if Task.isCancelled && !handingOver { return .unreachable(Self.stopping) }
@@ -119,33 +97,75 @@ extension FallbackStore {
                     setMode(.direct)
                     return .committed([])
                 }
-                var (operations, last) = try Self.transaction(from: head, atMost: replayBatch)
-                let count = operations.count
-                // What is left fits in this transaction: commits arriving from now on wait
-                // for it and then go to the primary (those appending now finish first).
-                if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
-                operations.append(.markReplayed(spool: spool.id, through: last))
-                let replayed = operations
-                // A transaction of at most `replayBatch` operations takes well under a second; one
-                // that does not answer in 10 s is on a connection that is gone (G7: the replay
-                // must not hang on it).
-                let outcome = await attempt({ try await line.apply(replayed) }, timeout: .seconds(10), onTimeout: { line.reset() })
+                let outcome = try await replayTransaction(from: head)
                 guard case .committed = outcome else { return outcome }
-                try await spool.remove(through: last)
-                let transactions = statusBox.withLock {
-                    $0.replayedOperations += UInt64(count)
-                    $0.replayedBatchesTotal += 1
-                    return $0.replayedBatchesTotal
-                }
-                try await refreshTotals()
-                if let pauseReplayAfter, transactions >= pauseReplayAfter {
-                    logger.warning("replay paused after \(transactions) transactions (STARLING_TEST_REPLAY_PAUSE)")
-                    while true { try await Task.sleep(for: .seconds(3600)) }
-                }
             }
         } catch {
             return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
         }
+    }
+
+    /// Before anything is replayed: every commit tried before is decided (`ReplayLine`), what an
+    /// earlier replay already applied leaves the spool, and the store says this node is
+    /// replaying (claims of sessions it held wait for the end).
+    private func beginReplay() async -> Attempt {
+        let line = self.line
+        let spoolID = spool.id
+        switch await attempt({ try await line.endEarlierSessions() }, timeout: .seconds(15), onTimeout: { line.reset() }) {
+        case .committed: break
+        case let failed: return failed
+        }
+        let recorded = Recorded()
+        switch await attempt(
+            {
+                let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through }
+            },
+            timeout: .seconds(15), onTimeout: { line.reset() })
+        {
+        case .committed: break
+        case let failed: return failed
+        }
+        switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() }) {
+        case .committed: break
+        case let failed: return failed
+        }
+        do {
+            let done = recorded.value.withLock { $0 }
+            if done > 0 { try await spool.remove(through: done) }
+            try await refreshTotals()
+            return .committed([])
+        } catch {
+            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+        }
+    }
+
+    /// Replays one transaction from the spool's `head`, with the mark of the last batch it holds.
+    private func replayTransaction(from head: [SpooledBatch]) async throws -> Attempt {
+        let line = self.line
+        var (operations, last) = try Self.transaction(from: head, atMost: replayBatch)
+        let count = operations.count
+        // What is left fits in this transaction: commits arriving from now on wait
+        // for it and then go to the primary (those appending now finish first).
+        if last == head[head.count - 1].sequence && head.count < 64 { handingOver = true }
+        operations.append(.markReplayed(spool: spool.id, through: last))
+        let replayed = operations
+        // A transaction of at most `replayBatch` operations takes well under a second; one
+        // that does not answer in 10 s is on a connection that is gone (G7: the replay
+        // must not hang on it).
+        let outcome = await attempt({ try await line.apply(replayed) }, timeout: .seconds(10), onTimeout: { line.reset() })
+        guard case .committed = outcome else { return outcome }
+        try await spool.remove(through: last)
+        let transactions = statusBox.withLock {
+            $0.replayedOperations += UInt64(count)
+            $0.replayedBatchesTotal += 1
+            return $0.replayedBatchesTotal
+        }
+        try await refreshTotals()
+        if let pauseReplayAfter, transactions >= pauseReplayAfter {
+            logger.warning("replay paused after \(transactions) transactions (STARLING_TEST_REPLAY_PAUSE)")
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+        return outcome
     }
 
     /// The operations of the next replay transaction: spool batches from the head, in order,
