@@ -1,5 +1,6 @@
 public import Logging
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import StarlingCore
 import StarlingOps
@@ -44,6 +45,23 @@ public struct StarlingNode: Sendable {
     public func run() async throws {
         let tls = try configuration.makeTLSContext()
         let setup = configuration.inMemory ? nil : try StoreSetup.open(configuration, logger: logger)
+        let services = services(setup: setup, tls: tls)
+        // Any service that ends, by success or failure, stops the node; a failure is rethrown
+        // once the others have stopped (exit 1, or 2 for a configuration error).
+        let serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: services.map {
+                    .init(
+                        service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await serviceGroup.run()
+    }
+
+    /// The node's services in their start order (the group stops them in the reverse one).
+    func services(setup: StoreSetup?, tls: NIOSSLContext?) -> [any Service] {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         // Password hashing runs here, never on the broker's loop.
@@ -94,18 +112,7 @@ public struct StarlingNode: Sendable {
                     store: store, configuration: configuration, authenticator: authenticator, status: status, serving: serving,
                     logger: logger))
         }
-        // Any service that ends, by success or failure, stops the node; a failure is rethrown
-        // once the others have stopped (exit 1, or 2 for a configuration error).
-        let serviceGroup = ServiceGroup(
-            configuration: .init(
-                services: services.map {
-                    .init(
-                        service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .gracefullyShutdownGroup)
-                },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await serviceGroup.run()
+        return services
     }
 }
 
