@@ -45,7 +45,7 @@ extension FallbackStore {
                     "\(primary.name) refused a replayed batch (retrying in \(probeInterval)): \(String(String(reflecting: error).prefix(800)))"
                 )
                 setMode(.spooling)
-            case .unreachable(let why) where why == Self.stopping:
+            case .unreachable where Task.isCancelled:
                 logger.notice("replay stopped: the node is stopping; \(status.spooledBatches) batches stay in the spool for its next start")
                 setMode(.spooling)
                 return
@@ -56,8 +56,6 @@ extension FallbackStore {
             }
         }
     }
-
-    static let stopping = "the node is stopping"
 
     /// Applies the spool to the primary from its head until it is empty, then goes direct
     /// (between two awaits: no batch can reach the spool after the last look at it).
@@ -77,7 +75,7 @@ extension FallbackStore {
             var pendingCleared = false
             while true {
                 // The node is stopping (`stopReplaying`): what is left stays for its next start.
-                if Task.isCancelled && !handingOver { return .unreachable(Self.stopping) }
+                if Task.isCancelled && !handingOver { return .unreachable("the node is stopping") }
                 let head = try await spool.head(limit: 64)
                 if head.isEmpty {
                     if spoolAppendsInFlight > 0 {
@@ -101,7 +99,7 @@ extension FallbackStore {
                 guard case .committed = outcome else { return outcome }
             }
         } catch {
-            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+            return Attempt(error, from: primary)
         }
     }
 
@@ -111,23 +109,18 @@ extension FallbackStore {
     private func beginReplay() async -> Attempt {
         let line = self.line
         let spoolID = spool.id
-        switch await attempt({ try await line.endEarlierSessions() }, timeout: .seconds(15), onTimeout: { line.reset() }) {
-        case .committed: break
-        case let failed: return failed
-        }
         let recorded = Recorded()
-        switch await attempt(
+        let steps: [@Sendable () async throws -> Void] = [
+            { try await line.endEarlierSessions() },
             {
-                let through = try await line.replayedThrough(spool: spoolID); recorded.value.withLock { $0 = through }
+                let through = try await line.replayedThrough(spool: spoolID)
+                recorded.value.withLock { $0 = through }
             },
-            timeout: .seconds(15), onTimeout: { line.reset() })
-        {
-        case .committed: break
-        case let failed: return failed
-        }
-        switch await attempt({ try await line.replayPending(spool: spoolID, true) }, timeout: .seconds(15), onTimeout: { line.reset() }) {
-        case .committed: break
-        case let failed: return failed
+            { try await line.replayPending(spool: spoolID, true) }
+        ]
+        for step in steps {
+            let outcome = await attempt(step, timeout: .seconds(15), onTimeout: { line.reset() })
+            guard case .committed = outcome else { return outcome }
         }
         do {
             let done = recorded.value.withLock { $0 }
@@ -135,7 +128,7 @@ extension FallbackStore {
             try await refreshTotals()
             return .committed([])
         } catch {
-            return primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+            return Attempt(error, from: primary)
         }
     }
 

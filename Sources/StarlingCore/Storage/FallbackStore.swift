@@ -117,7 +117,7 @@ public actor FallbackStore: PersistentStore {
 
     /// Replays what an earlier start left in the spool, then loads from the primary. Started on
     /// the spool, it loads nothing: `FallbackStatus.stateDeferred` is set, and the state is
-    /// loaded when the primary is back (`StarlingNode` adopts it then).
+    /// loaded when the primary is back (`BrokerService` adopts it then).
     public func load() async throws -> StoredState {
         if status.mode == .direct && status.spooledBatches > 0 {
             logger.notice("the spool holds \(status.spooledBatches) batches from an earlier run: replaying them before loading")
@@ -267,6 +267,11 @@ public actor FallbackStore: PersistentStore {
         case committed(Set<SessionFence>)
         case refused(any Error)
         case unreachable(String)
+
+        /// What a call's `error` says: the primary away (`isUnreachable`), or a refusal.
+        init(_ error: any Error, from primary: any PersistentStore) {
+            self = primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+        }
     }
 
     /// Runs `body` against the primary; an answer later than `timeout` counts as unreachable:
@@ -298,7 +303,7 @@ public actor FallbackStore: PersistentStore {
                 do {
                     outcome = .committed(try await body())
                 } catch {
-                    outcome = primary.isUnreachable(error) ? .unreachable("\(error)") : .refused(error)
+                    outcome = Attempt(error, from: primary)
                 }
                 // A failure after its cancellation at the time limit may be that cancellation:
                 // whether its statements reached the database is not known.
