@@ -114,8 +114,8 @@ extension StarlingConfiguration {
             ("server.node_id", overrides.nodeID.map { .string($0) }, "--node-id")
         ]
         for (path, value, flag) in flags {
-            guard let value, let key = keysByPath[path] else { continue }
-            try apply(key, value, to: &config, source: flag)
+            guard let value else { continue }
+            try apply(keysByPath[path]!, value, to: &config, source: flag)
         }
     }
 

@@ -64,9 +64,13 @@ struct BrokerService: Service {
 
         let broker = self.broker
         let ticker = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in broker.tick() }
-        // A node cut off from the store closes its listeners until it reaches the store again.
+        // A node cut off from the store closes its listeners until it reaches the store again
+        // (a verdict given before this looked is taken too, in order, on the broker's loop).
         let (verdicts, verdict) = AsyncStream.makeStream(of: Bool.self)
-        try await loop.submit { broker.observeCutOff { verdict.yield($0) } }.get()
+        try await loop.submit {
+            broker.observeCutOff { verdict.yield($0) }
+            if broker.clusterCutOff { verdict.yield(true) }
+        }.get()
         let gate = Task { for await cutOff in verdicts { await listeners.set(open: !cutOff) } }
         // Wait for SIGTERM / SIGINT (graceful shutdown) or cancellation.
         try? await gracefulShutdown()

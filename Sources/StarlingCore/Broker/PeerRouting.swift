@@ -93,7 +93,7 @@ final class PeerRouting {
             let peer = peers.sorted()[Int(stableHash(message.publisher + message.topic) % UInt64(peers.count))]
             assignments[peer, default: []].append(group)
         }
-        if let own = deliveries[broker.nodeName] { deliverFromPeer(message, own) }  // broker.sessions being taken over here
+        if let own = deliveries[broker.nodeName] { deliverFromPeer(message, own) }  // sessions being taken over here
         let peers = plain.union(assignments.keys).union(deliveries.keys.filter { !$0.isEmpty && $0 != broker.nodeName })
         var congested = false
         for peer in peers {
@@ -266,12 +266,12 @@ final class PeerRouting {
     /// those whose rows the read already brought are not delivered twice.
     func applyClaimBuffer(_ buffered: [(message: Message, delivery: RemoteDelivery)], to clientID: String) {
         guard let session = broker.sessions[clientID], session.isStored, !buffered.isEmpty else { return }
-        var known = Set(session.queue.compactMap(\.sequence))
-        known.formUnion(session.inflight.values.compactMap(\.outbound.sequence))
+        let known = session.sequencesHeld
         for (message, delivery) in buffered where delivery.sequence.map({ !known.contains($0) }) ?? true {
             deliverFromPeer(message, [delivery])
         }
     }
+
     /// Starts a pickup: `read` gets the client ids to read rows of, once every write submitted
     /// so far is committed (a delivery that ended before has its row deleted by then).
     func beginPickup(_ read: @escaping ([String]) -> Void) {
@@ -293,9 +293,7 @@ final class PeerRouting {
         var delivered = 0
         for (clientID, rows) in Dictionary(grouping: deliveries, by: \.clientID) {
             guard let session = broker.sessions[clientID], session.isStored, session.connection != nil else { continue }
-            var known = Set(session.queue.compactMap(\.sequence))
-            known.formUnion(session.inflight.values.compactMap(\.outbound.sequence))
-            known.formUnion(session.endedDuringPickup)
+            let known = session.sequencesHeld.union(session.endedDuringPickup)
             for row in rows.sorted(by: { $0.sequence < $1.sequence })
             where !known.contains(row.sequence) && session.readFromStore[row.sequence] == nil && !session.ended.contains(row.sequence) {
                 guard let payload = payloads[row.messageID] else { continue }
@@ -316,7 +314,7 @@ final class PeerRouting {
         if delivered > 0 {
             broker.stats.pickedUp += UInt64(delivered)
             broker.logger.warning(
-                "delivered \(delivered) message(s) that peers committed for broker.sessions held here but whose copies never arrived")
+                "delivered \(delivered) message(s) that peers committed for sessions held here but whose copies never arrived")
         }
         broker.flush()
     }

@@ -97,6 +97,10 @@ public final class Session {
     /// Deliveries that ended while a pickup was reading the store: their rows may still be
     /// there, their deletes not yet committed.
     var endedDuringPickup: Set<Int64> = []
+    /// The sequences of the stored deliveries this session holds, queued or in flight.
+    var sequencesHeld: Set<Int64> {
+        Set(queue.compactMap(\.sequence)).union(inflight.values.compactMap(\.outbound.sequence))
+    }
     /// The latest deliveries that ended: a peer's copy of one that arrives late (a link that
     /// was slow, a claim that crossed it) is not delivered again.
     var ended = RecentSequences(capacity: 1024)

@@ -75,10 +75,12 @@ final class Takeover {
         // what this node routed to it before is committed before the session is read, as
         // every peer's is (they acknowledge the claim after their commits).
         claiming[clientID] = claiming[clientID] ?? ClaimInProgress()
-        broker.commitCollected { [self] in
+        // The closures below outlive this call (the writer and the cluster hold them): they keep
+        // the broker as well as this part alive, as the broker's own closures did.
+        broker.commitCollected { [self, broker] in
             // Unknown to the directory: it may have deliveries.
             let subscribed = broker.peers.directory[clientID].map { !($0.subscriptions ?? []).isEmpty } ?? true
-            cluster.claimSession(clientID, subscribed: subscribed) { [self] claim in
+            cluster.claimSession(clientID, subscribed: subscribed) { [self, broker] claim in
                 let progress = claiming.removeValue(forKey: clientID) ?? ClaimInProgress()
                 guard connection.state == .authenticating else { return }  // closed meanwhile
                 // Of two claims of one session at once (two CONNECTs on two nodes), the later
@@ -99,7 +101,7 @@ final class Takeover {
                 }
                 connection.claimEpoch = claim.epoch
                 // Peers learn the session's routes before its CONNACK.
-                broker.peers.announceRoutes { [self] in
+                broker.peers.announceRoutes { [broker] in
                     guard connection.state == .authenticating else { return }
                     connection.resumeReading(.authentication)
                     let held = connection.authentication?.held ?? []
