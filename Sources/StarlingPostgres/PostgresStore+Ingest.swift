@@ -16,10 +16,13 @@ extension PostgresStore {
         var duplicates: [IngestRecord] = []
         for round in IngestRecord.rounds(records) where !round.isEmpty {
             let replayed = round.contains { $0.replayed && $0.dedup != .none }
-            let rows = try await connection.query(ingestQuery(round, returning: replayed), logger: logger)
+            let rows = try await connection.rows(ingestQuery(round, returning: replayed), logger: logger)
             guard replayed else { continue }
             var stored: Set<String> = []
-            for try await (client, packet) in rows.decode((String, Int32?).self) { stored.insert("\(client)\u{0}\(packet ?? 0)") }
+            for row in rows {
+                let (client, packet) = try row.decode((String, Int32?).self)
+                stored.insert("\(client)\u{0}\(packet ?? 0)")
+            }
             duplicates += round.filter { $0.replayed && $0.dedup != .none && !stored.contains("\($0.clientID)\u{0}\($0.packetID ?? 0)") }
         }
         return duplicates

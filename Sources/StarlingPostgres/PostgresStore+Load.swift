@@ -62,10 +62,10 @@ extension PostgresStore {
             query.sql = "\(select) WHERE client_id IN (\(clients.sql)) \(order)"
             return query
         }
-        for try await row in try await client.query(scoped("SELECT * FROM sessions"), logger: logger) {
+        for row in try await client.rows(scoped("SELECT * FROM sessions"), logger: logger) {
             state.sessions.append(try Self.session(row))
         }
-        for try await row in try await client.query(scoped("SELECT * FROM subscriptions"), logger: logger) {
+        for row in try await client.rows(scoped("SELECT * FROM subscriptions"), logger: logger) {
             let r = row.makeRandomAccess()
             let filter = try MQTTTopicFilter(try r["filter"].decode(String.self))
             let request = MQTTSubscription(
@@ -83,7 +83,8 @@ extension PostgresStore {
         let inbound: PostgresQuery =
             clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
             ?? "SELECT client_id, packet_id FROM inbound_qos2"
-        for try await (clientID, packetID) in try await client.query(inbound, logger: logger).decode((String, Int32).self) {
+        for row in try await client.rows(inbound, logger: logger) {
+            let (clientID, packetID) = try row.decode((String, Int32).self)
             state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
         }
         if clientID != nil { return state }
@@ -96,15 +97,13 @@ extension PostgresStore {
         var payloads = clients
         payloads.sql =
             "SELECT * FROM message_payloads p WHERE p.id IN (SELECT message_id FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3)"
-        // Read whole, then decoded: a consumer slower than the socket leaves postgres-nio 1.33's row
-        // stream waiting for demand, and a connection closed then stops the process (its
-        // RowStreamStateMachine.channelReadComplete precondition). Claims read large queues.
-        for row in try await client.query(payloads, logger: logger).collect() {
+        // Read whole (`rows`): claims read large queues.
+        for row in try await client.rows(payloads, logger: logger) {
             state.messages.append(try Self.payload(row))
         }
         var deliveries = clients
         deliveries.sql = "SELECT * FROM session_messages WHERE client_id IN (\(clients.sql)) AND state <> 3 ORDER BY client_id, seq"
-        for row in try await client.query(deliveries, logger: logger).collect() {
+        for row in try await client.rows(deliveries, logger: logger) {
             let r = row.makeRandomAccess()
             let shareName = try r["share_name"].decode(String?.self)
             let shareFilter = try r["share_filter"].decode(String?.self)
@@ -125,7 +124,7 @@ extension PostgresStore {
 extension PostgresStore {
     public func loadRetained() async throws -> [StoredMessage] {
         var retained: [StoredMessage] = []
-        for try await row in try await client.query("SELECT * FROM retained", logger: logger) {
+        for row in try await client.rows("SELECT * FROM retained", logger: logger) {
             let r = row.makeRandomAccess()
             retained.append(
                 StoredMessage(

@@ -219,7 +219,7 @@ extension PostgresStore: SessionOwnershipStore {
         try await client.withTransaction(logger: logger) { connection in
             var released: [StoredSession] = []
             // SKIP LOCKED: survivors running this together take disjoint rows.
-            let rows = try await connection.query(
+            let rows = try await connection.rows(
                 """
                 SELECT s.* FROM sessions s JOIN nodes n ON n.node_id = s.owner_node
                 WHERE n.lease_until < now() - \(Self.sweepGraceMilliseconds)::bigint * interval '1 millisecond'
@@ -228,7 +228,7 @@ extension PostgresStore: SessionOwnershipStore {
                                 AND me.held_since < n.lease_until)
                 FOR UPDATE OF s SKIP LOCKED
                 """, logger: logger)
-            for try await row in rows { released.append(try Self.session(row)) }
+            for row in rows { released.append(try Self.session(row)) }
             for var session in released {
                 if session.connected {
                     // Its connection ended with its node: as an abnormal close [MQTT-3.1.2-8].
@@ -250,7 +250,7 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         var wills: [(String, MQTTWill)] = []
-        let rows = try await client.query(
+        let rows = try await client.rows(
             """
             WITH due AS (
                 SELECT client_id FROM sessions WHERE owner_node IS NULL AND will_due_at <= \(now) AND will_topic IS NOT NULL
@@ -264,7 +264,7 @@ extension PostgresStore: SessionOwnershipStore {
             )
             SELECT * FROM taken
             """, logger: logger)
-        for try await row in rows {
+        for row in rows {
             let session = try Self.session(row)
             if let will = session.will { wills.append((session.clientID, will)) }
         }
@@ -274,7 +274,7 @@ extension PostgresStore: SessionOwnershipStore {
     public func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
         guard !clientIDs.isEmpty else { return [] }
         var taken: [(StoredMessage, ShareGroupKey)] = []
-        let rows = try await client.query(
+        let rows = try await client.rows(
             """
             WITH taken AS (
                 DELETE FROM session_messages WHERE client_id = ANY(\(clientIDs)) AND share_name IS NOT NULL AND qos = 1
@@ -282,7 +282,7 @@ extension PostgresStore: SessionOwnershipStore {
             )
             SELECT p.*, t.share_name, t.share_filter FROM taken t JOIN message_payloads p ON p.id = t.message_id ORDER BY t.client_id, t.seq
             """, logger: logger)
-        for try await row in rows {
+        for row in rows {
             let r = row.makeRandomAccess()
             taken.append(
                 (
@@ -320,10 +320,9 @@ extension PostgresStore: SessionOwnershipStore {
 
     private func takeConnectionWills(_ query: PostgresQuery) async throws -> [(clientID: String, will: MQTTWill)] {
         var wills: [(String, MQTTWill)] = []
-        let rows = try await client.query(query, logger: logger)
-        for try await (clientID, topic, payload, qos, retain, properties) in rows.decode(
-            (String, String, ByteBuffer, Int16, Bool, ByteBuffer).self)
-        {
+        for row in try await client.rows(query, logger: logger) {
+            let (clientID, topic, payload, qos, retain, properties) = try row.decode(
+                (String, String, ByteBuffer, Int16, Bool, ByteBuffer).self)
             let will = MQTTWill(
                 topic: topic, payload: payload, qos: MQTTQoS(rawValue: UInt8(qos)) ?? .atMostOnce, retain: retain,
                 properties: try StoreCoding.decodeProperties(Array(properties.readableBytesView), context: .will))
@@ -334,11 +333,11 @@ extension PostgresStore: SessionOwnershipStore {
 
     public func deleteExpiredSessions(now: Int64) async throws -> [String] {
         var gone: [String] = []
-        let rows = try await client.query(
+        let rows = try await client.rows(
             """
             DELETE FROM sessions WHERE owner_node IS NULL AND expires_at < \(now) AND will_topic IS NULL RETURNING client_id
             """, logger: logger)
-        for try await clientID in rows.decode(String.self) { gone.append(clientID) }
+        for row in rows { gone.append(try row.decode(String.self)) }
         return gone
     }
 
@@ -350,7 +349,7 @@ extension PostgresStore: SessionOwnershipStore {
     /// right) and 0 for no Subscription Identifier (identifiers start at 1).
     public func loadDirectory() async throws -> [SessionDirectoryEntry] {
         let me = ownerNode ?? ""
-        let rows = try await client.query(
+        let rows = try await client.rows(
             """
             SELECT s.client_id, s.owner_node,
                    coalesce(array_agg(b.filter) FILTER (WHERE b.filter IS NOT NULL), '{}'::text[]),
@@ -362,7 +361,8 @@ extension PostgresStore: SessionOwnershipStore {
             GROUP BY s.client_id, s.owner_node
             """, logger: logger)
         var entries: [SessionDirectoryEntry] = []
-        for try await (clientID, owner, filters, options, identifiers) in rows.decode((String, String?, [String], [Int32], [Int32]).self) {
+        for row in rows {
+            let (clientID, owner, filters, options, identifiers) = try row.decode((String, String?, [String], [Int32], [Int32]).self)
             var subscriptions: [Subscription] = []
             subscriptions.reserveCapacity(filters.count)
             for (index, filter) in filters.enumerated() where index < options.count && index < identifiers.count {

@@ -129,11 +129,12 @@ public final class PostgresStore: PersistentStore {
     > {
         let clients = Array(Set(fences.map(\.clientID))).sorted()
         var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
-        let result = try await connection.query(
+        let result = try await connection.rows(
             """
             SELECT client_id, claim_epoch, claimed_at, recent_claims FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
             """, logger: logger)
-        for try await (clientID, epoch, claimedAt, recent) in result.decode((String, Int64, Int64?, [Int64]?).self) {
+        for row in result {
+            let (clientID, epoch, claimedAt, recent) = try row.decode((String, Int64, Int64?, [Int64]?).self)
             rows[clientID] = (epoch, claimedAt, recent ?? [])
         }
         return fences.filter { fence in
