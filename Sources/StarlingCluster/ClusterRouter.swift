@@ -38,6 +38,11 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     public var claimAckTimeout = TimeAmount.milliseconds(250)
     /// How long a claim waits for the previous holder's spool replay (`isReplaying`).
     public var replayWait = Duration.seconds(10)
+    /// Claims waiting for a batch, and the batches running (`ClusterRouter+Claims.swift`).
+    var claimQueue: [PendingClaim] = []
+    var claimBatchesRunning = 0
+    /// The clients of the running batches.
+    var claiming: Set<String> = []
 
     public private(set) var forwarded: UInt64 = 0
     public private(set) var forwardDrops: UInt64 = 0
@@ -89,12 +94,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     /// once every peer has acknowledged every packet, lost its link, or `routeAckTimeout` passed.
     func broadcast(
         _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount? = nil,
-        answers collect: ((MQTTProperties) -> Void)? = nil, then: @escaping () -> Void
+        answers collect: ((_ packet: Int, MQTTProperties) -> Void)? = nil, then: @escaping () -> Void
     ) {
         guard !outbound.isEmpty, !packets.isEmpty else { return then() }
         let ids = packets.map { _ in allocateID() }
         if let collect {
-            for id in ids { answers[id] = collect }
+            for (index, id) in ids.enumerated() { answers[id] = { collect(index, $0) } }
             let done = then
             return broadcastPrepared(ids, packets, what: what, timeout: timeout) { [self] in
                 for id in ids { answers[id] = nil }
@@ -229,68 +234,6 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
                     return .publish(publish)
                 }
             ], what: "a retained message", then: then)
-    }
-
-    public func claimSession(_ clientID: String, subscribed: Bool, completion: @escaping (SessionClaim?) -> Void) {
-        guard let ownership else { return completion(SessionClaim(state: StoredState(), epoch: 0)) }
-        let loop = self.loop
-        let logger = self.logger
-        let done = NIOLoopBound(completion, eventLoop: loop)
-        Task {
-            do {
-                // First the row names this node (the old owner's writes stop counting), then the
-                // old owner lets the session go (and disconnects its client), then it is read.
-                // Once more after a failure: a pool renewed after an outage fails what it held.
-                let started = ContinuousClock.now
-                let (epoch, previousOwner): (Int64, String?)
-                do {
-                    (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
-                } catch {
-                    try await Task.sleep(for: .milliseconds(100))
-                    (epoch, previousOwner) = try await ownership.claimOwnership(clientID)
-                }
-                let owned = ContinuousClock.now
-                let ended = try await loop.flatSubmit { [self] in
-                    let promise = loop.makePromise(of: Set<Int64>.self)
-                    var ended: Set<Int64> = []
-                    broadcast(
-                        [{ ClusterLinkHandler.claimed(clientID, epoch: epoch, packetID: $0) }], what: "the claim of session \(clientID)",
-                        timeout: claimAckTimeout, answers: { ended.formUnion(PeerMessages.ended(from: $0)) }
-                    ) {
-                        // A holder that did not answer may commit rows for the session later.
-                        self.schedulePickup(in: self.routeAckTimeout)
-                        promise.succeed(ended)
-                    }
-                    return promise.futureResult
-                }.get()
-                // The previous holder still replaying its spool (after an outage) may hold the
-                // session's ended deliveries there: read the session once they are in the store
-                // (at most `replayWait`: a holder that stays away is not waited for longer). A
-                // session without subscriptions has no deliveries to end: a device that only
-                // publishes is served at once (what its spool holds of the device's QoS 2 flow
-                // is caught by the replay's de-duplication).
-                let answered = ContinuousClock.now
-                if let previousOwner, subscribed {
-                    let deadline = ContinuousClock.now + replayWait
-                    while ContinuousClock.now < deadline, try await ownership.isReplaying(node: previousOwner) {
-                        try await Task.sleep(for: .milliseconds(100))
-                    }
-                }
-                let waited = ContinuousClock.now
-                let state = try await ownership.claimSession(clientID)
-                let read = ContinuousClock.now
-                if read - started > .milliseconds(500) {
-                    // A device waits for this: say where the time went.
-                    logger.notice(
-                        "the claim of session \(clientID) took \((read - started).milliseconds) ms: ownership \((owned - started).milliseconds), peers \((answered - owned).milliseconds), \(previousOwner ?? "no previous holder")'s replay \((waited - answered).milliseconds), read \((read - waited).milliseconds)"
-                    )
-                }
-                loop.execute { done.value(SessionClaim(state: state, epoch: epoch, ended: ended)) }
-            } catch {
-                logger.error("cannot claim the session of \(clientID) from the store: \(error)")
-                loop.execute { done.value(nil) }
-            }
-        }
     }
 
     /// The store's side of session ownership (PostgreSQL), set by the server.

@@ -45,13 +45,13 @@ extension PostgresStore {
             expiresAt: try r["expires_at"].decode(Int64?.self), publisher: try r["publisher"].decode(String.self))
     }
 
-    /// Everything a restart restores, or (with `only`) what one client's session holds.
-    func load(only clientID: String?) async throws -> StoredState {
+    /// Everything a restart restores, or (with `only`) what the sessions of these clients hold.
+    func load(only clientIDs: [String]?) async throws -> StoredState {
         var state = StoredState()
-        // One client's session; in a cluster a node's own sessions; else every session.
+        // Some clients' sessions; in a cluster a node's own sessions; else every session.
         let clients: PostgresQuery =
-            if let clientID {
-                "SELECT \(clientID)::text"
+            if let clientIDs {
+                "SELECT unnest(\(clientIDs)::text[])"
             } else if let ownerNode {
                 "SELECT client_id FROM sessions WHERE owner_node = \(ownerNode)"
             } else {
@@ -81,13 +81,13 @@ extension PostgresStore {
         try await loadDeliveries(of: clients, into: &state)
         // The ingest bridge's entries of clients without a stored session too.
         let inbound: PostgresQuery =
-            clientID.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = \($0)" }
+            clientIDs.map { "SELECT client_id, packet_id FROM inbound_qos2 WHERE client_id = ANY(\($0))" }
             ?? "SELECT client_id, packet_id FROM inbound_qos2"
         for row in try await client.rows(inbound, logger: logger) {
             let (clientID, packetID) = try row.decode((String, Int32).self)
             state.inboundQoS2.append((clientID, UInt16(clamping: packetID)))
         }
-        if clientID != nil { return state }
+        if clientIDs != nil { return state }
         state.retained = try await loadRetained()
         return state
     }

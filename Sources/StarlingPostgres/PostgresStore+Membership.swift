@@ -125,7 +125,11 @@ extension PostgresStore: SessionOwnershipStore {
     }
 
     public func claimOwnership(_ clientID: String) async throws -> (epoch: Int64, previousOwner: String?) {
-        guard let ownerNode else { return (0, nil) }
+        try await claimOwnership(of: [clientID])[clientID] ?? (0, nil)
+    }
+
+    public func claimOwnership(of clientIDs: [String]) async throws -> [String: (epoch: Int64, previousOwner: String?)] {
+        guard let ownerNode else { return Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, (0, nil)) }) }
         let (client, logger) = (client, logger)
         // A node frozen (or cut off) in the middle of a commit holds the session's row (read
         // FOR SHARE by its fenced writes) until it resumes: the database decides ownership, so
@@ -138,12 +142,18 @@ extension PostgresStore: SessionOwnershipStore {
             let ended = try await Self.endBlockers(ofStatementMarked: mark, client: client, logger: logger)
             if ended > 0 {
                 logger.warning(
-                    "the claim of session \(clientID) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them"
+                    "the claim of \(Self.sessions(clientIDs)) waited \(Self.claimLockWait) for \(ended) transaction(s) holding its row (a node frozen or cut off mid-commit): ended them"
                 )
             }
         }
         defer { watchdog.cancel() }
-        return try await Self.claimRow(clientID, for: ownerNode, mark: mark, client: client, logger: logger)
+        return try await Self.claimRows(clientIDs, for: ownerNode, mark: mark, client: client, logger: logger)
+    }
+
+    /// "session a" or "7 sessions (a, b, …)", for a log line.
+    static func sessions(_ clientIDs: [String]) -> String {
+        clientIDs.count == 1
+            ? "session \(clientIDs[0])" : "\(clientIDs.count) sessions (\(clientIDs.prefix(3).joined(separator: ", ")), …)"
     }
 
     /// How long a claim waits for another transaction's lock on the session's row before it
@@ -163,28 +173,36 @@ extension PostgresStore: SessionOwnershipStore {
         return 0
     }
 
-    static func claimRow(
-        _ clientID: String, for ownerNode: String, mark: String, client: PostgresClient, logger: Logger
-    ) async throws -> (epoch: Int64, previousOwner: String?) {
-        // The row goes to the claim with the highest epoch, whatever order the claims' updates
-        // run in (migration 0006). `previous` reads the row as it was before.
-        let rows = try await client.query(
+    static func claimRows(
+        _ clientIDs: [String], for ownerNode: String, mark: String, client: PostgresClient, logger: Logger
+    ) async throws -> [String: (epoch: Int64, previousOwner: String?)] {
+        // Each row goes to the claim with the highest epoch, whatever order the claims' updates
+        // run in (migration 0006); each client of the batch takes its own epoch, as if claimed
+        // alone. `previous` reads the rows as they were before. The rows are locked in the order
+        // of their ids (`locked`), the order of every fenced write (`staleFences`): two nodes
+        // claiming overlapping batches wait for each other, they never deadlock.
+        let rows = try await client.rows(
             """
             /* claim \(unescaped: mark) */
-            WITH previous AS (SELECT owner_node FROM sessions WHERE client_id = \(clientID)),
-                 e AS (SELECT nextval('claim_epochs') AS epoch),
+            WITH ids AS (SELECT DISTINCT unnest(\(clientIDs)::text[]) AS client_id),
+                 locked AS (SELECT s.client_id, s.owner_node FROM sessions s JOIN ids USING (client_id)
+                            ORDER BY s.client_id FOR UPDATE OF s),
+                 e AS (SELECT client_id, nextval('claim_epochs') AS epoch FROM ids),
                  t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS at),
-                 claimed AS (UPDATE sessions SET owner_node = \(ownerNode), claim_epoch = (SELECT epoch FROM e),
+                 claimed AS (UPDATE sessions s SET owner_node = \(ownerNode), claim_epoch = e.epoch,
                                     claimed_at = (SELECT at FROM t),
                                     recent_claims = (SELECT a[greatest(cardinality(a) - 15, 1):] FROM
-                                        (SELECT coalesce(recent_claims, '{}'::bigint[]) || ARRAY[(SELECT epoch FROM e), (SELECT at FROM t)] AS a) h)
-                             WHERE client_id = \(clientID) AND claim_epoch < (SELECT epoch FROM e))
-            SELECT epoch, (SELECT owner_node FROM previous) FROM e
+                                        (SELECT coalesce(s.recent_claims, '{}'::bigint[]) || ARRAY[e.epoch, (SELECT at FROM t)] AS a) h)
+                             FROM e JOIN locked l USING (client_id)
+                             WHERE s.client_id = e.client_id AND s.claim_epoch < e.epoch)
+            SELECT e.client_id, e.epoch, l.owner_node FROM e LEFT JOIN locked l USING (client_id)
             """, logger: logger)
-        for try await (epoch, previous) in rows.decode((Int64, String?).self) {
-            return (epoch, previous == ownerNode ? nil : previous)
+        var claims: [String: (epoch: Int64, previousOwner: String?)] = [:]
+        for row in rows {
+            let (clientID, epoch, previous) = try row.decode((String, Int64, String?).self)
+            claims[clientID] = (epoch, previous == ownerNode ? nil : previous)
         }
-        return (0, nil)
+        return claims
     }
 
     public func isReplaying(node: String) async throws -> Bool {
@@ -198,8 +216,8 @@ extension PostgresStore: SessionOwnershipStore {
         return false
     }
 
-    public func claimSession(_ clientID: String) async throws -> StoredState {
-        try await load(only: clientID)
+    public func claimSessions(_ clientIDs: [String]) async throws -> [String: StoredState] {
+        try await load(only: clientIDs).split(by: clientIDs)
     }
 
     public func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery]) {

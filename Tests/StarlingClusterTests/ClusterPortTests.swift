@@ -165,6 +165,42 @@ struct ClusterPortTests {
         }
     }
 
+    @Test(
+        "Claims that arrive while others run go together in the next batch (one ownership statement, one read); a client claimed twice goes in two batches, one after the other"
+    )
+    func claimsInBatches() async throws {
+        try await Self.withLoop { loop in
+            let store = FakeOwnership()
+            let router = ClusterRouter(loop: loop, logger: Self.logger)
+            router.ownership = store
+            let order = ["a", "b", "c", "a", "d", "c"]
+            // All in one turn of the loop: the first two start their batches at once, the others wait.
+            let answers = AsyncStream<(Int, SessionClaim?)>.makeStream()
+            loop.execute {
+                for (index, clientID) in order.enumerated() {
+                    router.claimSession(clientID, subscribed: false) { answers.continuation.yield((index, $0)) }
+                }
+            }
+            var claims: [Int: SessionClaim?] = [:]
+            for await (index, claim) in answers.stream {
+                claims[index] = claim
+                if claims.count == order.count { break }
+            }
+            #expect(claims.values.allSatisfy { $0?.epoch == 7 })
+            // Each record names its batch's clients: "claimOwnership c a d".
+            let calls = store.recorded.map { $0.split(separator: " ").map(String.init) }
+            let batches = calls.filter { $0.first == "claimOwnership" }.map { Array($0.dropFirst()) }
+            #expect(batches.flatMap { $0 }.sorted() == order.sorted())
+            #expect(batches.count < order.count && batches.allSatisfy { Set($0).count == $0.count })
+            // A client's second claim starts after the batch with its first has read.
+            for clientID in ["a", "c"] {
+                let owned = calls.indices.filter { calls[$0].first == "claimOwnership" && calls[$0].contains(clientID) }
+                let read = calls.indices.filter { calls[$0].first == "claimSession" && calls[$0].contains(clientID) }
+                #expect(owned.count == 2 && read.count == 2 && read[0] < owned[1])
+            }
+        }
+    }
+
     static func claim(_ clientID: String, _ router: ClusterRouter, _ loop: any EventLoop, subscribed: Bool = true) async throws
         -> SessionClaim?
     {

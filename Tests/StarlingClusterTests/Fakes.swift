@@ -84,9 +84,13 @@ final class FakeOwnership: SessionOwnershipStore {
         record("isReplaying \(node)")
         return setup.withLock { $0.replayingAnswers.isEmpty ? true : $0.replayingAnswers.removeFirst() }
     }
-    func claimSession(_ clientID: String) async throws -> StoredState {
-        record("claimSession \(clientID)")
-        return setup.withLock { $0.state }
+    func claimOwnership(of clientIDs: [String]) async throws -> [String: (epoch: Int64, previousOwner: String?)] {
+        record("claimOwnership \(clientIDs.joined(separator: " "))")
+        return setup.withLock { s in Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, (s.epoch, s.previousOwner)) }) }
+    }
+    func claimSessions(_ clientIDs: [String]) async throws -> [String: StoredState] {
+        record("claimSession \(clientIDs.joined(separator: " "))")
+        return setup.withLock { s in Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, s.state) }) }
     }
     func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery]) { ([], []) }
     func loadDirectory() async throws -> [SessionDirectoryEntry] { [] }

@@ -172,4 +172,35 @@ struct RestoredSessionsTests {
         #expect(a.inboundQoS2 == [1] && restored.otherQoS2.map(\.clientID) == ["z"])
         #expect(restored.maxMessageID == 99)
     }
+
+    @Test(
+        "one read for a batch of claimed sessions, split: each client its rows and the payloads its deliveries name; a client without rows an empty state"
+    )
+    func splitByClient() {
+        func delivery(_ clientID: String, _ sequence: Int64, message: Int64) -> StoredDelivery {
+            StoredDelivery(
+                clientID: clientID, sequence: sequence, messageID: message, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [],
+                shareGroup: nil, state: .queued, packetID: nil)
+        }
+        func message(_ id: Int64) -> StoredMessage {
+            StoredMessage(
+                id: id, topic: "t/\(id)", payload: ByteBuffer(), qos: .atLeastOnce, retain: false, properties: [], expiresAt: nil,
+                publisher: "p")
+        }
+        var state = StoredState()
+        state.sessions = ["a", "b"].map { StoredSession(clientID: $0, version: .v5, expiryInterval: 60, connected: false) }
+        state.subscriptions = [StoredSubscription(clientID: "b", subscription: BrokerPartsTests.subscription("t/#"))]
+        state.messages = [message(1), message(2), message(3)]
+        state.deliveries = [
+            delivery("a", 1, message: 1), delivery("b", 1, message: 1), delivery("b", 2, message: 2), delivery("a", 2, message: 1)
+        ]
+        state.inboundQoS2 = [("b", 9)]
+        let split = state.split(by: ["a", "b", "c"])
+        #expect(split.keys.sorted() == ["a", "b", "c"])
+        #expect(split["a"]?.sessions.map(\.clientID) == ["a"] && split["a"]?.subscriptions.isEmpty == true)
+        #expect(split["a"]?.deliveries.map(\.sequence) == [1, 2] && split["a"]?.messages.map(\.id) == [1])
+        #expect(split["b"]?.messages.map(\.id) == [1, 2] && split["b"]?.inboundQoS2.map(\.packetID) == [9])
+        #expect(split["b"]?.subscriptions.count == 1)
+        #expect(split["c"].map { $0.sessions.isEmpty && $0.deliveries.isEmpty && $0.messages.isEmpty } == true)
+    }
 }

@@ -1,3 +1,4 @@
+import MQTTCodec
 import NIOCore
 import PostgresNIO
 import StarlingCore
@@ -258,6 +259,45 @@ extension ClaimEpochTests {
                 // once that the server closed it.)
             }
             #expect(try await Self.row(client).owner == "b")
+        }
+    }
+}
+
+extension ClaimEpochTests {
+    @Test(
+        "G1/G2: claims in one batch (a reconnect storm) give each row its own later epoch and name its previous owner, as claims alone would; the sessions are read in one go"
+    )
+    func batchClaim() async throws {
+        try await TestPostgres.withStore { _, client in
+            let a = Self.node("a", client)
+            let b = Self.node("b", client)
+            for clientID in ["d1", "d2"] {
+                let epoch = try await a.markOwned(clientID)
+                var session = StoredSession(clientID: clientID, version: .v5, expiryInterval: 600, connected: true)
+                session.epoch = epoch
+                let subscription = Subscription(
+                    MQTTSubscription(filter: try MQTTTopicFilter("s/\(clientID)"), qos: .atLeastOnce), identifier: nil)
+                try await a.apply([
+                    .saveSession(session), .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
+                ])
+            }
+            let before = try await b.claimOwnership(of: ["d2"])
+            // d1 held by a, d2 by b already (its own claim: no previous owner), d3 has no row yet.
+            let claims = try await b.claimOwnership(of: ["d1", "d2", "d3"])
+            #expect(Set(claims.keys) == ["d1", "d2", "d3"])
+            #expect(claims["d1"]?.previousOwner == "a" && claims["d2"]?.previousOwner == nil && claims["d3"]?.previousOwner == nil)
+            let epochs = ["d1", "d2", "d3"].compactMap { claims[$0]?.epoch }
+            #expect(Set(epochs).count == 3 && epochs.allSatisfy { $0 > before["d2"]?.epoch ?? .max })
+            let owners = try await client.rows(
+                "SELECT client_id, owner_node, claim_epoch FROM sessions WHERE client_id IN ('d1', 'd2') ORDER BY client_id",
+                logger: TestPostgres.logger)
+            let decoded = try owners.map { try $0.decode((String, String?, Int64).self) }
+            #expect(decoded.map(\.1) == ["b", "b"] && decoded.map(\.2) == [claims["d1"]?.epoch, claims["d2"]?.epoch])
+            let states = try await b.claimSessions(["d1", "d2", "d3"])
+            #expect(
+                states["d1"]?.sessions.map(\.clientID) == ["d1"] && states["d1"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d1"])
+            #expect(states["d2"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d2"])
+            #expect(states["d3"].map { $0.sessions.isEmpty && $0.subscriptions.isEmpty } == true)
         }
     }
 }

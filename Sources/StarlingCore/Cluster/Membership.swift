@@ -223,9 +223,13 @@ public protocol SessionOwnershipStore: Sendable {
     /// Whether `node` is replaying its spool, holding its lease: what it ended for a session
     /// while it spooled may not be in the store yet.
     func isReplaying(node: String) async throws -> Bool
-    /// Reads what the store holds of `clientID`'s session (an empty state when it has none;
-    /// inbound QoS 2 entries of the ingest bridge too), once this node owns it.
-    func claimSession(_ clientID: String) async throws -> StoredState
+    /// `claimOwnership` of many sessions in one statement (a reconnect storm): each gets an
+    /// epoch of its own, exactly as if claimed alone. Every id of `clientIDs` is in the answer.
+    func claimOwnership(of clientIDs: [String]) async throws -> [String: (epoch: Int64, previousOwner: String?)]
+    /// Reads what the store holds of each session of `clientIDs` (an empty state for one it does
+    /// not have; inbound QoS 2 entries of the ingest bridge too), once this node owns them: one
+    /// read for all. Every id of `clientIDs` is in the answer.
+    func claimSessions(_ clientIDs: [String]) async throws -> [String: StoredState]
     /// The queued and in-flight deliveries of `clientIDs`' sessions, with their payloads (a
     /// pickup: `Broker.beginPickup`).
     func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery])
@@ -255,4 +259,11 @@ public protocol SessionOwnershipStore: Sendable {
     func takeConnectionWills(firstToken: Int64) async throws -> [(clientID: String, will: MQTTWill)]
     /// Takes this node's connection wills of `tokens` that are still there (no survivor took them).
     func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)]
+}
+
+extension SessionOwnershipStore {
+    /// `claimSessions` of one client.
+    public func claimSession(_ clientID: String) async throws -> StoredState {
+        try await claimSessions([clientID])[clientID] ?? StoredState()
+    }
 }

@@ -125,6 +125,23 @@ public struct StoredState: Sendable {
     public var retained: [StoredMessage] = []
 
     public init() {}
+
+    /// The state of each session of `clientIDs` (one read for many claimed together, split):
+    /// its rows, and the payloads its deliveries name. A client without rows gets an empty state.
+    public func split(by clientIDs: [String]) -> [String: StoredState] {
+        var states = Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, StoredState()) })
+        for session in sessions { states[session.clientID]?.sessions.append(session) }
+        for subscription in subscriptions { states[subscription.clientID]?.subscriptions.append(subscription) }
+        for delivery in deliveries { states[delivery.clientID]?.deliveries.append(delivery) }
+        for entry in inboundQoS2 { states[entry.clientID]?.inboundQoS2.append(entry) }
+        let payloads = Dictionary(messages.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for (clientID, state) in states {
+            var seen: Set<Int64> = []
+            let named = state.deliveries.compactMap { seen.insert($0.messageID).inserted ? payloads[$0.messageID] : nil }
+            states[clientID]?.messages = named
+        }
+        return states
+    }
 }
 
 /// One durable change. The broker core produces them; a store applies a batch of them in one
