@@ -52,6 +52,13 @@ def render_haproxy(text, nodes, mqtt_port, ws_port, socket_path, maxconn=4096):
                 continue
             mqtt_p, ws_p, http_p = nodes[name]
             line = f"{server.group(1)}127.0.0.1:{mqtt_p if server.group(3) == '1883' else ws_p} port {http_p}"
+            if name == "node3":
+                # The file names three nodes; a larger cluster gets the same line for each other.
+                for extra in sorted((n for n in nodes if int(n[4:]) > 3), key=lambda n: int(n[4:])):
+                    mqtt_e, ws_e, http_e = nodes[extra]
+                    out.append(line)
+                    line = (f"{server.group(1).replace('node3', extra)}127.0.0.1:"
+                            f"{mqtt_e if server.group(3) == '1883' else ws_e} port {http_e}")
         out.append(line)
     return "\n".join(out) + "\n"
 

@@ -369,7 +369,11 @@ class Nemesis:
         details = self.cluster.query(
             "SELECT convert_from(payload, 'UTF8'), id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
             f"WHERE convert_from(payload, 'UTF8') IN ({named}) ORDER BY 1, 2")
+        repeats = [(t, p, first) for t, p, _, _, first in self.qos2_subscriber.repeats if acked.get(p) == 2][:5]
         result = {
+            # Each QoS 2 repeat's surroundings: when its publisher disconnected and connected
+            # again around the two copies (seconds from the first copy) and its rows.
+            "qos2_repeat_context": [self.repeat_context(t, p, first) for t, p, first in repeats],
             "faults": len(self.events),
             "faults_by_kind": {k: sum(1 for e in self.events if e["kind"] == k) for k in sorted({e["kind"] for e in self.events})},
             "acknowledged": len(acked), "rows": sum(rows.values()), "lost": len(lost), "duplicate_rows": len(twice),
@@ -390,6 +394,19 @@ class Nemesis:
                                           for t, p, dup, mid, first in self.qos2_subscriber.repeats if acked.get(p) == 2][:20], "timeline": [(e["wall"], e["kind"], e["node"], e["seconds"]) for e in self.events]},
         }
         return result
+
+    def repeat_context(self, second, payload, first):
+        start = first[0] if first else second
+        device = next((d for d in self.devices if d.client_id == payload.split(":")[0]), None)
+        moves = []
+        if device:
+            moves = sorted([("disconnect", round(t - start, 3)) for t in device.disconnect_times if start - 5 <= t <= second + 1]
+                           + [("connack", round(t - start, 3)) for t in device.connect_times if start - 5 <= t <= second + 1],
+                           key=lambda m: m[1])
+        rows = self.cluster.query(
+            "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
+            f"WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
+        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves, "rows": rows}
 
     @staticmethod
     def wall(t):
