@@ -92,6 +92,16 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     private func handle(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        if case .up(let peer) = state {
+            handleTraffic(packet, from: peer, context: context)
+        } else {
+            handleHandshake(packet, context: context)
+        }
+    }
+
+    /// The cluster handshake (PeerHandshake): a CONNECT with the dialer's nonce, an AUTH with the
+    /// listener's nonce and proof, an AUTH with the dialer's proof, a CONNACK.
+    private func handleHandshake(_ packet: MQTTPacket, context: ChannelHandlerContext) {
         switch (state, packet) {
         case (.awaitingConnect, .connect(let connect)):
             guard connect.version == .v5, connect.properties.authenticationMethod == PeerHandshake.method,
@@ -148,11 +158,20 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         case (.awaitingConnAck(let peer), .connack(let ack)):
             guard ack.reasonCode == .success else { return refuse("\(peer) refused this node: \(ack.reasonCode)", context: context) }
             linkUp(peer: peer, context: context)
-        case (.up, .pingreq):
+        default:
+            refuse("unexpected \(packet.type) during the cluster handshake", context: context)
+        }
+    }
+
+    /// What a peer sends on a link that is up: pings, messages and claims (PUBLISH), routes
+    /// (SUBSCRIBE, UNSUBSCRIBE) and the acknowledgements of this node's own.
+    private func handleTraffic(_ packet: MQTTPacket, from peer: String, context: ChannelHandlerContext) {
+        switch packet {
+        case .pingreq:
             send(.pingresp, context: context)
-        case (.up, .pingresp):
+        case .pingresp:
             break
-        case (.up(let peer), .publish(let publish)):
+        case .publish(let publish):
             let answer = { [self] (properties: MQTTProperties) in
                 if let id = publish.packetID { send(.puback(MQTTAck(packetID: id, properties: properties)), context: context) }
             }
@@ -162,26 +181,24 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             } else {
                 router.received(publish, from: peer, acknowledge: { answer([]) }, answer: answer)
             }
-        case (.up(let peer), .subscribe(let subscribe)):
+        case .subscribe(let subscribe):
             router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
             send(
                 .suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })),
                 context: context)
-        case (.up(let peer), .unsubscribe(let unsubscribe)):
+        case .unsubscribe(let unsubscribe):
             router.removeRoutes(unsubscribe.filters, of: peer)
             send(
                 .unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: unsubscribe.filters.map { _ in .success })),
                 context: context)
-        case (.up(let peer), .suback(let ack)):
+        case .suback(let ack):
             router.acknowledged(ack.packetID, by: peer)
-        case (.up(let peer), .unsuback(let ack)):
+        case .unsuback(let ack):
             router.acknowledged(ack.packetID, by: peer)
-        case (.up(let peer), .puback(let ack)):
+        case .puback(let ack):
             router.acknowledged(ack.packetID, by: peer, properties: ack.properties)
-        case (.up, _):
-            refuse("unexpected \(packet.type) on a node link", context: context)
         default:
-            refuse("unexpected \(packet.type) during the cluster handshake", context: context)
+            refuse("unexpected \(packet.type) on a node link", context: context)
         }
     }
 

@@ -127,41 +127,12 @@ public final class SQLiteStore: PersistentStore {
     static func apply(_ operation: StoreOperation, _ db: Database) throws {
         switch operation {
         case .saveSession(let s):
-            let will = s.will
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
-                        will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
-                        expiry_interval = excluded.expiry_interval, expires_at = excluded.expires_at,
-                        connected = excluded.connected, username = excluded.username, will_topic = excluded.will_topic,
-                        will_payload = excluded.will_payload, will_qos = excluded.will_qos, will_retain = excluded.will_retain,
-                        will_properties = excluded.will_properties, will_due_at = excluded.will_due_at,
-                        updated_at = excluded.updated_at
-                    """
-            ).execute(arguments: [
-                s.clientID, Int(s.version.rawValue), Int64(s.expiryInterval), s.expiresAt, s.connected, s.username,
-                will?.topic, will.map { Data($0.payload.readableBytesView) }, will.map { Int($0.qos.rawValue) }, will?.retain,
-                will.map { Data(StoreCoding.encode($0.properties)) }, s.willDueAt, Int64(Date().timeIntervalSince1970 * 1000)
-            ])
+            try saveSession(s, db)
         case .deleteSession(let clientID):
             try db.cachedStatement(sql: "DELETE FROM sessions WHERE client_id = ?").execute(arguments: [clientID])
             try db.cachedStatement(sql: "DELETE FROM inbound_qos2 WHERE client_id = ?").execute(arguments: [clientID])
         case .saveSubscription(let stored):
-            let sub = stored.subscription
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos, no_local = excluded.no_local,
-                        retain_as_published = excluded.retain_as_published, retain_handling = excluded.retain_handling,
-                        subscription_id = excluded.subscription_id
-                    """
-            ).execute(arguments: [
-                stored.clientID, sub.filter.raw, Int(sub.qos.rawValue), sub.noLocal, sub.retainAsPublished,
-                Int(sub.retainHandling.rawValue), sub.identifier
-            ])
+            try saveSubscription(stored, db)
         case .deleteSubscription(let clientID, let filter):
             try db.cachedStatement(sql: "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?").execute(arguments: [
                 clientID, filter
@@ -177,17 +148,7 @@ public final class SQLiteStore: PersistentStore {
                 Data(StoreCoding.encode(m.properties)), m.expiresAt, m.publisher
             ])
         case .saveDelivery(let d):
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO session_messages (client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
-                    """
-            ).execute(arguments: [
-                d.clientID, d.sequence, d.messageID, Int(d.qos.rawValue), d.retain,
-                StoreCoding.encode(identifiers: d.subscriptionIdentifiers), d.shareGroup?.name, d.shareGroup?.filter,
-                d.state.rawValue, d.packetID.map { Int($0) }
-            ])
+            try saveDelivery(d, db)
         case .updateDelivery(let clientID, let sequence, let state, let packetID):
             try db.cachedStatement(sql: "UPDATE session_messages SET state = ?, packet_id = ? WHERE client_id = ? AND seq = ?")
                 .execute(arguments: [state.rawValue, packetID.map { Int($0) }, clientID, sequence])
@@ -211,20 +172,75 @@ public final class SQLiteStore: PersistentStore {
         case .fenced(_, let guarded):
             for operation in guarded { try apply(operation, db) }  // one node: no later claim
         case .setRetained(let m):
-            if m.payload.readableBytes == 0 {
-                try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])
-            } else {
-                try db.cachedStatement(
-                    sql: """
-                        INSERT INTO retained (topic, payload, qos, properties, expires_at, publisher, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties,
-                            expires_at = excluded.expires_at, publisher = excluded.publisher, message_id = excluded.message_id
-                        """
-                ).execute(arguments: [
-                    m.topic, Data(m.payload.readableBytesView), Int(m.qos.rawValue), Data(StoreCoding.encode(m.properties)),
-                    m.expiresAt, m.publisher, m.id
-                ])
-            }
+            try setRetained(m, db)
+        }
+    }
+
+    static func saveSession(_ s: StoredSession, _ db: Database) throws {
+        let will = s.will
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO sessions (client_id, protocol_version, expiry_interval, expires_at, connected, username,
+                    will_topic, will_payload, will_qos, will_retain, will_properties, will_due_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
+                    expiry_interval = excluded.expiry_interval, expires_at = excluded.expires_at,
+                    connected = excluded.connected, username = excluded.username, will_topic = excluded.will_topic,
+                    will_payload = excluded.will_payload, will_qos = excluded.will_qos, will_retain = excluded.will_retain,
+                    will_properties = excluded.will_properties, will_due_at = excluded.will_due_at,
+                    updated_at = excluded.updated_at
+                """
+        ).execute(arguments: [
+            s.clientID, Int(s.version.rawValue), Int64(s.expiryInterval), s.expiresAt, s.connected, s.username,
+            will?.topic, will.map { Data($0.payload.readableBytesView) }, will.map { Int($0.qos.rawValue) }, will?.retain,
+            will.map { Data(StoreCoding.encode($0.properties)) }, s.willDueAt, Int64(Date().timeIntervalSince1970 * 1000)
+        ])
+    }
+
+    static func saveSubscription(_ stored: StoredSubscription, _ db: Database) throws {
+        let sub = stored.subscription
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (client_id, filter) DO UPDATE SET qos = excluded.qos, no_local = excluded.no_local,
+                    retain_as_published = excluded.retain_as_published, retain_handling = excluded.retain_handling,
+                    subscription_id = excluded.subscription_id
+                """
+        ).execute(arguments: [
+            stored.clientID, sub.filter.raw, Int(sub.qos.rawValue), sub.noLocal, sub.retainAsPublished,
+            Int(sub.retainHandling.rawValue), sub.identifier
+        ])
+    }
+
+    static func saveDelivery(_ d: StoredDelivery, _ db: Database) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO session_messages (client_id, seq, message_id, qos, retain, subscription_ids, share_name, share_filter, state, packet_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (client_id, seq) DO UPDATE SET state = excluded.state, packet_id = excluded.packet_id
+                """
+        ).execute(arguments: [
+            d.clientID, d.sequence, d.messageID, Int(d.qos.rawValue), d.retain,
+            StoreCoding.encode(identifiers: d.subscriptionIdentifiers), d.shareGroup?.name, d.shareGroup?.filter,
+            d.state.rawValue, d.packetID.map { Int($0) }
+        ])
+    }
+
+    static func setRetained(_ m: StoredMessage, _ db: Database) throws {
+        if m.payload.readableBytes == 0 {
+            try db.cachedStatement(sql: "DELETE FROM retained WHERE topic = ?").execute(arguments: [m.topic])
+        } else {
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO retained (topic, payload, qos, properties, expires_at, publisher, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties,
+                        expires_at = excluded.expires_at, publisher = excluded.publisher, message_id = excluded.message_id
+                    """
+            ).execute(arguments: [
+                m.topic, Data(m.payload.readableBytesView), Int(m.qos.rawValue), Data(StoreCoding.encode(m.properties)),
+                m.expiresAt, m.publisher, m.id
+            ])
         }
     }
 

@@ -54,31 +54,15 @@ public enum SpoolCoding {
 
     private static func write(_ operation: StoreOperation, to out: inout ByteBuffer) {
         switch operation {
-        case .saveSession(let s):
+        case .saveSession(let session):
             out.writeInteger(Tag.saveSession.rawValue)
-            out.writeSpoolString(s.clientID)
-            out.writeInteger(s.version.rawValue)
-            out.writeInteger(s.expiryInterval)
-            out.writeSpoolOptional(s.expiresAt)
-            out.writeSpoolBool(s.connected)
-            out.writeSpoolOptionalString(s.username)
-            out.writeSpoolBool(s.will != nil)
-            if let will = s.will { writeWill(will, to: &out) }
-            out.writeSpoolOptional(s.willDueAt)
-            out.writeInteger(s.epoch)
+            writeSession(session, to: &out)
         case .deleteSession(let clientID):
             out.writeInteger(Tag.deleteSession.rawValue)
             out.writeSpoolString(clientID)
         case .saveSubscription(let stored):
             out.writeInteger(Tag.saveSubscription.rawValue)
-            out.writeSpoolString(stored.clientID)
-            let s = stored.subscription
-            out.writeSpoolString(s.filter.raw)
-            out.writeInteger(s.qos.rawValue)
-            out.writeSpoolBool(s.noLocal)
-            out.writeSpoolBool(s.retainAsPublished)
-            out.writeInteger(s.retainHandling.rawValue)
-            out.writeSpoolOptional(s.identifier.map(Int64.init))
+            writeSubscription(stored, to: &out)
         case .deleteSubscription(let clientID, let filter):
             out.writeInteger(Tag.deleteSubscription.rawValue)
             out.writeSpoolString(clientID)
@@ -86,18 +70,9 @@ public enum SpoolCoding {
         case .saveMessage(let message):
             out.writeInteger(Tag.saveMessage.rawValue)
             writeMessage(message, to: &out)
-        case .saveDelivery(let d):
+        case .saveDelivery(let delivery):
             out.writeInteger(Tag.saveDelivery.rawValue)
-            out.writeSpoolString(d.clientID)
-            out.writeInteger(d.sequence)
-            out.writeInteger(d.messageID)
-            out.writeInteger(d.qos.rawValue)
-            out.writeSpoolBool(d.retain)
-            out.writeSpoolString(StoreCoding.encode(identifiers: d.subscriptionIdentifiers) ?? "")
-            out.writeSpoolOptionalString(d.shareGroup?.name)
-            out.writeSpoolString(d.shareGroup?.filter ?? "")
-            out.writeInteger(UInt8(d.state.rawValue))
-            out.writeSpoolOptional(d.packetID.map(Int64.init))
+            writeDelivery(delivery, to: &out)
         case .updateDelivery(let clientID, let sequence, let state, let packetID):
             out.writeInteger(Tag.updateDelivery.rawValue)
             out.writeSpoolString(clientID)
@@ -119,29 +94,9 @@ public enum SpoolCoding {
         case .setRetained(let message):
             out.writeInteger(Tag.setRetained.rawValue)
             writeMessage(message, to: &out)
-        case .ingest(let r):
+        case .ingest(let record):
             out.writeInteger(Tag.ingest.rawValue)
-            out.writeInteger(r.receivedAt)
-            out.writeSpoolString(r.clientID)
-            out.writeSpoolOptionalString(r.username)
-            out.writeSpoolOptional(r.packetID.map(Int64.init))
-            out.writeSpoolString(r.topic)
-            out.writeSpoolBytes(r.payload)
-            out.writeInteger(r.qos)
-            out.writeSpoolBool(r.retain)
-            out.writeSpoolOptionalString(r.contentType)
-            out.writeInteger(UInt32(r.userProperties.count))
-            for (key, value) in r.userProperties {
-                out.writeSpoolString(key)
-                out.writeSpoolString(value)
-            }
-            out.writeSpoolBytes(ByteBuffer(bytes: r.contentHash))
-            out.writeSpoolString(r.nodeID)
-            switch r.dedup {
-            case .none: out.writeInteger(UInt8(0))
-            case .qos1(let dup, let contentOnly): out.writeInteger(UInt8(1 | (dup ? 4 : 0) | (contentOnly ? 8 : 0)))
-            case .qos2: out.writeInteger(UInt8(2))
-            }
+            writeIngest(record, to: &out)
         case .saveConnectionWill(let will):
             out.writeInteger(Tag.saveConnectionWill.rawValue)
             out.writeSpoolString(will.clientID)
@@ -169,56 +124,17 @@ public enum SpoolCoding {
         guard let tag = Tag(rawValue: byte) else { throw Malformed(description: "unknown operation \(byte)") }
         switch tag {
         case .saveSession:
-            let clientID = try input.spoolString()
-            guard let version = MQTTProtocolVersion(rawValue: try input.spoolInteger(as: UInt8.self)) else {
-                throw Malformed(description: "protocol version")
-            }
-            var session = StoredSession(
-                clientID: clientID, version: version, expiryInterval: try input.spoolInteger(as: UInt32.self),
-                expiresAt: try input.spoolOptional(), connected: try input.spoolBool(),
-                username: try input.spoolOptionalString())
-            session.will = try input.spoolBool() ? try readWill(from: &input) : nil
-            session.willDueAt = try input.spoolOptional()
-            session.epoch = try input.spoolInteger(as: Int64.self)
-            return .saveSession(session)
+            return try readSession(from: &input)
         case .deleteSession:
             return .deleteSession(clientID: try input.spoolString())
         case .saveSubscription:
-            let clientID = try input.spoolString()
-            let filter = try MQTTTopicFilter(try input.spoolString())
-            let qos = try qos(try input.spoolInteger(as: UInt8.self))
-            let noLocal = try input.spoolBool()
-            let retainAsPublished = try input.spoolBool()
-            guard let handling = MQTTSubscription.RetainHandling(rawValue: try input.spoolInteger(as: UInt8.self)) else {
-                throw Malformed(description: "retain handling")
-            }
-            let identifier: Int64? = try input.spoolOptional()
-            let subscription = Subscription(
-                MQTTSubscription(
-                    filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished,
-                    retainHandling: handling), identifier: identifier.map(Int.init))
-            return .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
+            return try readSubscription(from: &input)
         case .deleteSubscription:
             return .deleteSubscription(clientID: try input.spoolString(), filter: try input.spoolString())
         case .saveMessage:
             return .saveMessage(try readMessage(from: &input))
         case .saveDelivery:
-            let clientID = try input.spoolString()
-            let sequence = try input.spoolInteger(as: Int64.self)
-            let messageID = try input.spoolInteger(as: Int64.self)
-            let qos = try qos(try input.spoolInteger(as: UInt8.self))
-            let retain = try input.spoolBool()
-            let identifiers = StoreCoding.decodeIdentifiers(try input.spoolString())
-            let shareName = try input.spoolOptionalString()
-            let shareFilter = try input.spoolString()
-            let state = try state(try input.spoolInteger(as: UInt8.self))
-            let packetID: Int64? = try input.spoolOptional()
-            return .saveDelivery(
-                StoredDelivery(
-                    clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
-                    subscriptionIdentifiers: identifiers,
-                    shareGroup: shareName.map { ShareGroupKey(name: $0, filter: shareFilter) },
-                    state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }))
+            return try readDelivery(from: &input)
         case .updateDelivery:
             let clientID = try input.spoolString()
             let sequence = try input.spoolInteger(as: Int64.self)
@@ -235,34 +151,7 @@ public enum SpoolCoding {
         case .setRetained:
             return .setRetained(try readMessage(from: &input))
         case .ingest:
-            let receivedAt = try input.spoolInteger(as: Int64.self)
-            let clientID = try input.spoolString()
-            let username = try input.spoolOptionalString()
-            let packetID: Int64? = try input.spoolOptional()
-            let topic = try input.spoolString()
-            let payload = try input.spoolBytes()
-            let qos = try input.spoolInteger(as: UInt8.self)
-            let retain = try input.spoolBool()
-            let contentType = try input.spoolOptionalString()
-            var userProperties: [(String, String)] = []
-            for _ in 0..<Int(try input.spoolInteger(as: UInt32.self)) {
-                userProperties.append((try input.spoolString(), try input.spoolString()))
-            }
-            let hash = Array(try input.spoolBytes().readableBytesView)
-            let nodeID = try input.spoolString()
-            let flags = try input.spoolInteger(as: UInt8.self)
-            let dedup: IngestRecord.Dedup =
-                switch flags & 3 {
-                case 1: .qos1(dup: flags & 4 != 0, contentOnly: flags & 8 != 0)
-                case 2: .qos2
-                default: .none
-                }
-            return .ingest(
-                IngestRecord(
-                    receivedAt: receivedAt, clientID: clientID, username: username,
-                    packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }, topic: topic, payload: payload, qos: qos,
-                    retain: retain, contentType: contentType, userProperties: userProperties, contentHash: hash,
-                    nodeID: nodeID, dedup: dedup))
+            return try readIngest(from: &input)
         case .saveConnectionWill:
             let clientID = try input.spoolString()
             let token = try input.spoolInteger(as: Int64.self)
@@ -280,6 +169,149 @@ public enum SpoolCoding {
             for _ in 0..<count { guarded.append(try read(from: &input)) }
             return .fenced(SessionFence(clientID: clientID, epoch: epoch, spooledAt: spooledAt), guarded)
         }
+    }
+
+    private static func writeSession(_ s: StoredSession, to out: inout ByteBuffer) {
+        out.writeSpoolString(s.clientID)
+        out.writeInteger(s.version.rawValue)
+        out.writeInteger(s.expiryInterval)
+        out.writeSpoolOptional(s.expiresAt)
+        out.writeSpoolBool(s.connected)
+        out.writeSpoolOptionalString(s.username)
+        out.writeSpoolBool(s.will != nil)
+        if let will = s.will { writeWill(will, to: &out) }
+        out.writeSpoolOptional(s.willDueAt)
+        out.writeInteger(s.epoch)
+    }
+
+    private static func writeSubscription(_ stored: StoredSubscription, to out: inout ByteBuffer) {
+        out.writeSpoolString(stored.clientID)
+        let s = stored.subscription
+        out.writeSpoolString(s.filter.raw)
+        out.writeInteger(s.qos.rawValue)
+        out.writeSpoolBool(s.noLocal)
+        out.writeSpoolBool(s.retainAsPublished)
+        out.writeInteger(s.retainHandling.rawValue)
+        out.writeSpoolOptional(s.identifier.map(Int64.init))
+    }
+
+    private static func writeDelivery(_ d: StoredDelivery, to out: inout ByteBuffer) {
+        out.writeSpoolString(d.clientID)
+        out.writeInteger(d.sequence)
+        out.writeInteger(d.messageID)
+        out.writeInteger(d.qos.rawValue)
+        out.writeSpoolBool(d.retain)
+        out.writeSpoolString(StoreCoding.encode(identifiers: d.subscriptionIdentifiers) ?? "")
+        out.writeSpoolOptionalString(d.shareGroup?.name)
+        out.writeSpoolString(d.shareGroup?.filter ?? "")
+        out.writeInteger(UInt8(d.state.rawValue))
+        out.writeSpoolOptional(d.packetID.map(Int64.init))
+    }
+
+    private static func writeIngest(_ r: IngestRecord, to out: inout ByteBuffer) {
+        out.writeInteger(r.receivedAt)
+        out.writeSpoolString(r.clientID)
+        out.writeSpoolOptionalString(r.username)
+        out.writeSpoolOptional(r.packetID.map(Int64.init))
+        out.writeSpoolString(r.topic)
+        out.writeSpoolBytes(r.payload)
+        out.writeInteger(r.qos)
+        out.writeSpoolBool(r.retain)
+        out.writeSpoolOptionalString(r.contentType)
+        out.writeInteger(UInt32(r.userProperties.count))
+        for (key, value) in r.userProperties {
+            out.writeSpoolString(key)
+            out.writeSpoolString(value)
+        }
+        out.writeSpoolBytes(ByteBuffer(bytes: r.contentHash))
+        out.writeSpoolString(r.nodeID)
+        switch r.dedup {
+        case .none: out.writeInteger(UInt8(0))
+        case .qos1(let dup, let contentOnly): out.writeInteger(UInt8(1 | (dup ? 4 : 0) | (contentOnly ? 8 : 0)))
+        case .qos2: out.writeInteger(UInt8(2))
+        }
+    }
+
+    private static func readSession(from input: inout ByteBuffer) throws -> StoreOperation {
+        let clientID = try input.spoolString()
+        guard let version = MQTTProtocolVersion(rawValue: try input.spoolInteger(as: UInt8.self)) else {
+            throw Malformed(description: "protocol version")
+        }
+        var session = StoredSession(
+            clientID: clientID, version: version, expiryInterval: try input.spoolInteger(as: UInt32.self),
+            expiresAt: try input.spoolOptional(), connected: try input.spoolBool(),
+            username: try input.spoolOptionalString())
+        session.will = try input.spoolBool() ? try readWill(from: &input) : nil
+        session.willDueAt = try input.spoolOptional()
+        session.epoch = try input.spoolInteger(as: Int64.self)
+        return .saveSession(session)
+    }
+
+    private static func readSubscription(from input: inout ByteBuffer) throws -> StoreOperation {
+        let clientID = try input.spoolString()
+        let filter = try MQTTTopicFilter(try input.spoolString())
+        let qos = try qos(try input.spoolInteger(as: UInt8.self))
+        let noLocal = try input.spoolBool()
+        let retainAsPublished = try input.spoolBool()
+        guard let handling = MQTTSubscription.RetainHandling(rawValue: try input.spoolInteger(as: UInt8.self)) else {
+            throw Malformed(description: "retain handling")
+        }
+        let identifier: Int64? = try input.spoolOptional()
+        let subscription = Subscription(
+            MQTTSubscription(
+                filter: filter, qos: qos, noLocal: noLocal, retainAsPublished: retainAsPublished,
+                retainHandling: handling), identifier: identifier.map(Int.init))
+        return .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
+    }
+
+    private static func readDelivery(from input: inout ByteBuffer) throws -> StoreOperation {
+        let clientID = try input.spoolString()
+        let sequence = try input.spoolInteger(as: Int64.self)
+        let messageID = try input.spoolInteger(as: Int64.self)
+        let qos = try qos(try input.spoolInteger(as: UInt8.self))
+        let retain = try input.spoolBool()
+        let identifiers = StoreCoding.decodeIdentifiers(try input.spoolString())
+        let shareName = try input.spoolOptionalString()
+        let shareFilter = try input.spoolString()
+        let state = try state(try input.spoolInteger(as: UInt8.self))
+        let packetID: Int64? = try input.spoolOptional()
+        return .saveDelivery(
+            StoredDelivery(
+                clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
+                subscriptionIdentifiers: identifiers,
+                shareGroup: shareName.map { ShareGroupKey(name: $0, filter: shareFilter) },
+                state: state, packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }))
+    }
+
+    private static func readIngest(from input: inout ByteBuffer) throws -> StoreOperation {
+        let receivedAt = try input.spoolInteger(as: Int64.self)
+        let clientID = try input.spoolString()
+        let username = try input.spoolOptionalString()
+        let packetID: Int64? = try input.spoolOptional()
+        let topic = try input.spoolString()
+        let payload = try input.spoolBytes()
+        let qos = try input.spoolInteger(as: UInt8.self)
+        let retain = try input.spoolBool()
+        let contentType = try input.spoolOptionalString()
+        var userProperties: [(String, String)] = []
+        for _ in 0..<Int(try input.spoolInteger(as: UInt32.self)) {
+            userProperties.append((try input.spoolString(), try input.spoolString()))
+        }
+        let hash = Array(try input.spoolBytes().readableBytesView)
+        let nodeID = try input.spoolString()
+        let flags = try input.spoolInteger(as: UInt8.self)
+        let dedup: IngestRecord.Dedup =
+            switch flags & 3 {
+            case 1: .qos1(dup: flags & 4 != 0, contentOnly: flags & 8 != 0)
+            case 2: .qos2
+            default: .none
+            }
+        return .ingest(
+            IngestRecord(
+                receivedAt: receivedAt, clientID: clientID, username: username,
+                packetID: packetID.map { UInt16(truncatingIfNeeded: $0) }, topic: topic, payload: payload, qos: qos,
+                retain: retain, contentType: contentType, userProperties: userProperties, contentHash: hash,
+                nodeID: nodeID, dedup: dedup))
     }
 
     private static func writeWill(_ will: MQTTWill, to out: inout ByteBuffer) {
