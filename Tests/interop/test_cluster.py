@@ -8,6 +8,7 @@ import os
 import select
 import socket
 import subprocess
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -210,6 +211,13 @@ def test_mosquitto_clients_across_nodes(cluster):
     sub = subprocess.Popen(["mosquitto_sub", "-p", str(cluster["n3"].port), "-t", "mq/#", "-q", "1", "-C", "1", "-v",
                             "-i", "mq-sub", "-W", "30"], stdout=subprocess.PIPE, text=True)
     try:
+        # mosquitto_sub's own subscription first (a process started, not yet subscribed, would
+        # miss the message): n3 lists it with its filter.
+        deadline = time.monotonic() + 30
+        while not any(c["client_id"] == "mq-sub" and c["subscriptions"] == ["mq/#"]
+                      for c in cluster.api("n3", "/api/v1/clients")["clients"]):
+            assert time.monotonic() < deadline, "mosquitto_sub did not subscribe on n3"
+            time.sleep(0.05)  # the subscription has no notification: poll it
         # The subscription is known cluster-wide once n3 has it: wait for its route on n2.
         c = client(cluster, "n3", "mq-probe")
         c.subscribe("mq/#", qos=1)  # SUBACK: every peer routes mq/# to n3
