@@ -174,6 +174,28 @@ struct RestoredSessionsTests {
     }
 
     @Test(
+        "[MQTT-4.3.3] two rows giving a session one QoS 2 message (a batch in doubt replayed under another sequence): the lower is restored, the other reported for deletion; QoS 1 rows are left alone"
+    )
+    func secondRowOfAQoS2Message() {
+        let clock = ManualClock()
+        var state = StoredState()
+        state.sessions = [StoredSession(clientID: "a", version: .v5, expiryInterval: 60, connected: false)]
+        state.messages = [7, 8].map {
+            StoredMessage(
+                id: $0, topic: "t/\($0)", payload: ByteBuffer(string: "x"), qos: $0 == 7 ? .exactlyOnce : .atLeastOnce, retain: false,
+                properties: [], expiresAt: nil, publisher: "p")
+        }
+        state.deliveries = [(3, 7, MQTTQoS.exactlyOnce), (4, 7, .exactlyOnce), (5, 8, .atLeastOnce), (6, 8, .atLeastOnce)].map {
+            StoredDelivery(
+                clientID: "a", sequence: $0.0, messageID: $0.1, qos: $0.2, retain: false, subscriptionIdentifiers: [], shareGroup: nil,
+                state: .queued, packetID: nil)
+        }
+        let restored = RestoredSessions(state, now: clock.now(), clock: clock)
+        #expect(restored.sessions[0].queue.map(\.sequence) == [3, 5, 6])
+        #expect(restored.secondRows.map(\.sequence) == [4] && restored.secondRows.map(\.clientID) == ["a"])
+    }
+
+    @Test(
         "one read for a batch of claimed sessions, split: each client its rows and the payloads its deliveries name; a client without rows an empty state"
     )
     func splitByClient() {

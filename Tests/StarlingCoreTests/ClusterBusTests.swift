@@ -315,6 +315,33 @@ extension ClusterBusTests {
         #expect(h.broker.endedDeliveries(of: "dev") == [77])  // let go: kept a minute for the claimer
     }
 
+    @Test(
+        "[MQTT-4.3.3] QoS 2 once: another row of a message the session was already given (a batch in doubt committed and replayed under another sequence) is kept back, its row deleted"
+    )
+    func secondRowOfAGivenMessage() {
+        let bus = RecordingClusterBus()
+        let h = Self.harness(bus)
+        h.broker.restore(Self.storedDev([(77, 5, .queued)]))
+        let (dev, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)])
+        #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m5"])
+        // The same stored message (5) for dev under another row (78), in a peer's copy.
+        h.broker.receivedFromPeer(
+            Message(topic: "t/5", payload: ByteBuffer(string: "m5"), qos: .exactlyOnce, retain: false, publisher: "p"),
+            plain: false, groups: [],
+            deliveries: [
+                RemoteDelivery(clientID: "dev", sequence: 78, messageID: 5, qos: .exactlyOnce, retain: false, subscriptionIdentifiers: [])
+            ])
+        h.broker.flush()
+        #expect(dev.publishes().isEmpty)
+        #expect(h.broker.endedDeliveries(of: "dev").contains(78))
+        // And under a third (79) read by a pickup, with a row of another message (80 → 6).
+        let rows = Self.storedDev([(79, 5, .queued), (80, 6, .queued)])
+        h.broker.beginPickup { _ in }
+        h.broker.finishPickup(messages: rows.messages, deliveries: rows.deliveries)
+        #expect(dev.publishes().map { String(buffer: $0.payload) } == ["m6"])
+        #expect(h.broker.endedDeliveries(of: "dev").contains(79))
+    }
+
     @Test("two claims of one session at once: the later epoch serves the client, the other node refuses it (0x88)")
     func crossingClaims() {
         for (mine, rival, wins) in [(Int64(10), Int64(11), false), (Int64(11), Int64(10), true)] {

@@ -229,6 +229,12 @@ extension Broker {
         for (clientID, packetID) in restored.otherQoS2 {
             if let session = sessions[clientID] { session.inboundQoS2.insert(packetID) } else { clientsWithStoredQoS2.insert(clientID) }
         }
+        for (clientID, sequence) in restored.secondRows {
+            if let session = sessions[clientID] { forgetDelivery(sequence, of: session) }
+        }
+        if !restored.secondRows.isEmpty {
+            logger.warning("deleted \(restored.secondRows.count) second row(s) of QoS 2 messages their sessions already had [MQTT-4.3.3]")
+        }
         return restored.maxMessageID
     }
 }

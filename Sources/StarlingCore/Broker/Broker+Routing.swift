@@ -147,6 +147,7 @@ extension Broker {
     /// Appends to the queue, making room by the configured policy; every drop is counted and
     /// logged.
     private func push(_ outbound: OutboundMessage, to session: Session) {
+        if session.isStored, let key = outbound.onceKey { session.givenQoS2[key] = clock.now() }
         guard session.queue.count >= configuration.maxQueuedMessages else {
             session.queue.append(outbound)
             return
@@ -196,6 +197,7 @@ extension Broker {
 
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
+        if session.isStored, let key = outbound.onceKey { session.givenQoS2[key] = clock.now() }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
         guard let sequence = outbound.sequence else { return publishInflight(id, of: session, on: connection) }

@@ -20,6 +20,8 @@ final class PeerRouting {
     var pickupsInFlight = 0
     /// When the rows read from the store were last pruned (`pruneReadFromStore`).
     var lastReadFromStorePrune = NIODeadline.uptimeNanoseconds(0)
+    /// Second copies of QoS 2 messages kept back (`givenAlready`), logged at most every 10 s.
+    var secondCopies = ThrottledCount(interval: .seconds(10))
 
     init(broker: Broker) {
         self.broker = broker
@@ -258,6 +260,7 @@ final class PeerRouting {
                 message: copy, qos: delivery.qos, retain: delivery.retain,
                 subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
                 sequence: delivery.sequence, committed: true)
+            guard !givenAlready(outbound, to: session) else { continue }
             broker.sendOrQueue(outbound, to: session)
         }
     }
@@ -304,6 +307,7 @@ final class PeerRouting {
                     subscriptionIdentifiers: row.subscriptionIdentifiers, shareGroup: row.shareGroup,
                     sequence: row.sequence, committed: true)
                 session.readFromStore[row.sequence] = now
+                guard !givenAlready(outbound, to: session) else { continue }
                 broker.sendOrQueue(outbound, to: session)
                 delivered += 1
             }
@@ -319,13 +323,29 @@ final class PeerRouting {
         broker.flush()
     }
 
-    /// Forgets, every ten seconds, the rows read from the store more than a minute ago: a peer's
-    /// late copy comes within its link's wait (`ClusterRouter.linkWait`); a minute is far beyond it.
+    /// Forgets, every ten seconds, the rows read from the store and the QoS 2 messages given
+    /// more than a minute ago: a peer's late copy comes within its link's wait
+    /// (`ClusterRouter.linkWait`); a minute is far beyond it.
     func pruneReadFromStore(now: NIODeadline) {
         guard now - lastReadFromStorePrune >= .seconds(10) else { return }
         lastReadFromStorePrune = now
-        for session in broker.sessions.values where !session.readFromStore.isEmpty {
+        for session in broker.sessions.values where !session.readFromStore.isEmpty || !session.givenQoS2.isEmpty {
             session.readFromStore = session.readFromStore.filter { now - $0.value < .seconds(60) }
+            session.givenQoS2 = session.givenQoS2.filter { now - $0.value < .seconds(60) }
         }
+    }
+
+    /// A copy from a row or a peer of a stored message the session was already given at QoS 2
+    /// (another row of the same message for it: [MQTT-4.3.3], the receiver must get it once):
+    /// not delivered, its row deleted; counted and logged, for each is a fault's trace.
+    func givenAlready(_ outbound: OutboundMessage, to session: Session) -> Bool {
+        guard let key = outbound.onceKey, session.givenQoS2[key] != nil else { return false }
+        if let sequence = outbound.sequence, !session.sequencesHeld.contains(sequence) { broker.forgetDelivery(sequence, of: session) }
+        if let count = secondCopies.add(1, now: broker.clock.now()) {
+            broker.logger.warning(
+                "kept back \(count) second cop\(count == 1 ? "y" : "ies") of QoS 2 messages already given to their sessions (another row or a peer's copy of the same message; the last: message \(key) for \(session.clientID))"
+            )
+        }
+        return true
     }
 }

@@ -10,6 +10,9 @@ struct RestoredSessions {
     var otherQoS2: [(clientID: String, packetID: UInt16)] = []
     /// The largest message id the rows name.
     var maxMessageID: Int64 = 0
+    /// Rows that give a session a QoS 2 message a lower row already gives it (a batch in doubt
+    /// committed and replayed under another sequence): not restored; the broker deletes them.
+    var secondRows: [(clientID: String, sequence: Int64)] = []
 
     /// `now`: the restore's time. Sessions whose rows say connected lost their connection with
     /// the node that held them: they expire and their wills are due from now.
@@ -27,7 +30,10 @@ struct RestoredSessions {
         for delivery in state.deliveries {
             maxMessageID = max(maxMessageID, delivery.messageID)
             guard let session = byID[delivery.clientID], let stored = messages[delivery.messageID] else { continue }
-            Self.add(delivery, of: Message(stored, clock: clock), to: session, now: now)
+            guard Self.add(delivery, of: Message(stored, clock: clock), to: session, now: now) else {
+                secondRows.append((delivery.clientID, delivery.sequence))
+                continue
+            }
         }
         for (clientID, packetID) in state.inboundQoS2 {
             if let session = byID[clientID] { session.inboundQoS2.insert(packetID) } else { otherQoS2.append((clientID, packetID)) }
@@ -56,23 +62,32 @@ struct RestoredSessions {
     }
 
     /// A queued or in-flight delivery, in the state its row says; remembered as read from the
-    /// store (a peer's late copy of it is not delivered again).
-    private static func add(_ delivery: StoredDelivery, of message: Message, to session: Session, now: NIODeadline) {
+    /// store (a peer's late copy of it is not delivered again). False for a second row of a QoS 2
+    /// message the session already has (`OutboundMessage.onceKey`) [MQTT-4.3.3].
+    private static func add(_ delivery: StoredDelivery, of message: Message, to session: Session, now: NIODeadline) -> Bool {
         let outbound = OutboundMessage(
             message: message, qos: delivery.qos, retain: delivery.retain,
             subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: delivery.shareGroup,
             sequence: delivery.sequence, committed: true)
         session.nextSequence = max(session.nextSequence, delivery.sequence + 1)
         session.readFromStore[delivery.sequence] = now
+        if let key = outbound.onceKey {
+            guard session.givenQoS2[key] == nil else { return false }
+            session.givenQoS2[key] = now
+        }
         switch delivery.state {
         case .queued:
             session.queue.append(outbound)
         case .sent, .released:
-            guard let id = delivery.packetID else { return session.queue.append(outbound) }
+            guard let id = delivery.packetID else {
+                session.queue.append(outbound)
+                return true
+            }
             session.inflight[id] = InflightMessage(outbound: outbound, stage: delivery.state == .sent ? .published : .released)
             session.inflightOrder.append(id)
             session.nextPacketID = id == .max ? 1 : id + 1
         }
+        return true
     }
 }
 

@@ -23,6 +23,14 @@ public struct Subscription: Sendable, Equatable {
 
 /// A message waiting for, or in, the outbound flow of one session.
 struct OutboundMessage {
+    /// The stored message a plain QoS 2 delivery carries, if any: a session gets it once
+    /// (`Session.givenQoS2`). Retained messages sent on a subscription are not counted (a new
+    /// subscription gets them again [MQTT-3.3.1-9]).
+    var onceKey: Int64? {
+        guard qos == .exactlyOnce, shareGroup == nil, !retain else { return nil }
+        return message.storeID
+    }
+
     var message: Message
     /// The QoS it is delivered with: min(published, subscribed) [MQTT-3.8.4-8].
     var qos: MQTTQoS
@@ -94,6 +102,10 @@ public final class Session {
     /// copy of one of them that arrives later is not delivered again. Peers hold copies for a
     /// link that is down and send them when it comes up, after the rows may have been read.
     var readFromStore: [Int64: NIODeadline] = [:]
+    /// The stored messages this session was given at QoS 2 through its plain subscriptions
+    /// lately (queued or sent), by message id: a copy of one of them that comes from another
+    /// row or a peer is a second delivery of the same message, never a new one (`PeerRouting`).
+    var givenQoS2: [Int64: NIODeadline] = [:]
     /// Deliveries that ended while a pickup was reading the store: their rows may still be
     /// there, their deletes not yet committed.
     var endedDuringPickup: Set<Int64> = []
