@@ -14,14 +14,13 @@ public final class PostgresMembership: MembershipStore {
 
     public init(line: PostgresLine) {
         self.line = line
-        self.runner = MembershipStatements { [line] query, read in try await line.query(query, read) }
+        let logger = line.logger
+        self.runner = MembershipStatements { [line] query in try await line.run { try await $0.rows(query, logger: logger) } }
     }
 
     public init(store: PostgresStore) {
         self.line = nil
-        self.runner = MembershipStatements { [store] query, read in
-            try await read(try await store.client.query(query, logger: store.logger))
-        }
+        self.runner = MembershipStatements { [store] query in try await store.client.rows(query, logger: store.logger) }
     }
 
     /// Closes the line for good (at shutdown).
@@ -42,17 +41,8 @@ public final class PostgresMembership: MembershipStore {
 
 /// The membership statements, over whatever runs them (the pool or a line).
 struct MembershipStatements: Sendable {
-    /// Runs a statement and reads its rows.
-    let run:
-        @Sendable (PostgresQuery, @escaping @Sendable (PostgresRowSequence) async throws -> [PostgresRow]) async throws -> [PostgresRow]
-
-    private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await run(query) { sequence in
-            var rows: [PostgresRow] = []
-            for try await row in sequence { rows.append(row) }
-            return rows
-        }
-    }
+    /// Runs a statement and reads its rows whole (`PostgresConnection.rows`).
+    let rows: @Sendable (PostgresQuery) async throws -> [PostgresRow]
 
     func claimNode(_ node: NodeRegistration, lease: TimeAmount) async throws -> NodeClaim {
         let milliseconds = lease.nanoseconds / 1_000_000
