@@ -111,15 +111,23 @@ extension Broker {
             // Stored sessions get QoS 1/2 messages once their delivery row is committed (G1).
             var stored = outbound
             storeDelivery(&stored, for: session)
+            noteGiven(stored, to: session)
             push(stored, to: session)
             return
         }
         sendOrQueue(outbound, to: session)
     }
 
+    /// A plain QoS 2 delivery of a stored message enters a stored session's flow: remembered
+    /// (`Session.givenQoS2`), so another row of the same message is kept back (`PeerRouting`).
+    private func noteGiven(_ outbound: OutboundMessage, to session: Session) {
+        if session.isStored, let key = outbound.onceKey { session.givenQoS2[key] = clock.now() }
+    }
+
     /// Sends at once if the flow allows, otherwise queues: what `enqueue` does once any row is
     /// written (or for a copy whose row a peer committed).
     func sendOrQueue(_ outbound: OutboundMessage, to session: Session) {
+        noteGiven(outbound, to: session)
         guard let connection = session.connection, connection.state == .connected else {
             // QoS 0 is not kept for a disconnected client; QoS 1 and 2 wait in the queue.
             if outbound.qos != .atMostOnce { push(outbound, to: session) }
@@ -147,7 +155,6 @@ extension Broker {
     /// Appends to the queue, making room by the configured policy; every drop is counted and
     /// logged.
     private func push(_ outbound: OutboundMessage, to session: Session) {
-        if session.isStored, let key = outbound.onceKey { session.givenQoS2[key] = clock.now() }
         guard session.queue.count >= configuration.maxQueuedMessages else {
             session.queue.append(outbound)
             return
@@ -197,7 +204,6 @@ extension Broker {
 
     private func startInflight(_ outbound: OutboundMessage, in session: Session, on connection: Connection) {
         guard let id = session.allocatePacketID() else { return push(outbound, to: session) }
-        if session.isStored, let key = outbound.onceKey { session.givenQoS2[key] = clock.now() }
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
         guard let sequence = outbound.sequence else { return publishInflight(id, of: session, on: connection) }
