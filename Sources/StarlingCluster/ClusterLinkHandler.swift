@@ -215,17 +215,34 @@ final class ClusterLinkHandler: ChannelInboundHandler {
         // minutes to notice. The dialer pings (a client's PINGREQ); the listener answers.
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let channel = context.channel
-        pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { task in
+        heardAt = context.eventLoop.now
+        pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: Self.pingInterval, delay: Self.pingInterval) { task in
             handler.value.tick(peer: peer, channel: channel, task: task)
         }
     }
 
-    /// Ticks since the peer last sent anything.
+    /// How often the dialer pings: a peer that answers nothing for `quietAfter` (a frozen
+    /// process, a cut route) is not waited for by claims (`ClusterRouter.broadcast`), and a link
+    /// silent for `closeAfterTicks` pings is closed.
+    static let pingInterval = TimeAmount.milliseconds(200)
+    static let quietAfter = TimeAmount.milliseconds(500)
+    static let closeAfterTicks = 15
+
+    /// Ticks since the peer last sent anything, and when it last did.
     private var silentTicks = 0
+    private var heardAt = NIODeadline.uptimeNanoseconds(0)
+
+    /// Nothing from the peer for `quietAfter` (two pings unanswered): it is frozen or cut off,
+    /// or so slow that a claim's wait for it would end on the timeout anyway (issue 20: the
+    /// database decides ownership, nobody waits for a silent node).
+    var isQuiet: Bool {
+        guard let context else { return true }
+        return context.eventLoop.now - heardAt > Self.quietAfter
+    }
 
     private func tick(peer: String, channel: any Channel, task: RepeatedTask) {
         silentTicks += 1
-        if silentTicks > 3 {
+        if silentTicks > Self.closeAfterTicks {
             logger.warning("cluster link \(direction.rawValue) \(peer) is silent; closing it")
             channel.close(promise: nil)
             return task.cancel()
@@ -238,6 +255,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         silentTicks = 0  // anything from the peer shows it is alive
+        heardAt = context.eventLoop.now
         router.broker?.peerReadComplete()
         context.fireChannelReadComplete()
     }

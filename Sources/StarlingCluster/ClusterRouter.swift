@@ -123,8 +123,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         // A silent peer (frozen, or its link dead but not yet known so) still gets the packets,
         // but is not waited for again: a claim already waited for it, and the CONNACK that
         // follows would wait `routeAckTimeout` more. It learns everything in full when its link
-        // comes up again (`outboundUp`), and is waited for again once it answers anything.
-        let waiting = Set(outbound.keys).subtracting(silent)
+        // comes up again (`outboundUp`), and is waited for again once it answers anything. A
+        // quiet peer (no answer to the link's pings lately) is not waited for at all: the
+        // database has decided the claim, and its answer would not come before the timeout.
+        let waiting = Set(outbound.filter { !$0.value.isQuiet }.keys).subtracting(silent)
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }

@@ -117,6 +117,31 @@ struct ClusterRouterForwardTests {
         #expect(!again && router.silent.isEmpty)
     }
 
+    @Test(
+        "issue 20: a peer that has answered nothing for a while (frozen, cut off) is not waited for by a claim; one heard from lately is"
+    )
+    func quietPeerIsNotWaitedFor() throws {
+        let (router, channel, _) = try Self.routerWithLink()
+        let claim: [(UInt16) -> MQTTPacket] = [{ ClusterLinkHandler.claimed("dev", epoch: 7, packetID: $0) }]
+        var claimed = false
+        router.broadcast(claim, what: "a claim", timeout: router.claimAckTimeout) { claimed = true }
+        #expect(!claimed)
+        let first = try #require(try Self.written(channel, topic: PeerMessages.sessionClaimed).first?.packetID)
+        router.acknowledged(first, by: "n2")
+        #expect(claimed)
+        // Two of the link's pings unanswered: the claim is the database's, decided already.
+        channel.embeddedEventLoop.advanceTime(by: ClusterLinkHandler.quietAfter + .milliseconds(1))
+        var quietClaim = false
+        router.broadcast(claim, what: "a claim", timeout: router.claimAckTimeout) { quietClaim = true }
+        #expect(quietClaim && !router.silent.contains("n2"))
+        #expect(try Self.written(channel, topic: PeerMessages.sessionClaimed).count == 1)  // still told
+        // It speaks again: waited for again.
+        channel.pipeline.fireChannelReadComplete()
+        var heardClaim = false
+        router.broadcast(claim, what: "a claim", timeout: router.claimAckTimeout) { heardClaim = true }
+        #expect(!heardClaim)
+    }
+
     @Test("a claim's answer carries the session's ended deliveries; other answers carry none")
     func endedInAnswers() {
         #expect(PeerMessages.ended([]).isEmpty)

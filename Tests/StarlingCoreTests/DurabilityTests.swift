@@ -151,7 +151,9 @@ struct DurabilityTests {
     /// Set on the broker's loop only.
     final class Flag: @unchecked Sendable { var value = false }
 
-    @Test("a session claimed by another node is acknowledged to it only once what this node acknowledged for the session is committed")
+    @Test(
+        "a session claimed by another node is acknowledged to it only once what this node acknowledged for the session is committed; a session not held here at once"
+    )
     func claimAcknowledgedAfterCommit() async throws {
         try await Self.withBroker { h, store, onLoop in
             let publisher = try await onLoop {
@@ -168,6 +170,10 @@ struct DurabilityTests {
             }
             var attempts = store.attempts.makeAsyncIterator()
             _ = await attempts.next()
+            // A session this node neither holds nor claims: answered at once, whatever waits.
+            let bystander = Flag()
+            try await onLoop { h.broker.sessionClaimedElsewhere("elsewhere", by: "n2", epoch: 1) { bystander.value = true } }
+            try await onLoop { #expect(bystander.value) }
             let claimed = Flag()
             try await onLoop { h.broker.sessionClaimedElsewhere("sub", by: "n2", epoch: 1) { claimed.value = true } }
             // The claiming node would read the session now: not before the queued copy is in it.

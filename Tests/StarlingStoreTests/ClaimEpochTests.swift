@@ -1,8 +1,9 @@
+import Foundation
 import MQTTCodec
 import NIOCore
 import PostgresNIO
 import StarlingCore
-import StarlingPostgres
+@testable import StarlingPostgres
 import Testing
 
 /// Session claims across nodes on the real PostgreSQL (migration 0006): the claim with the
@@ -245,7 +246,7 @@ extension ClaimEpochTests {
             let b = Self.node("b", client)
             let epochA = try await a.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
-            try await client.withConnection { frozen in
+            try await Self.withOwnConnection(client) { frozen in  // a pool would lend it again once ended
                 // Node a's commit, read FOR SHARE as its fenced writes do, then a frozen process.
                 try await frozen.query("SET application_name = 'starling/frozen-node'", logger: TestPostgres.logger)
                 try await frozen.query("BEGIN", logger: TestPostgres.logger)
@@ -255,8 +256,7 @@ extension ClaimEpochTests {
                 let (epochB, previous) = try await b.claimOwnership("dev")
                 #expect(epochB > epochA && previous == "a")
                 // The claim's UPDATE got the row, so the frozen transaction has aborted: the
-                // lock goes only with it. (Not asked on `frozen`: postgres-nio may not notice at
-                // once that the server closed it.)
+                // lock goes only with it.
             }
             #expect(try await Self.row(client).owner == "b")
         }
@@ -298,6 +298,88 @@ extension ClaimEpochTests {
                 states["d1"]?.sessions.map(\.clientID) == ["d1"] && states["d1"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d1"])
             #expect(states["d2"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d2"])
             #expect(states["d3"].map { $0.sessions.isEmpty && $0.subscriptions.isEmpty } == true)
+        }
+    }
+}
+
+extension ClaimEpochTests {
+    /// A connection outside `client`'s pool, to the same database and schema, closed after `body`.
+    static func withOwnConnection(_ client: PostgresClient, _ body: (PostgresConnection) async throws -> Void) async throws {
+        var schema = "public"
+        for try await name in try await client.query("SELECT current_schema()", logger: TestPostgres.logger).decode(String.self) {
+            schema = name
+        }
+        guard let url = TestPostgres.url, let pool = PostgresStore.configuration(url: url), let host = pool.host else {
+            Issue.record("STARLING_TEST_POSTGRES_URL is not a postgres:// URL with a host")
+            return
+        }
+        var configuration = PostgresConnection.Configuration(
+            host: host, port: pool.port ?? 5432, username: pool.username, password: pool.password, database: pool.database, tls: .disable)
+        configuration.options.additionalStartupParameters = [("search_path", schema)]
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: TestPostgres.logger)
+        do {
+            try await body(connection)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
+    }
+
+    /// Waits until PostgreSQL reports `condition` (a boolean SQL expression), polling.
+    static func until(_ condition: String, _ client: PostgresClient) async throws {
+        while true {
+            let rows = try await client.query(
+                PostgresQuery(unsafeSQL: "SELECT coalesce((\(condition)), false)"), logger: TestPostgres.logger)
+            for try await holds in rows.decode(Bool.self) where holds { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test(
+        "issue 20: a claim ends first a transaction idle on the session's row (a frozen node sends nothing), a busy one only after the longer wait"
+    )
+    func idleBlockersEndedFirst() async throws {
+        try await TestPostgres.withStore { _, client in
+            let a = Self.node("a", client)
+            let epoch = try await a.markOwned("dev")
+            try await a.apply([Self.session("dev", epoch: epoch, username: "u")])
+            for idle in [false, true] {
+                let mark = UUID().uuidString
+                // The holder on a connection of its own: a pool would lend it again once ended.
+                try await Self.withOwnConnection(client) { holder in
+                    try await holder.query("SET application_name = 'starling/holder'", logger: TestPostgres.logger)
+                    try await holder.query("BEGIN", logger: TestPostgres.logger)
+                    for try await _ in try await holder.query(
+                        "SELECT 1 FROM sessions WHERE client_id = 'dev' FOR SHARE", logger: TestPostgres.logger)
+                    {}
+                    // Busy: a statement still running in the transaction; idle: nothing more sent.
+                    let busy = idle ? nil : Task { _ = try? await holder.query("SELECT pg_sleep(60)", logger: TestPostgres.logger) }
+                    let claim = Task {
+                        try await client.query(
+                            PostgresQuery(unsafeSQL: "/* claim \(mark) */ SELECT 1 FROM sessions WHERE client_id = 'dev' FOR UPDATE"),
+                            logger: TestPostgres.logger)
+                    }
+                    let holderState =
+                        idle
+                        ? "state = 'idle in transaction' AND state_change < clock_timestamp() - interval '150 milliseconds'"
+                        : "state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+                    try await Self.until(
+                        """
+                        EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '/* claim \(mark) */%' AND wait_event_type = 'Lock')
+                        AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'starling/holder' AND \(holderState))
+                        """, client)
+                    let endedIfIdle = try await PostgresStore.endBlockers(
+                        ofStatementMarked: mark, idleOnly: true, client: client, logger: TestPostgres.logger)
+                    #expect(endedIfIdle == (idle ? 1 : 0))
+                    if !idle {
+                        #expect(
+                            try await PostgresStore.endBlockers(ofStatementMarked: mark, client: client, logger: TestPostgres.logger) == 1)
+                    }
+                    _ = try await claim.value  // the row is free: the claim's statement went through
+                    await busy?.value
+                }
+            }
         }
     }
 }

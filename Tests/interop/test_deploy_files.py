@@ -123,7 +123,7 @@ def haproxy_idle_limit(text):
 
 def test_haproxy_configuration_has_the_cluster_shape():
     text = (DEPLOY / "haproxy.cfg").read_text()
-    for needed in ("option httpchk GET /readyz", "inter 200ms", "on-marked-down shutdown-sessions", "option redispatch",
+    for needed in ("option httpchk GET /readyz", "inter 100ms", "on-marked-down shutdown-sessions", "option redispatch",
                    "send-proxy-v2", "bind :8883", "timeout tunnel", "path /mqtt", "mode http"):
         assert needed in text, needed
     assert len(re.findall(r"^\s*server node\d 10\.0\.0\.\d+:1883", text, re.M)) == 3

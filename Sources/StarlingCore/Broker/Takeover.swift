@@ -141,18 +141,22 @@ final class Takeover {
     /// the claiming node reads the session after that, so a message acknowledged here just
     /// before the claim is in the queue it reads (G1 across a takeover).
     /// A claim with an epoch below that of this node's own claim of the session lost to it
-    /// (they crossed): it changes nothing here.
+    /// (they crossed): it changes nothing here. A node that neither holds nor claims the
+    /// session answers at once: it has nothing of the session to commit first (what it ended
+    /// of it lately travels in the answer), and a bystander whose own store is slow (a node
+    /// just resumed from a freeze) must not hold up every claim in the cluster (issue 20).
     func claimedElsewhere(_ clientID: String, by node: String, epoch: Int64, acknowledge: @escaping () -> Void) {
+        guard broker.sessions[clientID] != nil || claiming[clientID] != nil else {
+            ownerChanged(clientID, to: node)
+            return acknowledge()
+        }
         defer { broker.commitCollected(then: acknowledge) }
         if var progress = claiming[clientID] {
             progress.latestRival = max(progress.latestRival, epoch)
             claiming[clientID] = progress
         }
         if let held = broker.sessions[clientID], held.claimEpoch > epoch { return }
-        if var entry = broker.peers.directory[clientID] {
-            entry.owner = node
-            broker.peers.directory.set(entry)
-        }
+        ownerChanged(clientID, to: node)
         guard let session = broker.sessions[clientID] else { return }
         if session.connection != nil {
             broker.logger.info("session taken over by node \(node)", metadata: ["mqtt.client_id": "\(clientID)"])
@@ -160,6 +164,13 @@ final class Takeover {
         letGo(session, to: node, reason: .sessionTakenOver)
         broker.peers.announceRoutes {}
         broker.flush()
+    }
+
+    /// The directory's entry of `clientID` names `node` as its owner.
+    private func ownerChanged(_ clientID: String, to node: String) {
+        guard var entry = broker.peers.directory[clientID] else { return }
+        entry.owner = node
+        broker.peers.directory.set(entry)
     }
 
     /// Lets a session go without a write (it is `owner`'s now, or a survivor's to let go): its
