@@ -21,8 +21,13 @@ struct PendingClaim {
 /// nothing; a reconnect storm (a node's thousands of clients at once) costs a few statements
 /// per batch instead of per client. Each client keeps the epoch and the answer it would have
 /// had alone; a client claimed twice goes in two batches, in order.
+///
+/// Sessions with subscriptions and sessions without go in separate lanes: reading a
+/// subscriber's session may take seconds (its backlog, tens of thousands of queued messages
+/// after an outage), and a device that only publishes must not wait for it (issue 20: a
+/// device's pause under a second).
 extension ClusterRouter {
-    /// Batches that run at once: the store's pool serves them side by side.
+    /// Batches that run at once in each lane: the store's pool serves them side by side.
     static let concurrentClaimBatches = 2
     /// At most this many claims in one batch (each takes a packet id of the peers' round).
     static let claimBatchLimit = 256
@@ -34,25 +39,29 @@ extension ClusterRouter {
     }
 
     private func startClaimBatches() {
-        while claimBatchesRunning < Self.concurrentClaimBatches, !claimQueue.isEmpty {
-            let batch = takeClaimBatch()
-            guard !batch.isEmpty else { return }
-            claimBatchesRunning += 1
-            runClaimBatch(batch)
+        for lane in [false, true] {
+            while claimBatchesRunning[lane, default: 0] < Self.concurrentClaimBatches, !claimQueue.isEmpty {
+                let batch = takeClaimBatch(subscribed: lane)
+                guard !batch.isEmpty else { break }
+                claimBatchesRunning[lane, default: 0] += 1
+                runClaimBatch(batch, lane: lane)
+            }
         }
     }
 
-    /// The next claims in order, each client once and none of a running batch (a later claim
-    /// of a client waits until the earlier one has ended), at most `claimBatchLimit`.
-    func takeClaimBatch() -> [PendingClaim] {
+    /// The next claims of a lane in order, each client once and none of a running batch (a
+    /// later claim of a client waits until the earlier one has ended, in either lane), at most
+    /// `claimBatchLimit`.
+    func takeClaimBatch(subscribed lane: Bool) -> [PendingClaim] {
         var batch: [PendingClaim] = []
         var rest: [PendingClaim] = []
         var held = claiming
         for claim in claimQueue {
-            if batch.count < Self.claimBatchLimit, held.insert(claim.clientID).inserted {
+            if claim.subscribed == lane, batch.count < Self.claimBatchLimit, held.insert(claim.clientID).inserted {
                 batch.append(claim)
             } else {
-                // A client of this batch or of a running one: its claims keep their order.
+                // The other lane's, or a client of this batch or of a running one: a client's
+                // claims keep their order.
                 held.insert(claim.clientID)
                 rest.append(claim)
             }
@@ -62,9 +71,9 @@ extension ClusterRouter {
         return batch
     }
 
-    private func runClaimBatch(_ batch: [PendingClaim]) {
+    private func runClaimBatch(_ batch: [PendingClaim], lane: Bool) {
         guard let ownership else {
-            claimBatchesRunning -= 1
+            claimBatchesRunning[lane, default: 0] -= 1
             claiming.subtract(batch.map(\.clientID))
             for claim in batch { claim.completion(SessionClaim(state: StoredState(), epoch: 0)) }
             return startClaimBatches()
@@ -75,7 +84,7 @@ extension ClusterRouter {
         Task { [self] in
             let claims = await claim(clientIDs, subscribed: subscribed, in: ownership)
             loop.execute { [self] in
-                claimBatchesRunning -= 1
+                claimBatchesRunning[lane, default: 0] -= 1
                 claiming.subtract(clientIDs)
                 for (clientID, completion) in zip(clientIDs, done.value) { completion(claims?[clientID]) }
                 startClaimBatches()

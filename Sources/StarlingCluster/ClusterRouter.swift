@@ -38,9 +38,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     public var claimAckTimeout = TimeAmount.milliseconds(250)
     /// How long a claim waits for the previous holder's spool replay (`isReplaying`).
     public var replayWait = Duration.seconds(10)
-    /// Claims waiting for a batch, and the batches running (`ClusterRouter+Claims.swift`).
+    /// Claims waiting for a batch, and the batches running in each lane: sessions with
+    /// subscriptions (true) and without (`ClusterRouter+Claims.swift`).
     var claimQueue: [PendingClaim] = []
-    var claimBatchesRunning = 0
+    var claimBatchesRunning: [Bool: Int] = [false: 0, true: 0]
     /// The clients of the running batches.
     var claiming: Set<String> = []
 

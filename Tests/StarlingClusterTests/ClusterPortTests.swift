@@ -201,6 +201,32 @@ struct ClusterPortTests {
         }
     }
 
+    @Test(
+        "issue 20: a device's claim does not wait behind subscribers' claims whose reads take long (their backlogs): sessions without subscriptions have a lane of their own",
+        .timeLimit(.minutes(1))
+    )
+    func devicesHaveTheirOwnLane() async throws {
+        try await Self.withLoop { loop in
+            let store = FakeOwnership()
+            store.slowReads.withLock { $0.clients = ["sub1", "sub2"] }
+            let router = ClusterRouter(loop: loop, logger: Self.logger)
+            router.ownership = store
+            let answers = AsyncStream<String>.makeStream()
+            loop.execute {
+                // Two subscribers' claims fill their lane's two batches; then a device's.
+                for (clientID, subscribed) in [("sub1", true), ("sub2", true), ("dev", false)] {
+                    router.claimSession(clientID, subscribed: subscribed) { _ in answers.continuation.yield(clientID) }
+                }
+            }
+            var iterator = answers.stream.makeAsyncIterator()
+            #expect(await iterator.next() == "dev")  // served while both subscribers' reads wait
+            store.releaseReads()
+            let first = await iterator.next()
+            let second = await iterator.next()
+            #expect(Set([first, second]) == ["sub1", "sub2"])
+        }
+    }
+
     static func claim(_ clientID: String, _ router: ClusterRouter, _ loop: any EventLoop, subscribed: Bool = true) async throws
         -> SessionClaim?
     {

@@ -88,8 +88,29 @@ final class FakeOwnership: SessionOwnershipStore {
         record("claimOwnership \(clientIDs.joined(separator: " "))")
         return setup.withLock { s in Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, (s.epoch, s.previousOwner)) }) }
     }
+    /// Reads of these clients' sessions wait until `releaseReads` (a subscriber's backlog).
+    let slowReads = Mutex<(clients: Set<String>, waiting: [CheckedContinuation<Void, Never>])>(([], []))
+
+    func releaseReads() {
+        let waiting = slowReads.withLock { slow in
+            defer { slow = ([], []) }
+            return slow.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
     func claimSessions(_ clientIDs: [String]) async throws -> [String: StoredState] {
         record("claimSession \(clientIDs.joined(separator: " "))")
+        if slowReads.withLock({ !$0.clients.isDisjoint(with: clientIDs) }) {
+            await withCheckedContinuation { continuation in
+                let now = slowReads.withLock { slow in
+                    guard !slow.clients.isEmpty else { return true }
+                    slow.waiting.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
         return setup.withLock { s in Dictionary(uniqueKeysWithValues: clientIDs.map { ($0, s.state) }) }
     }
     func deliveries(of clientIDs: [String]) async throws -> (messages: [StoredMessage], deliveries: [StoredDelivery]) { ([], []) }

@@ -57,7 +57,7 @@ extension Broker {
             }
             close(connection)
         }
-        if end, sessions[clientID] === session { endSession(session, now: clock.now()) }
+        if end, sessions[clientID] === session { lifecycle.endSession(session, now: clock.now()) }
         commitCollected()
         flush()
         return true

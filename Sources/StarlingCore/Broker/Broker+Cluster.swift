@@ -89,7 +89,7 @@ extension Broker: ClusterInbound {
     /// it was cut off and no survivor took.
     public func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) {
         let now = clock.now()
-        for (clientID, will) in wills { publishWill(will, of: clientID, now: now) }
+        for (clientID, will) in wills { lifecycle.publishWill(will, of: clientID, now: now) }
         commitCollected()
         flush()
     }
@@ -102,7 +102,7 @@ extension Broker: ClusterInbound {
         for (stored, group) in taken {
             var copy = message(stored)
             copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
-            redeliverShared(
+            publishing.redeliverShared(
                 OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
                 group: group, excluding: "", now: now)
         }
@@ -164,5 +164,5 @@ struct SharedPlacement {
     /// The groups another node serves: not routed here.
     var elsewhere: Set<ShareGroupKey> = []
 
-    var selection: Broker.SharedGroupSelection { elsewhere.isEmpty ? .all : .except(elsewhere) }
+    var selection: Publishing.SharedGroupSelection { elsewhere.isEmpty ? .all : .except(elsewhere) }
 }

@@ -157,7 +157,7 @@ extension Broker {
             for (session, sequence) in awaiting where sequence > session.durableSequence {
                 session.durableSequence = sequence
             }
-            for (session, _) in awaiting { pump(session) }
+            for (session, _) in awaiting { flow.pump(session) }
             then?()
         }
     }
@@ -269,7 +269,7 @@ extension Broker {
             session.withheldPublishes.removeAll()
             session.withheldReleases.removeAll()
             guard let connection = session.connection, connection.state == .connected else { continue }
-            for id in publishes { publishInflight(id, of: session, on: connection) }
+            for id in publishes { flow.publishInflight(id, of: session, on: connection) }
             for id in releases where session.inflight[id]?.stage == .released {
                 send(.pubrel(MQTTAck(packetID: id)), on: connection)
             }

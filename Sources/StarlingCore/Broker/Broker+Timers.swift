@@ -33,12 +33,12 @@ extension Broker {
             if let due = session.willDueAt, due <= now, let will = session.will {
                 session.will = nil
                 session.willDueAt = nil
-                publishWill(will, of: session.clientID, now: now)
+                lifecycle.publishWill(will, of: session.clientID, now: now)
                 if sessions[session.clientID] === session { writes.append(contentsOf: sessionRowOperations(session)) }
             }
             if let expiresAt = session.expiresAt, expiresAt <= now {
                 logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
-                endSession(session, now: now)
+                lifecycle.endSession(session, now: now)
             }
         }
         if configuration.sysInterval > 0 && now - lastSysPublish >= .nanoseconds(Int64(configuration.sysInterval * 1e9)) {
@@ -102,7 +102,7 @@ extension Broker {
                 topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
                 retain: true, publisher: "$SYS")
             retained.set(message)
-            route(message, now: now)
+            publishing.route(message, now: now)
         }
     }
 }

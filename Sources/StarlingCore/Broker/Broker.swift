@@ -74,6 +74,14 @@ public final class Broker: @unchecked Sendable {
     lazy var takeover = Takeover(broker: self)
     /// Routing across nodes: routes, the session directory, forwarding, pickups.
     lazy var peers = PeerRouting(broker: self)
+    /// The outbound flow of sessions: queues, the in-flight window, acknowledgements.
+    lazy var flow = OutboundFlow(broker: self)
+    /// A session's life here: CONNECT, resumption, DISCONNECT, wills, the end of a session.
+    lazy var lifecycle = SessionLifecycle(broker: self)
+    /// PUBLISH from clients: checks, ingest, routing to this node's sessions, acknowledgements.
+    lazy var publishing = Publishing(broker: self)
+    /// SUBSCRIBE and UNSUBSCRIBE.
+    lazy var subscriptions = Subscriptions(broker: self)
 
     public init(
         configuration: BrokerConfiguration = .init(),
@@ -125,13 +133,13 @@ public final class Broker: @unchecked Sendable {
                 fail(connection, .protocolError, "expected CONNECT, got \(packet.type)", spec: "MQTT-3.1.0-1")
                 break
             }
-            handleConnect(connect, on: connection)
+            lifecycle.handleConnect(connect, on: connection)
         case .authenticating:
             guard let state = connection.authentication else { break }
             if state.method == nil {
                 state.held.append(packet)  // a password check: handled once it is decided
             } else if case .auth(let auth) = packet {
-                handleAuth(auth, on: connection)
+                lifecycle.handleAuth(auth, on: connection)
             } else if case .disconnect = packet {
                 close(connection)
             } else {
@@ -193,7 +201,7 @@ public final class Broker: @unchecked Sendable {
 
     /// The network connection closed (by the peer, an error or `close`).
     public func closed(_ connection: Connection) {
-        if connection.state != .closed { detach(connection) }
+        if connection.state != .closed { lifecycle.detach(connection) }
         connections.remove(connection)
         commitCollected()
     }
@@ -201,7 +209,7 @@ public final class Broker: @unchecked Sendable {
     /// The transport can take data again: send what was queued.
     public func writabilityChanged(_ connection: Connection) {
         if connection.transport.isWritable, let session = connection.session {
-            pump(session)
+            flow.pump(session)
         }
     }
 
@@ -258,8 +266,39 @@ public final class Broker: @unchecked Sendable {
             // The server closes the connection without the client's DISCONNECT: its will is
             // due [MQTT-3.1.2-8] — after its Will Delay Interval, kept in the stored session
             // (a client that reconnects elsewhere first cancels it [MQTT-3.1.3-9]), or at once.
-            detach(connection)
+            lifecycle.detach(connection)
             close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
+        }
+    }
+
+    /// Dispatches a packet of a connected client.
+    func handlePacket(_ packet: MQTTPacket, on connection: Connection) {
+        switch packet {
+        case .connect:
+            fail(connection, .protocolError, "a second CONNECT", spec: "MQTT-3.1.0-2")
+        case .publish(let publish):
+            stats.publishReceived += 1
+            publishing.handlePublish(publish, on: connection)
+        case .puback(let ack):
+            flow.pubAck(ack, on: connection)
+        case .pubrec(let ack):
+            flow.pubRec(ack, on: connection)
+        case .pubrel(let ack):
+            publishing.handlePubRel(ack, on: connection)
+        case .pubcomp(let ack):
+            flow.pubComp(ack, on: connection)
+        case .subscribe(let subscribe):
+            subscriptions.handleSubscribe(subscribe, on: connection)
+        case .unsubscribe(let unsubscribe):
+            subscriptions.handleUnsubscribe(unsubscribe, on: connection)
+        case .pingreq:
+            durably([]) { self.send(.pingresp, on: connection) }  // [MQTT-3.12.4-1], in order with acks
+        case .disconnect(let disconnect):
+            lifecycle.handleDisconnect(disconnect, on: connection)
+        case .auth(let auth):
+            lifecycle.handleAuth(auth, on: connection)
+        case .connack, .suback, .unsuback, .pingresp:
+            fail(connection, .protocolError, "\(packet.type) is not sent by clients")
         }
     }
 
@@ -274,7 +313,7 @@ public final class Broker: @unchecked Sendable {
 
     /// Closes the network connection after what was written.
     func close(_ connection: Connection) {
-        if connection.state != .closed { detach(connection) }
+        if connection.state != .closed { lifecycle.detach(connection) }
         if connection.needsFlush {
             connection.needsFlush = false
             connection.transport.flush()
@@ -315,5 +354,15 @@ public final class Broker: @unchecked Sendable {
         connection.publishWillOnClose = false
         connection.state = .closed
         close(connection)
+    }
+
+    // MARK: Drops
+
+    /// Counts dropped messages and logs at most one warning every ten seconds.
+    func countDrops(_ count: Int, reason: String) {
+        guard count > 0 else { return }
+        stats.messagesDropped += UInt64(count)
+        guard let dropped = drops.add(count, now: clock.now()) else { return }
+        logger.warning("dropped \(dropped) message(s); latest: \(reason)")
     }
 }

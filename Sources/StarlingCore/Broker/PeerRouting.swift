@@ -131,7 +131,7 @@ final class PeerRouting {
         broker.stats.forwardedIn += 1
         let now = broker.clock.now()
         if plain || !groups.isEmpty {
-            broker.route(message, now: now, sharedGroups: .only(Set(groups)), skipStored: true)
+            broker.publishing.route(message, now: now, sharedGroups: .only(Set(groups)), skipStored: true)
         }
         deliverFromPeer(message, deliveries)
         broker.commitCollected(then: then)
@@ -218,7 +218,7 @@ final class PeerRouting {
         var stored = message  // its payload is saved with the first row
         for (clientID, subscriptions) in grouped {
             guard let entry = directory[clientID],
-                let (qos, retain, identifiers) = Broker.copy(of: message, for: clientID, through: subscriptions)
+                let (qos, retain, identifiers) = Publishing.copy(of: message, for: clientID, through: subscriptions)
             else { continue }
             var delivery = RemoteDelivery(
                 clientID: clientID, sequence: nil, messageID: nil, qos: qos, retain: retain,
@@ -250,7 +250,7 @@ final class PeerRouting {
             guard let session = broker.sessions[delivery.clientID], session.isStored else { continue }
             // Already read from the store (a pickup, a claim, a start-up) or ended: the copy came late.
             if let sequence = delivery.sequence, session.readFromStore[sequence] != nil || session.ended.contains(sequence) { continue }
-            guard broker.isReadable(message.topic, by: delivery.clientID) else {
+            guard broker.publishing.isReadable(message.topic, by: delivery.clientID) else {
                 if let sequence = delivery.sequence { broker.forgetDelivery(sequence, of: session) }
                 continue
             }
@@ -261,7 +261,7 @@ final class PeerRouting {
                 subscriptionIdentifiers: delivery.subscriptionIdentifiers, shareGroup: nil,
                 sequence: delivery.sequence, committed: true)
             guard !givenAlready(outbound, to: session) else { continue }
-            broker.sendOrQueue(outbound, to: session)
+            broker.flow.sendOrQueue(outbound, to: session)
         }
     }
 
@@ -308,7 +308,7 @@ final class PeerRouting {
                     sequence: row.sequence, committed: true)
                 session.readFromStore[row.sequence] = now
                 guard !givenAlready(outbound, to: session) else { continue }
-                broker.sendOrQueue(outbound, to: session)
+                broker.flow.sendOrQueue(outbound, to: session)
                 delivered += 1
             }
         }

@@ -120,7 +120,7 @@ public final class Session {
     /// not the shared store (`Broker.releaseWithheld`).
     var withheldReleases: [UInt16] = []
     /// Packet ids of QoS 2 PUBLISH packets not sent yet: their "sent with this packet id" state
-    /// went to this node's spool, not the shared store (`Broker.startInflight`).
+    /// went to this node's spool, not the shared store (`OutboundFlow.startInflight`).
     var withheldPublishes: [UInt16] = []
 
     var will: MQTTWill?

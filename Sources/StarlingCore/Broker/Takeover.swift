@@ -185,7 +185,7 @@ final class Takeover {
                 SessionDirectoryEntry(clientID: session.clientID, owner: owner, subscriptions: Array(session.subscriptions.values)))
         }
         session.isStored = false
-        broker.removeSubscriptions(of: session)
+        broker.lifecycle.removeSubscriptions(of: session)
         session.queue.removeAll()
         session.inflight.removeAll()
         session.inflightOrder.removeAll()

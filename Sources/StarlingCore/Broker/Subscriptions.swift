@@ -1,39 +1,47 @@
 import MQTTCodec
 import NIOCore
 
-extension Broker {
+/// SUBSCRIBE and UNSUBSCRIBE: the checks of each filter, the session's subscriptions and the
+/// index, the routes the peers learn, and the retained messages a new subscription gets. One of
+/// the broker's parts (`Broker.subscriptions`), confined to its event loop like the broker.
+final class Subscriptions {
+    unowned let broker: Broker
+
+    init(broker: Broker) { self.broker = broker }
+
     func handleSubscribe(_ subscribe: MQTTSubscribe, on connection: Connection) {
         guard let session = connection.session else { return }
         let v5 = connection.version == .v5
-        let now = clock.now()
+        let now = broker.clock.now()
         var codes: [MQTTReasonCode] = []
         var retainedToSend: [(Message, Subscription)] = []
         for request in subscribe.subscriptions {
             let filter = request.filter
             let isNew = session.subscriptions[filter.raw] == nil
-            if isNew && session.subscriptions.count >= configuration.maxSubscriptionsPerClient {
+            if isNew && session.subscriptions.count >= broker.configuration.maxSubscriptionsPerClient {
                 codes.append(v5 ? .quotaExceeded : .failure)
                 continue
             }
-            if configuration.topicProblem(filter.raw) != nil {
+            if broker.configuration.topicProblem(filter.raw) != nil {
                 codes.append(v5 ? .topicFilterInvalid : .failure)
                 continue
             }
-            guard authorizer.isAllowed(.subscribe, topic: filter.filter, clientID: connection.clientID, username: connection.username)
+            guard
+                broker.authorizer.isAllowed(.subscribe, topic: filter.filter, clientID: connection.clientID, username: connection.username)
             else {
                 // 0x80 in every version, as the conformance suites expect.
                 codes.append(.failure)
                 continue
             }
             var subscription = Subscription(request, identifier: subscribe.subscriptionIdentifier)
-            subscription.qos = min(request.qos, configuration.maximumQoS)
+            subscription.qos = min(request.qos, broker.configuration.maximumQoS)
             // Replaces an existing subscription with the same filter [MQTT-3.8.4-3].
             session.subscriptions[filter.raw] = subscription
-            index.insert(filter, subscriber: session.clientID, value: subscription)
-            if isNew { peers.routeAdded(filter) }
+            broker.index.insert(filter, subscriber: session.clientID, value: subscription)
+            if isNew { broker.peers.routeAdded(filter) }
             if session.isStored {
-                writes.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
-                peers.markDirectoryChange(session)
+                broker.writes.append(.saveSubscription(StoredSubscription(clientID: session.clientID, subscription: subscription)))
+                broker.peers.markDirectoryChange(session)
             }
             codes.append(MQTTReasonCode(subscription.qos.rawValue))  // [MQTT-3.9.3-1] in order
 
@@ -45,16 +53,18 @@ extension Broker {
                 case .doNotSend: false
                 }
             if sendRetained && !filter.isShared {
-                for message in retained.matching(filter.filter, now: now)
-                where authorizer.isAllowed(.subscribe, topic: message.topic, clientID: connection.clientID, username: connection.username) {
+                for message in broker.retained.matching(filter.filter, now: now)
+                where broker.authorizer.isAllowed(
+                    .subscribe, topic: message.topic, clientID: connection.clientID, username: connection.username)
+                {
                     retainedToSend.append((message, subscription))
                 }
             }
         }
         // SUBACK once the subscriptions are durable and every peer routes them; retained
         // messages follow it.
-        peers.announceRoutes { [self] in
-            commitCollected { [self] in
+        broker.peers.announceRoutes { [self] in
+            broker.commitCollected { [self] in
                 subscribed(subscribe, codes: codes, retainedToSend: retainedToSend, session: session, connection: connection, now: now)
             }
         }
@@ -64,16 +74,16 @@ extension Broker {
         _ subscribe: MQTTSubscribe, codes: [MQTTReasonCode], retainedToSend: [(Message, Subscription)],
         session: Session, connection: Connection, now: NIODeadline
     ) {
-        send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
+        broker.send(.suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: codes)), on: connection)
         guard session.connection === connection else { return }
         for (message, subscription) in retainedToSend {
             // Sent with RETAIN 1 [MQTT-3.3.1-9].
             let outbound = OutboundMessage(
                 message: message, qos: min(message.qos, subscription.qos), retain: true,
                 subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], shareGroup: nil)
-            enqueue(outbound, to: session, now: now)
+            broker.flow.enqueue(outbound, to: session, now: now)
         }
-        commitCollected()
+        broker.commitCollected()
     }
 
     func handleUnsubscribe(_ unsubscribe: MQTTUnsubscribe, on connection: Connection) {
@@ -81,11 +91,11 @@ extension Broker {
         var codes: [MQTTReasonCode] = []
         for filter in unsubscribe.filters {
             if session.subscriptions.removeValue(forKey: filter.raw) != nil {
-                index.remove(filter, subscriber: session.clientID)
-                peers.routeRemoved(filter)
+                broker.index.remove(filter, subscriber: session.clientID)
+                broker.peers.routeRemoved(filter)
                 if session.isStored {
-                    writes.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
-                    peers.markDirectoryChange(session)
+                    broker.writes.append(.deleteSubscription(clientID: session.clientID, filter: filter.raw))
+                    broker.peers.markDirectoryChange(session)
                 }
                 codes.append(.success)
             } else {
@@ -94,6 +104,6 @@ extension Broker {
         }
         // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed; 3.x carries no codes.
         let ack = MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: connection.version == .v5 ? codes : [])
-        peers.announceRoutes { [self] in commitCollected { self.send(.unsuback(ack), on: connection) } }
+        broker.peers.announceRoutes { [self] in broker.commitCollected { [self] in broker.send(.unsuback(ack), on: connection) } }
     }
 }

@@ -1,22 +1,30 @@
 import MQTTCodec
 import NIOCore
 
-extension Broker {
+/// A session's life on this node: CONNECT (its checks, authentication, the claim in a cluster,
+/// the session it gets, CONNACK), the resumption of what was in flight, DISCONNECT and the
+/// end of a connection (wills, expiry), and the end of a session. One of the broker's parts
+/// (`Broker.lifecycle`), confined to its event loop like the broker.
+final class SessionLifecycle {
+    unowned let broker: Broker
+
+    init(broker: Broker) { self.broker = broker }
+
     func handleConnect(_ connect: MQTTConnect, on connection: Connection) {
         connection.version = connect.version
         let properties = connect.properties
         if connect.version == .v5 {
             connection.requestProblemInformation = properties.requestProblemInformation != 0
         }
-        let check = ConnectCheck(configuration: configuration)
+        let check = ConnectCheck(configuration: broker.configuration)
         let verdict = check.verdict(
-            connect, accepting: accepting, connectedClients: connectedClientCount,
+            connect, accepting: broker.accepting, connectedClients: broker.connectedClientCount,
             assignID: { [self] in
-                nextAssignedID += 1
-                return "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &randomNumbers), radix: 36))-\(nextAssignedID)"
+                broker.nextAssignedID += 1
+                return "auto-\(String(UInt64.random(in: 0..<UInt64.max, using: &broker.randomNumbers), radix: 36))-\(broker.nextAssignedID)"
             },
             mayPublishWill: { [self] topic, clientID in
-                authorizer.isAllowed(.publish, topic: topic, clientID: clientID, username: connect.username)
+                broker.authorizer.isAllowed(.publish, topic: topic, clientID: clientID, username: connect.username)
             })
         let terms: ConnectCheck.Terms
         switch verdict {
@@ -25,7 +33,7 @@ extension Broker {
                 connection.clientID = clientID
                 connection.username = connect.username
             }
-            return refuse(connection, reason: reason, message: message)
+            return broker.refuse(connection, reason: reason, message: message)
         case .accept(let accepted):
             terms = accepted
         }
@@ -51,10 +59,10 @@ extension Broker {
         let request = authenticationRequest(for: connection, password: connect.password)
         let accept = { [self] (authenticationProperties: MQTTProperties) in
             if let problem = outageRefusal(connect, clientID: terms.clientID) {
-                return refuse(connection, reason: .serverUnavailable, message: problem)
+                return broker.refuse(connection, reason: .serverUnavailable, message: problem)
             }
             // In a cluster the session may be held by the store (or another node): claimed first.
-            takeover.claimThenAccept(terms.clientID, on: connection) { [self] in
+            broker.takeover.claimThenAccept(terms.clientID, on: connection) { [self] in
                 acceptConnect(
                     connect, clientID: terms.clientID, assignedID: terms.assignedID, serverKeepAlive: terms.serverKeepAlive,
                     authenticationProperties: authenticationProperties, on: connection)
@@ -62,9 +70,10 @@ extension Broker {
         }
         if connect.version == .v5, let method = properties.authenticationMethod {
             // Enhanced authentication [MQTT-4.12]: an exchange of AUTH packets before the CONNACK.
-            guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
+            guard let exchange = broker.authenticator.beginEnhancedAuthentication(method: method, request: request) else {
                 // [MQTT-4.12.0-1]
-                return refuse(connection, reason: .badAuthenticationMethod, message: "authentication method \(method) is not supported")
+                return broker.refuse(
+                    connection, reason: .badAuthenticationMethod, message: "authentication method \(method) is not supported")
             }
             let state = ConnectionAuthentication(method: method)
             state.exchange = exchange
@@ -73,7 +82,7 @@ extension Broker {
             connection.state = .authenticating
             return enhancedStep(exchange.step(properties.authenticationData), on: connection)
         }
-        switch authenticator.authenticate(request) {
+        switch broker.authenticator.authenticate(request) {
         case .decided(let reason):
             guard reason == .success else { return refuseAuthentication(connection, reason: reason) }
             accept([])
@@ -93,13 +102,13 @@ extension Broker {
                     if connection.state == .authenticating {
                         connection.authentication?.held.append(contentsOf: held)  // the session is being claimed
                     } else {
-                        for packet in held where connection.state != .closed { handlePacket(packet, on: connection) }
+                        for packet in held where connection.state != .closed { broker.handlePacket(packet, on: connection) }
                     }
                 } else {
                     refuseAuthentication(connection, reason: reason)
                 }
-                commitCollected()
-                flush()
+                broker.commitCollected()
+                broker.flush()
             }
         }
     }
@@ -119,8 +128,8 @@ extension Broker {
             enhancedStep(exchange.step(auth.properties.authenticationData), on: connection)
         case (.reAuthenticate, nil) where connection.state == .connected:
             let request = authenticationRequest(for: connection, password: nil)
-            guard let exchange = authenticator.beginEnhancedAuthentication(method: method, request: request) else {
-                return fail(connection, .badAuthenticationMethod, "authentication method \(method) is no longer offered")
+            guard let exchange = broker.authenticator.beginEnhancedAuthentication(method: method, request: request) else {
+                return broker.fail(connection, .badAuthenticationMethod, "authentication method \(method) is no longer offered")
             }
             state.exchange = exchange
             enhancedStep(exchange.step(auth.properties.authenticationData), on: connection)
@@ -142,9 +151,9 @@ extension Broker {
     private func authenticationError(_ connection: Connection, _ message: String, spec: String) {
         if connection.state == .authenticating {
             connection.state = .awaitingConnect
-            refuse(connection, reason: .protocolError, message: "\(message) [\(spec)]")
+            broker.refuse(connection, reason: .protocolError, message: "\(message) [\(spec)]")
         } else {
-            fail(connection, .protocolError, message, spec: spec)
+            broker.fail(connection, .protocolError, message, spec: spec)
         }
     }
 
@@ -155,7 +164,7 @@ extension Broker {
         let connecting = connection.state == .authenticating
         switch step {
         case .continue(let data):
-            send(
+            broker.send(
                 .auth(
                     MQTTAuth(reasonCode: .continueAuthentication, properties: [.authenticationMethod(method), .authenticationData(data)])),
                 on: connection)
@@ -169,7 +178,7 @@ extension Broker {
                 connection.state = .awaitingConnect
                 resume?(properties)  // in the CONNACK [MQTT-3.2.2.3.17]
             } else {
-                send(.auth(MQTTAuth(reasonCode: .success, properties: properties)), on: connection)  // [MQTT-4.12.1-2]
+                broker.send(.auth(MQTTAuth(reasonCode: .success, properties: properties)), on: connection)  // [MQTT-4.12.1-2]
             }
         case .failure(let reason):
             state.exchange = nil
@@ -177,7 +186,7 @@ extension Broker {
                 connection.state = .awaitingConnect
                 refuseAuthentication(connection, reason: reason)
             } else {
-                fail(connection, reason, "re-authentication failed")
+                broker.fail(connection, reason, "re-authentication failed")
             }
         }
     }
@@ -187,7 +196,7 @@ extension Broker {
             reason == .notAuthorized && connection.username == nil
             ? "anonymous access is not allowed here (auth.allow_anonymous)"
             : "bad user name or password"
-        refuse(connection, reason: reason, message: message)
+        broker.refuse(connection, reason: reason, message: message)
     }
 
     /// What a node cannot do while its shared store is unreachable and it commits to its spool
@@ -195,12 +204,12 @@ extension Broker {
     /// and, in a cluster, take over a session that may be stored or held by another node (that
     /// needs a claim in the store). A clean start of a session that is not stored needs neither.
     func outageRefusal(_ connect: MQTTConnect, clientID: String) -> String? {
-        guard sessions[clientID] == nil else { return nil }
-        if storeStateDeferred && !connect.cleanStart {
+        guard broker.sessions[clientID] == nil else { return nil }
+        if broker.storeStateDeferred && !connect.cleanStart {
             return "the session store cannot be reached and this node started without it: stored sessions can be resumed once it is back"
         }
         let expiry = connect.version == .v5 ? connect.properties.sessionExpiryInterval ?? 0 : connect.cleanStart ? 0 : 1
-        if storeSpooling && cluster != nil && !(connect.cleanStart && expiry == 0) {
+        if broker.storeSpooling && broker.cluster != nil && !(connect.cleanStart && expiry == 0) {
             return
                 "the session store cannot be reached: a session that may be stored or held by another node can be taken over once it is back"
         }
@@ -217,7 +226,7 @@ extension Broker {
             connect.version == .v5
             ? (connect.properties.sessionExpiryInterval ?? 0)
             : (connect.cleanStart ? 0 : .max)
-        expiry = min(expiry, configuration.maxSessionExpiry)
+        expiry = min(expiry, broker.configuration.maxSessionExpiry)
         closeEarlierConnection(of: clientID)
         let (session, sessionPresent) = sessionFor(connect, clientID: clientID, expiry: expiry)
         if let epoch = connection.claimEpoch { session.claimEpoch = epoch }
@@ -230,13 +239,13 @@ extension Broker {
         session.connection = connection
         connection.session = session
         connection.state = .connecting
-        writes.append(contentsOf: sessionRowOperations(session))
-        if cluster != nil, persistence != nil, !session.isStored, let will = connect.will {
+        broker.writes.append(contentsOf: broker.sessionRowOperations(session))
+        if broker.cluster != nil, broker.persistence != nil, !session.isStored, let will = connect.will {
             // Its session ends with the connection, which may end with this node: a survivor
             // publishes the will from this row if it does (issue 13; EMQX lost them, #1667).
-            let token = nextID()
+            let token = broker.nextID()
             connection.willToken = token
-            writes.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
+            broker.writes.append(.saveConnectionWill(StoredConnectionWill(clientID: clientID, token: token, will: will)))
         }
         var ack = MQTTConnAck(sessionPresent: sessionPresent, reasonCode: .success)
         if connect.version == .v5 {
@@ -245,53 +254,53 @@ extension Broker {
                 serverKeepAlive: serverKeepAlive, authentication: authenticationProperties)
         }
         // CONNACK once the session is durable; nothing is written before it [MQTT-3.2.0-1].
-        commitCollected { [self] in
+        broker.commitCollected { [self] in
             guard connection.state == .connecting, connection.session === session else { return }
             connection.state = .connected
-            logger.debug(
+            broker.logger.debug(
                 "client connected",
                 metadata: [
                     "mqtt.client_id": "\(connection.clientID)", "remote": "\(connection.transport.remoteAddress)",
                     "mqtt.version": "\(connection.version)", "session_present": "\(sessionPresent)"
                 ])
-            send(.connack(ack), on: connection)
-            if sessionPresent { resume(session, on: connection) } else { pump(session) }
+            broker.send(.connack(ack), on: connection)
+            if sessionPresent { resume(session, on: connection) } else { broker.flow.pump(session) }
         }
     }
 
     /// Takeover [MQTT-3.1.4-3]: the existing connection of this client id is closed.
     private func closeEarlierConnection(of clientID: String) {
-        guard let existing = sessions[clientID], let old = existing.connection else { return }
+        guard let existing = broker.sessions[clientID], let old = existing.connection else { return }
         if old.version == .v5 {
-            send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: old)
+            broker.send(.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver)), on: old)
         }
-        logger.info("session taken over", metadata: ["mqtt.client_id": "\(clientID)"])
-        close(old)
+        broker.logger.info("session taken over", metadata: ["mqtt.client_id": "\(clientID)"])
+        broker.close(old)
     }
 
     /// The session a CONNECT gets, and whether it was present: clean start discards any
     /// existing session [MQTT-3.1.2-4]; otherwise it resumes [MQTT-3.1.2-5].
     private func sessionFor(_ connect: MQTTConnect, clientID: String, expiry: UInt32) -> (Session, present: Bool) {
-        if let existing = sessions[clientID], !connect.cleanStart {
+        if let existing = broker.sessions[clientID], !connect.cleanStart {
             // A new connection before the Will Delay Interval has passed: no will [MQTT-3.1.3-9].
             existing.willDueAt = nil
             return (existing, true)
         }
-        let now = clock.now()
-        if let existing = sessions[clientID], existing.isStored {
+        let now = broker.clock.now()
+        if let existing = broker.sessions[clientID], existing.isStored {
             endSession(existing, now: now)
         } else {
-            if let existing = sessions[clientID] { endSession(existing, now: now) }
+            if let existing = broker.sessions[clientID] { endSession(existing, now: now) }
             // QoS 2 entries the ingest bridge stored for an earlier, unstored session of
             // this client end with it too; a new session may reuse their packet ids.
             // So does a session the store may hold that this node could not load (started
             // on its spool): the deletion replays before the store's sessions are loaded.
-            if clientsWithStoredQoS2.remove(clientID) != nil || storeStateDeferred && persistence != nil {
-                writes.append(.deleteSession(clientID: clientID))
+            if broker.clientsWithStoredQoS2.remove(clientID) != nil || broker.storeStateDeferred && broker.persistence != nil {
+                broker.writes.append(.deleteSession(clientID: clientID))
             }
         }
         let session = Session(clientID: clientID, version: connect.version, expiryInterval: expiry)
-        sessions[clientID] = session
+        broker.sessions[clientID] = session
         return (session, false)
     }
 
@@ -303,11 +312,11 @@ extension Broker {
         if let assignedID { p.append(.assignedClientIdentifier(assignedID)) }  // [MQTT-3.2.2-16]
         if let serverKeepAlive { p.append(.serverKeepAlive(serverKeepAlive)) }
         if let requestedExpiry, requestedExpiry != expiry { p.append(.sessionExpiryInterval(expiry)) }
-        p.append(.receiveMaximum(configuration.receiveMaximum))
-        if configuration.topicAliasMaximum > 0 { p.append(.topicAliasMaximum(configuration.topicAliasMaximum)) }
-        if configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(configuration.maximumQoS.rawValue)) }
-        if !configuration.retainAvailable { p.append(.retainAvailable(0)) }
-        p.append(.maximumPacketSize(UInt32(clamping: configuration.maxPacketSize)))
+        p.append(.receiveMaximum(broker.configuration.receiveMaximum))
+        if broker.configuration.topicAliasMaximum > 0 { p.append(.topicAliasMaximum(broker.configuration.topicAliasMaximum)) }
+        if broker.configuration.maximumQoS < .exactlyOnce { p.append(.maximumQoS(broker.configuration.maximumQoS.rawValue)) }
+        if !broker.configuration.retainAvailable { p.append(.retainAvailable(0)) }
+        p.append(.maximumPacketSize(UInt32(clamping: broker.configuration.maxPacketSize)))
         for property in authentication { p.append(property) }
         return p
     }
@@ -322,36 +331,36 @@ extension Broker {
             case .published:
                 // Its packet id is durable by now (the CONNACK followed a later commit), unless
                 // that commit went to the spool (`startInflight`).
-                if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && withholdsReleases(of: session) {
+                if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && broker.withholdsReleases(of: session) {
                     session.withheldPublishes.append(id)
                 } else {
-                    publishInflight(id, of: session, on: connection)
+                    broker.flow.publishInflight(id, of: session, on: connection)
                 }
             case .released:
-                if withholdsReleases(of: session) {
+                if broker.withholdsReleases(of: session) {
                     session.withheldReleases.append(id)
                 } else {
-                    send(.pubrel(MQTTAck(packetID: id)), on: connection)
+                    broker.send(.pubrel(MQTTAck(packetID: id)), on: connection)
                 }
             }
         }
-        pump(session)
+        broker.flow.pump(session)
     }
 
     /// DISCONNECT from the client [MQTT-3.14.4].
     func handleDisconnect(_ disconnect: MQTTDisconnect, on connection: Connection) {
-        guard let session = connection.session else { return close(connection) }
+        guard let session = connection.session else { return broker.close(connection) }
         if connection.version == .v5, let expiry = disconnect.properties.sessionExpiryInterval {
             if session.expiryInterval == 0 && expiry != 0 {
                 // [MQTT-3.14.2-2 area] Setting a non-zero expiry when CONNECT had 0 is a Protocol Error.
-                fail(connection, .protocolError, "Session Expiry Interval was 0 at CONNECT and cannot be set at DISCONNECT")
+                broker.fail(connection, .protocolError, "Session Expiry Interval was 0 at CONNECT and cannot be set at DISCONNECT")
                 return
             }
-            session.expiryInterval = min(expiry, configuration.maxSessionExpiry)
+            session.expiryInterval = min(expiry, broker.configuration.maxSessionExpiry)
         }
         // 0x04 keeps the will; every other reason discards it [MQTT-3.14.4-3].
         connection.publishWillOnClose = disconnect.reasonCode == .disconnectWithWillMessage
-        close(connection)
+        broker.close(connection)
     }
 
     /// The connection is gone: detach it from its session; schedule or publish the will; end
@@ -361,14 +370,14 @@ extension Broker {
         connection.state = .closed
         forgetWillRow(of: connection)
         guard wasConnected, let session = connection.session, session.connection === connection else { return }
-        let now = clock.now()
+        let now = broker.clock.now()
         session.connection = nil
         connection.outboundAliases.removeAll()
         // QoS 0 messages are not kept for a disconnected client.
         let before = session.queue.count
         session.queue.removeAll { $0.qos == .atMostOnce }
         if session.queue.count != before {
-            countDrops(before - session.queue.count, reason: "QoS 0 messages queued for a client that disconnected")
+            broker.countDrops(before - session.queue.count, reason: "QoS 0 messages queued for a client that disconnected")
         }
 
         if connection.publishWillOnClose, let will = session.will {
@@ -388,7 +397,7 @@ extension Broker {
             if session.expiryInterval != .max {
                 session.expiresAt = now + .seconds(Int64(session.expiryInterval))
             }
-            writes.append(contentsOf: sessionRowOperations(session))
+            broker.writes.append(contentsOf: broker.sessionRowOperations(session))
         }
     }
 
@@ -406,13 +415,13 @@ extension Broker {
         session.will = nil
         session.willDueAt = nil
         removeSubscriptions(of: session)
-        if sessions[session.clientID] === session { sessions[session.clientID] = nil }
+        if broker.sessions[session.clientID] === session { broker.sessions[session.clientID] = nil }
         if session.isStored {
             session.isStored = false
-            peers.markDirectoryChange(session)
-            writes.append(.deleteSession(clientID: session.clientID))
+            broker.peers.markDirectoryChange(session)
+            broker.writes.append(.deleteSession(clientID: session.clientID))
         }
-        peers.announceRoutes {}
+        broker.peers.announceRoutes {}
 
         var redispatch: [OutboundMessage] = []
         for id in session.inflightOrder {
@@ -428,15 +437,15 @@ extension Broker {
         session.queue.removeAll()
         for outbound in redispatch {
             guard let group = outbound.shareGroup else { continue }
-            redeliverShared(outbound, group: group, excluding: session.clientID, now: now)
+            broker.publishing.redeliverShared(outbound, group: group, excluding: session.clientID, now: now)
         }
     }
 
     /// Takes every subscription of `session` out of the index (and this node's routes).
     func removeSubscriptions(of session: Session) {
         for subscription in session.subscriptions.values {
-            index.remove(subscription.filter, subscriber: session.clientID)
-            peers.routeRemoved(subscription.filter)
+            broker.index.remove(subscription.filter, subscriber: session.clientID)
+            broker.peers.routeRemoved(subscription.filter)
         }
         session.subscriptions.removeAll()
     }
@@ -445,18 +454,18 @@ extension Broker {
         let message = Message(
             topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain,
             wireProperties: will.properties, publisher: clientID, now: now)
-        logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
-        if message.retain && configuration.retainAvailable {
-            retain(message)
-            cluster?.retainedChanged(message) {}
+        broker.logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
+        if message.retain && broker.configuration.retainAvailable {
+            broker.retain(message)
+            broker.cluster?.retainedChanged(message) {}
         }
-        let placement = peers.placeShared(message)
-        let routed = route(message, now: now, sharedGroups: placement.selection)
-        if cluster != nil {
+        let placement = broker.peers.placeShared(message)
+        let routed = broker.publishing.route(message, now: now, sharedGroups: placement.selection)
+        if broker.cluster != nil {
             // Peers' subscribers too, once the will's rows are committed.
-            let copies = peers.routeToDirectory(message)
-            commitCollected { [self] in
-                peers.forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: copies)
+            let copies = broker.peers.routeToDirectory(message)
+            broker.commitCollected { [self] in
+                broker.peers.forwardToPeers(message, servedGroups: routed.servedGroups, placed: placement, deliveries: copies)
             }
         }
     }
@@ -466,6 +475,6 @@ extension Broker {
     func forgetWillRow(of connection: Connection) {
         guard let token = connection.willToken else { return }
         connection.willToken = nil
-        writes.append(.deleteConnectionWill(token: token))
+        broker.writes.append(.deleteConnectionWill(token: token))
     }
 }
