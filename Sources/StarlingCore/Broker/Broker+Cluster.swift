@@ -100,7 +100,7 @@ extension Broker: ClusterInbound {
     public func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
         let now = clock.now()
         for (stored, group) in taken {
-            var copy = message(stored)
+            var copy = rows.message(stored)
             copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
             publishing.redeliverShared(
                 OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
@@ -127,42 +127,6 @@ extension Broker: ClusterInbound {
     /// came back: what it set meanwhile is in the store).
     public func replaceRetained(_ messages: [StoredMessage]) {
         retained = RetainedStore()
-        for stored in messages { retained.set(message(stored)) }
+        for stored in messages { retained.set(rows.message(stored)) }
     }
-}
-
-/// The peers' commits a publisher's acknowledgement waits for (`PeerRouting.forwardToPeers`): `then`
-/// runs once every expected peer has committed, at once when none is expected. Confined to the
-/// broker's loop.
-final class PeerCommits {
-    private var pending = 0
-    private var waiter: (() -> Void)?
-
-    func expect() { pending += 1 }
-
-    func done() {
-        pending -= 1
-        if pending == 0, let waiter {
-            self.waiter = nil
-            waiter()
-        }
-    }
-
-    /// Runs `action` when every peer has committed (now, if none is left).
-    func then(_ action: @escaping () -> Void) {
-        if pending == 0 { action() } else { waiter = action }
-    }
-
-    var isSettled: Bool { pending == 0 }
-}
-
-/// Which peer serves each shared group of a message (`PeerRouting.placeShared`).
-struct SharedPlacement {
-    /// The peers' routes matching the message, as `ClusterBus.peers(matching:)` gave them.
-    var matching: (plain: Set<String>, groups: [ShareGroupKey: [String]])?
-    var peers: [String: [ShareGroupKey]] = [:]
-    /// The groups another node serves: not routed here.
-    var elsewhere: Set<ShareGroupKey> = []
-
-    var selection: Publishing.SharedGroupSelection { elsewhere.isEmpty ? .all : .except(elsewhere) }
 }

@@ -53,92 +53,8 @@ extension Broker {
         pausedForStore.removeAll()
     }
 
-    /// The row of a session.
-    func storedSession(_ session: Session) -> StoredSession {
-        var stored = StoredSession(
-            clientID: session.clientID, version: session.version, expiryInterval: session.expiryInterval,
-            expiresAt: session.expiresAt.map { clock.wallClock(of: $0) }, connected: session.connection != nil,
-            username: session.username, will: session.will, willDueAt: session.willDueAt.map { clock.wallClock(of: $0) })
-        stored.epoch = session.claimEpoch
-        return stored
-    }
-
-    /// Writes the session row if the session is persistent, or deletes it if it no longer is.
-    func sessionRowOperations(_ session: Session) -> [StoreOperation] {
-        guard persistence != nil else { return [] }
-        if session.isPersistent {
-            if !session.isStored { peers.markDirectoryChange(session) }
-            session.isStored = true
-            return [.saveSession(storedSession(session))]
-        }
-        if session.isStored {
-            session.isStored = false
-            peers.markDirectoryChange(session)
-            return [.deleteSession(clientID: session.clientID)]
-        }
-        return []
-    }
-
-    /// Queues a QoS 1/2 message for a stored session: the payload is saved once per message,
-    /// the delivery row per session; it is sent once committed.
-    func storeDelivery(_ outbound: inout OutboundMessage, for session: Session) {
-        // In a cluster other nodes write rows for this session too: every sequence comes from
-        // this node's id block, so none collides with theirs.
-        let sequence: Int64
-        if cluster != nil {
-            sequence = nextID()
-        } else {
-            sequence = session.nextSequence
-            session.nextSequence += 1
-        }
-        outbound.sequence = sequence
-        saveQueueRow(
-            for: session.clientID, sequence: sequence, message: &outbound.message, qos: outbound.qos, retain: outbound.retain,
-            subscriptionIdentifiers: outbound.subscriptionIdentifiers, shareGroup: outbound.shareGroup)
-        writes.awaitCommit(of: session, sequence: sequence)
-    }
-
     /// The next id of this node's (message ids; sequences in a cluster).
     func nextID() -> Int64 { writes.nextID() }
-
-    /// Collects the queue row of one copy of `message` for `clientID`, saving its payload first
-    /// when it has none yet (`storeID`): the payload is stored once per message, the row per
-    /// session.
-    func saveQueueRow(
-        for clientID: String, sequence: Int64, message: inout Message, qos: MQTTQoS, retain: Bool,
-        subscriptionIdentifiers: [Int], shareGroup: ShareGroupKey?
-    ) {
-        let messageID: Int64
-        if let stored = message.storeID {
-            messageID = stored
-        } else {
-            messageID = nextID()
-            message.storeID = messageID
-            writes.append(.saveMessage(storedMessage(message, id: messageID)))
-        }
-        writes.append(
-            .saveDelivery(
-                StoredDelivery(
-                    clientID: clientID, sequence: sequence, messageID: messageID, qos: qos, retain: retain,
-                    subscriptionIdentifiers: subscriptionIdentifiers, shareGroup: shareGroup, state: .queued, packetID: nil)))
-    }
-
-    /// Sets (or with an empty payload deletes) a retained message, durably unless it is a
-    /// `$SYS` value (those are rebuilt every interval).
-    func retain(_ message: Message) {
-        retained.set(message)
-        guard persistence != nil, !message.topic.hasPrefix("$SYS/") else { return }
-        writes.append(.setRetained(storedMessage(message, id: writes.nextID())))
-    }
-
-    func storedMessage(_ message: Message, id: Int64) -> StoredMessage {
-        StoredMessage(
-            id: id, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
-            properties: message.properties, expiresAt: message.expiresAt.map { clock.wallClock(of: $0) },
-            publisher: message.publisher)
-    }
-
-    func message(_ stored: StoredMessage) -> Message { Message(stored, clock: clock) }
 
     /// Commits what routing collected, then marks the new deliveries sendable and runs `then`.
     func commitCollected(fence: SessionFence? = nil, then: (() -> Void)? = nil) {
@@ -173,7 +89,7 @@ extension Broker {
         var maxID = restoreSessions(state, now: now)
         for stored in state.retained {
             maxID = max(maxID, stored.id)
-            var restored = message(stored)
+            var restored = rows.message(stored)
             restored.retain = true
             retained.set(restored)
         }
@@ -186,7 +102,7 @@ extension Broker {
         // Wills now due and sessions that expired while the broker was down.
         let crashed = state.sessions.filter(\.connected).map(\.clientID)
         for clientID in crashed {
-            if let session = sessions[clientID] { persist(sessionRowOperations(session)) }
+            if let session = sessions[clientID] { persist(rows.sessionRowOperations(session)) }
         }
         tick()
     }

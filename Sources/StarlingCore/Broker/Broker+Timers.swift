@@ -34,7 +34,7 @@ extension Broker {
                 session.will = nil
                 session.willDueAt = nil
                 lifecycle.publishWill(will, of: session.clientID, now: now)
-                if sessions[session.clientID] === session { writes.append(contentsOf: sessionRowOperations(session)) }
+                if sessions[session.clientID] === session { writes.append(contentsOf: rows.sessionRowOperations(session)) }
             }
             if let expiresAt = session.expiresAt, expiresAt <= now {
                 logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
@@ -43,66 +43,9 @@ extension Broker {
         }
         if configuration.sysInterval > 0 && now - lastSysPublish >= .nanoseconds(Int64(configuration.sysInterval * 1e9)) {
             lastSysPublish = now
-            publishSys(now: now)
+            sys.publishSys(now: now)
         }
         commitCollected()
         flush()
-    }
-
-    /// The `$SYS/broker/...` topics, retained, as Mosquitto names them.
-    func publishSys(now: NIODeadline) {
-        let uptime = (now - startedAt).nanoseconds / 1_000_000_000
-        var values: [(String, String)] = [
-            ("version", version),
-            ("uptime", "\(uptime) seconds"),
-            ("clients/connected", "\(connectedClientCount)"),
-            ("clients/total", "\(sessions.count)"),
-            ("messages/received", "\(stats.publishReceived)"),
-            ("messages/sent", "\(stats.publishSent)"),
-            ("messages/dropped", "\(stats.messagesDropped)"),
-            ("load/bytes/received", "\(stats.bytesReceived)"),
-            ("load/bytes/sent", "\(stats.bytesSent)"),
-            ("subscriptions/count", "\(index.count)"),
-            ("retained messages/count", "\(retained.count)")
-        ]
-        if let persistence {
-            // Starling's own: the group commit's work (operations / commits = mean batch size).
-            values += [
-                ("store/commits", "\(persistence.commits)"),
-                ("store/operations", "\(persistence.committedOperations)"),
-                ("store/failures", "\(persistence.failures)"),
-                ("store/backlogs", "\(stats.storeBacklogs)"),
-                ("store/fenced", "\(stats.fencedCommits)")
-            ]
-            if let fallback = persistence.store as? FallbackStore {
-                // The SQLite fallback (README): where commits go, what waits for the replay.
-                let spool = fallback.status
-                values += [
-                    ("store/state", spool.mode == .direct ? "postgres" : spool.mode.rawValue),
-                    ("store/spool/batches", "\(spool.spooledBatches)"),
-                    ("store/spool/bytes", "\(spool.spooledBytes)"),
-                    ("store/spool/operations", "\(spool.spooledOperations)"),
-                    ("store/spool/replayed", "\(spool.replayedOperations)"),
-                    ("store/outage/seconds", "\(Int(spool.outageSecondsTotal))")
-                ]
-            }
-        }
-        if let cluster {
-            let figures = cluster.statistics
-            values += [
-                ("cluster/nodes", "\(figures.nodes)"),
-                ("cluster/links", "\(figures.linksUp)"),
-                ("cluster/messages/forwarded", "\(figures.forwarded)"),
-                ("cluster/messages/received", "\(stats.forwardedIn)"),
-                ("cluster/messages/dropped", "\(figures.forwardDrops)")
-            ]
-        }
-        for (name, value) in values {
-            let message = Message(
-                topic: "$SYS/broker/\(name)", payload: ByteBuffer(string: value), qos: .atMostOnce,
-                retain: true, publisher: "$SYS")
-            retained.set(message)
-            publishing.route(message, now: now)
-        }
     }
 }

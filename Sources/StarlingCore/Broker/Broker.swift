@@ -82,6 +82,10 @@ public final class Broker: @unchecked Sendable {
     lazy var publishing = Publishing(broker: self)
     /// SUBSCRIBE and UNSUBSCRIBE.
     lazy var subscriptions = Subscriptions(broker: self)
+    /// The rows the broker writes (sessions, deliveries, retained messages).
+    lazy var rows = StoreRows(broker: self)
+    /// The `$SYS` topics.
+    lazy var sys = SysTopics(broker: self)
 
     public init(
         configuration: BrokerConfiguration = .init(),

@@ -18,7 +18,7 @@ final class OutboundFlow {
         if session.isStored && outbound.qos != .atMostOnce {
             // Stored sessions get QoS 1/2 messages once their delivery row is committed (G1).
             var stored = outbound
-            broker.storeDelivery(&stored, for: session)
+            broker.rows.storeDelivery(&stored, for: session)
             noteGiven(stored, to: session)
             push(stored, to: session)
             return

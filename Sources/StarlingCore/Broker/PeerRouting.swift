@@ -225,7 +225,7 @@ final class PeerRouting {
                 subscriptionIdentifiers: identifiers)
             if qos != .atMostOnce {
                 let sequence = broker.nextID()
-                broker.saveQueueRow(
+                broker.rows.saveQueueRow(
                     for: clientID, sequence: sequence, message: &stored, qos: qos, retain: retain,
                     subscriptionIdentifiers: identifiers, shareGroup: nil)
                 delivery.sequence = sequence
@@ -300,7 +300,7 @@ final class PeerRouting {
             for row in rows.sorted(by: { $0.sequence < $1.sequence })
             where !known.contains(row.sequence) && session.readFromStore[row.sequence] == nil && !session.ended.contains(row.sequence) {
                 guard let payload = payloads[row.messageID] else { continue }
-                var copy = broker.message(payload)
+                var copy = broker.rows.message(payload)
                 copy.storeID = payload.id
                 let outbound = OutboundMessage(
                     message: copy, qos: row.qos, retain: row.retain,

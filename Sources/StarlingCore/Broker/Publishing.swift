@@ -58,7 +58,7 @@ final class Publishing {
             broker.pausedForStore.append(connection)
         }
         if publish.retain {
-            broker.retain(message)  // [MQTT-3.3.1-5]
+            broker.rows.retain(message)  // [MQTT-3.3.1-5]
             // Peers serve it too: QoS 0 at once; QoS 1/2 before the ack, below.
             if publish.qos == .atMostOnce { broker.cluster?.retainedChanged(message) {} }
         }

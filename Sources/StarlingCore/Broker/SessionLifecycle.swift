@@ -239,7 +239,7 @@ final class SessionLifecycle {
         session.connection = connection
         connection.session = session
         connection.state = .connecting
-        broker.writes.append(contentsOf: broker.sessionRowOperations(session))
+        broker.writes.append(contentsOf: broker.rows.sessionRowOperations(session))
         if broker.cluster != nil, broker.persistence != nil, !session.isStored, let will = connect.will {
             // Its session ends with the connection, which may end with this node: a survivor
             // publishes the will from this row if it does (issue 13; EMQX lost them, #1667).
@@ -397,7 +397,7 @@ final class SessionLifecycle {
             if session.expiryInterval != .max {
                 session.expiresAt = now + .seconds(Int64(session.expiryInterval))
             }
-            broker.writes.append(contentsOf: broker.sessionRowOperations(session))
+            broker.writes.append(contentsOf: broker.rows.sessionRowOperations(session))
         }
     }
 
@@ -456,7 +456,7 @@ final class SessionLifecycle {
             wireProperties: will.properties, publisher: clientID, now: now)
         broker.logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientID)", "topic": "\(will.topic)"])
         if message.retain && broker.configuration.retainAvailable {
-            broker.retain(message)
+            broker.rows.retain(message)
             broker.cluster?.retainedChanged(message) {}
         }
         let placement = broker.peers.placeShared(message)
