@@ -406,7 +406,12 @@ class Nemesis:
         rows = self.cluster.query(
             "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
             f"WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
-        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves, "rows": rows}
+        # Its stored payloads (those garbage collection has not yet removed): two ids for one
+        # reading mean it was routed twice, not one row delivered twice.
+        payloads = self.cluster.query(
+            f"SELECT id, publisher, qos FROM message_payloads WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
+        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves, "rows": rows,
+                "payloads": payloads}
 
     @staticmethod
     def wall(t):

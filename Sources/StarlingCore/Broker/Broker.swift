@@ -71,21 +71,21 @@ public final class Broker: @unchecked Sendable {
     /// Told each partition verdict (`observeCutOff`).
     var cutOffObserver: ((Bool) -> Void)?
     /// Sessions changing hands between nodes: claims, and sessions let go.
-    lazy var takeover = Takeover(broker: self)
+    private(set) var takeover: Takeover!
     /// Routing across nodes: routes, the session directory, forwarding, pickups.
-    lazy var peers = PeerRouting(broker: self)
+    private(set) var peers: PeerRouting!
     /// The outbound flow of sessions: queues, the in-flight window, acknowledgements.
-    lazy var flow = OutboundFlow(broker: self)
+    private(set) var flow: OutboundFlow!
     /// A session's life here: CONNECT, resumption, DISCONNECT, wills, the end of a session.
-    lazy var lifecycle = SessionLifecycle(broker: self)
+    private(set) var lifecycle: SessionLifecycle!
     /// PUBLISH from clients: checks, ingest, routing to this node's sessions, acknowledgements.
-    lazy var publishing = Publishing(broker: self)
+    private(set) var publishing: Publishing!
     /// SUBSCRIBE and UNSUBSCRIBE.
-    lazy var subscriptions = Subscriptions(broker: self)
+    private(set) var subscriptions: Subscriptions!
     /// The rows the broker writes (sessions, deliveries, retained messages).
-    lazy var rows = StoreRows(broker: self)
+    private(set) var rows: StoreRows!
     /// The `$SYS` topics.
-    lazy var sys = SysTopics(broker: self)
+    private(set) var sys: SysTopics!
 
     public init(
         configuration: BrokerConfiguration = .init(),
@@ -104,6 +104,16 @@ public final class Broker: @unchecked Sendable {
         self.startedAt = clock.now()
         self.lastSysPublish = startedAt
         self.shared = SharedGroupChooser(strategy: configuration.sharedStrategy)
+        // The parts, once every other property is set (each holds the broker; stored, not
+        // lazy: the hot path reaches them per message).
+        takeover = Takeover(broker: self)
+        peers = PeerRouting(broker: self)
+        flow = OutboundFlow(broker: self)
+        lifecycle = SessionLifecycle(broker: self)
+        publishing = Publishing(broker: self)
+        subscriptions = Subscriptions(broker: self)
+        rows = StoreRows(broker: self)
+        sys = SysTopics(broker: self)
     }
 
     // MARK: Read-only views
