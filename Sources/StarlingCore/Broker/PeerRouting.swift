@@ -8,9 +8,8 @@ import NIOCore
 /// came. Owns the routes, the directory, the publishers paused for a full link and the pickups
 /// in flight. A part of the broker, on its loop.
 final class PeerRouting {
-    /// The broker this part belongs to, held strongly: a reference read through an `unowned`
-    /// one is retained and released at each use, about 7 % of unthrottled QoS 0 fan-in
-    /// (BENCHMARKS.md). Broker and parts hold each other: a broker lives as long as its node.
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
     /// This node's routes and the changes of the current event.
     var routes = RouteTable()

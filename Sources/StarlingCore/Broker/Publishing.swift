@@ -8,9 +8,8 @@ import NIOCore
 /// release (PUBREL) from a client. One of the broker's parts (`Broker.publishing`), confined
 /// to its event loop like the broker.
 final class Publishing {
-    /// The broker this part belongs to, held strongly: a reference read through an `unowned`
-    /// one is retained and released at each use, about 7 % of unthrottled QoS 0 fan-in
-    /// (BENCHMARKS.md). Broker and parts hold each other: a broker lives as long as its node.
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
 
     init(broker: Broker) { self.broker = broker }
@@ -316,7 +315,7 @@ final class Publishing {
 
     /// Picks the member of a shared group that receives a message, preferring connected ones.
     func chooseMember(of group: ShareGroupKey, from members: [String], message: Message) -> String? {
-        let online = members.filter { [self] in broker.sessions[$0]?.isConnected == true }
+        let online = members.filter { broker.sessions[$0]?.isConnected == true }
         return broker.shared.member(of: group, from: (online.isEmpty ? members : online).sorted(), message: message)
     }
 

@@ -6,9 +6,8 @@ import NIOCore
 /// end of a connection (wills, expiry), and the end of a session. One of the broker's parts
 /// (`Broker.lifecycle`), confined to its event loop like the broker.
 final class SessionLifecycle {
-    /// The broker this part belongs to, held strongly: a reference read through an `unowned`
-    /// one is retained and released at each use, about 7 % of unthrottled QoS 0 fan-in
-    /// (BENCHMARKS.md). Broker and parts hold each other: a broker lives as long as its node.
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
 
     init(broker: Broker) { self.broker = broker }

@@ -5,9 +5,8 @@ import NIOCore
 /// payload once per message), a retained message. One of the broker's parts (`Broker.rows`),
 /// confined to its event loop like the broker.
 final class StoreRows {
-    /// The broker this part belongs to, held strongly: a reference read through an `unowned`
-    /// one is retained and released at each use, about 7 % of unthrottled QoS 0 fan-in
-    /// (BENCHMARKS.md). Broker and parts hold each other: a broker lives as long as its node.
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
 
     init(broker: Broker) { self.broker = broker }

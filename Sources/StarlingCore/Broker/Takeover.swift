@@ -9,9 +9,8 @@ import NIOCore
 /// let go lately (a claimer asks for them) and the wills of connections let go while cut off.
 /// A part of the broker, on its loop; it acts on the broker's sessions and connections.
 final class Takeover {
-    /// The broker this part belongs to, held strongly: a reference read through an `unowned`
-    /// one is retained and released at each use, about 7 % of unthrottled QoS 0 fan-in
-    /// (BENCHMARKS.md). Broker and parts hold each other: a broker lives as long as its node.
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
     /// Sessions this node is claiming from the cluster.
     var claiming: [String: ClaimInProgress] = [:]
