@@ -392,15 +392,15 @@ extension NodeStatus: AdminSource {
     }
 
     public func clients() async -> [ClientSummary]? {
-        await onBroker { $0.clientSummaries() }
+        await onBroker { $0.admin.clientSummaries() }
     }
 
     public func client(_ clientID: String) async -> ClientSummary? {
-        await onBroker { $0.clientSummary(clientID) } ?? nil
+        await onBroker { $0.admin.clientSummary(clientID) } ?? nil
     }
 
     public func disconnect(_ clientID: String, endSession: Bool) async -> Bool {
-        await onBroker { $0.disconnectClient(clientID, endSession: endSession) } ?? false
+        await onBroker { $0.admin.disconnectClient(clientID, endSession: endSession) } ?? false
     }
 }
 

@@ -176,18 +176,18 @@ final class ClusterLinkHandler: ChannelInboundHandler {
                 if let id = publish.packetID { send(.puback(MQTTAck(packetID: id, properties: properties)), context: context) }
             }
             if publish.topic == PeerMessages.resetRoutes {
-                router.resetRoutes(of: peer)
+                router.routes.reset(peer)
                 answer([])
             } else {
                 router.received(publish, from: peer, acknowledge: { answer([]) }, answer: answer)
             }
         case .subscribe(let subscribe):
-            router.addRoutes(subscribe.subscriptions.map(\.filter), of: peer)
+            router.routes.add(subscribe.subscriptions.map(\.filter), of: peer)
             send(
                 .suback(MQTTSubAck(packetID: subscribe.packetID, reasonCodes: subscribe.subscriptions.map { _ in .grantedQoS0 })),
                 context: context)
         case .unsubscribe(let unsubscribe):
-            router.removeRoutes(unsubscribe.filters, of: peer)
+            router.routes.remove(unsubscribe.filters, of: peer)
             send(
                 .unsuback(MQTTUnsubAck(packetID: unsubscribe.packetID, reasonCodes: unsubscribe.filters.map { _ in .success })),
                 context: context)

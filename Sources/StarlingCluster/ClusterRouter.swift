@@ -20,10 +20,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     let logger: Logger
     /// Set once the broker exists.
     public weak var broker: (any ClusterInbound)?
-    /// Peer routes: the subscriber is the peer's node id.
-    let remote = SubscriptionIndex<String, Bool>()
-    /// Each peer's filters, to forget them with its link.
-    var peerFilters: [String: Set<String>] = [:]
+    /// The filters each peer has subscribers for.
+    let routes = PeerRoutes()
     /// Outbound links that are up, by peer.
     var outbound: [String: ClusterLinkHandler] = [:]
     /// Route changes waiting for peers' acknowledgements.
@@ -59,12 +57,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         return figures
     }
 
-    /// When each peer last renewed its lease, by this node's clock, and when it said so
-    /// (`ClusterRouter+Partition.swift`).
-    var peerRenewals: [String: (renewed: NIODeadline, heard: NIODeadline)] = [:]
-    /// This node let its clients go for being cut off from the database; until it holds its lease again.
-    var cutOff = false
-    var outageLogged = false
+    /// The partition verdict's state (`ClusterRouter+Partition.swift`).
+    var partition = PartitionVerdict()
 
     /// Messages for peers with routes here but no link from here yet (`hold`).
     var heldForLink: [String: [(publish: MQTTPublish, committed: (() -> Void)?)]] = [:]
@@ -154,11 +148,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     }
 
     public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) {
-        guard !peerFilters.isEmpty else { return ([], [:]) }
-        let matches = remote.matches(topic)
-        var groups: [ShareGroupKey: [String]] = [:]
-        for (group, members) in matches.groups { groups[ShareGroupKey(name: group.name, filter: group.filter)] = members.map(\.subscriber) }
-        return (Set(matches.subscriptions.map(\.subscriber)), groups)
+        routes.matching(topic)
     }
 
     @discardableResult
@@ -377,27 +367,6 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
-    /// The peer starts sending its full route set: what it had before is forgotten.
-    func resetRoutes(of peer: String) {
-        for filter in peerFilters.removeValue(forKey: peer) ?? [] {
-            if let parsed = try? MQTTTopicFilter(filter) { remote.remove(parsed, subscriber: peer) }
-        }
-    }
-
-    func addRoutes(_ filters: [MQTTTopicFilter], of peer: String) {
-        for filter in filters {
-            remote.insert(filter, subscriber: peer, value: true)
-            peerFilters[peer, default: []].insert(filter.raw)
-        }
-    }
-
-    func removeRoutes(_ filters: [MQTTTopicFilter], of peer: String) {
-        for filter in filters {
-            remote.remove(filter, subscriber: peer)
-            peerFilters[peer]?.remove(filter.raw)
-        }
-    }
-
     /// A peer's link to this node came up: what it set or cleared as retained while it could not
     /// tell this node is read from the store.
     func inboundUp(_ peer: String) {
@@ -423,7 +392,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// The peer's inbound link dropped: its routes go with it.
     func inboundDown(_ peer: String) {
-        resetRoutes(of: peer)
+        routes.reset(peer)
     }
 
     /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
@@ -435,10 +404,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         guard let broker else { return acknowledge() }
         if publish.topic == PeerMessages.lease {
             var payload = publish.payload
-            if let age = payload.readInteger(as: Int64.self), age >= 0 {
-                let now = NIODeadline.now()
-                peerRenewals[peer] = (now - .milliseconds(age), now)
-            }
+            if let age = payload.readInteger(as: Int64.self) { partition.heard(peer, renewedMillisecondsAgo: age, now: .now()) }
             return acknowledge()
         }
         if publish.topic == PeerMessages.sessionClaimed {

@@ -8,6 +8,29 @@ import StarlingCore
 /// Writing a folded batch (`StoreBatch`): one statement per table, in the order foreign keys need.
 extension PostgresStore {
     static func write(_ batch: StoreBatch, on connection: PostgresConnection, owner: String?, logger: Logger) async throws {
+        try await writeSessions(batch, owner: owner, on: connection, logger: logger)
+        try await writeSubscriptions(batch, on: connection, logger: logger)
+        // Ingest first: in a replayed batch it decides which messages another node took already
+        // (`takenElsewhere`), and those are not queued for subscribers a second time.
+        // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
+        let taken = try await writeIngest(batch.ingest, on: connection, logger: logger)
+        try await writeQueued(batch, leavingOut: takenElsewhere(batch, duplicates: taken), on: connection, logger: logger)
+        try await writeInbound(batch, on: connection, logger: logger)
+        try await writeRetained(batch, on: connection, logger: logger)
+        if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
+        for (spool, through) in batch.replayMarks {
+            try await connection.query(
+                """
+                INSERT INTO spool_replays (spool_id, through, node_id) VALUES (\(spool), \(through), \(owner))
+                ON CONFLICT (spool_id) DO UPDATE SET through = greatest(spool_replays.through, excluded.through), replayed_at = now()
+                """, logger: logger)
+        }
+    }
+
+    /// Sessions reset (deleted first) and session rows, each kept only by a claim as recent.
+    private static func writeSessions(_ batch: StoreBatch, owner: String?, on connection: PostgresConnection, logger: Logger)
+        async throws
+    {
         if !batch.resetSessions.isEmpty {
             // In a cluster only the owner's deletes count: a session another node claimed meanwhile
             // is its own now.
@@ -44,6 +67,9 @@ extension PostgresStore {
                         AND (sessions.owner_node IS NULL OR excluded.owner_node IS NULL OR sessions.owner_node = excluded.owner_node))
                 """, logger: logger)
         }
+    }
+
+    private static func writeSubscriptions(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
         for (key, change) in batch.subscriptions {
             switch change {
             case .upsert(let stored):
@@ -61,21 +87,6 @@ extension PostgresStore {
                 try await connection.query(
                     "DELETE FROM subscriptions WHERE client_id = \(key.clientID) AND filter = \(key.filter)", logger: logger)
             }
-        }
-        // Ingest first: in a replayed batch it decides which messages another node took already
-        // (`takenElsewhere`), and those are not queued for subscribers a second time.
-        // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
-        let taken = try await writeIngest(batch.ingest, on: connection, logger: logger)
-        try await writeQueued(batch, leavingOut: takenElsewhere(batch, duplicates: taken), on: connection, logger: logger)
-        try await writeInbound(batch, on: connection, logger: logger)
-        try await writeRetained(batch, on: connection, logger: logger)
-        if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
-        for (spool, through) in batch.replayMarks {
-            try await connection.query(
-                """
-                INSERT INTO spool_replays (spool_id, through, node_id) VALUES (\(spool), \(through), \(owner))
-                ON CONFLICT (spool_id) DO UPDATE SET through = greatest(spool_replays.through, excluded.through), replayed_at = now()
-                """, logger: logger)
         }
     }
 

@@ -91,7 +91,7 @@ struct ClusterPortTests {
             try await loop.submit {
                 let now = NIODeadline.now()
                 // Nobody renewed since this lease ran out: an outage for everyone, clients stay.
-                router.peerRenewals = ["n2": (now - .seconds(5), now)]
+                router.partition.peerRenewals = ["n2": (now - .seconds(5), now)]
                 router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(100)))
             }.get()
             try await loop.submit {}.get()
@@ -99,7 +99,7 @@ struct ClusterPortTests {
             try await loop.submit {
                 let now = NIODeadline.now()
                 // n2 renewed after the lapse and before this node's failed attempt: cut off.
-                router.peerRenewals = ["n2": (now - .seconds(1), now)]
+                router.partition.peerRenewals = ["n2": (now - .seconds(1), now)]
                 router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(100)))
                 router.leaseChecked(Self.lapsed(now, lapsedAgo: .seconds(2), failedAgo: .milliseconds(50)))
             }.get()

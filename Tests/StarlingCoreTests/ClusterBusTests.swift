@@ -191,19 +191,18 @@ struct ClusterBusTests {
     func claimWaitsForTheReplay() {
         let bus = RecordingClusterBus()
         let h = Self.harness(bus)
-        h.broker.storeReplaying = true
+        h.broker.storeModeChanged(spooling: false, replaying: true)
         let (waiting, ack) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(60)])
         #expect(ack == nil && bus.claims.isEmpty && !waiting.transport.isClosed)
-        h.broker.storeReplaying = false
+        h.broker.storeModeChanged(spooling: false, replaying: false)
         #expect(bus.claims == ["dev"])
         guard case .connack(let connack) = waiting.take().first else { Issue.record("no CONNACK after the replay"); return }
         #expect(connack.reasonCode == .success)
 
-        h.broker.storeReplaying = true
+        h.broker.storeModeChanged(spooling: false, replaying: true)
         let (refused, none) = h.connect("other", cleanStart: false, properties: [.sessionExpiryInterval(60)])
         #expect(none == nil)
-        h.broker.storeSpooling = true
-        h.broker.storeReplaying = false
+        h.broker.storeModeChanged(spooling: true, replaying: false)
         guard case .connack(let refusal) = refused.take().first else { Issue.record("no CONNACK"); return }
         #expect(refusal.reasonCode == .serverUnavailable && bus.claims == ["dev"])
     }

@@ -239,11 +239,11 @@ struct FencingTests {
             let (message, delivery) = Self.row(7, for: "sub")
             // Not while this node's writes go to its spool (its deletes are not in the store).
             try await onLoop {
-                h.broker.storeSpooling = true
+                h.broker.storeModeChanged(spooling: true, replaying: false)
                 var asked = false
                 h.broker.beginPickup { _ in asked = true }
                 #expect(!asked)
-                h.broker.storeSpooling = false
+                h.broker.storeModeChanged(spooling: false, replaying: false)
             }
             let asked = try await Self.pickUp(h, onLoop, [message], [delivery])
             #expect(asked == ["sub"])

@@ -256,6 +256,9 @@ class Nemesis:
                     raise
                 self.crashes.append({"node": node_id, "status": "did not start", "wall": time.strftime("%H:%M:%S", time.gmtime()),
                                      "log_tail": str(failure)[-1500:]})
+                if self.cluster.keep_logs:  # the whole log of the failed start, beside the incarnations'
+                    with open(os.path.join(self.cluster.keep_logs, f"{node_id}.failed-start.{len(self.crashes)}.log"), "w") as out:
+                        out.write(str(failure))
                 self.log(f"nemesis: {node_id} did not start; starting it again")
         self.balancer.repoint(node_id)
 

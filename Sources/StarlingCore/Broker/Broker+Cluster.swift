@@ -84,31 +84,11 @@ extension Broker: ClusterInbound {
 
     public func endedDeliveries(of clientID: String) -> [Int64] { takeover.endedDeliveries(of: clientID) }
 
-    /// Publishes wills taken from the store once in the cluster: those of sessions and
-    /// connections whose node died (`DeadNodeSweeper`), or of connections this node let go when
-    /// it was cut off and no survivor took.
-    public func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) {
-        let now = clock.now()
-        for (clientID, will) in wills { lifecycle.publishWill(will, of: clientID, now: now) }
-        commitCollected()
-        flush()
-    }
+    /// Wills taken from the store (`SessionLifecycle.publishWillsTaken`).
+    public func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) { lifecycle.publishWillsTaken(wills) }
 
-    /// QoS 1 messages of shared subscriptions that dead nodes' sessions held (taken from the
-    /// store once in the cluster by `DeadNodeSweeper`): each goes to another member of its group,
-    /// here or on a node with members [MQTT-4.8.2-5].
-    public func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
-        let now = clock.now()
-        for (stored, group) in taken {
-            var copy = rows.message(stored)
-            copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
-            publishing.redeliverShared(
-                OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
-                group: group, excluding: "", now: now)
-        }
-        commitCollected()
-        flush()
-    }
+    /// Dead nodes' shared QoS 1 messages, to other members (`Publishing.redispatchShared`).
+    public func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) { publishing.redispatchShared(taken) }
 
     /// Sessions no node held expired and were deleted: every node's directory forgets them.
     public func releasedSessionsExpired(_ clientIDs: [String]) {

@@ -36,10 +36,10 @@ public final class Broker: @unchecked Sendable {
     var accepting = true
     /// The shared store cannot be reached and commits go to this node's spool (set by the app
     /// from `FallbackStore`): sessions that need a claim are refused (`outageRefusal`).
-    public var storeSpooling = false
+    public internal(set) var storeSpooling = false
     /// This node's spool is being replayed into the shared store: claims wait for the end of
     /// the replay (`Takeover.replayEnded`), then go on.
-    public var storeReplaying = false {
+    public internal(set) var storeReplaying = false {
         didSet { if oldValue && !storeReplaying { takeover.replayEnded() } }
     }
     /// In a cluster: this node cannot reach the store while a peer can (the cluster's
@@ -86,6 +86,10 @@ public final class Broker: @unchecked Sendable {
     private(set) var rows: StoreRows!
     /// The `$SYS` topics.
     private(set) var sys: SysTopics!
+    /// The state read back from the store.
+    private(set) var restoring: StateRestore!
+    /// What the admin API shows and does.
+    public private(set) var admin: BrokerAdmin!
 
     public init(
         configuration: BrokerConfiguration = .init(),
@@ -114,6 +118,8 @@ public final class Broker: @unchecked Sendable {
         subscriptions = Subscriptions(broker: self)
         rows = StoreRows(broker: self)
         sys = SysTopics(broker: self)
+        restoring = StateRestore(broker: self)
+        admin = BrokerAdmin(broker: self)
     }
 
     // MARK: Read-only views
@@ -175,29 +181,7 @@ public final class Broker: @unchecked Sendable {
         guard connection.state != .closed else { return }
         stats.protocolErrors += 1
         if connection.state == .awaitingConnect {
-            if let version = error.protocolVersion, version == .v5 {
-                connection.version = version
-                refuse(connection, reason: error.reasonCode, message: error.message)
-            } else if let version = error.protocolVersion, let code = error.connectReturnCode {
-                // 3.1 / 3.1.1 have a return code for a rejected identifier only.
-                connection.version = version
-                refuse(connection, reason: code.reasonCode, message: error.message)
-            } else if error.protocolVersion != nil {
-                // 3.1 / 3.1.1: a CONNECT that does not conform to section 3.1 is answered by
-                // closing the network connection, without a CONNACK [MQTT-3.1.4-1]; a return
-                // code 0x03 would make the device retry the same bytes forever.
-                stats.connectionsRefused += 1
-                logger.info("closing connection without CONNACK: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
-                close(connection)
-            } else if let code = error.connectReturnCode {
-                // Unknown or mismatched protocol level: a 3.1.1-shaped CONNACK, which every
-                // version can read [MQTT-3.1.2-2].
-                connection.version = .v3_1_1
-                refuse(connection, reason: code.reasonCode, message: error.message)
-            } else {
-                logger.info("closing connection: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
-                close(connection)
-            }
+            lifecycle.connectUndecodable(error, on: connection)
             return
         }
         fail(connection, error.reasonCode, error.message, spec: error.specID)
@@ -252,7 +236,7 @@ public final class Broker: @unchecked Sendable {
     /// with `reason` (0x8B Server shutting down, or 0x9C Use another server with a reference).
     public func shutdown(reason: MQTTReasonCode = .serverShuttingDown, serverReference: String? = nil) {
         accepting = false
-        for connection in connections { disconnectForShutdown(connection, reason: reason, serverReference: serverReference) }
+        for connection in connections { lifecycle.disconnectForShutdown(connection, reason: reason, serverReference: serverReference) }
         commitCollected()
         flush()
     }
@@ -263,26 +247,11 @@ public final class Broker: @unchecked Sendable {
     public func drain(upTo count: Int, reason: MQTTReasonCode = .serverShuttingDown, serverReference: String? = nil) -> Int {
         accepting = false
         for connection in connections.prefix(count) {
-            disconnectForShutdown(connection, reason: reason, serverReference: serverReference)
+            lifecycle.disconnectForShutdown(connection, reason: reason, serverReference: serverReference)
         }
         commitCollected()
         flush()
         return connections.count { $0.state != .closed }
-    }
-
-    private func disconnectForShutdown(_ connection: Connection, reason: MQTTReasonCode, serverReference: String?) {
-        if connection.state == .connected && connection.version == .v5 {
-            var properties: MQTTProperties = []
-            if let serverReference { properties.append(.serverReference(serverReference)) }  // [MQTT-4.11]
-            send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
-        }
-        if connection.state != .closed {
-            // The server closes the connection without the client's DISCONNECT: its will is
-            // due [MQTT-3.1.2-8] — after its Will Delay Interval, kept in the stored session
-            // (a client that reconnects elsewhere first cancels it [MQTT-3.1.3-9]), or at once.
-            lifecycle.detach(connection)
-            close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
-        }
     }
 
     /// Dispatches a packet of a connected client.

@@ -126,7 +126,7 @@ final class OutboundFlow {
         // only to the spool, it waits for the replay, as the PUBREL does (`handlePubRec`).
         broker.commitCollected { [self] in
             guard session.connection === connection, connection.state == .connected else { return }
-            if broker.withholdsReleases(of: session) {
+            if withholdsReleases(of: session) {
                 session.withheldPublishes.append(id)
             } else {
                 publishInflight(id, of: session, on: connection)
@@ -212,7 +212,7 @@ final class OutboundFlow {
         }
         // PUBREL once "released" is durable, so a restart never re-sends the PUBLISH [MQTT-4.3.3-4].
         broker.commitCollected { [self] in
-            if broker.withholdsReleases(of: session) {
+            if withholdsReleases(of: session) {
                 session.withheldReleases.append(ack.packetID)
             } else {
                 broker.send(.pubrel(MQTTAck(packetID: ack.packetID)), on: connection)
@@ -238,5 +238,35 @@ final class OutboundFlow {
             session.inflightOrder.remove(at: position)
         }
         pump(session)
+    }
+}
+
+// MARK: QoS 2 deliveries while the store is this node's spool
+
+extension OutboundFlow {
+    /// In a cluster, a stored session's PUBREL waits while this node's writes go to its spool
+    /// (spooling or replaying): the "released" state is then only here, and a node that takes
+    /// the session over meanwhile reads it as sent and sends the PUBLISH again — which a client
+    /// that already had the PUBREL takes for a new message (QoS 2 twice). Withheld, the client
+    /// holds the message unreleased; the new holder's PUBLISH (the same packet id, DUP) or a
+    /// PUBREL sent here once the spool is replayed completes it, once.
+    func withholdsReleases(of session: Session) -> Bool {
+        broker.cluster != nil && session.isStored && (broker.storeSpooling || broker.storeReplaying)
+    }
+
+    /// The spool is replayed (the "sent" and "released" states are in the shared store): the
+    /// withheld QoS 2 PUBLISH and PUBREL packets go out, to sessions still held here and connected.
+    func releaseWithheld() {
+        for session in broker.sessions.values where !session.withheldReleases.isEmpty || !session.withheldPublishes.isEmpty {
+            let (publishes, releases) = (session.withheldPublishes, session.withheldReleases)
+            session.withheldPublishes.removeAll()
+            session.withheldReleases.removeAll()
+            guard let connection = session.connection, connection.state == .connected else { continue }
+            for id in publishes { publishInflight(id, of: session, on: connection) }
+            for id in releases where session.inflight[id]?.stage == .released {
+                broker.send(.pubrel(MQTTAck(packetID: id)), on: connection)
+            }
+        }
+        broker.flush()
     }
 }

@@ -367,3 +367,23 @@ final class Publishing {
         return Array(hasher.finalize())
     }
 }
+
+// MARK: Shared messages of dead nodes
+
+extension Publishing {
+    /// QoS 1 messages of shared subscriptions that dead nodes' sessions held (taken from the
+    /// store once in the cluster by `DeadNodeSweeper`): each goes to another member of its group,
+    /// here or on a node with members [MQTT-4.8.2-5].
+    func redispatchShared(_ taken: [(message: StoredMessage, group: ShareGroupKey)]) {
+        let now = broker.clock.now()
+        for (stored, group) in taken {
+            var copy = broker.rows.message(stored)
+            copy.storeID = nil  // saved again with a new id: the old payload row may be collected meanwhile
+            redeliverShared(
+                OutboundMessage(message: copy, qos: .atLeastOnce, retain: false, subscriptionIdentifiers: [], shareGroup: group),
+                group: group, excluding: "", now: now)
+        }
+        broker.commitCollected()
+        broker.flush()
+    }
+}

@@ -2,7 +2,7 @@ import NIOCore
 
 /// Sessions rebuilt from the store's rows — all of them at start-up, or one claimed from the
 /// store in a cluster — with their subscriptions, queues, in-flight messages and inbound QoS 2
-/// entries. A pure step: the broker adds the result to its own state (`Broker.restoreSessions`).
+/// entries. A pure step: the broker adds the result to its own state (`StateRestore.restoreSessions`).
 struct RestoredSessions {
     var sessions: [Session] = []
     /// Inbound QoS 2 entries of clients without a session in the rows (the ingest bridge's, for

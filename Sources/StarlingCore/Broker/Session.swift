@@ -117,7 +117,7 @@ public final class Session {
     /// was slow, a claim that crossed it) is not delivered again.
     var ended = RecentSequences(capacity: 1024)
     /// Packet ids whose PUBREL is withheld: their "released" state went to this node's spool,
-    /// not the shared store (`Broker.releaseWithheld`).
+    /// not the shared store (`OutboundFlow.releaseWithheld`).
     var withheldReleases: [UInt16] = []
     /// Packet ids of QoS 2 PUBLISH packets not sent yet: their "sent with this packet id" state
     /// went to this node's spool, not the shared store (`OutboundFlow.startInflight`).

@@ -333,13 +333,13 @@ final class SessionLifecycle {
             case .published:
                 // Its packet id is durable by now (the CONNACK followed a later commit), unless
                 // that commit went to the spool (`startInflight`).
-                if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && broker.withholdsReleases(of: session) {
+                if entry.outbound.qos == .exactlyOnce && entry.outbound.sequence != nil && broker.flow.withholdsReleases(of: session) {
                     session.withheldPublishes.append(id)
                 } else {
                     broker.flow.publishInflight(id, of: session, on: connection)
                 }
             case .released:
-                if broker.withholdsReleases(of: session) {
+                if broker.flow.withholdsReleases(of: session) {
                     session.withheldReleases.append(id)
                 } else {
                     broker.send(.pubrel(MQTTAck(packetID: id)), on: connection)
@@ -478,5 +478,116 @@ final class SessionLifecycle {
         guard let token = connection.willToken else { return }
         connection.willToken = nil
         broker.writes.append(.deleteConnectionWill(token: token))
+    }
+}
+
+// MARK: Timers (`Broker.tick`)
+
+extension SessionLifecycle {
+    /// Connections without a CONNECT in time, and clients silent past 1.5 × their keep alive
+    /// [MQTT-3.1.2-22].
+    func checkTimeouts(now: NIODeadline) {
+        for connection in broker.connections {
+            switch connection.state {
+            case .awaitingConnect, .authenticating:
+                if now - connection.openedAt >= .nanoseconds(Int64(broker.configuration.connectTimeout * 1e9)) {
+                    broker.logger.info(
+                        "no CONNECT within \(broker.configuration.connectTimeout)s",
+                        metadata: ["remote": "\(connection.transport.remoteAddress)"])
+                    connection.state = .closed
+                    broker.close(connection)
+                }
+            case .connected:
+                // One and a half times the keep alive without a packet [MQTT-3.1.2-22].
+                if connection.keepAlive > 0 && now - connection.lastReceived >= .milliseconds(Int64(connection.keepAlive) * 1500) {
+                    broker.fail(
+                        connection, .keepAliveTimeout, "no packet within 1.5 × keep alive (\(connection.keepAlive)s)", spec: "MQTT-3.1.2-22"
+                    )
+                }
+            case .connecting, .closed:
+                break
+            }
+        }
+    }
+
+    /// Delayed wills now due, and sessions now expired.
+    func runSessionTimers(now: NIODeadline) {
+        for session in Array(broker.sessions.values) where session.connection == nil {
+            if let due = session.willDueAt, due <= now, let will = session.will {
+                session.will = nil
+                session.willDueAt = nil
+                publishWill(will, of: session.clientID, now: now)
+                if broker.sessions[session.clientID] === session {
+                    broker.writes.append(contentsOf: broker.rows.sessionRowOperations(session))
+                }
+            }
+            if let expiresAt = session.expiresAt, expiresAt <= now {
+                broker.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientID)"])
+                endSession(session, now: now)
+            }
+        }
+    }
+}
+
+// MARK: Refusals and shutdown
+
+extension SessionLifecycle {
+    /// The decoder refused what arrived before a CONNECT was accepted: a CONNACK with the
+    /// version's reason or return code, or a close without one where the version has none.
+    func connectUndecodable(_ error: MQTTCodecError, on connection: Connection) {
+        if let version = error.protocolVersion, version == .v5 {
+            connection.version = version
+            broker.refuse(connection, reason: error.reasonCode, message: error.message)
+        } else if let version = error.protocolVersion, let code = error.connectReturnCode {
+            // 3.1 / 3.1.1 have a return code for a rejected identifier only.
+            connection.version = version
+            broker.refuse(connection, reason: code.reasonCode, message: error.message)
+        } else if error.protocolVersion != nil {
+            // 3.1 / 3.1.1: a CONNECT that does not conform to section 3.1 is answered by
+            // closing the network connection, without a CONNACK [MQTT-3.1.4-1]; a return
+            // code 0x03 would make the device retry the same bytes forever.
+            broker.stats.connectionsRefused += 1
+            broker.logger.info(
+                "closing connection without CONNACK: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+            broker.close(connection)
+        } else if let code = error.connectReturnCode {
+            // Unknown or mismatched protocol level: a 3.1.1-shaped CONNACK, which every
+            // version can read [MQTT-3.1.2-2].
+            connection.version = .v3_1_1
+            broker.refuse(connection, reason: code.reasonCode, message: error.message)
+        } else {
+            broker.logger.info("closing connection: \(error)", metadata: ["remote": "\(connection.transport.remoteAddress)"])
+            broker.close(connection)
+        }
+    }
+
+    /// Disconnects a client for a shutdown or a drain step (5.0: DISCONNECT with `reason`).
+    func disconnectForShutdown(_ connection: Connection, reason: MQTTReasonCode, serverReference: String?) {
+        if connection.state == .connected && connection.version == .v5 {
+            var properties: MQTTProperties = []
+            if let serverReference { properties.append(.serverReference(serverReference)) }  // [MQTT-4.11]
+            broker.send(.disconnect(MQTTDisconnect(reasonCode: reason, properties: properties)), on: connection)
+        }
+        if connection.state != .closed {
+            // The server closes the connection without the client's DISCONNECT: its will is
+            // due [MQTT-3.1.2-8] — after its Will Delay Interval, kept in the stored session
+            // (a client that reconnects elsewhere first cancels it [MQTT-3.1.3-9]), or at once.
+            detach(connection)
+            broker.close(connection)  // flushes the DISCONNECT first: a close drops unflushed writes
+        }
+    }
+}
+
+// MARK: Wills taken from the store in a cluster
+
+extension SessionLifecycle {
+    /// Publishes wills taken from the store once in the cluster: those of sessions and
+    /// connections whose node died (`DeadNodeSweeper`), or of connections this node let go when
+    /// it was cut off and no survivor took.
+    func publishWillsTaken(_ wills: [(clientID: String, will: MQTTWill)]) {
+        let now = broker.clock.now()
+        for (clientID, will) in wills { publishWill(will, of: clientID, now: now) }
+        broker.commitCollected()
+        broker.flush()
     }
 }

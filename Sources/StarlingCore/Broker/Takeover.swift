@@ -96,7 +96,7 @@ final class Takeover {
                 }
                 if broker.sessions[clientID] == nil {
                     broker.peers.directory.forget(clientID)
-                    broker.restoreSessions(claim.state, now: broker.clock.now())
+                    broker.restoring.restoreSessions(claim.state, now: broker.clock.now())
                     dropEnded(claim.ended, of: clientID)
                     if let session = broker.sessions[clientID], session.isStored { broker.peers.markDirectoryChange(session) }
                     broker.peers.applyClaimBuffer(progress.copies, to: clientID)

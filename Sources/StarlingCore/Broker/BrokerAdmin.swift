@@ -26,14 +26,22 @@ public struct ClientSummary: Sendable, Equatable, Codable {
     }
 }
 
-extension Broker {
+/// What the admin API shows and does (README "Operations"): the sessions, and closing a
+/// client's connection. One of the broker's parts (`Broker.admin`), confined to its event loop
+/// like the broker.
+public final class BrokerAdmin {
+    /// The broker this part belongs to (docs/architecture.md, "The broker core").
+    let broker: Broker
+
+    init(broker: Broker) { self.broker = broker }
+
     /// Every session, connected or not, by client id.
     public func clientSummaries() -> [ClientSummary] {
-        sessions.keys.sorted().compactMap { clientSummary($0) }
+        broker.sessions.keys.sorted().compactMap { clientSummary($0) }
     }
 
     public func clientSummary(_ clientID: String) -> ClientSummary? {
-        guard let session = sessions[clientID] else { return nil }
+        guard let session = broker.sessions[clientID] else { return nil }
         let connection = session.connection
         return ClientSummary(
             clientID: clientID, connected: connection?.isConnected ?? false, username: session.username,
@@ -49,17 +57,17 @@ extension Broker {
     /// `endSession`, its session ends too, stored state included. False when there is no
     /// session of that id.
     public func disconnectClient(_ clientID: String, endSession end: Bool) -> Bool {
-        guard let session = sessions[clientID] else { return false }
+        guard let session = broker.sessions[clientID] else { return false }
         if let connection = session.connection, connection.state != .closed {
-            logger.notice("disconnecting client by administrative action", metadata: ["mqtt.client_id": "\(clientID)"])
+            broker.logger.notice("disconnecting client by administrative action", metadata: ["mqtt.client_id": "\(clientID)"])
             if connection.version == .v5 && connection.isConnected {
-                send(.disconnect(MQTTDisconnect(reasonCode: .administrativeAction)), on: connection)
+                broker.send(.disconnect(MQTTDisconnect(reasonCode: .administrativeAction)), on: connection)
             }
-            close(connection)
+            broker.close(connection)
         }
-        if end, sessions[clientID] === session { lifecycle.endSession(session, now: clock.now()) }
-        commitCollected()
-        flush()
+        if end, broker.sessions[clientID] === session { broker.lifecycle.endSession(session, now: broker.clock.now()) }
+        broker.commitCollected()
+        broker.flush()
         return true
     }
 }
