@@ -181,6 +181,30 @@ import Testing
         #expect(!store.status.stateDeferred)
     }
 
+    @Test(
+        "G7: the primary lost between the migration and the load (a database restarted then): the node starts on the spool with its state deferred instead of failing its start, and loads once the primary is back",
+        .timeLimit(.minutes(1))
+    )
+    func aPrimaryLostBeforeTheLoadStartsOnTheSpool() async throws {
+        let store = makeStore()
+        var changes = await modes(of: store).makeAsyncIterator()
+        try await store.migrate()
+        primary.unreachable = true
+        let state = try await store.load()
+        #expect(state.sessions.isEmpty && store.status.stateDeferred)
+        #expect(await changes.next() == .spooling)
+        primary.unreachable = false
+        #expect(await changes.next() == .replaying)
+        #expect(await changes.next() == .direct)
+        // Asked for after the replay ended (the broker sets it once the load returned): said at once.
+        let (recovered, signal) = AsyncStream.makeStream(of: Void.self)
+        await store.setOnRecovered { signal.yield() }
+        var events = recovered.makeAsyncIterator()
+        _ = await events.next()
+        _ = try await store.load()
+        #expect(!store.status.stateDeferred)
+    }
+
     @Test func aReplayCutShortResumesAfterTheLastRecordedBatch() async throws {
         // An earlier start spooled batches 1 and 2 and replayed 1 before it was killed.
         _ = try await spool.append(SpoolCoding.encode([Self.row(1)]), inDoubt: false)

@@ -86,7 +86,11 @@ public actor FallbackStore: PersistentStore {
     public nonisolated var concurrentCommits: Int { primary.concurrentCommits }
 
     /// Runs when a replay has emptied the spool and commits go to the primary again.
-    public func setOnRecovered(_ action: (@Sendable () -> Void)?) { onRecovered = action }
+    /// Set after a start on the spool; if the replay ended before, it runs at once.
+    public func setOnRecovered(_ action: (@Sendable () -> Void)?) {
+        onRecovered = action
+        if let action, status.mode == .direct, status.stateDeferred { action() }
+    }
 
     /// Runs with each new mode (the broker refuses what needs the primary while it is away).
     public func setOnModeChange(_ action: (@Sendable (FallbackStatus.Mode) -> Void)?) { onModeChange = action }
@@ -138,9 +142,18 @@ public actor FallbackStore: PersistentStore {
             statusBox.withLock { $0.stateDeferred = true }
             return StoredState()
         }
-        let state = try await primary.load()
-        statusBox.withLock { $0.stateDeferred = false }
-        return state
+        do {
+            let state = try await primary.load()
+            statusBox.withLock { $0.stateDeferred = false }
+            return state
+        } catch let error where primary.isUnreachable(error) {
+            // Gone between the migration (or the replay) and the load — a database restarted at
+            // the wrong moment: the node starts on the spool, as if it had been away at the
+            // migration, rather than failing its start (G7: a fault heals by itself).
+            enterSpooling(because: "\(error)", atStart: true)
+            statusBox.withLock { $0.stateDeferred = true }
+            return StoredState()
+        }
     }
 
     // MARK: Commits
