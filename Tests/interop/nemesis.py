@@ -403,8 +403,12 @@ class Nemesis:
         device = next((d for d in self.devices if d.client_id == payload.split(":")[0]), None)
         moves = []
         if device:
-            moves = sorted([("disconnect", round(t - start, 3)) for t in device.disconnect_times if start - 5 <= t <= second + 1]
-                           + [("connack", round(t - start, 3)) for t in device.connect_times if start - 5 <= t <= second + 1],
+            # The device's times are monotonic, the subscriber's wall times: compared on the wall clock.
+            offset = time.time() - time.monotonic()
+            moves = sorted([("disconnect", round(t + offset - start, 3)) for t in device.disconnect_times
+                            if start - 5 <= t + offset <= second + 1]
+                           + [("connack", round(t + offset - start, 3)) for t in device.connect_times
+                              if start - 5 <= t + offset <= second + 1],
                            key=lambda m: m[1])
         rows = self.cluster.query(
             "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
