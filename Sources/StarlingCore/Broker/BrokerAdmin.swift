@@ -26,7 +26,7 @@ public struct ClientSummary: Sendable, Equatable, Codable {
     }
 }
 
-/// What the admin API shows and does (README "Operations"): the sessions, and closing a
+/// What the admin API shows and does (README "Admin API and `starling ctl clients`"): the sessions, and closing a
 /// client's connection. One of the broker's parts (`Broker.admin`), confined to its event loop
 /// like the broker.
 public final class BrokerAdmin {
