@@ -87,7 +87,6 @@ public final class InMemoryStore: PersistentStore {
     }
 
     public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
-        attemptsContinuation.yield(operations.count)
         if holdCommits {
             await withCheckedContinuation { continuation in
                 let holding = state.withLock { state in
@@ -95,8 +94,13 @@ public final class InMemoryStore: PersistentStore {
                     state.held.append(continuation)
                     return true
                 }
+                // Told once held: a test that releases the commits when it sees this attempt
+                // releases this one (told before, the release could come first and miss it).
+                attemptsContinuation.yield(operations.count)
                 if !holding { continuation.resume() }
             }
+        } else {
+            attemptsContinuation.yield(operations.count)
         }
         return try state.withLock { state in
             if state.unreachable { throw Unreachable() }
