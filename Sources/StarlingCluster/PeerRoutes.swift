@@ -9,8 +9,6 @@ final class PeerRoutes {
     /// Each peer's filters, to forget them with its link.
     private var filters: [String: Set<String>] = [:]
 
-    var isEmpty: Bool { filters.isEmpty }
-
     /// The peers with plain subscribers for `topic`, and the members of each shared group.
     func matching(_ topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) {
         guard !filters.isEmpty else { return ([], [:]) }

@@ -405,10 +405,9 @@ class Nemesis:
         if device:
             # The device's times are monotonic, the subscriber's wall times: compared on the wall clock.
             offset = time.time() - time.monotonic()
-            moves = sorted([("disconnect", round(t + offset - start, 3)) for t in device.disconnect_times
-                            if start - 5 <= t + offset <= second + 1]
-                           + [("connack", round(t + offset - start, 3)) for t in device.connect_times
-                              if start - 5 <= t + offset <= second + 1],
+            moves = sorted(((kind, round(t + offset - start, 3))
+                            for kind, times in (("disconnect", device.disconnect_times), ("connack", device.connect_times))
+                            for t in times if start - 5 <= t + offset <= second + 1),
                            key=lambda m: m[1])
         rows = self.cluster.query(
             "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "

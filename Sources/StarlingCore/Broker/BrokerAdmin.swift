@@ -30,7 +30,8 @@ public struct ClientSummary: Sendable, Equatable, Codable {
 /// client's connection. One of the broker's parts (`Broker.admin`), confined to its event loop
 /// like the broker.
 public final class BrokerAdmin {
-    /// The broker this part belongs to (docs/architecture.md, "The broker core").
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
 
     init(broker: Broker) { self.broker = broker }

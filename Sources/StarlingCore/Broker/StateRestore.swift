@@ -5,7 +5,8 @@ import NIOCore
 /// after a start on the spool, and the sessions a claim reads in a cluster. One of the broker's
 /// parts (`Broker.restoring`), confined to its event loop like the broker.
 final class StateRestore {
-    /// The broker this part belongs to (docs/architecture.md, "The broker core").
+    /// The broker this part belongs to, held strongly (not `unowned`, which costs a retain per
+    /// use on the hot path: docs/architecture.md, "The broker core").
     let broker: Broker
 
     init(broker: Broker) { self.broker = broker }

@@ -138,22 +138,20 @@ public actor FallbackStore: PersistentStore {
             let (line, spoolID) = (self.line, spool.id)
             _ = await attempt({ try await line.replayPending(spool: spoolID, false) }, timeout: .seconds(5), onTimeout: { line.reset() })
         }
-        guard status.mode == .direct else {
-            statusBox.withLock { $0.stateDeferred = true }
-            return StoredState()
+        if status.mode == .direct {
+            do {
+                let state = try await primary.load()
+                statusBox.withLock { $0.stateDeferred = false }
+                return state
+            } catch let error where primary.isUnreachable(error) {
+                // Gone between the migration (or the replay) and the load — a database restarted
+                // at the wrong moment: the node starts on the spool, as if it had been away at the
+                // migration, rather than failing its start (G7: a fault heals by itself).
+                enterSpooling(because: "\(error)", atStart: true)
+            }
         }
-        do {
-            let state = try await primary.load()
-            statusBox.withLock { $0.stateDeferred = false }
-            return state
-        } catch let error where primary.isUnreachable(error) {
-            // Gone between the migration (or the replay) and the load — a database restarted at
-            // the wrong moment: the node starts on the spool, as if it had been away at the
-            // migration, rather than failing its start (G7: a fault heals by itself).
-            enterSpooling(because: "\(error)", atStart: true)
-            statusBox.withLock { $0.stateDeferred = true }
-            return StoredState()
-        }
+        statusBox.withLock { $0.stateDeferred = true }
+        return StoredState()
     }
 
     // MARK: Commits
