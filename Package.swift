@@ -34,19 +34,13 @@ let package = Package(
         // Pure codec: packets, properties, reason codes, topics, framing. NIOCore only.
         .target(
             name: "MQTTCodec",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [.nioCore],
             swiftSettings: swiftSettings
         ),
         // Broker core: no sockets, no SQL, no HTTP.
         .target(
             name: "StarlingCore",
-            dependencies: [
-                "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto")
-            ],
+            dependencies: ["MQTTCodec", .nioCore, .dequeModule, .logging, .crypto],
             swiftSettings: swiftSettings
         ),
         // Configuration, wiring of the ServiceGroup; the end-to-end tests run exactly this.
@@ -55,182 +49,121 @@ let package = Package(
         // The embedded store: SQLite through GRDB.
         .target(
             name: "StarlingSQLite",
-            dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingMigrations",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["MQTTCodec", "StarlingCore", "StarlingMigrations", .grdb, .nioCore, .logging],
             swiftSettings: swiftSettings
         ),
         // The shared store: PostgreSQL through postgres-nio.
         .target(
             name: "StarlingPostgres",
-            dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingMigrations",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["MQTTCodec", "StarlingCore", "StarlingMigrations", .postgresNIO, .nioCore, .logging],
             swiftSettings: swiftSettings
         ),
         // SwiftNIO listeners (TCP, TLS, WebSocket, secure WebSocket) and channel handlers.
         .target(
             name: "StarlingTransport",
-            dependencies: [
-                "MQTTCodec", "StarlingCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["MQTTCodec", "StarlingCore", .nioCore, .nioPosix, .nioHTTP1, .nioWebSocket, .nioSSL, .logging],
             swiftSettings: swiftSettings
         ),
         // Operations HTTP: /healthz, /readyz, /metrics (Hummingbird, Prometheus text format).
         .target(
             name: "StarlingOps",
-            dependencies: [
-                "StarlingCore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
-            ],
+            dependencies: ["StarlingCore", .hummingbird, .prometheus, .nioCore, .logging, .serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         // The cluster: membership leases, node links, takeover (docs/architecture.md, "Cluster").
         .target(
             name: "StarlingCluster",
-            dependencies: [
-                "StarlingCore", "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["StarlingCore", "MQTTCodec", .nioCore, .nioSSL, .nioPosix, .crypto, .logging],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "StarlingApp",
             dependencies: [
                 "MQTTCodec", "StarlingCore", "StarlingTransport", "StarlingSQLite", "StarlingPostgres", "StarlingOps", "StarlingCluster",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "CryptoExtras", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+                .postgresNIO, .nioSSL, .crypto, .cryptoExtras, .nioCore, .nioPosix, .logging, .serviceLifecycle
             ],
             swiftSettings: swiftSettings
         ),
         // The broker executable: argument parsing + StarlingApp.
         .executableTarget(
             name: "starling",
-            dependencies: [
-                "StarlingApp", "StarlingOps", "StarlingCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["StarlingApp", "StarlingOps", "StarlingCore", .argumentParser, .logging],
             swiftSettings: swiftSettings
         ),
         // Shared test support: golden packets, raw-packet helpers.
         .target(
             name: "StarlingTesting",
-            dependencies: [
-                "MQTTCodec", "StarlingCore", .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["MQTTCodec", "StarlingCore", .nioCore, .logging],
             swiftSettings: swiftSettings
         ),
         // Micro-benchmarks for the codec and the subscription index (not tests).
         .executableTarget(
             name: "starling-microbench",
-            dependencies: [
-                "MQTTCodec", "StarlingCore", "StarlingSQLite", "StarlingPostgres",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["MQTTCodec", "StarlingCore", "StarlingSQLite", "StarlingPostgres", .nioCore, .postgresNIO, .logging],
             path: "Benchmarks/starling-microbench",
             swiftSettings: swiftSettings
         ),
         // Load generator (emqtt-bench style) and a trivial sink server; codec and NIO only, no broker code.
         .executableTarget(
             name: "starling-bench",
-            dependencies: [
-                "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift")
-            ],
+            dependencies: ["MQTTCodec", .nioCore, .nioPosix, .argumentParser, .histogram],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MQTTCodecTests",
-            dependencies: [
-                "MQTTCodec", "StarlingTesting",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOTestUtils", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio")
-            ],
+            dependencies: ["MQTTCodec", "StarlingTesting", .nioCore, .nioTestUtils, .nioEmbedded],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "StarlingClusterTests",
-            dependencies: [
-                "StarlingCluster", "StarlingCore", "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["StarlingCluster", "StarlingCore", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded, .logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "StarlingAppTests",
-            dependencies: [
-                "StarlingApp", "StarlingCore", "StarlingCluster", "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio")
-            ],
+            dependencies: ["StarlingApp", "StarlingCore", "StarlingCluster", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "StarlingTransportTests",
-            dependencies: [
-                "StarlingTransport", "StarlingCore", "MQTTCodec",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio")
-            ],
+            dependencies: ["StarlingTransport", "StarlingCore", "MQTTCodec", .nioCore, .nioEmbedded],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "StarlingStoreTests",
             dependencies: [
                 "StarlingCore", "StarlingSQLite", "StarlingPostgres", "StarlingTesting", "StarlingMigrations",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log")
+                .postgresNIO, .grdb, .logging
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "StarlingCoreTests",
-            dependencies: [
-                "StarlingCore", "MQTTCodec", "StarlingTesting",
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log")
-            ],
+            dependencies: ["StarlingCore", "MQTTCodec", "StarlingTesting", .nioPosix, .logging],
             swiftSettings: swiftSettings
         )
     ],
     swiftLanguageModes: [.v6]
 )
+
+/// The packages' products the targets use, each named once.
+extension Target.Dependency {
+    static var argumentParser: Self { .product(name: "ArgumentParser", package: "swift-argument-parser") }
+    static var crypto: Self { .product(name: "Crypto", package: "swift-crypto") }
+    static var cryptoExtras: Self { .product(name: "CryptoExtras", package: "swift-crypto") }
+    static var dequeModule: Self { .product(name: "DequeModule", package: "swift-collections") }
+    static var grdb: Self { .product(name: "GRDB", package: "GRDB.swift") }
+    static var histogram: Self { .product(name: "Histogram", package: "hdrhistogram-swift") }
+    static var hummingbird: Self { .product(name: "Hummingbird", package: "hummingbird") }
+    static var logging: Self { .product(name: "Logging", package: "swift-log") }
+    static var nioCore: Self { .product(name: "NIOCore", package: "swift-nio") }
+    static var nioEmbedded: Self { .product(name: "NIOEmbedded", package: "swift-nio") }
+    static var nioHTTP1: Self { .product(name: "NIOHTTP1", package: "swift-nio") }
+    static var nioPosix: Self { .product(name: "NIOPosix", package: "swift-nio") }
+    static var nioSSL: Self { .product(name: "NIOSSL", package: "swift-nio-ssl") }
+    static var nioTestUtils: Self { .product(name: "NIOTestUtils", package: "swift-nio") }
+    static var nioWebSocket: Self { .product(name: "NIOWebSocket", package: "swift-nio") }
+    static var postgresNIO: Self { .product(name: "PostgresNIO", package: "postgres-nio") }
+    static var prometheus: Self { .product(name: "Prometheus", package: "swift-prometheus") }
+    static var serviceLifecycle: Self { .product(name: "ServiceLifecycle", package: "swift-service-lifecycle") }
+}

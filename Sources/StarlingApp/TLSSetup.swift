@@ -5,52 +5,32 @@ extension StarlingConfiguration {
     /// that cannot be used is a configuration error naming its key.
     func makeTLSContext() throws -> NIOSSLContext? {
         guard !tlsListeners.isEmpty || !secureWebSocketListeners.isEmpty || clusterTLS else { return nil }
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(tlsCertificate)
-        } catch {
-            throw ConfigurationError(
-                key: "tls.certificate", value: tlsCertificate, allowed: "a readable PEM certificate chain (\(error))",
-                source: "the configuration")
+        let chain = try Self.checked("tls.certificate", tlsCertificate, "a readable PEM certificate chain") {
+            try NIOSSLCertificate.fromPEMFile(tlsCertificate)
         }
         guard !chain.isEmpty else {
             throw ConfigurationError(
                 key: "tls.certificate", value: tlsCertificate, allowed: "a PEM file with at least one certificate",
                 source: "the configuration")
         }
-        let key: NIOSSLPrivateKey
-        do {
-            key = try NIOSSLPrivateKey(file: tlsPrivateKey, format: .pem)
-        } catch {
-            throw ConfigurationError(
-                key: "tls.private_key", value: tlsPrivateKey, allowed: "a readable, unencrypted PEM private key (\(error))",
-                source: "the configuration")
+        let key = try Self.checked("tls.private_key", tlsPrivateKey, "a readable, unencrypted PEM private key") {
+            try NIOSSLPrivateKey(file: tlsPrivateKey, format: .pem)
         }
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
         if !tlsClientCA.isEmpty {
-            do {
+            try Self.checked("tls.client_ca", tlsClientCA, "a readable PEM file of CA certificates") {
                 guard try !NIOSSLCertificate.fromPEMFile(tlsClientCA).isEmpty else { throw NIOSSLError.failedToLoadCertificate }
-            } catch {
-                throw ConfigurationError(
-                    key: "tls.client_ca", value: tlsClientCA, allowed: "a readable PEM file of CA certificates (\(error))",
-                    source: "the configuration")
             }
             tls.trustRoots = .file(tlsClientCA)
             // Mutual TLS: a certificate signed by these CAs is required; clients have no host name to check.
             tls.certificateVerification = .noHostnameVerification
         }
-        do {
-            return try NIOSSLContext(configuration: tls)
-        } catch {
-            throw ConfigurationError(
-                key: "tls.private_key", value: tlsPrivateKey, allowed: "the private key of tls.certificate (\(error))",
-                source: "the configuration")
+        return try Self.checked("tls.private_key", tlsPrivateKey, "the private key of tls.certificate") {
+            try NIOSSLContext(configuration: tls)
         }
     }
-}
 
-extension StarlingConfiguration {
     /// The TLS context with which this node dials its peers (`cluster.tls`): peers are
     /// authenticated by the cluster secret; with `tls.client_ca`, their certificates must also be
     /// signed by it (no host name: nodes are dialed by address).
@@ -64,12 +44,18 @@ extension StarlingConfiguration {
             tls.trustRoots = .file(tlsClientCA)
             tls.certificateVerification = .noHostnameVerification
         }
+        return try Self.checked("cluster.tls", "true", "a TLS client context from tls.client_ca") {
+            try NIOSSLContext(configuration: tls)
+        }
+    }
+
+    /// `body`'s result; its error as a configuration error that names `key`, its `value` and
+    /// what is `allowed` (with the library's reason).
+    private static func checked<T>(_ key: String, _ value: String, _ allowed: String, _ body: () throws -> T) throws -> T {
         do {
-            return try NIOSSLContext(configuration: tls)
+            return try body()
         } catch {
-            throw ConfigurationError(
-                key: "cluster.tls", value: "true", allowed: "a TLS client context from tls.client_ca (\(error))",
-                source: "the configuration")
+            throw ConfigurationError(key: key, value: value, allowed: "\(allowed) (\(error))", source: "the configuration")
         }
     }
 }

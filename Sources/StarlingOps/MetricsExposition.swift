@@ -19,13 +19,9 @@ final class MetricsExposition: Sendable {
             for value in values {
                 switch value.kind {
                 case .counter:
-                    let counter =
-                        state.counters[value.name]
-                        ?? {
-                            let made = registry.makeCounter(descriptor: Self.descriptor(value))
-                            state.counters[value.name] = made
-                            return made
-                        }()
+                    let counter = Self.registered(value.name, in: &state.counters) {
+                        registry.makeCounter(descriptor: Self.descriptor(value))
+                    }
                     // A counter of the node's own: the registry's copy takes its current total.
                     counter.reset()
                     if let whole = Int64(exactly: value.value) {
@@ -34,19 +30,21 @@ final class MetricsExposition: Sendable {
                         counter.increment(by: value.value)
                     }
                 case .gauge:
-                    let gauge =
-                        state.gauges[value.name]
-                        ?? {
-                            let made = registry.makeGauge(descriptor: Self.descriptor(value))
-                            state.gauges[value.name] = made
-                            return made
-                        }()
+                    let gauge = Self.registered(value.name, in: &state.gauges) { registry.makeGauge(descriptor: Self.descriptor(value)) }
                     gauge.set(value.value)
                 }
             }
             // Emitted under the same lock, so one scrape never shows half of another's values.
             return registry.emitToBuffer()
         }
+    }
+
+    /// The metric of `name` in `table`, made (and kept there) on first sight.
+    private static func registered<Metric>(_ name: String, in table: inout [String: Metric], make: () -> Metric) -> Metric {
+        if let metric = table[name] { return metric }
+        let metric = make()
+        table[name] = metric
+        return metric
     }
 
     /// The full name is the value's own (its unit, e.g. `_total`, already part of it).

@@ -65,9 +65,9 @@ public final class PostgresReplayLine: ReplayLine {
         let left = try await line.run { connection -> Int in
             try await connection.query("BEGIN", logger: logger)
             do {
-                let stale = fences.isEmpty ? [] : try await PostgresStore.staleFences(fences, on: connection, logger: logger)
+                let stale = fences.isEmpty ? [] : try await PostgresWrites.staleFences(fences, on: connection, logger: logger)
                 let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
-                if !batch.isEmpty { try await PostgresStore.write(batch, on: connection, owner: owner, logger: logger) }
+                if !batch.isEmpty { try await PostgresWrites.write(batch, on: connection, owner: owner, logger: logger) }
                 try await connection.query("COMMIT", logger: logger)
                 return stale.count
             } catch {

@@ -96,12 +96,12 @@ public final class PostgresStore: PersistentStore {
         // A statement is a transaction of its own: the batches of the hot paths (new queued
         // messages; ingest rows) are one statement each and skip BEGIN and COMMIT, two of the
         // three round trips a commit would otherwise wait for.
-        if let statement = Self.singleStatement(batch) {
+        if let statement = PostgresWrites.singleStatement(batch) {
             try await client.query(statement, logger: logger)
             return
         }
         try await client.withTransaction(logger: logger) { connection in
-            try await Self.write(batch, on: connection, owner: self.ownerNode, logger: self.logger)
+            try await PostgresWrites.write(batch, on: connection, owner: self.ownerNode, logger: self.logger)
         }
     }
 
@@ -116,32 +116,10 @@ public final class PostgresStore: PersistentStore {
             return []
         }
         return try await client.withTransaction(logger: logger) { connection in
-            let stale = try await Self.staleFences(fences, on: connection, logger: self.logger)
+            let stale = try await PostgresWrites.staleFences(fences, on: connection, logger: self.logger)
             let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
-            if !batch.isEmpty { try await Self.write(batch, on: connection, owner: self.ownerNode, logger: self.logger) }
+            if !batch.isEmpty { try await PostgresWrites.write(batch, on: connection, owner: self.ownerNode, logger: self.logger) }
             return stale
-        }
-    }
-
-    /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
-    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<
-        SessionFence
-    > {
-        let clients = Array(Set(fences.map(\.clientID))).sorted()
-        var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
-        let result = try await connection.rows(
-            """
-            SELECT client_id, claim_epoch, claimed_at, recent_claims FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
-            """, logger: logger)
-        for row in result {
-            let (clientID, epoch, claimedAt, recent) = try row.decode((String, Int64, Int64?, [Int64]?).self)
-            rows[clientID] = (epoch, claimedAt, recent ?? [])
-        }
-        return fences.filter { fence in
-            guard let row = rows[fence.clientID] else { return false }
-            // The first claim after the fence's own: a session may have moved on since (migration 0013).
-            let first = SessionFence.firstClaim(after: fence.epoch, in: row.recent) ?? row.claimedAt
-            return fence.isStale(current: row.epoch, claimedAt: first)
         }
     }
 
@@ -218,4 +196,9 @@ public final class PostgresStore: PersistentStore {
         try await client.query("DELETE FROM session_messages WHERE state = 3 AND ended_at < now() - interval '1 day'", logger: logger)
         return count
     }
+}
+
+extension PostgresStore {
+    /// The store's session-ownership side (claims, the dead-node clean-up, the directory).
+    public var ownership: PostgresOwnership { PostgresOwnership(store: self) }
 }

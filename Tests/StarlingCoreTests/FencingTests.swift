@@ -319,4 +319,58 @@ struct FencingTests {
         try await h.broker.persistence!.drain().get()
         return ids
     }
+
+    /// A QoS 2 subscriber connected here (its session claimed at epoch 5) and a publisher.
+    static func subscribed(_ h: BrokerHarness) -> (subscriber: BrokerHarness.Client, publisher: BrokerHarness.Client) {
+        let subscriber = h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0
+        subscriber.subscribe("s/#", qos: .exactlyOnce)
+        _ = subscriber.take()
+        return (subscriber, h.connect("pub").0)
+    }
+
+    @Test(
+        "G4, [MQTT-4.3.3]: a subscriber's PUBREC after a later claim of its session: no PUBREL and no \"released\" row (the new holder's PUBLISH, read as sent, completes the message once), the session let go"
+    )
+    func staleReleaseIsNotSent() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let (subscriber, publisher) = try await onLoop { Self.subscribed(h) }
+            try await onLoop { publisher.publish("s/1", "m", qos: .exactlyOnce, id: 1) }
+            try await h.broker.persistence!.drain().get()
+            try await h.broker.persistence!.drain().get()
+            let id = try await onLoop { subscriber.publishes().first?.packetID }
+            let packetID = try #require(id)
+            // Another node claimed the subscriber's session while this one could not tell (links cut).
+            store.setClaimEpoch(6, of: "sub")
+            try await onLoop { subscriber.send(.pubrec(MQTTAck(packetID: packetID))) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let packets = subscriber.take()
+                #expect(!packets.contains { $0.type == .pubrel })
+                guard case .disconnect(let disconnect) = packets.last else { Issue.record("no DISCONNECT: \(packets)"); return }
+                #expect(disconnect.reasonCode == .sessionTakenOver && subscriber.transport.isClosed)
+                #expect(h.broker.session("sub") == nil)
+            }
+            #expect(!store.committed.contains { if case .updateDelivery(_, _, .released, _) = $0 { true } else { false } })
+        }
+    }
+
+    @Test(
+        "G4, [MQTT-4.3.3]: a QoS 2 delivery to a session a later claim holds: no PUBLISH under a packet id the new holder does not know, the session let go"
+    )
+    func staleQoS2DeliveryIsNotSent() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let (subscriber, publisher) = try await onLoop { Self.subscribed(h) }
+            try await h.broker.persistence!.drain().get()
+            store.setClaimEpoch(6, of: "sub")
+            try await onLoop { publisher.publish("s/1", "m", qos: .exactlyOnce, id: 1) }
+            try await h.broker.persistence!.drain().get()
+            try await h.broker.persistence!.drain().get()
+            try await onLoop {
+                let packets = subscriber.take()
+                #expect(!packets.contains { $0.type == .publish })
+                #expect(subscriber.transport.isClosed && h.broker.session("sub") == nil)
+            }
+            #expect(!store.committed.contains { if case .updateDelivery(_, _, .sent, _) = $0 { true } else { false } })
+        }
+    }
 }

@@ -36,8 +36,8 @@ struct ClaimEpochTests {
             let a = Self.node("a", client)
             let b = Self.node("b", client)
             // Two claims of a client with no row yet: b's epoch is the later one.
-            let epochA = try await a.markOwned("dev")
-            let epochB = try await b.markOwned("dev")
+            let epochA = try await a.ownership.markOwned("dev")
+            let epochB = try await b.ownership.markOwned("dev")
             #expect(epochB > epochA && epochA > 0)
             // a writes first (its row is new), then b: b's later epoch takes the row.
             try await a.apply([Self.session("dev", epoch: epochA, username: "from-a")])
@@ -47,7 +47,7 @@ struct ClaimEpochTests {
             try await a.apply([Self.session("dev", epoch: epochA, username: "late-a")])
             #expect(try await Self.row(client) == ("b", epochB, "from-b"))
             // A claim's update never moves the row back to an earlier epoch.
-            let epochA2 = try await a.markOwned("dev")
+            let epochA2 = try await a.ownership.markOwned("dev")
             #expect(try await Self.row(client) == ("a", epochA2, "from-b"))
             try await b.apply([Self.session("dev", epoch: epochB, username: "stale-b")])
             #expect(try await Self.row(client).username == "from-b")
@@ -76,13 +76,13 @@ extension ClaimEpochTests {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
             let b = Self.node("b", client)
-            let epochA = try await a.markOwned("dev")
+            let epochA = try await a.ownership.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
             // Held by a: its connection's writes commit.
             let fenceA = SessionFence(clientID: "dev", epoch: epochA)
             #expect(try await a.commit([.fenced(fenceA, [.ingest(Self.record("dev", packetID: 1, payload: "one"))])]).isEmpty)
             // b takes the client over; the device re-sends packet 2 there with DUP and b stores it.
-            let epochB = try await b.markOwned("dev")
+            let epochB = try await b.ownership.markOwned("dev")
             let fenceB = SessionFence(clientID: "dev", epoch: epochB)
             #expect(try await b.commit([.fenced(fenceB, [.ingest(Self.record("dev", packetID: 2, payload: "two", dup: true))])]).isEmpty)
             // a resumes and commits the original it read late (DUP 0): left out, and said so;
@@ -108,21 +108,21 @@ extension ClaimEpochTests {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
             let b = Self.node("b", client)
-            let first = try await a.claimOwnership("dev")
+            let first = try await a.ownership.claimOwnership("dev")
             #expect(first.previousOwner == nil)
             try await a.apply([Self.session("dev", epoch: first.epoch, username: "u")])
-            #expect(try await a.claimOwnership("dev").previousOwner == nil)  // its own row
-            #expect(try await b.claimOwnership("dev").previousOwner == "a")
-            #expect(try await !b.isReplaying(node: "a"))
+            #expect(try await a.ownership.claimOwnership("dev").previousOwner == nil)  // its own row
+            #expect(try await b.ownership.claimOwnership("dev").previousOwner == "a")
+            #expect(try await !b.ownership.isReplaying(node: "a"))
             try await client.query(
                 "INSERT INTO spool_replays (spool_id, through, node_id, pending) VALUES ('s-a', 0, 'a', true)",
                 logger: TestPostgres.logger)
             // Waited for only while that node holds its lease (one cut off or dead replays nothing soon).
-            #expect(try await !b.isReplaying(node: "a"))
+            #expect(try await !b.ownership.isReplaying(node: "a"))
             try await client.query(
                 "INSERT INTO nodes (node_id, incarnation, mqtt_address, cluster_address, lease_until) VALUES ('a', 1, 'a:1', 'a:2', now() + interval '5 seconds')",
                 logger: TestPostgres.logger)
-            #expect(try await b.isReplaying(node: "a"))
+            #expect(try await b.ownership.isReplaying(node: "a"))
         }
     }
 }
@@ -146,7 +146,7 @@ extension ClaimEpochTests {
                 .deleteDelivery(clientID: "sub", sequence: 77)
             ])
             try await publisher.apply([.saveMessage(message), .saveDelivery(row)])
-            #expect(try await store.claimSession("sub").deliveries.isEmpty)
+            #expect(try await store.ownership.claimSession("sub").deliveries.isEmpty)
             // In the usual order the row goes.
             try await publisher.apply([
                 .saveDelivery(
@@ -155,9 +155,9 @@ extension ClaimEpochTests {
                         retain: false, subscriptionIdentifiers: [], shareGroup: nil,
                         state: .queued, packetID: nil))
             ])
-            #expect(try await store.claimSession("sub").deliveries.map(\.sequence) == [78])
+            #expect(try await store.ownership.claimSession("sub").deliveries.map(\.sequence) == [78])
             try await holder.apply([.deleteDelivery(clientID: "sub", sequence: 78)])
-            #expect(try await store.claimSession("sub").deliveries.isEmpty)
+            #expect(try await store.ownership.claimSession("sub").deliveries.isEmpty)
         }
     }
 }
@@ -196,7 +196,7 @@ extension ClaimEpochTests {
             try await silent.apply(
                 published(10, "seven", packetID: 7, sequence: 100, at: 1_700_000_000_000, replayed: true)
                     + published(11, "eight", packetID: 8, sequence: 101, at: 1_700_000_000_010, replayed: true))
-            #expect(try await store.claimSession("sub").deliveries.map(\.sequence).sorted() == [101, 200])
+            #expect(try await store.ownership.claimSession("sub").deliveries.map(\.sequence).sorted() == [101, 200])
             #expect(try await Self.rows(client, payload: "seven") == 1)
             #expect(try await Self.rows(client, payload: "eight") == 1)
         }
@@ -208,10 +208,10 @@ extension ClaimEpochTests {
     func firstLaterClaimDecides() async throws {
         try await TestPostgres.withStore { _, client in
             let nodes = ["n1", "n2", "n3"].map { Self.node($0, client) }
-            let first = try await nodes[0].markOwned("dev")
+            let first = try await nodes[0].ownership.markOwned("dev")
             try await nodes[0].apply([Self.session("dev", epoch: first, username: "u")])
-            let second = try await nodes[1].markOwned("dev")  // the device moved while n1 was frozen
-            let third = try await nodes[2].markOwned("dev")  // and on again, later
+            let second = try await nodes[1].ownership.markOwned("dev")  // the device moved while n1 was frozen
+            let third = try await nodes[2].ownership.markOwned("dev")  // and on again, later
             let recent = try await client.query("SELECT recent_claims FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
             var pairs: [Int64] = []
             for try await claims in recent.decode([Int64].self) { pairs = claims }
@@ -244,7 +244,7 @@ extension ClaimEpochTests {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
             let b = Self.node("b", client)
-            let epochA = try await a.markOwned("dev")
+            let epochA = try await a.ownership.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
             try await Self.withOwnConnection(client) { frozen in  // a pool would lend it again once ended
                 // Node a's commit, read FOR SHARE as its fenced writes do, then a frozen process.
@@ -253,7 +253,7 @@ extension ClaimEpochTests {
                 for try await _ in try await frozen.query(
                     "SELECT 1 FROM sessions WHERE client_id = 'dev' FOR SHARE", logger: TestPostgres.logger)
                 {}
-                let (epochB, previous) = try await b.claimOwnership("dev")
+                let (epochB, previous) = try await b.ownership.claimOwnership("dev")
                 #expect(epochB > epochA && previous == "a")
                 // The claim's UPDATE got the row, so the frozen transaction has aborted: the
                 // lock goes only with it.
@@ -272,7 +272,7 @@ extension ClaimEpochTests {
             let a = Self.node("a", client)
             let b = Self.node("b", client)
             for clientID in ["d1", "d2"] {
-                let epoch = try await a.markOwned(clientID)
+                let epoch = try await a.ownership.markOwned(clientID)
                 var session = StoredSession(clientID: clientID, version: .v5, expiryInterval: 600, connected: true)
                 session.epoch = epoch
                 let subscription = Subscription(
@@ -281,9 +281,9 @@ extension ClaimEpochTests {
                     .saveSession(session), .saveSubscription(StoredSubscription(clientID: clientID, subscription: subscription))
                 ])
             }
-            let before = try await b.claimOwnership(of: ["d2"])
+            let before = try await b.ownership.claimOwnership(of: ["d2"])
             // d1 held by a, d2 by b already (its own claim: no previous owner), d3 has no row yet.
-            let claims = try await b.claimOwnership(of: ["d1", "d2", "d3"])
+            let claims = try await b.ownership.claimOwnership(of: ["d1", "d2", "d3"])
             #expect(Set(claims.keys) == ["d1", "d2", "d3"])
             #expect(claims["d1"]?.previousOwner == "a" && claims["d2"]?.previousOwner == nil && claims["d3"]?.previousOwner == nil)
             let epochs = ["d1", "d2", "d3"].compactMap { claims[$0]?.epoch }
@@ -293,7 +293,7 @@ extension ClaimEpochTests {
                 logger: TestPostgres.logger)
             let decoded = try owners.map { try $0.decode((String, String?, Int64).self) }
             #expect(decoded.map(\.1) == ["b", "b"] && decoded.map(\.2) == [claims["d1"]?.epoch, claims["d2"]?.epoch])
-            let states = try await b.claimSessions(["d1", "d2", "d3"])
+            let states = try await b.ownership.claimSessions(["d1", "d2", "d3"])
             #expect(
                 states["d1"]?.sessions.map(\.clientID) == ["d1"] && states["d1"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d1"])
             #expect(states["d2"]?.subscriptions.map(\.subscription.filter.raw) == ["s/d2"])
@@ -342,7 +342,7 @@ extension ClaimEpochTests {
     func idleBlockersEndedFirst() async throws {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
-            let epoch = try await a.markOwned("dev")
+            let epoch = try await a.ownership.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epoch, username: "u")])
             for idle in [false, true] {
                 let mark = UUID().uuidString
@@ -369,12 +369,13 @@ extension ClaimEpochTests {
                         EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '/* claim \(mark) */%' AND wait_event_type = 'Lock')
                         AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'starling/holder' AND \(holderState))
                         """, client)
-                    let endedIfIdle = try await PostgresStore.endBlockers(
+                    let endedIfIdle = try await PostgresOwnership.endBlockers(
                         ofStatementMarked: mark, idleOnly: true, client: client, logger: TestPostgres.logger)
                     #expect(endedIfIdle == (idle ? 1 : 0))
                     if !idle {
                         #expect(
-                            try await PostgresStore.endBlockers(ofStatementMarked: mark, client: client, logger: TestPostgres.logger) == 1)
+                            try await PostgresOwnership.endBlockers(ofStatementMarked: mark, client: client, logger: TestPostgres.logger)
+                                == 1)
                     }
                     _ = try await claim.value  // the row is free: the claim's statement went through
                     await busy?.value

@@ -33,7 +33,7 @@ struct DirectoryLoadTests {
             try await n2.apply(operations)
             try await n1.apply([.saveSession(StoredSession(clientID: "mine", version: .v5, expiryInterval: 60, connected: true))])
 
-            let directory = try await n1.loadDirectory()
+            let directory = try await n1.ownership.loadDirectory()
             let byID = Dictionary(uniqueKeysWithValues: directory.map { ($0.clientID, $0) })
             #expect(byID.keys.sorted() == ["held-by-n2", "quiet"])
             #expect(byID["held-by-n2"]?.owner == "n2")

@@ -22,7 +22,7 @@ struct JoinedCluster: Sendable {
 struct ClusterService: Service {
     let configuration: StarlingConfiguration
     let listen: ListenAddress
-    let ownership: PostgresStore
+    let ownership: PostgresOwnership
     let leaseStore: any MembershipStore
     let group: any EventLoopGroup
     let broker: Broker
@@ -149,7 +149,7 @@ struct ClusterService: Service {
 /// The dead-node clean-up (`DeadNodeSweeper`), once the node has joined; it stops with the
 /// cluster, after the broker has drained.
 struct SweeperService: Service {
-    let ownership: PostgresStore
+    let ownership: PostgresOwnership
     let broker: Broker
     let loop: any EventLoop
     let joined: Handoff<JoinedCluster>

@@ -97,10 +97,11 @@ public struct StarlingNode: Sendable {
             clusterLogger[metadataKey: "starling.node"] = "\(configuration.broker.ingest.nodeID)"
             services.append(
                 ClusterService(
-                    configuration: configuration, listen: listen, ownership: postgres,
+                    configuration: configuration, listen: listen, ownership: postgres.ownership,
                     leaseStore: setup.leaseStore ?? PostgresMembership(store: postgres), group: group, broker: broker, loop: loop,
                     status: status, listening: listening, joined: joined, logger: clusterLogger))
-            services.append(SweeperService(ownership: postgres, broker: broker, loop: loop, joined: joined, logger: clusterLogger))
+            services.append(
+                SweeperService(ownership: postgres.ownership, broker: broker, loop: loop, joined: joined, logger: clusterLogger))
         }
         services.append(
             BrokerService(

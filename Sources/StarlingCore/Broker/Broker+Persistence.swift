@@ -10,7 +10,8 @@ extension Broker {
     }
 
     /// In a cluster, wraps what was collected from `start` on (the writes one packet of
-    /// `connection` caused) in the fence of the connection's claim, so the store commits them
+    /// `connection`, or a QoS 2 delivery to its session, caused: `OutboundFlow`) in the fence
+    /// of the connection's claim, so the store commits them
     /// only while no later claim holds the session (G2, G4: a node frozen, then resumed, reads
     /// packets its clients re-sent elsewhere long ago). Returns the fence, if any.
     func fenceCollected(from start: Int, for connection: Connection) -> SessionFence? {

@@ -117,14 +117,19 @@ final class OutboundFlow {
         session.inflight[id] = InflightMessage(outbound: outbound, stage: .published, sent: false)
         session.inflightOrder.append(id)
         guard let sequence = outbound.sequence else { return publishInflight(id, of: session, on: connection) }
+        let start = broker.writes.count
         broker.writes.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .sent, packetID: id))
         guard outbound.qos == .exactlyOnce else { return publishInflight(id, of: session, on: connection) }
         // [MQTT-4.3.3] A QoS 2 PUBLISH goes out once its packet id is durable with the row. The
         // client holds the message under that id until the PUBREL; a holder that did not know
         // the id (this node restarted, or another node took the session over) could give it to
         // another message, which the client would take for a duplicate of the first. Committed
-        // only to the spool, it waits for the replay, as the PUBREL does (`handlePubRec`).
-        broker.commitCollected { [self] in
+        // only to the spool, it waits for the replay, as the PUBREL does (`pubRec`). In a
+        // cluster the row is fenced by the session's claim (G4): a node that lost the session
+        // while it could not tell (its links cut, frozen) sends no PUBLISH under an id the new
+        // holder does not know, and lets the session go (`Broker.connectionFenced`).
+        let fence = broker.fenceCollected(from: start, for: connection)
+        broker.commitCollected(fence: fence) { [self] in
             guard session.connection === connection, connection.state == .connected else { return }
             if withholdsReleases(of: session) {
                 session.withheldPublishes.append(id)
@@ -207,11 +212,16 @@ final class OutboundFlow {
         }
         entry.stage = .released
         session.inflight[ack.packetID] = entry
+        let start = broker.writes.count
         if let sequence = entry.outbound.sequence {
             broker.writes.append(.updateDelivery(clientID: session.clientID, sequence: sequence, state: .released, packetID: ack.packetID))
         }
         // PUBREL once "released" is durable, so a restart never re-sends the PUBLISH [MQTT-4.3.3-4].
-        broker.commitCollected { [self] in
+        // Fenced by the session's claim (G4): a node that lost the session meanwhile sends no
+        // PUBREL (the client would take the new holder's PUBLISH, which read "sent", for a new
+        // message); the client keeps the message unreleased until the new holder completes it.
+        let fence = broker.fenceCollected(from: start, for: connection)
+        broker.commitCollected(fence: fence) { [self] in
             if withholdsReleases(of: session) {
                 session.withheldReleases.append(ack.packetID)
             } else {

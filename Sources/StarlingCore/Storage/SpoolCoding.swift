@@ -27,6 +27,29 @@ public enum SpoolCoding {
         case deleteConnectionWill = 14
         case markReplayed = 15
         case fenced = 16
+
+        /// The tag of `operation`.
+        init(_ operation: StoreOperation) {
+            self =
+                switch operation {
+                case .saveSession: .saveSession
+                case .deleteSession: .deleteSession
+                case .saveSubscription: .saveSubscription
+                case .deleteSubscription: .deleteSubscription
+                case .saveMessage: .saveMessage
+                case .saveDelivery: .saveDelivery
+                case .updateDelivery: .updateDelivery
+                case .deleteDelivery: .deleteDelivery
+                case .addInboundQoS2: .addInboundQoS2
+                case .removeInboundQoS2: .removeInboundQoS2
+                case .setRetained: .setRetained
+                case .ingest: .ingest
+                case .saveConnectionWill: .saveConnectionWill
+                case .deleteConnectionWill: .deleteConnectionWill
+                case .markReplayed: .markReplayed
+                case .fenced: .fenced
+                }
+        }
     }
 
     public struct Malformed: Error, CustomStringConvertible {
@@ -53,64 +76,46 @@ public enum SpoolCoding {
     }
 
     private static func write(_ operation: StoreOperation, to out: inout ByteBuffer) {
+        out.writeInteger(Tag(operation).rawValue)
         switch operation {
         case .saveSession(let session):
-            out.writeInteger(Tag.saveSession.rawValue)
             writeSession(session, to: &out)
         case .deleteSession(let clientID):
-            out.writeInteger(Tag.deleteSession.rawValue)
             out.writeSpoolString(clientID)
         case .saveSubscription(let stored):
-            out.writeInteger(Tag.saveSubscription.rawValue)
             writeSubscription(stored, to: &out)
         case .deleteSubscription(let clientID, let filter):
-            out.writeInteger(Tag.deleteSubscription.rawValue)
             out.writeSpoolString(clientID)
             out.writeSpoolString(filter)
         case .saveMessage(let message):
-            out.writeInteger(Tag.saveMessage.rawValue)
             writeMessage(message, to: &out)
         case .saveDelivery(let delivery):
-            out.writeInteger(Tag.saveDelivery.rawValue)
             writeDelivery(delivery, to: &out)
         case .updateDelivery(let clientID, let sequence, let state, let packetID):
-            out.writeInteger(Tag.updateDelivery.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(sequence)
             out.writeInteger(UInt8(state.rawValue))
             out.writeSpoolOptional(packetID.map(Int64.init))
         case .deleteDelivery(let clientID, let sequence):
-            out.writeInteger(Tag.deleteDelivery.rawValue)
             out.writeSpoolString(clientID)
             out.writeInteger(sequence)
-        case .addInboundQoS2(let clientID, let packetID):
-            out.writeInteger(Tag.addInboundQoS2.rawValue)
-            out.writeSpoolString(clientID)
-            out.writeInteger(packetID)
-        case .removeInboundQoS2(let clientID, let packetID):
-            out.writeInteger(Tag.removeInboundQoS2.rawValue)
+        case .addInboundQoS2(let clientID, let packetID), .removeInboundQoS2(let clientID, let packetID):
             out.writeSpoolString(clientID)
             out.writeInteger(packetID)
         case .setRetained(let message):
-            out.writeInteger(Tag.setRetained.rawValue)
             writeMessage(message, to: &out)
         case .ingest(let record):
-            out.writeInteger(Tag.ingest.rawValue)
             writeIngest(record, to: &out)
         case .saveConnectionWill(let will):
-            out.writeInteger(Tag.saveConnectionWill.rawValue)
             out.writeSpoolString(will.clientID)
             out.writeInteger(will.token)
             writeWill(will.will, to: &out)
         case .deleteConnectionWill(let token):
-            out.writeInteger(Tag.deleteConnectionWill.rawValue)
             out.writeInteger(token)
         case .markReplayed(let spool, let through):
-            out.writeInteger(Tag.markReplayed.rawValue)
             out.writeSpoolString(spool)
             out.writeInteger(through)
         case .fenced(let fence, let guarded):
-            out.writeInteger(Tag.fenced.rawValue)
             out.writeSpoolString(fence.clientID)
             out.writeInteger(fence.epoch)
             out.writeSpoolOptional(fence.spooledAt)

@@ -5,8 +5,10 @@ import NIOCore
 import PostgresNIO
 import StarlingCore
 
-/// Writing a folded batch (`StoreBatch`): one statement per table, in the order foreign keys need.
-extension PostgresStore {
+/// The statements that write a folded batch (`StoreBatch`) on one connection, shared by the
+/// store's live path (`PostgresStore.apply`, `commit`) and the spool's replay
+/// (`PostgresReplayLine`): one statement per table, in the order foreign keys need.
+enum PostgresWrites {
     static func write(_ batch: StoreBatch, on connection: PostgresConnection, owner: String?, logger: Logger) async throws {
         try await writeSessions(batch, owner: owner, on: connection, logger: logger)
         try await writeSubscriptions(batch, on: connection, logger: logger)
@@ -280,6 +282,28 @@ extension PostgresStore {
                 ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties,
                     expires_at = excluded.expires_at, publisher = excluded.publisher, message_id = excluded.message_id
                 """, logger: logger)
+        }
+    }
+
+    /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
+    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<
+        SessionFence
+    > {
+        let clients = Array(Set(fences.map(\.clientID))).sorted()
+        var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
+        let result = try await connection.rows(
+            """
+            SELECT client_id, claim_epoch, claimed_at, recent_claims FROM sessions WHERE client_id = ANY(\(clients)) ORDER BY client_id FOR SHARE
+            """, logger: logger)
+        for row in result {
+            let (clientID, epoch, claimedAt, recent) = try row.decode((String, Int64, Int64?, [Int64]?).self)
+            rows[clientID] = (epoch, claimedAt, recent ?? [])
+        }
+        return fences.filter { fence in
+            guard let row = rows[fence.clientID] else { return false }
+            // The first claim after the fence's own: a session may have moved on since (migration 0013).
+            let first = SessionFence.firstClaim(after: fence.epoch, in: row.recent) ?? row.claimedAt
+            return fence.isStale(current: row.epoch, claimedAt: first)
         }
     }
 }
