@@ -130,7 +130,10 @@ final class ClusterLinkHandler: ChannelInboundHandler {
                 return refuse("node \(peer) did not prove the cluster secret", context: context)
             }
             send(
-                .connack(MQTTConnAck(sessionPresent: false, reasonCode: .success, properties: [.userProperty("node", nodeID)])),
+                .connack(
+                    MQTTConnAck(
+                        sessionPresent: false, reasonCode: .success,
+                        properties: [.userProperty("node", nodeID), .userProperty(PeerMessages.readsBatches, "1")])),
                 context: context)
             linkUp(peer: peer, context: context)
         case (.awaitingChallenge(let nonce), .auth(let auth)):
@@ -157,6 +160,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
                         ])), context: context)
         case (.awaitingConnAck(let peer), .connack(let ack)):
             guard ack.reasonCode == .success else { return refuse("\(peer) refused this node: \(ack.reasonCode)", context: context) }
+            readsBatches = ack.properties.contains { $0 == .userProperty(PeerMessages.readsBatches, "1") }
             linkUp(peer: peer, context: context)
         default:
             refuse("unexpected \(packet.type) during the cluster handshake", context: context)
@@ -175,7 +179,9 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             let answer = { [self] (properties: MQTTProperties) in
                 if let id = publish.packetID { send(.puback(MQTTAck(packetID: id, properties: properties)), context: context) }
             }
-            if publish.topic == PeerMessages.resetRoutes {
+            if publish.topic == PeerMessages.batch {
+                router.receivedBatch(publish.payload, from: peer)
+            } else if publish.topic == PeerMessages.resetRoutes {
                 router.routes.reset(peer)
                 answer([])
             } else {
@@ -302,17 +308,53 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     @discardableResult
     func send(_ packet: MQTTPacket, evenIfSlow: Bool = false) -> Bool {
         guard let context, evenIfSlow || context.channel.isWritable else { return false }
+        writeBatch(context)  // what was gathered before goes first: the link keeps the order
         var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
         packet.encode(into: &buffer, version: .v5)
         context.write(wrapOutboundOut(buffer), promise: nil)
-        if !flushScheduled {
-            flushScheduled = true
-            context.eventLoop.assumeIsolated().execute { [self] in
-                flushScheduled = false
-                self.context?.flush()
-            }
-        }
+        scheduleFlush(context)
         return true
+    }
+
+    /// Whether the peer reads batches (its CONNACK said so): plain messages then go in one
+    /// PUBLISH per turn of the loop (`PeerMessages.batch`) instead of one each.
+    var readsBatches = false
+    /// The plain messages gathered in this turn of the loop.
+    private var batch: ByteBuffer?
+    /// A batch this large goes at once rather than at the end of the turn.
+    static let batchLimit = 64 * 1024
+
+    /// Adds a plain message to this turn's batch (only when `readsBatches`).
+    func sendBatched(_ message: Message, now: NIODeadline) {
+        guard let context else { return }
+        var buffer = batch ?? context.channel.allocator.buffer(capacity: 4096)
+        batch = nil
+        PeerMessages.appendToBatch(message, now: now, to: &buffer)
+        batch = buffer
+        if buffer.readableBytes >= Self.batchLimit { writeBatch(context) }
+        scheduleFlush(context)
+    }
+
+    private func writeBatch(_ context: ChannelHandlerContext) {
+        guard let payload = batch else { return }
+        batch = nil
+        let packet = MQTTPacket.publish(MQTTPublish(topic: PeerMessages.batch, payload: payload, qos: .atMostOnce))
+        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
+        packet.encode(into: &buffer, version: .v5)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// The flush (and the batch before it) at the end of this turn of the loop, so a burst of
+    /// forwarded messages shares one system call.
+    private func scheduleFlush(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            guard let context = self.context else { return }
+            writeBatch(context)
+            context.flush()
+        }
     }
 
     static func routes(added filters: [String], packetID: UInt16) -> MQTTPacket {

@@ -180,9 +180,14 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             committed?()  // nothing to wait for: the peer will not have it
             return true
         }
-        let publish = PeerMessages.publish(
-            message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
-        send(publish, committed: committed, to: peer, on: link)
+        if plain && groups.isEmpty && deliveries.isEmpty && committed == nil && link.readsBatches {
+            link.sendBatched(message, now: .now())
+            forwarded += 1
+        } else {
+            let publish = PeerMessages.publish(
+                message, plain: plain, groups: groups, deliveries: deliveries, retainedChange: false, now: .now())
+            send(publish, committed: committed, to: peer, on: link)
+        }
         if full && !stallTimerRunning {
             // Publishers wait at most `stallLimit` for this peer: then they read again, and
             // messages for the peer are dropped while it stays behind.
@@ -397,6 +402,18 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
     /// (for a claim, once what this node accepted for the session is committed).
+    /// A batch of plain messages from `peer` (`PeerMessages.batch`), each delivered here in order.
+    func receivedBatch(_ payload: ByteBuffer, from peer: String) {
+        guard let broker else { return }
+        do {
+            for message in try PeerMessages.messages(inBatch: payload, now: .now()) {
+                broker.receivedFromPeer(message, plain: true, groups: [], deliveries: [], then: nil)
+            }
+        } catch {
+            logger.error("malformed batch of messages from \(peer): \(error)")
+        }
+    }
+
     func received(
         _ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void,
         answer: @escaping (MQTTProperties) -> Void = { _ in }

@@ -22,6 +22,64 @@ enum PeerMessages {
     /// long ago its last lease renewal started (milliseconds, 8 bytes big-endian; -1: none).
     static let lease = "$starling/lease"
 
+    /// The topic of a PUBLISH whose payload is a batch of plain messages (`appendToBatch`): the
+    /// messages a link gathers in one turn of the loop travel as one frame, each in a binary
+    /// form without strings to parse beyond its topic and publisher.
+    static let batch = "$starling/batch"
+    /// The CONNACK user property by which a listener says it reads batches; a dialer sends
+    /// them only then (a peer of an earlier version gets one PUBLISH per message).
+    static let readsBatches = "batches"
+
+    /// Appends `message` to a batch: flags (QoS in bits 0–1, retain 2, expiry 3), the topic and
+    /// the publisher (16-bit lengths), the remaining expiry (32 bits, if any), the properties as
+    /// in a PUBLISH (length prefixed) and the payload (32-bit length).
+    static func appendToBatch(_ message: Message, now: NIODeadline, to buffer: inout ByteBuffer) {
+        let expiry = message.remainingExpiry(at: now)
+        var flags = message.qos.rawValue
+        if message.retain { flags |= 1 << 2 }
+        if expiry != nil { flags |= 1 << 3 }
+        buffer.writeInteger(flags)
+        buffer.writeInteger(UInt16(message.topic.utf8.count))
+        buffer.writeString(message.topic)
+        buffer.writeInteger(UInt16(message.publisher.utf8.count))
+        buffer.writeString(message.publisher)
+        if let expiry { buffer.writeInteger(expiry) }
+        message.properties.write(to: &buffer)
+        buffer.writeInteger(UInt32(message.payload.readableBytes))
+        buffer.writeImmutableBuffer(message.payload)
+    }
+
+    struct MalformedBatch: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The messages of a batch, in order.
+    static func messages(inBatch payload: ByteBuffer, now: NIODeadline) throws -> [Message] {
+        var input = payload
+        var messages: [Message] = []
+        while input.readableBytes > 0 {
+            guard let flags = input.readInteger(as: UInt8.self), let qos = MQTTQoS(rawValue: flags & 3),
+                let topicLength = input.readInteger(as: UInt16.self), let topic = input.readString(length: Int(topicLength)),
+                let publisherLength = input.readInteger(as: UInt16.self),
+                let publisher = input.readString(length: Int(publisherLength))
+            else { throw MalformedBatch(description: "a message of a batch is cut short") }
+            var expiresAt: NIODeadline?
+            if flags & (1 << 3) != 0 {
+                guard let seconds = input.readInteger(as: UInt32.self) else { throw MalformedBatch(description: "no expiry") }
+                expiresAt = now + .seconds(Int64(seconds))
+            }
+            let properties = try MQTTProperties.read(from: &input, context: .publish)
+            guard let length = input.readInteger(as: UInt32.self), let body = input.readSlice(length: Int(length)) else {
+                throw MalformedBatch(description: "a payload of a batch is cut short")
+            }
+            messages.append(
+                Message(
+                    topic: topic, payload: body, qos: qos, retain: flags & (1 << 2) != 0, properties: properties,
+                    expiresAt: expiresAt, publisher: publisher))
+        }
+        return messages
+    }
+
     static func claim(_ clientID: String, epoch: Int64) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.writeInteger(epoch)

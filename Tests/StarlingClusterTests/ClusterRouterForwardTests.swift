@@ -16,30 +16,70 @@ struct ClusterRouterForwardTests {
 
     /// A router with an outbound link up to n2 on an embedded channel (with `up` false, the
     /// link exists but the router has not been told yet: `bringUp` does).
-    static func routerWithLink(up: Bool = true) throws -> (ClusterRouter, EmbeddedChannel, bringUp: () -> Void) {
+    static func routerWithLink(up: Bool = true, readsBatches: Bool = false) throws -> (ClusterRouter, EmbeddedChannel, bringUp: () -> Void)
+    {
         let channel = EmbeddedChannel()
         let logger = Logger(label: "test")
         let router = ClusterRouter(loop: channel.embeddedEventLoop, logger: logger)
         let link = ClusterLinkHandler(
             role: .dialer(peer: "n2"), nodeID: "n1", secret: "test-cluster-secret-0123456789", links: PeerLinks(),
             router: router, logger: logger)
+        link.readsBatches = readsBatches  // as the peer's CONNACK says
         try channel.pipeline.syncOperations.addHandler(link)
         if up { router.outboundUp("n2", link: link) }
         return (router, channel, { router.outboundUp("n2", link: link) })
     }
 
-    /// The PUBLISH packets on `topic` the link wrote.
-    static func written(_ channel: EmbeddedChannel, topic: String) throws -> [MQTTPublish] {
+    /// The PUBLISH packets on `topic` (nil: any) the link wrote, in order.
+    static func written(_ channel: EmbeddedChannel, topic: String?) throws -> [MQTTPublish] {
         channel.embeddedEventLoop.run()  // the link's flush
         var publishes: [MQTTPublish] = []
         while var written = try channel.readOutbound(as: ByteBuffer.self) {
             while let frame = try MQTTFrame.read(from: &written, maximumPacketSize: 1 << 20) {
-                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), p.topic == topic {
+                if case .publish(let p) = try MQTTPacket.decode(frame, version: .v5, role: .server), topic.map({ p.topic == $0 }) ?? true {
                     publishes.append(p)
                 }
             }
         }
         return publishes
+    }
+
+    @Test(
+        "issue 23: plain messages for a peer that reads batches go in one PUBLISH per turn of the loop, in order and before what is sent after them; they arrive as they were sent"
+    )
+    func plainMessagesTravelInBatches() throws {
+        let (router, channel, _) = try Self.routerWithLink(readsBatches: true)
+        _ = try Self.written(channel, topic: nil)  // the route set and directory a link starts with
+        let now = NIODeadline.now()
+        let first = Message(
+            topic: "t/1", payload: ByteBuffer(string: "one"), qos: .atMostOnce, retain: true,
+            properties: [.contentType("text/plain"), .userProperty("k", "v")], expiresAt: now + .seconds(60), publisher: "p1")
+        let second = Message(topic: "t/é", payload: ByteBuffer(), qos: .exactlyOnce, retain: false, publisher: "")
+        router.forward(first, to: "n2", plain: true, groups: [], deliveries: [], committed: nil)
+        router.forward(second, to: "n2", plain: true, groups: [], deliveries: [], committed: nil)
+        router.forward(Self.message, to: "n2", plain: false, groups: [Self.group], deliveries: [], committed: {})
+        let sent = try Self.written(channel, topic: nil)
+        #expect(sent.map(\.topic) == [PeerMessages.batch, "j/1"])
+        let arrived = try PeerMessages.messages(inBatch: sent[0].payload, now: now)
+        #expect(arrived.count == 2)
+        for (a, b) in zip(arrived, [first, second]) {
+            #expect(a.topic == b.topic && a.payload == b.payload && a.qos == b.qos && a.retain == b.retain)
+            #expect(a.properties == b.properties && a.publisher == b.publisher)
+        }
+        #expect(arrived[0].expiresAt == now + .seconds(60) && arrived[1].expiresAt == nil)
+        #expect(router.forwarded == 3)
+        var cut = sent[0].payload
+        cut.moveWriterIndex(to: cut.writerIndex - 1)
+        #expect(throws: PeerMessages.MalformedBatch.self) { try PeerMessages.messages(inBatch: cut, now: now) }
+    }
+
+    @Test("a peer that does not read batches (an earlier version: its CONNACK does not say so) gets one PUBLISH per message")
+    func noBatchesForAnEarlierPeer() throws {
+        let (router, channel, _) = try Self.routerWithLink()
+        _ = try Self.written(channel, topic: nil)
+        router.forward(Self.message, to: "n2", plain: true, groups: [], deliveries: [], committed: nil)
+        router.forward(Self.message, to: "n2", plain: true, groups: [], deliveries: [], committed: nil)
+        #expect(try Self.written(channel, topic: nil).map(\.topic) == ["j/1", "j/1"])
     }
 
     @Test(

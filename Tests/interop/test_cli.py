@@ -7,6 +7,7 @@ import subprocess
 import tomllib
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from conftest import BINARY
 from mqtt_helpers import Client
@@ -118,34 +119,22 @@ def test_http_port_in_use_is_a_clear_error(tmp_path):
         taken.close()
 
 
-def test_bad_config_value(tmp_path):
-    """`max_keepalive = -1` in the file: exit 2 naming the key, -1 and the allowed range."""
-    result = serve_with(tmp_path, "[mqtt]\nmax_keepalive = -1\n")
-    assert_config_error(result, "mqtt.max_keepalive", "-1", "a whole number from 0 to 65535", "starling.toml")
-
-
-def test_bad_config_type(tmp_path):
-    """A string where a boolean belongs: exit 2 naming the key, the value and true/false."""
-    result = serve_with(tmp_path, '[mqtt]\nretain_available = "yes"\n')
-    assert_config_error(result, "mqtt.retain_available", '"yes"', "true or false")
-
-
-def test_bad_choice_value(tmp_path):
-    """An unknown strategy: exit 2 listing the strategies."""
-    result = serve_with(tmp_path, '[mqtt]\nshared_subscription_strategy = "fastest"\n')
-    assert_config_error(result, "mqtt.shared_subscription_strategy", '"fastest"', '"round_robin"', '"hash_topic"')
-
-
-def test_unknown_key(tmp_path):
-    """An unknown key: exit 2 naming it, its value, and the known keys of its section."""
-    result = serve_with(tmp_path, "[mqtt]\nmax_keepalives = 10\n")
-    assert_config_error(result, "mqtt.max_keepalives", "10", "a known key of [mqtt]", "max_keepalive")
-
-
-def test_unknown_section(tmp_path):
-    """An unknown section: exit 2 naming it and the known sections."""
-    result = serve_with(tmp_path, "[mqttt]\nmax_keepalive = 10\n")
-    assert_config_error(result, "mqttt", "[mqtt]", "[server]")
+@pytest.mark.parametrize("config, expected", [
+    # A value out of range: the key, -1, the allowed range and the file.
+    ("[mqtt]\nmax_keepalive = -1\n", ("mqtt.max_keepalive", "-1", "a whole number from 0 to 65535", "starling.toml")),
+    # A string where a boolean belongs: the key, the value and true/false.
+    ('[mqtt]\nretain_available = "yes"\n', ("mqtt.retain_available", '"yes"', "true or false")),
+    # An unknown strategy: the strategies.
+    ('[mqtt]\nshared_subscription_strategy = "fastest"\n',
+     ("mqtt.shared_subscription_strategy", '"fastest"', '"round_robin"', '"hash_topic"')),
+    # An unknown key: it, its value, and the known keys of its section.
+    ("[mqtt]\nmax_keepalives = 10\n", ("mqtt.max_keepalives", "10", "a known key of [mqtt]", "max_keepalive")),
+    # An unknown section: it and the known sections.
+    ("[mqttt]\nmax_keepalive = 10\n", ("mqttt", "[mqtt]", "[server]")),
+], ids=["value", "type", "choice", "unknown-key", "unknown-section"])
+def test_bad_config_file(tmp_path, config, expected):
+    """A bad configuration file: exit 2 with an error naming the key, the value and what is allowed."""
+    assert_config_error(serve_with(tmp_path, config), *expected)
 
 
 def test_bad_env_value(tmp_path):
