@@ -121,7 +121,9 @@ let package = Package(
         ),
         .testTarget(
             name: "StarlingAppTests",
-            dependencies: ["StarlingApp", "StarlingCore", "StarlingCluster", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded],
+            dependencies: [
+                "StarlingApp", "StarlingCore", "StarlingCluster", "StarlingTesting", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -217,19 +217,6 @@ private func hex(_ bytes: [UInt8]) -> String {
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): a tiny, fast generator whose sequence depends
 /// only on its seed, so randomized tests are reproducible.
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Generates random packets that are valid for one protocol version and direction.
 private struct RandomPacketGenerator {

@@ -1,20 +1,15 @@
+import Foundation
 import StarlingApp
+import StarlingTesting
 import Testing
 
 @Suite struct TOMLTests {
     // MARK: The broker configuration example
 
+    /// The fragment the conformance suites and operators use (the end-to-end tests start a broker with it).
     @Test func brokerConfigurationExample() throws {
-        let document = """
-            [mqtt]
-            max_keepalive = 60
-
-            [[authorization.rules]]
-            permission = "deny"
-            action = "subscribe"        # "publish", "subscribe" or "all"
-            filter = "test/nosubscribe" # rules may also name username or client_id
-            """
-        let root = try TOML.parse(document)
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../interop/nosubscribe.toml")
+        let root = try TOML.parse(try String(contentsOf: file, encoding: .utf8))
         #expect(root.keys == ["mqtt", "authorization"])
         #expect(root["mqtt"] == .table(["max_keepalive": .integer(60)]))
         let rule: TOMLTable = [
@@ -509,18 +504,5 @@ import Testing
             }
             _ = try? TOML.parse(String(String.UnicodeScalarView(mutated)))
         }
-    }
-}
-
-/// Small deterministic PRNG for the mutation test.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -22,6 +22,11 @@ struct ClaimEpochTests {
         PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: owner)
     }
 
+    /// Nodes a and b on one fresh schema.
+    static func withNodes(_ body: (PostgresStore, PostgresStore, PostgresClient) async throws -> Void) async throws {
+        try await TestPostgres.withStore { _, client in try await body(Self.node("a", client), Self.node("b", client), client) }
+    }
+
     static func row(_ client: PostgresClient) async throws -> (owner: String?, epoch: Int64, username: String?) {
         let rows = try await client.query(
             "SELECT owner_node, claim_epoch, username FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
@@ -32,9 +37,7 @@ struct ClaimEpochTests {
 
     @Test("epochs grow; the later claim owns the row, the earlier one's writes change nothing")
     func laterClaimWins() async throws {
-        try await TestPostgres.withStore { _, client in
-            let a = Self.node("a", client)
-            let b = Self.node("b", client)
+        try await Self.withNodes { a, b, client in
             // Two claims of a client with no row yet: b's epoch is the later one.
             let epochA = try await a.ownership.markOwned("dev")
             let epochB = try await b.ownership.markOwned("dev")
@@ -73,9 +76,7 @@ extension ClaimEpochTests {
 
     @Test("G2: a frozen node's late commit of what its superseded connection received is left out, in the same transaction")
     func fencedIngest() async throws {
-        try await TestPostgres.withStore { _, client in
-            let a = Self.node("a", client)
-            let b = Self.node("b", client)
+        try await Self.withNodes { a, b, client in
             let epochA = try await a.ownership.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
             // Held by a: its connection's writes commit.
@@ -105,9 +106,7 @@ extension ClaimEpochTests {
 extension ClaimEpochTests {
     @Test("a claim names the node that held the row before; a node replaying its spool says so")
     func previousOwnerAndReplay() async throws {
-        try await TestPostgres.withStore { _, client in
-            let a = Self.node("a", client)
-            let b = Self.node("b", client)
+        try await Self.withNodes { a, b, client in
             let first = try await a.ownership.claimOwnership("dev")
             #expect(first.previousOwner == nil)
             try await a.apply([Self.session("dev", epoch: first.epoch, username: "u")])
@@ -241,9 +240,7 @@ extension ClaimEpochTests {
         "G2/G7: a claim does not wait for a node frozen in the middle of a commit that holds the session's row: that transaction is ended (it aborts)"
     )
     func claimEndsAFrozenCommit() async throws {
-        try await TestPostgres.withStore { _, client in
-            let a = Self.node("a", client)
-            let b = Self.node("b", client)
+        try await Self.withNodes { a, b, client in
             let epochA = try await a.ownership.markOwned("dev")
             try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
             try await Self.withOwnConnection(client) { frozen in  // a pool would lend it again once ended
@@ -268,9 +265,7 @@ extension ClaimEpochTests {
         "G1/G2: claims in one batch (a reconnect storm) give each row its own later epoch and name its previous owner, as claims alone would; the sessions are read in one go"
     )
     func batchClaim() async throws {
-        try await TestPostgres.withStore { _, client in
-            let a = Self.node("a", client)
-            let b = Self.node("b", client)
+        try await Self.withNodes { a, b, client in
             for clientID in ["d1", "d2"] {
                 let epoch = try await a.ownership.markOwned(clientID)
                 var session = StoredSession(clientID: clientID, version: .v5, expiryInterval: 600, connected: true)

@@ -14,9 +14,10 @@ class Client:
     """A paho client whose callbacks feed queues the test can wait on."""
 
     def __init__(self, broker, client_id="", protocol=mqtt.MQTTv311, clean=True, scheme="mqtt", tls=None, ws_path="/mqtt",
-                 **connect_kwargs):
+                 username=None, password=None, **connect_kwargs):
         """`scheme` picks the broker's listener: mqtt, mqtts, ws or wss; `tls` holds the
-        arguments of paho's `tls_set` (CA file, client certificate) for mqtts and wss."""
+        arguments of paho's `tls_set` (CA file, client certificate) for mqtts and wss; with
+        `username`, the CONNECT carries it (and `password`)."""
         self.broker = broker
         self.protocol = protocol
         self.port = broker.ports[scheme]
@@ -29,6 +30,8 @@ class Client:
             self.client.ws_set_options(path=ws_path)
         if scheme in ("mqtts", "wss"):
             self.client.tls_set(**(tls or {}))
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.clean = clean
         self.messages = queue.Queue()
         self.connacks = queue.Queue()

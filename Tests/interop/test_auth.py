@@ -20,9 +20,7 @@ def ctl(store, *args, stdin=None):
 
 def connack(broker, protocol, username=None, password=None):
     """The CONNACK reason of a connection attempt (a ReasonCode for 5.0, the 3.1.1 return code)."""
-    c = Client(broker, client_id=f"auth-{time.monotonic_ns()}", protocol=protocol)
-    if username is not None:
-        c.client.username_pw_set(username, password)
+    c = Client(broker, client_id=f"auth-{time.monotonic_ns()}", protocol=protocol, username=username, password=password)
     _, rc, _ = c.connect(expect_success=False)
     c.client.disconnect()
     c.client.loop_stop()
@@ -57,8 +55,7 @@ def test_users_and_passwords_on_each_store(store, broker_factory):
     assert raw_connack(broker, username="bob", password="nope") == (0x20, b"\x00\x04")
     assert raw_connack(broker) == (0x20, b"\x00\x05")
 
-    sub = Client(broker, client_id="auth-sub", protocol=mqtt.MQTTv5)
-    sub.client.username_pw_set("alice", "s3cret")
+    sub = Client(broker, client_id="auth-sub", protocol=mqtt.MQTTv5, username="alice", password="s3cret")
     sub.connect()
     sub.subscribe("auth/#", qos=1)
     result = subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-u", "bob", "-P", "hunter2",

@@ -1,22 +1,16 @@
 """Authorization rules ([[authorization.rules]]): denied subscriptions get 0x80, denied publications
 are refused (5.0: 0x87) or acknowledged and dropped (3.1.1), and subscribe rules also filter what
 wildcard subscriptions deliver."""
+import pathlib
+
 import paho.mqtt.client as mqtt
 import pytest
 
 import raw_client as raw
 from mqtt_helpers import Client
 
-# Exactly the fragment the conformance suites and operators use.
-NOSUBSCRIBE_CONFIG = """\
-[mqtt]
-max_keepalive = 60
-
-[[authorization.rules]]
-permission = "deny"
-action = "subscribe"        # "publish", "subscribe" or "all"
-filter = "test/nosubscribe" # rules may also name username or client_id
-"""
+# Exactly the fragment the conformance suites and operators use (the TOML parser's tests read it too).
+NOSUBSCRIBE_CONFIG = (pathlib.Path(__file__).parent / "nosubscribe.toml").read_text()
 
 VERSIONS = [pytest.param(mqtt.MQTTv311, id="v311"), pytest.param(mqtt.MQTTv5, id="v5")]
 
@@ -171,11 +165,9 @@ def test_rule_by_username(broker_factory):
     """A rule naming a username applies to that user only."""
     broker = broker_factory(config_text=rules(
         {"permission": "deny", "action": "all", "filter": "plant/#", "username": "guest"}))
-    guest = Client(broker, protocol=mqtt.MQTTv5)
-    guest.client.username_pw_set("guest", "pw")
+    guest = Client(broker, protocol=mqtt.MQTTv5, username="guest", password="pw")
     guest.connect()
-    operator = Client(broker, protocol=mqtt.MQTTv5)
-    operator.client.username_pw_set("operator", "pw")
+    operator = Client(broker, protocol=mqtt.MQTTv5, username="operator", password="pw")
     operator.connect()
     assert codes(guest.subscribe("plant/#", 1)) == [FAILURE]
     assert codes(operator.subscribe("plant/#", 1)) == [GRANTED_QOS1]
@@ -218,11 +210,9 @@ def test_username_substitution(broker_factory):
     broker = broker_factory(config_text=rules(
         {"permission": "allow", "action": "all", "filter": "users/%u/#"},
         {"permission": "deny", "action": "all", "filter": "users/#"}))
-    alice = Client(broker, protocol=mqtt.MQTTv5)
-    alice.client.username_pw_set("alice")
+    alice = Client(broker, protocol=mqtt.MQTTv5, username="alice")
     alice.connect()
-    bob = Client(broker, protocol=mqtt.MQTTv5)
-    bob.client.username_pw_set("bob")
+    bob = Client(broker, protocol=mqtt.MQTTv5, username="bob")
     bob.connect()
     assert codes(alice.subscribe([("users/alice/inbox", 1), ("users/bob/inbox", 1)])) == [GRANTED_QOS1, FAILURE]
     bob.publish("users/alice/inbox", b"hi alice", qos=1)
