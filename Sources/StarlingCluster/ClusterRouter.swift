@@ -24,11 +24,13 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     let routes = PeerRoutes()
     /// Outbound links that are up, by peer.
     var outbound: [String: ClusterLinkHandler] = [:]
-    /// Route changes waiting for peers' acknowledgements.
-    var pendingAcks: [UInt16: (peers: Set<String>, then: () -> Void)] = [:]
-    var nextPacketID: UInt16 = 0
+    /// Packets waiting for peers' acknowledgements.
+    let acks: PeerAcknowledgements
     /// How long a SUBACK waits for peers that do not answer.
-    public var routeAckTimeout = TimeAmount.seconds(2)
+    public var routeAckTimeout: TimeAmount {
+        get { acks.timeout }
+        set { acks.timeout = newValue }
+    }
     /// How long a claim waits for peers that do not answer before it reads the session. The
     /// store decides ownership (the epoch fences a silent holder's writes, G4), so a frozen or
     /// cut-off holder is not waited for; what it committed for the session later reaches the
@@ -74,6 +76,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     public init(loop: any EventLoop, logger: Logger) {
         self.loop = loop
         self.logger = logger
+        self.acks = PeerAcknowledgements(loop: loop, logger: logger)
     }
 
     // MARK: ClusterBus (called by the broker)
@@ -94,10 +97,10 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         guard !outbound.isEmpty, !packets.isEmpty else { return then() }
         let ids = packets.map { _ in allocateID() }
         if let collect {
-            for (index, id) in ids.enumerated() { answers[id] = { collect(index, $0) } }
+            for (index, id) in ids.enumerated() { acks.answers[id] = { collect(index, $0) } }
             let done = then
             return broadcastPrepared(ids, packets, what: what, timeout: timeout) { [self] in
-                for id in ids { answers[id] = nil }
+                for id in ids { acks.answers[id] = nil }
                 done()
             }
         }
@@ -106,10 +109,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
 
     /// Peers that let an acknowledgement time out and have not answered since: broadcasts do
     /// not wait for them (`broadcastPrepared`).
-    var silent: Set<String> = []
-
-    /// Peers' answers to claims, by packet id, while they are awaited.
-    var answers: [UInt16: (MQTTProperties) -> Void] = [:]
+    var silent: Set<String> { acks.silent }
 
     private func broadcastPrepared(
         _ ids: [UInt16], _ packets: [(UInt16) -> MQTTPacket], what: String, timeout: TimeAmount?,
@@ -121,30 +121,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         // comes up again (`outboundUp`), and is waited for again once it answers anything. A
         // quiet peer (no answer to the link's pings lately) is not waited for at all: the
         // database has decided the claim, and its answer would not come before the timeout.
-        let waiting = Set(outbound.filter { !$0.value.isQuiet }.keys).subtracting(silent)
+        let waiting = Set(outbound.filter { !$0.value.isQuiet }.keys).subtracting(acks.silent)
         for link in outbound.values {
             for (id, make) in zip(ids, packets) { link.send(make(id), evenIfSlow: true) }
         }
         guard !waiting.isEmpty else { return then() }
-        awaitAcks(ids, from: waiting, what: what, timeout: timeout, then: then)
-    }
-
-    /// `then` runs once every peer of `peers` has acknowledged every packet id of `ids`, lost its
-    /// link (`outboundDown`), or `timeout` (`routeAckTimeout`) passed.
-    func awaitAcks(_ ids: [UInt16], from peers: Set<String>, what: String, timeout: TimeAmount? = nil, then: @escaping () -> Void) {
-        var remaining = ids.count
-        let finish = {
-            remaining -= 1; if remaining == 0 { then() }
-        }
-        for id in ids { pendingAcks[id] = (peers, finish) }
-        loop.scheduleTask(in: timeout ?? routeAckTimeout) { [self] in
-            for id in ids {
-                guard let pending = pendingAcks.removeValue(forKey: id) else { continue }
-                logger.warning("peers \(pending.peers.sorted()) did not acknowledge \(what) in time")
-                silent.formUnion(pending.peers)
-                pending.then()
-            }
-        }
+        acks.await(ids, from: waiting, what: what, timeout: timeout, then: then)
     }
 
     public func peers(matching topic: String) -> (plain: Set<String>, groups: [ShareGroupKey: [String]]) {
@@ -307,7 +289,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             let id = allocateID()
             publish.qos = .atLeastOnce
             publish.packetID = id
-            awaitAcks([id], from: [peer], what: "a message for its shared groups", then: committed)
+            acks.await([id], from: [peer], what: "a message for its shared groups", then: committed)
         }
         link.send(.publish(publish), evenIfSlow: true)
         forwarded += 1
@@ -322,17 +304,14 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
-    func allocateID() -> UInt16 {
-        repeat { nextPacketID = nextPacketID == .max ? 1 : nextPacketID + 1 } while pendingAcks[nextPacketID] != nil
-        return nextPacketID
-    }
+    func allocateID() -> UInt16 { acks.allocateID() }
 
     // MARK: Events from the links
 
     /// Our outbound link to `peer` is up: it gets our full route set.
     func outboundUp(_ peer: String, link: ClusterLinkHandler) {
         outbound[peer] = link
-        silent.remove(peer)
+        acks.silent.remove(peer)
         link.sendFullRoutes(broker?.localRoutes ?? [])
         let directory = PeerDirectory.encode(broker?.localDirectory ?? [])
         link.send(
@@ -345,31 +324,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     func outboundDown(_ peer: String, link: ClusterLinkHandler) {
         guard outbound[peer] === link else { return }
         outbound[peer] = nil
-        // Route changes waiting for this peer stop waiting for it.
-        for (id, pending) in pendingAcks where pending.peers.contains(peer) {
-            var rest = pending.peers
-            rest.remove(peer)
-            if rest.isEmpty {
-                pendingAcks[id] = nil
-                pending.then()
-            } else {
-                pendingAcks[id] = (rest, pending.then)
-            }
-        }
+        acks.peerGone(peer)  // what waits for this peer stops waiting for it
     }
 
     /// A peer acknowledged a route change (or a claim: its answer carries `properties`).
     func acknowledged(_ packetID: UInt16, by peer: String, properties: MQTTProperties = []) {
-        silent.remove(peer)
-        if !properties.isEmpty, let collect = answers[packetID] { collect(properties) }
-        guard var pending = pendingAcks[packetID] else { return }
-        pending.peers.remove(peer)
-        if pending.peers.isEmpty {
-            pendingAcks[packetID] = nil
-            pending.then()
-        } else {
-            pendingAcks[packetID] = pending
-        }
+        acks.acknowledged(packetID, by: peer, properties: properties)
     }
 
     /// A peer's link to this node came up: what it set or cleared as retained while it could not
