@@ -148,7 +148,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
             }
             let publish = PeerMessages.publish(message, plain: plain, groups: groups, deliveries: [], retainedChange: false, now: .now())
             if !hold(publish, committed: committed, for: peer) {
-                drop(message, peer: peer)
+                drop(message, why: "no link to \(peer) and \(Self.linkWaitLimit) messages held for it already")
                 committed?()
             }
             return true
@@ -158,7 +158,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         // slow to wait for, and its plain messages are dropped and counted meanwhile.
         let full = !link.isWritable
         if full && plainStalled(link) && deliveries.isEmpty {
-            drop(message, peer: peer)
+            drop(message, why: "the link to \(peer) has been full for over \(stallLimit.nanoseconds / 1_000_000) ms (a peer too slow)")
             committed?()  // nothing to wait for: the peer will not have it
             return true
         }
@@ -295,12 +295,12 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         forwarded += 1
     }
 
-    private func drop(_ message: Message, peer: String) {
+    private func drop(_ message: Message, why: @autoclosure () -> String) {
         forwardDrops += 1
         let now = NIODeadline.now()
         if lastDropLog.map({ now - $0 > .seconds(10) }) ?? true {
             lastDropLog = now
-            logger.warning("no link to \(peer): a message on \(message.topic) for its subscribers was dropped (\(forwardDrops) so far)")
+            logger.warning("\(why()): a message on \(message.topic) for its subscribers was dropped (\(forwardDrops) so far)")
         }
     }
 
