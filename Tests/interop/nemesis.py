@@ -398,17 +398,27 @@ class Nemesis:
         }
         return result
 
+    @staticmethod
+    def moves(device, start, end, origin):
+        """The device's disconnections and CONNACKs between the wall times `start` and `end`, in
+        seconds from `origin`. The device's times are monotonic: compared on the wall clock."""
+        if not device:
+            return []
+        offset = time.time() - time.monotonic()
+        return sorted(((kind, round(t + offset - origin, 3))
+                       for kind, times in (("disconnect", device.disconnect_times), ("connack", device.connect_times))
+                       for t in times if start <= t + offset <= end),
+                      key=lambda m: m[1])
+
     def repeat_context(self, second, payload, first):
         start = first[0] if first else second
         device = next((d for d in self.devices if d.client_id == payload.split(":")[0]), None)
-        moves = []
-        if device:
-            # The device's times are monotonic, the subscriber's wall times: compared on the wall clock.
-            offset = time.time() - time.monotonic()
-            moves = sorted(((kind, round(t + offset - start, 3))
-                            for kind, times in (("disconnect", device.disconnect_times), ("connack", device.connect_times))
-                            for t in times if start - 5 <= t + offset <= second + 1),
-                           key=lambda m: m[1])
+        moves = self.moves(device, start - 5, second + 1, start)
+        # Around the reading's receipt too (a re-send after a move is routed where it lands).
+        received = self.cluster.query(
+            f"SELECT extract(epoch FROM min(received_at)) FROM messages WHERE convert_from(payload, 'UTF8') = '{payload}'")
+        at = float(received[0][0]) if received and received[0] and received[0][0] not in (None, "") else None
+        around_receipt = self.moves(device, at - 10, at + 10, at) if at is not None else []
         rows = self.cluster.query(
             "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
             f"WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
@@ -416,8 +426,8 @@ class Nemesis:
         # reading mean it was routed twice, not one row delivered twice.
         payloads = self.cluster.query(
             f"SELECT id, publisher, qos FROM message_payloads WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
-        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves, "rows": rows,
-                "payloads": payloads}
+        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves,
+                "publisher_around_receipt": around_receipt, "rows": rows, "payloads": payloads}
 
     @staticmethod
     def wall(t):
