@@ -309,9 +309,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     func send(_ packet: MQTTPacket, evenIfSlow: Bool = false) -> Bool {
         guard let context, evenIfSlow || context.channel.isWritable else { return false }
         writeBatch(context)  // what was gathered before goes first: the link keeps the order
-        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
-        packet.encode(into: &buffer, version: .v5)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        write(packet, on: context)
         scheduleFlush(context)
         return true
     }
@@ -327,6 +325,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     /// Adds a plain message to this turn's batch (only when `readsBatches`).
     func sendBatched(_ message: Message, now: NIODeadline) {
         guard let context else { return }
+        // Taken out while it grows, so the append does not copy it.
         var buffer = batch ?? context.channel.allocator.buffer(capacity: 4096)
         batch = nil
         PeerMessages.appendToBatch(message, now: now, to: &buffer)
@@ -338,10 +337,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     private func writeBatch(_ context: ChannelHandlerContext) {
         guard let payload = batch else { return }
         batch = nil
-        let packet = MQTTPacket.publish(MQTTPublish(topic: PeerMessages.batch, payload: payload, qos: .atMostOnce))
-        var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
-        packet.encode(into: &buffer, version: .v5)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        write(.publish(MQTTPublish(topic: PeerMessages.batch, payload: payload, qos: .atMostOnce)), on: context)
     }
 
     /// The flush (and the batch before it) at the end of this turn of the loop, so a burst of
@@ -398,8 +394,14 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     private func send(_ packet: MQTTPacket, context: ChannelHandlerContext) {
+        write(packet, on: context)
+        context.flush()
+    }
+
+    /// Encodes `packet` and writes it (not flushed).
+    private func write(_ packet: MQTTPacket, on context: ChannelHandlerContext) {
         var buffer = context.channel.allocator.buffer(capacity: packet.encodedSize(version: .v5))
         packet.encode(into: &buffer, version: .v5)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        context.write(wrapOutboundOut(buffer), promise: nil)
     }
 }

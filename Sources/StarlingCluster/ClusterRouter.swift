@@ -360,8 +360,6 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         routes.reset(peer)
     }
 
-    /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
-    /// (for a claim, once what this node accepted for the session is committed).
     /// A batch of plain messages from `peer` (`PeerMessages.batch`), each delivered here in order.
     func receivedBatch(_ payload: ByteBuffer, from peer: String) {
         guard let broker else { return }
@@ -374,6 +372,8 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
         }
     }
 
+    /// A message from a peer; `acknowledge` runs when the peer may be told it was handled
+    /// (for a claim, once what this node accepted for the session is committed).
     func received(
         _ publish: MQTTPublish, from peer: String, acknowledge: @escaping () -> Void,
         answer: @escaping (MQTTProperties) -> Void = { _ in }

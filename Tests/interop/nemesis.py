@@ -414,14 +414,12 @@ class Nemesis:
         start = first[0] if first else second
         device = next((d for d in self.devices if d.client_id == payload.split(":")[0]), None)
         moves = self.moves(device, start - 5, second + 1, start)
-        # Around the reading's receipt too (a re-send after a move is routed where it lands).
-        received = self.cluster.query(
-            f"SELECT extract(epoch FROM min(received_at)) FROM messages WHERE convert_from(payload, 'UTF8') = '{payload}'")
-        at = float(received[0][0]) if received and received[0] and received[0][0] not in (None, "") else None
-        around_receipt = self.moves(device, at - 10, at + 10, at) if at is not None else []
         rows = self.cluster.query(
-            "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS') FROM messages "
-            f"WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
+            "SELECT id, node_id, qos, packet_id, to_char(received_at, 'HH24:MI:SS.MS'), extract(epoch FROM received_at) "
+            f"FROM messages WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
+        # Around the reading's receipt too (a re-send after a move is routed where it lands).
+        at = min((float(row[5]) for row in rows), default=None)
+        around_receipt = self.moves(device, at - 10, at + 10, at) if at is not None else []
         # Its stored payloads (those garbage collection has not yet removed): two ids for one
         # reading mean it was routed twice, not one row delivered twice.
         payloads = self.cluster.query(
