@@ -124,6 +124,45 @@ class NemesisCluster:
     def query(self, sql):
         return query(self.schema, sql)
 
+    def audit(self, client_id):
+        """Records, with the writing connection's `application_name` and the time, every queue row
+        inserted for `client_id` and every stored payload (long runs with their logs kept): a
+        repeat at a subscriber then shows which node wrote each of its rows, and whether live or
+        from a replay (`node_of`)."""
+        schema = self.schema
+        self.query(f"""
+            CREATE TABLE {schema}.nem_audit (kind text, key bigint, message_id bigint, payload text, app text,
+                                            at timestamptz DEFAULT clock_timestamp());
+            CREATE FUNCTION {schema}.nem_audit_queue() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                IF NEW.client_id = '{client_id}' THEN
+                    INSERT INTO {schema}.nem_audit (kind, key, message_id, app)
+                    VALUES ('queue', NEW.seq, NEW.message_id, current_setting('application_name'));
+                END IF;
+                RETURN NULL; END $$;
+            CREATE TRIGGER nem_audit_queue AFTER INSERT ON {schema}.session_messages
+                FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_queue();
+            CREATE FUNCTION {schema}.nem_audit_payload() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                INSERT INTO {schema}.nem_audit (kind, key, message_id, payload, app)
+                VALUES ('payload', NEW.id, NEW.id, encode(NEW.payload, 'escape'), current_setting('application_name'));
+                RETURN NULL; END $$;
+            CREATE TRIGGER nem_audit_payload AFTER INSERT ON {schema}.message_payloads
+                FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_payload();
+            """)
+
+    def node_of(self, application_name):
+        """The node whose connection carried `application_name` (its spool's tag, with "/replay"
+        on the replay's line)."""
+        import sqlite3
+        for node_id, workdir in self.workdirs.items():
+            try:
+                with sqlite3.connect(f"file:{os.path.join(workdir, 'data', 'spool.db')}?mode=ro", uri=True) as db:
+                    row = db.execute("SELECT value FROM spool_meta WHERE key = 'id'").fetchone()
+            except sqlite3.Error:
+                continue
+            if row and application_name.startswith("starling/" + row[0][:48]):
+                return node_id + (" replay" if application_name.endswith("/replay") else "")
+        return application_name
+
     def stop(self):
         for node_id, node in self.nodes.items():
             self.retire(node_id, node)
@@ -165,6 +204,9 @@ class Nemesis:
         self.balancer = Balancer(self.cluster)
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
         self.wait_for_links()
+        self.audited = bool(keep_logs)
+        if self.audited:
+            self.cluster.audit("nem-sub-q2")
         host, port = self.balancer.host, self.balancer.port
         log = (lambda name: os.path.join(keep_logs, f"{name}.packets.log")) if keep_logs else (lambda name: None)
         if keep_logs:
@@ -389,6 +431,8 @@ class Nemesis:
             # paho's own re-sends of released QoS 2 messages, kept back (failover.keep_pubrel_across_reconnects)
             "client_pubrel_replays_kept_back": sum(len(d.pubrel_replays) for d in self.devices),
             "node_crashes": [{k: v for k, v in c.items() if k != "log_tail"} for c in self.crashes],
+            # Rows the audit recorded (queue rows of the QoS 2 subscriber, payloads): long runs only.
+            "audited_rows": int(self.cluster.query("SELECT count(*) FROM nem_audit")[0][0]) if self.audited else None,
             "crash_log_tails": [c["log_tail"] for c in self.crashes],
             "examples": {"lost": lost[:5], "twice": twice[:5], "gaps": {k: v[:5] for k, v in gaps.items()}, "qos2_twice": qos2_twice[:5],
                          "twice_rows": details,
@@ -424,8 +468,17 @@ class Nemesis:
         # reading mean it was routed twice, not one row delivered twice.
         payloads = self.cluster.query(
             f"SELECT id, publisher, qos FROM message_payloads WHERE convert_from(payload, 'UTF8') = '{payload}' ORDER BY id")
-        return {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves,
-                "publisher_around_receipt": around_receipt, "rows": rows, "payloads": payloads}
+        context = {"reading": payload, "first": self.wall(start), "second": self.wall(second), "publisher": moves,
+                   "publisher_around_receipt": around_receipt, "rows": rows, "payloads": payloads}
+        if self.audited:
+            # Every payload row of the reading and every queue row of the QoS 2 subscriber for
+            # them: which node wrote each (live or replayed), and when.
+            written = self.cluster.query(
+                "SELECT a.kind, a.key, a.message_id, a.app, to_char(a.at, 'HH24:MI:SS.MS') FROM nem_audit a "
+                f"WHERE a.message_id IN (SELECT message_id FROM nem_audit WHERE kind = 'payload' AND payload = '{payload}') "
+                "ORDER BY a.at")
+            context["written"] = [[kind, key, message_id, self.cluster.node_of(app), at] for kind, key, message_id, app, at in written]
+        return context
 
     @staticmethod
     def wall(t):
