@@ -108,7 +108,8 @@ public final class PostgresStore: PersistentStore {
     /// Fenced operations (`StoreOperation.fenced`) commit only while their session's row holds
     /// no later claim: the rows are read `FOR SHARE` in the transaction that writes, so a claim
     /// either committed first (and is seen: the fenced operations are left out) or waits for
-    /// this commit (and the claimer reads what it wrote).
+    /// this commit (and the claimer reads what it wrote). Nor while the store holds a QoS 2
+    /// entry they add as new (`StoreOperation.newInboundQoS2`).
     public func commit(_ operations: [StoreOperation]) async throws -> Set<SessionFence> {
         let fences = StoreOperation.fences(in: operations)
         guard !fences.isEmpty else {
@@ -116,7 +117,8 @@ public final class PostgresStore: PersistentStore {
             return []
         }
         return try await client.withTransaction(logger: logger) { connection in
-            let stale = try await PostgresWrites.staleFences(fences, on: connection, logger: self.logger)
+            let stale = try await PostgresWrites.staleFences(
+                fences, newInbound: StoreOperation.newInboundQoS2(in: operations), on: connection, logger: self.logger)
             let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
             if !batch.isEmpty { try await PostgresWrites.write(batch, on: connection, owner: self.ownerNode, logger: self.logger) }
             return stale

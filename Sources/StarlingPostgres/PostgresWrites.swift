@@ -285,10 +285,13 @@ enum PostgresWrites {
         }
     }
 
-    /// The fences a later claim has overtaken, the sessions' rows locked until the commit.
-    static func staleFences(_ fences: Set<SessionFence>, on connection: PostgresConnection, logger: Logger) async throws -> Set<
-        SessionFence
-    > {
+    /// The fences a later claim has overtaken, the sessions' rows locked until the commit, and
+    /// those that add a QoS 2 entry (`newInbound`) the store holds already.
+    static func staleFences(
+        _ fences: Set<SessionFence>, newInbound: [(fence: SessionFence, key: StoreBatch.InboundKey)] = [],
+        on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> Set<SessionFence> {
         let clients = Array(Set(fences.map(\.clientID))).sorted()
         var rows: [String: (epoch: Int64, claimedAt: Int64?, recent: [Int64])] = [:]
         let result = try await connection.rows(
@@ -299,11 +302,27 @@ enum PostgresWrites {
             let (clientID, epoch, claimedAt, recent) = try row.decode((String, Int64, Int64?, [Int64]?).self)
             rows[clientID] = (epoch, claimedAt, recent ?? [])
         }
-        return fences.filter { fence in
+        var stale = fences.filter { fence in
             guard let row = rows[fence.clientID] else { return false }
             // The first claim after the fence's own: a session may have moved on since (migration 0013).
             let first = SessionFence.firstClaim(after: fence.epoch, in: row.recent) ?? row.claimedAt
             return fence.isStale(current: row.epoch, claimedAt: first)
         }
+        let candidates = newInbound.filter { !stale.contains($0.fence) }
+        guard !candidates.isEmpty else { return stale }
+        // QoS 2 entries another node wrote after this node read the session (`newInboundQoS2`).
+        var held: Set<StoreBatch.InboundKey> = []
+        let existing = try await connection.rows(
+            """
+            SELECT q.client_id, q.packet_id FROM inbound_qos2 q
+            JOIN unnest(\(candidates.map(\.key.clientID))::text[], \(candidates.map { Int32($0.key.packetID) })::int4[]) AS t(client_id, packet_id)
+                ON q.client_id = t.client_id AND q.packet_id = t.packet_id
+            """, logger: logger)
+        for row in existing {
+            let (clientID, packetID) = try row.decode((String, Int32).self)
+            held.insert(StoreBatch.InboundKey(clientID: clientID, packetID: UInt16(truncatingIfNeeded: packetID)))
+        }
+        stale.formUnion(StoreOperation.repeatedQoS2(candidates, held: held))
+        return stale
     }
 }

@@ -19,6 +19,22 @@ public final class InMemoryStore: PersistentStore {
         var unreachable = false
         var held: [CheckedContinuation<Void, Never>] = []
         var claimEpochs: [String: Int64] = [:]
+        /// Unreleased QoS 2 entries (`inbound_qos2`), as committed.
+        var inbound: Set<StoreBatch.InboundKey> = []
+
+        mutating func apply(_ operations: [StoreOperation]) {
+            committed += operations
+            for operation in operations {
+                switch operation {
+                case .addInboundQoS2(let clientID, let packetID):
+                    inbound.insert(StoreBatch.InboundKey(clientID: clientID, packetID: packetID))
+                case .removeInboundQoS2(let clientID, let packetID):
+                    inbound.remove(StoreBatch.InboundKey(clientID: clientID, packetID: packetID))
+                case .deleteSession(let clientID): inbound = inbound.filter { $0.clientID != clientID }
+                default: break
+                }
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -82,6 +98,12 @@ public final class InMemoryStore: PersistentStore {
         state.withLock { $0.claimEpochs[clientID] = epoch }
     }
 
+    /// An unreleased QoS 2 entry committed by another node (the client's message, re-sent there
+    /// and stored): live fenced commits that add it again are left out (`commit`).
+    public func addInboundEntry(_ packetID: UInt16, of clientID: String) {
+        state.withLock { $0.apply([.addInboundQoS2(clientID: clientID, packetID: packetID)]) }
+    }
+
     public func apply(_ operations: [StoreOperation]) async throws {
         _ = try await commit(operations)
     }
@@ -106,8 +128,9 @@ public final class InMemoryStore: PersistentStore {
             if state.unreachable { throw Unreachable() }
             if state.refuse { throw Refused() }
             let epochs = state.claimEpochs
-            let stale = StoreOperation.fences(in: operations).filter { (epochs[$0.clientID] ?? 0) > $0.epoch }
-            state.committed += StoreOperation.unfenced(operations, dropping: stale)
+            var stale = StoreOperation.fences(in: operations).filter { (epochs[$0.clientID] ?? 0) > $0.epoch }
+            stale.formUnion(StoreOperation.repeatedQoS2(StoreOperation.newInboundQoS2(in: operations), held: state.inbound))
+            state.apply(StoreOperation.unfenced(operations, dropping: stale))
             return stale
         }
     }

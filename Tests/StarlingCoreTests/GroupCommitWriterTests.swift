@@ -67,6 +67,13 @@ final class FlakySingleWriterStore: ApplyOnlyStore {
     }
 }
 
+/// A store that records the operation count of each batch it is given.
+final class BatchRecordingStore: ApplyOnlyStore {
+    let name = "recording"
+    let batches = Mutex<[Int]>([])
+    func apply(_ operations: [StoreOperation]) async throws { batches.withLock { $0.append(operations.count) } }
+}
+
 @Suite("Group commit")
 struct GroupCommitWriterTests {
     static func operation(_ n: Int) -> StoreOperation { .addInboundQoS2(clientID: "c", packetID: UInt16(n % 65_000 + 1)) }
@@ -98,6 +105,22 @@ struct GroupCommitWriterTests {
                 #expect(committed >= needs)
                 #expect(committed - needs < 10)
             }
+        }
+    }
+
+    @Test(
+        "a batch takes whole submissions (what one event wrote: a message's ingest row with its queue rows, so a spooled batch holds both for the replay); only a submission larger than a batch is split"
+    )
+    func batchesTakeWholeSubmissions() async throws {
+        try await Self.withWriter(over: BatchRecordingStore(), maxBatch: 4) { writer, store, loop in
+            try await loop.submit { () -> EventLoopFuture<Void> in
+                let promise = loop.makePromise(of: Void.self)
+                for first in stride(from: 0, to: 12, by: 3) { writer.submit((first..<first + 3).map(Self.operation)) }
+                writer.submit((12..<21).map(Self.operation)) { promise.succeed(()) }
+                return promise.futureResult
+            }.get().get()
+            // The first went alone (nothing was committing); then 3 + 3 > 4 each time.
+            #expect(store.batches.withLock { $0 } == [3, 3, 3, 3, 4, 4, 1])
         }
     }
 

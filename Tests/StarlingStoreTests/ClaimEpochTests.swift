@@ -104,6 +104,39 @@ extension ClaimEpochTests {
 }
 
 extension ClaimEpochTests {
+    @Test(
+        "G2, [MQTT-4.3.3]: a QoS 2 PUBLISH taken for new while the store holds its entry (another node stored it after this node read the session): the fenced commit is left out; once released, the id is new again"
+    )
+    func repeatedQoS2() async throws {
+        try await Self.withNodes { a, b, client in
+            let epoch = try await b.ownership.markOwned("dev")
+            try await b.apply([Self.session("dev", epoch: epoch, username: "u")])
+            var record = Self.record("dev", packetID: 4, payload: "once")
+            record.dedup = .qos2
+            record.qos = 2
+            // Node a's replay stores the message with its entry after node b read the session.
+            try await a.apply([.ingest(record), .addInboundQoS2(clientID: "dev", packetID: 4)])
+            let fence = SessionFence(clientID: "dev", epoch: epoch)
+            var again = record
+            again.nodeID = "b"
+            let stale = try await b.commit([
+                .fenced(fence, [.ingest(again), .addInboundQoS2(clientID: "dev", packetID: 4)]),
+                .ingest(Self.record("other", packetID: 1, payload: "kept"))
+            ])
+            #expect(stale == [fence])
+            #expect(try await Self.rows(client, payload: "once") == 1)
+            #expect(try await Self.rows(client, payload: "kept") == 1)
+            // The client's next CONNECT on b reads the entry; its PUBREL frees the id, and a new
+            // message under it is stored.
+            try await b.apply([.removeInboundQoS2(clientID: "dev", packetID: 4)])
+            var next = Self.record("dev", packetID: 4, payload: "next")
+            next.dedup = .qos2
+            next.qos = 2
+            #expect(try await b.commit([.fenced(fence, [.ingest(next), .addInboundQoS2(clientID: "dev", packetID: 4)])]).isEmpty)
+            #expect(try await Self.rows(client, payload: "next") == 1)
+        }
+    }
+
     @Test("a claim names the node that held the row before; a node replaying its spool says so")
     func previousOwnerAndReplay() async throws {
         try await Self.withNodes { a, b, client in

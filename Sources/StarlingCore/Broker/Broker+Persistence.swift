@@ -3,10 +3,13 @@ import NIOCore
 
 extension Broker {
     /// Runs `then` once `operations`, and every write submitted before them, are committed
-    /// (G1: acks wait for what they acknowledge). Without a store, runs it at once.
-    func durably(_ operations: [StoreOperation], fence: SessionFence? = nil, then: @escaping () -> Void) {
+    /// (G1: acks wait for what they acknowledge). Without a store, runs it at once. `leftOut`
+    /// runs instead of `then` when the store left out what `fence` guards.
+    func durably(
+        _ operations: [StoreOperation], fence: SessionFence? = nil, then: @escaping () -> Void, leftOut: (() -> Void)? = nil
+    ) {
         guard let persistence else { return then() }
-        persistence.submit(operations, fence: fence, then: then)
+        persistence.submit(operations, fence: fence, then: then, leftOut: leftOut)
     }
 
     /// In a cluster, wraps what was collected from `start` on (the writes one packet of
@@ -15,21 +18,36 @@ extension Broker {
     /// only while no later claim holds the session (G2, G4: a node frozen, then resumed, reads
     /// packets its clients re-sent elsewhere long ago). Returns the fence, if any.
     func fenceCollected(from start: Int, for connection: Connection) -> SessionFence? {
+        guard let fence = fence(of: connection) else { return nil }
+        return writes.fence(from: start, with: fence) ? fence : nil
+    }
+
+    /// In a cluster, a fence with nothing to write: what waits for the commit (an answer that
+    /// writes nothing) goes only while the connection's claim still holds its session.
+    func fenceNothing(for connection: Connection) -> SessionFence? {
+        guard let fence = fence(of: connection) else { return nil }
+        writes.append(.fenced(fence, []))
+        return fence
+    }
+
+    private func fence(of connection: Connection) -> SessionFence? {
         // A connection that took a session this node already held made no claim of its own:
         // the session's epoch is the one this node holds it under.
         guard let epoch = connection.claimEpoch ?? connection.session?.claimEpoch, epoch > 0 else { return nil }
-        let fence = SessionFence(clientID: connection.clientID, epoch: epoch)
-        return writes.fence(from: start, with: fence) ? fence : nil
+        return SessionFence(clientID: connection.clientID, epoch: epoch)
     }
 
     /// The store left out a fenced commit: a later claim holds the session of the connection
     /// that sent it (another node took the client over while this one could not tell: frozen,
-    /// or cut off). Nothing it sent is acknowledged; the session is let go without a write.
+    /// or cut off), or the store holds a QoS 2 message of the client that this node's copy of
+    /// the session does not know (another node stored it after this one read the session:
+    /// `StoreOperation.newInboundQoS2`). Nothing it sent is acknowledged; the session is let go
+    /// without a write, and the client's next CONNECT reads it again.
     func connectionFenced(_ fence: SessionFence) {
         stats.fencedCommits += 1
         guard let session = sessions[fence.clientID], session.claimEpoch <= fence.epoch else { return }
         logger.warning(
-            "a later claim holds the session: what its connection here sent is not committed, and the session is let go",
+            "the store holds a later state of the session (a later claim, or a QoS 2 message another node stored): what its connection here sent is not committed, and the session is let go",
             metadata: ["mqtt.client_id": "\(fence.clientID)", "claim": "\(fence.epoch)"])
         takeover.letGo(session, to: nil, reason: .sessionTakenOver)
         peers.announceRoutes {}
@@ -70,13 +88,20 @@ extension Broker {
             persist(operations)
             return
         }
-        durably(operations, fence: fence) { [self] in
-            for (session, sequence) in awaiting where sequence > session.durableSequence {
-                session.durableSequence = sequence
-            }
-            for (session, _) in awaiting { flow.pump(session) }
-            then?()
-        }
+        durably(
+            operations, fence: fence,
+            then: { [self] in
+                for (session, sequence) in awaiting where sequence > session.durableSequence {
+                    session.durableSequence = sequence
+                }
+                for (session, _) in awaiting { flow.pump(session) }
+                then?()
+            },
+            leftOut: {
+                // Their rows were left out with the rest: the copies this commit queued here
+                // must not go out once a later commit makes the session's queue durable.
+                for (session, sequence) in awaiting { session.queue.removeAll { $0.sequence == sequence && !$0.committed } }
+            })
     }
 }
 

@@ -35,7 +35,11 @@ final class Publishing {
             broker.durably([]) { [self] in acknowledge(publish, id: id, reason: reason, message: message, on: connection) }
         case .duplicateQoS2:
             guard let id = publish.packetID else { return }
-            broker.durably([]) { [self] in broker.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
+            // Only while this node's copy of the session holds: one claimed elsewhere meanwhile
+            // (links cut) may know a packet id the client has since released and used for a new
+            // message, which a PUBREC here would acknowledge and drop (G1).
+            let fence = broker.fenceNothing(for: connection)
+            broker.commitCollected(fence: fence) { [self] in broker.send(.pubrec(MQTTAck(packetID: id)), on: connection) }
         case .denied(let topic):
             // 5.0 says why; 3.x acknowledges and drops, as it cannot say.
             broker.logger.info("publish denied", metadata: ["mqtt.client_id": "\(connection.clientID)", "topic": "\(topic)"])

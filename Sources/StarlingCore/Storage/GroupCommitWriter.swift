@@ -21,8 +21,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public let maxBatch: Int
 
     private var pending: [StoreOperation] = []
+    /// How many of `pending` each `submit` gave, oldest first: a batch takes whole submissions
+    /// (`nextBatchCount`).
+    private var pendingSubmissions: Deque<Int> = []
     /// Callbacks with the number of submitted operations that must be committed before each.
-    private var waiting: Deque<(needs: UInt64, fence: SessionFence?, callback: () -> Void)> = []
+    private var waiting: Deque<(needs: UInt64, fence: SessionFence?, callback: () -> Void, leftOut: (() -> Void)?)> = []
     /// Fences the store found overtaken by a later claim (`PersistentStore.commit`), until the
     /// callbacks they guard have been passed over.
     private var staleFences: Set<SessionFence> = []
@@ -107,16 +110,20 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// Queues `operations`; `then` runs on the loop once they, and everything submitted before
     /// them, are committed. Must be called on the broker's loop. With `fence`, `then` is passed
-    /// over (`onFenced` runs instead) when the store left out the operations that fence guards.
-    public func submit(_ operations: [StoreOperation], fence: SessionFence? = nil, then: (() -> Void)? = nil) {
+    /// over when the store left out the operations that fence guards: `leftOut` runs instead,
+    /// then `onFenced`.
+    public func submit(
+        _ operations: [StoreOperation], fence: SessionFence? = nil, then: (() -> Void)? = nil, leftOut: (() -> Void)? = nil
+    ) {
         eventLoop.preconditionInEventLoop()
         if operations.isEmpty && !isBusy {
             then?()
             return
         }
         pending.append(contentsOf: operations)
+        if !operations.isEmpty { pendingSubmissions.append(operations.count) }
         submittedCount += UInt64(operations.count)
-        if let then { waiting.append((submittedCount, fence, then)) }
+        if let then { waiting.append((submittedCount, fence, then, leftOut)) }
         startCommits()
         updateBacklog()
     }
@@ -164,18 +171,40 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 if !store.singleWriter {
                     // Concurrent transactions: only batches of new rows, which commute.
                     guard inFlight.allSatisfy(\.appendOnly) else { return }
-                    let count = min(pending.count, maxBatch)
-                    guard pending.prefix(count).allSatisfy(\.isAppendOnly) else { return }
+                    guard pending.prefix(nextBatchCount()).allSatisfy(\.isAppendOnly) else { return }
                 }
             }
-            let count = min(pending.count, maxBatch)
+            let count = nextBatchCount()
             let commit = Commit(operations: Array(pending.prefix(count)))
             pending.removeFirst(count)
+            var taken = count
+            while taken > 0, let first = pendingSubmissions.first {
+                if first <= taken {
+                    pendingSubmissions.removeFirst()
+                } else {
+                    pendingSubmissions[0] = first - taken
+                }
+                taken -= min(first, taken)
+            }
             inFlightOperations += count
             inFlight.append(commit)
             run(commit)
             if pending.isEmpty { return }
         }
+    }
+
+    /// How many pending operations the next batch takes: whole submissions up to `maxBatch`, so
+    /// what one event wrote (a message's ingest row and its queue rows) lands in one transaction
+    /// — and, spooled, in one batch of the spool, which a replay's transaction never splits
+    /// (`PostgresWrites.takenElsewhere` sees the row and its copies together). A submission
+    /// larger than `maxBatch` alone is split.
+    private func nextBatchCount() -> Int {
+        var count = 0
+        for size in pendingSubmissions {
+            if count + size > maxBatch { return count == 0 ? maxBatch : count }
+            count += size
+        }
+        return count
     }
 
     /// How long the next batch may still gather (see `commitDelay`); nil commits now.
@@ -270,6 +299,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             while let first = waiting.first, first.needs <= committedCount {
                 waiting.removeFirst()
                 if let fence = first.fence, staleFences.contains(fence) {
+                    first.leftOut?()
                     onFenced?(fence)
                 } else {
                     first.callback()

@@ -44,9 +44,15 @@ public struct StoreBatch: Sendable {
         public var filter: String
     }
 
+    /// A client's unreleased QoS 2 packet id (`inbound_qos2`).
     public struct InboundKey: Hashable, Sendable {
         public var clientID: String
         public var packetID: UInt16
+
+        public init(clientID: String, packetID: UInt16) {
+            self.clientID = clientID
+            self.packetID = packetID
+        }
     }
 
     public var isEmpty: Bool {

@@ -237,6 +237,40 @@ extension StoreOperation {
         }
     }
 
+    /// The QoS 2 entries that live fenced commits in `operations` add (a client's PUBLISH this
+    /// node took for new: its session here held no entry for the packet id), but for those the
+    /// batch itself clears first (a PUBREL's removal, a session's reset). One that the shared
+    /// store holds already was written by another node after this node read the session (the
+    /// old holder's replay of a message the client then re-sent here): the client's session
+    /// here is stale, and the store leaves the fence's operations out as for a later claim —
+    /// they would queue the message for subscribers a second time [MQTT-4.3.3].
+    public static func newInboundQoS2(in operations: [StoreOperation]) -> [(fence: SessionFence, key: StoreBatch.InboundKey)] {
+        var found: [(fence: SessionFence, key: StoreBatch.InboundKey)] = []
+        var cleared: Set<StoreBatch.InboundKey> = []
+        var reset: Set<String> = []
+        func visit(_ operation: StoreOperation, under fence: SessionFence?) {
+            switch operation {
+            case .removeInboundQoS2(let clientID, let packetID):
+                cleared.insert(StoreBatch.InboundKey(clientID: clientID, packetID: packetID))
+            case .deleteSession(let clientID): reset.insert(clientID)
+            case .addInboundQoS2(let clientID, let packetID):
+                let key = StoreBatch.InboundKey(clientID: clientID, packetID: packetID)
+                if let fence, fence.spooledAt == nil, !reset.contains(clientID), !cleared.contains(key) { found.append((fence, key)) }
+            case .fenced(let inner, let guarded): for operation in guarded { visit(operation, under: inner) }
+            default: break
+            }
+        }
+        for operation in operations { visit(operation, under: nil) }
+        return found
+    }
+
+    /// The fences of `found` (`newInboundQoS2`) whose entry the store holds already (`held`).
+    public static func repeatedQoS2(_ found: [(fence: SessionFence, key: StoreBatch.InboundKey)], held: Set<StoreBatch.InboundKey>)
+        -> Set<SessionFence>
+    {
+        Set(found.filter { held.contains($0.key) }.map(\.fence))
+    }
+
     /// `operations` without their fences, leaving out what a fence in `stale` guards.
     public static func unfenced(_ operations: [StoreOperation], dropping stale: Set<SessionFence> = []) -> [StoreOperation] {
         guard operations.contains(where: { if case .fenced = $0 { true } else { false } }) else { return operations }
