@@ -414,6 +414,23 @@ struct FencingTests {
     }
 
     @Test(
+        "G1: a PUBREL after a later claim of the session: no PUBCOMP and the entry kept (the session's holder still holds the id), the session let go"
+    )
+    func staleReleaseIsNotCompleted() async throws {
+        try await Self.withClusterBroker { h, store, onLoop in
+            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+            try await onLoop { device.publish("s/2", "first", qos: .exactlyOnce, id: 3) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { #expect(device.take().contains { $0.type == .pubrec }) }
+            store.setClaimEpoch(6, of: "dev")
+            try await onLoop { device.send(.pubrel(MQTTAck(packetID: 3))) }
+            try await h.broker.persistence!.drain().get()
+            try await onLoop { Self.expectLetGo(device, without: .pubcomp, in: h) }
+            #expect(!store.committed.contains(.removeInboundQoS2(clientID: "dev", packetID: 3)))
+        }
+    }
+
+    @Test(
         "the QoS 2 entries a batch adds as new under live fences: not those it released or reset first, not spooled ones, not unfenced ones"
     )
     func newInboundQoS2() {

@@ -17,6 +17,13 @@ struct ClaimEpochTests {
         return .saveSession(s)
     }
 
+    /// `node` claims `clientID`'s session and writes its row under the claim: the claim's epoch.
+    static func own(_ clientID: String, on node: PostgresStore) async throws -> Int64 {
+        let epoch = try await node.ownership.markOwned(clientID)
+        try await node.apply([session(clientID, epoch: epoch, username: "u")])
+        return epoch
+    }
+
     /// The store as node `owner` sees it.
     static func node(_ owner: String, _ client: PostgresClient) -> PostgresStore {
         PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: owner)
@@ -77,8 +84,7 @@ extension ClaimEpochTests {
     @Test("G2: a frozen node's late commit of what its superseded connection received is left out, in the same transaction")
     func fencedIngest() async throws {
         try await Self.withNodes { a, b, client in
-            let epochA = try await a.ownership.markOwned("dev")
-            try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
+            let epochA = try await Self.own("dev", on: a)
             // Held by a: its connection's writes commit.
             let fenceA = SessionFence(clientID: "dev", epoch: epochA)
             #expect(try await a.commit([.fenced(fenceA, [.ingest(Self.record("dev", packetID: 1, payload: "one"))])]).isEmpty)
@@ -109,8 +115,7 @@ extension ClaimEpochTests {
     )
     func repeatedQoS2() async throws {
         try await Self.withNodes { a, b, client in
-            let epoch = try await b.ownership.markOwned("dev")
-            try await b.apply([Self.session("dev", epoch: epoch, username: "u")])
+            let epoch = try await Self.own("dev", on: b)
             var record = Self.record("dev", packetID: 4, payload: "once")
             record.dedup = .qos2
             record.qos = 2
@@ -240,8 +245,7 @@ extension ClaimEpochTests {
     func firstLaterClaimDecides() async throws {
         try await TestPostgres.withStore { _, client in
             let nodes = ["n1", "n2", "n3"].map { Self.node($0, client) }
-            let first = try await nodes[0].ownership.markOwned("dev")
-            try await nodes[0].apply([Self.session("dev", epoch: first, username: "u")])
+            let first = try await Self.own("dev", on: nodes[0])
             let second = try await nodes[1].ownership.markOwned("dev")  // the device moved while n1 was frozen
             let third = try await nodes[2].ownership.markOwned("dev")  // and on again, later
             let recent = try await client.query("SELECT recent_claims FROM sessions WHERE client_id = 'dev'", logger: TestPostgres.logger)
@@ -274,8 +278,7 @@ extension ClaimEpochTests {
     )
     func claimEndsAFrozenCommit() async throws {
         try await Self.withNodes { a, b, client in
-            let epochA = try await a.ownership.markOwned("dev")
-            try await a.apply([Self.session("dev", epoch: epochA, username: "u")])
+            let epochA = try await Self.own("dev", on: a)
             try await Self.withOwnConnection(client) { frozen in  // a pool would lend it again once ended
                 // Node a's commit, read FOR SHARE as its fenced writes do, then a frozen process.
                 try await frozen.query("SET application_name = 'starling/frozen-node'", logger: TestPostgres.logger)
@@ -370,8 +373,7 @@ extension ClaimEpochTests {
     func idleBlockersEndedFirst() async throws {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
-            let epoch = try await a.ownership.markOwned("dev")
-            try await a.apply([Self.session("dev", epoch: epoch, username: "u")])
+            let epoch = try await Self.own("dev", on: a)
             for idle in [false, true] {
                 let mark = UUID().uuidString
                 // The holder on a connection of its own: a pool would lend it again once ended.

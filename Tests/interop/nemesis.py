@@ -126,27 +126,47 @@ class NemesisCluster:
 
     def audit(self, client_id):
         """Records, with the writing connection's `application_name` and the time, every queue row
-        inserted for `client_id` and every stored payload (long runs with their logs kept): a
-        repeat at a subscriber then shows which node wrote each of its rows, and whether live or
-        from a replay (`node_of`)."""
+        inserted for `client_id`, every stored payload, every ingest row, every QoS 2 entry made or
+        removed and every de-duplication entry written (long runs with their logs kept): a repeat
+        at a subscriber then shows which node wrote what of it, live or replayed (`node_of`)."""
         schema = self.schema
+        app = "current_setting('application_name')"
         self.query(f"""
-            CREATE TABLE {schema}.nem_audit (kind text, key bigint, message_id bigint, payload text, app text,
-                                            at timestamptz DEFAULT clock_timestamp());
+            CREATE TABLE {schema}.nem_audit (kind text, key bigint, message_id bigint, payload text, client text, packet int,
+                                            app text, at timestamptz DEFAULT clock_timestamp());
             CREATE FUNCTION {schema}.nem_audit_queue() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
                 IF NEW.client_id = '{client_id}' THEN
-                    INSERT INTO {schema}.nem_audit (kind, key, message_id, app)
-                    VALUES ('queue', NEW.seq, NEW.message_id, current_setting('application_name'));
+                    INSERT INTO {schema}.nem_audit (kind, key, message_id, app) VALUES ('queue', NEW.seq, NEW.message_id, {app});
                 END IF;
                 RETURN NULL; END $$;
             CREATE TRIGGER nem_audit_queue AFTER INSERT ON {schema}.session_messages
                 FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_queue();
             CREATE FUNCTION {schema}.nem_audit_payload() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                INSERT INTO {schema}.nem_audit (kind, key, message_id, payload, app)
-                VALUES ('payload', NEW.id, NEW.id, encode(NEW.payload, 'escape'), current_setting('application_name'));
+                INSERT INTO {schema}.nem_audit (kind, key, message_id, payload, client, app)
+                VALUES ('payload', NEW.id, NEW.id, encode(NEW.payload, 'escape'), NEW.publisher, {app});
                 RETURN NULL; END $$;
             CREATE TRIGGER nem_audit_payload AFTER INSERT ON {schema}.message_payloads
                 FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_payload();
+            CREATE FUNCTION {schema}.nem_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                INSERT INTO {schema}.nem_audit (kind, key, payload, client, packet, app)
+                VALUES ('row', NEW.id, encode(NEW.payload, 'escape'), NEW.client_id, NEW.packet_id, {app});
+                RETURN NULL; END $$;
+            CREATE TRIGGER nem_audit_row AFTER INSERT ON {schema}.messages FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_row();
+            CREATE FUNCTION {schema}.nem_audit_entry() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO {schema}.nem_audit (kind, client, packet, app) VALUES ('entry+', NEW.client_id, NEW.packet_id, {app});
+                ELSE
+                    INSERT INTO {schema}.nem_audit (kind, client, packet, app) VALUES ('entry-', OLD.client_id, OLD.packet_id, {app});
+                END IF;
+                RETURN NULL; END $$;
+            CREATE TRIGGER nem_audit_entry AFTER INSERT OR DELETE ON {schema}.inbound_qos2
+                FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_entry();
+            CREATE FUNCTION {schema}.nem_audit_dedup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                INSERT INTO {schema}.nem_audit (kind, key, payload, client, packet, app)
+                VALUES ('dedup ' || lower(TG_OP), NEW.received_at, encode(NEW.content_hash, 'hex'), NEW.client_id, NEW.packet_id, {app});
+                RETURN NULL; END $$;
+            CREATE TRIGGER nem_audit_dedup AFTER INSERT OR UPDATE ON {schema}.ingest_dedup
+                FOR EACH ROW EXECUTE FUNCTION {schema}.nem_audit_dedup();
             """)
 
     def node_of(self, application_name):
@@ -205,6 +225,7 @@ class Nemesis:
         self.balancer.wait_for({n: "UP" for n in self.cluster.nodes})
         self.wait_for_links()
         self.audited = bool(keep_logs)
+        self.keep_logs = keep_logs
         if self.audited:
             self.cluster.audit("nem-sub-q2")
         host, port = self.balancer.host, self.balancer.port
@@ -472,12 +493,27 @@ class Nemesis:
                    "publisher_around_receipt": around_receipt, "rows": rows, "payloads": payloads}
         if self.audited:
             # Every payload row of the reading and every queue row of the QoS 2 subscriber for
-            # them: which node wrote each (live or replayed), and when.
+            # them, its ingest row, QoS 2 entries and de-duplication entries: which node wrote
+            # each (live or replayed), and when.
+            packet = rows[0][3] if rows else "0"
+            publisher = payload.split(":")[0]
             written = self.cluster.query(
-                "SELECT a.kind, a.key, a.message_id, a.app, to_char(a.at, 'HH24:MI:SS.MS') FROM nem_audit a "
+                "SELECT a.kind, a.key, a.message_id, a.client, a.packet, a.app, to_char(a.at, 'HH24:MI:SS.MS') FROM nem_audit a "
                 f"WHERE a.message_id IN (SELECT message_id FROM nem_audit WHERE kind = 'payload' AND payload = '{payload}') "
-                "ORDER BY a.at")
-            context["written"] = [[kind, key, message_id, self.cluster.node_of(app), at] for kind, key, message_id, app, at in written]
+                f"OR (a.client = '{publisher}' AND a.packet = {int(packet)}) ORDER BY a.at")
+            context["written"] = [[kind, key, message_id, client, packet, self.cluster.node_of(app), at]
+                                  for kind, key, message_id, client, packet, app, at in written]
+            if self.keep_logs:
+                # The publisher's neighbourhood (50 packet ids either side), for what the context leaves out.
+                near = self.cluster.query(
+                    "SELECT a.kind, a.key, a.message_id, a.payload, a.client, a.packet, a.app, to_char(a.at, 'HH24:MI:SS.MS') "
+                    f"FROM nem_audit a WHERE (a.client = '{publisher}' AND a.packet BETWEEN {int(packet) - 50} AND {int(packet) + 50}) "
+                    f"OR a.message_id IN (SELECT message_id FROM nem_audit WHERE kind = 'payload' AND client = '{publisher}' "
+                    f"AND abs(CASE WHEN payload ~ '^{publisher}:[0-9]+$' THEN split_part(payload, ':', 2)::int END - {int(payload.split(':')[1])}) <= 50) "
+                    "ORDER BY a.at")
+                with open(os.path.join(self.keep_logs, f"repeat-{payload.replace(':', '-')}.tsv"), "w") as out:
+                    for row in near:
+                        out.write("\t".join([*row[:6], self.cluster.node_of(row[6]), row[7]]) + "\n")
         return context
 
     @staticmethod

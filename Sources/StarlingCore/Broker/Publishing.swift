@@ -181,6 +181,7 @@ final class Publishing {
 
     func handlePubRel(_ ack: MQTTAck, on connection: Connection) {
         guard let session = connection.session else { return }
+        let start = broker.writes.count
         let known = session.inboundQoS2.remove(ack.packetID) != nil
         // The store may hold the entry even for a session it does not keep (the ingest bridge
         // writes it with the row), so it is removed whenever there is a store.
@@ -188,8 +189,14 @@ final class Publishing {
             broker.writes.append(.removeInboundQoS2(clientID: session.clientID, packetID: ack.packetID))
         }
         let reason: MQTTReasonCode = known || connection.version != .v5 ? .success : .packetIdentifierNotFound
-        // PUBCOMP once the id is durably free: a client may reuse it right after [MQTT-4.3.3-11].
-        broker.commitCollected { [self] in broker.send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection) }
+        // PUBCOMP once the id is durably free: a client may reuse it right after [MQTT-4.3.3-11];
+        // and only while this node's copy of the session holds (G1: freed on a node whose copy
+        // is stale, the id would stay held by the session's holder, which would answer the
+        // client's next message under it as a duplicate and drop it).
+        let fence = broker.fenceCollected(from: start, for: connection) ?? broker.fenceNothing(for: connection)
+        broker.commitCollected(fence: fence) { [self] in
+            broker.send(.pubcomp(MQTTAck(packetID: ack.packetID, reasonCode: reason)), on: connection)
+        }
     }
 
     /// Queues an acknowledgement that is sent once `release` is called for it (and every one
