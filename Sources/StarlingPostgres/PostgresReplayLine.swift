@@ -66,7 +66,7 @@ public final class PostgresReplayLine: ReplayLine {
             try await connection.query("BEGIN", logger: logger)
             do {
                 let stale = fences.isEmpty ? [] : try await PostgresWrites.staleFences(fences, on: connection, logger: logger)
-                let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
+                let batch = StoreBatch(operations, dropping: stale)
                 if !batch.isEmpty { try await PostgresWrites.write(batch, on: connection, owner: owner, logger: logger) }
                 try await connection.query("COMMIT", logger: logger)
                 return stale.count

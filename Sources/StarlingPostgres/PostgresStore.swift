@@ -119,7 +119,7 @@ public final class PostgresStore: PersistentStore {
         return try await client.withTransaction(logger: logger) { connection in
             let stale = try await PostgresWrites.staleFences(
                 fences, newInbound: StoreOperation.newInboundQoS2(in: operations), on: connection, logger: self.logger)
-            let batch = StoreBatch(StoreOperation.unfenced(operations, dropping: stale))
+            let batch = StoreBatch(operations, dropping: stale)
             if !batch.isEmpty { try await PostgresWrites.write(batch, on: connection, owner: self.ownerNode, logger: self.logger) }
             return stale
         }

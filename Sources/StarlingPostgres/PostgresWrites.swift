@@ -15,9 +15,9 @@ enum PostgresWrites {
         // Ingest first: in a replayed batch it decides which messages another node took already
         // (`takenElsewhere`), and those are not queued for subscribers a second time.
         // Ingest before inbound QoS 2 entries: a QoS 2 row is stored with its entry.
-        let taken = try await writeIngest(batch.ingest, on: connection, logger: logger)
-        try await writeQueued(batch, leavingOut: takenElsewhere(batch, duplicates: taken), on: connection, logger: logger)
-        try await writeInbound(batch, on: connection, logger: logger)
+        let taken = takenElsewhere(batch, duplicates: try await writeIngest(batch.ingest, on: connection, logger: logger))
+        try await writeQueued(batch, leavingOut: taken.messages, on: connection, logger: logger)
+        try await writeInbound(batch, leavingOut: taken.entries, on: connection, logger: logger)
         try await writeRetained(batch, on: connection, logger: logger)
         if let owner { try await writeConnectionWills(batch, owner: owner, on: connection, logger: logger) }
         for (spool, through) in batch.replayMarks {
@@ -179,17 +179,36 @@ enum PostgresWrites {
     }
 
     /// The messages of a replayed batch that a node other than this one has already taken from
-    /// their publisher: a device whose node went silent (cut off, frozen) while its spool held
-    /// the message re-sent it elsewhere, that node queued it for the subscribers, and the
-    /// replay's ingest found it stored (`duplicates`, of the batch's replayed records). Queued
-    /// again, a QoS 2 subscriber would receive it twice (README "What the cluster promises under
-    /// faults"). A message is matched to its record by publisher, topic and payload.
-    static func takenElsewhere(_ batch: StoreBatch, duplicates: [IngestRecord]) -> Set<Int64> {
-        guard !duplicates.isEmpty else { return [] }
+    /// their publisher, and their QoS 2 entries: a device whose node went silent (cut off,
+    /// frozen) while its spool held the message re-sent it elsewhere, that node queued it for
+    /// the subscribers, and the replay's ingest found it stored (`duplicates`, of the batch's
+    /// replayed records). Queued again, a QoS 2 subscriber would receive it twice (README "What
+    /// the cluster promises under faults"). Taken: every payload of the record's fenced group
+    /// (`StoreBatch.routedWith`: one per stored session of the node, one for the others'), or,
+    /// for a record outside a group, the first payload with its publisher, topic and content;
+    /// and its QoS 2 entry, which the node that stored the message may have released already
+    /// (entered again, it would hold the packet id for good and swallow the client's next
+    /// message under it).
+    static func takenElsewhere(_ batch: StoreBatch, duplicates: [IngestRecord]) -> (
+        messages: Set<Int64>, entries: Set<StoreBatch.InboundKey>
+    ) {
+        guard !duplicates.isEmpty else { return ([], []) }
         var wanted: [String: [IngestRecord]] = [:]
-        for record in duplicates { wanted[record.clientID, default: []].append(record) }
         var taken: Set<Int64> = []
-        for message in batch.messages.values.sorted(by: { $0.id < $1.id }) {
+        var entries: Set<StoreBatch.InboundKey> = []
+        let identity = { (r: IngestRecord) in "\(r.clientID)\u{0}\(r.packetID ?? 0)\u{0}\(r.receivedAt)" }
+        let duplicated = Set(duplicates.map(identity))
+        for (index, record) in batch.ingest.enumerated() where duplicated.contains(identity(record)) {
+            if record.dedup == .qos2, let packetID = record.packetID {
+                entries.insert(StoreBatch.InboundKey(clientID: record.clientID, packetID: packetID))
+            }
+            if let routed = batch.routedWith[index] {
+                taken.formUnion(routed)
+            } else {
+                wanted[record.clientID, default: []].append(record)
+            }
+        }
+        for message in batch.messages.values.sorted(by: { $0.id < $1.id }) where !taken.contains(message.id) {
             guard var records = wanted[message.publisher],
                 let index = records.firstIndex(where: { $0.topic == message.topic && $0.payload == message.payload })
             else { continue }
@@ -197,7 +216,7 @@ enum PostgresWrites {
             wanted[message.publisher] = records
             taken.insert(message.id)
         }
-        return taken
+        return (taken, entries)
     }
 
     /// Payloads and deliveries (after sessions, which deliveries reference), but for the
@@ -244,8 +263,10 @@ enum PostgresWrites {
         }
     }
 
-    private static func writeInbound(_ batch: StoreBatch, on connection: PostgresConnection, logger: Logger) async throws {
-        let adds = batch.inboundQoS2.filter { $0.value }.map(\.key)
+    private static func writeInbound(
+        _ batch: StoreBatch, leavingOut taken: Set<StoreBatch.InboundKey> = [], on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let adds = batch.inboundQoS2.filter { $0.value && !taken.contains($0.key) }.map(\.key)
         let removes = batch.inboundQoS2.filter { !$0.value }.map(\.key)
         if !adds.isEmpty {
             try await connection.query(

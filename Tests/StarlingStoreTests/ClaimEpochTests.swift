@@ -241,6 +241,51 @@ extension ClaimEpochTests {
 }
 
 extension ClaimEpochTests {
+    @Test(
+        "[MQTT-4.3.3] a replayed QoS 2 message another node stored and completed meanwhile: none of its copies is queued again (a payload per stored session of the node, one for the other nodes'), nor its entry entered again"
+    )
+    func replayLeavesOutEveryCopyAndTheEntry() async throws {
+        try await TestPostgres.withStore { store, client in
+            let silent = Self.node("n1", client)
+            let other = Self.node("n3", client)
+            try await other.apply([Self.session("sub", epoch: 1, username: "u"), Self.session("local", epoch: 1, username: "u")])
+            func message(_ id: Int64) -> StoreOperation {
+                .saveMessage(
+                    StoredMessage(
+                        id: id, topic: "s/1", payload: ByteBuffer(string: "seven"), qos: .exactlyOnce, retain: false, properties: [],
+                        expiresAt: nil, publisher: "dev"))
+            }
+            func delivery(_ clientID: String, _ sequence: Int64, _ id: Int64) -> StoreOperation {
+                .saveDelivery(
+                    StoredDelivery(
+                        clientID: clientID, sequence: sequence, messageID: id, qos: .exactlyOnce, retain: false,
+                        subscriptionIdentifiers: [], shareGroup: nil, state: .queued, packetID: nil))
+            }
+            var record = Self.record("dev", packetID: 7, payload: "seven")
+            (record.dedup, record.qos, record.receivedAt, record.nodeID) = (.qos2, 2, 1_700_000_000_500, "n3")
+            // n1, cut off, spooled packet 7; the device re-sent it through n3, which stored it,
+            // queued it for "sub" and freed the id at the PUBREL.
+            try await other.apply([.ingest(record), message(20), delivery("sub", 200, 20), .addInboundQoS2(clientID: "dev", packetID: 7)])
+            try await other.apply([.removeInboundQoS2(clientID: "dev", packetID: 7)])
+            // n1's replay: its copy, fenced, routed to its own stored session and to "sub".
+            (record.receivedAt, record.nodeID, record.replayed) = (1_700_000_000_000, "n1", true)
+            let fence = SessionFence(clientID: "dev", epoch: 1, spooledAt: 1_700_000_000_000)
+            try await silent.apply([
+                .fenced(
+                    fence,
+                    [
+                        .ingest(record), message(10), delivery("local", 100, 10), message(11), delivery("sub", 101, 11),
+                        .addInboundQoS2(clientID: "dev", packetID: 7)
+                    ])
+            ])
+            #expect(try await store.ownership.claimSession("sub").deliveries.map(\.sequence) == [200])
+            #expect(try await store.ownership.claimSession("local").deliveries.isEmpty)
+            #expect(try await Self.rows(client, payload: "seven") == 1)
+            let inbound = try await client.query("SELECT count(*)::int8 FROM inbound_qos2", logger: TestPostgres.logger)
+            for try await count in inbound.decode(Int64.self) { #expect(count == 0) }
+        }
+    }
+
     @Test("G2: a spooled fence is stale when the first later claim came before the spooling, though the session moved on again since")
     func firstLaterClaimDecides() async throws {
         try await TestPostgres.withStore { _, client in
