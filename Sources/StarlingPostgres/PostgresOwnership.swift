@@ -266,9 +266,16 @@ public final class PostgresOwnership: SessionOwnershipStore {
 
     public func deleteExpiredSessions(now: Int64) async throws -> [String] {
         var gone: [String] = []
+        // Their unreleased QoS 2 entries go with them: kept, one would be read into the client's
+        // next session and take its next message under that packet id for a duplicate.
         let rows = try await client.rows(
             """
-            DELETE FROM sessions WHERE owner_node IS NULL AND expires_at < \(now) AND will_topic IS NULL RETURNING client_id
+            WITH gone AS (
+                DELETE FROM sessions WHERE owner_node IS NULL AND expires_at < \(now) AND will_topic IS NULL RETURNING client_id
+            ), entries AS (
+                DELETE FROM inbound_qos2 q USING gone WHERE q.client_id = gone.client_id
+            )
+            SELECT client_id FROM gone
             """, logger: logger)
         for row in rows { gone.append(try row.decode(String.self)) }
         return gone

@@ -286,6 +286,21 @@ extension ClaimEpochTests {
         }
     }
 
+    @Test(
+        "an expired session no node holds goes with its unreleased QoS 2 entries (kept, they would swallow the client's next messages under those ids)"
+    )
+    func expiredSessionTakesItsEntries() async throws {
+        try await Self.withNodes { a, _, client in
+            var session = StoredSession(clientID: "gone", version: .v5, expiryInterval: 1, expiresAt: 1_000, connected: false)
+            session.epoch = 1
+            try await a.apply([.saveSession(session), .addInboundQoS2(clientID: "gone", packetID: 9)])
+            try await client.query("UPDATE sessions SET owner_node = NULL WHERE client_id = 'gone'", logger: TestPostgres.logger)
+            #expect(try await a.ownership.deleteExpiredSessions(now: 2_000) == ["gone"])
+            let inbound = try await client.query("SELECT count(*)::int8 FROM inbound_qos2", logger: TestPostgres.logger)
+            for try await count in inbound.decode(Int64.self) { #expect(count == 0) }
+        }
+    }
+
     @Test("G2: a spooled fence is stale when the first later claim came before the spooling, though the session moved on again since")
     func firstLaterClaimDecides() async throws {
         try await TestPostgres.withStore { _, client in
