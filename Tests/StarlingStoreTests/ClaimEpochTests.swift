@@ -433,7 +433,7 @@ extension ClaimEpochTests {
     func idleBlockersEndedFirst() async throws {
         try await TestPostgres.withStore { _, client in
             let a = Self.node("a", client)
-            let epoch = try await Self.own("dev", on: a)
+            _ = try await Self.own("dev", on: a)
             for idle in [false, true] {
                 let mark = UUID().uuidString
                 // The holder on a connection of its own: a pool would lend it again once ended.
