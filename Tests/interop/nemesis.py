@@ -173,13 +173,20 @@ class NemesisCluster:
         """The node whose connection carried `application_name` (its spool's tag, with "/replay"
         on the replay's line)."""
         import sqlite3
+        if not hasattr(self, "spool_tags"):
+            self.spool_tags = {}  # a node's spool (its data directory's) keeps its id across restarts
         for node_id, workdir in self.workdirs.items():
+            if node_id in self.spool_tags:
+                continue
             try:
                 with sqlite3.connect(f"file:{os.path.join(workdir, 'data', 'spool.db')}?mode=ro", uri=True) as db:
                     row = db.execute("SELECT value FROM spool_meta WHERE key = 'id'").fetchone()
             except sqlite3.Error:
                 continue
-            if row and application_name.startswith("starling/" + row[0][:48]):
+            if row:
+                self.spool_tags[node_id] = "starling/" + row[0][:48]
+        for node_id, tag in self.spool_tags.items():
+            if application_name.startswith(tag):
                 return node_id + (" replay" if application_name.endswith("/replay") else "")
         return application_name
 

@@ -97,11 +97,14 @@ extension Broker {
                 for (session, _) in awaiting { flow.pump(session) }
                 then?()
             },
-            leftOut: {
-                // Their rows were left out with the rest: the copies this commit queued here
-                // must not go out once a later commit makes the session's queue durable.
-                for (session, sequence) in awaiting { session.queue.removeAll { $0.sequence == sequence && !$0.committed } }
-            })
+            // Only a fenced commit can be left out (no closure on the unfenced path).
+            leftOut: fence == nil || awaiting.isEmpty
+                ? nil
+                : {
+                    // Their rows were left out with the rest: the copies this commit queued here
+                    // must not go out once a later commit makes the session's queue durable.
+                    for (session, sequence) in awaiting { session.queue.removeAll { $0.sequence == sequence && !$0.committed } }
+                })
     }
 }
 

@@ -168,13 +168,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 gatherDeadline = nil
             } else {
                 guard inFlight.count < store.concurrentCommits, pending.count >= minimumConcurrentBatch else { return }
-                if !store.singleWriter {
-                    // Concurrent transactions: only batches of new rows, which commute.
-                    guard inFlight.allSatisfy(\.appendOnly) else { return }
-                    guard pending.prefix(nextBatchCount()).allSatisfy(\.isAppendOnly) else { return }
-                }
+                // Concurrent transactions: only batches of new rows, which commute.
+                guard store.singleWriter || inFlight.allSatisfy(\.appendOnly) else { return }
             }
             let count = nextBatchCount()
+            guard inFlight.isEmpty || store.singleWriter || pending.prefix(count).allSatisfy(\.isAppendOnly) else { return }
             let commit = Commit(operations: Array(pending.prefix(count)))
             pending.removeFirst(count)
             var taken = count
