@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StarlingClusterTests",
-            dependencies: ["StarlingCluster", "StarlingCore", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded, .logging],
+            dependencies: ["StarlingCluster", "StarlingCore", "StarlingTesting", "MQTTCodec", .nioCore, .nioPosix, .nioEmbedded, .logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(

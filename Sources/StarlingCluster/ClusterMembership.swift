@@ -22,6 +22,8 @@ public final class ClusterMembership: Sendable {
     let logger: Logger
     /// The number of connected clients, reported with each renewal.
     let clientCount: @Sendable () async -> Int
+    /// Where the lease's times are read and its waits are made (a manual clock in tests).
+    let clock: any BrokerClock
 
     private struct State {
         var keeper: LeaseKeeper
@@ -35,8 +37,9 @@ public final class ClusterMembership: Sendable {
 
     public init(
         registration: NodeRegistration, store: any MembershipStore, lease: TimeAmount, logger: Logger,
-        clientCount: @escaping @Sendable () async -> Int
+        clock: any BrokerClock = SystemBrokerClock(), clientCount: @escaping @Sendable () async -> Int
     ) {
+        self.clock = clock
         self.registration = registration
         self.store = store
         self.logger = logger
@@ -59,7 +62,7 @@ public final class ClusterMembership: Sendable {
         var lease: TimeAmount { state.withLock { $0.keeper.lease } }
         var previous: NodeRecord?
         while true {
-            let start = NIODeadline.now()
+            let start = clock.now()
             switch try await store.claimNode(registration, lease: lease) {
             case .claimed:
                 state.withLock { $0.keeper.renewed(startedAt: start) }
@@ -74,7 +77,7 @@ public final class ClusterMembership: Sendable {
                     )
                 }
                 previous = holder
-                try await Task.sleep(for: .milliseconds(max(100, min(holder.leaseRemainingMilliseconds, 250))))
+                try await clock.sleep(for: .milliseconds(max(100, min(holder.leaseRemainingMilliseconds, 250))))
             }
         }
     }
@@ -89,7 +92,7 @@ public final class ClusterMembership: Sendable {
     public func run() async {
         while !Task.isCancelled {
             let interval = state.withLock { $0.keeper.renewInterval }
-            try? await Task.sleep(for: .nanoseconds(interval.nanoseconds))
+            try? await clock.sleep(for: interval)
             if Task.isCancelled { return }
             await renew()
         }
@@ -97,7 +100,7 @@ public final class ClusterMembership: Sendable {
 
     /// One renewal, then a fresh view of the nodes.
     func renew() async {
-        let start = NIODeadline.now()
+        let start = clock.now()
         let (nodeState, lease) = state.withLock { ($0.nodeState, $0.keeper.lease) }
         let clients = await clientCount()
         do {
@@ -128,12 +131,12 @@ public final class ClusterMembership: Sendable {
     /// Whether this node holds its lease now (by its own clock, from its last renewal): read on
     /// a timer of its own, since a renewal may hang on a database that does not answer.
     /// See `LeaseKeeper.heldThroughALease`: only then may this node judge others dead.
-    public var heldThroughALease: Bool { state.withLock { $0.keeper.heldThroughALease(at: .now()) } }
+    public var heldThroughALease: Bool { state.withLock { $0.keeper.heldThroughALease(at: clock.now()) } }
 
     public var lease: LeaseView {
         state.withLock {
             LeaseView(
-                held: $0.keeper.isHeld(at: .now()), until: $0.keeper.heldUntil, lastRenewal: $0.keeper.lastRenewal,
+                held: $0.keeper.isHeld(at: clock.now()), until: $0.keeper.heldUntil, lastRenewal: $0.keeper.lastRenewal,
                 lastFailedAttempt: $0.keeper.lastFailedAttempt)
         }
     }
@@ -170,8 +173,9 @@ public final class ClusterMembership: Sendable {
     public var renewalFailures: UInt64 { state.withLock { $0.renewalFailures } }
 
     /// Whether this node's lease is held now, and what to say about it.
-    public func leaseStatus(at now: NIODeadline = .now()) -> (held: Bool, detail: String) {
-        state.withLock { s in
+    public func leaseStatus() -> (held: Bool, detail: String) {
+        let now = clock.now()
+        return state.withLock { s in
             let others = s.view.filter { $0.nodeID != registration.nodeID }.map { "\($0.nodeID) \($0.status)" }
             let peers = others.isEmpty ? "no other nodes" : "nodes: " + others.joined(separator: ", ")
             if s.keeper.isHeld(at: now) {

@@ -29,12 +29,15 @@ public final class DeadNodeSweeper: @unchecked Sendable {
     /// False while this node may not judge others dead yet (`ClusterMembership.heldThroughALease`:
     /// just started, or just back from a database outage in which every lease lapsed).
     let mayJudge: @Sendable () -> Bool
+    /// Whose wall-clock time judges leases, wills and expiry (a manual clock in tests).
+    let clock: any BrokerClock
 
     public init(
         store: any SessionOwnershipStore, broker: any ClusterInbound, loop: any EventLoop, firstToken: Int64, logger: Logger,
-        mayJudge: @escaping @Sendable () -> Bool = { true }
+        clock: any BrokerClock = SystemBrokerClock(), mayJudge: @escaping @Sendable () -> Bool = { true }
     ) {
         self.mayJudge = mayJudge
+        self.clock = clock
         self.store = store
         self.broker = broker
         self.loop = loop
@@ -44,14 +47,14 @@ public final class DeadNodeSweeper: @unchecked Sendable {
 
     public func run() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .nanoseconds(interval.nanoseconds))
+            try? await clock.sleep(for: interval)
             if Task.isCancelled { return }
             if mayJudge() { await sweep() }
         }
     }
 
     func sweep() async {
-        let now = SystemBrokerClock().wallClockMilliseconds()
+        let now = clock.wallClockMilliseconds()
         guard let broker else { return }
         do {
             let released = try await store.releaseDeadNodesSessions(now: now)

@@ -21,6 +21,14 @@ public final class ManualClock: BrokerClock {
         wallStart + (now() - start).nanoseconds / 1_000_000
     }
 
+    /// Moves on by `amount` at once (what waits on this clock never waits), then lets other
+    /// tasks run.
+    public func sleep(for amount: TimeAmount) async throws {
+        try Task.checkCancellation()
+        advance(by: amount)
+        await Task.yield()
+    }
+
     public func advance(by amount: TimeAmount) {
         current.withLock { $0 = $0 + amount }
     }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 @testable import StarlingCluster
 import StarlingCore
+import StarlingTesting
 import Testing
 
 /// The cluster's decisions through its ports, with in-memory fakes of the broker
@@ -53,6 +54,40 @@ struct ClusterPortTests {
             await sweeper.sweep()
             try await loop.submit {}.get()
             #expect(inbound.recorded.count == 3)
+        }
+    }
+
+    @Test(
+        "the sweeper judges by its clock: a dead node's sessions go once its lease has run out, their wills once their delay has passed, the sessions once they expire; each once"
+    )
+    func sweeperOnAManualClock() async throws {
+        try await Self.withLoop { loop in
+            let clock = ManualClock()
+            let start = clock.wallClockMilliseconds()
+            var setup = FakeOwnership.Setup()
+            setup.leaseEnds = [(start + 3_000, StoredSession(clientID: "dead-1", version: .v5, expiryInterval: 60, connected: true))]
+            setup.willsDue = [(start + 8_000, "dead-1", Self.will("w/dead-1"))]
+            setup.expiries = [(start + 63_000, "dead-1")]
+            let store = FakeOwnership(setup)
+            let inbound = RecordingInbound()
+            let sweeper = DeadNodeSweeper(store: store, broker: inbound, loop: loop, firstToken: 100, logger: Self.logger, clock: clock)
+            func sweep(after amount: TimeAmount) async throws {
+                clock.advance(by: amount)
+                await sweeper.sweep()
+                try await loop.submit {}.get()
+            }
+            try await sweep(after: .seconds(2))
+            #expect(store.recorded == ["release"] && inbound.recorded.isEmpty)
+            try await sweep(after: .seconds(1))  // the dead node's lease has run out
+            #expect(store.recorded == ["release", "release", "takeShared [\"dead-1\"]"] && inbound.recorded.isEmpty)
+            try await sweep(after: .seconds(4))
+            #expect(inbound.recorded.isEmpty)
+            try await sweep(after: .seconds(1))  // the will's delay has passed
+            #expect(inbound.recorded == ["wills [\"dead-1\"]", "expired []"])
+            try await sweep(after: .seconds(54))
+            #expect(inbound.recorded.count == 2)
+            try await sweep(after: .seconds(1))  // the session's expiry has passed
+            #expect(inbound.recorded.suffix(2) == ["wills []", "expired [\"dead-1\"]"])
         }
     }
 

@@ -182,6 +182,39 @@ struct ClusterRouterForwardTests {
         #expect(!heardClaim)
     }
 
+    @Test(
+        "G2, claims crossing: a peer's claim of a session arrives while this node's own claim of it waits for the peers; the broker is told the peer's epoch (it serves the later one: ClusterBusTests), the peer's answer waits until the broker has let the session go and carries its ended deliveries, and this node's claim ends when the peer answers it"
+    )
+    func crossingClaims() throws {
+        let (router, channel, _) = try Self.routerWithLink()
+        let inbound = RecordingInbound()
+        inbound.holdsClaims = true
+        inbound.ended = [3]
+        router.broker = inbound
+        var claimed = false
+        router.broadcast([{ ClusterLinkHandler.claimed("dev", epoch: 7, packetID: $0) }], what: "a claim", timeout: router.claimAckTimeout)
+        {
+            claimed = true
+        }
+        let ours = try #require(try Self.written(channel, topic: PeerMessages.sessionClaimed).first)
+        #expect(PeerMessages.claim(from: ours.payload)?.epoch == 7)
+
+        guard case .publish(let theirs) = ClusterLinkHandler.claimed("dev", epoch: 8, packetID: 1) else {
+            Issue.record("not a PUBLISH")
+            return
+        }
+        var answer: MQTTProperties?
+        router.received(theirs, from: "n2", acknowledge: {}, answer: { answer = $0 })
+        #expect(inbound.recorded == ["claimedElsewhere dev by n2 at 8"])
+        #expect(answer == nil)
+        inbound.heldAcknowledgements.removeFirst()()
+        #expect(answer.map(PeerMessages.ended(from:)) == [3])
+
+        #expect(!claimed)
+        router.acknowledged(try #require(ours.packetID), by: "n2")
+        #expect(claimed)
+    }
+
     @Test("a claim's answer carries the session's ended deliveries; other answers carry none")
     func endedInAnswers() {
         #expect(PeerMessages.ended([]).isEmpty)

@@ -33,11 +33,19 @@ final class RecordingInbound: ClusterInbound {
     func replaceRetained(_ messages: [StoredMessage]) { record("replaceRetained \(messages.count)") }
     func peerReadComplete() {}
     func peersCaughtUp() {}
+    /// Set: a peer's claim is acknowledged only when the test runs `heldAcknowledgements`
+    /// (the broker letting the session go takes a commit).
+    /// Set and read on the test's loop only.
+    nonisolated(unsafe) var holdsClaims = false
+    nonisolated(unsafe) var heldAcknowledgements: [() -> Void] = []
+    /// What `endedDeliveries` answers.
+    nonisolated(unsafe) var ended: [Int64] = []
+
     func sessionClaimedElsewhere(_ clientID: String, by node: String, epoch: Int64, acknowledge: @escaping () -> Void) {
         record("claimedElsewhere \(clientID) by \(node) at \(epoch)")
-        acknowledge()
+        if holdsClaims { heldAcknowledgements.append(acknowledge) } else { acknowledge() }
     }
-    func endedDeliveries(of clientID: String) -> [Int64] { [] }
+    func endedDeliveries(of clientID: String) -> [Int64] { ended }
     func beginPickup(_ read: @escaping ([String]) -> Void) { read([]) }
     func finishPickup(messages: [StoredMessage], deliveries: [StoredDelivery]) {}
     func cutOffFromTheStore() { record("cutOff") }
@@ -66,6 +74,11 @@ final class FakeOwnership: SessionOwnershipStore {
         var dueWills: [(clientID: String, will: MQTTWill)] = []
         var connectionWills: [Int64: (clientID: String, will: MQTTWill)] = [:]
         var expired: [String] = []
+        /// By the wall-clock time the sweep passes: sessions whose node's lease ends then, wills
+        /// due then, sessions that expire then (each handed out once).
+        var leaseEnds: [(at: Int64, session: StoredSession)] = []
+        var willsDue: [(at: Int64, clientID: String, will: MQTTWill)] = []
+        var expiries: [(at: Int64, clientID: String)] = []
     }
     let setup: Mutex<Setup>
     let calls = Mutex<[String]>([])
@@ -119,17 +132,20 @@ final class FakeOwnership: SessionOwnershipStore {
     func releaseDeadNodesSessions(now: Int64) async throws -> [StoredSession] {
         record("release")
         return setup.withLock { s in
-            defer { s.released = [] }; return s.released
+            defer { s.released = [] }
+            return s.released + s.leaseEnds.take { $0.at <= now }.map(\.session)
         }
     }
     func takeDueWills(now: Int64) async throws -> [(clientID: String, will: MQTTWill)] {
         setup.withLock { s in
-            defer { s.dueWills = [] }; return s.dueWills
+            defer { s.dueWills = [] }
+            return s.dueWills + s.willsDue.take { $0.at <= now }.map { ($0.clientID, $0.will) }
         }
     }
     func deleteExpiredSessions(now: Int64) async throws -> [String] {
         setup.withLock { s in
-            defer { s.expired = [] }; return s.expired
+            defer { s.expired = [] }
+            return s.expired + s.expiries.take { $0.at <= now }.map(\.clientID)
         }
     }
     func takeSharedDeliveries(of clientIDs: [String]) async throws -> [(message: StoredMessage, group: ShareGroupKey)] {
@@ -142,5 +158,13 @@ final class FakeOwnership: SessionOwnershipStore {
     func takeConnectionWills(tokens: [Int64]) async throws -> [(clientID: String, will: MQTTWill)] {
         record("takeConnectionWills \(tokens)")
         return setup.withLock { s in tokens.compactMap { s.connectionWills.removeValue(forKey: $0) } }
+    }
+}
+
+extension Array {
+    /// Removes and returns the elements that `due` picks, in order.
+    mutating func take(_ due: (Element) -> Bool) -> [Element] {
+        defer { removeAll(where: due) }
+        return filter(due)
     }
 }

@@ -11,6 +11,9 @@ public protocol BrokerClock: Sendable {
     func now() -> NIODeadline
     /// Wall-clock milliseconds since 1970, for what is stored and must survive a restart.
     func wallClockMilliseconds() -> Int64
+    /// Waits `amount` by this clock (the cluster's loops: lease renewals, the sweeper, a node
+    /// id's wait). A manual clock moves on by it instead of waiting.
+    func sleep(for amount: TimeAmount) async throws
 }
 
 extension BrokerClock {
@@ -29,6 +32,9 @@ extension BrokerClock {
 public struct SystemBrokerClock: BrokerClock {
     public init() {}
     public func now() -> NIODeadline { .now() }
+    public func sleep(for amount: TimeAmount) async throws {
+        try await Task.sleep(for: .nanoseconds(amount.nanoseconds))
+    }
     public func wallClockMilliseconds() -> Int64 {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
