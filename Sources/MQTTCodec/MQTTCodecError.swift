@@ -20,10 +20,7 @@ public struct MQTTCodecError: Error, Sendable, Hashable, CustomStringConvertible
         spec specID: String? = nil,
         connectReturnCode: MQTTConnectReturnCode? = nil
     ) {
-        self.reasonCode = reasonCode
-        self.message = message
-        self.specID = specID
-        self.connectReturnCode = connectReturnCode
+        (self.reasonCode, self.message, self.specID, self.connectReturnCode) = (reasonCode, message, specID, connectReturnCode)
     }
 
     /// 0x81: the bytes cannot be parsed as the packet they claim to be.

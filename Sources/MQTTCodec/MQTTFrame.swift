@@ -8,8 +8,7 @@ public struct MQTTFrame: Sendable, Hashable {
     public var body: ByteBuffer
 
     public init(typeAndFlags: UInt8, body: ByteBuffer) {
-        self.typeAndFlags = typeAndFlags
-        self.body = body
+        (self.typeAndFlags, self.body) = (typeAndFlags, body)
     }
 
     /// The size of the whole packet on the wire.

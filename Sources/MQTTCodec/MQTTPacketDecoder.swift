@@ -11,9 +11,7 @@ public struct MQTTPacketDecoder: ByteToMessageDecoder, Sendable {
     public var maximumPacketSize: Int
 
     public init(role: MQTTRole, version: MQTTProtocolVersion? = nil, maximumPacketSize: Int = 1 << 20) {
-        self.role = role
-        self.version = version
-        self.maximumPacketSize = maximumPacketSize
+        (self.role, self.version, self.maximumPacketSize) = (role, version, maximumPacketSize)
     }
 
     /// Decodes the next packet from `buffer`, or returns nil when it is incomplete.

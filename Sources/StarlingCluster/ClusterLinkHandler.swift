@@ -40,12 +40,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     private var pinger: RepeatedTask?
 
     init(role: Role, nodeID: String, secret: String, links: PeerLinks, router: ClusterRouter, logger: Logger) {
-        self.role = role
-        self.nodeID = nodeID
-        self.secret = secret
-        self.links = links
-        self.router = router
-        self.logger = logger
+        (self.role, self.nodeID, self.secret, self.links, self.router, self.logger) = (role, nodeID, secret, links, router, logger)
         // A forwarded message may be as large as any client's packet, plus our properties.
         self.reader = MQTTPacketReader(
             decoder: MQTTPacketDecoder(

@@ -27,14 +27,8 @@ public final class ClusterLinks: Sendable {
         nodeID: String, secret: String, group: any EventLoopGroup, router: ClusterRouter, logger: Logger,
         serverTLS: NIOSSLContext? = nil, clientTLS: NIOSSLContext? = nil, linkBuffer: Int = 4 << 20
     ) {
-        self.serverTLS = serverTLS
-        self.clientTLS = clientTLS
-        self.linkBuffer = linkBuffer
-        self.router = router
-        self.nodeID = nodeID
-        self.secret = secret
-        self.group = group
-        self.logger = logger
+        (self.serverTLS, self.clientTLS, self.linkBuffer, self.router, self.nodeID) = (serverTLS, clientTLS, linkBuffer, router, nodeID)
+        (self.secret, self.group, self.logger) = (secret, group, logger)
     }
 
     /// Binds the cluster listener.

@@ -39,11 +39,7 @@ public final class ClusterMembership: Sendable {
         registration: NodeRegistration, store: any MembershipStore, lease: TimeAmount, logger: Logger,
         clock: any BrokerClock = SystemBrokerClock(), clientCount: @escaping @Sendable () async -> Int
     ) {
-        self.clock = clock
-        self.registration = registration
-        self.store = store
-        self.logger = logger
-        self.clientCount = clientCount
+        (self.clock, self.registration, self.store, self.logger, self.clientCount) = (clock, registration, store, logger, clientCount)
         self.state = Mutex(State(keeper: LeaseKeeper(lease: lease)))
     }
 

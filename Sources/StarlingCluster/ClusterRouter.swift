@@ -74,8 +74,7 @@ public final class ClusterRouter: ClusterBus, @unchecked Sendable {
     private var lastDropLog: NIODeadline?
 
     public init(loop: any EventLoop, logger: Logger) {
-        self.loop = loop
-        self.logger = logger
+        (self.loop, self.logger) = (loop, logger)
         self.acks = PeerAcknowledgements(loop: loop, logger: logger)
     }
 

@@ -36,13 +36,8 @@ public final class DeadNodeSweeper: @unchecked Sendable {
         store: any SessionOwnershipStore, broker: any ClusterInbound, loop: any EventLoop, firstToken: Int64, logger: Logger,
         clock: any BrokerClock = SystemBrokerClock(), mayJudge: @escaping @Sendable () -> Bool = { true }
     ) {
-        self.mayJudge = mayJudge
-        self.clock = clock
-        self.store = store
-        self.broker = broker
-        self.loop = loop
-        self.firstToken = firstToken
-        self.logger = logger
+        (self.mayJudge, self.clock, self.store, self.broker, self.loop) = (mayJudge, clock, store, broker, loop)
+        (self.firstToken, self.logger) = (firstToken, logger)
     }
 
     public func run() async {

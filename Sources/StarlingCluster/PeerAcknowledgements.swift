@@ -19,8 +19,7 @@ final class PeerAcknowledgements {
     var timeout = TimeAmount.seconds(2)
 
     init(loop: any EventLoop, logger: Logger) {
-        self.loop = loop
-        self.logger = logger
+        (self.loop, self.logger) = (loop, logger)
     }
 
     /// A packet id no packet waiting for an acknowledgement holds.

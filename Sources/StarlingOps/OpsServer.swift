@@ -28,12 +28,7 @@ public struct OpsServer: Service {
         host: String, port: Int, source: any OpsSource, admin: (source: any AdminSource, token: String)? = nil, logger: Logger,
         onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) {
-        self.host = host
-        self.port = port
-        self.source = source
-        self.admin = admin
-        self.logger = logger
-        self.onListening = onListening
+        (self.host, self.port, self.source, self.admin, self.logger, self.onListening) = (host, port, source, admin, logger, onListening)
     }
 
     public func run() async throws {

@@ -9,10 +9,7 @@ public struct HealthCheck: Sendable, Equatable, Codable {
     public var state: String?
 
     public init(name: String, passing: Bool, detail: String, state: String? = nil) {
-        self.name = name
-        self.passing = passing
-        self.detail = detail
-        self.state = state
+        (self.name, self.passing, self.detail, self.state) = (name, passing, detail, state)
     }
 }
 
@@ -26,10 +23,7 @@ public struct MetricValue: Sendable, Equatable {
     public var value: Double
 
     public init(_ name: String, _ kind: Kind, _ value: Double, help: String) {
-        self.name = name
-        self.kind = kind
-        self.value = value
-        self.help = help
+        (self.name, self.kind, self.value, self.help) = (name, kind, value, help)
     }
 }
 

@@ -27,9 +27,7 @@ public final class PostgresLine: Sendable {
         configuration.options.connectTimeout = .seconds(2)
         configuration.options.additionalStartupParameters.removeAll { $0.0 == "application_name" }
         configuration.options.additionalStartupParameters.append(("application_name", String(name.prefix(63))))
-        self.configuration = configuration
-        self.timeout = timeout
-        self.logger = logger
+        (self.configuration, self.timeout, self.logger) = (configuration, timeout, logger)
     }
 
     private func connection() async throws -> PostgresConnection {

@@ -18,8 +18,7 @@ public final class PostgresPool: Sendable {
     private let renewalContinuation: AsyncStream<PostgresClient>.Continuation
 
     public init(configuration: PostgresClient.Configuration, logger: Logger) {
-        self.configuration = configuration
-        self.logger = logger
+        (self.configuration, self.logger) = (configuration, logger)
         self.current = Mutex(PostgresClient(configuration: configuration, backgroundLogger: logger))
         (renewals, renewalContinuation) = AsyncStream.makeStream()
     }

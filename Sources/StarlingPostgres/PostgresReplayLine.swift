@@ -20,9 +20,7 @@ public final class PostgresReplayLine: ReplayLine {
     public init(configuration: PostgresConnection.Configuration, tag: String, owner: String?, logger: Logger) {
         // Replayed transactions hold up to `FallbackStore.replayBatch` operations: the caller's limits apply.
         self.line = PostgresLine(configuration: configuration, name: tag + "/replay", timeout: .seconds(60), logger: logger)
-        self.tag = tag
-        self.owner = owner
-        self.logger = logger
+        (self.tag, self.owner, self.logger) = (tag, owner, logger)
     }
 
     /// The application name to give the pool's connections so the replay can end them.

@@ -34,10 +34,7 @@ public final class PostgresStore: PersistentStore {
     }
 
     public init(pool: PostgresPool, logger: Logger, schema: String? = nil, ownerNode: String? = nil) {
-        self.pool = pool
-        self.logger = logger
-        self.schema = schema
-        self.ownerNode = ownerNode
+        (self.pool, self.logger, self.schema, self.ownerNode) = (pool, logger, schema, ownerNode)
     }
 
     /// The same URL as a configuration of one connection (the spool replay's line).

@@ -34,10 +34,7 @@ public final class BrokerHarness: @unchecked Sendable {
         public var backlog: [MQTTPacket] = []
 
         public init(transport: RecordingTransport, connection: Connection, broker: Broker, version: MQTTProtocolVersion) {
-            self.transport = transport
-            self.connection = connection
-            self.broker = broker
-            self.version = version
+            (self.transport, self.connection, self.broker, self.version) = (transport, connection, broker, version)
         }
 
         public func send(_ packet: MQTTPacket) {
@@ -82,6 +79,14 @@ public final class BrokerHarness: @unchecked Sendable {
     }
 
     /// Opens a connection and sends CONNECT; returns the client and the broker's answer.
+    /// A client connected as `clientID` and subscribed to `filter` at `qos`, its SUBACK taken.
+    public func subscriber(_ clientID: String, to filter: String, qos: MQTTQoS) -> Client {
+        let (client, _) = connect(clientID)
+        client.subscribe(filter, qos: qos)
+        _ = client.take()
+        return client
+    }
+
     public func connect(
         _ clientID: String, version: MQTTProtocolVersion = .v5, cleanStart: Bool = true, keepAlive: UInt16 = 0,
         properties: MQTTProperties = [], will: MQTTWill? = nil

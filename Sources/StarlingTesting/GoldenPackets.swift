@@ -15,11 +15,7 @@ public struct GoldenPacket: Sendable, CustomStringConvertible {
     public var bytes: [UInt8]
 
     public init(name: String, version: MQTTProtocolVersion, role: MQTTRole, packet: MQTTPacket, bytes: [UInt8]) {
-        self.name = name
-        self.version = version
-        self.role = role
-        self.packet = packet
-        self.bytes = bytes
+        (self.name, self.version, self.role, self.packet, self.bytes) = (name, version, role, packet, bytes)
     }
 
     public var description: String { name }

@@ -11,8 +11,7 @@ public final class ManualClock: BrokerClock {
 
     public init(start: NIODeadline = .uptimeNanoseconds(1_000_000_000), wallStart: Int64 = 1_767_225_600_000) {
         current = Mutex(start)
-        self.start = start
-        self.wallStart = wallStart
+        (self.start, self.wallStart) = (start, wallStart)
     }
 
     public func now() -> NIODeadline { current.withLock { $0 } }

@@ -11,8 +11,7 @@ public struct StoreUnderTest: Sendable {
     public let ingestedRows: @Sendable () async throws -> [IngestedRow]
 
     public init(store: any PersistentStore, ingestedRows: @escaping @Sendable () async throws -> [IngestedRow]) {
-        self.store = store
-        self.ingestedRows = ingestedRows
+        (self.store, self.ingestedRows) = (store, ingestedRows)
     }
 }
 
@@ -23,9 +22,7 @@ public struct IngestedRow: Sendable, Equatable, CustomStringConvertible {
     public var payload: String
 
     public init(clientID: String, packetID: Int?, payload: String) {
-        self.clientID = clientID
-        self.packetID = packetID
-        self.payload = payload
+        (self.clientID, self.packetID, self.payload) = (clientID, packetID, payload)
     }
 
     public var description: String { "\(clientID)/\(packetID.map(String.init) ?? "-")/\(payload)" }

@@ -36,9 +36,7 @@ public final class MQTTServerHandler: ChannelInboundHandler, ClientTransport {
     private let forwardedClient: String?
 
     public init(broker: Broker, maximumPacketSize: Int, loopbackListener: Bool = false, forwardedClient: String? = nil) {
-        self.broker = broker
-        self.loopbackListener = loopbackListener
-        self.forwardedClient = forwardedClient
+        (self.broker, self.loopbackListener, self.forwardedClient) = (broker, loopbackListener, forwardedClient)
         self.reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, maximumPacketSize: maximumPacketSize))
     }
 

@@ -37,8 +37,7 @@ public struct TrustedProxies: Sendable, Equatable, CustomStringConvertible {
     public static let none = TrustedProxies(ranges: [], description: "[]")
 
     private init(ranges: [Range], description: String) {
-        self.ranges = ranges
-        self.description = description
+        (self.ranges, self.description) = (ranges, description)
     }
 
     /// Parses addresses and CIDR ranges ("127.0.0.1", "10.0.0.0/8", "fd00::/8"); nil when one

@@ -15,8 +15,7 @@ final class Bench {
     init(common: CommonOptions, config: RunConfig) throws {
         raiseOpenFileLimit()
         installSignalHandlers()
-        self.common = common
-        self.config = config
+        (self.common, self.config) = (common, config)
         group = MultiThreadedEventLoopGroup(numberOfThreads: common.threads)
         workers = try Worker.make(on: group, config: config)
     }

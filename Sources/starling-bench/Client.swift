@@ -5,7 +5,7 @@ import NIOCore
 /// packets (PUBLISH and the acknowledgements) in place, decodes the rest with the codec, and
 /// batches its output: everything written while handling one read, or one burst of
 /// publishes, leaves in one buffer with one flush.
-final class Client: ChannelInboundHandler {
+final class Client: FrameReading {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -19,7 +19,7 @@ final class Client: ChannelInboundHandler {
     private let worker: Worker
     private let config: RunConfig
     private var context: ChannelHandlerContext?
-    private var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .client, maximumPacketSize: Client.maximumPacketSize))
+    var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .client, maximumPacketSize: Client.maximumPacketSize))
     private var out: ByteBuffer
     private var connected = false
     /// This program closes the connection on purpose (refused CONNACK, end of run).
@@ -54,8 +54,7 @@ final class Client: ChannelInboundHandler {
     private var seen: [SequenceSet] = []
 
     init(worker: Worker, spec: ClientSpec) {
-        self.worker = worker
-        self.spec = spec
+        (self.worker, self.spec) = (worker, spec)
         self.config = worker.config
         self.out = worker.emptyBuffer
         self.window = config.inflight
@@ -127,19 +126,14 @@ final class Client: ChannelInboundHandler {
         abort()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = Self.unwrapInboundIn(data)
-        guard reader.receive(&buffer) else { return }
-        defer { reader.finish(allocator: context.channel.allocator) }
-        do {
-            while let frame = try reader.nextFrame() {
-                try handle(frame)
-                if closing || aborted { return }
-            }
-        } catch {
-            abort()
-        }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { readFrames(context: context, data: data) }
+
+    func handleFrame(_ frame: MQTTFrame, context: ChannelHandlerContext) throws -> Bool {
+        try handle(frame)
+        return !(closing || aborted)
     }
+
+    func readFailed(context: ChannelHandlerContext) { abort() }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if publishing, fill(now: monotonicNanos()) { schedulePump() }

@@ -23,13 +23,13 @@ final class SinkStats {
 /// A trivial MQTT server: accepts every CONNECT, grants every SUBSCRIBE, acknowledges every
 /// PUBLISH (QoS 1 and 2), answers PINGREQ, and discards messages. It forwards nothing, so a
 /// run against it shows the ceiling of the generator itself.
-final class SinkHandler: ChannelInboundHandler {
+final class SinkHandler: FrameReading {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let stats: SinkStats
     private var version: MQTTProtocolVersion?
-    private var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, maximumPacketSize: Client.maximumPacketSize))
+    var reader = MQTTPacketReader(decoder: MQTTPacketDecoder(role: .server, maximumPacketSize: Client.maximumPacketSize))
     private var out: ByteBuffer
     private var closing = false
     private var context: ChannelHandlerContext?
@@ -58,24 +58,18 @@ final class SinkHandler: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        closing = true
-        context.close(promise: nil)
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { readFailed(context: context) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { readFrames(context: context, data: data) }
+
+    func handleFrame(_ frame: MQTTFrame, context: ChannelHandlerContext) throws -> Bool {
+        try handle(frame, context: context)
+        return !closing
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = Self.unwrapInboundIn(data)
-        guard reader.receive(&buffer) else { return }
-        defer { reader.finish(allocator: context.channel.allocator) }
-        do {
-            while let frame = try reader.nextFrame() {
-                try handle(frame, context: context)
-                if closing { return }
-            }
-        } catch {
-            closing = true
-            context.close(promise: nil)
-        }
+    func readFailed(context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

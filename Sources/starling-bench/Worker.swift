@@ -29,8 +29,7 @@ final class Worker {
     private var housekeeper: Scheduled<Void>?
 
     init(loop: any EventLoop, config: RunConfig) {
-        self.loop = loop
-        self.config = config
+        (self.loop, self.config) = (loop, config)
         self.emptyBuffer = ByteBufferAllocator().buffer(capacity: 0)
     }
 

@@ -20,6 +20,23 @@ struct MembershipTests {
             store: store, lease: lease, logger: Logger(label: "test"), clock: store.clock, clientCount: { 0 })
     }
 
+    /// n1 joined on an empty table.
+    static func joined() async throws -> (ManualClock, FakeMembershipStore, ClusterMembership) {
+        let clock = ManualClock()
+        let store = FakeMembershipStore(clock: clock)
+        let member = Self.member("n1", incarnation: 1, store)
+        try await member.join()
+        return (clock, store, member)
+    }
+
+    /// A table whose n1 row another process (incarnation 1) holds, renewed now.
+    static func heldByAnother() -> (ManualClock, FakeMembershipStore) {
+        let clock = ManualClock()
+        let store = FakeMembershipStore(clock: clock)
+        store.hold("n1", incarnation: 1, lease: lease)
+        return (clock, store)
+    }
+
     /// `count` renewals a second apart.
     static func renew(_ member: ClusterMembership, _ clock: ManualClock, times count: Int) async {
         for _ in 0..<count {
@@ -30,9 +47,7 @@ struct MembershipTests {
 
     @Test("a node id whose holder died (kill -9, no leave) is taken once the holder's lease has run out, not before")
     func joinWaitsForADeadHoldersLease() async throws {
-        let clock = ManualClock()
-        let store = FakeMembershipStore(clock: clock)
-        store.hold("n1", incarnation: 1, lease: Self.lease)
+        let (clock, store) = Self.heldByAnother()
         let start = clock.now()
         try await Self.member("n1", incarnation: 2, store).join()
         #expect(store.row("n1")?.incarnation == 2)
@@ -42,9 +57,7 @@ struct MembershipTests {
 
     @Test("a node id whose holder keeps renewing is refused: two live nodes never share an id")
     func joinRefusesALiveHolder() async throws {
-        let clock = ManualClock()
-        let store = FakeMembershipStore(clock: clock)
-        store.hold("n1", incarnation: 1, lease: Self.lease)
+        let (_, store) = Self.heldByAnother()
         store.table.withLock { $0.renewing = [1] }
         await #expect(throws: ClusterMembership.NodeIDInUse.self) { try await Self.member("n1", incarnation: 2, store).join() }
         #expect(store.row("n1")?.incarnation == 1)
@@ -54,10 +67,7 @@ struct MembershipTests {
         "G7: the lease is held by the node's own clock from the start of its last renewal; renewals that fail let it lapse at its end; back, the node may judge others dead only after a whole lease of renewals"
     )
     func leaseLapsesAndComesBack() async throws {
-        let clock = ManualClock()
-        let store = FakeMembershipStore(clock: clock)
-        let member = Self.member("n1", incarnation: 1, store)
-        try await member.join()
+        let (clock, store, member) = try await Self.joined()
         #expect(member.lease.held && !member.heldThroughALease)  // just joined: the peers may not have renewed since
         await Self.renew(member, clock, times: 3)
         #expect(member.heldThroughALease && member.renewals == 3)
@@ -81,10 +91,7 @@ struct MembershipTests {
 
     @Test("a row another process took over (after this node's lease ran out) ends the lease at once")
     func takenOver() async throws {
-        let clock = ManualClock()
-        let store = FakeMembershipStore(clock: clock)
-        let member = Self.member("n1", incarnation: 1, store)
-        try await member.join()
+        let (_, store, member) = try await Self.joined()
         store.hold("n1", incarnation: 9, lease: Self.lease)
         await member.renew()
         #expect(!member.lease.held)

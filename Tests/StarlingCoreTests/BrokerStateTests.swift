@@ -75,9 +75,7 @@ struct BrokerStateTests {
     @Test("[MQTT-4.9.0-2] the in-flight window holds further messages until acknowledgements arrive, in order")
     func inflightWindow() {
         let h = BrokerHarness { $0.maxInflight = 2 }
-        let (sub, _) = h.connect("sub")
-        sub.subscribe("t", qos: .atLeastOnce)
-        _ = sub.take()
+        let sub = h.subscriber("sub", to: "t", qos: .atLeastOnce)
         let (pub, _) = h.connect("pub")
         for i in 1...5 { pub.publish("t", "\(i)", qos: .atLeastOnce, id: UInt16(i)) }
         var first = sub.publishes()
@@ -91,9 +89,7 @@ struct BrokerStateTests {
     @Test("[MQTT-4.3.3-10] a re-sent QoS 2 PUBLISH before PUBREL is not delivered again")
     func qos2Duplicate() {
         let h = BrokerHarness()
-        let (sub, _) = h.connect("sub")
-        sub.subscribe("t", qos: .exactlyOnce)
-        _ = sub.take()
+        let sub = h.subscriber("sub", to: "t", qos: .exactlyOnce)
         let (pub, _) = h.connect("pub")
         pub.publish("t", "once", qos: .exactlyOnce, id: 3)
         #expect(pub.take() == [.pubrec(MQTTAck(packetID: 3))])
@@ -136,9 +132,7 @@ struct BrokerStateTests {
     @Test("[MQTT-3.1.3-9] the will waits for its delay and is cancelled by a reconnect")
     func willDelay() {
         let h = BrokerHarness()
-        let (watcher, _) = h.connect("watcher")
-        watcher.subscribe("will/#", qos: .atMostOnce)
-        _ = watcher.take()
+        let watcher = h.subscriber("watcher", to: "will/#", qos: .atMostOnce)
         let will = MQTTWill(topic: "will/a", payload: ByteBuffer(string: "gone"), properties: [.willDelayInterval(30)])
         let (a, _) = h.connect("a", cleanStart: false, properties: [.sessionExpiryInterval(300)], will: will)
         h.drop(a)
@@ -161,9 +155,7 @@ struct BrokerStateTests {
     @Test("[MQTT-3.1.2-23] a session with an expiry interval ends when it runs out, and its will goes with it")
     func sessionExpiry() {
         let h = BrokerHarness()
-        let (watcher, _) = h.connect("watcher")
-        watcher.subscribe("will/#", qos: .atMostOnce)
-        _ = watcher.take()
+        let watcher = h.subscriber("watcher", to: "will/#", qos: .atMostOnce)
         let (a, _) = h.connect(
             "a", cleanStart: false, properties: [.sessionExpiryInterval(10)],
             will: MQTTWill(topic: "will/a", payload: ByteBuffer(string: "x"), properties: [.willDelayInterval(60)]))
@@ -181,9 +173,7 @@ struct BrokerStateTests {
         let h = BrokerHarness {
             $0.maxInflight = 1; $0.maxQueuedMessages = 2
         }
-        let (sub, _) = h.connect("sub")
-        sub.subscribe("t", qos: .atLeastOnce)
-        _ = sub.take()
+        let sub = h.subscriber("sub", to: "t", qos: .atLeastOnce)
         let (pub, _) = h.connect("pub")
         pub.publish("t", "inflight", qos: .atLeastOnce, id: 1)
         sub.transport.isWritable = false
@@ -198,9 +188,7 @@ struct BrokerStateTests {
     @Test("a flush that re-enters the broker from inside a write never leaves a connection unflushed")
     func reentrantFlush() {
         let h = BrokerHarness()
-        let (sub, _) = h.connect("sub")
-        sub.subscribe("t", qos: .atMostOnce)
-        _ = sub.take()
+        let sub = h.subscriber("sub", to: "t", qos: .atMostOnce)
         // NIO reports lost writability from inside a write; the handler may flush then.
         sub.transport.onWrite = { h.broker.flush() }
         let (pub, _) = h.connect("pub")
@@ -220,15 +208,19 @@ struct BrokerStateTests {
         #expect(first.take() == [.disconnect(MQTTDisconnect(reasonCode: .sessionTakenOver))])
     }
 
+    /// Members a and b of `$share/g/t` under `strategy`, and a publisher.
+    static func sharedGroup(_ strategy: BrokerConfiguration.SharedStrategy, qos: MQTTQoS) -> (
+        BrokerHarness, BrokerHarness.Client, BrokerHarness.Client, BrokerHarness.Client
+    ) {
+        let h = BrokerHarness { $0.sharedStrategy = strategy }
+        let a = h.subscriber("a", to: "$share/g/t", qos: qos)
+        let b = h.subscriber("b", to: "$share/g/t", qos: qos)
+        return (h, a, b, h.connect("pub").0)
+    }
+
     @Test("[MQTT-4.8.2] round_robin gives each message to one member in turn")
     func sharedRoundRobin() {
-        let h = BrokerHarness { $0.sharedStrategy = .roundRobin }
-        let (a, _) = h.connect("a")
-        let (b, _) = h.connect("b")
-        a.subscribe("$share/g/t", qos: .atMostOnce)
-        b.subscribe("$share/g/t", qos: .atMostOnce)
-        _ = a.take(); _ = b.take()
-        let (pub, _) = h.connect("pub")
+        let (_, a, b, pub) = Self.sharedGroup(.roundRobin, qos: .atMostOnce)
         for i in 0..<4 { pub.publish("t", "\(i)") }
         #expect(a.publishes().count == 2)
         #expect(b.publishes().count == 2)
@@ -236,13 +228,7 @@ struct BrokerStateTests {
 
     @Test("[MQTT-4.8.2-5] a QoS 1 message in flight to a member whose session ends goes to another member")
     func sharedRedispatch() {
-        let h = BrokerHarness { $0.sharedStrategy = .hashTopic }
-        let (a, _) = h.connect("a")
-        let (b, _) = h.connect("b")
-        a.subscribe("$share/g/t", qos: .atLeastOnce)
-        b.subscribe("$share/g/t", qos: .atLeastOnce)
-        _ = a.take(); _ = b.take()
-        let (pub, _) = h.connect("pub")
+        let (h, a, b, pub) = Self.sharedGroup(.hashTopic, qos: .atLeastOnce)
         pub.publish("t", "m", qos: .atLeastOnce, id: 1)
         let gotA = a.publishes(), gotB = b.publishes()
         #expect(gotA.count + gotB.count == 1)

@@ -73,9 +73,7 @@ struct ClusterBusTests {
         let (p, _) = h.connect("p")
         p.publish("j/1", "a")
         #expect(bus.forwards.count == 1 && bus.forwards[0].groups == [group] && !bus.forwards[0].plain)
-        let (member, _) = h.connect("m")
-        member.subscribe("$share/g/j/#", qos: .atMostOnce)
-        _ = member.take()
+        let member = h.subscriber("m", to: "$share/g/j/#", qos: .atMostOnce)
         p.publish("j/1", "b")
         #expect(bus.forwards.count == 1)  // served by the local member
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["b"])
@@ -155,9 +153,7 @@ struct ClusterBusTests {
         let will = MQTTWill(topic: "w", payload: ByteBuffer(string: "gone"))
         let (c, _) = h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)], will: will)
         c.subscribe("x/#")
-        let (watcher, _) = h.connect("watcher")
-        watcher.subscribe("w", qos: .atMostOnce)
-        _ = watcher.take()
+        let watcher = h.subscriber("watcher", to: "w", qos: .atMostOnce)
         var acknowledged = false
         h.broker.sessionClaimedElsewhere("dev", by: "n2", epoch: 2) { acknowledged = true }
         #expect(acknowledged)  // nothing to commit: the claim is acknowledged at once
@@ -377,9 +373,7 @@ extension ClusterBusTests {
             let h = Self.harness(bus) {
                 $0.sharedStrategy = strategy; $0.ingest.nodeID = "n1"
             }
-            let (member, _) = h.connect("m")
-            member.subscribe("$share/g/j/#", qos: .atMostOnce)
-            _ = member.take()
+            let member = h.subscriber("m", to: "$share/g/j/#", qos: .atMostOnce)
             let (p, _) = h.connect("p")
             for i in 0..<6 { p.publish("j/1", "\(i)") }
             let here = member.publishes().map { String(buffer: $0.payload) }
@@ -401,9 +395,7 @@ extension ClusterBusTests {
         let group = ShareGroupKey(name: "g", filter: "j/#")
         bus.peerRoutes = { _ in ([], [group: ["n2"]]) }
         let h = Self.harness(bus) { $0.sharedStrategy = .local }
-        let (member, _) = h.connect("m")
-        member.subscribe("$share/g/j/#", qos: .atLeastOnce)
-        _ = member.take()
+        let member = h.subscriber("m", to: "$share/g/j/#", qos: .atLeastOnce)
         let (p, _) = h.connect("p")
         p.publish("j/1", "reading", qos: .atLeastOnce, id: 1)
         #expect(member.publishes().map { String(buffer: $0.payload) } == ["reading"])  // local: served here

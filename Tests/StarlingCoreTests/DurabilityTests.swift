@@ -20,6 +20,17 @@ struct DurabilityTests {
         }
     }
 
+    /// "sub" with a stored session (expiry 600 s) subscribed to s/# at QoS 2, and "pub", their
+    /// sessions committed.
+    static func qos2SubscriberAndPublisher(_ h: BrokerHarness, _ onLoop: Loop) async throws -> (BrokerHarness.Client, BrokerHarness.Client)
+    {
+        let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+        try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
+        let publisher = try await onLoop { h.connect("pub").0 }
+        try await h.broker.persistence!.drain().get()
+        return (sub, publisher)
+    }
+
     static func withBroker(_ body: (BrokerHarness, InMemoryStore, _ onLoop: Loop) async throws -> Void) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
@@ -86,10 +97,7 @@ struct DurabilityTests {
         .timeLimit(.minutes(1)))
     func qos2PublishAfterItsPacketIDCommits() async throws {
         try await Self.withBroker { h, store, onLoop in
-            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
-            let publisher = try await onLoop { h.connect("pub").0 }
-            try await h.broker.persistence!.drain().get()
+            let (sub, publisher) = try await Self.qos2SubscriberAndPublisher(h, onLoop)
             try await onLoop {
                 _ = sub.take(); _ = publisher.take()
             }

@@ -18,6 +18,13 @@ import Testing
             probeInterval: .milliseconds(5))
     }
 
+    /// A store replaying through `line`, switching to the spool after 20 ms without an answer.
+    func storeWithLine(_ line: any ReplayLine, lateAnswerTimeout: Duration, probeInterval: Duration = .seconds(1)) -> FallbackStore {
+        FallbackStore(
+            primary: primary, spool: spool, line: line, logger: Logger(label: "test"), switchTimeout: .milliseconds(20),
+            lateAnswerTimeout: lateAnswerTimeout, probeInterval: probeInterval)
+    }
+
     /// The modes a store goes through, as they change.
     func modes(of store: FallbackStore) async -> AsyncStream<FallbackStatus.Mode> {
         let (stream, continuation) = AsyncStream.makeStream(of: FallbackStatus.Mode.self)
@@ -303,9 +310,7 @@ extension FallbackStoreTests {
     )
     func aStuckCommitDoesNotHoldTheReplay() async throws {
         let line = RecordingLine()
-        let store = FallbackStore(
-            primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
-            switchTimeout: .milliseconds(20), lateAnswerTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
+        let store = storeWithLine(line, lateAnswerTimeout: .milliseconds(20), probeInterval: .milliseconds(5))
         var changes = await modes(of: store).makeAsyncIterator()
         try await store.migrate()
         primary.holdCommits = true  // the live path's commit never answers
@@ -415,9 +420,7 @@ extension FallbackStoreTests {
     )
     func aSlowCommitIsNotTriedAgainBesideItself() async throws {
         let line = SignallingLine()
-        let store = FallbackStore(
-            primary: primary, spool: spool, line: line, logger: Logger(label: "test"),
-            switchTimeout: .milliseconds(20), lateAnswerTimeout: .seconds(60))
+        let store = storeWithLine(line, lateAnswerTimeout: .seconds(60))
         try await store.migrate()
         var attempts = primary.attempts.makeAsyncIterator()
         var pings = line.pings.makeAsyncIterator()

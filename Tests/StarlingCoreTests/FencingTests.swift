@@ -40,38 +40,33 @@ struct FencingTests {
         #expect(h.broker.session(client.connection.clientID) == nil)
     }
 
+    /// "dev" connected with a stored session (expiry 600 s), its session committed.
+    static func storedDevice(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> BrokerHarness.Client {
+        let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
+        try await h.broker.persistence!.drain().get()
+        return device
+    }
+
     static func ingested(_ store: InMemoryStore, _ payload: String) -> Int {
         store.committed.filter { if case .ingest(let r) = $0 { r.payload == ByteBuffer(string: payload) } else { false } }.count
     }
 
-    @Test("G2: a QoS 1 PUBLISH read after a later claim of its session: no row, no PUBACK, the connection closed (0x8E)")
-    func staleQoS1() async throws {
+    @Test(
+        "G2: a QoS 1 or 2 PUBLISH read after a later claim of its session: no row, no PUBACK or PUBREC, no inbound entry that would swallow the re-send the new owner stores; the connection closed (0x8E)",
+        arguments: [MQTTQoS.atLeastOnce, .exactlyOnce])
+    func stalePublish(qos: MQTTQoS) async throws {
         try await Self.withClusterBroker { h, store, onLoop in
-            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await h.broker.persistence!.drain().get()
-            // While this node could not tell (frozen), another node claimed the session (epoch 6).
+            let device = try await Self.storedDevice(h, onLoop)
+            // While this node could not tell (frozen), another node claimed the session.
             store.setClaimEpoch(6, of: "dev")
-            try await onLoop { device.publish("s/1", "stale", qos: .atLeastOnce, id: 7) }
+            try await onLoop { device.publish("s/1", "stale", qos: qos, id: 7) }
             try await h.broker.persistence!.drain().get()
             try await onLoop {
-                Self.expectLetGo(device, without: .puback, in: h)
+                Self.expectLetGo(device, without: qos == .atLeastOnce ? .puback : .pubrec, in: h)
                 #expect(h.broker.stats.fencedCommits == 1)
             }
             #expect(Self.ingested(store, "stale") == 0)
-        }
-    }
-
-    @Test("G2: QoS 2 likewise — no row and no inbound entry that would swallow the re-send the new owner stores")
-    func staleQoS2() async throws {
-        try await Self.withClusterBroker { h, store, onLoop in
-            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await h.broker.persistence!.drain().get()
-            store.setClaimEpoch(9, of: "dev")
-            try await onLoop { device.publish("s/2", "stale2", qos: .exactlyOnce, id: 3) }
-            try await h.broker.persistence!.drain().get()
-            try await onLoop { #expect(!device.take().contains { $0.type == .pubrec } && device.transport.isClosed) }
-            #expect(Self.ingested(store, "stale2") == 0)
-            #expect(!store.committed.contains(.addInboundQoS2(clientID: "dev", packetID: 3)))
+            #expect(!store.committed.contains(.addInboundQoS2(clientID: "dev", packetID: 7)))
         }
     }
 
@@ -83,8 +78,7 @@ struct FencingTests {
             try await onLoop { h.drop(first) }
             try await h.broker.persistence!.drain().get()
             // The session is held here: the new connection takes it without a claim.
-            let device = try await onLoop { h.connect("dev", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await h.broker.persistence!.drain().get()
+            let device = try await Self.storedDevice(h, onLoop)
             store.setClaimEpoch(6, of: "dev")
             try await onLoop { device.publish("s/1", "stale", qos: .atLeastOnce, id: 4) }
             try await h.broker.persistence!.drain().get()
@@ -131,10 +125,7 @@ struct FencingTests {
 
     /// A QoS 2 delivery to a stored session, PUBREC'd while this node's writes go to its spool.
     static func releasedWhileSpooling(_ h: BrokerHarness, _ onLoop: DurabilityTests.Loop) async throws -> (BrokerHarness.Client, UInt16) {
-        let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-        try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
-        let publisher = try await onLoop { h.connect("pub").0 }
-        try await h.broker.persistence!.drain().get()
+        let (sub, publisher) = try await DurabilityTests.qos2SubscriberAndPublisher(h, onLoop)
         try await onLoop {
             _ = sub.take(); publisher.publish("s/1", "r1", qos: .exactlyOnce, id: 1)
         }
@@ -168,10 +159,7 @@ struct FencingTests {
         arguments: [false, true])
     func qos2PublishWaitsForTheSpool(sentBefore: Bool) async throws {
         try await Self.withClusterBroker { h, _, onLoop in
-            let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-            try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
-            let publisher = try await onLoop { h.connect("pub").0 }
-            try await h.broker.persistence!.drain().get()
+            let (sub, publisher) = try await DurabilityTests.qos2SubscriberAndPublisher(h, onLoop)
             try await onLoop {
                 _ = sub.take()
                 if !sentBefore { h.broker.storeModeChanged(spooling: true, replaying: false) }

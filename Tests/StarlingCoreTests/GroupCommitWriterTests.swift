@@ -125,6 +125,21 @@ struct GroupCommitWriterTests {
     }
 
     /// Runs `body` with a writer over `store` on a one-thread event loop of its own.
+    /// Submits `first` then `second` (named by `names`) in one turn of the loop: the batches
+    /// committing once both are in, and each submission's name as its callback runs.
+    static func submitTwo(
+        _ writer: GroupCommitWriter, on loop: any EventLoop, _ first: [StoreOperation], _ second: [StoreOperation],
+        names: (String, String) = ("first", "second")
+    ) async throws -> (committing: Int, done: AsyncStream<String>.Iterator) {
+        let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
+        let committing = try await loop.submit {
+            writer.submit(first) { doneContinuation.yield(names.0) }
+            writer.submit(second) { doneContinuation.yield(names.1) }
+            return writer.committingBatches
+        }.get()
+        return (committing, done.makeAsyncIterator())
+    }
+
     static func withWriter<Store: PersistentStore>(
         over store: Store, maxBatch: Int, _ body: (GroupCommitWriter, Store, any EventLoop) async throws -> Void
     ) async throws {
@@ -148,19 +163,14 @@ struct GroupCommitWriterTests {
     @Test("with a store that takes concurrent commits, a batch of new rows commits beside another; callbacks keep submission order")
     func concurrentNewRows() async throws {
         try await Self.withWriter(over: GatedStore(), maxBatch: 300) { writer, store, loop in
-            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-            let committing = try await loop.submit {
-                writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("first") }
-                writer.submit(Self.newRows(300..<600)) { doneContinuation.yield("second") }
-                return writer.committingBatches
-            }.get()
+            let (committing, done) = try await Self.submitTwo(writer, on: loop, Self.newRows(0..<300), Self.newRows(300..<600))
             #expect(committing == 2)
+            var order = done
             var starts = store.starts.makeAsyncIterator()
             #expect(await starts.next() == 300)
             #expect(await starts.next() == 300)
             store.release(2)  // the second batch commits first: its callback still waits for the first's
             store.release(1)
-            var order = done.makeAsyncIterator()
             #expect(await order.next() == "first")
             #expect(await order.next() == "second")
         }
@@ -169,17 +179,14 @@ struct GroupCommitWriterTests {
     @Test("a batch that changes existing rows never commits beside another")
     func noConcurrencyForChanges() async throws {
         try await Self.withWriter(over: GatedStore(), maxBatch: 300) { writer, store, loop in
-            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-            let committing = try await loop.submit {
-                writer.submit(Self.newRows(0..<300)) { doneContinuation.yield("new rows") }
-                writer.submit([.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1)]) { doneContinuation.yield("update") }
-                return writer.committingBatches
-            }.get()
+            let (committing, done) = try await Self.submitTwo(
+                writer, on: loop, Self.newRows(0..<300), [.updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1)],
+                names: ("new rows", "update"))
             #expect(committing == 1)
+            var order = done
             var starts = store.starts.makeAsyncIterator()
             #expect(await starts.next() == 300)
             store.release(1)
-            var order = done.makeAsyncIterator()
             #expect(await order.next() == "new rows")
             #expect(await starts.next() == 1)  // the update starts only now
             store.release(2)
@@ -218,20 +225,18 @@ struct GroupCommitWriterTests {
     )
     func singleWriterInOrder() async throws {
         try await Self.withWriter(over: FlakySingleWriterStore(), maxBatch: 100) { writer, store, loop in
-            let (done, doneContinuation) = AsyncStream.makeStream(of: String.self)
-            let committing = try await loop.submit {
-                writer.submit([
+            let (committing, done) = try await Self.submitTwo(
+                writer, on: loop,
+                [
                     .updateDelivery(clientID: "c", sequence: 1, state: .sent, packetID: 1),
                     .updateDelivery(clientID: "c", sequence: 2, state: .sent, packetID: 2)
-                ]) { doneContinuation.yield("first") }
-                writer.submit([
+                ],
+                [
                     .deleteDelivery(clientID: "c", sequence: 1), .deleteDelivery(clientID: "c", sequence: 2),
                     .deleteDelivery(clientID: "c", sequence: 3)
-                ]) { doneContinuation.yield("second") }
-                return writer.committingBatches
-            }.get()
+                ])
             #expect(committing == 2)  // changes to existing rows, queued all the same
-            var order = done.makeAsyncIterator()
+            var order = done
             #expect(await order.next() == "first")
             #expect(await order.next() == "second")
             #expect(store.attempts.withLock { $0 } == [2, 2, 3])  // the failed first batch again, then the second

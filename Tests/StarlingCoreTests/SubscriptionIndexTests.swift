@@ -8,6 +8,13 @@ struct SubscriptionIndexTests {
 
     private func filter(_ raw: String) -> MQTTTopicFilter { try! MQTTTopicFilter(raw) }
 
+    /// An index holding `entries` (filter, subscriber, QoS), inserted in order.
+    private func indexed(_ entries: (String, String, MQTTQoS)...) -> Index {
+        let index = Index()
+        for (raw, subscriber, qos) in entries { index.insert(filter(raw), subscriber: subscriber, value: qos) }
+        return index
+    }
+
     private func subscribers(_ index: Index, _ topic: String) -> Set<String> {
         Set(index.matches(topic).subscriptions.map(\.subscriber))
     }
@@ -35,10 +42,7 @@ struct SubscriptionIndexTests {
 
     @Test("removal prunes, leaves other subscribers, and reports what it removed")
     func removal() {
-        let index = Index()
-        index.insert(filter("a/b/c"), subscriber: "c1", value: .atLeastOnce)
-        index.insert(filter("a/b/c"), subscriber: "c2", value: .atMostOnce)
-        index.insert(filter("a/#"), subscriber: "c1", value: .atMostOnce)
+        let index = indexed(("a/b/c", "c1", .atLeastOnce), ("a/b/c", "c2", .atMostOnce), ("a/#", "c1", .atMostOnce))
         #expect(index.remove(filter("a/b/c"), subscriber: "c1") == .atLeastOnce)
         #expect(index.remove(filter("a/b/c"), subscriber: "c1") == nil)
         #expect(index.remove(filter("x/y"), subscriber: "c1") == nil)
@@ -51,12 +55,13 @@ struct SubscriptionIndexTests {
 
     @Test("[MQTT-4.8.2] shared subscriptions are grouped by share name and filter")
     func sharedGroups() {
-        let index = Index()
-        index.insert(filter("$share/g1/sensors/+"), subscriber: "a", value: .atLeastOnce)
-        index.insert(filter("$share/g1/sensors/+"), subscriber: "b", value: .atLeastOnce)
-        index.insert(filter("$share/g2/sensors/+"), subscriber: "c", value: .atMostOnce)
-        index.insert(filter("$share/g1/sensors/#"), subscriber: "d", value: .atMostOnce)
-        index.insert(filter("sensors/+"), subscriber: "e", value: .atMostOnce)
+        let index = indexed(
+            ("$share/g1/sensors/+", "a", .atLeastOnce),
+            ("$share/g1/sensors/+", "b", .atLeastOnce),
+            ("$share/g2/sensors/+", "c", .atMostOnce),
+            ("$share/g1/sensors/#", "d", .atMostOnce),
+            ("sensors/+", "e", .atMostOnce)
+        )
         let matches = index.matches("sensors/t1")
         #expect(matches.subscriptions.map(\.subscriber) == ["e"])
         let groups = Dictionary(uniqueKeysWithValues: matches.groups.map { ($0.group, Set($0.members.map(\.subscriber))) })
@@ -73,10 +78,7 @@ struct SubscriptionIndexTests {
 
     @Test("[MQTT-4.7.2-1] $ topics are not matched by leading wildcards in the index")
     func dollarTopics() {
-        let index = Index()
-        index.insert(filter("#"), subscriber: "all", value: .atMostOnce)
-        index.insert(filter("+/broker/#"), subscriber: "plus", value: .atMostOnce)
-        index.insert(filter("$SYS/#"), subscriber: "sys", value: .atMostOnce)
+        let index = indexed(("#", "all", .atMostOnce), ("+/broker/#", "plus", .atMostOnce), ("$SYS/#", "sys", .atMostOnce))
         #expect(subscribers(index, "$SYS/broker/uptime") == ["sys"])
         #expect(subscribers(index, "x/broker/uptime") == ["all", "plus"])
     }

@@ -29,6 +29,16 @@ struct ClaimEpochTests {
         PostgresStore(client: client, logger: TestPostgres.logger, ownerNode: owner)
     }
 
+    /// A fresh schema whose session "sub" node n2 holds (epoch 1); `body` gets n2, the store and
+    /// the client.
+    static func withSubscriberOnN2(_ body: (PostgresStore, PostgresStore, PostgresClient) async throws -> Void) async throws {
+        try await TestPostgres.withStore { store, client in
+            let holder = node("n2", client)
+            try await holder.apply([session("sub", epoch: 1, username: "u")])
+            try await body(holder, store, client)
+        }
+    }
+
     /// Nodes a and b on one fresh schema.
     static func withNodes(_ body: (PostgresStore, PostgresStore, PostgresClient) async throws -> Void) async throws {
         try await TestPostgres.withStore { _, client in try await body(Self.node("a", client), Self.node("b", client), client) }
@@ -167,10 +177,8 @@ extension ClaimEpochTests {
 extension ClaimEpochTests {
     @Test("a delivery that ended before its row arrived (another node's spool, or a commit at the same moment) keeps the row out")
     func endedBeforeTheRow() async throws {
-        try await TestPostgres.withStore { store, client in
-            let holder = Self.node("n2", client)
+        try await Self.withSubscriberOnN2 { holder, store, client in
             let publisher = Self.node("n1", client)
-            try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
             let message = StoredMessage(
                 id: 9, topic: "t", payload: ByteBuffer(string: "m"), qos: .exactlyOnce, retain: false, properties: [],
                 expiresAt: nil, publisher: "p")
@@ -202,11 +210,9 @@ extension ClaimEpochTests {
 extension ClaimEpochTests {
     @Test("a replay does not queue again what another node took from the publisher meanwhile (QoS 2 once at subscribers)")
     func replayLeavesOutWhatAnotherNodeQueued() async throws {
-        try await TestPostgres.withStore { store, client in
-            let holder = Self.node("n2", client)
+        try await Self.withSubscriberOnN2 { holder, store, client in
             let silent = Self.node("n1", client)
             let other = Self.node("n3", client)
-            try await holder.apply([Self.session("sub", epoch: 1, username: "u")])
             func published(_ id: Int64, _ payload: String, packetID: UInt16, sequence: Int64, at receivedAt: Int64, replayed: Bool)
                 -> [StoreOperation]
             {
@@ -338,8 +344,8 @@ extension ClaimEpochTests {
     )
     func claimEndsAFrozenCommit() async throws {
         try await Self.withNodes { a, b, client in
-            let epochA = try await Self.own("dev", on: a)
             try await Self.withOwnConnection(client) { frozen in  // a pool would lend it again once ended
+                let epochA = try await Self.own("dev", on: a)
                 // Node a's commit, read FOR SHARE as its fenced writes do, then a frozen process.
                 try await frozen.query("SET application_name = 'starling/frozen-node'", logger: TestPostgres.logger)
                 try await frozen.query("BEGIN", logger: TestPostgres.logger)

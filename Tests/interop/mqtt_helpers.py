@@ -47,6 +47,13 @@ class Client:
         self.client.on_publish = lambda c, u, mid, rc, props: self.published.put((mid, rc, props))
         self.connect_kwargs = connect_kwargs
 
+    @classmethod
+    def connected(cls, broker, **kwargs):
+        """A client made with `kwargs`, connected."""
+        client = cls(broker, **kwargs)
+        client.connect()
+        return client
+
     def connect(self, keepalive=60, properties=None, expect_success=True, **kwargs):
         if self.protocol == mqtt.MQTTv5:
             kwargs.setdefault("clean_start", self.clean)
@@ -72,6 +79,12 @@ class Client:
             info.wait_for_publish(timeout=TIMEOUT)
             assert info.is_published()
         return info
+
+    def publish_answer(self, topic, payload, qos=1):
+        """Publishes and returns the broker's reason code (PUBACK, or PUBREC for QoS 2)."""
+        self.publish(topic, payload, qos=qos)
+        _, rc, _ = self.published.get(timeout=TIMEOUT)
+        return rc.value
 
     def message(self, timeout=TIMEOUT):
         return self.messages.get(timeout=timeout)

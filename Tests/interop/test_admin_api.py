@@ -34,11 +34,9 @@ def ctl(broker, *args):
 
 def test_admin_api_lists_shows_and_disconnects(broker_factory, store):
     broker = broker_factory(config_text=f'[http]\nadmin_token = "{TOKEN}"\n', extra_args=store.args, http=True)
-    a = Client(broker, client_id="admin/a b", protocol=mqtt.MQTTv5)
-    a.connect()
+    a = Client.connected(broker, client_id="admin/a b", protocol=mqtt.MQTTv5)
     a.subscribe("x/#", qos=1)
-    b = Client(broker, client_id="admin-b", protocol=mqtt.MQTTv311, clean=False)
-    b.connect()
+    b = Client.connected(broker, client_id="admin-b", protocol=mqtt.MQTTv311, clean=False)
 
     status, body = api(broker, "GET", "/api/v1/clients")
     assert status == 200

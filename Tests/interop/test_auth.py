@@ -55,8 +55,7 @@ def test_users_and_passwords_on_each_store(store, broker_factory):
     assert raw_connack(broker, username="bob", password="nope") == (0x20, b"\x00\x04")
     assert raw_connack(broker) == (0x20, b"\x00\x05")
 
-    sub = Client(broker, client_id="auth-sub", protocol=mqtt.MQTTv5, username="alice", password="s3cret")
-    sub.connect()
+    sub = Client.connected(broker, client_id="auth-sub", protocol=mqtt.MQTTv5, username="alice", password="s3cret")
     sub.subscribe("auth/#", qos=1)
     result = subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-u", "bob", "-P", "hunter2",
                              "-t", "auth/m", "-m", "signed in", "-q", "1"], capture_output=True, text=True, timeout=TIMEOUT)

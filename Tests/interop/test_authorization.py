@@ -31,6 +31,13 @@ def rules(*entries, extra=""):
     return text
 
 
+def assert_echo(client, topic, payload):
+    """The client's own QoS 1 message on `topic` comes back to it, and nothing else."""
+    client.publish(topic, payload, qos=1)
+    assert client.message().payload == payload
+    client.no_message()
+
+
 @pytest.fixture
 def nosubscribe_broker(broker_factory):
     return broker_factory(config_text=NOSUBSCRIBE_CONFIG)
@@ -43,8 +50,7 @@ def test_mqtt_3_9_3_1_denied_subscription_gets_0x80(nosubscribe_broker, protocol
     """[MQTT-3.9.3-1] A SUBSCRIBE to the denied filter gets 0x80 for it, in its place, while the
     other filters of the same packet are granted; 0x80 is the failure code of 3.1.1 and
     "Unspecified error" of 5.0."""
-    c = Client(nosubscribe_broker, protocol=protocol)
-    c.connect()
+    c = Client.connected(nosubscribe_broker, protocol=protocol)
     assert codes(c.subscribe([("test/ok", 1), ("test/nosubscribe", 1), ("test/other", 0)])) == [GRANTED_QOS1, FAILURE, 0]
     assert codes(c.subscribe("test/nosubscribe", 0)) == [FAILURE]
     # The granted subscriptions work.
@@ -57,12 +63,10 @@ def test_mqtt_3_9_3_1_denied_subscription_gets_0x80(nosubscribe_broker, protocol
 def test_denied_topic_not_delivered_through_wildcard(nosubscribe_broker, protocol):
     """A subscription to `#` (granted) does not carry messages on the denied topic: subscribe rules
     apply to each message delivered, not only to the filter subscribed."""
-    sub = Client(nosubscribe_broker, protocol=protocol)
-    sub.connect()
+    sub = Client.connected(nosubscribe_broker, protocol=protocol)
     assert codes(sub.subscribe("#", 1)) == [GRANTED_QOS1]
     assert codes(sub.subscribe("test/+", 1)) == [GRANTED_QOS1]
-    pub = Client(nosubscribe_broker, protocol=mqtt.MQTTv5)
-    pub.connect()
+    pub = Client.connected(nosubscribe_broker, protocol=mqtt.MQTTv5)
     pub.publish("test/nosubscribe", b"secret", qos=1)
     pub.publish("test/allowed", b"public", qos=1)
     msg = sub.message()
@@ -74,12 +78,10 @@ def test_denied_topic_not_delivered_through_wildcard(nosubscribe_broker, protoco
 
 def test_denied_topic_retained_not_sent(nosubscribe_broker):
     """A retained message on the denied topic is not sent to a new `test/#` subscription."""
-    pub = Client(nosubscribe_broker, protocol=mqtt.MQTTv5)
-    pub.connect()
+    pub = Client.connected(nosubscribe_broker, protocol=mqtt.MQTTv5)
     pub.publish("test/nosubscribe", b"secret", qos=1, retain=True)
     pub.publish("test/visible", b"seen", qos=1, retain=True)
-    sub = Client(nosubscribe_broker, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(nosubscribe_broker, protocol=mqtt.MQTTv5)
     sub.subscribe("test/#", 1)
     msg = sub.message()
     assert (msg.topic, msg.payload, msg.retain) == ("test/visible", b"seen", True)
@@ -104,22 +106,17 @@ def nopublish_broker(broker_factory):
 
 def test_denied_publish_v5_puback_0x87(nopublish_broker):
     """A denied QoS 1 PUBLISH from a 5.0 client gets PUBACK 0x87 (Not authorized) and reaches no one."""
-    sub = Client(nopublish_broker, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv5)
     sub.subscribe("locked/#", 1)
-    pub = Client(nopublish_broker, protocol=mqtt.MQTTv5)
-    pub.connect()
-    pub.publish("locked/door", b"open", qos=1)
-    _, rc, _ = pub.published.get(timeout=10)
-    assert rc.value == NOT_AUTHORIZED
+    pub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv5)
+    assert pub.publish_answer("locked/door", b"open") == NOT_AUTHORIZED
     sub.no_message()
 
 
 def test_denied_publish_v5_pubrec_0x87(nopublish_broker):
     """A denied QoS 2 PUBLISH from a 5.0 client gets PUBREC 0x87, which ends the exchange
     [MQTT-4.3.3-4] (read raw: paho would answer a failed PUBREC with PUBREL anyway)."""
-    sub = Client(nopublish_broker, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv5)
     sub.subscribe("locked/#", 2)
     pub = raw.connect_v5(nopublish_broker, "raw-publisher")
     pub.send(raw.publish("locked/door", b"open", qos=2, packet_id=7))
@@ -133,11 +130,9 @@ def test_denied_publish_v5_pubrec_0x87(nopublish_broker):
 def test_mqtt_3_3_5_2_denied_publish_v311_acknowledged_and_dropped(nopublish_broker, qos):
     """[MQTT-3.3.5-2] 3.1.1 cannot say no: the server acknowledges the denied PUBLISH normally and
     drops it; the connection stays up."""
-    sub = Client(nopublish_broker, protocol=mqtt.MQTTv311)
-    sub.connect()
+    sub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv311)
     sub.subscribe("locked/#", 2)
-    pub = Client(nopublish_broker, protocol=mqtt.MQTTv311)
-    pub.connect()
+    pub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv311)
     pub.publish("locked/door", b"open", qos=qos)  # waits for PUBACK / PUBCOMP at QoS 1 / 2
     sub.no_message()
     # Still connected and served: its allowed publication is delivered.
@@ -148,14 +143,10 @@ def test_mqtt_3_3_5_2_denied_publish_v311_acknowledged_and_dropped(nopublish_bro
 
 def test_allowed_publish_next_to_a_denied_one(nopublish_broker):
     """Rules apply to their filter only: the same client publishes elsewhere normally."""
-    sub = Client(nopublish_broker, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv5)
     sub.subscribe("open/#", 1)
-    pub = Client(nopublish_broker, protocol=mqtt.MQTTv5)
-    pub.connect()
-    pub.publish("open/door", b"yes", qos=1)
-    _, rc, _ = pub.published.get(timeout=10)
-    assert rc.value == 0
+    pub = Client.connected(nopublish_broker, protocol=mqtt.MQTTv5)
+    assert pub.publish_answer("open/door", b"yes") == 0
     assert sub.message().payload == b"yes"
 
 
@@ -165,28 +156,20 @@ def test_rule_by_username(broker_factory):
     """A rule naming a username applies to that user only."""
     broker = broker_factory(config_text=rules(
         {"permission": "deny", "action": "all", "filter": "plant/#", "username": "guest"}))
-    guest = Client(broker, protocol=mqtt.MQTTv5, username="guest", password="pw")
-    guest.connect()
-    operator = Client(broker, protocol=mqtt.MQTTv5, username="operator", password="pw")
-    operator.connect()
+    guest = Client.connected(broker, protocol=mqtt.MQTTv5, username="guest", password="pw")
+    operator = Client.connected(broker, protocol=mqtt.MQTTv5, username="operator", password="pw")
     assert codes(guest.subscribe("plant/#", 1)) == [FAILURE]
     assert codes(operator.subscribe("plant/#", 1)) == [GRANTED_QOS1]
-    guest.publish("plant/valve", b"close", qos=1)
-    _, rc, _ = guest.published.get(timeout=10)
-    assert rc.value == NOT_AUTHORIZED
-    operator.publish("plant/valve", b"open", qos=1)
-    assert operator.message().payload == b"open"
-    operator.no_message()
+    assert guest.publish_answer("plant/valve", b"close") == NOT_AUTHORIZED
+    assert_echo(operator, "plant/valve", b"open")
 
 
 def test_rule_by_client_id(broker_factory):
     """A rule naming a client id applies to that client only."""
     broker = broker_factory(config_text=rules(
         {"permission": "deny", "action": "subscribe", "filter": "alarms/#", "client_id": "untrusted"}))
-    untrusted = Client(broker, client_id="untrusted", protocol=mqtt.MQTTv311)
-    untrusted.connect()
-    trusted = Client(broker, client_id="trusted", protocol=mqtt.MQTTv311)
-    trusted.connect()
+    untrusted = Client.connected(broker, client_id="untrusted", protocol=mqtt.MQTTv311)
+    trusted = Client.connected(broker, client_id="trusted", protocol=mqtt.MQTTv311)
     assert codes(untrusted.subscribe("alarms/fire", 1)) == [FAILURE]
     assert codes(trusted.subscribe("alarms/fire", 1)) == [GRANTED_QOS1]
     # The untrusted client's publication is still allowed (the rule is about subscribing).
@@ -200,8 +183,7 @@ def test_rules_first_match_decides(broker_factory):
     broker = broker_factory(config_text=rules(
         {"permission": "allow", "action": "subscribe", "filter": "data/public/#"},
         {"permission": "deny", "action": "subscribe", "filter": "data/#"}))
-    c = Client(broker, protocol=mqtt.MQTTv5)
-    c.connect()
+    c = Client.connected(broker, protocol=mqtt.MQTTv5)
     assert codes(c.subscribe([("data/public/a", 1), ("data/private/a", 1)])) == [GRANTED_QOS1, FAILURE]
 
 
@@ -210,17 +192,11 @@ def test_username_substitution(broker_factory):
     broker = broker_factory(config_text=rules(
         {"permission": "allow", "action": "all", "filter": "users/%u/#"},
         {"permission": "deny", "action": "all", "filter": "users/#"}))
-    alice = Client(broker, protocol=mqtt.MQTTv5, username="alice")
-    alice.connect()
-    bob = Client(broker, protocol=mqtt.MQTTv5, username="bob")
-    bob.connect()
+    alice = Client.connected(broker, protocol=mqtt.MQTTv5, username="alice")
+    bob = Client.connected(broker, protocol=mqtt.MQTTv5, username="bob")
     assert codes(alice.subscribe([("users/alice/inbox", 1), ("users/bob/inbox", 1)])) == [GRANTED_QOS1, FAILURE]
-    bob.publish("users/alice/inbox", b"hi alice", qos=1)
-    _, rc, _ = bob.published.get(timeout=10)
-    assert rc.value == NOT_AUTHORIZED
-    alice.publish("users/alice/inbox", b"note to self", qos=1)
-    assert alice.message().payload == b"note to self"
-    alice.no_message()
+    assert bob.publish_answer("users/alice/inbox", b"hi alice") == NOT_AUTHORIZED
+    assert_echo(alice, "users/alice/inbox", b"note to self")
 
 
 def test_client_id_substitution(broker_factory):
@@ -228,15 +204,11 @@ def test_client_id_substitution(broker_factory):
     broker = broker_factory(config_text=rules(
         {"permission": "allow", "action": "all", "filter": "devices/%c/#"},
         {"permission": "deny", "action": "all", "filter": "devices/#"}))
-    d1 = Client(broker, client_id="dev1", protocol=mqtt.MQTTv311)
-    d1.connect()
+    d1 = Client.connected(broker, client_id="dev1", protocol=mqtt.MQTTv311)
     assert codes(d1.subscribe([("devices/dev1/cmd", 1), ("devices/dev2/cmd", 1)])) == [GRANTED_QOS1, FAILURE]
-    d2 = Client(broker, client_id="dev2", protocol=mqtt.MQTTv311)
-    d2.connect()
+    d2 = Client.connected(broker, client_id="dev2", protocol=mqtt.MQTTv311)
     d2.publish("devices/dev1/cmd", b"from dev2", qos=1)  # 3.1.1: acknowledged and dropped
-    d1.publish("devices/dev1/cmd", b"from dev1", qos=1)
-    assert d1.message().payload == b"from dev1"
-    d1.no_message()
+    assert_echo(d1, "devices/dev1/cmd", b"from dev1")
 
 
 def test_substituted_wildcards_do_not_widen(broker_factory):
@@ -245,6 +217,5 @@ def test_substituted_wildcards_do_not_widen(broker_factory):
     broker = broker_factory(config_text=rules(
         {"permission": "allow", "action": "subscribe", "filter": "devices/%c/#"},
         {"permission": "deny", "action": "subscribe", "filter": "devices/#"}))
-    sneaky = Client(broker, client_id="#", protocol=mqtt.MQTTv5)
-    sneaky.connect()
+    sneaky = Client.connected(broker, client_id="#", protocol=mqtt.MQTTv5)
     assert codes(sneaky.subscribe("devices/other/cmd", 1)) == [FAILURE]

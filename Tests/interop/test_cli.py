@@ -81,8 +81,7 @@ def test_generate_config_document_is_accepted(broker_factory):
     replaces its listener, so no fixed port is used)."""
     document = run("generate-config").stdout
     broker = broker_factory(config_text=document)
-    c = Client(broker, protocol=mqtt.MQTTv5)
-    c.connect()
+    c = Client.connected(broker, protocol=mqtt.MQTTv5)
     c.subscribe("cli/echo", 1)
     c.publish("cli/echo", b"ok", qos=1)
     assert c.message().payload == b"ok"
@@ -202,7 +201,6 @@ def test_flag_overrides_env_listeners(broker_factory):
     listens where the flag says."""
     broker = broker_factory(env={"STARLING_MQTT_LISTENERS": "192.0.2.1:0"})
     assert broker.host == "127.0.0.1"
-    c = Client(broker, protocol=mqtt.MQTTv311)
-    c.connect()
+    c = Client.connected(broker, protocol=mqtt.MQTTv311)
     c.disconnect()
 

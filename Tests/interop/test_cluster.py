@@ -33,9 +33,37 @@ def cluster():
 
 
 def client(cluster, node, client_id, protocol=V5, clean=True):
-    c = Client(cluster[node], client_id=client_id, protocol=protocol, clean=clean)
+    return Client.connected(cluster[node], client_id=client_id, protocol=protocol, clean=clean)
+
+
+def stored_session(node, client_id, expiry):
+    """A 5.0 client that keeps its session (`expiry`: the CONNECT's properties), connected."""
+    c = Client(node, client_id=client_id, protocol=V5, clean=False)
+    c.connect(properties=expiry)
+    return c
+
+
+def resumed_elsewhere(node, client_id, expiry):
+    """`client_id` connects to `node` (5.0, Clean Start 0) and finds its session there."""
+    c = Client(node, client_id=client_id, protocol=V5, clean=False)
+    flags, _, _ = c.connect(properties=expiry)
+    assert flags.session_present
+    return c
+
+
+def device_with_will(node, client_id, will_topic):
+    """A clean 3.1.1 client whose will (QoS 1, "gone") goes to `will_topic`, connected."""
+    c = Client(node, client_id=client_id, protocol=mqtt.MQTTv311, clean=True)
+    c.client.will_set(will_topic, b"gone", qos=1)
     c.connect()
     return c
+
+
+def subscriber_and_publisher(cluster, sub_node, pub_node, name, filter_):
+    """`name`-sub on `sub_node` subscribed to `filter_` at QoS 1, and `name`-pub on `pub_node`."""
+    s = client(cluster, sub_node, f"{name}-sub")
+    s.subscribe(filter_, qos=1)
+    return s, client(cluster, pub_node, f"{name}-pub")
 
 
 # ---- membership -------------------------------------------------------------------------------
@@ -235,8 +263,7 @@ def test_subscription_options_hold_across_nodes(cluster):
     """Overlapping subscriptions give one copy with every Subscription Identifier; Retain As
     Published keeps RETAIN; No Local holds for the publisher's own subscription; the Message
     Expiry Interval arrives decremented or equal; user properties and content type pass."""
-    s = Client(cluster["n2"], client_id="opt-sub", protocol=V5)
-    s.connect()
+    s = Client.connected(cluster["n2"], client_id="opt-sub", protocol=V5)
     s.subscribe("opt/#", options=SubscribeOptions(qos=1), properties=v5_properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=1))
     s.subscribe("opt/+", options=SubscribeOptions(qos=1, retainAsPublished=True),
                 properties=v5_properties(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=2))
@@ -258,9 +285,7 @@ def test_subscription_options_hold_across_nodes(cluster):
 
 def test_topic_aliases_are_resolved_before_forwarding(cluster):
     """A publisher on n1 that uses a topic alias: the subscriber on n3 gets the topic name."""
-    s = client(cluster, "n3", "alias-sub")
-    s.subscribe("alias/topic", qos=1)
-    p = client(cluster, "n1", "alias-pub")
+    s, p = subscriber_and_publisher(cluster, "n3", "n1", "alias", "alias/topic")
     p.publish("alias/topic", b"first", qos=1, properties=v5_properties(PacketTypes.PUBLISH, TopicAlias=3))
     p.publish("", b"second", qos=1, properties=v5_properties(PacketTypes.PUBLISH, TopicAlias=3))
     assert [(m.topic, m.payload) for m in (s.message(), s.message())] == [("alias/topic", b"first"), ("alias/topic", b"second")]
@@ -270,9 +295,7 @@ def test_topic_aliases_are_resolved_before_forwarding(cluster):
 
 def test_order_per_publisher_is_kept_across_nodes(cluster):
     """300 QoS 1 messages from one publisher on n1 arrive at n2 in order."""
-    s = client(cluster, "n2", "order-sub")
-    s.subscribe("order/t", qos=1)
-    p = client(cluster, "n1", "order-pub")
+    s, p = subscriber_and_publisher(cluster, "n2", "n1", "order", "order/t")
     for i in range(300):
         p.publish("order/t", str(i).encode(), qos=1, wait=False)
     assert [int(s.message().payload) for _ in range(300)] == list(range(300))
@@ -282,9 +305,7 @@ def test_order_per_publisher_is_kept_across_nodes(cluster):
 
 def test_unsubscribe_stops_delivery_across_nodes(cluster):
     """After UNSUBACK on n2, nothing more is forwarded to it for that filter."""
-    s = client(cluster, "n2", "unsub-sub")
-    s.subscribe("unsub/t", qos=1)
-    p = client(cluster, "n1", "unsub-pub")
+    s, p = subscriber_and_publisher(cluster, "n2", "n1", "unsub", "unsub/t")
     p.publish("unsub/t", b"before", qos=1)
     assert s.message().payload == b"before"
     s.client.unsubscribe("unsub/t")
@@ -363,8 +384,7 @@ def test_ids_never_collide_between_nodes(cluster):
     session the other's payload)."""
     subs = {}
     for node in ("n2", "n3"):
-        s = Client(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
-        s.connect()
+        s = Client.connected(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
         s.subscribe("ids/#", qos=1)
         s.disconnect()
         subs[node] = s
@@ -373,8 +393,7 @@ def test_ids_never_collide_between_nodes(cluster):
         p.publish(f"ids/{node}", f"from-{node}".encode(), qos=1)
         p.disconnect()
     for node, s in subs.items():
-        again = Client(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
-        again.connect()
+        again = Client.connected(cluster[node], client_id=f"ids-{node}", protocol=mqtt.MQTTv311, clean=False)
         assert sorted((again.message().payload, again.message().payload)) == [b"from-n2", b"from-n3"]
         again.no_message()
         again.disconnect()
@@ -388,8 +407,7 @@ def test_persistent_session_resumes_on_another_node(cluster):
     """A 3.1.1 session made on n1 with Clean Session 0, disconnected; messages published on n3
     meanwhile; the client comes back through n2: session present, its subscription holds, the
     queued messages arrive in order, then new ones published on n1."""
-    first = Client(cluster["n1"], client_id="roamer", protocol=mqtt.MQTTv311, clean=False)
-    first.connect()
+    first = Client.connected(cluster["n1"], client_id="roamer", protocol=mqtt.MQTTv311, clean=False)
     first.subscribe("roam/#", qos=1)
     first.disconnect()
     p3 = client(cluster, "n3", "roam-pub3")
@@ -412,8 +430,7 @@ def test_a_client_connected_on_one_node_is_taken_over_from_another(cluster):
     DISCONNECT 0x8E (Session taken over); n2 resumes the session (session present) and its
     subscription receives what n3 publishes."""
     expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
-    old = Client(cluster["n1"], client_id="mover", protocol=V5, clean=False)
-    old.connect(properties=expiry)
+    old = stored_session(cluster["n1"], "mover", expiry)
     old.subscribe("move/#", qos=1)
     new = Client(cluster["n2"], client_id="mover", protocol=V5, clean=False)
     flags, rc, _ = new.connect(properties=expiry)
@@ -478,11 +495,9 @@ def test_g1_across_nodes_a_node_killed_loses_no_acknowledged_message():
     c = Cluster(size=3)
     try:
         expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=3600)
-        sub = Client(c["n2"], client_id="g1-sub", protocol=V5, clean=False)
-        sub.connect(properties=expiry)
+        sub = stored_session(c["n2"], "g1-sub", expiry)
         sub.subscribe("g1/#", qos=1)
-        pub = Client(c["n1"], client_id="g1-pub", protocol=V5)
-        pub.connect()
+        pub = Client.connected(c["n1"], client_id="g1-pub", protocol=V5)
         c["n2"].process.send_signal(signal.SIGSTOP)
         try:
             for i in range(50):
@@ -541,20 +556,16 @@ def test_drain_moves_clients_to_another_node():
     c = Cluster(size=2, extra_env={"STARLING_SERVER_DRAIN_WAIT": "4", "STARLING_SERVER_REFERENCE": "mqtt-2.example:1883"})
     try:
         expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
-        v5 = Client(c["n1"], client_id="drain-v5", protocol=V5, clean=False)
-        v5.connect(properties=expiry)
+        v5 = stored_session(c["n1"], "drain-v5", expiry)
         v5.subscribe("drain/#", qos=1)
-        v3 = Client(c["n1"], client_id="drain-v3", protocol=mqtt.MQTTv311, clean=False)
-        v3.connect()
+        v3 = Client.connected(c["n1"], client_id="drain-v3", protocol=mqtt.MQTTv311, clean=False)
         v3.subscribe("drain/#", qos=1)
         # Wills: a clean 3.1.1 client's is due when the server closes its connection
         # [MQTT-3.1.2-8]; a 5.0 client's with a Will Delay waits in its session, and its
         # reconnection elsewhere cancels it [MQTT-3.1.3-9].
         watcher = client(c, "n2", "drain-watcher")
         watcher.subscribe("drain-wills/#", qos=1)
-        clean = Client(c["n1"], client_id="drain-clean", protocol=mqtt.MQTTv311, clean=True)
-        clean.client.will_set("drain-wills/clean", b"gone", qos=1)
-        clean.connect()
+        clean = device_with_will(c["n1"], "drain-clean", "drain-wills/clean")
         delayed = Client(c["n1"], client_id="drain-delayed", protocol=V5, clean=False)
         delayed.client.will_set("drain-wills/delayed", b"gone", qos=1,
                                 properties=v5_properties(PacketTypes.WILLMESSAGE, WillDelayInterval=600))
@@ -607,9 +618,7 @@ def test_a_frozen_owner_wakes_to_find_its_session_taken():
         old.subscribe("fence/#", qos=1)
         c["n1"].process.send_signal(signal.SIGSTOP)
         try:
-            new = Client(c["n2"], client_id="frozen", protocol=V5, clean=False)
-            flags, _, _ = new.connect(properties=expiry)
-            assert flags.session_present
+            new = resumed_elsewhere(c["n2"], "frozen", expiry)
             p = client(c, "n3", "fence-pub")
             p.publish("fence/t", b"to n2", qos=1)
             assert new.message().payload == b"to n2"
@@ -672,9 +681,7 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
         c["n2"].process.wait()
         for d in doomed:
             d.client.loop_stop()
-        back = Client(c["n3"], client_id="returns", protocol=V5, clean=False)
-        flags, _, _ = back.connect(properties=expiry)
-        assert flags.session_present
+        back = resumed_elsewhere(c["n3"], "returns", expiry)
         got = sorted(watcher.message(timeout=30).topic for _ in range(4))
         assert got == ["wills/clean-v311", "wills/clean-v5", "wills/doomed-v311", "wills/doomed-v5"]
         watcher.no_message()
@@ -728,20 +735,16 @@ def test_a_restarted_node_publishes_the_connection_wills_its_crashed_start_left(
     that comes back gets it once."""
     c = Cluster(size=1, extra_env={"STARLING_CLUSTER_LEASE_TIMEOUT": "2"})
     try:
-        watcher = Client(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
-        watcher.connect()
+        watcher = Client.connected(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
         watcher.subscribe("restart-wills/#", qos=1)
         watcher.disconnect()
-        device = Client(c["n1"], client_id="restart-device", protocol=mqtt.MQTTv311, clean=True)
-        device.client.will_set("restart-wills/device", b"gone", qos=1)
-        device.connect()
+        device = device_with_will(c["n1"], "restart-device", "restart-wills/device")
         c["n1"].process.kill()
         c["n1"].process.wait()
         device.client.loop_stop()
         c["n1"].stop()
         c.start("n1")
-        watcher = Client(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
-        watcher.connect()
+        watcher = Client.connected(c["n1"], client_id="restart-watcher", protocol=mqtt.MQTTv311, clean=False)
         message = watcher.message(timeout=30)
         assert (message.topic, message.payload) == ("restart-wills/device", b"gone")
         watcher.no_message()
@@ -814,14 +817,11 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         c.start("n3", url=c.url.replace(f"{url.hostname}:{url.port}", f"127.0.0.1:{proxy.port}"))
         c.wait_for_links()
         expiry = v5_properties(PacketTypes.CONNECT, SessionExpiryInterval=600)
-        old = Client(c["n3"], client_id="cut-off", protocol=V5, clean=False)
-        old.connect(properties=expiry)
+        old = stored_session(c["n3"], "cut-off", expiry)
         old.subscribe("cut/#", qos=1)
         watcher = client(c, "n1", "cut-watcher")
         watcher.subscribe("cut-wills/#", qos=1)
-        device = Client(c["n3"], client_id="cut-device", protocol=mqtt.MQTTv311, clean=True)
-        device.client.will_set("cut-wills/device", b"gone", qos=1)
-        device.connect()
+        device = device_with_will(c["n3"], "cut-device", "cut-wills/device")
         proxy.cut()
         deadline = time.monotonic() + 30
         while c["n3"].get("/readyz")[0] != 503:
@@ -837,9 +837,7 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         assert c["n3"].wait_for_log(["MQTT listeners closed"])
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", c["n3"].port), timeout=5).close()
-        new = Client(c["n1"], client_id="cut-off", protocol=V5, clean=False)
-        flags, _, _ = new.connect(properties=expiry)
-        assert flags.session_present
+        new = resumed_elsewhere(c["n1"], "cut-off", expiry)
         p = client(c, "n2", "cut-pub")
         p.publish("cut/t", b"after the cut", qos=1)
         assert new.message().payload == b"after the cut"

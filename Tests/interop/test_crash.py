@@ -92,8 +92,7 @@ def test_g1_acknowledged_qos1_messages_survive_sigkill_restarts(durable):
     several SIGKILL restarts; a retained message survives them too."""
     rng = random.Random(20261126)
     broker = durable()
-    sub = Client(broker, client_id="crash-sub", clean=False)
-    sub.connect()
+    sub = Client.connected(broker, client_id="crash-sub", clean=False)
     sub.subscribe("crash/#", qos=1)
     sub.publish("crash/retained", b"kept", qos=1, retain=True)
     sub.disconnect()
@@ -125,8 +124,7 @@ def test_g1_acknowledged_qos1_messages_survive_sigkill_restarts(durable):
     assert acked <= received
     assert len(acked) >= 80
     # The retained message survived every restart.
-    late = Client(broker, client_id="late")
-    late.connect()
+    late = Client.connected(broker, client_id="late")
     late.subscribe("crash/retained", qos=1)
     assert late.message().payload == b"kept"
 
@@ -135,8 +133,7 @@ def test_mqtt_4_3_3_qos2_interrupted_after_pubrec_completes_once(durable):
     """[MQTT-4.3.3-10][G2][G3] A QoS 2 PUBLISH acknowledged with PUBREC, then SIGKILL: after the
     restart the client re-sends PUBLISH (DUP) and PUBREL; the subscriber gets exactly one copy."""
     broker = durable()
-    sub = Client(broker, client_id="q2-sub", clean=False)
-    sub.connect()
+    sub = Client.connected(broker, client_id="q2-sub", clean=False)
     sub.subscribe("q2/#", qos=2)
     sub.disconnect()
 
@@ -158,7 +155,6 @@ def test_mqtt_4_3_3_qos2_interrupted_after_pubrec_completes_once(durable):
     assert pub.read_packet() == (0x70, b"\x00\x07")  # PUBCOMP
     pub.close()
 
-    sub = Client(broker, client_id="q2-sub", clean=False)
-    sub.connect()
+    sub = Client.connected(broker, client_id="q2-sub", clean=False)
     assert sub.message().payload == b"exactly-once"
     sub.no_message()

@@ -201,8 +201,7 @@ def test_nginx_sends_new_clients_to_the_live_node(cluster2, tmp_path):
     config = render_nginx(tmp_path, nodes, listen)
     with running_nginx(tmp_path, config, listen[1883]):
         through = Ports(listen[1883])
-        c = Client(through, client_id="via-nginx")
-        c.connect()
+        c = Client.connected(through, client_id="via-nginx")
         c.subscribe("nginx/#", qos=1)
         c.client.publish("nginx/x", b"through nginx", qos=1)
         assert c.message().payload == b"through nginx"
@@ -793,11 +792,9 @@ def dashboard_metrics():
 
 
 def test_dashboard_uses_only_exported_metrics(cluster2):
-    sub = Client(cluster2["n2"], client_id="dash-sub")
-    sub.connect()
+    sub = Client.connected(cluster2["n2"], client_id="dash-sub")
     sub.subscribe("dash/#", qos=1)
-    pub = Client(cluster2["n1"], client_id="dash-pub")
-    pub.connect()
+    pub = Client.connected(cluster2["n1"], client_id="dash-pub")
     deadline = time.monotonic() + TIMEOUT
     while True:  # a subscription reaches the peer asynchronously: publish until one crosses
         pub.client.publish("dash/x", b"crossing", qos=1)

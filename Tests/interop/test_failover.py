@@ -61,8 +61,7 @@ def restart(cluster, balancer, node_id):
 
 def test_devices_survive_node_deaths_and_a_drain_with_every_reading_stored_once(seed):
     cluster, balancer = seed
-    retained = Client(Through(balancer), client_id="installer")
-    retained.connect()
+    retained = Client.connected(Through(balancer), client_id="installer")
     retained.client.publish("config/site", b"site-7", qos=1, retain=True).wait_for_publish(30)
     retained.disconnect()
 
@@ -134,8 +133,7 @@ def test_devices_survive_node_deaths_and_a_drain_with_every_reading_stored_once(
         consumer.stop()
 
     # The retained message set before the first kill is still served.
-    late = Client(Through(balancer), client_id="late-reader")
-    late.connect()
+    late = Client.connected(Through(balancer), client_id="late-reader")
     late.subscribe("config/#", qos=1)
     message = late.message()
     assert (message.topic, message.payload, message.retain) == ("config/site", b"site-7", True)

@@ -135,8 +135,7 @@ def test_client_address_reaches_the_broker_through_proxy_protocol_v2(broker_fact
     haproxy = haproxy_factory(broker)
     haproxy.wait_for_state("UP")
 
-    sub = Client(Through(haproxy), client_id="behind-haproxy")
-    sub.connect()
+    sub = Client.connected(Through(haproxy), client_id="behind-haproxy")
     client_port = sub.client.socket().getsockname()[1]
     sub.subscribe("lb/#", qos=1)
     sub.client.publish("lb/x", b"through the balancer", qos=1)
@@ -168,8 +167,7 @@ def test_haproxy_keeps_a_node_that_spools_in_service(broker_factory, haproxy_fac
                                 http=True)
         haproxy = haproxy_factory(broker)
         haproxy.wait_for_state("UP")
-        device = Client(Through(haproxy), client_id="lb-device")
-        device.connect()
+        device = Client.connected(Through(haproxy), client_id="lb-device")
 
         proxy.cut()
         device.publish("lb/t", b"lb-during-1", qos=1)  # returns once acknowledged

@@ -73,31 +73,21 @@ def test_g2_crash_before_ack_then_dup_resend_is_one_row(store, broker_factory):
     assert rows(store, b"reading-1") == 1
 
 
-def test_g2_lost_puback_dup_resend_is_one_row(store, broker_factory):
-    """[G2] The client re-sends with DUP=1 after a PUBACK it never read: one row."""
+@pytest.mark.parametrize("sends, expected", [
+    # The client re-sends with DUP=1 after a PUBACK it never read: one row.
+    ([(9, b"reading", False), (9, b"reading", True)], 1),
+    # The same packet id and payload with DUP=0 after the PUBACK is a new reading: two rows.
+    ([(3, b"21.5", False), (3, b"21.5", False)], 2),
+    # Same packet id, DUP=1, different content: a new row.
+    ([(4, b"first", False), (4, b"second", True)], 2),
+], ids=["lost-puback-dup-resend", "legitimate-repeat-dup-0", "dup-1-different-content"])
+def test_g2_what_a_resend_is(store, broker_factory, sends, expected):
+    """[G2] Whether a PUBLISH with a packet id already used is the same reading (no second row)."""
     broker = broker_factory(extra_args=store.args)
     c = raw_session(broker)
-    publish_acked(c, 9, b"reading")
-    publish_acked(c, 9, b"reading", dup=True)
-    assert rows(store, b"reading") == 1
-
-
-def test_g2_legitimate_repeat_with_dup_0_is_two_rows(store, broker_factory):
-    """[G2] The same packet id and payload with DUP=0 after the PUBACK is a new reading: two rows."""
-    broker = broker_factory(extra_args=store.args)
-    c = raw_session(broker)
-    for _ in range(2):
-        publish_acked(c, 3, b"21.5")
-    assert rows(store, b"21.5") == 2
-
-
-def test_g2_same_packet_id_dup_1_different_content_is_a_new_row(store, broker_factory):
-    """[G2] Same packet id, DUP=1, different content: a new row."""
-    broker = broker_factory(extra_args=store.args)
-    c = raw_session(broker)
-    publish_acked(c, 4, b"first")
-    publish_acked(c, 4, b"second", dup=True)
-    assert rows(store) == 2
+    for packet_id, payload, dup in sends:
+        publish_acked(c, packet_id, payload, dup=dup)
+    assert rows(store) == expected
 
 
 def test_g2_content_mode_drops_identical_repeats_without_dup(store, broker_factory):
@@ -114,8 +104,7 @@ def test_g2_qos2_interrupted_after_pubrec_is_one_row_and_one_delivery(store, bro
     """[G2][MQTT-4.3.3-10] QoS 2 interrupted after PUBREC and resumed after a restart: one row,
     and one delivery to a subscriber."""
     broker = broker_factory(extra_args=store.args)
-    sub = Client(broker, client_id="ingest-sub", clean=False)
-    sub.connect()
+    sub = Client.connected(broker, client_id="ingest-sub", clean=False)
     sub.subscribe("ingest/#", qos=2)
     sub.disconnect()
     c = raw_session(broker)
@@ -133,8 +122,7 @@ def test_g2_qos2_interrupted_after_pubrec_is_one_row_and_one_delivery(store, bro
     c.send(packet(0x62, b"\x00\x0b"))
     assert c.read_packet() == (0x70, b"\x00\x0b")
     assert rows(store, b"once") == 1
-    sub = Client(broker, client_id="ingest-sub", clean=False)
-    sub.connect()
+    sub = Client.connected(broker, client_id="ingest-sub", clean=False)
     assert sub.message().payload == b"once"
     sub.no_message()
 

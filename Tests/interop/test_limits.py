@@ -53,8 +53,7 @@ def test_mqtt_3_2_2_15_max_packet_size_announced(small_packets):
 def test_mqtt_3_2_2_15_packet_too_large_v5(small_packets):
     """[MQTT-3.2.2-15] A PUBLISH one byte over max_packet_size: DISCONNECT 0x95 (Packet too large)
     and close; a packet of exactly the limit is accepted; another client keeps being served."""
-    other = Client(small_packets, protocol=mqtt.MQTTv5)
-    other.connect()
+    other = Client.connected(small_packets, protocol=mqtt.MQTTv5)
     other.subscribe("big/#", 0)
 
     client = raw.connect_v5(small_packets, "big-sender")
@@ -71,11 +70,9 @@ def test_mqtt_3_2_2_15_packet_too_large_v5(small_packets):
 
 def test_mqtt_3_2_2_15_packet_too_large_paho(small_packets):
     """[MQTT-3.2.2-15] paho publishing 2000 bytes to a broker announcing 1024 gets DISCONNECT 0x95."""
-    other = Client(small_packets, protocol=mqtt.MQTTv311)
-    other.connect()
+    other = Client.connected(small_packets, protocol=mqtt.MQTTv311)
     other.subscribe("big/#", 0)
-    big = Client(small_packets, protocol=mqtt.MQTTv5)
-    big.connect()
+    big = Client.connected(small_packets, protocol=mqtt.MQTTv5)
     big.publish("big/t", b"x" * 2000, qos=1, wait=False)
     rc, _ = big.disconnects.get(timeout=TIMEOUT)
     assert rc.value == 0x95
@@ -86,8 +83,7 @@ def test_mqtt_3_2_2_15_packet_too_large_paho(small_packets):
 
 def test_max_packet_size_exceeded_v311(small_packets):
     """3.1.1 has no DISCONNECT from the server: a too-large packet closes the connection."""
-    other = Client(small_packets, protocol=mqtt.MQTTv311)
-    other.connect()
+    other = Client.connected(small_packets, protocol=mqtt.MQTTv311)
     client = raw.RawClient(small_packets)
     client.send(raw.connect("big311", version=4))
     assert client.read_packet() == (0x20, b"\x00\x00")
@@ -103,8 +99,7 @@ def test_max_connections(broker_factory):
     return code 0x03 (Server unavailable); once a client has left, a new one gets in."""
     broker = broker_factory(config_text="[mqtt]\nmax_connections = 2\n")
     first = raw.connect_v5(broker, "first")
-    second = Client(broker, client_id="second", protocol=mqtt.MQTTv5)
-    second.connect()
+    second = Client.connected(broker, client_id="second", protocol=mqtt.MQTTv5)
 
     third = Client(broker, client_id="third", protocol=mqtt.MQTTv5)
     _, rc, _ = third.connect(expect_success=False)
@@ -118,8 +113,7 @@ def test_max_connections(broker_factory):
     # The first leaves; the broker has processed its DISCONNECT once it closes the connection.
     first.send(b"\xE0\x00")
     assert first.read_until_closed() == []
-    fourth = Client(broker, client_id="fourth", protocol=mqtt.MQTTv311)
-    fourth.connect()
+    fourth = Client.connected(broker, client_id="fourth", protocol=mqtt.MQTTv311)
     echo(fourth)
     echo(second)
 
@@ -151,17 +145,14 @@ def test_max_queued_messages(broker_factory, policy, kept):
     """An offline session queues at most max_queued_messages = 2 messages; of five, three are
     dropped by queue_full_policy and counted in $SYS/broker/messages/dropped."""
     broker = broker_factory(config_text=QUEUE_CONFIG.format(policy=policy))
-    slow = Client(broker, client_id="slow", protocol=mqtt.MQTTv311, clean=False)
-    slow.connect()
+    slow = Client.connected(broker, client_id="slow", protocol=mqtt.MQTTv311, clean=False)
     slow.subscribe("queue/#", 1)
     slow.disconnect()
 
-    observer = Client(broker, client_id="observer", protocol=mqtt.MQTTv5)
-    observer.connect()
+    observer = Client.connected(broker, client_id="observer", protocol=mqtt.MQTTv5)
     observer.subscribe("$SYS/broker/messages/dropped", 0)
 
-    pub = Client(broker, protocol=mqtt.MQTTv5)
-    pub.connect()
+    pub = Client.connected(broker, protocol=mqtt.MQTTv5)
     for i in range(5):
         pub.publish("queue/t", f"m{i}".encode(), qos=1)
     wait_for_sys(observer, "$SYS/broker/messages/dropped", b"3")
@@ -189,8 +180,7 @@ def topic_limits(broker_factory):
 def test_topic_filter_limits_v5(topic_limits, bad):
     """A filter beyond max_topic_levels / max_topic_length gets SUBACK 0x8F (Topic Filter invalid)
     in its place; the filters at the limit are granted."""
-    c = Client(topic_limits, protocol=mqtt.MQTTv5)
-    c.connect()
+    c = Client.connected(topic_limits, protocol=mqtt.MQTTv5)
     assert codes(c.subscribe([("a/b/c", 1), (bad, 1), ("y" * 32, 0)])) == [1, 0x8F, 0]
     echo(c, "a/b/c")
 
@@ -198,8 +188,7 @@ def test_topic_filter_limits_v5(topic_limits, bad):
 @pytest.mark.parametrize("bad", [TOO_DEEP, TOO_LONG], ids=["levels", "length"])
 def test_topic_filter_limits_v311(topic_limits, bad):
     """3.1.1: a filter beyond the limits gets 0x80."""
-    c = Client(topic_limits, protocol=mqtt.MQTTv311)
-    c.connect()
+    c = Client.connected(topic_limits, protocol=mqtt.MQTTv311)
     assert codes(c.subscribe([("a/b/c", 1), (bad, 1)])) == [1, 0x80]
     echo(c, "a/b/c")
 
@@ -208,14 +197,10 @@ def test_topic_filter_limits_v311(topic_limits, bad):
 def test_topic_name_limits_v5_qos1(topic_limits, bad):
     """A QoS 1 PUBLISH to a topic beyond the limits gets PUBACK 0x90 (Topic Name invalid), is not
     delivered, and the connection stays up."""
-    sub = Client(topic_limits, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(topic_limits, protocol=mqtt.MQTTv5)
     sub.subscribe("#", 1)
-    pub = Client(topic_limits, protocol=mqtt.MQTTv5)
-    pub.connect()
-    pub.publish(bad, b"x", qos=1)
-    _, rc, _ = pub.published.get(timeout=TIMEOUT)
-    assert rc.value == 0x90
+    pub = Client.connected(topic_limits, protocol=mqtt.MQTTv5)
+    assert pub.publish_answer(bad, b"x") == 0x90
     sub.no_message()
     echo(pub, "a/b/c")
 
@@ -223,8 +208,7 @@ def test_topic_name_limits_v5_qos1(topic_limits, bad):
 @pytest.mark.parametrize("bad", [TOO_DEEP, TOO_LONG], ids=["levels", "length"])
 def test_topic_name_limits_v5_qos0(topic_limits, bad):
     """A QoS 0 PUBLISH cannot be answered: DISCONNECT 0x90 and close."""
-    sub = Client(topic_limits, protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(topic_limits, protocol=mqtt.MQTTv5)
     sub.subscribe("#", 1)
     client = raw.connect_v5(topic_limits)
     client.send(raw.publish(bad, b"x"))
@@ -235,8 +219,7 @@ def test_topic_name_limits_v5_qos0(topic_limits, bad):
 @pytest.mark.parametrize("bad", [TOO_DEEP, TOO_LONG], ids=["levels", "length"])
 def test_topic_name_limits_v311(topic_limits, bad):
     """3.1.1: a PUBLISH beyond the limits closes the connection; nothing is delivered."""
-    sub = Client(topic_limits, protocol=mqtt.MQTTv311)
-    sub.connect()
+    sub = Client.connected(topic_limits, protocol=mqtt.MQTTv311)
     sub.subscribe("#", 1)
     client = raw.RawClient(topic_limits)
     client.send(raw.connect("deep311", version=4))
@@ -254,8 +237,7 @@ def test_max_subscriptions_per_client(broker_factory, protocol, refused):
     3.1.1: 0x80); replacing an existing subscription still works [MQTT-3.8.4-3], and so does a
     new one once one is removed."""
     broker = broker_factory(config_text="[mqtt]\nmax_subscriptions_per_client = 2\n")
-    c = Client(broker, protocol=protocol)
-    c.connect()
+    c = Client.connected(broker, protocol=protocol)
     assert codes(c.subscribe([("s/1", 1), ("s/2", 1), ("s/3", 1)])) == [1, 1, refused]
     assert codes(c.subscribe("s/1", 0)) == [0]
     c.client.unsubscribe("s/2")

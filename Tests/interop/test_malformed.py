@@ -19,8 +19,7 @@ PROTOCOL_ERROR = 0x82
 
 @pytest.fixture
 def bystander(broker):
-    c = Client(broker, client_id="bystander", protocol=mqtt.MQTTv5)
-    c.connect()
+    c = Client.connected(broker, client_id="bystander", protocol=mqtt.MQTTv5)
     assert [rc.value for rc in c.subscribe("bystander/echo", 1)] == [1]
     yield c
     c.disconnect()

@@ -60,11 +60,9 @@ def test_ready_node_reports_every_check_and_counts_traffic(broker_factory, store
     before = metrics(broker)
     assert before["starling_ready"] == 1
     assert before["starling_clients_connected"] == 0
-    sub = Client(broker, client_id="ops-sub", protocol=mqtt.MQTTv5)
-    sub.connect()
+    sub = Client.connected(broker, client_id="ops-sub", protocol=mqtt.MQTTv5)
     sub.subscribe("ops/#", qos=1)
-    pub = Client(broker, client_id="ops-pub")
-    pub.connect()
+    pub = Client.connected(broker, client_id="ops-pub")
     for i in range(5):
         pub.publish(f"ops/{i}", b"reading", qos=1)
     for _ in range(5):
@@ -106,8 +104,7 @@ def test_readiness_says_spooling_while_the_store_is_lost_and_recovers(broker_fac
         values = metrics(broker)
         assert values["starling_ready"] == 1 and values["starling_store_spooling"] == 1 and values["starling_store_outages_total"] == 1
         # $SYS says so too (the retained value first, then each second's).
-        watcher = Client(broker, client_id="ops-sys")
-        watcher.connect()
+        watcher = Client.connected(broker, client_id="ops-sys")
         watcher.subscribe("$SYS/broker/store/state")
         while watcher.message().payload != b"spooling":
             pass

@@ -52,6 +52,61 @@ def packet_id(body):
     return int.from_bytes(body[:2], "big")
 
 
+def stored_subscriber(broker, client_id, topic, qos, version):
+    """A raw client with a stored session (expiry 300 s), subscribed to `topic` at `qos`."""
+    sub, _ = raw_connect(broker, client_id, version, clean=False, expiry=300)
+    sub.send(subscribe(topic, options=qos, packet_id=1, version=version))
+    expect(sub, 0x90)
+    return sub
+
+
+def resume(broker, client_id, version):
+    """The stored session of `client_id` resumed (session present)."""
+    sub, present = raw_connect(broker, client_id, version, clean=False, expiry=300)
+    assert present
+    return sub
+
+
+def delivered_then_dropped(sub, pub, topic, payload, qos, version):
+    """`pub` publishes; `sub` gets it (DUP 0) and drops its connection without answering."""
+    pub.publish(topic, payload, qos=qos)
+    original = next_publish(sub, version)
+    assert (original["payload"], original["qos"], original["dup"]) == (payload, qos, False)
+    sub.close()
+    return original
+
+
+def resent_on_resume(broker, client_id, original, version):
+    """The session resumed: the first packet is `original` again, same id, DUP 1 [MQTT-3.3.1-1]."""
+    sub = resume(broker, client_id, version)
+    again = next_publish(sub, version)
+    assert (again["packet_id"], again["payload"], again["qos"], again["dup"]) == (
+        original["packet_id"], original["payload"], original["qos"], True)
+    return sub, again
+
+
+def next_publish(raw, version):
+    """Reads the next packet, a PUBLISH, parsed."""
+    return parse_publish(*expect(raw, 0x30), version)
+
+
+def expect_pubrel(raw, packet_id_):
+    first, body = expect(raw, PUBREL)
+    assert first == PUBREL and packet_id(body) == packet_id_
+
+
+def complete_release(raw, packet_id_):
+    """The server's PUBREL for `packet_id_` comes; the client answers PUBCOMP."""
+    expect_pubrel(raw, packet_id_)
+    raw.send(ack(PUBCOMP, packet_id_))
+
+
+def assert_next_is(raw, pub, topic, marker, version):
+    """Nothing else is (re-)sent: a QoS 0 `marker` published now is the next PUBLISH."""
+    pub.publish(topic, marker, qos=0)
+    assert next_publish(raw, version)["payload"] == marker
+
+
 def with_dup(data):
     """Sets the DUP flag of an encoded PUBLISH."""
     return bytes([data[0] | 0x08]) + data[1:]
@@ -112,23 +167,16 @@ def test_mqtt_4_3_2_1_and_4_3_3_1_server_publishes_qos_1_and_2(broker, version):
     expect(raw, 0x90)
     pub = client(broker, "flow-out-pub", V5)
     pub.publish("flow/out", b"one", qos=1)
-    first, body = expect(raw, 0x30)
-    m = parse_publish(first, body, version)
+    m = next_publish(raw, version)
     assert (m["topic"], m["payload"], m["qos"], m["dup"]) == (b"flow/out", b"one", 1, False)
     assert m["packet_id"] != 0
     raw.send(ack(PUBACK, m["packet_id"]))
     pub.publish("flow/out", b"two", qos=2)
-    first, body = expect(raw, 0x30)
-    m = parse_publish(first, body, version)
+    m = next_publish(raw, version)
     assert (m["payload"], m["qos"], m["dup"]) == (b"two", 2, False) and m["packet_id"] != 0
     raw.send(ack(PUBREC, m["packet_id"]))
-    first, body = expect(raw, PUBREL)
-    assert first == PUBREL and packet_id(body) == m["packet_id"]
-    raw.send(ack(PUBCOMP, m["packet_id"]))
-    # Nothing is re-sent once the flows are complete: a QoS 0 marker comes next.
-    pub.publish("flow/out", b"marker", qos=0)
-    first, body = expect(raw, 0x30)
-    assert parse_publish(first, body, version)["payload"] == b"marker"
+    complete_release(raw, m["packet_id"])
+    assert_next_is(raw, pub, "flow/out", b"marker", version)  # nothing re-sent once the flows are complete
     raw.close()
     pub.disconnect()
 
@@ -197,29 +245,15 @@ def test_mqtt_4_4_0_1_unacknowledged_qos_1_resent_with_dup_on_resume(broker, ver
     sub.send(subscribe("redeliver/t", options=1, packet_id=1, version=version))
     expect(sub, 0x90)
     pub = client(broker, "redeliver-1-pub", V5)
-    pub.publish("redeliver/t", b"unacked", qos=1)
-    first, body = expect(sub, 0x30)
-    original = parse_publish(first, body, version)
-    assert (original["payload"], original["qos"], original["dup"]) == (b"unacked", 1, False)
-    sub.close()  # no PUBACK
+    original = delivered_then_dropped(sub, pub, "redeliver/t", b"unacked", 1, version)  # no PUBACK
 
-    sub, present = raw_connect(broker, "redeliver-1", version, clean=False, expiry=300)
-    assert present
-    first, body = expect(sub, 0x30)
-    again = parse_publish(first, body, version)
-    assert (again["packet_id"], again["payload"], again["qos"], again["dup"]) == (
-        original["packet_id"], b"unacked", 1, True)
+    sub, again = resent_on_resume(broker, "redeliver-1", original, version)
     sub.send(ack(PUBACK, again["packet_id"]))
-    pub.publish("redeliver/t", b"next", qos=0)
-    first, body = expect(sub, 0x30)
-    assert parse_publish(first, body, version)["payload"] == b"next"
+    assert_next_is(sub, pub, "redeliver/t", b"next", version)
     sub.close()
 
-    sub, present = raw_connect(broker, "redeliver-1", version, clean=False, expiry=300)
-    assert present
-    pub.publish("redeliver/t", b"marker", qos=0)
-    first, body = expect(sub, 0x30)
-    assert parse_publish(first, body, version)["payload"] == b"marker"  # nothing re-sent before it
+    sub = resume(broker, "redeliver-1", version)
+    assert_next_is(sub, pub, "redeliver/t", b"marker", version)  # nothing re-sent before it
     sub.close()
     pub.disconnect()
 
@@ -228,35 +262,18 @@ def test_mqtt_4_4_0_1_unacknowledged_qos_1_resent_with_dup_on_resume(broker, ver
 def test_mqtt_4_4_0_1_unacknowledged_qos_2_publish_and_pubrel_resent_on_resume(broker, version):
     """[MQTT-4.4.0-1] On resume the server re-sends a QoS 2 PUBLISH not yet PUBREC'd (same id,
     DUP 1 [MQTT-3.3.1-1]) and, once PUBREC'd, a PUBREL not yet PUBCOMP'd (same id)."""
-    sub, _ = raw_connect(broker, "redeliver-2", version, clean=False, expiry=300)
-    sub.send(subscribe("redeliver2/t", options=2, packet_id=1, version=version))
-    expect(sub, 0x90)
+    sub = stored_subscriber(broker, "redeliver-2", "redeliver2/t", 2, version)
     pub = client(broker, "redeliver-2-pub", V5)
-    pub.publish("redeliver2/t", b"exactly", qos=2)
-    first, body = expect(sub, 0x30)
-    original = parse_publish(first, body, version)
-    assert (original["qos"], original["dup"]) == (2, False)
-    sub.close()  # no PUBREC
+    original = delivered_then_dropped(sub, pub, "redeliver2/t", b"exactly", 2, version)  # no PUBREC
 
-    sub, present = raw_connect(broker, "redeliver-2", version, clean=False, expiry=300)
-    assert present
-    first, body = expect(sub, 0x30)
-    again = parse_publish(first, body, version)
-    assert (again["packet_id"], again["payload"], again["qos"], again["dup"]) == (
-        original["packet_id"], b"exactly", 2, True)
+    sub, again = resent_on_resume(broker, "redeliver-2", original, version)
     sub.send(ack(PUBREC, again["packet_id"]))
-    first, body = expect(sub, PUBREL)
-    assert first == PUBREL and packet_id(body) == original["packet_id"]
+    expect_pubrel(sub, original["packet_id"])
     sub.close()  # no PUBCOMP
 
-    sub, present = raw_connect(broker, "redeliver-2", version, clean=False, expiry=300)
-    assert present
-    first, body = expect(sub, PUBREL)
-    assert first == PUBREL and packet_id(body) == original["packet_id"]
-    sub.send(ack(PUBCOMP, original["packet_id"]))
-    pub.publish("redeliver2/t", b"marker", qos=0)
-    first, body = expect(sub, 0x30)
-    assert parse_publish(first, body, version)["payload"] == b"marker"
+    sub = resume(broker, "redeliver-2", version)
+    complete_release(sub, original["packet_id"])
+    assert_next_is(sub, pub, "redeliver2/t", b"marker", version)
     sub.close()
     pub.disconnect()
 

@@ -22,6 +22,13 @@ def client(broker, client_id="", protocol=V5):
     return c
 
 
+def subscriber(broker, client_id, protocol, filter_):
+    """A client subscribed to `filter_` at QoS 1."""
+    c = client(broker, client_id, protocol)
+    c.subscribe(filter_, 1)
+    return c
+
+
 def options(qos=1, retain_as_published=False, retain_handling=0):
     return SubscribeOptions(qos=qos, retainAsPublished=retain_as_published, retainHandling=retain_handling)
 
@@ -35,8 +42,7 @@ def test_mqtt_3_3_1_5_retained_message_stored_and_replaced(broker, protocol):
     pub = client(broker, "store-pub", protocol)
     pub.publish("ret/store", b"first", qos=1, retain=True)
     pub.publish("ret/store", b"second", qos=1, retain=True)
-    sub = client(broker, "store-sub", protocol)
-    sub.subscribe("ret/store", 1)
+    sub = subscriber(broker, "store-sub", protocol, "ret/store")
     msg = sub.message()
     assert (msg.topic, msg.payload, msg.retain) == ("ret/store", b"second", True)
     sub.no_message()
@@ -52,8 +58,7 @@ def test_mqtt_3_3_1_9_retained_messages_sent_on_subscribe_with_retain_1(broker, 
     pub.publish("ret/onsub/a", b"a", qos=1, retain=True)
     pub.publish("ret/onsub/b/c", b"bc", qos=2, retain=True)
     pub.publish("ret/other", b"other", qos=1, retain=True)
-    sub = client(broker, "onsub-sub", protocol)
-    sub.subscribe("ret/onsub/#", 1)
+    sub = subscriber(broker, "onsub-sub", protocol, "ret/onsub/#")
     got = sorted((m.topic, m.payload, m.qos, m.retain) for m in (sub.message(), sub.message()))
     assert got == [("ret/onsub/a", b"a", 1, True), ("ret/onsub/b/c", b"bc", 1, True)]
     sub.no_message()
@@ -93,8 +98,7 @@ def test_mqtt_3_3_1_11_empty_retained_payload_not_stored(broker, protocol):
     itself, also on a topic that had no retained message."""
     pub = client(broker, "empty-pub", protocol)
     pub.publish("ret/empty", b"", qos=1, retain=True)
-    sub = client(broker, "empty-sub", protocol)
-    sub.subscribe("ret/empty", 1)
+    sub = subscriber(broker, "empty-sub", protocol, "ret/empty")
     sub.no_message()
     sub.disconnect()
     pub.disconnect()
@@ -108,8 +112,7 @@ def test_mqtt_3_3_1_8_non_retained_publish_keeps_retained_message(broker, protoc
     pub.publish("ret/keep", b"retained", qos=1, retain=True)
     pub.publish("ret/keep", b"live", qos=1, retain=False)
     pub.publish("ret/keep", b"", qos=1, retain=False)
-    sub = client(broker, "keep-sub", protocol)
-    sub.subscribe("ret/keep", 1)
+    sub = subscriber(broker, "keep-sub", protocol, "ret/keep")
     msg = sub.message()
     assert (msg.payload, msg.retain) == (b"retained", True)
     sub.no_message()
@@ -123,8 +126,7 @@ def test_mqtt_3_3_1_8_non_retained_publish_keeps_retained_message(broker, protoc
 def test_mqtt_3_3_1_12_forwarded_message_has_retain_0(broker, protocol):
     """5.0 [MQTT-3.3.1-12] (Retain As Published 0; 3.1.1: [MQTT-3.3.1-9]) A retained PUBLISH
     forwarded to an established subscription carries RETAIN 0."""
-    sub = client(broker, "fwd-sub", protocol)
-    sub.subscribe("ret/fwd", 1)
+    sub = subscriber(broker, "fwd-sub", protocol, "ret/fwd")
     pub = client(broker, "fwd-pub", protocol)
     pub.publish("ret/fwd", b"live", qos=1, retain=True)
     msg = sub.message()

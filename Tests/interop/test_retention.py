@@ -8,8 +8,7 @@ from mqtt_helpers import Client
 
 def test_ingest_retention_deletes_old_rows_and_keeps_new_ones(store, broker_factory):
     broker = broker_factory(extra_args=store.args)
-    c = Client(broker, client_id="ret")
-    c.connect()
+    c = Client.connected(broker, client_id="ret")
     c.publish("ret/new", b"fresh", qos=1)
     c.disconnect()
     broker.terminate()

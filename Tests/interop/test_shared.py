@@ -56,9 +56,27 @@ def strategy_broker(broker_factory, strategy):
     return broker_factory(config_text=f'[mqtt]\nshared_subscription_strategy = "{strategy}"\n')
 
 
+def group_of_three(broker_factory, strategy, prefix):
+    """A broker with `strategy` and a group of three members named prefix-a, -b, -c."""
+    broker = strategy_broker(broker_factory, strategy)
+    group = Group(broker)
+    for name in ("a", "b", "c"):
+        group.join(f"{prefix}-{name}")
+    return broker, group
+
+
+def assert_one_member_each(group, count, key, keys):
+    """The `count` messages fall into `keys` kinds by `key`, each served by one member."""
+    members = collections.defaultdict(set)
+    for name, msg in group.collect(count):
+        members[key(msg)].add(name)
+    assert len(members) == keys
+    assert all(len(m) == 1 for m in members.values()), dict(members)
+    group.assert_nothing_more()
+
+
 def publisher(broker, client_id="publisher"):
-    p = Client(broker, client_id=client_id, protocol=mqtt.MQTTv5)
-    p.connect()
+    p = Client.connected(broker, client_id=client_id, protocol=mqtt.MQTTv5)
     return p
 
 
@@ -76,8 +94,7 @@ def test_mqtt_4_8_2_each_message_to_exactly_one_member(broker):
     group = Group(broker)
     group.join("member-311", protocol=mqtt.MQTTv311)
     group.join("member-5", protocol=mqtt.MQTTv5)
-    plain = Client(broker, client_id="plain", protocol=mqtt.MQTTv311)
-    plain.connect()
+    plain = Client.connected(broker, client_id="plain", protocol=mqtt.MQTTv311)
     plain.subscribe("work/#", 1)
     pub = publisher(broker)
     for i in range(10):
@@ -131,10 +148,7 @@ def test_shared_subscription_gets_no_retained_messages(broker):
 def test_strategy_round_robin(broker_factory):
     """round_robin: with three members, message i goes to the same member as message i + 3, and any
     three consecutive messages go to three different members."""
-    broker = strategy_broker(broker_factory, "round_robin")
-    group = Group(broker)
-    for name in ("rr-a", "rr-b", "rr-c"):
-        group.join(name)
+    broker, group = group_of_three(broker_factory, "round_robin", "rr")
     pub = publisher(broker)
     for i in range(9):
         pub.publish("work/t", str(i).encode(), qos=1)
@@ -146,47 +160,28 @@ def test_strategy_round_robin(broker_factory):
 
 def test_strategy_hash_clientid(broker_factory):
     """hash_clientid: all the messages of one publisher, on any topic, go to one member."""
-    broker = strategy_broker(broker_factory, "hash_clientid")
-    group = Group(broker)
-    for name in ("hc-a", "hc-b", "hc-c"):
-        group.join(name)
+    broker, group = group_of_three(broker_factory, "hash_clientid", "hc")
     publishers = [publisher(broker, f"publisher-{n}") for n in range(4)]
     for i in range(6):
         for n, p in enumerate(publishers):
             p.publish(f"work/{i}", f"{n}".encode(), qos=1)
-    by_publisher = collections.defaultdict(set)
-    for name, msg in group.collect(24):
-        by_publisher[msg.payload].add(name)
-    assert len(by_publisher) == 4
-    assert all(len(members) == 1 for members in by_publisher.values()), dict(by_publisher)
-    group.assert_nothing_more()
+    assert_one_member_each(group, 24, key=lambda msg: msg.payload, keys=4)
 
 
 def test_strategy_hash_topic(broker_factory):
     """hash_topic: all the messages of one topic, from any publisher, go to one member."""
-    broker = strategy_broker(broker_factory, "hash_topic")
-    group = Group(broker)
-    for name in ("ht-a", "ht-b", "ht-c"):
-        group.join(name)
+    broker, group = group_of_three(broker_factory, "hash_topic", "ht")
     publishers = [publisher(broker, f"publisher-{n}") for n in range(2)]
     for i in range(4):
         for topic in ("work/a", "work/b", "work/c", "work/d", "work/e"):
             publishers[i % 2].publish(topic, b"x", qos=1)
-    by_topic = collections.defaultdict(set)
-    for name, msg in group.collect(20):
-        by_topic[msg.topic].add(name)
-    assert len(by_topic) == 5
-    assert all(len(members) == 1 for members in by_topic.values()), dict(by_topic)
-    group.assert_nothing_more()
+    assert_one_member_each(group, 20, key=lambda msg: msg.topic, keys=5)
 
 
 def test_strategy_sticky(broker_factory):
     """sticky: every message goes to the same member while it stays in the group; when it leaves,
     another member takes over, again for every message."""
-    broker = strategy_broker(broker_factory, "sticky")
-    group = Group(broker)
-    for name in ("st-a", "st-b", "st-c"):
-        group.join(name)
+    broker, group = group_of_three(broker_factory, "sticky", "st")
     publishers = [publisher(broker, f"publisher-{n}") for n in range(2)]
     for i in range(10):
         publishers[i % 2].publish(f"work/{i}", str(i).encode(), qos=1)

@@ -38,8 +38,7 @@ def stream(node, tag, count, acknowledged):
     acknowledged (PUBACK / PUBCOMP) before the next; records what was acknowledged."""
     for protocol, name in ((mqtt.MQTTv311, "311"), (mqtt.MQTTv5, "5")):
         for qos in (1, 2):
-            device = Client(node, client_id=f"spool-{tag}-{name}-{qos}", protocol=protocol)
-            device.connect()
+            device = Client.connected(node, client_id=f"spool-{tag}-{name}-{qos}", protocol=protocol)
             for i in range(count):
                 payload = f"reading-{tag}-{name}-{qos}-{i}"
                 device.publish(f"spool/{qos}", payload, qos=qos)  # returns once acknowledged
@@ -61,8 +60,7 @@ def test_a_node_acknowledges_through_an_outage_and_a_kill_then_replays_every_rea
     try:
         node = Broker(extra_args=args, http=True)
         nodes.append(node)
-        watcher = Client(node, client_id="spool-watcher")
-        watcher.connect()
+        watcher = Client.connected(node, client_id="spool-watcher")
         watcher.subscribe("spool/#", qos=1)
         acknowledged = []
         stream(node, "before", 3, acknowledged)
@@ -135,8 +133,7 @@ def test_two_nodes_serve_through_an_outage_and_a_reading_resent_through_the_othe
         for n in ("n1", "n2"):
             cluster.start(n, extra_args=data[n], url=proxied)
         cluster.wait_for_links()
-        watcher = Client(cluster["n2"], client_id="moved-watcher")
-        watcher.connect()
+        watcher = Client.connected(cluster["n2"], client_id="moved-watcher")
         watcher.subscribe("moved/#", qos=1)
         device = RawClient(cluster["n1"])
         device.send(connect("mover", version=4))

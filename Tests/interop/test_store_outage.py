@@ -79,8 +79,7 @@ def test_store_unreachable_at_start_starts_on_the_spool_naming_the_store(broker_
     log = broker.wait_for_log(("STARTING ON THE SPOOL",))
     assert f"127.0.0.1:{port}" in log
     assert "secret" not in log
-    client = Client(broker, client_id="on-the-spool")
-    client.connect()
+    client = Client.connected(broker, client_id="on-the-spool")
     client.publish("spool/start", b"kept", qos=1)  # acknowledged: committed to the spool
     status, body = broker.get("/readyz")
     assert status == 200 and '"spooling"' in body, body

@@ -48,8 +48,7 @@ def tls_config(certs, listeners, client_ca=False):
 def round_trip(broker, sub, publisher_scheme="mqtt", **publisher_kwargs):
     """`sub` (connected) subscribes; a publisher on another listener sends QoS 1; sub gets it."""
     sub.subscribe("transport/#", qos=1)
-    pub = Client(broker, client_id="transport-pub", scheme=publisher_scheme, **publisher_kwargs)
-    pub.connect()
+    pub = Client.connected(broker, client_id="transport-pub", scheme=publisher_scheme, **publisher_kwargs)
     pub.publish("transport/a", b"over the wire", qos=1)
     message = sub.message()
     assert (message.topic, message.payload, message.qos) == ("transport/a", b"over the wire", 1)
@@ -60,8 +59,7 @@ def round_trip(broker, sub, publisher_scheme="mqtt", **publisher_kwargs):
 
 def test_mqtt_over_tls_with_paho_and_mosquitto_pub(broker_factory, certs):
     broker = broker_factory(config_text=tls_config(certs, ["tls_listeners"]), schemes=("mqtt", "mqtts"))
-    sub = Client(broker, client_id="tls-sub", protocol=mqtt.MQTTv5, scheme="mqtts", tls={"ca_certs": str(certs / "ca.pem")})
-    sub.connect()
+    sub = Client.connected(broker, client_id="tls-sub", protocol=mqtt.MQTTv5, scheme="mqtts", tls={"ca_certs": str(certs / "ca.pem")})
     round_trip(broker, sub, "mqtts", tls={"ca_certs": str(certs / "ca.pem")})
 
     result = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.ports["mqtts"]), "--cafile", str(certs / "ca.pem"),
@@ -103,16 +101,14 @@ def test_mutual_tls_requires_a_certificate_signed_by_the_client_ca(broker_factor
 def test_mqtt_over_websocket(broker_factory, protocol):
     """[MQTT-6.0.0-3, 4] paho offers subprotocol mqtt; the broker selects it."""
     broker = broker_factory(config_text='[mqtt]\nws_listeners = ["127.0.0.1:0"]\n', schemes=("mqtt", "ws"))
-    sub = Client(broker, client_id="ws-sub", protocol=protocol, scheme="ws")
-    sub.connect()
+    sub = Client.connected(broker, client_id="ws-sub", protocol=protocol, scheme="ws")
     round_trip(broker, sub, "ws", protocol=protocol)
     sub.disconnect()
 
 
 def test_mqtt_over_secure_websocket(broker_factory, certs):
     broker = broker_factory(config_text=tls_config(certs, ["wss_listeners"]), schemes=("mqtt", "wss"))
-    sub = Client(broker, client_id="wss-sub", protocol=mqtt.MQTTv5, scheme="wss", tls={"ca_certs": str(certs / "ca.pem")})
-    sub.connect()
+    sub = Client.connected(broker, client_id="wss-sub", protocol=mqtt.MQTTv5, scheme="wss", tls={"ca_certs": str(certs / "ca.pem")})
     round_trip(broker, sub)
     sub.disconnect()
 
@@ -123,8 +119,7 @@ def test_websocket_path_is_configurable_and_other_paths_get_404(broker_factory):
         urllib.request.urlopen(f"http://127.0.0.1:{broker.ports['ws']}/mqtt", timeout=TIMEOUT)
     assert error.value.code == 404
     assert "/broker" in error.value.read().decode()
-    sub = Client(broker, client_id="ws-path", scheme="ws", ws_path="/broker")
-    sub.connect()
+    sub = Client.connected(broker, client_id="ws-path", scheme="ws", ws_path="/broker")
     round_trip(broker, sub)
     sub.disconnect()
 

@@ -8,9 +8,7 @@ public struct MQTTAck: Sendable, Hashable {
     public var properties: MQTTProperties
 
     public init(packetID: UInt16, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = []) {
-        self.packetID = packetID
-        self.reasonCode = reasonCode
-        self.properties = properties
+        (self.packetID, self.reasonCode, self.properties) = (packetID, reasonCode, properties)
     }
 
     static func decode(type: MQTTPacketType, body: inout ByteBuffer, version: MQTTProtocolVersion) throws(MQTTCodecError) -> Self {

@@ -8,8 +8,7 @@ public struct MQTTAuth: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = []) {
-        self.reasonCode = reasonCode
-        self.properties = properties
+        (self.reasonCode, self.properties) = (reasonCode, properties)
     }
 
     public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)

@@ -10,9 +10,7 @@ public struct MQTTConnAck: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(sessionPresent: Bool = false, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = []) {
-        self.sessionPresent = sessionPresent
-        self.reasonCode = reasonCode
-        self.properties = properties
+        (self.sessionPresent, self.reasonCode, self.properties) = (sessionPresent, reasonCode, properties)
     }
 
     public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)

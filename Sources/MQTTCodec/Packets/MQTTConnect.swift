@@ -26,14 +26,8 @@ public struct MQTTConnect: MQTTPacketCoding {
         will: MQTTWill? = nil,
         properties: MQTTProperties = []
     ) {
-        self.version = version
-        self.clientID = clientID
-        self.cleanStart = cleanStart
-        self.keepAlive = keepAlive
-        self.username = username
-        self.password = password
-        self.will = will
-        self.properties = properties
+        (self.version, self.clientID, self.cleanStart, self.keepAlive, self.username) = (version, clientID, cleanStart, keepAlive, username)
+        (self.password, self.will, self.properties) = (password, will, properties)
     }
 
     private enum Flag {
@@ -176,10 +170,6 @@ public struct MQTTWill: Sendable, Hashable {
     public var properties: MQTTProperties
 
     public init(topic: String, payload: ByteBuffer, qos: MQTTQoS = .atMostOnce, retain: Bool = false, properties: MQTTProperties = []) {
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
+        (self.topic, self.payload, self.qos, self.retain, self.properties) = (topic, payload, qos, retain, properties)
     }
 }

@@ -9,8 +9,7 @@ public struct MQTTDisconnect: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(reasonCode: MQTTReasonCode = .normalDisconnection, properties: MQTTProperties = []) {
-        self.reasonCode = reasonCode
-        self.properties = properties
+        (self.reasonCode, self.properties) = (reasonCode, properties)
     }
 
     public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role: MQTTRole) throws(MQTTCodecError)

@@ -23,12 +23,7 @@ public struct MQTTPublish: MQTTPacketCoding {
         packetID: UInt16? = nil,
         properties: MQTTProperties = []
     ) {
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.dup = dup
-        self.packetID = packetID
+        (self.topic, self.payload, self.qos, self.retain, self.dup, self.packetID) = (topic, payload, qos, retain, dup, packetID)
         self.properties = properties
     }
 

@@ -9,9 +9,7 @@ public struct MQTTSubscribe: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(packetID: UInt16, subscriptions: [MQTTSubscription], properties: MQTTProperties = []) {
-        self.packetID = packetID
-        self.subscriptions = subscriptions
-        self.properties = properties
+        (self.packetID, self.subscriptions, self.properties) = (packetID, subscriptions, properties)
     }
 
     /// The Subscription Identifier of this SUBSCRIBE (5.0), if any.
@@ -76,10 +74,7 @@ public struct MQTTSubscription: Sendable, Hashable {
         filter: MQTTTopicFilter, qos: MQTTQoS, noLocal: Bool = false, retainAsPublished: Bool = false,
         retainHandling: RetainHandling = .sendOnSubscribe
     ) {
-        self.filter = filter
-        self.qos = qos
-        self.noLocal = noLocal
-        self.retainAsPublished = retainAsPublished
+        (self.filter, self.qos, self.noLocal, self.retainAsPublished) = (filter, qos, noLocal, retainAsPublished)
         self.retainHandling = retainHandling
     }
 

@@ -10,9 +10,7 @@ public struct MQTTUnsubAck: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(packetID: UInt16, reasonCodes: [MQTTReasonCode] = [], properties: MQTTProperties = []) {
-        self.packetID = packetID
-        self.reasonCodes = reasonCodes
-        self.properties = properties
+        (self.packetID, self.reasonCodes, self.properties) = (packetID, reasonCodes, properties)
     }
 
     public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)

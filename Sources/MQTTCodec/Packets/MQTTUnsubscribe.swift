@@ -9,9 +9,7 @@ public struct MQTTUnsubscribe: MQTTPacketCoding {
     public var properties: MQTTProperties
 
     public init(packetID: UInt16, filters: [MQTTTopicFilter], properties: MQTTProperties = []) {
-        self.packetID = packetID
-        self.filters = filters
-        self.properties = properties
+        (self.packetID, self.filters, self.properties) = (packetID, filters, properties)
     }
 
     public static func decode(flags _: UInt8, body: inout ByteBuffer, version: MQTTProtocolVersion, role _: MQTTRole) throws(MQTTCodecError)

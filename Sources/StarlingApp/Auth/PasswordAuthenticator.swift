@@ -43,9 +43,7 @@ final class PasswordAuthenticator: EnhancedAuthenticator {
     private let decoy: String
 
     init(policy: AnonymousPolicy, loop: any EventLoop, hashing: NIOThreadPool) {
-        self.policy = policy
-        self.loop = loop
-        self.hashing = hashing
+        (self.policy, self.loop, self.hashing) = (policy, loop, hashing)
         self.decoy = (try? PasswordHash.make("decoy \(UInt64.random(in: .min ... .max))")) ?? ""
     }
 

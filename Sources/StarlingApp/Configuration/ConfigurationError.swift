@@ -9,10 +9,7 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     public var source: String
 
     public init(key: String, value: String, allowed: String, source: String) {
-        self.key = key
-        self.value = value
-        self.allowed = allowed
-        self.source = source
+        (self.key, self.value, self.allowed, self.source) = (key, value, allowed, source)
     }
 
     public var description: String {

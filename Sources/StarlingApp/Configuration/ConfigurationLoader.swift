@@ -17,13 +17,8 @@ extension StarlingConfiguration {
             listeners: [String] = [], logLevel: String? = nil, dataDirectory: String? = nil, postgresURL: String? = nil,
             httpListen: String? = nil, clusterListen: String? = nil, nodeID: String? = nil
         ) {
-            self.clusterListen = clusterListen
-            self.nodeID = nodeID
-            self.listeners = listeners
-            self.httpListen = httpListen
-            self.logLevel = logLevel
-            self.dataDirectory = dataDirectory
-            self.postgresURL = postgresURL
+            (self.clusterListen, self.nodeID, self.listeners, self.httpListen) = (clusterListen, nodeID, listeners, httpListen)
+            (self.logLevel, self.dataDirectory, self.postgresURL) = (logLevel, dataDirectory, postgresURL)
         }
     }
 

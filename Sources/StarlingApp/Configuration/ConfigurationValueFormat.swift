@@ -90,33 +90,29 @@ extension ValueFormat where T == String? {
     }
 }
 
+/// Each string of a TOML array through `element`; nil when the value is not an array of
+/// strings or `element` refuses one of them.
+private func stringArray<Element>(_ raw: TOMLValue, _ element: (String) -> Element?) -> [Element]? {
+    guard case .array(let items) = raw else { return nil }
+    var elements: [Element] = []
+    for item in items {
+        guard case .string(let s) = item, let value = element(s) else { return nil }
+        elements.append(value)
+    }
+    return elements
+}
+
 extension ValueFormat where T == [ListenAddress] {
     static let listenAddresses = Self(
         kind: .stringList, allowed: "a list of \"HOST:PORT\" strings with ports 0-65535",
-        parse: { raw in
-            guard case .array(let items) = raw else { return nil }
-            var addresses: [ListenAddress] = []
-            for item in items {
-                guard case .string(let s) = item, let address = ListenAddress(s) else { return nil }
-                addresses.append(address)
-            }
-            return addresses
-        },
+        parse: { stringArray($0) { ListenAddress($0) } },
         literal: { "[\($0.map { "\"\($0)\"" }.joined(separator: ", "))]" })
 }
 
 extension ValueFormat where T == TrustedProxies {
     static let trustedProxies = Self(
         kind: .stringList, allowed: "a list of IP addresses or CIDR ranges, e.g. [\"10.0.0.0/8\", \"127.0.0.1\"]",
-        parse: { raw in
-            guard case .array(let items) = raw else { return nil }
-            var specs: [String] = []
-            for item in items {
-                guard case .string(let s) = item else { return nil }
-                specs.append(s)
-            }
-            return TrustedProxies(specs)
-        },
+        parse: { stringArray($0) { $0 }.flatMap { TrustedProxies($0) } },
         literal: { $0.description })
 }
 
@@ -137,15 +133,7 @@ extension ValueFormat where T == ListenAddress? {
 extension ValueFormat where T == [MQTTTopicFilter] {
     static let topicFilters = Self(
         kind: .stringList, allowed: "a list of valid MQTT topic filters (not $share/...)",
-        parse: { raw in
-            guard case .array(let items) = raw else { return nil }
-            var filters: [MQTTTopicFilter] = []
-            for item in items {
-                guard case .string(let s) = item, let filter = try? MQTTTopicFilter(s), !filter.isShared else { return nil }
-                filters.append(filter)
-            }
-            return filters
-        },
+        parse: { stringArray($0) { s in (try? MQTTTopicFilter(s)).flatMap { $0.isShared ? nil : $0 } } },
         literal: { "[\($0.map { "\"\($0.raw)\"" }.joined(separator: ", "))]" })
 }
 

@@ -20,9 +20,7 @@ actor MQTTListeners {
     init(channels: [(ListenAddress, ListenerKind, any Channel)], bind: @escaping Bind, status: NodeStatus, logger: Logger) {
         self.bound = channels.map { ($0.0, $0.1) }
         self.channels = channels.map(\.2)
-        self.bind = bind
-        self.status = status
-        self.logger = logger
+        (self.bind, self.status, self.logger) = (bind, status, logger)
     }
 
     /// Opens (`true`) or closes the listeners; a no-op when they already are.

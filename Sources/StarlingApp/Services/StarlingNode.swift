@@ -36,10 +36,7 @@ public struct StarlingNode: Sendable {
         configuration: StarlingConfiguration, logger: Logger, status: NodeStatus = NodeStatus(),
         onListening: @escaping @Sendable ([(scheme: String, address: String)]) -> Void = { _ in }
     ) {
-        self.configuration = configuration
-        self.logger = logger
-        self.status = status
-        self.onListening = onListening
+        (self.configuration, self.logger, self.status, self.onListening) = (configuration, logger, status, onListening)
     }
 
     public func run() async throws {

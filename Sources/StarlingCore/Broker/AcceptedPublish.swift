@@ -8,8 +8,7 @@ final class HeldAcknowledgement {
     var ready: Bool
     let send: () -> Void
     init(ready: Bool, send: @escaping () -> Void) {
-        self.ready = ready
-        self.send = send
+        (self.ready, self.send) = (ready, send)
     }
 }
 

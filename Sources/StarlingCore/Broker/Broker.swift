@@ -99,12 +99,8 @@ public final class Broker: @unchecked Sendable {
         logger: Logger = Logger(label: "starling.broker"),
         version: String = "starling"
     ) {
-        self.configuration = configuration
-        self.clock = clock
-        self.authenticator = authenticator
-        self.authorizer = authorizer
-        self.logger = logger
-        self.version = version
+        (self.configuration, self.clock, self.authenticator, self.authorizer) = (configuration, clock, authenticator, authorizer)
+        (self.logger, self.version) = (logger, version)
         self.startedAt = clock.now()
         self.lastSysPublish = startedAt
         self.shared = SharedGroupChooser(strategy: configuration.sharedStrategy)

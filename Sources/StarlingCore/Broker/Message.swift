@@ -23,13 +23,8 @@ public struct Message: Sendable {
         topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties = [],
         expiresAt: NIODeadline? = nil, publisher: String
     ) {
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-        self.expiresAt = expiresAt
-        self.publisher = publisher
+        (self.topic, self.payload, self.qos, self.retain, self.properties) = (topic, payload, qos, retain, properties)
+        (self.expiresAt, self.publisher) = (expiresAt, publisher)
     }
 
     public func isExpired(at now: NIODeadline) -> Bool {

@@ -129,9 +129,7 @@ public final class Session {
     var willDueAt: NIODeadline?
 
     init(clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32) {
-        self.clientID = clientID
-        self.version = version
-        self.expiryInterval = expiryInterval
+        (self.clientID, self.version, self.expiryInterval) = (clientID, version, expiryInterval)
     }
 
     public var isConnected: Bool { connection != nil }

@@ -19,12 +19,8 @@ public struct NodeRegistration: Sendable, Equatable {
         nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
         predecessor: Int64? = nil
     ) {
-        self.nodeID = nodeID
-        self.predecessor = predecessor
-        self.incarnation = incarnation
-        self.mqttAddress = mqttAddress
-        self.clusterAddress = clusterAddress
-        self.httpAddress = httpAddress
+        (self.nodeID, self.predecessor, self.incarnation, self.mqttAddress) = (nodeID, predecessor, incarnation, mqttAddress)
+        (self.clusterAddress, self.httpAddress) = (clusterAddress, httpAddress)
     }
 }
 
@@ -57,14 +53,8 @@ public struct NodeRecord: Sendable, Equatable, Codable {
         nodeID: String, incarnation: Int64, mqttAddress: String, clusterAddress: String, httpAddress: String?,
         state: NodeState, clients: Int, leaseAgeMilliseconds: Int64, leaseRemainingMilliseconds: Int64
     ) {
-        self.nodeID = nodeID
-        self.incarnation = incarnation
-        self.mqttAddress = mqttAddress
-        self.clusterAddress = clusterAddress
-        self.httpAddress = httpAddress
-        self.state = state
-        self.clients = clients
-        self.leaseAgeMilliseconds = leaseAgeMilliseconds
+        (self.nodeID, self.incarnation, self.mqttAddress, self.clusterAddress) = (nodeID, incarnation, mqttAddress, clusterAddress)
+        (self.httpAddress, self.state, self.clients, self.leaseAgeMilliseconds) = (httpAddress, state, clients, leaseAgeMilliseconds)
         self.leaseRemainingMilliseconds = leaseRemainingMilliseconds
     }
 
@@ -189,11 +179,7 @@ public struct PeerLink: Sendable, Equatable, Codable {
     public var detail: String?
 
     public init(peer: String, direction: Direction, address: String, up: Bool, detail: String?) {
-        self.peer = peer
-        self.direction = direction
-        self.address = address
-        self.up = up
-        self.detail = detail
+        (self.peer, self.direction, self.address, self.up, self.detail) = (peer, direction, address, up, detail)
     }
 }
 
@@ -205,9 +191,7 @@ public struct ClusterSummary: Sendable, Equatable, Codable {
     public var links: [PeerLink]
 
     public init(node: String, nodes: [NodeRecord], links: [PeerLink]) {
-        self.node = node
-        self.nodes = nodes
-        self.links = links
+        (self.node, self.nodes, self.links) = (node, nodes, links)
     }
 }
 

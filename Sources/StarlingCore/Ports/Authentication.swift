@@ -15,12 +15,8 @@ public struct AuthenticationRequest: Sendable {
         clientID: String, username: String?, password: ByteBuffer?, remoteAddress: String, version: MQTTProtocolVersion,
         isLoopbackClient: Bool = true
     ) {
-        self.clientID = clientID
-        self.username = username
-        self.password = password
-        self.remoteAddress = remoteAddress
-        self.version = version
-        self.isLoopbackClient = isLoopbackClient
+        (self.clientID, self.username, self.password, self.remoteAddress) = (clientID, username, password, remoteAddress)
+        (self.version, self.isLoopbackClient) = (version, isLoopbackClient)
     }
 }
 

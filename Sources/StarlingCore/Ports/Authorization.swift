@@ -30,11 +30,7 @@ public struct RuleAuthorizer: Authorizer, Equatable {
         public var clientID: String?
 
         public init(permission: Permission, action: Action, filter: String, username: String? = nil, clientID: String? = nil) {
-            self.permission = permission
-            self.action = action
-            self.filter = filter
-            self.username = username
-            self.clientID = clientID
+            (self.permission, self.action, self.filter, self.username, self.clientID) = (permission, action, filter, username, clientID)
         }
 
         func applies(to action: AuthorizationAction, topic: String, clientID: String, username: String?) -> Bool {

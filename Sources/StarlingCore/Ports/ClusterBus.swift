@@ -65,9 +65,7 @@ public struct SessionClaim: Sendable {
     public var ended: Set<Int64>
 
     public init(state: StoredState, epoch: Int64, ended: Set<Int64> = []) {
-        self.state = state
-        self.epoch = epoch
-        self.ended = ended
+        (self.state, self.epoch, self.ended) = (state, epoch, ended)
     }
 }
 
@@ -86,10 +84,7 @@ public struct SessionDirectoryEntry: Sendable {
     public var epoch: Int64
 
     public init(clientID: String, owner: String?, subscriptions: [Subscription]?, epoch: Int64 = 0) {
-        self.clientID = clientID
-        self.owner = owner
-        self.subscriptions = subscriptions
-        self.epoch = epoch
+        (self.clientID, self.owner, self.subscriptions, self.epoch) = (clientID, owner, subscriptions, epoch)
     }
 }
 
@@ -106,11 +101,7 @@ public struct RemoteDelivery: Sendable, Equatable {
     public var subscriptionIdentifiers: [Int]
 
     public init(clientID: String, sequence: Int64?, messageID: Int64?, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int]) {
-        self.clientID = clientID
-        self.sequence = sequence
-        self.messageID = messageID
-        self.qos = qos
-        self.retain = retain
+        (self.clientID, self.sequence, self.messageID, self.qos, self.retain) = (clientID, sequence, messageID, qos, retain)
         self.subscriptionIdentifiers = subscriptionIdentifiers
     }
 }

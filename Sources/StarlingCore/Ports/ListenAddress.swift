@@ -6,8 +6,7 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
 
     public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
+        (self.host, self.port) = (host, port)
     }
 
     /// Parses `HOST:PORT`; nil when it is not of that form or the port is out of range.

@@ -71,11 +71,7 @@ public actor FallbackStore: PersistentStore {
         self.line = line ?? PrimaryLine(primary: primary)
         self.pauseReplayAfter = pauseReplayAfter
         self.name = primary.name
-        self.primary = primary
-        self.spool = spool
-        self.logger = logger
-        self.switchTimeout = switchTimeout
-        self.maxBytes = maxBytes
+        (self.primary, self.spool, self.logger, self.switchTimeout, self.maxBytes) = (primary, spool, logger, switchTimeout, maxBytes)
         self.probeInterval = probeInterval
         self.replayBatch = pauseReplayAfter == nil ? replayBatch : 1
     }

@@ -91,10 +91,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     public private(set) var failures: UInt64 = 0
 
     public init(store: any PersistentStore, eventLoop: any EventLoop, logger: Logger, maxBatch: Int = 4096) {
-        self.store = store
-        self.eventLoop = eventLoop
-        self.logger = logger
-        self.maxBatch = maxBatch
+        (self.store, self.eventLoop, self.logger, self.maxBatch) = (store, eventLoop, logger, maxBatch)
     }
 
     /// True while writes are waiting or committing.

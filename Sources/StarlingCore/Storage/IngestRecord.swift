@@ -47,19 +47,9 @@ public struct IngestRecord: Sendable, Equatable {
         qos: UInt8, retain: Bool, contentType: String?, userProperties: [(String, String)], contentHash: [UInt8],
         nodeID: String, dedup: Dedup
     ) {
-        self.receivedAt = receivedAt
-        self.clientID = clientID
-        self.username = username
-        self.packetID = packetID
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.contentType = contentType
-        self.userProperties = userProperties
-        self.contentHash = contentHash
-        self.nodeID = nodeID
-        self.dedup = dedup
+        (self.receivedAt, self.clientID, self.username, self.packetID, self.topic) = (receivedAt, clientID, username, packetID, topic)
+        (self.payload, self.qos, self.retain, self.contentType, self.userProperties) = (payload, qos, retain, contentType, userProperties)
+        (self.contentHash, self.nodeID, self.dedup) = (contentHash, nodeID, dedup)
     }
 
     public static func == (lhs: IngestRecord, rhs: IngestRecord) -> Bool {

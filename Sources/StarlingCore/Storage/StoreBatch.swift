@@ -55,8 +55,7 @@ public struct StoreBatch: Sendable {
         public var packetID: UInt16
 
         public init(clientID: String, packetID: UInt16) {
-            self.clientID = clientID
-            self.packetID = packetID
+            (self.clientID, self.packetID) = (clientID, packetID)
         }
     }
 

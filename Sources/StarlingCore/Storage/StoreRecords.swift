@@ -27,14 +27,8 @@ public struct StoredSession: Sendable, Equatable {
         clientID: String, version: MQTTProtocolVersion, expiryInterval: UInt32, expiresAt: StoreTime? = nil,
         connected: Bool, username: String? = nil, will: MQTTWill? = nil, willDueAt: StoreTime? = nil
     ) {
-        self.clientID = clientID
-        self.version = version
-        self.expiryInterval = expiryInterval
-        self.expiresAt = expiresAt
-        self.connected = connected
-        self.username = username
-        self.will = will
-        self.willDueAt = willDueAt
+        (self.clientID, self.version, self.expiryInterval, self.expiresAt) = (clientID, version, expiryInterval, expiresAt)
+        (self.connected, self.username, self.will, self.willDueAt) = (connected, username, will, willDueAt)
     }
 }
 
@@ -44,8 +38,7 @@ public struct StoredSubscription: Sendable, Equatable {
     public var subscription: Subscription
 
     public init(clientID: String, subscription: Subscription) {
-        self.clientID = clientID
-        self.subscription = subscription
+        (self.clientID, self.subscription) = (clientID, subscription)
     }
 }
 
@@ -65,14 +58,8 @@ public struct StoredMessage: Sendable, Equatable {
         id: Int64, topic: String, payload: ByteBuffer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties,
         expiresAt: StoreTime?, publisher: String
     ) {
-        self.id = id
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-        self.expiresAt = expiresAt
-        self.publisher = publisher
+        (self.id, self.topic, self.payload, self.qos, self.retain, self.properties) = (id, topic, payload, qos, retain, properties)
+        (self.expiresAt, self.publisher) = (expiresAt, publisher)
     }
 }
 
@@ -103,15 +90,8 @@ public struct StoredDelivery: Sendable, Equatable {
         clientID: String, sequence: Int64, messageID: Int64, qos: MQTTQoS, retain: Bool, subscriptionIdentifiers: [Int],
         shareGroup: ShareGroupKey?, state: StoredDeliveryState, packetID: UInt16?
     ) {
-        self.clientID = clientID
-        self.sequence = sequence
-        self.messageID = messageID
-        self.qos = qos
-        self.retain = retain
-        self.subscriptionIdentifiers = subscriptionIdentifiers
-        self.shareGroup = shareGroup
-        self.state = state
-        self.packetID = packetID
+        (self.clientID, self.sequence, self.messageID, self.qos, self.retain) = (clientID, sequence, messageID, qos, retain)
+        (self.subscriptionIdentifiers, self.shareGroup, self.state, self.packetID) = (subscriptionIdentifiers, shareGroup, state, packetID)
     }
 }
 
@@ -195,9 +175,7 @@ public struct SessionFence: Hashable, Sendable {
     public var spooledAt: Int64?
 
     public init(clientID: String, epoch: Int64, spooledAt: Int64? = nil) {
-        self.clientID = clientID
-        self.epoch = epoch
-        self.spooledAt = spooledAt
+        (self.clientID, self.epoch, self.spooledAt) = (clientID, epoch, spooledAt)
     }
 
     /// How much earlier than the spooling a later claim must be for a replay to leave the
@@ -294,9 +272,7 @@ public struct StoredConnectionWill: Sendable, Equatable {
     public var will: MQTTWill
 
     public init(clientID: String, token: Int64, will: MQTTWill) {
-        self.clientID = clientID
-        self.token = token
-        self.will = will
+        (self.clientID, self.token, self.will) = (clientID, token, will)
     }
 }
 
@@ -310,9 +286,7 @@ public struct StoredUser: Sendable, Equatable {
     public var scram: String?
 
     public init(username: String, passwordHash: String, scram: String? = nil) {
-        self.username = username
-        self.passwordHash = passwordHash
-        self.scram = scram
+        (self.username, self.passwordHash, self.scram) = (username, passwordHash, scram)
     }
 }
 

@@ -24,9 +24,7 @@ public struct SpooledBatch: Sendable {
     public var inDoubt: Bool
 
     public init(sequence: Int64, data: ByteBuffer, inDoubt: Bool = false) {
-        self.sequence = sequence
-        self.data = data
-        self.inDoubt = inDoubt
+        (self.sequence, self.data, self.inDoubt) = (sequence, data, inDoubt)
     }
 }
 

@@ -15,8 +15,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable, Value: Sen
         public var name: String
         public var filter: String
         public init(name: String, filter: String) {
-            self.name = name
-            self.filter = filter
+            (self.name, self.filter) = (name, filter)
         }
     }
 
