@@ -70,6 +70,8 @@ final class Publishing {
         }
         let placement = broker.peers.placeShared(message)
         let routed = route(message, now: now, sharedGroups: placement.selection)
+        // QoS 0 on a node alone: nothing goes to peers and no acknowledgement waits.
+        guard publish.packetID != nil || broker.cluster != nil else { return }
         var routing = AcceptedPublish(message: message, placement: placement, servedGroups: routed.servedGroups, matched: routed.delivered)
         // Other nodes' stored sessions: their rows commit with this message's (G1 across nodes).
         routing.remoteCopies = broker.cluster == nil ? [:] : broker.peers.routeToDirectory(message)
