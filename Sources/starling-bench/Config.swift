@@ -90,24 +90,17 @@ struct Counters: Sendable {
     var forwarded = 0
     var discarded = 0
 
+    /// The counters that add up across event loops (`lastReceive` takes the latest instead).
+    static var summed: [WritableKeyPath<Counters, Int>] {
+        [
+            \.connectAttempts, \.connected, \.connectFailed, \.subscribed, \.subscribeRefused, \.dropped, \.sent, \.acked, \.rejected,
+            \.inflight, \.received, \.duplicates, \.publishersDone, \.open, \.forwarded, \.discarded
+        ]
+    }
+
     mutating func add(_ o: Counters) {
-        connectAttempts += o.connectAttempts
-        connected += o.connected
-        connectFailed += o.connectFailed
-        subscribed += o.subscribed
-        subscribeRefused += o.subscribeRefused
-        dropped += o.dropped
-        sent += o.sent
-        acked += o.acked
-        rejected += o.rejected
-        inflight += o.inflight
-        received += o.received
-        duplicates += o.duplicates
-        publishersDone += o.publishersDone
+        for counter in Self.summed { self[keyPath: counter] += o[keyPath: counter] }
         lastReceive = max(lastReceive, o.lastReceive)
-        open += o.open
-        forwarded += o.forwarded
-        discarded += o.discarded
     }
 }
 
