@@ -20,15 +20,22 @@ struct DurabilityTests {
         }
     }
 
-    /// "sub" with a stored session (expiry 600 s) subscribed to s/# at QoS 2, and "pub", their
-    /// sessions committed.
-    static func qos2SubscriberAndPublisher(_ h: BrokerHarness, _ onLoop: Loop) async throws -> (BrokerHarness.Client, BrokerHarness.Client)
-    {
-        let sub = try await onLoop { h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0 }
-        try await onLoop { sub.subscribe("s/#", qos: .exactlyOnce) }
-        let publisher = try await onLoop { h.connect("pub").0 }
+    /// "sub" with a stored session (expiry 600 s) subscribed to s/# at QoS 2, and "pub"; on the
+    /// broker's loop.
+    static func qos2SubscriberAndPublisher(_ h: BrokerHarness) -> (subscriber: BrokerHarness.Client, publisher: BrokerHarness.Client) {
+        let subscriber = h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0
+        subscriber.subscribe("s/#", qos: .exactlyOnce)
+        _ = subscriber.take()
+        return (subscriber, h.connect("pub").0)
+    }
+
+    /// The same through `onLoop`, their sessions committed.
+    static func qos2SubscriberAndPublisher(_ h: BrokerHarness, _ onLoop: Loop) async throws -> (
+        subscriber: BrokerHarness.Client, publisher: BrokerHarness.Client
+    ) {
+        let clients = try await onLoop { qos2SubscriberAndPublisher(h) }
         try await h.broker.persistence!.drain().get()
-        return (sub, publisher)
+        return clients
     }
 
     static func withBroker(_ body: (BrokerHarness, InMemoryStore, _ onLoop: Loop) async throws -> Void) async throws {

@@ -314,20 +314,12 @@ struct FencingTests {
         return ids
     }
 
-    /// A QoS 2 subscriber connected here (its session claimed at epoch 5) and a publisher.
-    static func subscribed(_ h: BrokerHarness) -> (subscriber: BrokerHarness.Client, publisher: BrokerHarness.Client) {
-        let subscriber = h.connect("sub", cleanStart: false, properties: [.sessionExpiryInterval(600)]).0
-        subscriber.subscribe("s/#", qos: .exactlyOnce)
-        _ = subscriber.take()
-        return (subscriber, h.connect("pub").0)
-    }
-
     @Test(
         "G4, [MQTT-4.3.3]: a subscriber's PUBREC after a later claim of its session: no PUBREL and no \"released\" row (the new holder's PUBLISH, read as sent, completes the message once), the session let go"
     )
     func staleReleaseIsNotSent() async throws {
         try await Self.withClusterBroker { h, store, onLoop in
-            let (subscriber, publisher) = try await onLoop { Self.subscribed(h) }
+            let (subscriber, publisher) = try await onLoop { DurabilityTests.qos2SubscriberAndPublisher(h) }
             try await onLoop { publisher.publish("s/1", "m", qos: .exactlyOnce, id: 1) }
             try await h.broker.persistence!.drain().get()
             try await h.broker.persistence!.drain().get()
@@ -347,7 +339,7 @@ struct FencingTests {
     )
     func staleQoS2DeliveryIsNotSent() async throws {
         try await Self.withClusterBroker { h, store, onLoop in
-            let (subscriber, publisher) = try await onLoop { Self.subscribed(h) }
+            let (subscriber, publisher) = try await onLoop { DurabilityTests.qos2SubscriberAndPublisher(h) }
             try await h.broker.persistence!.drain().get()
             store.setClaimEpoch(6, of: "sub")
             try await onLoop { publisher.publish("s/1", "m", qos: .exactlyOnce, id: 1) }
