@@ -36,18 +36,13 @@ def client(cluster, node, client_id, protocol=V5, clean=True):
     return Client.connected(cluster[node], client_id=client_id, protocol=protocol, clean=clean)
 
 
-def stored_session(node, client_id, expiry):
-    """A 5.0 client that keeps its session (`expiry`: the CONNECT's properties), connected."""
-    c = Client(node, client_id=client_id, protocol=V5, clean=False)
-    c.connect(properties=expiry)
-    return c
-
-
-def resumed_elsewhere(node, client_id, expiry):
-    """`client_id` connects to `node` (5.0, Clean Start 0) and finds its session there."""
+def stored_session(node, client_id, expiry, resumed=False):
+    """A 5.0 client that keeps its session (`expiry`: the CONNECT's properties), connected;
+    with `resumed`, it finds its session there (session present)."""
     c = Client(node, client_id=client_id, protocol=V5, clean=False)
     flags, _, _ = c.connect(properties=expiry)
-    assert flags.session_present
+    if resumed:
+        assert flags.session_present
     return c
 
 
@@ -618,7 +613,7 @@ def test_a_frozen_owner_wakes_to_find_its_session_taken():
         old.subscribe("fence/#", qos=1)
         c["n1"].process.send_signal(signal.SIGSTOP)
         try:
-            new = resumed_elsewhere(c["n2"], "frozen", expiry)
+            new = stored_session(c["n2"], "frozen", expiry, resumed=True)
             p = client(c, "n3", "fence-pub")
             p.publish("fence/t", b"to n2", qos=1)
             assert new.message().payload == b"to n2"
@@ -681,7 +676,7 @@ def test_a_dead_nodes_wills_are_published_once_by_a_survivor():
         c["n2"].process.wait()
         for d in doomed:
             d.client.loop_stop()
-        back = resumed_elsewhere(c["n3"], "returns", expiry)
+        back = stored_session(c["n3"], "returns", expiry, resumed=True)
         got = sorted(watcher.message(timeout=30).topic for _ in range(4))
         assert got == ["wills/clean-v311", "wills/clean-v5", "wills/doomed-v311", "wills/doomed-v5"]
         watcher.no_message()
@@ -837,7 +832,7 @@ def test_a_node_cut_off_from_postgresql_is_the_one_that_stops_serving():
         assert c["n3"].wait_for_log(["MQTT listeners closed"])
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", c["n3"].port), timeout=5).close()
-        new = resumed_elsewhere(c["n1"], "cut-off", expiry)
+        new = stored_session(c["n1"], "cut-off", expiry, resumed=True)
         p = client(c, "n2", "cut-pub")
         p.publish("cut/t", b"after the cut", qos=1)
         assert new.message().payload == b"after the cut"
